@@ -1,0 +1,173 @@
+# SPDX-License-Identifier: BSD-2-Clause
+# hoptrace: one Makefile, out-of-tree build in $(OUT). `make V=1` shows commands.
+# Fresh machines: use ./build.sh, which installs the Debian packages this needs first.
+
+OUT ?= build
+CC ?= cc
+CLANG ?= clang
+BPFTOOL ?= $(shell command -v bpftool 2>/dev/null || echo /usr/sbin/bpftool)
+PROTOC_C ?= protoc-c
+PKG_CONFIG ?= pkg-config
+VMLINUX_H ?= $(OUT)/vmlinux.h
+prefix ?= /usr/local
+DESTDIR ?=
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+ifeq ($(V),1)
+Q =
+msg =
+else
+Q = @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+GEN := $(OUT)/gen
+
+# ---- userspace flags ------------------------------------------------------------
+LIBS := $(shell $(PKG_CONFIG) --libs libbpf libprotobuf-c libcurl zlib 2>/dev/null) -lelf -lz -lpthread
+WARN := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers
+CPPFLAGS += -Iinclude -Iagent -I$(GEN) -D_GNU_SOURCE -DHOPTRACE_VERSION='"$(VERSION)"'
+CFLAGS ?= -O2 -g
+CFLAGS += -std=c11 $(WARN) -MMD -MP -fno-strict-aliasing
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+# ---- sources --------------------------------------------------------------------
+BPF_SRCS := $(wildcard bpf/*.bpf.c)
+BPF_OBJS := $(patsubst bpf/%.bpf.c,$(OUT)/bpf/%.bpf.o,$(BPF_SRCS))
+SKELS := $(patsubst bpf/%.bpf.c,$(GEN)/%.skel.h,$(BPF_SRCS))
+PROTOS := $(shell find proto -name '*.proto' 2>/dev/null | sort)
+PROTO_C := $(patsubst proto/%.proto,$(GEN)/%.pb-c.c,$(PROTOS))
+PROTO_H := $(PROTO_C:.c=.h)
+LIB_SRCS := $(filter-out agent/main.c,$(sort $(wildcard agent/*.c agent/export/*.c)))
+TOOL_SRCS := $(wildcard tools/*.c)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+
+# Two builds of the userspace code: release and ASan/UBSan (used by the test suite).
+define objs_of
+$(patsubst %.c,$(OUT)/$(1)/%.o,$(2))
+endef
+REL_LIB_OBJS := $(call objs_of,rel,$(LIB_SRCS)) $(patsubst $(GEN)/%.c,$(OUT)/rel/gen/%.o,$(PROTO_C))
+SAN_LIB_OBJS := $(call objs_of,san,$(LIB_SRCS)) $(patsubst $(GEN)/%.c,$(OUT)/san/gen/%.o,$(PROTO_C))
+
+TOOLS := $(patsubst tools/%.c,$(OUT)/%,$(TOOL_SRCS))
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(OUT)/san/tests/%,$(UNIT_SRCS))
+
+.DELETE_ON_ERROR:
+.SECONDARY:
+.PHONY: all run test unit-test bpf-test integration-test asan bench fuzz lint install clean deps
+
+all: $(OUT)/hoptrace $(TOOLS)
+
+asan: $(OUT)/san/hoptrace $(patsubst tools/%.c,$(OUT)/san/%,$(TOOL_SRCS))
+
+# ---- BPF ------------------------------------------------------------------------
+$(OUT)/vmlinux.h:
+	$(call msg,GEN,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Wextra -Werror \
+	-Wno-unused-parameter -Wno-missing-field-initializers -Iinclude -Ibpf -I$(dir $(VMLINUX_H))
+
+$(OUT)/bpf/%.bpf.o: bpf/%.bpf.c $(VMLINUX_H)
+	$(call msg,BPF,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -MMD -MP -c $< -o $@
+
+$(GEN)/%.skel.h: $(OUT)/bpf/%.bpf.o
+	$(call msg,SKEL,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(BPFTOOL) gen skeleton $< > $@.tmp && mv $@.tmp $@
+
+# ---- protobuf (OTLP) ------------------------------------------------------------
+$(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: proto/%.proto
+	$(call msg,PROTOC,$<)
+	$(Q)mkdir -p $(GEN)
+	$(Q)$(PROTOC_C) --proto_path=proto --c_out=$(GEN) $<
+
+# ---- userspace ------------------------------------------------------------------
+GENERATED := $(SKELS) $(PROTO_H)
+
+$(OUT)/rel/%.o: %.c | $(GENERATED)
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(OUT)/san/%.o: %.c | $(GENERATED)
+	$(call msg,CC-SAN,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(SAN_FLAGS) -c $< -o $@
+
+# generated protobuf-c code is not ours: no -Werror on it
+$(OUT)/rel/gen/%.o: $(GEN)/%.c
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CPPFLAGS) -O2 -g -c $< -o $@
+
+$(OUT)/san/gen/%.o: $(GEN)/%.c
+	$(call msg,CC-SAN,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CPPFLAGS) $(SAN_FLAGS) -c $< -o $@
+
+$(OUT)/rel/libhoptrace.a: $(REL_LIB_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(OUT)/san/libhoptrace.a: $(SAN_LIB_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(OUT)/hoptrace: $(OUT)/rel/agent/main.o $(OUT)/rel/libhoptrace.a
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $^ $(LIBS) -o $@
+
+$(OUT)/san/hoptrace: $(OUT)/san/agent/main.o $(OUT)/san/libhoptrace.a
+	$(call msg,LD-SAN,$@)
+	$(Q)$(CC) $(CFLAGS) $(SAN_FLAGS) $^ $(LIBS) -o $@
+
+$(OUT)/%: $(OUT)/rel/tools/%.o $(OUT)/rel/libhoptrace.a
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $^ $(LIBS) -o $@
+
+$(OUT)/san/%: $(OUT)/san/tools/%.o $(OUT)/san/libhoptrace.a
+	$(call msg,LD-SAN,$@)
+	$(Q)$(CC) $(CFLAGS) $(SAN_FLAGS) $^ $(LIBS) -o $@
+
+$(OUT)/san/tests/%: $(OUT)/san/tests/unit/%.o $(OUT)/san/libhoptrace.a
+	$(call msg,LD-SAN,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) $(SAN_FLAGS) $^ -lcmocka $(LIBS) -o $@
+
+# ---- running and testing --------------------------------------------------------
+RUN_ARGS ?=
+run: $(OUT)/hoptrace
+	$(OUT)/hoptrace $(RUN_ARGS)
+
+unit-test: $(UNIT_TESTS)
+	$(Q)tests/run-unit.sh $(UNIT_TESTS)
+
+bpf-test: $(OUT)/hoptrace
+	$(Q)$(OUT)/hoptrace --self-test
+
+integration-test: asan all
+	$(Q)python3 tests/integration/run.py --agent $(OUT)/san/hoptrace --build $(OUT)
+
+test: all asan
+	$(Q)tests/run-all.sh $(OUT)
+
+bench: all
+	$(Q)tests/bench/run.sh $(OUT)
+
+lint:
+	$(Q)clang-format --dry-run --Werror agent/*.c agent/*.h bpf/*.c bpf/*.h tools/*.c include/hoptrace/*.h
+
+install: all
+	install -d $(DESTDIR)$(prefix)/bin
+	install -m 0755 $(OUT)/hoptrace $(DESTDIR)$(prefix)/bin/hoptrace
+	for t in $(TOOLS); do install -m 0755 $$t $(DESTDIR)$(prefix)/bin/; done
+
+clean:
+	rm -rf $(OUT)
+
+-include $(shell find $(OUT) -name '*.d' 2>/dev/null)

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Where finished spans go. One sink is active per run (waterfall, json or otlp). Sinks are
+ * called from the event loop thread only; a sink that does I/O that may block (OTLP) hands
+ * spans to its own thread.
+ */
+#ifndef HOPTRACE_SINK_H
+#define HOPTRACE_SINK_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+struct span;
+
+struct sink {
+	const char *name;
+	/* Take ownership of a finished span. */
+	void (*emit)(struct sink *sk, struct span *s);
+	/* Called from the loop's timer (about every 100 ms); now is CLOCK_MONOTONIC ns. */
+	void (*tick)(struct sink *sk, uint64_t now_ns);
+	/* Flush everything held (shutdown), waiting at most deadline_ms. */
+	void (*flush)(struct sink *sk, int deadline_ms);
+	/* Print the sink's counters for the exit summary. */
+	void (*print_stats)(struct sink *sk, FILE *out);
+	/* Free the sink. */
+	void (*destroy)(struct sink *sk);
+};
+
+/* One JSON object per span per line on out (schema in README "JSON output"). */
+struct sink *sink_json_new(FILE *out);
+/* Traces printed as waterfalls on out once quiet for quiet_ms; color if use_color. */
+struct sink *sink_waterfall_new(FILE *out, int quiet_ms, int use_color);
+
+#endif

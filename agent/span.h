@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * A finished span, as handed to the sinks (waterfall, JSON, OTLP). Self-contained: no
+ * pointers into connection state, so a sink may keep it or pass it to another thread.
+ * Attributes use OpenTelemetry semantic-convention names; keys are string literals with
+ * static storage, string values live in the span's own buffer.
+ */
+#ifndef HOPTRACE_SPAN_H
+#define HOPTRACE_SPAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct resource;
+
+/* Numbering as in OTLP's Span.SpanKind and Status.StatusCode. */
+enum span_kind {
+	SPAN_KIND_SERVER = 2,
+	SPAN_KIND_CLIENT = 3,
+};
+
+enum span_status {
+	SPAN_STATUS_UNSET = 0,
+	SPAN_STATUS_OK = 1,
+	SPAN_STATUS_ERROR = 2,
+};
+
+enum span_attr_type {
+	SPAN_ATTR_STR = 0,
+	SPAN_ATTR_INT = 1,
+	SPAN_ATTR_BOOL = 2,
+};
+
+#define SPAN_MAX_ATTRS 24
+#define SPAN_STRBUF 1536
+#define SPAN_NAME_MAX 128
+#define SPAN_MAX_LINKS 2
+
+struct span_attr {
+	const char *key; /* static string */
+	uint8_t type;	 /* enum span_attr_type */
+	uint16_t off;	 /* SPAN_ATTR_STR: value at strbuf + off */
+	uint16_t len;	 /* SPAN_ATTR_STR: value length */
+	int64_t ival;	 /* SPAN_ATTR_INT / SPAN_ATTR_BOOL */
+};
+
+/* A link to another span (repaired or ambiguous parentage). */
+struct span_link {
+	uint8_t trace_id[16];
+	uint8_t span_id[8];
+	const char *reason; /* static string, exported as attribute hoptrace.link.reason */
+};
+
+struct span {
+	uint8_t trace_id[16];
+	uint8_t span_id[8];
+	uint8_t parent_span_id[8]; /* all zero: root span */
+	uint8_t trace_flags;	   /* W3C trace-flags (sampled bit) */
+	uint8_t kind;		   /* enum span_kind */
+	uint8_t status;		   /* enum span_status */
+	uint8_t nlinks;
+	uint32_t pid;
+	uint32_t tid;
+	uint64_t start_unix_ns;
+	uint64_t end_unix_ns;
+	struct resource *resource; /* counted reference, released by span_free */
+	char name[SPAN_NAME_MAX];  /* "METHOD path" */
+	char status_message[64];
+	char tracestate[512 + 1];  /* W3C tracestate to propagate, may be empty */
+	struct span_link links[SPAN_MAX_LINKS];
+	unsigned nattrs;
+	struct span_attr attrs[SPAN_MAX_ATTRS];
+	uint16_t strbuf_used;
+	char strbuf[SPAN_STRBUF];
+};
+
+/* Allocate a zeroed span. Returns NULL on allocation failure. */
+struct span *span_new(void);
+/* Free a span and drop its resource reference. NULL is ignored. */
+void span_free(struct span *s);
+
+/* Add a string attribute (value copied, truncated to what fits). Returns 0 or -ENOSPC. */
+int span_set_str(struct span *s, const char *key, const char *val, size_t len);
+/* Add an integer attribute. Returns 0 or -ENOSPC. */
+int span_set_int(struct span *s, const char *key, int64_t val);
+/* Add a boolean attribute. Returns 0 or -ENOSPC. */
+int span_set_bool(struct span *s, const char *key, bool val);
+/* The value of a string attribute. */
+static inline const char *span_attr_str(const struct span *s, const struct span_attr *a)
+{
+	return s->strbuf + a->off;
+}
+/* Find an attribute by key, NULL if absent. */
+const struct span_attr *span_find_attr(const struct span *s, const char *key);
+/* Add a link; returns 0 or -ENOSPC. */
+int span_add_link(struct span *s, const uint8_t trace_id[16], const uint8_t span_id[8],
+		  const char *reason);
+
+/* Fill buf with n bytes from the CSPRNG (getrandom, pooled). Never all-zero for n >= 8. */
+void span_random_id(uint8_t *buf, size_t n);
+
+#endif

@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The kernel <-> userspace ABI of hoptrace: every record the BPF programs put in the
+ * ring buffer, the stats counters and the configuration maps. Both sides include this
+ * file and nothing else defines these layouts.
+ *
+ * Records use fixed-width fields, largest first, with explicit padding; each starts with
+ * a __u32 kind from enum ht_event_kind.
+ */
+#ifndef HOPTRACE_EVENTS_H
+#define HOPTRACE_EVENTS_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* Largest per-event payload copy the BPF object is compiled for. The effective capture
+ * size is a load-time setting (power of two, <= this). */
+#define HT_MAX_CAPTURE 16384
+#define HT_DEFAULT_CAPTURE 4096
+/* How many bytes after a start line are captured in full as a possible header block,
+ * across several reads or writes of the same direction. */
+#define HT_HEADER_WINDOW 16384
+/* Bytes copied from the head of a body read/write: enough for a chunk-size line. */
+#define HT_BODY_PEEK 64
+/* Bytes copied from the tail of a partly captured read/write: enough for the
+ * terminating "0\r\n\r\n" of a chunked body. */
+#define HT_TAIL_BYTES 8
+/* Unclassified reads/writes allowed before a connection is declared not HTTP. Connections
+ * that predate the agent may start mid-body. */
+#define HT_CLASSIFY_TRIES 64
+#define HT_MAX_IOVECS 8
+#define HT_COMM_LEN 16
+
+#define HT_DEFAULT_RINGBUF_BYTES (16u << 20)
+#define HT_MAX_SELECTED 1024
+
+enum ht_event_kind {
+	HT_EV_DATA = 1,	   /* bytes read from or written to an HTTP socket */
+	HT_EV_CLOSE = 2,   /* an HTTP socket left the established state */
+	HT_EV_EXIT = 3,	   /* a process (thread group) exited */
+	HT_EV_FORK = 4,	   /* a thread or process was created by a traced task */
+	HT_EV_EXEC = 5,	   /* a process exec'd a new image */
+};
+
+enum ht_dir {
+	HT_DIR_INGRESS = 0, /* bytes received by the traced process */
+	HT_DIR_EGRESS = 1,  /* bytes sent by the traced process */
+};
+
+/* ht_data_event.flags */
+enum ht_data_flags {
+	HT_DATA_TRUNCATED = 1 << 0,  /* cap_len < len: bytes between payload and tail not copied */
+	HT_DATA_READ_FAULT = 1 << 1, /* bpf_probe_read_user failed, payload missing */
+	HT_DATA_EOF = 1 << 2,	     /* a read returned 0: the peer closed its side */
+	HT_DATA_TAIL = 1 << 3,	     /* tail[] holds the last tail_len bytes of the I/O */
+	HT_DATA_TLS = 1 << 4,	     /* plaintext from a TLS library, not the socket */
+};
+
+/* ht_stat index: per-CPU counters, summed by userspace. */
+enum ht_stat {
+	HT_STAT_EVENTS = 0,	    /* records written to the ring buffer */
+	HT_STAT_RINGBUF_FULL,	    /* records lost: ring buffer reserve/output failed */
+	HT_STAT_READ_FAULT,	    /* user buffer could not be read */
+	HT_STAT_STORAGE_FULL,	    /* socket storage could not be created */
+	HT_STAT_NOT_HTTP,	    /* connections classified as not HTTP */
+	HT_STAT_SOCKET_IO,	    /* TCP socket reads/writes seen after selection */
+	HT_STAT_PEEK_SKIPPED,	    /* MSG_PEEK reads ignored (data read again later) */
+	HT_STAT_NO_SYSCALL,	    /* socket I/O not made by a known syscall (io_uring, kernel) */
+	HT_STAT_MAP_FULL,	    /* other map updates that failed */
+	HT_STAT__COUNT,
+};
+
+/* Local/remote endpoints as the traced process sees them. IPv4 is stored as
+ * IPv4-mapped IPv6 (::ffff:a.b.c.d) so both families share one layout. */
+struct ht_tuple {
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u16 lport; /* host byte order */
+	__u16 rport; /* host byte order */
+	__u16 family;
+	__u16 _pad;
+};
+_Static_assert(sizeof(struct ht_tuple) == 40, "ht_tuple layout");
+
+struct ht_data_event {
+	__u32 kind; /* HT_EV_DATA */
+	__u32 tgid;
+	__u64 ts_ns;	     /* CLOCK_MONOTONIC (bpf_ktime_get_ns) when the I/O completed */
+	__u64 cookie;	     /* socket cookie: the connection identity */
+	__u64 pos;	     /* stream offset of the first byte of this I/O, per direction */
+	__u64 proc_start_ns; /* start time of the thread group leader: process identity */
+	struct ht_tuple tuple;
+	__u32 tid;
+	__s32 fd;
+	__u32 len;	/* bytes transferred by the I/O */
+	__u32 cap_len;	/* bytes of payload[] that follow */
+	__u16 flags;	/* enum ht_data_flags */
+	__u8 dir;	/* enum ht_dir */
+	__u8 tail_len;	/* valid bytes in tail[] */
+	__u8 _pad[4];
+	char comm[HT_COMM_LEN]; /* thread group leader's comm */
+	__u8 tail[HT_TAIL_BYTES];
+	__u8 payload[];
+};
+_Static_assert(sizeof(struct ht_data_event) == 128, "ht_data_event layout");
+
+struct ht_close_event {
+	__u32 kind; /* HT_EV_CLOSE */
+	__u32 tgid; /* last tgid that did I/O on the socket */
+	__u64 ts_ns;
+	__u64 cookie;
+	__u64 rd_pos; /* bytes received when it closed */
+	__u64 wr_pos; /* bytes sent when it closed */
+	__u32 old_state;
+	__u32 new_state;
+};
+_Static_assert(sizeof(struct ht_close_event) == 48, "ht_close_event layout");
+
+/* HT_EV_EXIT, HT_EV_FORK and HT_EV_EXEC share one record. */
+struct ht_task_event {
+	__u32 kind;
+	__u32 tgid; /* FORK: parent tgid; EXIT/EXEC: the process */
+	__u64 ts_ns;
+	__u64 proc_start_ns;
+	__u32 tid;	   /* FORK: parent tid */
+	__u32 child_tgid;  /* FORK only */
+	__u32 child_tid;   /* FORK only */
+	__u32 _pad;
+	char comm[HT_COMM_LEN];
+};
+_Static_assert(sizeof(struct ht_task_event) == 56, "ht_task_event layout");
+
+/* Per-socket state kept in socket local storage (freed with the socket). */
+enum ht_proto {
+	HT_PROTO_UNKNOWN = 0,
+	HT_PROTO_HTTP1 = 1,
+	HT_PROTO_OTHER = 2,
+};
+
+#endif /* HOPTRACE_EVENTS_H */
