@@ -35,7 +35,8 @@ SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sa
 # ---- sources --------------------------------------------------------------------
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,$(OUT)/bpf/%.bpf.o,$(BPF_SRCS))
-SKELS := $(patsubst bpf/%.bpf.c,$(GEN)/%.skel.h,$(BPF_SRCS))
+# every bpf/*.bpf.c is linked into one object (shared maps resolve to one instance)
+SKELS := $(GEN)/hoptrace.skel.h
 PROTOS := $(shell find proto -name '*.proto' 2>/dev/null | sort)
 PROTO_C := $(patsubst proto/%.proto,$(GEN)/%.pb-c.c,$(PROTOS))
 PROTO_H := $(PROTO_C:.c=.h)
@@ -75,10 +76,14 @@ $(OUT)/bpf/%.bpf.o: bpf/%.bpf.c $(VMLINUX_H)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -MMD -MP -c $< -o $@
 
-$(GEN)/%.skel.h: $(OUT)/bpf/%.bpf.o
+$(OUT)/bpf/hoptrace.o: $(BPF_OBJS)
+	$(call msg,BPFLINK,$@)
+	$(Q)$(BPFTOOL) gen object $@ $^
+
+$(GEN)/hoptrace.skel.h: $(OUT)/bpf/hoptrace.o
 	$(call msg,SKEL,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(BPFTOOL) gen skeleton $< > $@.tmp && mv $@.tmp $@
+	$(Q)$(BPFTOOL) gen skeleton $< name hoptrace_bpf > $@.tmp && mv $@.tmp $@
 
 # ---- protobuf (OTLP) ------------------------------------------------------------
 $(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: proto/%.proto

@@ -108,19 +108,22 @@ struct http1_parser {
 	enum http1_state state;
 	const struct http1_callbacks *cb;
 	void *ctx;
-	uint64_t body_left;    /* BODY_LEN / CHUNK_DATA: bytes left */
-	uint64_t msg_tag;      /* start_tag of the message in progress */
-	uint64_t last_tag;     /* tag of the last feed */
-	bool io_start;	       /* next byte fed is the first byte of an I/O */
-	uint8_t lost_tail[8];  /* CHUNK_LOST: last bytes seen, to find "0\r\n\r\n" */
-	uint8_t lost_tail_len;
-	uint32_t line_len;     /* CHUNK_SIZE/TRAILER: bytes in the current line */
-	uint64_t chunk_size;
+	uint64_t body_left;   /* BODY_LEN / CHUNK_DATA: bytes left */
+	uint64_t msg_tag;     /* start_tag of the message in progress */
+	uint64_t last_tag;    /* tag of the last feed or gap */
+	uint64_t lost_window; /* CHUNK_LOST: last bytes seen since the last gap, newest lowest */
+	uint8_t lost_len;     /* CHUNK_LOST: bytes in lost_window, at most 8 */
+	uint8_t eoh;	      /* HEAD: progress towards the empty line ending the block */
+	bool start_pending;   /* HEAD: the bytes so far are only a prefix of a start line */
+	uint8_t chunk_part;   /* CHUNK_SIZE: size digits, whitespace or extensions */
 	bool chunk_size_digits;
-	bool chunk_ext;
-	size_t hdr_len;	       /* bytes in hdr */
-	size_t hdr_cap;	       /* allocated size of hdr, 0 when not allocated */
-	char *hdr;	       /* head bytes carried over between feeds */
+	bool saw_cr;	      /* CHUNK_*: a CR was seen, a LF must follow */
+	uint32_t line_len;    /* CHUNK_SIZE/TRAILER: bytes in the current line */
+	uint32_t trailer_len; /* CHUNK_TRAILER: bytes of the trailer section */
+	uint64_t chunk_size;
+	size_t hdr_len;	      /* bytes in hdr */
+	size_t hdr_cap;	      /* allocated size of hdr, 0 when not allocated */
+	char *hdr;	      /* head bytes carried over between feeds */
 };
 
 /* Prepare a parser for one direction. kind says what the stream carries. */

@@ -94,14 +94,14 @@ struct ht_data_event {
 	__u32 tid;
 	__s32 fd;
 	__u32 len;	/* bytes transferred by the I/O */
-	__u32 cap_len;	/* bytes of payload[] that follow */
+	__u32 cap_len;	/* bytes of payload that follow the record */
 	__u16 flags;	/* enum ht_data_flags */
 	__u8 dir;	/* enum ht_dir */
 	__u8 tail_len;	/* valid bytes in tail[] */
 	__u8 _pad[4];
 	char comm[HT_COMM_LEN]; /* thread group leader's comm */
 	__u8 tail[HT_TAIL_BYTES];
-	__u8 payload[];
+	/* cap_len bytes of payload follow the record */
 };
 _Static_assert(sizeof(struct ht_data_event) == 128, "ht_data_event layout");
 
@@ -126,7 +126,7 @@ struct ht_task_event {
 	__u32 tid;	   /* FORK: parent tid */
 	__u32 child_tgid;  /* FORK only */
 	__u32 child_tid;   /* FORK only */
-	__u32 _pad;
+	__u32 group_dead;  /* EXIT: the last thread of the process exited */
 	char comm[HT_COMM_LEN];
 };
 _Static_assert(sizeof(struct ht_task_event) == 56, "ht_task_event layout");

@@ -1,0 +1,500 @@
+// SPDX-License-Identifier: BSD-2-Clause
+#include "conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "exchange.h"
+#include "http1.h"
+#include "log.h"
+#include "resource.h"
+#include "sink.h"
+#include "span.h"
+#include "stats.h"
+
+#define CONN_TABLE_MAX 65536
+#define CONN_MAX_PENDING 32
+
+enum conn_role {
+	ROLE_UNKNOWN = 0,
+	ROLE_SERVER = 1, /* accepted side: requests come in */
+	ROLE_CLIENT = 2, /* connected side: requests go out */
+};
+
+struct conn;
+
+/* Parser callback context: which connection, which direction. */
+struct conn_dir {
+	struct conn *c;
+	uint8_t dir;
+};
+
+struct conn {
+	struct tracker *t;
+	uint64_t cookie;
+	struct conn_info info;
+	uint8_t role;
+	bool interim_response;	/* the response being completed is a 1xx */
+	bool orphan_response;	/* the response being parsed answers no request we saw */
+	bool have_pos[2];
+	uint64_t next_pos[2];	/* next expected stream position per direction */
+	uint64_t last_ts[2];	/* time of the last I/O per direction */
+	uint64_t last_activity; /* monotonic ns */
+	struct conn_dir dctx[2];
+	struct http1_parser parser[2];
+	unsigned qhead, qlen; /* FIFO of requests waiting for their response */
+	struct exchange *queue[CONN_MAX_PENDING];
+};
+
+static const struct http1_callbacks parser_callbacks;
+
+/* ---- connection table -------------------------------------------------------------- */
+
+static struct conn *conn_create(struct tracker *t, const struct ht_data_event *ev)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->t = t;
+	c->cookie = ev->cookie;
+	c->info.tgid = ev->tgid;
+	c->info.proc_start_ns = ev->proc_start_ns;
+	c->info.fd = ev->fd;
+	c->info.tuple = ev->tuple;
+	memcpy(c->info.comm, ev->comm, sizeof(c->info.comm));
+	c->info.comm[sizeof(c->info.comm) - 1] = '\0';
+	for (int d = 0; d < 2; d++) {
+		c->dctx[d].c = c;
+		c->dctx[d].dir = (uint8_t)d;
+	}
+	if (u64map_put(&t->conns, c->cookie, c)) {
+		STAT_INC(drop_conn_table_full);
+		free(c);
+		return NULL;
+	}
+	STAT_INC(conns_http);
+	return c;
+}
+
+static struct exchange *queue_front(struct conn *c)
+{
+	return c->qlen ? c->queue[c->qhead] : NULL;
+}
+
+static struct exchange *queue_pop(struct conn *c)
+{
+	struct exchange *ex = queue_front(c);
+
+	if (ex) {
+		c->qhead = (c->qhead + 1) % CONN_MAX_PENDING;
+		c->qlen--;
+	}
+	return ex;
+}
+
+static int queue_push(struct conn *c, struct exchange *ex)
+{
+	if (c->qlen == CONN_MAX_PENDING)
+		return -ENOSPC;
+	c->queue[(c->qhead + c->qlen) % CONN_MAX_PENDING] = ex;
+	c->qlen++;
+	return 0;
+}
+
+/* End every request still waiting on c with an error saying why. */
+static void conn_fail_pending(struct conn *c, uint64_t end_ns, const char *why)
+{
+	struct exchange *ex;
+
+	while ((ex = queue_pop(c))) {
+		STAT_INC(spans_error_incomplete);
+		exchange_finish(c->t, ex, end_ns, why);
+	}
+}
+
+static void conn_free(struct tracker *t, struct conn *c)
+{
+	u64map_del(&t->conns, c->cookie);
+	for (int d = 0; d < 2; d++)
+		http1_parser_free(&c->parser[d]);
+	free(c);
+}
+
+/* ---- roles and streams ------------------------------------------------------------- */
+
+/* The first start line seen decides the role: a request received means we are the server
+ * side of this socket, a request sent means the client side (and likewise for responses). */
+static bool conn_assign_role(struct conn *c, const struct ht_data_event *ev,
+			     const uint8_t *payload)
+{
+	enum http1_kind kind;
+	uint8_t req_dir;
+
+	if (!ev->cap_len || !http1_looks_like_start(payload, ev->cap_len, &kind))
+		return false;
+	if ((ev->dir == HT_DIR_INGRESS) == (kind == HTTP1_REQUEST))
+		c->role = ROLE_SERVER;
+	else
+		c->role = ROLE_CLIENT;
+	req_dir = c->role == ROLE_SERVER ? HT_DIR_INGRESS : HT_DIR_EGRESS;
+	http1_parser_init(&c->parser[req_dir], HTTP1_REQUEST, &parser_callbacks,
+			  &c->dctx[req_dir]);
+	http1_parser_init(&c->parser[!req_dir], HTTP1_RESPONSE, &parser_callbacks,
+			  &c->dctx[!req_dir]);
+	return true;
+}
+
+static void feed_captured(struct http1_parser *p, const struct ht_data_event *ev,
+			  const uint8_t *payload)
+{
+	uint64_t rest = ev->len > ev->cap_len ? ev->len - ev->cap_len : 0;
+
+	if (ev->cap_len)
+		http1_parser_feed(p, payload, ev->cap_len, true, ev->ts_ns);
+	if (!rest)
+		return;
+	/* the middle of the I/O was not copied; its last bytes may have been */
+	if ((ev->flags & HT_DATA_TAIL) && ev->tail_len && ev->tail_len <= rest) {
+		http1_parser_gap(p, rest - ev->tail_len, ev->ts_ns);
+		http1_parser_feed(p, ev->tail, ev->tail_len, false, ev->ts_ns);
+	} else {
+		http1_parser_gap(p, rest, ev->ts_ns);
+	}
+}
+
+static void conn_feed(struct conn *c, const struct ht_data_event *ev, const uint8_t *payload)
+{
+	uint8_t d = ev->dir & 1;
+	struct http1_parser *p = &c->parser[d];
+
+	if (!c->have_pos[d]) {
+		c->have_pos[d] = true;
+		c->next_pos[d] = ev->pos;
+	}
+	if (ev->pos < c->next_pos[d]) {
+		STAT_INC(drop_out_of_order);
+		return;
+	}
+	if (ev->pos > c->next_pos[d])
+		http1_parser_gap(p, ev->pos - c->next_pos[d], ev->ts_ns);
+	if (ev->flags & HT_DATA_READ_FAULT)
+		http1_parser_gap(p, ev->len, ev->ts_ns);
+	else
+		feed_captured(p, ev, payload);
+	c->next_pos[d] = ev->pos + ev->len;
+	c->last_ts[d] = ev->ts_ns;
+}
+
+/* ---- parser callbacks -------------------------------------------------------------- */
+
+static enum http1_body_rule on_request_head(struct conn *c, const struct http1_head *h)
+{
+	struct tracker *t = c->t;
+	struct exchange *ex;
+
+	if (c->role == ROLE_SERVER)
+		ex = exchange_start_server(t, &c->info, h, t->cur_tid);
+	else
+		ex = exchange_start_client(t, &c->info, h, t->cur_tid);
+	if (!ex)
+		return HTTP1_BODY_AUTO;
+	if (queue_push(c, ex)) {
+		STAT_INC(drop_pending_overflow);
+		exchange_discard(t, ex);
+	}
+	return HTTP1_BODY_AUTO;
+}
+
+static enum http1_body_rule on_response_head(struct conn *c, const struct http1_head *h)
+{
+	struct exchange *ex = queue_front(c);
+
+	if (!ex) {
+		/* the agent started between request and response, or the request was lost */
+		STAT_INC(drop_response_unmatched);
+		c->orphan_response = true;
+		return HTTP1_BODY_AUTO;
+	}
+	if (h->status == 101) {
+		/* protocol switch (websocket...): the exchange ends here, the rest is opaque */
+		exchange_set_status(ex, h->status);
+		exchange_finish(c->t, queue_pop(c), c->t->cur_ts, NULL);
+		return HTTP1_BODY_TUNNEL;
+	}
+	if (h->status < 200) {
+		c->interim_response = true; /* 100 Continue and friends: the real answer follows */
+		return HTTP1_BODY_NONE;
+	}
+	exchange_set_status(ex, h->status);
+	if (ex->is_connect && h->status < 300) {
+		exchange_finish(c->t, queue_pop(c), c->t->cur_ts, NULL);
+		return HTTP1_BODY_TUNNEL;
+	}
+	return ex->is_head ? HTTP1_BODY_NONE : HTTP1_BODY_AUTO;
+}
+
+static enum http1_body_rule on_head(void *ctx, const struct http1_head *h)
+{
+	struct conn_dir *cd = ctx;
+
+	if (h->kind == HTTP1_REQUEST)
+		return on_request_head(cd->c, h);
+	return on_response_head(cd->c, h);
+}
+
+static void on_complete(void *ctx, enum http1_kind kind, uint64_t end_tag)
+{
+	struct conn *c = ((struct conn_dir *)ctx)->c;
+	struct exchange *ex;
+
+	if (kind == HTTP1_REQUEST)
+		return;
+	if (c->interim_response) {
+		c->interim_response = false;
+		return;
+	}
+	if (c->orphan_response) {
+		c->orphan_response = false;
+		return;
+	}
+	ex = queue_pop(c);
+	if (ex)
+		exchange_finish(c->t, ex, end_tag, NULL);
+}
+
+static void count_parse_error(enum http1_error err)
+{
+	switch (err) {
+	case HTTP1_ERR_GAP_IN_HEADERS:
+		STAT_INC(drop_gap_in_headers);
+		break;
+	case HTTP1_ERR_HEADER_TOO_LARGE:
+		STAT_INC(drop_header_too_large);
+		break;
+	case HTTP1_ERR_NOT_HTTP:
+		break; /* joined mid-stream: expected once per pre-existing connection */
+	default:
+		STAT_INC(drop_parse_error);
+	}
+}
+
+static void on_error(void *ctx, enum http1_error err)
+{
+	struct conn_dir *cd = ctx;
+	struct conn *c = cd->c;
+	struct exchange *ex = queue_front(c);
+
+	count_parse_error(err);
+	c->interim_response = false;
+	c->orphan_response = false;
+	if (c->parser[cd->dir].kind != HTTP1_RESPONSE || !ex)
+		return;
+	/* the answer to the oldest request was lost or broken: end that request now rather
+	 * than pair its successors with the wrong responses */
+	if (ex->status)
+		exchange_finish(c->t, queue_pop(c), c->last_ts[cd->dir], NULL);
+	else if (err != HTTP1_ERR_NOT_HTTP)
+		exchange_finish(c->t, queue_pop(c), c->last_ts[cd->dir],
+				"response could not be parsed");
+}
+
+static const struct http1_callbacks parser_callbacks = {
+	.on_head = on_head,
+	.on_complete = on_complete,
+	.on_error = on_error,
+};
+
+/* ---- records ----------------------------------------------------------------------- */
+
+static void handle_data(struct tracker *t, const struct ht_data_event *ev, const uint8_t *payload)
+{
+	struct conn *c = u64map_get(&t->conns, ev->cookie);
+
+	STAT_INC(events_data);
+	STAT_ADD(bytes_captured, ev->cap_len);
+	if (!c) {
+		/* a connection is created only at a start line: EOF or body bytes of a
+		 * connection we never saw begin carry nothing to trace */
+		if ((ev->flags & HT_DATA_EOF) || !ev->cap_len)
+			return;
+		c = conn_create(t, ev);
+		if (!c)
+			return;
+	}
+	c->last_activity = ev->ts_ns;
+	c->info.tgid = ev->tgid;
+	t->cur_tid = ev->tid;
+	t->cur_ts = ev->ts_ns;
+	if (c->role == ROLE_UNKNOWN && !conn_assign_role(c, ev, payload))
+		return;
+	if (ev->flags & HT_DATA_EOF) {
+		/* the peer closed its side: a response delimited by close is complete */
+		http1_parser_eof(&c->parser[HT_DIR_INGRESS], ev->ts_ns);
+		return;
+	}
+	conn_feed(c, ev, payload);
+}
+
+static void handle_close(struct tracker *t, const struct ht_close_event *ev)
+{
+	struct conn *c = u64map_get(&t->conns, ev->cookie);
+	const char *why;
+
+	STAT_INC(events_close);
+	if (!c)
+		return;
+	t->cur_ts = ev->ts_ns;
+	if (c->role != ROLE_UNKNOWN) {
+		http1_parser_eof(&c->parser[HT_DIR_INGRESS], ev->ts_ns);
+		http1_parser_eof(&c->parser[HT_DIR_EGRESS], ev->ts_ns);
+	}
+	why = proc_table__exited(&t->procs, c->info.tgid) ?
+		      "process exited before the response completed" :
+		      "connection closed before the response completed";
+	conn_fail_pending(c, ev->ts_ns, why);
+	conn_free(t, c);
+}
+
+static void handle_task(struct tracker *t, const struct ht_task_event *ev)
+{
+	STAT_INC(events_task);
+	switch (ev->kind) {
+	case HT_EV_FORK:
+		correlate__thread_created(&t->corr, ev->tid, ev->child_tid);
+		break;
+	case HT_EV_EXEC:
+		proc_table__forget(&t->procs, ev->tgid);
+		break;
+	case HT_EV_EXIT:
+		correlate__thread_exited(&t->corr, ev->tid);
+		if (ev->group_dead)
+			proc_table__mark_exited(&t->procs, ev->tgid, ev->ts_ns);
+		break;
+	}
+}
+
+void tracker__handle_record(struct tracker *t, const void *data, size_t len)
+{
+	uint32_t kind;
+
+	if (len < sizeof(kind))
+		return;
+	memcpy(&kind, data, sizeof(kind));
+	switch (kind) {
+	case HT_EV_DATA: {
+		const struct ht_data_event *ev = data;
+
+		if (len < sizeof(*ev) || len - sizeof(*ev) < ev->cap_len)
+			break;
+		handle_data(t, ev, (const uint8_t *)(ev + 1));
+		return;
+	}
+	case HT_EV_CLOSE:
+		if (len < sizeof(struct ht_close_event))
+			break;
+		handle_close(t, data);
+		return;
+	case HT_EV_FORK:
+	case HT_EV_EXEC:
+	case HT_EV_EXIT:
+		if (len < sizeof(struct ht_task_event))
+			break;
+		handle_task(t, data);
+		return;
+	}
+	STAT_INC(events_unknown);
+}
+
+/* ---- lifecycle --------------------------------------------------------------------- */
+
+static int64_t monotonic_to_unix_offset(void)
+{
+	struct timespec mono, real;
+
+	clock_gettime(CLOCK_REALTIME, &real);
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	return ((int64_t)real.tv_sec - mono.tv_sec) * 1000000000LL + (real.tv_nsec - mono.tv_nsec);
+}
+
+int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_options *opt)
+{
+	int err;
+
+	memset(t, 0, sizeof(*t));
+	t->opt = *opt;
+	t->sink = sink;
+	t->mono_to_unix_ns = monotonic_to_unix_offset();
+	err = u64map_init(&t->conns, CONN_TABLE_MAX);
+	if (err)
+		return err;
+	err = proc_table__init(&t->procs, NULL);
+	if (err)
+		goto err_conns;
+	err = correlate__init(&t->corr);
+	if (err)
+		goto err_procs;
+	return 0;
+
+err_procs:
+	proc_table__free(&t->procs);
+err_conns:
+	u64map_free(&t->conns);
+	return err;
+}
+
+static bool conn_idle(const struct tracker *t, const struct conn *c, uint64_t now_ns)
+{
+	return now_ns > c->last_activity && now_ns - c->last_activity > t->opt.idle_timeout_ns;
+}
+
+/* Requests unanswered for too long end with an error; connections idle for long are
+ * forgotten (their socket may have gone without a close we could see). */
+void tracker__tick(struct tracker *t, uint64_t now_ns)
+{
+	uint64_t k;
+	void *v;
+
+	for (size_t it = 0; u64map_next(&t->conns, &it, &k, &v);) {
+		struct conn *c = v;
+		struct exchange *ex = queue_front(c);
+
+		while (ex && now_ns > ex->start_ns &&
+		       now_ns - ex->start_ns > t->opt.request_timeout_ns) {
+			STAT_INC(spans_error_incomplete);
+			exchange_finish(t, queue_pop(c), now_ns, "no response within the timeout");
+			ex = queue_front(c);
+		}
+		if (!c->qlen && conn_idle(t, c, now_ns)) {
+			STAT_INC(conns_idle_expired);
+			conn_free(t, c);
+		}
+	}
+	proc_table__expire(&t->procs, now_ns);
+}
+
+void tracker__shutdown(struct tracker *t)
+{
+	struct timespec now;
+	uint64_t now_ns, k;
+	void *v;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	now_ns = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
+	for (size_t it = 0; u64map_next(&t->conns, &it, &k, &v);) {
+		struct conn *c = v;
+
+		conn_fail_pending(c, now_ns, "agent stopped before the response completed");
+		conn_free(t, c);
+	}
+	u64map_free(&t->conns);
+	correlate__free(&t->corr);
+	proc_table__free(&t->procs);
+}
+
+size_t tracker__conn_count(const struct tracker *t)
+{
+	return t->conns.count;
+}

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The tracker: turns the kernel's records into spans. It keeps one connection per socket
+ * cookie with a stream per direction (reassembled by position, gaps announced to the
+ * parser), pairs requests with responses in FIFO order (HTTP/1.1 answers in request
+ * order), builds SERVER spans for requests received and CLIENT spans for requests sent,
+ * links client spans to the server request they serve, and hands finished spans to the
+ * sink.
+ */
+#ifndef HOPTRACE_CONN_H
+#define HOPTRACE_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "correlate.h"
+#include "hashmap.h"
+#include "hoptrace/events.h"
+#include "proc.h"
+
+struct sink;
+
+struct tracker_options {
+	uint64_t idle_timeout_ns;    /* connections with nothing in flight are forgotten */
+	uint64_t request_timeout_ns; /* requests with no answer end with an error */
+};
+
+struct tracker {
+	struct tracker_options opt;
+	struct u64map conns; /* cookie -> struct conn */
+	struct proc_table procs;
+	struct correlate corr;
+	struct sink *sink;
+	int64_t mono_to_unix_ns; /* add to a bpf_ktime_get_ns() stamp to get unix time */
+	/* the record being processed, for the parser callbacks */
+	uint32_t cur_tid;
+	uint64_t cur_ts;
+};
+
+int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_options *opt);
+/* End every open request (reason: the agent stopped) and free everything. */
+void tracker__shutdown(struct tracker *t);
+/* One ring-buffer record (any kind). len is the record's size. */
+void tracker__handle_record(struct tracker *t, const void *data, size_t len);
+/* Periodic work: idle connections, stale requests, exited processes. now is CLOCK_MONOTONIC. */
+void tracker__tick(struct tracker *t, uint64_t now_ns);
+/* Connections currently tracked. */
+size_t tracker__conn_count(const struct tracker *t);
+
+#endif

@@ -1,0 +1,410 @@
+// SPDX-License-Identifier: BSD-2-Clause
+#include "exchange.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "http1.h"
+#include "proc.h"
+#include "resource.h"
+#include "sink.h"
+#include "span.h"
+#include "stats.h"
+#include "traceparent.h"
+
+#define W3C_FLAG_SAMPLED 0x01
+
+/* ---- small helpers ----------------------------------------------------------------- */
+
+size_t http_target_path(const char *target, size_t len, const char **path)
+{
+	const char *p = target, *end = target + len;
+	const char *q;
+
+	/* absolute-form (requests to proxies): scheme://authority/path */
+	if (len > 7 && (memcmp(p, "http://", 7) == 0 || (len > 8 && memcmp(p, "https://", 8) == 0))) {
+		p = memchr(p, '/', len) + 2;
+		q = memchr(p, '/', (size_t)(end - p));
+		if (!q) {
+			*path = "/";
+			return 1;
+		}
+		p = q;
+	}
+	for (q = p; q < end && *q != '?' && *q != '#'; q++)
+		;
+	*path = p;
+	return (size_t)(q - p);
+}
+
+void tuple_addr_string(const uint8_t addr[16], char *out, size_t outlen)
+{
+	static const uint8_t v4_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	if (memcmp(addr, v4_prefix, 12) == 0)
+		inet_ntop(AF_INET, addr + 12, out, (socklen_t)outlen);
+	else
+		inet_ntop(AF_INET6, addr, out, (socklen_t)outlen);
+}
+
+static bool str_eq(const struct http1_str *s, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	return s->len == n && memcmp(s->p, lit, n) == 0;
+}
+
+static bool method_is_known(const struct http1_str *m)
+{
+	static const char *const known[] = { "GET",	"HEAD",	   "POST",  "PUT",  "DELETE",
+					     "CONNECT", "OPTIONS", "TRACE", "PATCH" };
+
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (str_eq(m, known[i]))
+			return true;
+	return false;
+}
+
+/* Split a Host header value into host and port (port 0 when absent or invalid). */
+static void split_host(const struct http1_str *host, struct http1_str *name, int *port)
+{
+	const char *p = host->p, *end = host->p + host->len;
+	const char *colon = NULL;
+
+	*port = 0;
+	if (host->len && p[0] == '[') {
+		/* IPv6 literal: [::1]:8080 */
+		const char *close = memchr(p, ']', host->len);
+
+		name->p = p + 1;
+		name->len = close ? (size_t)(close - p - 1) : host->len - 1;
+		colon = close && close + 1 < end && close[1] == ':' ? close + 1 : NULL;
+	} else {
+		colon = memchr(p, ':', host->len);
+		name->p = p;
+		name->len = colon ? (size_t)(colon - p) : host->len;
+	}
+	if (colon) {
+		int v = 0;
+		const char *d = colon + 1;
+
+		for (; d < end && *d >= '0' && *d <= '9' && v <= 65535; d++)
+			v = v * 10 + (*d - '0');
+		if (d == end && d > colon + 1 && v <= 65535)
+			*port = v;
+	}
+}
+
+/* ---- attributes -------------------------------------------------------------------- */
+
+static void set_name_and_method(struct span *s, const struct http1_head *h)
+{
+	const char *path;
+	size_t plen = http_target_path(h->target.p, h->target.len, &path);
+	bool known = method_is_known(&h->method);
+
+	/* span name "METHOD path"; the query string is never exported (it carries secrets) */
+	snprintf(s->name, sizeof(s->name), "%.*s %.*s", known ? (int)h->method.len : 4,
+		 known ? h->method.p : "HTTP", (int)(plen > 100 ? 100 : plen), path);
+	if (known) {
+		span_set_str(s, "http.request.method", h->method.p, h->method.len);
+	} else {
+		span_set_str(s, "http.request.method", "_OTHER", 6);
+		span_set_str(s, "http.request.method_original", h->method.p,
+			     h->method.len > 32 ? 32 : h->method.len);
+	}
+	span_set_str(s, "url.path", path, plen > 512 ? 512 : plen);
+	span_set_str(s, "url.scheme", "http", 4);
+}
+
+static void set_common_attrs(struct span *s, const struct http1_head *h,
+			     const struct conn_info *ci)
+{
+	char addr[INET6_ADDRSTRLEN];
+
+	set_name_and_method(s, h);
+	span_set_str(s, "network.protocol.version", h->version_minor ? "1.1" : "1.0", 3);
+	tuple_addr_string(ci->tuple.raddr, addr, sizeof(addr));
+	span_set_str(s, "network.peer.address", addr, strlen(addr));
+	span_set_int(s, "network.peer.port", ci->tuple.rport);
+	if (h->user_agent.len)
+		span_set_str(s, "user_agent.original", h->user_agent.p,
+			     h->user_agent.len > 256 ? 256 : h->user_agent.len);
+}
+
+/* Server side: server.* describes this server as the client addressed it. */
+static void set_server_attrs(struct span *s, const struct http1_head *h,
+			     const struct conn_info *ci)
+{
+	char addr[INET6_ADDRSTRLEN];
+	struct http1_str host = { 0 };
+	int port = 0;
+
+	set_common_attrs(s, h, ci);
+	split_host(&h->host, &host, &port);
+	if (host.len) {
+		span_set_str(s, "server.address", host.p, host.len > 255 ? 255 : host.len);
+	} else {
+		tuple_addr_string(ci->tuple.laddr, addr, sizeof(addr));
+		span_set_str(s, "server.address", addr, strlen(addr));
+	}
+	span_set_int(s, "server.port", port ? port : ci->tuple.lport);
+	tuple_addr_string(ci->tuple.raddr, addr, sizeof(addr));
+	span_set_str(s, "client.address", addr, strlen(addr));
+}
+
+/* Client side: server.* is the peer the request went to. */
+static void set_client_attrs(struct span *s, const struct http1_head *h,
+			     const struct conn_info *ci)
+{
+	char addr[INET6_ADDRSTRLEN], url[640];
+	struct http1_str host = { 0 };
+	const char *path;
+	size_t plen = http_target_path(h->target.p, h->target.len, &path);
+	int port = 0;
+
+	set_common_attrs(s, h, ci);
+	split_host(&h->host, &host, &port);
+	if (!host.len) {
+		tuple_addr_string(ci->tuple.raddr, addr, sizeof(addr));
+		host.p = addr;
+		host.len = strlen(addr);
+	}
+	if (!port)
+		port = ci->tuple.rport;
+	span_set_str(s, "server.address", host.p, host.len > 255 ? 255 : host.len);
+	span_set_int(s, "server.port", port);
+	snprintf(url, sizeof(url), "http://%.*s:%d%.*s", (int)(host.len > 255 ? 255 : host.len),
+		 host.p, port, (int)(plen > 300 ? 300 : plen), path);
+	span_set_str(s, "url.full", url, strlen(url));
+}
+
+/* ---- trace context ----------------------------------------------------------------- */
+
+/* The request's traceparent, when it has exactly one valid header (a duplicate makes both
+ * invalid, W3C trace-context 3.2). Its tracestate goes into tracestate[] when valid. */
+static bool request_context(const struct http1_head *h, struct trace_context *tc,
+			    char *tracestate, size_t tslen)
+{
+	const char *parts[HTTP1_MAX_TRACESTATE_HDRS];
+	size_t lens[HTTP1_MAX_TRACESTATE_HDRS];
+	unsigned n = h->tracestate_count;
+
+	tracestate[0] = '\0';
+	if (h->traceparent_count != 1 ||
+	    traceparent_parse(h->traceparent.p, h->traceparent.len, tc) != TRACEPARENT_VALID)
+		return false;
+	if (n > HTTP1_MAX_TRACESTATE_HDRS)
+		n = HTTP1_MAX_TRACESTATE_HDRS;
+	for (unsigned i = 0; i < n; i++) {
+		parts[i] = h->tracestate[i].p;
+		lens[i] = h->tracestate[i].len;
+	}
+	if (n && tracestate_normalise(parts, lens, n, tracestate, tslen) < 0)
+		STAT_INC(tracestate_invalid);
+	return true;
+}
+
+static struct exchange *exchange_new(struct tracker *t, const struct conn_info *ci,
+				     const struct http1_head *h, uint32_t tid, uint8_t kind)
+{
+	struct exchange *ex = calloc(1, sizeof(*ex));
+	struct resource *res;
+
+	if (!ex)
+		return NULL;
+	ex->span = span_new();
+	if (!ex->span) {
+		free(ex);
+		return NULL;
+	}
+	ex->span->kind = kind;
+	ex->span->pid = ci->tgid;
+	ex->span->tid = tid;
+	ex->start_ns = h->start_tag;
+	ex->is_head = str_eq(&h->method, "HEAD");
+	ex->is_connect = str_eq(&h->method, "CONNECT");
+	res = proc_table__resource(&t->procs, ci->tgid, ci->proc_start_ns, ci->comm);
+	if (res)
+		ex->span->resource = resource_get(res);
+	return ex;
+}
+
+struct exchange *exchange_start_server(struct tracker *t, const struct conn_info *ci,
+				       const struct http1_head *h, uint32_t tid)
+{
+	struct exchange *ex = exchange_new(t, ci, h, tid, SPAN_KIND_SERVER);
+	struct trace_context in;
+	struct span *s;
+
+	if (!ex)
+		return NULL;
+	s = ex->span;
+	if (request_context(h, &in, s->tracestate, sizeof(s->tracestate))) {
+		/* join the caller's trace as a child of its span */
+		STAT_INC(traceparent_valid);
+		memcpy(s->trace_id, in.trace_id, 16);
+		memcpy(s->parent_span_id, in.parent_id, 8);
+		s->trace_flags = in.flags & 0x03;
+	} else {
+		if (h->traceparent_count)
+			STAT_INC(traceparent_invalid);
+		span_random_id(s->trace_id, 16);
+		s->trace_flags = W3C_FLAG_SAMPLED;
+	}
+	span_random_id(s->span_id, 8);
+	set_server_attrs(s, h, ci);
+	ex->inflight.tgid = ci->tgid;
+	ex->inflight.tid = tid;
+	ex->inflight.span = s;
+	/* without registration the request still becomes a span, only without children */
+	correlate__add(&t->corr, &ex->inflight);
+	return ex;
+}
+
+static void count_parent(enum parent_confidence conf)
+{
+	switch (conf) {
+	case PARENT_EXACT:
+		STAT_INC(parent_exact);
+		break;
+	case PARENT_THREAD:
+		STAT_INC(parent_thread);
+		break;
+	case PARENT_ANCESTOR:
+		STAT_INC(parent_ancestor);
+		break;
+	case PARENT_AMBIGUOUS:
+		STAT_INC(parent_ambiguous);
+		break;
+	default:
+		STAT_INC(parent_none);
+	}
+}
+
+/* The application sent its own traceparent: the client span takes its trace id and uses
+ * its parent-id as span id, so the downstream server span (whose parent is that id) links
+ * to it. Exception: a header forwarded unchanged from the incoming request carries the
+ * upstream span's id, which must not be reused. */
+static void ids_from_outgoing(struct span *s, const struct trace_context *out,
+			      const struct parent_match *m)
+{
+	memcpy(s->trace_id, out->trace_id, 16);
+	s->trace_flags = out->flags & 0x03;
+	if (m->parent && memcmp(out->parent_id, m->parent->span->parent_span_id, 8) == 0)
+		span_random_id(s->span_id, 8);
+	else
+		memcpy(s->span_id, out->parent_id, 8);
+	if (m->parent)
+		memcpy(s->parent_span_id, m->parent->span->span_id, 8);
+}
+
+static void ids_from_parent(struct span *s, const struct span *parent)
+{
+	memcpy(s->trace_id, parent->trace_id, 16);
+	memcpy(s->parent_span_id, parent->span_id, 8);
+	s->trace_flags = parent->trace_flags;
+	if (!s->tracestate[0])
+		memcpy(s->tracestate, parent->tracestate, sizeof(s->tracestate));
+	span_random_id(s->span_id, 8);
+}
+
+static void link_candidates(struct span *s, const struct parent_match *m)
+{
+	for (unsigned i = 0; i < m->ncandidates; i++)
+		span_add_link(s, m->candidates[i]->span->trace_id, m->candidates[i]->span->span_id,
+			      "ambiguous_parent");
+}
+
+struct exchange *exchange_start_client(struct tracker *t, const struct conn_info *ci,
+				       const struct http1_head *h, uint32_t tid)
+{
+	struct exchange *ex = exchange_new(t, ci, h, tid, SPAN_KIND_CLIENT);
+	struct parent_match m;
+	struct trace_context out;
+	bool has_out;
+	struct span *s;
+
+	if (!ex)
+		return NULL;
+	s = ex->span;
+	has_out = request_context(h, &out, s->tracestate, sizeof(s->tracestate));
+	correlate__find_parent(&t->corr, ci->tgid, tid, has_out ? out.trace_id : NULL, &m);
+	count_parent(m.conf);
+	if (has_out) {
+		ids_from_outgoing(s, &out, &m);
+	} else if (m.parent) {
+		ids_from_parent(s, m.parent->span);
+	} else {
+		span_random_id(s->trace_id, 16);
+		span_random_id(s->span_id, 8);
+		s->trace_flags = W3C_FLAG_SAMPLED;
+		link_candidates(s, &m);
+	}
+	span_set_str(s, "hoptrace.parent.confidence", parent_confidence_name(m.conf),
+		     strlen(parent_confidence_name(m.conf)));
+	span_set_str(s, "hoptrace.traceparent.sent",
+		     has_out ? "valid" : (h->traceparent_count ? "invalid" : "none"),
+		     has_out ? 5 : (h->traceparent_count ? 7 : 4));
+	set_client_attrs(s, h, ci);
+	return ex;
+}
+
+void exchange_set_status(struct exchange *ex, uint16_t status)
+{
+	ex->status = status;
+}
+
+static void set_outcome(struct span *s, uint16_t status, const char *error)
+{
+	char code[8];
+	bool failed;
+
+	if (status)
+		span_set_int(s, "http.response.status_code", status);
+	if (error) {
+		s->status = SPAN_STATUS_ERROR;
+		snprintf(s->status_message, sizeof(s->status_message), "%s", error);
+		span_set_str(s, "error.type", "incomplete", 10);
+		return;
+	}
+	/* semconv: 5xx is an error for servers, 4xx and 5xx for clients */
+	failed = status >= 500 || (s->kind == SPAN_KIND_CLIENT && status >= 400);
+	if (failed) {
+		s->status = SPAN_STATUS_ERROR;
+		snprintf(code, sizeof(code), "%u", status);
+		span_set_str(s, "error.type", code, strlen(code));
+	}
+}
+
+void exchange_finish(struct tracker *t, struct exchange *ex, uint64_t end_ns, const char *error)
+{
+	struct span *s;
+
+	if (!ex)
+		return;
+	s = ex->span;
+	correlate__remove(&t->corr, &ex->inflight);
+	if (end_ns < ex->start_ns)
+		end_ns = ex->start_ns;
+	s->start_unix_ns = (uint64_t)((int64_t)ex->start_ns + t->mono_to_unix_ns);
+	s->end_unix_ns = (uint64_t)((int64_t)end_ns + t->mono_to_unix_ns);
+	set_outcome(s, ex->status, error);
+	if (s->kind == SPAN_KIND_SERVER)
+		STAT_INC(spans_server);
+	else
+		STAT_INC(spans_client);
+	ex->span = NULL;
+	free(ex);
+	t->sink->emit(t->sink, s);
+}
+
+void exchange_discard(struct tracker *t, struct exchange *ex)
+{
+	correlate__remove(&t->corr, &ex->inflight);
+	span_free(ex->span);
+	free(ex);
+}

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * One HTTP exchange (a request and its response) becoming one span: trace context from the
+ * headers, ids, parent, semantic-convention attributes, timing and status.
+ */
+#ifndef HOPTRACE_EXCHANGE_H
+#define HOPTRACE_EXCHANGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "correlate.h"
+#include "hoptrace/events.h"
+
+struct tracker;
+struct http1_head;
+struct span;
+
+/* What the tracker knows of the connection an exchange travels on. */
+struct conn_info {
+	uint32_t tgid;
+	uint64_t proc_start_ns;
+	int32_t fd;
+	struct ht_tuple tuple;
+	char comm[HT_COMM_LEN];
+};
+
+struct exchange {
+	struct span *span;
+	struct inflight inflight; /* server exchanges, while being served */
+	uint64_t start_ns;	  /* monotonic: first byte of the request */
+	uint16_t status;	  /* response status, 0 until the response head */
+	bool is_head;		  /* HEAD: the response has no body */
+	bool is_connect;	  /* CONNECT: a 2xx response opens a tunnel */
+};
+
+/* A request received on a server connection. tid read it. NULL on allocation failure. */
+struct exchange *exchange_start_server(struct tracker *t, const struct conn_info *ci,
+				       const struct http1_head *h, uint32_t tid);
+/* A request sent on a client connection by tid; finds its parent. */
+struct exchange *exchange_start_client(struct tracker *t, const struct conn_info *ci,
+				       const struct http1_head *h, uint32_t tid);
+void exchange_set_status(struct exchange *ex, uint16_t status);
+/* Finish at end_ns (monotonic) and hand the span to the sink. error: why the exchange
+ * ended without a complete response, or NULL. Frees ex. */
+void exchange_finish(struct tracker *t, struct exchange *ex, uint64_t end_ns, const char *error);
+/* Drop without emitting (already counted by the caller). Frees ex. */
+void exchange_discard(struct tracker *t, struct exchange *ex);
+
+/* Helpers exposed for unit tests. */
+/* The path of a request-target: no query, no fragment; origin-form or absolute-form. */
+size_t http_target_path(const char *target, size_t len, const char **path);
+/* Text form of an address from struct ht_tuple (IPv4-mapped shown as IPv4). */
+void tuple_addr_string(const uint8_t addr[16], char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: BSD-2-Clause
+#include "loader.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "hoptrace.skel.h"
+#include "log.h"
+
+static bool is_power_of_two(uint32_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+static int check_config(const struct loader_config *cfg)
+{
+	if (!is_power_of_two(cfg->capture_bytes) || cfg->capture_bytes < 64 ||
+	    cfg->capture_bytes > HT_MAX_CAPTURE) {
+		log_error("capture size %u is invalid: use a power of two between 64 and %u",
+			  cfg->capture_bytes, HT_MAX_CAPTURE);
+		return -EINVAL;
+	}
+	if (!is_power_of_two(cfg->ringbuf_bytes) || cfg->ringbuf_bytes < 4096) {
+		log_error("ring buffer size %u is invalid: use a power of two of at least 4096",
+			  cfg->ringbuf_bytes);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void set_rodata(struct hoptrace_bpf *skel, const struct loader_config *cfg)
+{
+	skel->rodata->self_tgid = (uint32_t)getpid();
+	skel->rodata->capture_bytes = cfg->capture_bytes;
+	skel->rodata->wakeup_bytes = cfg->wakeup_bytes;
+	skel->rodata->filter_by_tgid = cfg->npids > 0;
+	skel->rodata->filter_by_comm = cfg->ncomms > 0;
+	skel->rodata->filter_by_port = cfg->nports > 0;
+}
+
+static int fill_selection(struct hoptrace_bpf *skel, const struct loader_config *cfg)
+{
+	uint8_t one = 1;
+	int err;
+
+	for (unsigned i = 0; i < cfg->npids; i++) {
+		err = bpf_map__update_elem(skel->maps.selected_tgids, &cfg->pids[i],
+					   sizeof(uint32_t), &one, 1, BPF_ANY);
+		if (err)
+			return err;
+	}
+	for (unsigned i = 0; i < cfg->ncomms; i++) {
+		char key[HT_COMM_LEN] = { 0 };
+
+		strncpy(key, cfg->comms[i], HT_COMM_LEN - 1);
+		err = bpf_map__update_elem(skel->maps.selected_comms, key, sizeof(key), &one, 1,
+					   BPF_ANY);
+		if (err)
+			return err;
+	}
+	for (unsigned i = 0; i < cfg->nports; i++) {
+		err = bpf_map__update_elem(skel->maps.selected_ports, &cfg->ports[i],
+					   sizeof(uint16_t), &one, 1, BPF_ANY);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	if (level == LIBBPF_DEBUG && log_get_level() < LOG_DEBUG)
+		return 0;
+	if (level == LIBBPF_INFO && log_get_level() < LOG_DEBUG)
+		return 0;
+	/* verifier logs are long multi-line messages: pass them through unchanged */
+	fputs(level == LIBBPF_WARN ? "hoptrace: libbpf warning: " : "hoptrace: libbpf: ", stderr);
+	return vfprintf(stderr, fmt, ap);
+}
+
+int loader__start(struct loader *ld, const struct loader_config *cfg)
+{
+	int err;
+
+	memset(ld, 0, sizeof(*ld));
+	err = check_config(cfg);
+	if (err)
+		return err;
+	libbpf_set_print(libbpf_log);
+	ld->skel = hoptrace_bpf__open();
+	if (!ld->skel) {
+		err = -errno;
+		log_error("cannot open the BPF object: %s", strerror(-err));
+		return err;
+	}
+	set_rodata(ld->skel, cfg);
+	err = bpf_map__set_max_entries(ld->skel->maps.events, cfg->ringbuf_bytes);
+	if (!err)
+		err = bpf_map__set_max_entries(ld->skel->maps.capture_heap,
+					       (uint32_t)libbpf_num_possible_cpus());
+	if (err) {
+		log_error("cannot size the BPF maps: %s", strerror(-err));
+		goto err_destroy;
+	}
+	err = hoptrace_bpf__load(ld->skel);
+	if (err) {
+		log_error("cannot load the BPF programs: %s (run as root, with BTF at "
+			  "/sys/kernel/btf/vmlinux; -v shows the verifier log)",
+			  strerror(-err));
+		goto err_destroy;
+	}
+	err = fill_selection(ld->skel, cfg);
+	if (err) {
+		log_error("cannot store the process/port selection: %s", strerror(-err));
+		goto err_destroy;
+	}
+	err = hoptrace_bpf__attach(ld->skel);
+	if (err) {
+		log_error("cannot attach the BPF programs: %s", strerror(-err));
+		goto err_destroy;
+	}
+	ld->events_fd = bpf_map__fd(ld->skel->maps.events);
+	ld->stats_fd = bpf_map__fd(ld->skel->maps.stats);
+	return 0;
+
+err_destroy:
+	hoptrace_bpf__destroy(ld->skel);
+	ld->skel = NULL;
+	return err;
+}
+
+int loader__read_stats(const struct loader *ld, uint64_t out[HT_STAT__COUNT])
+{
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t *percpu;
+
+	memset(out, 0, sizeof(uint64_t) * HT_STAT__COUNT);
+	if (!ld->skel || ncpu <= 0)
+		return -EINVAL;
+	percpu = calloc((size_t)ncpu, sizeof(uint64_t));
+	if (!percpu)
+		return -ENOMEM;
+	for (uint32_t k = 0; k < HT_STAT__COUNT; k++) {
+		if (bpf_map_lookup_elem(ld->stats_fd, &k, percpu))
+			continue;
+		for (int c = 0; c < ncpu; c++)
+			out[k] += percpu[c];
+	}
+	free(percpu);
+	return 0;
+}
+
+void loader__destroy(struct loader *ld)
+{
+	if (ld->skel)
+		hoptrace_bpf__destroy(ld->skel);
+	ld->skel = NULL;
+}
+
+const char *loader__stat_name(int idx)
+{
+	static const char *const names[HT_STAT__COUNT] = {
+		[HT_STAT_EVENTS] = "bpf_events",
+		[HT_STAT_RINGBUF_FULL] = "bpf_drop_ringbuf_full",
+		[HT_STAT_READ_FAULT] = "bpf_drop_read_fault",
+		[HT_STAT_STORAGE_FULL] = "bpf_drop_storage_full",
+		[HT_STAT_NOT_HTTP] = "bpf_conns_not_http",
+		[HT_STAT_SOCKET_IO] = "bpf_socket_io",
+		[HT_STAT_PEEK_SKIPPED] = "bpf_peek_skipped",
+		[HT_STAT_NO_SYSCALL] = "bpf_io_without_buffer",
+		[HT_STAT_MAP_FULL] = "bpf_drop_map_full",
+	};
+
+	return idx >= 0 && idx < HT_STAT__COUNT && names[idx] ? names[idx] : "?";
+}

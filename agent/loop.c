@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: BSD-2-Clause
+#include "loop.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/libbpf.h>
+
+#include "conn.h"
+#include "log.h"
+#include "sink.h"
+
+#define TICK_NS (20 * 1000000ULL) /* drain period: wake-ups are batched in the kernel */
+#define HOUSEKEEPING_NS (1000 * 1000000ULL)
+
+enum { SRC_RINGBUF = 1, SRC_TIMER, SRC_SIGNAL };
+
+static uint64_t now_monotonic(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static int on_record(void *ctx, void *data, size_t len)
+{
+	tracker__handle_record(ctx, data, len);
+	return 0;
+}
+
+static int add_fd(int epfd, int fd, uint64_t tag)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = tag };
+
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
+}
+
+static int make_timer(void)
+{
+	struct itimerspec its = {
+		.it_interval = { .tv_sec = 0, .tv_nsec = TICK_NS },
+		.it_value = { .tv_sec = 0, .tv_nsec = TICK_NS },
+	};
+	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (timerfd_settime(fd, 0, &its, NULL)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* SIGINT/SIGTERM stop the loop; they are read from a signalfd, so no handler races. */
+static int make_signalfd(sigset_t *old)
+{
+	sigset_t set;
+	int fd;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, old))
+		return -errno;
+	fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+static int read_signal(int fd)
+{
+	struct signalfd_siginfo si;
+
+	if (read(fd, &si, sizeof(si)) != sizeof(si))
+		return 0;
+	return (int)si.ssi_signo;
+}
+
+static void on_timer(struct loop *l, int timerfd, struct ring_buffer *rb, uint64_t *next_hk)
+{
+	uint64_t expirations, now;
+
+	if (read(timerfd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+		log_debug("timerfd read: %s", strerror(errno));
+	ring_buffer__consume(rb);
+	now = now_monotonic();
+	l->sink->tick(l->sink, now);
+	if (now >= *next_hk) {
+		tracker__tick(l->tracker, now);
+		*next_hk = now + HOUSEKEEPING_NS;
+	}
+}
+
+static int dispatch(struct loop *l, struct epoll_event *evs, int n, int timerfd, int sigfd,
+		    struct ring_buffer *rb, uint64_t *next_hk)
+{
+	for (int i = 0; i < n; i++) {
+		int sig;
+
+		switch (evs[i].data.u64) {
+		case SRC_RINGBUF:
+			ring_buffer__consume(rb);
+			break;
+		case SRC_TIMER:
+			on_timer(l, timerfd, rb, next_hk);
+			break;
+		case SRC_SIGNAL:
+			sig = read_signal(sigfd);
+			if (sig) {
+				log_info("received %s, stopping", strsignal(sig));
+				return 1;
+			}
+			break;
+		}
+	}
+	return 0;
+}
+
+int loop_run(struct loop *l)
+{
+	uint64_t deadline = l->duration_s ? now_monotonic() + l->duration_s * 1000000000ULL : 0;
+	struct epoll_event evs[8];
+	struct ring_buffer *rb;
+	int epfd, timerfd, sigfd, err = 0;
+	uint64_t next_hk = 0;
+	sigset_t old;
+
+	rb = ring_buffer__new(l->ringbuf_fd, on_record, l->tracker, NULL);
+	if (!rb) {
+		log_error("cannot open the ring buffer: %s", strerror(errno));
+		return -errno;
+	}
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	timerfd = make_timer();
+	sigfd = make_signalfd(&old);
+	if (epfd < 0 || timerfd < 0 || sigfd < 0 ||
+	    add_fd(epfd, ring_buffer__epoll_fd(rb), SRC_RINGBUF) ||
+	    add_fd(epfd, timerfd, SRC_TIMER) || add_fd(epfd, sigfd, SRC_SIGNAL)) {
+		log_error("cannot set up the event loop: %s", strerror(errno));
+		err = -EIO;
+		goto out;
+	}
+	if (l->on_ready)
+		l->on_ready(l->ready_ctx);
+	for (;;) {
+		int n = epoll_wait(epfd, evs, 8, 1000);
+
+		if (n < 0 && errno != EINTR) {
+			err = -errno;
+			log_error("epoll_wait: %s", strerror(errno));
+			break;
+		}
+		if (n > 0 && dispatch(l, evs, n, timerfd, sigfd, rb, &next_hk))
+			break;
+		if (deadline && now_monotonic() >= deadline) {
+			log_info("duration reached, stopping");
+			break;
+		}
+	}
+	/* whatever the kernel still holds is processed before shutdown */
+	ring_buffer__consume(rb);
+out:
+	if (sigfd >= 0) {
+		close(sigfd);
+		sigprocmask(SIG_SETMASK, &old, NULL);
+	}
+	if (timerfd >= 0)
+		close(timerfd);
+	if (epfd >= 0)
+		close(epfd);
+	ring_buffer__free(rb);
+	return err;
+}

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The agent's reactor: one epoll over the ring buffer, a 20 ms timerfd (drain batched
+ * wake-ups, sink ticks, housekeeping) and a signalfd (SIGINT/SIGTERM/SIGHUP stop).
+ */
+#ifndef HOPTRACE_LOOP_H
+#define HOPTRACE_LOOP_H
+
+#include <stdint.h>
+
+struct tracker;
+struct sink;
+
+struct loop {
+	int ringbuf_fd;
+	struct tracker *tracker;
+	struct sink *sink;
+	uint64_t duration_s; /* 0: until a signal */
+	void (*on_ready)(void *ctx); /* called once everything is attached and polling */
+	void *ready_ctx;
+};
+
+/* Run until a stop signal or the duration; returns 0 or -errno. */
+int loop_run(struct loop *l);
+
+#endif

@@ -1,0 +1,378 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * hoptrace: zero-instrumentation distributed tracing of HTTP/1.x with eBPF.
+ * Start-up: CLI (flags > OTEL_* environment > defaults), load and attach the BPF programs,
+ * run the event loop, then flush and print the counters.
+ */
+#include <argp.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "conn.h"
+#include "export/otlp_config.h"
+#include "export/sink_otlp.h"
+#include "hoptrace.skel.h"
+#include "loader.h"
+#include "log.h"
+#include "loop.h"
+#include "sink.h"
+#include "stats.h"
+
+enum output_kind {
+	OUTPUT_DEFAULT = 0,
+	OUTPUT_WATERFALL,
+	OUTPUT_JSON,
+	OUTPUT_OTLP,
+};
+
+struct options {
+	struct loader_config bpf;
+	enum output_kind output;
+	const char *output_file;
+	uint64_t duration_s;
+	int verbose;
+	int no_color;
+	int quiet_ms;
+	int self_test;
+	const char *otlp_endpoint;
+	const char *otlp_protocol;
+};
+
+enum {
+	OPT_CAPTURE = 1000,
+	OPT_RINGBUF,
+	OPT_SELF_TEST,
+	OPT_NO_COLOR,
+	OPT_QUIET_MS,
+	OPT_OTLP_ENDPOINT,
+	OPT_OTLP_PROTOCOL,
+};
+
+static const char doc[] =
+	"hoptrace: trace HTTP/1.x requests of unmodified processes with eBPF.\n"
+	"\n"
+	"Every process on the host is traced unless --pid, --comm or --port narrow it.\n"
+	"Spans go to the terminal as waterfalls, as JSON lines, or over OTLP to an\n"
+	"OpenTelemetry collector (the default when OTEL_EXPORTER_OTLP_ENDPOINT is set).\n"
+	"\n"
+	"EXAMPLES:\n"
+	"  hoptrace                          # trace everything, print waterfalls\n"
+	"  hoptrace -p 1234 -p 5678          # only these processes (and their children)\n"
+	"  hoptrace --comm nginx --port 8080 # nginx processes, connections on port 8080\n"
+	"  hoptrace -o json -d 60 > spans.jsonl\n"
+	"  OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 hoptrace\n"
+	"  hoptrace --otlp-endpoint http://localhost:4317 --otlp-protocol grpc\n";
+
+static const struct argp_option argp_opts[] = {
+	{ "pid", 'p', "PID", 0, "Trace this process and its children (repeatable)", 0 },
+	{ "comm", 'c', "NAME", 0, "Trace processes with this command name (repeatable)", 0 },
+	{ "port", 'P', "PORT", 0, "Trace connections with this local or remote port (repeatable)", 0 },
+	{ "output", 'o', "KIND", 0, "waterfall, json or otlp (default: otlp when an endpoint is "
+				   "configured, else waterfall)", 1 },
+	{ "output-file", 'O', "FILE", 0, "Write waterfall/json output to FILE instead of stdout", 1 },
+	{ "duration", 'd', "SECONDS", 0, "Run for SECONDS, flush, print counters and exit", 1 },
+	{ "otlp-endpoint", OPT_OTLP_ENDPOINT, "URL", 0,
+	  "OTLP endpoint (overrides OTEL_EXPORTER_OTLP_ENDPOINT)", 2 },
+	{ "otlp-protocol", OPT_OTLP_PROTOCOL, "PROTO", 0,
+	  "http/protobuf or grpc (overrides OTEL_EXPORTER_OTLP_PROTOCOL)", 2 },
+	{ "capture-bytes", OPT_CAPTURE, "N", 0,
+	  "Bytes copied per socket read/write, power of two, 64..16384 (default 4096)", 3 },
+	{ "ringbuf-bytes", OPT_RINGBUF, "N", 0, "Ring buffer size, power of two (default 16 MiB)",
+	  3 },
+	{ "no-color", OPT_NO_COLOR, NULL, 0, "No colors in the waterfall", 3 },
+	{ "quiet-ms", OPT_QUIET_MS, "MS", 0,
+	  "Print a trace after MS milliseconds without new spans (default 500)", 3 },
+	{ "self-test", OPT_SELF_TEST, NULL, 0,
+	  "Load and attach the BPF programs, report verifier figures, detach and exit", 3 },
+	{ "verbose", 'v', NULL, 0, "Debug logging (libbpf and verifier output too)", 4 },
+	{ 0 },
+};
+
+static int parse_uint(const char *s, unsigned long long max, unsigned long long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoull(s, &end, 0);
+	if (errno || end == s || *end || *out > max || s[0] == '-')
+		return -EINVAL;
+	return 0;
+}
+
+static int parse_output(const char *arg, enum output_kind *out)
+{
+	if (strcmp(arg, "waterfall") == 0)
+		*out = OUTPUT_WATERFALL;
+	else if (strcmp(arg, "json") == 0)
+		*out = OUTPUT_JSON;
+	else if (strcmp(arg, "otlp") == 0)
+		*out = OUTPUT_OTLP;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static error_t parse_selection(struct options *o, int key, char *arg, struct argp_state *state)
+{
+	struct loader_config *b = &o->bpf;
+	unsigned long long v;
+
+	switch (key) {
+	case 'p':
+		if (parse_uint(arg, UINT32_MAX, &v) || !v || b->npids == LOADER_MAX_FILTERS)
+			argp_error(state, "invalid --pid '%s' (a process id; at most %d)", arg,
+				   LOADER_MAX_FILTERS);
+		b->pids[b->npids++] = (uint32_t)v;
+		return 0;
+	case 'c':
+		if (!*arg || strlen(arg) >= HT_COMM_LEN || b->ncomms == LOADER_MAX_FILTERS)
+			argp_error(state, "invalid --comm '%s' (1 to %d characters, as in "
+					  "/proc/PID/comm)", arg, HT_COMM_LEN - 1);
+		strcpy(b->comms[b->ncomms++], arg);
+		return 0;
+	case 'P':
+		if (parse_uint(arg, 65535, &v) || !v || b->nports == LOADER_MAX_FILTERS)
+			argp_error(state, "invalid --port '%s' (1..65535)", arg);
+		b->ports[b->nports++] = (uint16_t)v;
+		return 0;
+	}
+	return ARGP_ERR_UNKNOWN;
+}
+
+static error_t parse_opt(int key, char *arg, struct argp_state *state)
+{
+	struct options *o = state->input;
+	unsigned long long v;
+
+	switch (key) {
+	case 'o':
+		if (parse_output(arg, &o->output))
+			argp_error(state, "invalid --output '%s' (waterfall, json or otlp)", arg);
+		return 0;
+	case 'O':
+		o->output_file = arg;
+		return 0;
+	case 'd':
+		if (parse_uint(arg, 365ULL * 86400, &v) || !v)
+			argp_error(state, "invalid --duration '%s' (seconds, > 0)", arg);
+		o->duration_s = v;
+		return 0;
+	case 'v':
+		o->verbose = 1;
+		return 0;
+	case OPT_CAPTURE:
+		if (parse_uint(arg, HT_MAX_CAPTURE, &v))
+			argp_error(state, "invalid --capture-bytes '%s'", arg);
+		o->bpf.capture_bytes = (uint32_t)v;
+		return 0;
+	case OPT_RINGBUF:
+		if (parse_uint(arg, 1ULL << 30, &v))
+			argp_error(state, "invalid --ringbuf-bytes '%s'", arg);
+		o->bpf.ringbuf_bytes = (uint32_t)v;
+		return 0;
+	case OPT_NO_COLOR:
+		o->no_color = 1;
+		return 0;
+	case OPT_QUIET_MS:
+		if (parse_uint(arg, 3600000, &v))
+			argp_error(state, "invalid --quiet-ms '%s'", arg);
+		o->quiet_ms = (int)v;
+		return 0;
+	case OPT_SELF_TEST:
+		o->self_test = 1;
+		return 0;
+	case OPT_OTLP_ENDPOINT:
+		o->otlp_endpoint = arg;
+		return 0;
+	case OPT_OTLP_PROTOCOL:
+		o->otlp_protocol = arg;
+		return 0;
+	case ARGP_KEY_ARG:
+		argp_error(state, "unexpected argument '%s'", arg);
+		return 0;
+	}
+	return parse_selection(o, key, arg, state);
+}
+
+const char *argp_program_version = "hoptrace " HOPTRACE_VERSION;
+const char *argp_program_bug_address = "the hoptrace issue tracker";
+
+/* ---- self-test: the verifier regression check -------------------------------------- */
+
+static int report_programs(const struct loader *ld)
+{
+	struct bpf_program *prog;
+
+	bpf_object__for_each_program(prog, ld->skel->obj)
+	{
+		struct bpf_prog_info info = { 0 };
+		__u32 len = sizeof(info);
+		int fd = bpf_program__fd(prog);
+
+		if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len)) {
+			log_error("program %s is not loaded", bpf_program__name(prog));
+			return -ENOENT;
+		}
+		printf("  %-16s loaded, %u instructions verified\n", bpf_program__name(prog),
+		       info.verified_insns);
+	}
+	return 0;
+}
+
+static int run_self_test(const struct options *o)
+{
+	struct loader ld;
+	int err = loader__start(&ld, &o->bpf);
+
+	if (err)
+		return err;
+	printf("hoptrace self-test: BPF object loaded and attached\n");
+	err = report_programs(&ld);
+	loader__destroy(&ld);
+	printf("hoptrace self-test: %s\n", err ? "FAILED" : "ok");
+	return err;
+}
+
+/* ---- sinks and summary ------------------------------------------------------------- */
+
+static struct sink *make_sink(struct options *o, struct otlp_config *otlp, FILE **out)
+{
+	*out = stdout;
+	if (o->output == OUTPUT_OTLP)
+		return sink_otlp_new(otlp);
+	if (o->output_file) {
+		*out = fopen(o->output_file, "w");
+		if (!*out) {
+			log_error("cannot open %s: %s", o->output_file, strerror(errno));
+			return NULL;
+		}
+	}
+	if (o->output == OUTPUT_JSON)
+		return sink_json_new(*out);
+	return sink_waterfall_new(*out, o->quiet_ms, !o->no_color && isatty(fileno(*out)));
+}
+
+static void print_summary(const uint64_t bpf[HT_STAT__COUNT], struct sink *sink)
+{
+	fprintf(stderr, "hoptrace: counters\n");
+	for (int i = 0; i < HT_STAT__COUNT; i++)
+		fprintf(stderr, "  %-28s %12" PRIu64 "\n", loader__stat_name(i), bpf[i]);
+	stats_print(stderr, 1);
+	sink->print_stats(sink, stderr);
+}
+
+static void announce_ready(void *ctx)
+{
+	const struct options *o = ctx;
+
+	log_info("tracing HTTP/1.x (%s%s%s); output %s; Ctrl-C to stop",
+		 o->bpf.npids ? "selected pids" : "all processes",
+		 o->bpf.ncomms ? ", selected commands" : "",
+		 o->bpf.nports ? ", selected ports" : "",
+		 o->output == OUTPUT_JSON ? "json" : o->output == OUTPUT_OTLP ? "otlp" : "waterfall");
+}
+
+/* Output: flags win, then OTEL_* (an endpoint means OTLP), then the terminal waterfall. */
+static int resolve_output(struct options *o, struct otlp_config *otlp)
+{
+	char msg[256] = "";
+	int err;
+
+	otlp_config_init(otlp);
+	err = otlp_config_from_env(otlp, NULL, msg, sizeof(msg));
+	if (!err && o->otlp_endpoint)
+		err = otlp_config_set(otlp, "otlp-endpoint", o->otlp_endpoint, msg, sizeof(msg));
+	if (!err && o->otlp_protocol)
+		err = otlp_config_set(otlp, "otlp-protocol", o->otlp_protocol, msg, sizeof(msg));
+	if (!err)
+		err = otlp_config_finish(otlp, msg, sizeof(msg));
+	if (err) {
+		log_error("OTLP configuration: %s", msg[0] ? msg : strerror(-err));
+		return err;
+	}
+	if (o->output == OUTPUT_DEFAULT)
+		o->output = otlp->endpoint_set ? OUTPUT_OTLP : OUTPUT_WATERFALL;
+	return 0;
+}
+
+static int run_agent(struct options *o)
+{
+	struct tracker_options topt = {
+		.idle_timeout_ns = 300ULL * 1000000000ULL,
+		.request_timeout_ns = 900ULL * 1000000000ULL,
+	};
+	uint64_t bpf_stats[HT_STAT__COUNT];
+	struct otlp_config otlp;
+	struct tracker tracker;
+	struct loader ld = { 0 };
+	struct sink *sink;
+	struct loop loop;
+	FILE *out = NULL;
+	int err;
+
+	err = resolve_output(o, &otlp);
+	if (err)
+		goto out_config;
+	sink = make_sink(o, &otlp, &out);
+	if (!sink) {
+		err = -EINVAL;
+		goto out_config;
+	}
+	err = tracker__init(&tracker, sink, &topt);
+	if (err)
+		goto err_sink;
+	err = loader__start(&ld, &o->bpf);
+	if (err)
+		goto err_tracker;
+	loop = (struct loop){ .ringbuf_fd = ld.events_fd, .tracker = &tracker, .sink = sink,
+			      .duration_s = o->duration_s, .on_ready = announce_ready,
+			      .ready_ctx = o };
+	err = loop_run(&loop);
+	/* detach first so nothing new arrives, then end what is open and flush */
+	loader__read_stats(&ld, bpf_stats);
+	loader__destroy(&ld);
+	tracker__shutdown(&tracker);
+	sink->flush(sink, 5000);
+	print_summary(bpf_stats, sink);
+	sink->destroy(sink);
+	goto out_file;
+
+err_tracker:
+	tracker__shutdown(&tracker);
+err_sink:
+	sink->destroy(sink);
+out_file:
+	if (out && out != stdout)
+		fclose(out);
+out_config:
+	otlp_config_free(&otlp);
+	return err;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = {
+		.bpf = { .capture_bytes = HT_DEFAULT_CAPTURE,
+			 .ringbuf_bytes = HT_DEFAULT_RINGBUF_BYTES,
+			 .wakeup_bytes = 256 * 1024 },
+		.quiet_ms = 500,
+	};
+	struct argp argp = { argp_opts, parse_opt, NULL, doc, NULL, NULL, NULL };
+	int err;
+
+	err = argp_parse(&argp, argc, argv, 0, NULL, &o);
+	if (err)
+		return 2;
+	log_set_level(o.verbose ? LOG_DEBUG : LOG_INFO);
+	if (geteuid() != 0)
+		log_warn("not running as root: loading BPF programs will likely fail "
+			 "(run with sudo, or grant CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)");
+	err = o.self_test ? run_self_test(&o) : run_agent(&o);
+	return err ? 1 : 0;
+}

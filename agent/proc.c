@@ -1,0 +1,316 @@
+// SPDX-License-Identifier: BSD-2-Clause
+#include "proc.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "resource.h"
+
+#define PROC_TABLE_MAX 65536
+#define ENVIRON_MAX (256 * 1024)
+
+struct proc_entry {
+	uint64_t start_ns;
+	struct resource *res;
+	uint64_t exited_at; /* monotonic ns, 0 while running */
+};
+
+/* How long an exited process stays known, so spans ended by its sockets closing can say
+ * why. */
+#define EXITED_LINGER_NS (10ULL * 1000000000ULL)
+
+int proc_table__init(struct proc_table *pt, const char *proc_root)
+{
+	pt->proc_root = proc_root ? proc_root : "/proc";
+	return u64map_init(&pt->by_tgid, PROC_TABLE_MAX);
+}
+
+static void entry_free(struct proc_entry *e)
+{
+	resource_put(e->res);
+	free(e);
+}
+
+void proc_table__free(struct proc_table *pt)
+{
+	uint64_t k;
+	void *v;
+
+	for (size_t it = 0; u64map_next(&pt->by_tgid, &it, &k, &v);)
+		entry_free(v);
+	u64map_free(&pt->by_tgid);
+}
+
+/* Read a whole small /proc file (environ, cgroup). Returns bytes read or -errno. */
+static ssize_t read_proc_file(const struct proc_table *pt, uint32_t tgid, const char *name,
+			      char *buf, size_t cap)
+{
+	char path[64];
+	size_t got = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%u/%s", pt->proc_root, tgid, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	while (got < cap - 1) {
+		ssize_t n = read(fd, buf + got, cap - 1 - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	buf[got] = '\0';
+	return (ssize_t)got;
+}
+
+/* Find NAME=value in a NUL-separated environment block. */
+static const char *environ_lookup(const char *env, size_t len, const char *name)
+{
+	size_t nlen = strlen(name);
+
+	for (size_t i = 0; i < len;) {
+		const char *entry = env + i;
+		size_t elen = strnlen(entry, len - i);
+
+		if (elen > nlen && memcmp(entry, name, nlen) == 0 && entry[nlen] == '=')
+			return entry + nlen + 1;
+		i += elen + 1;
+	}
+	return NULL;
+}
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Trim OWS and percent-decode [p, p+n) into a new string. */
+static char *decode_member(const char *p, size_t n)
+{
+	char *out;
+	size_t o = 0;
+
+	while (n && isspace((unsigned char)*p)) {
+		p++;
+		n--;
+	}
+	while (n && isspace((unsigned char)p[n - 1]))
+		n--;
+	out = malloc(n + 1);
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '%' && i + 2 < n && hexval(p[i + 1]) >= 0 && hexval(p[i + 2]) >= 0) {
+			out[o++] = (char)(hexval(p[i + 1]) * 16 + hexval(p[i + 2]));
+			i += 2;
+		} else {
+			out[o++] = p[i];
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+void resource_parse_attributes(struct resource *r, const char *s)
+{
+	while (s && *s && r->nextra < RESOURCE_MAX_EXTRA) {
+		const char *end = strchr(s, ',');
+		size_t len = end ? (size_t)(end - s) : strlen(s);
+		const char *eq = memchr(s, '=', len);
+
+		if (eq && eq != s) {
+			char *k = decode_member(s, (size_t)(eq - s));
+			char *v = decode_member(eq + 1, len - (size_t)(eq - s) - 1);
+
+			if (k && v && *k) {
+				r->extra[r->nextra].key = k;
+				r->extra[r->nextra].value = v;
+				r->nextra++;
+			} else {
+				free(k);
+				free(v);
+			}
+		}
+		s = end ? end + 1 : NULL;
+	}
+}
+
+static void read_environment(const struct proc_table *pt, struct resource *r)
+{
+	char *env = malloc(ENVIRON_MAX);
+	const char *v;
+	ssize_t n;
+
+	if (!env)
+		return;
+	n = read_proc_file(pt, r->pid, "environ", env, ENVIRON_MAX);
+	if (n > 0) {
+		v = environ_lookup(env, (size_t)n, "OTEL_SERVICE_NAME");
+		if (v && *v)
+			r->service_name = strdup(v);
+		v = environ_lookup(env, (size_t)n, "OTEL_RESOURCE_ATTRIBUTES");
+		if (v)
+			resource_parse_attributes(r, v);
+	}
+	free(env);
+}
+
+static void read_executable(const struct proc_table *pt, struct resource *r)
+{
+	char path[64], exe[PATH_MAX];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/%u/exe", pt->proc_root, r->pid);
+	n = readlink(path, exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return;
+	exe[n] = '\0';
+	/* an exe replaced on disk reads "/usr/bin/x (deleted)" */
+	if (n > 10 && strcmp(exe + n - 10, " (deleted)") == 0)
+		exe[n - 10] = '\0';
+	r->exe_path = strdup(exe);
+	r->exe_name = strdup(strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe);
+}
+
+/* A 64-hex-char run in a cgroup path is a container id (docker, containerd, cri-o). */
+static char *find_container_id(const char *cg)
+{
+	for (const char *p = cg; *p; p++) {
+		size_t n = 0;
+
+		while (isxdigit((unsigned char)p[n]) && !isupper((unsigned char)p[n]))
+			n++;
+		if (n == 64)
+			return strndup(p, 64);
+		if (n)
+			p += n - 1;
+	}
+	return NULL;
+}
+
+/* kubepods cgroups carry "pod<uid>" (systemd driver writes '_' for '-'). */
+static char *find_pod_uid(const char *cg)
+{
+	const char *p = strstr(cg, "pod");
+	char uid[37];
+	size_t n = 0;
+
+	while (p) {
+		p += 3;
+		for (n = 0; n < 36 && (isxdigit((unsigned char)p[n]) || p[n] == '-' || p[n] == '_');
+		     n++)
+			uid[n] = p[n] == '_' ? '-' : p[n];
+		if (n == 36) {
+			uid[36] = '\0';
+			return strdup(uid);
+		}
+		p = strstr(p, "pod");
+	}
+	return NULL;
+}
+
+static void read_cgroup(const struct proc_table *pt, struct resource *r)
+{
+	char buf[4096];
+
+	if (read_proc_file(pt, r->pid, "cgroup", buf, sizeof(buf)) <= 0)
+		return;
+	r->container_id = find_container_id(buf);
+	r->pod_uid = find_pod_uid(buf);
+}
+
+static struct resource *resource_from_proc(const struct proc_table *pt, uint32_t tgid,
+					   uint64_t start_ns, const char *comm)
+{
+	struct resource *r = resource_new(tgid, start_ns);
+
+	if (!r)
+		return NULL;
+	read_environment(pt, r);
+	read_executable(pt, r);
+	read_cgroup(pt, r);
+	if (!r->exe_name && comm && *comm)
+		r->exe_name = strndup(comm, 16);
+	if (!r->service_name)
+		r->service_name = strdup(r->exe_name ? r->exe_name : "unknown_service");
+	return r;
+}
+
+struct resource *proc_table__resource(struct proc_table *pt, uint32_t tgid, uint64_t start_ns,
+				      const char *comm)
+{
+	struct proc_entry *e = u64map_get(&pt->by_tgid, tgid);
+
+	if (e && e->start_ns == start_ns)
+		return e->res;
+	if (e) {
+		/* same pid, new process: pid reuse */
+		u64map_del(&pt->by_tgid, tgid);
+		entry_free(e);
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	e->start_ns = start_ns;
+	e->res = resource_from_proc(pt, tgid, start_ns, comm);
+	if (!e->res || u64map_put(&pt->by_tgid, tgid, e)) {
+		entry_free(e);
+		return NULL;
+	}
+	return e->res;
+}
+
+void proc_table__forget(struct proc_table *pt, uint32_t tgid)
+{
+	struct proc_entry *e = u64map_del(&pt->by_tgid, tgid);
+
+	if (e)
+		entry_free(e);
+}
+
+void proc_table__mark_exited(struct proc_table *pt, uint32_t tgid, uint64_t now_ns)
+{
+	struct proc_entry *e = u64map_get(&pt->by_tgid, tgid);
+
+	if (e)
+		e->exited_at = now_ns ? now_ns : 1;
+}
+
+bool proc_table__exited(const struct proc_table *pt, uint32_t tgid)
+{
+	struct proc_entry *e = u64map_get(&pt->by_tgid, tgid);
+
+	return e && e->exited_at;
+}
+
+void proc_table__expire(struct proc_table *pt, uint64_t now_ns)
+{
+	uint64_t k;
+	void *v;
+
+	for (size_t it = 0; u64map_next(&pt->by_tgid, &it, &k, &v);) {
+		struct proc_entry *e = v;
+
+		if (e->exited_at && now_ns - e->exited_at > EXITED_LINGER_NS) {
+			u64map_del(&pt->by_tgid, k);
+			entry_free(e);
+		}
+	}
+}

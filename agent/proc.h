@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Traced processes: their OpenTelemetry resource (service name from the process's own
+ * OTEL_SERVICE_NAME, else its executable; OTEL_RESOURCE_ATTRIBUTES; container and pod ids
+ * from its cgroup), read once from /proc per (tgid, start time) and cached.
+ */
+#ifndef HOPTRACE_PROC_H
+#define HOPTRACE_PROC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hashmap.h"
+
+struct resource;
+
+struct proc_table {
+	struct u64map by_tgid; /* tgid -> struct proc_entry */
+	const char *proc_root; /* "/proc" (tests may point elsewhere) */
+};
+
+int proc_table__init(struct proc_table *pt, const char *proc_root);
+void proc_table__free(struct proc_table *pt);
+/* The resource of a process, read on first use. comm is the fallback service name when
+ * /proc no longer has the process. Never NULL unless out of memory. Borrowed reference. */
+struct resource *proc_table__resource(struct proc_table *pt, uint32_t tgid, uint64_t start_ns,
+				      const char *comm);
+/* The process exec'd or exited: forget its cached resource. */
+void proc_table__forget(struct proc_table *pt, uint32_t tgid);
+/* Record that a process exited (spans still open on its sockets end with that reason). */
+void proc_table__mark_exited(struct proc_table *pt, uint32_t tgid, uint64_t now_ns);
+bool proc_table__exited(const struct proc_table *pt, uint32_t tgid);
+/* Drop processes that exited a while ago. now_ns is CLOCK_MONOTONIC. */
+void proc_table__expire(struct proc_table *pt, uint64_t now_ns);
+
+/* Parse "k1=v1,k2=v2" (OTEL_RESOURCE_ATTRIBUTES, values percent-decoded) into r->extra.
+ * Invalid members are skipped. Exposed for tests. */
+void resource_parse_attributes(struct resource *r, const char *s);
+
+#endif

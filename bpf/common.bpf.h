@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Maps, configuration and helpers shared by every hoptrace BPF program. Each program file
+ * includes this file; the objects are linked into one (bpftool gen object), so the maps
+ * are declared weak here and resolved to a single instance by the linker.
+ */
+#ifndef HOPTRACE_COMMON_BPF_H
+#define HOPTRACE_COMMON_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "hoptrace/events.h"
+
+#define __shared __attribute__((weak))
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+
+/* Load-time configuration (rodata, set by the loader before load). */
+const volatile __u32 self_tgid __shared = 0;	/* the agent itself is never traced */
+const volatile __u32 capture_bytes __shared = HT_DEFAULT_CAPTURE; /* power of two */
+const volatile __u32 wakeup_bytes __shared = 0;	/* ring buffer wake-up threshold */
+const volatile __u8 filter_by_tgid __shared = 0;	/* trace only tgids in selected_tgids */
+const volatile __u8 filter_by_comm __shared = 0;	/* trace only comms in selected_comms */
+const volatile __u8 filter_by_port __shared = 0;	/* only connections with a selected port */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, HT_DEFAULT_RINGBUF_BYTES);
+} events SEC(".maps") __shared;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, HT_STAT__COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps") __shared;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, HT_MAX_SELECTED);
+	__type(key, __u32);
+	__type(value, __u8);
+} selected_tgids SEC(".maps") __shared;
+
+struct comm_key {
+	char comm[HT_COMM_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct comm_key);
+	__type(value, __u8);
+} selected_comms SEC(".maps") __shared;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u16);
+	__type(value, __u8);
+} selected_ports SEC(".maps") __shared;
+
+static __always_inline void stat_inc(enum ht_stat idx)
+{
+	__u32 key = idx;
+	__u64 *v = bpf_map_lookup_elem(&stats, &key);
+
+	if (v)
+		*v += 1; /* per-CPU slot: no atomics needed */
+}
+
+/* Ring buffer wake-ups are batched: the consumer also drains on a timer, so a sample only
+ * forces a wake-up once enough data is waiting. */
+static __always_inline __u64 ringbuf_wakeup_flag(void)
+{
+	if (wakeup_bytes == 0)
+		return 0;
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+									       : BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline int emit_event(void *data, __u64 size)
+{
+	if (bpf_ringbuf_output(&events, data, size, ringbuf_wakeup_flag())) {
+		stat_inc(HT_STAT_RINGBUF_FULL);
+		return -1;
+	}
+	stat_inc(HT_STAT_EVENTS);
+	return 0;
+}
+
+/* Process selection by tgid and comm (ports are checked per connection). */
+static __always_inline bool task_selected(struct task_struct *task, __u32 tgid)
+{
+	if (tgid == self_tgid)
+		return false;
+	if (filter_by_tgid && !bpf_map_lookup_elem(&selected_tgids, &tgid))
+		return false;
+	if (filter_by_comm) {
+		struct comm_key key = {};
+
+		bpf_probe_read_kernel(key.comm, sizeof(key.comm), task->group_leader->comm);
+		if (!bpf_map_lookup_elem(&selected_comms, &key))
+			return false;
+	}
+	return true;
+}
+
+#endif
