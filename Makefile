@@ -158,7 +158,7 @@ bpf-test: $(OUT)/hoptrace
 integration-test: asan all
 	$(Q)python3 tests/integration/run.py --agent $(OUT)/san/hoptrace --build $(OUT)
 
-test: all asan
+test: all asan $(UNIT_TESTS)
 	$(Q)tests/run-all.sh $(OUT)
 
 bench: all

@@ -858,6 +858,9 @@ static int put_group(struct otlp_encoder *enc, const struct group *g, struct spa
 	hdr_max = 1 + VARINT32_MAX + len_field(F_RS_RESOURCE, enc->res.len) + 1 + VARINT32_MAX +
 		  enc->scope_len;
 	pos = start + hdr_max;
+	err = otlp_buf_reserve(out, pos);
+	if (err)
+		return err;
 	for (uint32_t k = 0; k < g->count; k++) {
 		const struct span *s = spans[enc->order[g->start + k]];
 

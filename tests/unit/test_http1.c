@@ -19,6 +19,8 @@
 #include "http1.h"
 
 #define MAX_HEADS 16
+/* a string literal and its length, NUL bytes included */
+#define S(lit) lit, sizeof(lit) - 1
 #define LOG_SIZE 4096
 #define STR_SIZE 128
 
@@ -351,12 +353,16 @@ static void test_byte_by_byte_tags(void **state)
 {
 	struct recorder *r = rec_new(HTTP1_REQUEST);
 	size_t len = strlen(split_req);
+	size_t second = (size_t)(strstr(split_req, "GET /next") - split_req);
+	char want[256];
 
 	(void)state;
 	for (size_t i = 0; i < len; i++)
 		feed_mem(r, split_req + i, 1, true, 100 + i);
 	/* start_tag: feed of the first byte; end_tag: feed of the last byte */
-	expect_log(r, "H POST /upload @100\nC @233\nH GET /next @234\nC @255\n");
+	snprintf(want, sizeof(want), "H POST /upload @100\nC @%zu\nH GET /next @%zu\nC @%zu\n",
+		 100 + second - 1, 100 + second, 100 + len - 1);
+	expect_log(r, want);
 	rec_free(r);
 }
 
@@ -509,7 +515,7 @@ static const char chunked_resp[] = "HTTP/1.1 200 OK\r\n"
 				   "\r\n"
 				   "5\r\nhello\r\n"
 				   "1A;name=\"quoted;value\" ; other\r\nabcdefghijklmnopqrstuvwxyz\r\n"
-				   "00000003 \r\n\r\n\r\n"
+				   "00000004 \r\n\r\n\r\n\r\n"
 				   "0\r\n"
 				   "X-Checksum: 1234\r\n"
 				   "\r\n";
@@ -530,12 +536,13 @@ static void test_chunked_byte_by_byte(void **state)
 {
 	struct recorder *r = rec_new(HTTP1_RESPONSE);
 	size_t len = strlen(chunked_resp);
+	char want[64];
 
 	(void)state;
 	for (size_t i = 0; i < len; i++)
 		feed_mem(r, chunked_resp + i, 1, false, i);
-	expect_log(r, "H 200 @0\nC @142\n");
-	assert_int_equal(len, 143);
+	snprintf(want, sizeof(want), "H 200 @0\nC @%zu\n", len - 1);
+	expect_log(r, want);
 	rec_free(r);
 }
 
@@ -545,19 +552,18 @@ static void test_chunked_split_every_boundary(void **state)
 				  "4\r\nwiki\r\n6;x=1\r\npedia \r\n0\r\n\r\n"
 				  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\n\n3\nabc\n0\n\n";
 	size_t len = strlen(two);
+	size_t second = (size_t)(strstr(two + 1, "HTTP/1.1") - two);
 
 	(void)state;
 	for (size_t k = 0; k <= len; k++) {
 		struct recorder *r = rec_new(HTTP1_RESPONSE);
+		char want[128];
 
 		feed_mem(r, two, k, true, 1);
 		feed_mem(r, two + k, len - k, false, 2);
-		if (k < 49)
-			expect_log(r, "H 200 @1\nC @2\nH 200 @2\nC @2\n");
-		else if (k < 81)
-			expect_log(r, "H 200 @1\nC @2\nH 200 @2\nC @2\n");
-		else
-			assert_true(strncmp(r->log, "H 200 @1\nC @1\nH 200 @", 21) == 0);
+		snprintf(want, sizeof(want), "H 200 @%d\nC @%d\nH 200 @%d\nC @%d\n", k > 0 ? 1 : 2,
+			 k >= second ? 1 : 2, k > second ? 1 : 2, k >= len ? 1 : 2);
+		expect_log(r, want);
 		rec_free(r);
 	}
 }
@@ -574,7 +580,6 @@ static void test_chunked_gap_ends_on_last_chunk(void **state)
 	(void)state;
 	io(r, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 1);
 	/* "400\r\n" 1024 bytes "\r\n400\r\n" 1024 bytes "\r\n0\r\n\r\n" in one write */
-	memset(body, 'x', sizeof(body));
 	snprintf(body, sizeof(body), "400\r\n%1024d\r\n400\r\n%1024d\r\n0\r\n\r\n", 1, 2);
 	io_cut(r, body, 64, 8, 2);
 	expect_log(r, "H 200 @1\nC @2\n");
@@ -889,46 +894,37 @@ static void test_malformed_start_lines(void **state)
 	static const struct {
 		enum http1_kind kind;
 		const char *line;
+		size_t len;
 		const char *err;
 	} cases[] = {
-		{ HTTP1_REQUEST, "GET / HTTP/1.2\r\n\r\n", "E BAD_START_LINE\n" },
-		{ HTTP1_REQUEST, "GET / HTTP/2.0\r\n\r\n", "E BAD_START_LINE\n" },
-		{ HTTP1_REQUEST, "GET /  HTTP/1.1\r\n\r\n", "E BAD_START_LINE\n" },
-		{ HTTP1_REQUEST, "GET /\r\n\r\n", "E BAD_START_LINE\n" },
-		{ HTTP1_REQUEST, "GET / HTTP/1.1 \r\n\r\n", "E BAD_START_LINE\n" },
-		{ HTTP1_REQUEST, "GET /a\x01 HTTP/1.1\r\n\r\n", "E BAD_START_LINE\n" },
-		{ HTTP1_REQUEST, "GET /a\0b HTTP/1.1\r\n\r\n", "E BAD_START_LINE\n" },
-		{ HTTP1_REQUEST, "GET / HTTP/1.1\rX\r\n\r\n", "E BAD_START_LINE\n" },
-		{ HTTP1_REQUEST, "GET  / HTTP/1.1\r\n\r\n", "E NOT_HTTP\n" },
-		{ HTTP1_REQUEST, "get / HTTP/1.1\r\n\r\n", "E NOT_HTTP\n" },
-		{ HTTP1_REQUEST, "\x16\x03\x01\x02\x00\x01", "E NOT_HTTP\n" },
-		{ HTTP1_REQUEST, "HTTP/1.1 200 OK\r\n\r\n", "E NOT_HTTP\n" },
-		{ HTTP1_REQUEST, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "E BAD_START_LINE\n" },
-		{ HTTP1_RESPONSE, "HTTP/1.1 20 OK\r\n\r\n", "E BAD_START_LINE\n" },
-		{ HTTP1_RESPONSE, "HTTP/1.1 2000 OK\r\n\r\n", "E BAD_START_LINE\n" },
-		{ HTTP1_RESPONSE, "HTTP/1.1 099 Low\r\n\r\n", "E BAD_START_LINE\n" },
-		{ HTTP1_RESPONSE, "HTTP/1.1  200 OK\r\n\r\n", "E BAD_START_LINE\n" },
-		{ HTTP1_RESPONSE, "HTTP/1.1 200 O\0K\r\n\r\n", "E BAD_START_LINE\n" },
-		{ HTTP1_RESPONSE, "HTTP/1.3 200 OK\r\n\r\n", "E BAD_START_LINE\n" },
-		{ HTTP1_RESPONSE, "HTTP/2 200\r\n\r\n", "E NOT_HTTP\n" },
-		{ HTTP1_RESPONSE, "GET / HTTP/1.1\r\n\r\n", "E NOT_HTTP\n" },
+		{ HTTP1_REQUEST, S("GET / HTTP/1.2\r\n\r\n"), "E BAD_START_LINE\n" },
+		{ HTTP1_REQUEST, S("GET / HTTP/2.0\r\n\r\n"), "E BAD_START_LINE\n" },
+		{ HTTP1_REQUEST, S("GET /  HTTP/1.1\r\n\r\n"), "E BAD_START_LINE\n" },
+		{ HTTP1_REQUEST, S("GET /\r\n\r\n"), "E BAD_START_LINE\n" },
+		{ HTTP1_REQUEST, S("GET / HTTP/1.1 \r\n\r\n"), "E BAD_START_LINE\n" },
+		{ HTTP1_REQUEST, S("GET /a\x01 HTTP/1.1\r\n\r\n"), "E BAD_START_LINE\n" },
+		{ HTTP1_REQUEST, S("GET /a\0b HTTP/1.1\r\n\r\n"), "E BAD_START_LINE\n" },
+		{ HTTP1_REQUEST, S("GET / HTTP/1.1\rX\r\n\r\n"), "E BAD_START_LINE\n" },
+		{ HTTP1_REQUEST, S("GET  / HTTP/1.1\r\n\r\n"), "E NOT_HTTP\n" },
+		{ HTTP1_REQUEST, S("get / HTTP/1.1\r\n\r\n"), "E NOT_HTTP\n" },
+		{ HTTP1_REQUEST, S("\x16\x03\x01\x02\x00\x01"), "E NOT_HTTP\n" },
+		{ HTTP1_REQUEST, S("HTTP/1.1 200 OK\r\n\r\n"), "E NOT_HTTP\n" },
+		{ HTTP1_REQUEST, S("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "E BAD_START_LINE\n" },
+		{ HTTP1_RESPONSE, S("HTTP/1.1 20 OK\r\n\r\n"), "E BAD_START_LINE\n" },
+		{ HTTP1_RESPONSE, S("HTTP/1.1 2000 OK\r\n\r\n"), "E BAD_START_LINE\n" },
+		{ HTTP1_RESPONSE, S("HTTP/1.1 099 Low\r\n\r\n"), "E BAD_START_LINE\n" },
+		{ HTTP1_RESPONSE, S("HTTP/1.1  200 OK\r\n\r\n"), "E BAD_START_LINE\n" },
+		{ HTTP1_RESPONSE, S("HTTP/1.1 200 O\0K\r\n\r\n"), "E BAD_START_LINE\n" },
+		{ HTTP1_RESPONSE, S("HTTP/1.3 200 OK\r\n\r\n"), "E BAD_START_LINE\n" },
+		{ HTTP1_RESPONSE, S("HTTP/2 200\r\n\r\n"), "E NOT_HTTP\n" },
+		{ HTTP1_RESPONSE, S("GET / HTTP/1.1\r\n\r\n"), "E NOT_HTTP\n" },
 	};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct recorder *r = rec_new(cases[i].kind);
-		const char *line = cases[i].line;
-		/* the NUL cases are measured up to the final CRLF CRLF */
-		size_t len = strlen(line);
 
-		if (strchr(line, '\r') && len < 6)
-			len = strlen(line);
-		if (memchr(line, '\0', 1) == NULL && i >= 6 && i <= 6)
-			len = 22;
-		if (cases[i].kind == HTTP1_RESPONSE && strncmp(line, "HTTP/1.1 200 O", 14) == 0 &&
-		    line[14] == '\0')
-			len = 21;
-		feed_mem(r, line, len, true, 1);
+		feed_mem(r, cases[i].line, cases[i].len, true, 1);
 		if (strcmp(r->log, cases[i].err) != 0)
 			fail_msg("case %zu: want %s got %s", i, cases[i].err, r->log);
 		/* the stream recovers at the next I/O that starts with a start line */
@@ -1103,7 +1099,7 @@ static void test_start_mid_body_then_resync(void **state)
 	http1_parser_gap(&r->p, 4000, 1);
 	feed_mem(r, "e end.\r\n", 8, false, 1);
 	io(r, "more body", 2);
-	io(r, "HTTP/1.", 3); /* too short to be sure after losing track */
+	io(r, "HTTP/1", 3); /* too short to be sure after losing track */
 	io(r, "1 200 OK\r\n\r\n", 4);
 	io(r, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", 5);
 	expect_log(r, "E NOT_HTTP\nH 200 @5\nC @5\n");

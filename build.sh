@@ -1,0 +1,65 @@
+#!/bin/sh
+# hoptrace entry point for a fresh Debian 12 machine (run as root):
+#   ./build.sh run [-- AGENT ARGS]   install what is missing, build, run the agent
+#   ./build.sh test                  install what is missing, build, run every test
+#   ./build.sh bench | all | lint    other make targets, same set-up
+# It installs the Debian packages the build (and, for test/bench, the test suite) needs,
+# then hands over to make. Nothing has to be installed by hand first.
+set -eu
+cd "$(dirname "$0")"
+
+BUILD_PKGS="make gcc clang llvm libc6-dev libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config
+	libcmocka-dev protobuf-c-compiler libprotobuf-c-dev libcurl4-openssl-dev"
+TEST_PKGS="python3 curl nginx-light apache2-utils wrk iproute2 procps openssl ca-certificates"
+
+missing=""
+pkg_installed() {
+	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"
+}
+want_pkg() {
+	for p in "$@"; do
+		pkg_installed "$p" || missing="$missing $p"
+	done
+}
+# Commands may come from elsewhere than Debian (nodesource's node ships npm itself).
+want_cmd() {
+	command -v "$1" >/dev/null 2>&1 || missing="$missing $2"
+}
+
+target="${1:-all}"
+[ $# -gt 0 ] && shift
+[ "${1:-}" = "--" ] && shift
+
+# shellcheck disable=SC2086
+want_pkg $BUILD_PKGS
+case "$target" in
+test | bench | integration-test)
+	# shellcheck disable=SC2086
+	want_pkg $TEST_PKGS
+	want_cmd node nodejs
+	want_cmd npm npm
+	;;
+esac
+
+if [ -n "$missing" ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "build.sh: missing packages:$missing; run as root to install them" >&2
+		exit 1
+	fi
+	echo "build.sh: installing:$missing"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	# shellcheck disable=SC2086
+	apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+jobs=$(nproc 2>/dev/null || echo 2)
+case "$target" in
+run)
+	make -j"$jobs" build/hoptrace
+	exec ./build/hoptrace "$@"
+	;;
+*)
+	exec make -j"$jobs" "$target"
+	;;
+esac

@@ -1,0 +1,218 @@
+"""Helpers for hoptrace integration tests: run the real agent, real servers, real clients.
+
+Nothing here fakes the kernel: the agent loads its BPF programs and traces the processes
+the tests start. Tests select their own ports (--port) so other traffic on the host does
+not disturb them.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+AGENT = os.environ.get("HOPTRACE_AGENT", os.path.join(ROOT, "build", "san", "hoptrace"))
+BUILD = os.environ.get("HOPTRACE_BUILD", os.path.join(ROOT, "build"))
+IN_CI = os.environ.get("CI", "") == "true"
+
+
+class SkipTest(Exception):
+    pass
+
+
+class BpfUnavailable(Exception):
+    pass
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0, host="127.0.0.1"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+def require(cmd):
+    from shutil import which
+    if which(cmd) is None:
+        if IN_CI:
+            raise AssertionError(f"{cmd} is not installed (build.sh test installs it)")
+        raise SkipTest(f"{cmd} not installed")
+
+
+class Proc:
+    """A background process killed at the end of the test."""
+
+    def __init__(self, argv, **kw):
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        kw.setdefault("stderr", subprocess.DEVNULL)
+        self.p = subprocess.Popen(argv, start_new_session=True, **kw)
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def stop(self):
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.p.wait(timeout=10)
+
+
+class Agent:
+    """Runs hoptrace with JSON output into a file; stop() returns the spans."""
+
+    def __init__(self, *args, output="json", env=None):
+        self.dir = tempfile.mkdtemp(prefix="hoptrace-test-")
+        self.out_path = os.path.join(self.dir, "out")
+        self.err_path = os.path.join(self.dir, "err")
+        argv = [AGENT, "-O", self.out_path, *args]
+        if output:
+            argv[1:1] = ["-o", output]
+        e = dict(os.environ)
+        # LeakSanitizer: the agent must free everything it allocated
+        e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+        if not output:
+            e.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+            e.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
+        if env:
+            e.update(env)
+        self.err = open(self.err_path, "w")
+        self.p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=self.err, env=e)
+        self.spans = None
+        self.counters = {}
+        self._wait_ready()
+
+    def stderr(self):
+        with open(self.err_path) as f:
+            return f.read()
+
+    def _wait_ready(self, timeout=30.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            text = self.stderr()
+            if "tracing HTTP/1.x" in text:
+                time.sleep(0.2)
+                return
+            if self.p.poll() is not None:
+                if "cannot load" in text or "cannot attach" in text or "cannot open the BPF" in text:
+                    raise BpfUnavailable(text[-2000:])
+                raise AssertionError(f"agent exited early (rc={self.p.returncode}):\n{text[-3000:]}")
+            time.sleep(0.05)
+        raise AssertionError("agent not ready after %ss:\n%s" % (timeout, self.stderr()[-3000:]))
+
+    def stop(self, settle=0.5):
+        """Stop with SIGINT (clean shutdown), return the list of spans."""
+        if self.spans is not None:
+            return self.spans
+        time.sleep(settle)
+        self.p.send_signal(signal.SIGINT)
+        try:
+            rc = self.p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            raise AssertionError("agent did not stop within 30 s of SIGINT")
+        self.err.close()
+        text = self.stderr()
+        if rc != 0:
+            raise AssertionError(f"agent exited with {rc}:\n{text[-4000:]}")
+        for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if bad in text:
+                raise AssertionError(f"sanitizer report from the agent:\n{text[-6000:]}")
+        self.counters = parse_counters(text)
+        self.spans = []
+        with open(self.out_path, errors="strict") as f:
+            if self.output_is_json():
+                for line in f:
+                    self.spans.append(json.loads(line))
+            else:
+                self.text = f.read()
+        return self.spans
+
+    def output_is_json(self):
+        return "-o" in self.p.args and self.p.args[self.p.args.index("-o") + 1] == "json"
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
+def parse_counters(text):
+    counters = {}
+    started = False
+    for line in text.splitlines():
+        if line.startswith("hoptrace: counters"):
+            started = True
+            continue
+        if started and line.startswith("  "):
+            parts = line.split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                counters[parts[0]] = int(parts[1])
+    return counters
+
+
+def run(argv, timeout=60, check=True, **kw):
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    r = subprocess.run(argv, timeout=timeout, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{argv} failed ({r.returncode}): {r.stderr[-2000:]!r}")
+    return r
+
+
+def curl(*args, timeout=30):
+    require("curl")
+    return run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", *args], timeout=timeout)
+
+
+def spans_where(spans, **kv):
+    out = []
+    for s in spans:
+        ok = True
+        for k, v in kv.items():
+            if k.startswith("attr_"):
+                key = k[5:].replace("__", ".")
+                if s["attributes"].get(key) != v:
+                    ok = False
+            elif s.get(k) != v:
+                ok = False
+        if ok:
+            out.append(s)
+    return out
+
+
+def one(spans, **kv):
+    found = spans_where(spans, **kv)
+    assert len(found) == 1, f"expected one span with {kv}, found {len(found)}:\n" + "\n".join(
+        json.dumps(s) for s in spans)
+    return found[0]
+
+
+def python_server(port, directory=None, script=None, args=()):
+    """python3 -m http.server, or one of the test scripts, on 127.0.0.1:port."""
+    if script:
+        argv = [sys.executable, os.path.join(HERE, script), str(port), *args]
+    else:
+        argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+        if directory:
+            argv += ["--directory", directory]
+    p = Proc(argv)
+    wait_port(port)
+    return p

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite (what `./build.sh test` and CI run): unit tests under ASan/UBSan,
+# the BPF load test (verifier regression), integration tests against real processes.
+# Ends with one "N passed, N failed" line over all suites.
+set -u
+OUT=${1:-build}
+cd "$(dirname "$0")/.."
+pass=0
+fail=0
+log=$(mktemp)
+
+suite() {
+	local name=$1
+	shift
+	echo "=== $name"
+	"$@" 2>&1 | tee "$log"
+	local rc=${PIPESTATUS[0]}
+	local line
+	line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+	if [ -n "$line" ]; then
+		pass=$((pass + $(echo "$line" | sed -E 's/.*[^0-9]?([0-9]+) passed.*/\1/')))
+		fail=$((fail + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+	fi
+	if [ "$rc" -ne 0 ]; then
+		echo "=== $name: FAILED (exit $rc)"
+		[ -z "$line" ] && fail=$((fail + 1))
+	elif [ -z "$line" ]; then
+		pass=$((pass + 1))
+	fi
+}
+
+suite unit tests/run-unit.sh "$OUT"/san/tests/test_*
+suite bpf-load "$OUT"/san/hoptrace --self-test
+suite integration python3 tests/integration/run.py --agent "$OUT"/san/hoptrace --build "$OUT"
+rm -f "$log"
+echo "all: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
