@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@ struct otlp_transport {
 	CURLM *multi;
 	struct curl_slist *headers;
 	bool grpc;
+	bool gzip;
 	int abort; /* atomic */
 	char errbuf[CURL_ERROR_SIZE];
 	/* the answer being received */
@@ -38,7 +40,7 @@ struct otlp_transport {
 	bool resp_grpc_gzip;
 	bool resp_protobuf;
 	char grpc_message[256];
-	char retry_after[64];
+	char retry_after[256];
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -534,6 +536,7 @@ struct otlp_transport *otlp_transport_new(const struct otlp_config *cfg, char *m
 		return NULL;
 	}
 	t->grpc = cfg->protocol == OTLP_PROTOCOL_GRPC;
+	t->gzip = cfg->gzip;
 	t->easy = curl_easy_init();
 	t->multi = curl_multi_init();
 	if (!t->easy || !t->multi) {
@@ -672,7 +675,7 @@ void otlp_transport__send(struct otlp_transport *t, struct otlp_buf *body, uint6
 
 	reset_response(t, res);
 	if (t->grpc) {
-		otlp_grpc_frame(body->data, curl_slist_free_all != NULL && 0, (uint32_t)body->len);
+		otlp_grpc_frame(body->data, t->gzip, (uint32_t)body->len);
 		data = body->data;
 		len = body->len + OTLP_HEADROOM;
 	}

@@ -1,0 +1,139 @@
+"""Real third-party servers and clients: nginx, Node.js, ab (issue 2)."""
+import os
+import tempfile
+
+from lib import (Agent, Proc, curl, free_port, one, require, run, spans_where, wait_port, HERE)
+
+
+def start_nginx(port, sendfile="on", extra=""):
+    require("nginx")
+    d = tempfile.mkdtemp(prefix="hoptrace-nginx-")
+    os.chmod(d, 0o755)  # nginx workers run as an unprivileged user
+    os.makedirs(os.path.join(d, "html"))
+    with open(os.path.join(d, "html", "index.html"), "w") as f:
+        f.write("hello from nginx\n" * 120)
+    with open(os.path.join(d, "html", "big.bin"), "wb") as f:
+        f.write(os.urandom(3 * 1024 * 1024))
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile {sendfile};
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  keepalive_requests 100000;
+  server {{
+    listen 127.0.0.1:{port};
+    root {d}/html;
+    {extra}
+  }}
+}}
+""")
+    p = Proc(["nginx", "-c", conf, "-e", f"{d}/error.log"])
+    wait_port(port)
+    return p
+
+
+def test_nginx_static_with_sendfile_and_keepalive():
+    port = free_port()
+    ngx = start_nginx(port, sendfile="on")
+    agent = Agent("--port", str(port))
+    try:
+        urls = [f"http://127.0.0.1:{port}/big.bin", f"http://127.0.0.1:{port}/index.html",
+                f"http://127.0.0.1:{port}/nope"]
+        run(["curl", "-sS", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null", *urls])
+        spans = agent.stop()
+    finally:
+        agent.kill()
+        ngx.stop()
+    servers = sorted(spans_where(spans, kind="SERVER"), key=lambda s: s["start_unix_ns"])
+    assert [s["name"] for s in servers] == ["GET /big.bin", "GET /index.html", "GET /nope"]
+    assert [s["attributes"]["http.response.status_code"] for s in servers] == [200, 200, 404]
+    assert all(s["service.name"] == "nginx" for s in servers)
+    assert all(s["status"] == "UNSET" for s in servers)
+    big_client = one(spans, kind="CLIENT", attr_url__path="/big.bin")
+    big_server = servers[0]
+    # the body went out through sendfile (no user buffer): its end still ends the span
+    assert big_server["end_unix_ns"] <= big_client["end_unix_ns"]
+    assert agent.counters["bpf_io_without_buffer"] >= 1
+
+
+def test_ten_thousand_requests_no_drops():
+    require("ab")
+    port = free_port()
+    ngx = start_nginx(port)
+    agent = Agent("--port", str(port))
+    try:
+        r = run(["ab", "-q", "-n", "10000", "-c", "8", f"http://127.0.0.1:{port}/index.html"],
+                timeout=300)
+        assert b"Failed requests:        0" in r.stdout, r.stdout
+        spans = agent.stop(settle=1.0)
+    finally:
+        agent.kill()
+        ngx.stop()
+    c = agent.counters
+    assert len(spans_where(spans, kind="SERVER")) == 10000, c
+    assert len(spans_where(spans, kind="CLIENT")) == 10000, c
+    for k, v in c.items():
+        if "drop" in k:
+            assert v == 0, (k, c)
+    assert c["spans_error_incomplete"] == 0
+
+
+NODE_SERVER = r"""
+const http = require('http');
+const port = +process.argv[2], backend = +process.argv[3];
+http.createServer((req, res) => {
+  if (req.url.startsWith('/call') && backend) {
+    http.get({host: '127.0.0.1', port: backend, path: '/leaf', headers: {}}, (r) => {
+      r.resume(); r.on('end', () => { res.end('called ' + r.statusCode); });
+    });
+    return;
+  }
+  res.write('part one ');            // no Content-Length: chunked encoding
+  setTimeout(() => res.end('part two'), 5);
+}).listen(port, '127.0.0.1');
+"""
+
+
+def test_node_server_chunked_and_node_client():
+    require("node")
+    front, back = free_port(), free_port()
+    script = os.path.join(tempfile.mkdtemp(), "server.js")
+    with open(script, "w") as f:
+        f.write(NODE_SERVER)
+    n1 = Proc(["node", script, str(front), str(back)])
+    n2 = Proc(["node", script, str(back), "0"])
+    wait_port(front)
+    wait_port(back)
+    agent = Agent("--port", str(front), "--port", str(back))
+    try:
+        assert curl(f"http://127.0.0.1:{front}/call").stdout == b"200"
+        assert curl(f"http://127.0.0.1:{back}/chunked").stdout == b"200"
+        spans = agent.stop()
+    finally:
+        agent.kill()
+        n1.stop()
+        n2.stop()
+    entry = one(spans, kind="SERVER", attr_url__path="/call")
+    call = one(spans, kind="CLIENT", attr_url__path="/leaf")
+    leaf = one(spans, kind="SERVER", attr_url__path="/leaf")
+    assert entry["service.name"] == "node" and call["service.name"] == "node"
+    # Node's event loop: one server request in flight on the thread, so it is the parent
+    assert call["parent_span_id"] == entry["span_id"]
+    assert call["trace_id"] == entry["trace_id"]
+    assert leaf["attributes"]["http.response.status_code"] == 200
+    chunked = one(spans, kind="SERVER", attr_url__path="/chunked")
+    chunked_client = one(spans, kind="CLIENT", attr_url__path="/chunked")
+    assert chunked["status"] == "UNSET" and chunked_client["status"] == "UNSET"
+    # the response ends with the last chunk, written 5 ms after the first
+    assert chunked["end_unix_ns"] - chunked["start_unix_ns"] >= 4_000_000
