@@ -59,7 +59,7 @@ struct head_scan {
 static const struct http1_callbacks no_callbacks;
 
 static const char *const known_methods[] = {
-	"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
 };
 
 /* ---- character classes ----------------------------------------------------------------- */
@@ -120,7 +120,7 @@ static struct http1_str trim_ows(const char *p, size_t len)
 	}
 	while (len && is_ows((uint8_t)p[len - 1]))
 		len--;
-	return (struct http1_str){ .p = p, .len = len };
+	return (struct http1_str){.p = p, .len = len};
 }
 
 /* ---- start line recognition ------------------------------------------------------------ */
@@ -327,8 +327,8 @@ static enum http1_error parse_request_line(struct http1_head *h, struct http1_st
 		return HTTP1_ERR_BAD_START_LINE;
 	if (l.len - i - 1 != 8 || !parse_version(l.p + i + 1, &h->version_minor))
 		return HTTP1_ERR_BAD_START_LINE;
-	h->method = (struct http1_str){ .p = l.p, .len = t - 1 };
-	h->target = (struct http1_str){ .p = l.p + t, .len = i - t };
+	h->method = (struct http1_str){.p = l.p, .len = t - 1};
+	h->target = (struct http1_str){.p = l.p + t, .len = i - t};
 	return 0;
 }
 
@@ -491,7 +491,7 @@ static enum http1_error parse_field_line(struct head_scan *s, struct http1_str l
 	for (size_t j = i + 1; j < l.len; j++)
 		if (!is_field_char(b[j]))
 			return HTTP1_ERR_BAD_HEADER;
-	return note_field(s, (struct http1_str){ .p = l.p, .len = i },
+	return note_field(s, (struct http1_str){.p = l.p, .len = i},
 			  trim_ows(l.p + i + 1, l.len - i - 1));
 }
 
@@ -535,8 +535,8 @@ static bool is_bodyless_status(uint16_t status)
 }
 
 /* Choose how the body ends: RFC 9112 6.3, in its order. */
-static void begin_body(struct http1_parser *p, const struct head_scan *s,
-		       enum http1_body_rule rule, uint64_t tag)
+static void begin_body(struct http1_parser *p, const struct head_scan *s, enum http1_body_rule rule,
+		       uint64_t tag)
 {
 	const struct http1_head *h = &s->h;
 	bool response = p->kind == HTTP1_RESPONSE;
@@ -688,15 +688,15 @@ static bool buffer_append(struct http1_parser *p, const uint8_t *d, size_t n)
 
 static size_t consume_head(struct http1_parser *p, const uint8_t *d, size_t n, uint64_t tag)
 {
-	size_t end = n;
+	size_t end = n, least_size;
 	bool found;
 
 	if (p->start_pending && !confirm_start_line(p, d, n))
 		return n;
 	found = find_head_end(p, d, n, &end);
 	/* without its end in sight, the block is at least one byte longer than what we hold */
-	if (found ? p->hdr_len + end > HTTP1_MAX_HEADER_BLOCK
-		  : p->hdr_len + n >= HTTP1_MAX_HEADER_BLOCK) {
+	least_size = p->hdr_len + end + (found ? 0 : 1);
+	if (least_size > HTTP1_MAX_HEADER_BLOCK) {
 		fail(p, HTTP1_ERR_HEADER_TOO_LARGE);
 		return n;
 	}

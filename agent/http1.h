@@ -121,9 +121,9 @@ struct http1_parser {
 	uint32_t line_len;    /* CHUNK_SIZE/TRAILER: bytes in the current line */
 	uint32_t trailer_len; /* CHUNK_TRAILER: bytes of the trailer section */
 	uint64_t chunk_size;
-	size_t hdr_len;	      /* bytes in hdr */
-	size_t hdr_cap;	      /* allocated size of hdr, 0 when not allocated */
-	char *hdr;	      /* head bytes carried over between feeds */
+	size_t hdr_len; /* bytes in hdr */
+	size_t hdr_cap; /* allocated size of hdr, 0 when not allocated */
+	char *hdr;	/* head bytes carried over between feeds */
 };
 
 /* Prepare a parser for one direction. kind says what the stream carries. */

@@ -23,9 +23,9 @@ struct fuzz_ctx {
 	struct http1_parser p;
 	uint8_t flags;
 	unsigned nheads;
-	bool open;	    /* a head was reported and neither completed nor abandoned */
-	uint64_t open_tag;  /* its start_tag */
-	uint64_t digest;    /* FNV-1a over every callback and what it reported */
+	bool open;	   /* a head was reported and neither completed nor abandoned */
+	uint64_t open_tag; /* its start_tag */
+	uint64_t digest;   /* FNV-1a over every callback and what it reported */
 	uint64_t callbacks;
 };
 
@@ -112,9 +112,9 @@ static void on_error(void *ctx, enum http1_error err)
 }
 
 static const struct http1_callbacks callbacks = {
-	.on_head = on_head,
-	.on_complete = on_complete,
-	.on_error = on_error,
+    .on_head = on_head,
+    .on_complete = on_complete,
+    .on_error = on_error,
 };
 
 static void ctx_init(struct fuzz_ctx *c, uint8_t flags)
@@ -163,12 +163,12 @@ static void run_ops(struct fuzz_ctx *c, const uint8_t *ops, size_t nops, const u
 		} else {
 			http1_parser_gap(&c->p, (uint64_t)arg << 40, tag);
 		}
-		if (http1_parser_in_message(&c->p) != c->open &&
-		    c->p.state != HTTP1_ST_HEAD)
+		if (http1_parser_in_message(&c->p) != c->open && c->p.state != HTTP1_ST_HEAD)
 			abort();
 	}
 	if (pos < len)
-		feed(c, s + pos, len - pos, split_mode ? pos == 0 : true, split_mode ? tag : tag + 1);
+		feed(c, s + pos, len - pos, split_mode ? pos == 0 : true,
+		     split_mode ? tag : tag + 1);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -99,27 +99,37 @@ static void on_complete(void *ctx, enum http1_kind kind, uint64_t end_tag)
 	logf_(r, "C @%" PRIu64 "\n", end_tag);
 }
 
-static const char *const error_names[] = {
-	[HTTP1_ERR_BAD_START_LINE] = "BAD_START_LINE",
-	[HTTP1_ERR_BAD_HEADER] = "BAD_HEADER",
-	[HTTP1_ERR_HEADER_TOO_LARGE] = "HEADER_TOO_LARGE",
-	[HTTP1_ERR_BAD_CHUNK] = "BAD_CHUNK",
-	[HTTP1_ERR_GAP_IN_HEADERS] = "GAP_IN_HEADERS",
-	[HTTP1_ERR_NOT_HTTP] = "NOT_HTTP",
-};
+static const char *error_name(enum http1_error err)
+{
+	switch (err) {
+	case HTTP1_ERR_BAD_START_LINE:
+		return "BAD_START_LINE";
+	case HTTP1_ERR_BAD_HEADER:
+		return "BAD_HEADER";
+	case HTTP1_ERR_HEADER_TOO_LARGE:
+		return "HEADER_TOO_LARGE";
+	case HTTP1_ERR_BAD_CHUNK:
+		return "BAD_CHUNK";
+	case HTTP1_ERR_GAP_IN_HEADERS:
+		return "GAP_IN_HEADERS";
+	case HTTP1_ERR_NOT_HTTP:
+		return "NOT_HTTP";
+	}
+	fail_msg("unknown error %d", (int)err);
+	return "?";
+}
 
 static void on_error(void *ctx, enum http1_error err)
 {
 	struct recorder *r = ctx;
 
-	assert_true(err >= HTTP1_ERR_BAD_START_LINE && err <= HTTP1_ERR_NOT_HTTP);
-	logf_(r, "E %s\n", error_names[err]);
+	logf_(r, "E %s\n", error_name(err));
 }
 
 static const struct http1_callbacks callbacks = {
-	.on_head = on_head,
-	.on_complete = on_complete,
-	.on_error = on_error,
+    .on_head = on_head,
+    .on_complete = on_complete,
+    .on_error = on_error,
 };
 
 static struct recorder *rec_new(enum http1_kind kind)
@@ -287,15 +297,16 @@ static void test_status_line_variants(void **state)
 
 /* ---- split heads ----------------------------------------------------------------------- */
 
-static const char split_req[] = "POST /upload HTTP/1.1\r\n"
-				"Host: h\r\n"
-				"traceparent: 00-12345678901234567890123456789012-1234567890123456-01\r\n"
-				"tracestate: a=1\r\n"
-				"Content-Length: 4\r\n"
-				"\r\n"
-				"body"
-				"GET /next HTTP/1.1\r\n"
-				"\r\n";
+static const char split_req[] =
+    "POST /upload HTTP/1.1\r\n"
+    "Host: h\r\n"
+    "traceparent: 00-12345678901234567890123456789012-1234567890123456-01\r\n"
+    "tracestate: a=1\r\n"
+    "Content-Length: 4\r\n"
+    "\r\n"
+    "body"
+    "GET /next HTTP/1.1\r\n"
+    "\r\n";
 
 static void check_split_transcript(struct recorder *r, const char *want)
 {
@@ -466,8 +477,9 @@ static void test_continue_then_final(void **state)
 
 	/* interim and final response in one write, and several 1xx in a row */
 	clear_log(resp);
-	io(resp, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"
-		 "HTTP/1.1 204 No Content\r\n\r\n",
+	io(resp,
+	   "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"
+	   "HTTP/1.1 204 No Content\r\n\r\n",
 	   5);
 	expect_log(resp, "H 100 @5\nC @5\nH 103 @5\nC @5\nH 204 @5\nC @5\n");
 	rec_free(req);
@@ -510,15 +522,16 @@ static void test_204_and_304(void **state)
 
 /* ---- chunked --------------------------------------------------------------------------- */
 
-static const char chunked_resp[] = "HTTP/1.1 200 OK\r\n"
-				   "Transfer-Encoding: gzip, Chunked\r\n"
-				   "\r\n"
-				   "5\r\nhello\r\n"
-				   "1A;name=\"quoted;value\" ; other\r\nabcdefghijklmnopqrstuvwxyz\r\n"
-				   "00000004 \r\n\r\n\r\n\r\n"
-				   "0\r\n"
-				   "X-Checksum: 1234\r\n"
-				   "\r\n";
+static const char chunked_resp[] =
+    "HTTP/1.1 200 OK\r\n"
+    "Transfer-Encoding: gzip, Chunked\r\n"
+    "\r\n"
+    "5\r\nhello\r\n"
+    "1A;name=\"quoted;value\" ; other\r\nabcdefghijklmnopqrstuvwxyz\r\n"
+    "00000004 \r\n\r\n\r\n\r\n"
+    "0\r\n"
+    "X-Checksum: 1234\r\n"
+    "\r\n";
 
 static void test_chunked_whole(void **state)
 {
@@ -645,17 +658,17 @@ static void test_chunked_gap_inside_chunk(void **state)
 static void test_chunked_errors(void **state)
 {
 	static const char *const bad[] = {
-		"x\r\n",				   /* no hex digits */
-		"\r\n",					   /* empty size line */
-		"5 5\r\nhello\r\n",			   /* digits after whitespace */
-		"5\rhello\r\n",				   /* bare CR */
-		"5\r\nhelloXX",				   /* no CRLF after the data */
-		"5\r\nhello\r\r\n",			   /* CR CR */
-		"-5\r\n",				   /* negative */
-		"fffffffffffffffff\r\n",		   /* 17 hex digits: overflow */
-		"8000000000000000\r\n",			   /* above INT64_MAX */
-		"5;a\x01\r\n",				   /* control in an extension */
-		"0\r\nTrailer: x\rY\r\n\r\n",		   /* bare CR in trailers */
+	    "x\r\n",			  /* no hex digits */
+	    "\r\n",			  /* empty size line */
+	    "5 5\r\nhello\r\n",		  /* digits after whitespace */
+	    "5\rhello\r\n",		  /* bare CR */
+	    "5\r\nhelloXX",		  /* no CRLF after the data */
+	    "5\r\nhello\r\r\n",		  /* CR CR */
+	    "-5\r\n",			  /* negative */
+	    "fffffffffffffffff\r\n",	  /* 17 hex digits: overflow */
+	    "8000000000000000\r\n",	  /* above INT64_MAX */
+	    "5;a\x01\r\n",		  /* control in an extension */
+	    "0\r\nTrailer: x\rY\r\n\r\n", /* bare CR in trailers */
 	};
 
 	(void)state;
@@ -786,8 +799,9 @@ static void test_transfer_encoding_not_chunked(void **state)
 
 	/* Transfer-Encoding overrides Content-Length */
 	clear_log(r);
-	io(r, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n"
-	      "0\r\n\r\n",
+	io(r,
+	   "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n"
+	   "0\r\n\r\n",
 	   4);
 	expect_log(r, "H 200 @4\nC @4\n");
 
@@ -795,8 +809,9 @@ static void test_transfer_encoding_not_chunked(void **state)
 	io(q, "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 1);
 	io(q, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
 	   2);
-	io(q, "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
-	      "0\r\n\r\n",
+	io(q,
+	   "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+	   "0\r\n\r\n",
 	   3);
 	expect_log(q, "E BAD_HEADER\nE BAD_HEADER\nH POST / @3\nC @3\n");
 	rec_free(r);
@@ -897,27 +912,27 @@ static void test_malformed_start_lines(void **state)
 		size_t len;
 		const char *err;
 	} cases[] = {
-		{ HTTP1_REQUEST, S("GET / HTTP/1.2\r\n\r\n"), "E BAD_START_LINE\n" },
-		{ HTTP1_REQUEST, S("GET / HTTP/2.0\r\n\r\n"), "E BAD_START_LINE\n" },
-		{ HTTP1_REQUEST, S("GET /  HTTP/1.1\r\n\r\n"), "E BAD_START_LINE\n" },
-		{ HTTP1_REQUEST, S("GET /\r\n\r\n"), "E BAD_START_LINE\n" },
-		{ HTTP1_REQUEST, S("GET / HTTP/1.1 \r\n\r\n"), "E BAD_START_LINE\n" },
-		{ HTTP1_REQUEST, S("GET /a\x01 HTTP/1.1\r\n\r\n"), "E BAD_START_LINE\n" },
-		{ HTTP1_REQUEST, S("GET /a\0b HTTP/1.1\r\n\r\n"), "E BAD_START_LINE\n" },
-		{ HTTP1_REQUEST, S("GET / HTTP/1.1\rX\r\n\r\n"), "E BAD_START_LINE\n" },
-		{ HTTP1_REQUEST, S("GET  / HTTP/1.1\r\n\r\n"), "E NOT_HTTP\n" },
-		{ HTTP1_REQUEST, S("get / HTTP/1.1\r\n\r\n"), "E NOT_HTTP\n" },
-		{ HTTP1_REQUEST, S("\x16\x03\x01\x02\x00\x01"), "E NOT_HTTP\n" },
-		{ HTTP1_REQUEST, S("HTTP/1.1 200 OK\r\n\r\n"), "E NOT_HTTP\n" },
-		{ HTTP1_REQUEST, S("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "E BAD_START_LINE\n" },
-		{ HTTP1_RESPONSE, S("HTTP/1.1 20 OK\r\n\r\n"), "E BAD_START_LINE\n" },
-		{ HTTP1_RESPONSE, S("HTTP/1.1 2000 OK\r\n\r\n"), "E BAD_START_LINE\n" },
-		{ HTTP1_RESPONSE, S("HTTP/1.1 099 Low\r\n\r\n"), "E BAD_START_LINE\n" },
-		{ HTTP1_RESPONSE, S("HTTP/1.1  200 OK\r\n\r\n"), "E BAD_START_LINE\n" },
-		{ HTTP1_RESPONSE, S("HTTP/1.1 200 O\0K\r\n\r\n"), "E BAD_START_LINE\n" },
-		{ HTTP1_RESPONSE, S("HTTP/1.3 200 OK\r\n\r\n"), "E BAD_START_LINE\n" },
-		{ HTTP1_RESPONSE, S("HTTP/2 200\r\n\r\n"), "E NOT_HTTP\n" },
-		{ HTTP1_RESPONSE, S("GET / HTTP/1.1\r\n\r\n"), "E NOT_HTTP\n" },
+	    {HTTP1_REQUEST, S("GET / HTTP/1.2\r\n\r\n"), "E BAD_START_LINE\n"},
+	    {HTTP1_REQUEST, S("GET / HTTP/2.0\r\n\r\n"), "E BAD_START_LINE\n"},
+	    {HTTP1_REQUEST, S("GET /  HTTP/1.1\r\n\r\n"), "E BAD_START_LINE\n"},
+	    {HTTP1_REQUEST, S("GET /\r\n\r\n"), "E BAD_START_LINE\n"},
+	    {HTTP1_REQUEST, S("GET / HTTP/1.1 \r\n\r\n"), "E BAD_START_LINE\n"},
+	    {HTTP1_REQUEST, S("GET /a\x01 HTTP/1.1\r\n\r\n"), "E BAD_START_LINE\n"},
+	    {HTTP1_REQUEST, S("GET /a\0b HTTP/1.1\r\n\r\n"), "E BAD_START_LINE\n"},
+	    {HTTP1_REQUEST, S("GET / HTTP/1.1\rX\r\n\r\n"), "E BAD_START_LINE\n"},
+	    {HTTP1_REQUEST, S("GET  / HTTP/1.1\r\n\r\n"), "E NOT_HTTP\n"},
+	    {HTTP1_REQUEST, S("get / HTTP/1.1\r\n\r\n"), "E NOT_HTTP\n"},
+	    {HTTP1_REQUEST, S("\x16\x03\x01\x02\x00\x01"), "E NOT_HTTP\n"},
+	    {HTTP1_REQUEST, S("HTTP/1.1 200 OK\r\n\r\n"), "E NOT_HTTP\n"},
+	    {HTTP1_REQUEST, S("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "E BAD_START_LINE\n"},
+	    {HTTP1_RESPONSE, S("HTTP/1.1 20 OK\r\n\r\n"), "E BAD_START_LINE\n"},
+	    {HTTP1_RESPONSE, S("HTTP/1.1 2000 OK\r\n\r\n"), "E BAD_START_LINE\n"},
+	    {HTTP1_RESPONSE, S("HTTP/1.1 099 Low\r\n\r\n"), "E BAD_START_LINE\n"},
+	    {HTTP1_RESPONSE, S("HTTP/1.1  200 OK\r\n\r\n"), "E BAD_START_LINE\n"},
+	    {HTTP1_RESPONSE, S("HTTP/1.1 200 O\0K\r\n\r\n"), "E BAD_START_LINE\n"},
+	    {HTTP1_RESPONSE, S("HTTP/1.3 200 OK\r\n\r\n"), "E BAD_START_LINE\n"},
+	    {HTTP1_RESPONSE, S("HTTP/2 200\r\n\r\n"), "E NOT_HTTP\n"},
+	    {HTTP1_RESPONSE, S("GET / HTTP/1.1\r\n\r\n"), "E NOT_HTTP\n"},
 	};
 
 	(void)state;
@@ -941,25 +956,25 @@ static void test_malformed_start_lines(void **state)
 static void test_bad_headers(void **state)
 {
 	static const char *const bad[] = {
-		"Host: a\r\n folded\r\n",	 /* obs-fold (RFC 9112 5.2) */
-		"Host: a\r\n\tfolded\r\n",	 /* obs-fold with HTAB */
-		" Host: a\r\n",			 /* whitespace after the start line */
-		"Host : a\r\n",			 /* space before the colon (RFC 9112 5.1) */
-		"Host\r\n",			 /* no colon */
-		": a\r\n",			 /* empty name */
-		"Ho(st: a\r\n",			 /* not a token */
-		"Host: a\rb\r\n",		 /* bare CR */
-		"X-A: \x01\r\n",		 /* control character */
-		"Content-Length: 5\r\nContent-Length: 6\r\n",
-		"Content-Length: 5, 6\r\n",
-		"Content-Length: -1\r\n",
-		"Content-Length: +5\r\n",
-		"Content-Length: 0x10\r\n",
-		"Content-Length: 1 2\r\n",
-		"Content-Length:\r\n",
-		"Content-Length: 5,\r\n",
-		"Content-Length: 9223372036854775808\r\n", /* INT64_MAX + 1 */
-		"Content-Length: 99999999999999999999999999\r\n",
+	    "Host: a\r\n folded\r\n",  /* obs-fold (RFC 9112 5.2) */
+	    "Host: a\r\n\tfolded\r\n", /* obs-fold with HTAB */
+	    " Host: a\r\n",	       /* whitespace after the start line */
+	    "Host : a\r\n",	       /* space before the colon (RFC 9112 5.1) */
+	    "Host\r\n",		       /* no colon */
+	    ": a\r\n",		       /* empty name */
+	    "Ho(st: a\r\n",	       /* not a token */
+	    "Host: a\rb\r\n",	       /* bare CR */
+	    "X-A: \x01\r\n",	       /* control character */
+	    "Content-Length: 5\r\nContent-Length: 6\r\n",
+	    "Content-Length: 5, 6\r\n",
+	    "Content-Length: -1\r\n",
+	    "Content-Length: +5\r\n",
+	    "Content-Length: 0x10\r\n",
+	    "Content-Length: 1 2\r\n",
+	    "Content-Length:\r\n",
+	    "Content-Length: 5,\r\n",
+	    "Content-Length: 9223372036854775808\r\n", /* INT64_MAX + 1 */
+	    "Content-Length: 99999999999999999999999999\r\n",
 	};
 
 	(void)state;
@@ -1149,15 +1164,16 @@ static void test_trace_context_headers(void **state)
 	struct head_copy *c = &r->heads[0];
 
 	(void)state;
-	io(r, "GET / HTTP/1.1\r\n"
-	      "TraceParent: \t" TP1 " \t\r\n"
-	      "tracestate: foo=1,bar=2\r\n"
-	      "trace-parent: nope\r\n"
-	      "trace.state: nope\r\n"
-	      "TRACESTATE:\r\n"
-	      "TrAcEsTaTe:rojo=1,congo=2 \r\n"
-	      "TRACEPARENT: " TP2 "\r\n"
-	      "\r\n",
+	io(r,
+	   "GET / HTTP/1.1\r\n"
+	   "TraceParent: \t" TP1 " \t\r\n"
+	   "tracestate: foo=1,bar=2\r\n"
+	   "trace-parent: nope\r\n"
+	   "trace.state: nope\r\n"
+	   "TRACESTATE:\r\n"
+	   "TrAcEsTaTe:rojo=1,congo=2 \r\n"
+	   "TRACEPARENT: " TP2 "\r\n"
+	   "\r\n",
 	   1);
 	assert_int_equal(c->h.traceparent_count, 2);
 	assert_string_equal(c->traceparent, TP1);
@@ -1196,8 +1212,8 @@ static void test_trace_context_absent_and_many(void **state)
 /* traceparent in the second of two pipelined requests, and split across two reads */
 static void test_trace_context_pipelined_and_split(void **state)
 {
-	static const char two[] = "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\ntraceparent: " TP1
-				  "\r\n\r\n";
+	static const char two[] =
+	    "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\ntraceparent: " TP1 "\r\n\r\n";
 	struct recorder *r = rec_new(HTTP1_REQUEST);
 	size_t cut = strlen(two) - 30;
 
@@ -1217,26 +1233,28 @@ static void test_other_fields(void **state)
 	struct head_copy *c = &r->heads[0];
 
 	(void)state;
-	io(r, "OPTIONS * HTTP/1.1\r\n"
-	      "HOST:  first \r\n"
-	      "host: second\r\n"
-	      "user-agent: a/1 (x; y)\r\n"
-	      "User-Agent: b/2\r\n"
-	      "eXpEcT: 100-CONTINUE\r\n"
-	      "X-Ünïcode-Value: caf\xc3\xa9\r\n"
-	      "\r\n",
+	io(r,
+	   "OPTIONS * HTTP/1.1\r\n"
+	   "HOST:  first \r\n"
+	   "host: second\r\n"
+	   "user-agent: a/1 (x; y)\r\n"
+	   "User-Agent: b/2\r\n"
+	   "eXpEcT: 100-CONTINUE\r\n"
+	   "X-Ünïcode-Value: caf\xc3\xa9\r\n"
+	   "\r\n",
 	   1);
 	expect_log(r, "E BAD_HEADER\n");
 	clear_log(r);
-	io(r, "OPTIONS * HTTP/1.1\r\n"
-	      "HOST:  first \r\n"
-	      "host: second\r\n"
-	      "user-agent: a/1 (x; y)\r\n"
-	      "User-Agent: b/2\r\n"
-	      "eXpEcT: 100-CONTINUE\r\n"
-	      "X-Value: caf\xc3\xa9\r\n"
-	      "Expect-Other: 100-continue\r\n"
-	      "\r\n",
+	io(r,
+	   "OPTIONS * HTTP/1.1\r\n"
+	   "HOST:  first \r\n"
+	   "host: second\r\n"
+	   "user-agent: a/1 (x; y)\r\n"
+	   "User-Agent: b/2\r\n"
+	   "eXpEcT: 100-CONTINUE\r\n"
+	   "X-Value: caf\xc3\xa9\r\n"
+	   "Expect-Other: 100-continue\r\n"
+	   "\r\n",
 	   2);
 	expect_log(r, "H OPTIONS * @2\nC @2\n");
 	assert_string_equal(c->method, "OPTIONS");
@@ -1270,45 +1288,45 @@ static void test_looks_like_start(void **state)
 		bool want;
 		enum http1_kind kind;
 	} cases[] = {
-		{ "GET / HTTP/1.1\r\n", true, HTTP1_REQUEST },
-		{ "GE", true, HTTP1_REQUEST },
-		{ "G", true, HTTP1_REQUEST },
-		{ "GET", true, HTTP1_REQUEST },
-		{ "GET ", true, HTTP1_REQUEST },
-		{ "HEAD /", true, HTTP1_REQUEST },
-		{ "HE", true, HTTP1_REQUEST },
-		{ "CONNECT example.com:443 HTTP/1.1", true, HTTP1_REQUEST },
-		{ "OPTIONS * HTTP/1.1", true, HTTP1_REQUEST },
-		{ "DELETE /x", true, HTTP1_REQUEST },
-		{ "PATCH /x", true, HTTP1_REQUEST },
-		{ "TRACE /", true, HTTP1_REQUEST },
-		{ "PUT /", true, HTTP1_REQUEST },
-		{ "POST /", true, HTTP1_REQUEST },
-		{ "PROPFIND /x", true, HTTP1_REQUEST },
-		{ "BASELINE-CONTROL /", true, HTTP1_REQUEST }, /* 16 characters */
-		{ "FOO http://x/", true, HTTP1_REQUEST },
-		{ "FOO HTTP://x/", true, HTTP1_REQUEST },
-		{ "FOO ht", true, HTTP1_REQUEST },
-		{ "FOO *", true, HTTP1_REQUEST },
-		{ "HTTP/1.1 200 OK\r\n", true, HTTP1_RESPONSE },
-		{ "HTTP/1.0 404", true, HTTP1_RESPONSE },
-		{ "HTTP/1.", true, HTTP1_RESPONSE },
-		{ "HTTP/", true, HTTP1_RESPONSE },
-		{ "H", true, HTTP1_RESPONSE },
-		{ "HTTP/2 200", false, 0 },
-		{ "HTTP/2.0 200", false, 0 },
-		{ "get / HTTP/1.1", false, 0 },
-		{ "GET\t/", false, 0 },
-		{ "GET  /", false, 0 },
-		{ "FOO bar", false, 0 },
-		{ "FOO hxx", false, 0 },
-		{ "OK DONE", false, 0 },
-		{ "ABCDEFGHIJKLMNOPQ /", false, 0 }, /* 17 characters */
-		{ "1a\r\n", false, 0 },
-		{ "{\"json\": 1}", false, 0 },
-		{ "\x16\x03\x01", false, 0 },
-		{ "\r\nGET / HTTP/1.1", false, 0 },
-		{ "", false, 0 },
+	    {"GET / HTTP/1.1\r\n", true, HTTP1_REQUEST},
+	    {"GE", true, HTTP1_REQUEST},
+	    {"G", true, HTTP1_REQUEST},
+	    {"GET", true, HTTP1_REQUEST},
+	    {"GET ", true, HTTP1_REQUEST},
+	    {"HEAD /", true, HTTP1_REQUEST},
+	    {"HE", true, HTTP1_REQUEST},
+	    {"CONNECT example.com:443 HTTP/1.1", true, HTTP1_REQUEST},
+	    {"OPTIONS * HTTP/1.1", true, HTTP1_REQUEST},
+	    {"DELETE /x", true, HTTP1_REQUEST},
+	    {"PATCH /x", true, HTTP1_REQUEST},
+	    {"TRACE /", true, HTTP1_REQUEST},
+	    {"PUT /", true, HTTP1_REQUEST},
+	    {"POST /", true, HTTP1_REQUEST},
+	    {"PROPFIND /x", true, HTTP1_REQUEST},
+	    {"BASELINE-CONTROL /", true, HTTP1_REQUEST}, /* 16 characters */
+	    {"FOO http://x/", true, HTTP1_REQUEST},
+	    {"FOO HTTP://x/", true, HTTP1_REQUEST},
+	    {"FOO ht", true, HTTP1_REQUEST},
+	    {"FOO *", true, HTTP1_REQUEST},
+	    {"HTTP/1.1 200 OK\r\n", true, HTTP1_RESPONSE},
+	    {"HTTP/1.0 404", true, HTTP1_RESPONSE},
+	    {"HTTP/1.", true, HTTP1_RESPONSE},
+	    {"HTTP/", true, HTTP1_RESPONSE},
+	    {"H", true, HTTP1_RESPONSE},
+	    {"HTTP/2 200", false, 0},
+	    {"HTTP/2.0 200", false, 0},
+	    {"get / HTTP/1.1", false, 0},
+	    {"GET\t/", false, 0},
+	    {"GET  /", false, 0},
+	    {"FOO bar", false, 0},
+	    {"FOO hxx", false, 0},
+	    {"OK DONE", false, 0},
+	    {"ABCDEFGHIJKLMNOPQ /", false, 0}, /* 17 characters */
+	    {"1a\r\n", false, 0},
+	    {"{\"json\": 1}", false, 0},
+	    {"\x16\x03\x01", false, 0},
+	    {"\r\nGET / HTTP/1.1", false, 0},
+	    {"", false, 0},
 	};
 
 	(void)state;
@@ -1348,58 +1366,58 @@ static void test_no_callbacks(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_simple_get),
-		cmocka_unit_test(test_simple_response),
-		cmocka_unit_test(test_response_body_in_later_ios),
-		cmocka_unit_test(test_bare_lf_and_leading_empty_lines),
-		cmocka_unit_test(test_status_line_variants),
-		cmocka_unit_test(test_split_every_boundary),
-		cmocka_unit_test(test_split_three_ways),
-		cmocka_unit_test(test_byte_by_byte_tags),
-		cmocka_unit_test(test_start_line_in_tiny_writes),
-		cmocka_unit_test(test_buffer_released_when_idle),
-		cmocka_unit_test(test_keep_alive_sequence),
-		cmocka_unit_test(test_pipelined_requests),
-		cmocka_unit_test(test_pipelined_responses_end_and_next_head),
-		cmocka_unit_test(test_continue_then_final),
-		cmocka_unit_test(test_head_response),
-		cmocka_unit_test(test_204_and_304),
-		cmocka_unit_test(test_chunked_whole),
-		cmocka_unit_test(test_chunked_byte_by_byte),
-		cmocka_unit_test(test_chunked_split_every_boundary),
-		cmocka_unit_test(test_chunked_gap_ends_on_last_chunk),
-		cmocka_unit_test(test_chunked_gap_tail_across_feeds),
-		cmocka_unit_test(test_chunked_gap_ends_at_next_response),
-		cmocka_unit_test(test_chunked_gap_inside_chunk),
-		cmocka_unit_test(test_chunked_errors),
-		cmocka_unit_test(test_chunk_line_too_long),
-		cmocka_unit_test(test_largest_chunk_size),
-		cmocka_unit_test(test_content_length_gap),
-		cmocka_unit_test(test_content_length_gap_same_write),
-		cmocka_unit_test(test_gap_past_body_end),
-		cmocka_unit_test(test_until_close),
-		cmocka_unit_test(test_transfer_encoding_not_chunked),
-		cmocka_unit_test(test_connection_close),
-		cmocka_unit_test(test_http10),
-		cmocka_unit_test(test_connect_tunnel),
-		cmocka_unit_test(test_upgrade_101),
-		cmocka_unit_test(test_malformed_start_lines),
-		cmocka_unit_test(test_bad_headers),
-		cmocka_unit_test(test_nul_in_header_value),
-		cmocka_unit_test(test_content_length_accepted_forms),
-		cmocka_unit_test(test_oversized_header_block),
-		cmocka_unit_test(test_many_headers),
-		cmocka_unit_test(test_gap_in_headers),
-		cmocka_unit_test(test_start_mid_body_then_resync),
-		cmocka_unit_test(test_resync_only_at_io_start),
-		cmocka_unit_test(test_eof_abandons_partial_message),
-		cmocka_unit_test(test_trace_context_headers),
-		cmocka_unit_test(test_trace_context_absent_and_many),
-		cmocka_unit_test(test_trace_context_pipelined_and_split),
-		cmocka_unit_test(test_other_fields),
-		cmocka_unit_test(test_absolute_form_and_unknown_method),
-		cmocka_unit_test(test_looks_like_start),
-		cmocka_unit_test(test_no_callbacks),
+	    cmocka_unit_test(test_simple_get),
+	    cmocka_unit_test(test_simple_response),
+	    cmocka_unit_test(test_response_body_in_later_ios),
+	    cmocka_unit_test(test_bare_lf_and_leading_empty_lines),
+	    cmocka_unit_test(test_status_line_variants),
+	    cmocka_unit_test(test_split_every_boundary),
+	    cmocka_unit_test(test_split_three_ways),
+	    cmocka_unit_test(test_byte_by_byte_tags),
+	    cmocka_unit_test(test_start_line_in_tiny_writes),
+	    cmocka_unit_test(test_buffer_released_when_idle),
+	    cmocka_unit_test(test_keep_alive_sequence),
+	    cmocka_unit_test(test_pipelined_requests),
+	    cmocka_unit_test(test_pipelined_responses_end_and_next_head),
+	    cmocka_unit_test(test_continue_then_final),
+	    cmocka_unit_test(test_head_response),
+	    cmocka_unit_test(test_204_and_304),
+	    cmocka_unit_test(test_chunked_whole),
+	    cmocka_unit_test(test_chunked_byte_by_byte),
+	    cmocka_unit_test(test_chunked_split_every_boundary),
+	    cmocka_unit_test(test_chunked_gap_ends_on_last_chunk),
+	    cmocka_unit_test(test_chunked_gap_tail_across_feeds),
+	    cmocka_unit_test(test_chunked_gap_ends_at_next_response),
+	    cmocka_unit_test(test_chunked_gap_inside_chunk),
+	    cmocka_unit_test(test_chunked_errors),
+	    cmocka_unit_test(test_chunk_line_too_long),
+	    cmocka_unit_test(test_largest_chunk_size),
+	    cmocka_unit_test(test_content_length_gap),
+	    cmocka_unit_test(test_content_length_gap_same_write),
+	    cmocka_unit_test(test_gap_past_body_end),
+	    cmocka_unit_test(test_until_close),
+	    cmocka_unit_test(test_transfer_encoding_not_chunked),
+	    cmocka_unit_test(test_connection_close),
+	    cmocka_unit_test(test_http10),
+	    cmocka_unit_test(test_connect_tunnel),
+	    cmocka_unit_test(test_upgrade_101),
+	    cmocka_unit_test(test_malformed_start_lines),
+	    cmocka_unit_test(test_bad_headers),
+	    cmocka_unit_test(test_nul_in_header_value),
+	    cmocka_unit_test(test_content_length_accepted_forms),
+	    cmocka_unit_test(test_oversized_header_block),
+	    cmocka_unit_test(test_many_headers),
+	    cmocka_unit_test(test_gap_in_headers),
+	    cmocka_unit_test(test_start_mid_body_then_resync),
+	    cmocka_unit_test(test_resync_only_at_io_start),
+	    cmocka_unit_test(test_eof_abandons_partial_message),
+	    cmocka_unit_test(test_trace_context_headers),
+	    cmocka_unit_test(test_trace_context_absent_and_many),
+	    cmocka_unit_test(test_trace_context_pipelined_and_split),
+	    cmocka_unit_test(test_other_fields),
+	    cmocka_unit_test(test_absolute_form_and_unknown_method),
+	    cmocka_unit_test(test_looks_like_start),
+	    cmocka_unit_test(test_no_callbacks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
