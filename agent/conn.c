@@ -104,6 +104,53 @@ static int queue_push(struct conn *c, struct exchange *ex)
 	return 0;
 }
 
+/* ---- same-host hops: a client connection found from the server end ----------------- */
+
+static uint64_t endpoints_key(const uint8_t *a_addr, uint16_t a_port, const uint8_t *b_addr,
+			      uint16_t b_port)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+	for (int i = 0; i < 16; i++)
+		h = (h ^ a_addr[i]) * 1099511628211ULL;
+	h = (h ^ a_port) * 1099511628211ULL;
+	for (int i = 0; i < 16; i++)
+		h = (h ^ b_addr[i]) * 1099511628211ULL;
+	return (h ^ b_port) * 1099511628211ULL;
+}
+
+static uint64_t client_key(const struct ht_tuple *t)
+{
+	return endpoints_key(t->laddr, t->lport, t->raddr, t->rport);
+}
+
+/* The client connection at the other end of a server connection, if it is on this host. */
+static struct conn *find_local_client(struct tracker *t, const struct ht_tuple *server)
+{
+	struct conn *cc = u64map_get(&t->clients_by_tuple,
+				     endpoints_key(server->raddr, server->rport, server->laddr,
+						   server->lport));
+
+	if (!cc || cc->info.tuple.lport != server->rport || cc->info.tuple.rport != server->lport ||
+	    memcmp(cc->info.tuple.laddr, server->raddr, 16) != 0 ||
+	    memcmp(cc->info.tuple.raddr, server->laddr, 16) != 0)
+		return NULL;
+	return cc;
+}
+
+/* The oldest request on a client connection whose server side has not been seen yet: both
+ * ends see the same requests in the same order. */
+static struct exchange *first_unseen_request(struct conn *cc)
+{
+	for (unsigned i = 0; i < cc->qlen; i++) {
+		struct exchange *ex = cc->queue[(cc->qhead + i) % CONN_MAX_PENDING];
+
+		if (!ex->peer_seen)
+			return ex;
+	}
+	return NULL;
+}
+
 /* End every request still waiting on c with an error saying why. */
 static void conn_fail_pending(struct conn *c, uint64_t end_ns, const char *why)
 {
@@ -118,6 +165,8 @@ static void conn_fail_pending(struct conn *c, uint64_t end_ns, const char *why)
 static void conn_free(struct tracker *t, struct conn *c)
 {
 	u64map_del(&t->conns, c->cookie);
+	if (c->role == ROLE_CLIENT && u64map_get(&t->clients_by_tuple, client_key(&c->info.tuple)) == c)
+		u64map_del(&t->clients_by_tuple, client_key(&c->info.tuple));
 	for (int d = 0; d < 2; d++)
 		http1_parser_free(&c->parser[d]);
 	free(c);
@@ -139,6 +188,9 @@ static bool conn_assign_role(struct conn *c, const struct ht_data_event *ev,
 		c->role = ROLE_SERVER;
 	else
 		c->role = ROLE_CLIENT;
+	/* best effort: without the entry a same-host hop is just not recognised */
+	if (c->role == ROLE_CLIENT)
+		u64map_put(&c->t->clients_by_tuple, client_key(&c->info.tuple), c);
 	req_dir = c->role == ROLE_SERVER ? HT_DIR_INGRESS : HT_DIR_EGRESS;
 	http1_parser_init(&c->parser[req_dir], HTTP1_REQUEST, &parser_callbacks,
 			  &c->dctx[req_dir]);
@@ -195,9 +247,12 @@ static enum http1_body_rule on_request_head(struct conn *c, const struct http1_h
 	struct tracker *t = c->t;
 	struct exchange *ex;
 
-	if (c->role == ROLE_SERVER)
-		ex = exchange_start_server(t, &c->info, h, t->cur_tid);
-	else
+	if (c->role == ROLE_SERVER) {
+		struct conn *cc = find_local_client(t, &c->info.tuple);
+
+		ex = exchange_start_server(t, &c->info, h, t->cur_tid,
+					   cc ? first_unseen_request(cc) : NULL);
+	} else
 		ex = exchange_start_client(t, &c->info, h, t->cur_tid);
 	if (!ex)
 		return HTTP1_BODY_AUTO;
@@ -430,6 +485,9 @@ int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_opt
 	err = u64map_init(&t->conns, CONN_TABLE_MAX);
 	if (err)
 		return err;
+	err = u64map_init(&t->clients_by_tuple, CONN_TABLE_MAX);
+	if (err)
+		goto err_conns;
 	err = proc_table__init(&t->procs, NULL);
 	if (err)
 		goto err_conns;
@@ -441,6 +499,7 @@ int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_opt
 err_procs:
 	proc_table__free(&t->procs);
 err_conns:
+	u64map_free(&t->clients_by_tuple);
 	u64map_free(&t->conns);
 	return err;
 }
@@ -490,6 +549,7 @@ void tracker__shutdown(struct tracker *t)
 		conn_free(t, c);
 	}
 	u64map_free(&t->conns);
+	u64map_free(&t->clients_by_tuple);
 	correlate__free(&t->corr);
 	proc_table__free(&t->procs);
 }

@@ -23,11 +23,13 @@ struct sink;
 struct tracker_options {
 	uint64_t idle_timeout_ns;    /* connections with nothing in flight are forgotten */
 	uint64_t request_timeout_ns; /* requests with no answer end with an error */
+	bool stitch;		     /* --repair=stitch: join same-host hops that lost context */
 };
 
 struct tracker {
 	struct tracker_options opt;
-	struct u64map conns; /* cookie -> struct conn */
+	struct u64map conns;	   /* cookie -> struct conn */
+	struct u64map clients_by_tuple; /* hash of a client conn's tuple -> struct conn */
 	struct proc_table procs;
 	struct correlate corr;
 	struct sink *sink;

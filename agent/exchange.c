@@ -2,10 +2,12 @@
 #include "exchange.h"
 
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "conn.h"
 #include "http1.h"
 #include "proc.h"
@@ -233,8 +235,34 @@ static struct exchange *exchange_new(struct tracker *t, const struct conn_info *
 	return ex;
 }
 
+static const char *service_of(const struct span *s)
+{
+	return s->resource && s->resource->service_name ? s->resource->service_name : "?";
+}
+
+/* The caller of this request is on this host: tell each side about the other, and, when
+ * the request lost its context on the way and stitching is on, join the caller's trace. */
+static void link_local_caller(struct tracker *t, struct exchange *ex, struct exchange *caller)
+{
+	struct span *s = ex->span, *cs = caller->span;
+	const char *svc = service_of(cs);
+
+	caller->peer_seen = true;
+	span_set_str(s, "hoptrace.caller.service", svc, strlen(svc));
+	svc = service_of(s);
+	span_set_str(cs, "hoptrace.callee.service", svc, strlen(svc));
+	if (ex->in_valid || !t->opt.stitch)
+		return;
+	memcpy(s->trace_id, cs->trace_id, 16);
+	memcpy(s->parent_span_id, cs->span_id, 8);
+	s->trace_flags = cs->trace_flags;
+	span_set_str(s, "hoptrace.repair", "stitched", 8);
+	STAT_INC(spans_stitched);
+}
+
 struct exchange *exchange_start_server(struct tracker *t, const struct conn_info *ci,
-				       const struct http1_head *h, uint32_t tid)
+				       const struct http1_head *h, uint32_t tid,
+				       struct exchange *caller)
 {
 	struct exchange *ex = exchange_new(t, ci, h, tid, SPAN_KIND_SERVER);
 	struct trace_context in;
@@ -249,6 +277,8 @@ struct exchange *exchange_start_server(struct tracker *t, const struct conn_info
 		memcpy(s->trace_id, in.trace_id, 16);
 		memcpy(s->parent_span_id, in.parent_id, 8);
 		s->trace_flags = in.flags & 0x03;
+		ex->in_valid = true;
+		ex->in_tracestate = s->tracestate[0] != '\0';
 	} else {
 		if (h->traceparent_count)
 			STAT_INC(traceparent_invalid);
@@ -256,6 +286,11 @@ struct exchange *exchange_start_server(struct tracker *t, const struct conn_info
 		s->trace_flags = W3C_FLAG_SAMPLED;
 	}
 	span_random_id(s->span_id, 8);
+	span_set_str(s, "hoptrace.traceparent.received",
+		     ex->in_valid ? "valid" : (h->traceparent_count ? "invalid" : "none"),
+		     ex->in_valid ? 5 : (h->traceparent_count ? 7 : 4));
+	if (caller)
+		link_local_caller(t, ex, caller);
 	set_server_attrs(s, h, ci);
 	ex->inflight.tgid = ci->tgid;
 	ex->inflight.tid = tid;
@@ -263,6 +298,54 @@ struct exchange *exchange_start_server(struct tracker *t, const struct conn_info
 	/* without registration the request still becomes a span, only without children */
 	correlate__add(&t->corr, &ex->inflight);
 	return ex;
+}
+
+static struct exchange *exchange_of(const struct inflight *in)
+{
+	return (struct exchange *)((char *)in - offsetof(struct exchange, inflight));
+}
+
+/* Audit the call: did the service pass on the context of the request it serves? The
+ * request served is the parent, or, when the call carries another trace's header (so that
+ * trace-id matching found nothing), the one the thread is serving. */
+static void audit_call(struct tracker *t, struct span *s, const struct conn_info *ci,
+		       uint32_t tid, const struct http1_head *h, const struct trace_context *out,
+		       bool has_out, const struct parent_match *m)
+{
+	const struct inflight *served = m->parent;
+	enum parent_confidence conf = m->conf;
+	struct parent_match by_thread;
+	struct audit_input in = { 0 };
+	enum propagation_result r;
+	const struct exchange *sx;
+	bool ts_dropped;
+	const char *name;
+
+	if (!served && has_out && m->conf == PARENT_NONE) {
+		correlate__find_parent(&t->corr, ci->tgid, tid, NULL, &by_thread);
+		served = by_thread.parent;
+		conf = by_thread.conf;
+	}
+	if (!served)
+		return;
+	sx = exchange_of(served);
+	in.served_valid = sx->in_valid;
+	in.served_trace_id = sx->span->trace_id;
+	in.served_parent_id = sx->span->parent_span_id;
+	in.served_tracestate = sx->in_tracestate;
+	in.sent_count = h->traceparent_count;
+	in.sent_valid = has_out;
+	in.sent = out;
+	in.sent_tracestate = h->tracestate_count > 0;
+	r = audit_classify(&in, &ts_dropped);
+	if (r == PROP_NONE)
+		return;
+	name = propagation_result_name(r);
+	span_set_str(s, "hoptrace.propagation", name, strlen(name));
+	name = parent_confidence_name(conf);
+	span_set_str(s, "hoptrace.propagation.confidence", name, strlen(name));
+	if (ts_dropped)
+		span_set_str(s, "hoptrace.propagation.tracestate", "dropped", 7);
 }
 
 static void count_parent(enum parent_confidence conf)
@@ -349,6 +432,7 @@ struct exchange *exchange_start_client(struct tracker *t, const struct conn_info
 	span_set_str(s, "hoptrace.traceparent.sent",
 		     has_out ? "valid" : (h->traceparent_count ? "invalid" : "none"),
 		     has_out ? 5 : (h->traceparent_count ? 7 : 4));
+	audit_call(t, s, ci, tid, h, &out, has_out, &m);
 	set_client_attrs(s, h, ci);
 	return ex;
 }

@@ -32,11 +32,23 @@ struct exchange {
 	uint16_t status;	  /* response status, 0 until the response head */
 	bool is_head;		  /* HEAD: the response has no body */
 	bool is_connect;	  /* CONNECT: a 2xx response opens a tunnel */
+	bool in_valid;		  /* server: arrived with a valid traceparent */
+	bool in_tracestate;	  /* server: ... and a tracestate */
+	bool peer_seen;		  /* client: the server side of the call was seen on this host */
 };
 
-/* A request received on a server connection. tid read it. NULL on allocation failure. */
+/* A client request seen on this host by the server that received it. */
+struct exchange_peer {
+	struct exchange *client;     /* the client exchange (still open) */
+	const char *client_service;  /* its process's service name */
+};
+
+/* A request received on a server connection. tid read it. caller: the client side of the
+ * same request when it was sent from this host (same connection, other end), else NULL.
+ * NULL on allocation failure. */
 struct exchange *exchange_start_server(struct tracker *t, const struct conn_info *ci,
-				       const struct http1_head *h, uint32_t tid);
+				       const struct http1_head *h, uint32_t tid,
+				       struct exchange *caller);
 /* A request sent on a client connection by tid; finds its parent. */
 struct exchange *exchange_start_client(struct tracker *t, const struct conn_info *ci,
 				       const struct http1_head *h, uint32_t tid);

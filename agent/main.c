@@ -14,6 +14,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "audit.h"
 #include "conn.h"
 #include "export/otlp_config.h"
 #include "export/sink_otlp.h"
@@ -42,6 +43,8 @@ struct options {
 	int self_test;
 	const char *otlp_endpoint;
 	const char *otlp_protocol;
+	int audit;	/* 1: table at exit, 2: JSON at exit */
+	int stitch;	/* --repair=stitch */
 };
 
 enum {
@@ -52,6 +55,9 @@ enum {
 	OPT_QUIET_MS,
 	OPT_OTLP_ENDPOINT,
 	OPT_OTLP_PROTOCOL,
+	OPT_AUDIT,
+	OPT_AUDIT_JSON,
+	OPT_REPAIR,
 };
 
 static const char doc[] =
@@ -67,7 +73,9 @@ static const char doc[] =
 	"  hoptrace --comm nginx --port 8080 # nginx processes, connections on port 8080\n"
 	"  hoptrace -o json -d 60 > spans.jsonl\n"
 	"  OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 hoptrace\n"
-	"  hoptrace --otlp-endpoint http://localhost:4317 --otlp-protocol grpc\n";
+	"  hoptrace --otlp-endpoint http://localhost:4317 --otlp-protocol grpc\n"
+	"  hoptrace --audit --repair=stitch -d 60   # who drops the trace context?\n"
+	"  hoptrace audit spans.jsonl              # the same audit from a JSON span file\n";
 
 static const struct argp_option argp_opts[] = {
 	{ "pid", 'p', "PID", 0, "Trace this process and its children (repeatable)", 0 },
@@ -81,6 +89,13 @@ static const struct argp_option argp_opts[] = {
 	  "OTLP endpoint (overrides OTEL_EXPORTER_OTLP_ENDPOINT)", 2 },
 	{ "otlp-protocol", OPT_OTLP_PROTOCOL, "PROTO", 0,
 	  "http/protobuf or grpc (overrides OTEL_EXPORTER_OTLP_PROTOCOL)", 2 },
+	{ "audit", OPT_AUDIT, NULL, 0,
+	  "At exit, print the propagation audit: per caller -> callee edge, how the trace "
+	  "context was passed on (ok, forwarded, restarted, dropped, invalid)", 2 },
+	{ "audit-json", OPT_AUDIT_JSON, NULL, 0, "Same, as one JSON document", 2 },
+	{ "repair", OPT_REPAIR, "MODE", 0,
+	  "stitch: a request that lost its context between two processes of this host joins "
+	  "the caller's trace (none: default)", 2 },
 	{ "capture-bytes", OPT_CAPTURE, "N", 0,
 	  "Bytes copied per socket read/write, power of two, 64..16384 (default 4096)", 3 },
 	{ "ringbuf-bytes", OPT_RINGBUF, "N", 0, "Ring buffer size, power of two (default 16 MiB)",
@@ -192,6 +207,18 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		return 0;
 	case OPT_OTLP_PROTOCOL:
 		o->otlp_protocol = arg;
+		return 0;
+	case OPT_AUDIT:
+		o->audit = 1;
+		return 0;
+	case OPT_AUDIT_JSON:
+		o->audit = 2;
+		return 0;
+	case OPT_REPAIR:
+		if (strcmp(arg, "stitch") == 0)
+			o->stitch = 1;
+		else if (strcmp(arg, "none") != 0)
+			argp_error(state, "invalid --repair '%s' (stitch or none)", arg);
 		return 0;
 	case ARGP_KEY_ARG:
 		argp_error(state, "unexpected argument '%s'", arg);
@@ -306,7 +333,9 @@ static int run_agent(struct options *o)
 	struct tracker_options topt = {
 		.idle_timeout_ns = 300ULL * 1000000000ULL,
 		.request_timeout_ns = 900ULL * 1000000000ULL,
+		.stitch = o->stitch,
 	};
+	struct audit audit;
 	uint64_t bpf_stats[HT_STAT__COUNT];
 	struct otlp_config otlp;
 	struct tracker tracker;
@@ -319,10 +348,20 @@ static int run_agent(struct options *o)
 	err = resolve_output(o, &otlp);
 	if (err)
 		goto out_config;
+	err = audit__init(&audit);
+	if (err)
+		goto out_config;
 	sink = make_sink(o, &otlp, &out);
+	if (sink && o->audit) {
+		struct sink *wrapped = sink_audit_new(sink, &audit);
+
+		if (!wrapped)
+			sink->destroy(sink);
+		sink = wrapped;
+	}
 	if (!sink) {
 		err = -EINVAL;
-		goto out_config;
+		goto out_audit;
 	}
 	err = tracker__init(&tracker, sink, &topt);
 	if (err)
@@ -341,6 +380,10 @@ static int run_agent(struct options *o)
 	sink->flush(sink, 5000);
 	print_summary(bpf_stats, sink);
 	sink->destroy(sink);
+	if (o->audit)
+		/* stdout may carry the spans themselves: keep the report off it then */
+		audit__print(&audit, out == stdout && o->output != OUTPUT_OTLP ? stderr : stdout,
+			     o->audit == 2);
 	goto out_file;
 
 err_tracker:
@@ -350,6 +393,8 @@ err_sink:
 out_file:
 	if (out && out != stdout)
 		fclose(out);
+out_audit:
+	audit__free(&audit);
 out_config:
 	otlp_config_free(&otlp);
 	return err;

@@ -31,4 +31,8 @@ struct sink *sink_json_new(FILE *out);
 /* Traces printed as waterfalls on out once quiet for quiet_ms; color if use_color. */
 struct sink *sink_waterfall_new(FILE *out, int quiet_ms, int use_color);
 
+struct audit;
+/* Counts each span into a (caller-owned) audit, then passes it to inner, which it owns. */
+struct sink *sink_audit_new(struct sink *inner, struct audit *a);
+
 #endif

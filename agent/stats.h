@@ -35,6 +35,7 @@
 	X(parent_ancestor, "client spans parented by ancestor thread")                     \
 	X(parent_ambiguous, "client spans with several possible parents (left unparented)")\
 	X(parent_none, "client spans with no server span in flight")                       \
+	X(spans_stitched, "server spans stitched to a same-host caller (--repair=stitch)")   \
 	X(conns_http, "HTTP connections tracked")                                          \
 	X(conns_idle_expired, "idle connections expired")
 

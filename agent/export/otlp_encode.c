@@ -8,8 +8,8 @@
  * each span once, from lengths the span already holds, and writes it in one pass; it emits
  * the canonical encoding protobuf-c would (fields in number order, proto3 zero values left
  * out), which tests/unit/test_otlp.c checks by decoding with the protobuf-c code generated
- * from proto/ and packing the result again. Field numbers below are those of proto/; the
- * same test checks them against the generated descriptors.
+ * from proto/, asserting every field, and packing the result again to compare the bytes.
+ * The field numbers below are those of proto/: that test fails if they ever differ.
  */
 #include "otlp_encode.h"
 
@@ -171,8 +171,7 @@ struct str {
 	bool dirty;
 };
 
-/* Length of the valid UTF-8 sequence at s (RFC 3629 table 3-7), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t left)
+size_t otlp_utf8_seq(const unsigned char *s, size_t left)
 {
 	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
 
@@ -226,7 +225,7 @@ static void str_plan(struct str *s, const char *p, size_t len)
 	if (is_ascii(p, len))
 		return;
 	for (size_t i = 0; i < len;) {
-		size_t n = utf8_seq((const unsigned char *)p + i, len - i);
+		size_t n = otlp_utf8_seq((const unsigned char *)p + i, len - i);
 
 		if (n) {
 			out += n;
@@ -255,7 +254,7 @@ static uint8_t *put_str_bytes(uint8_t *o, const struct str *s)
 		return o + s->len;
 	}
 	for (size_t i = 0; i < s->len;) {
-		size_t n = utf8_seq((const unsigned char *)s->p + i, s->len - i);
+		size_t n = otlp_utf8_seq((const unsigned char *)s->p + i, s->len - i);
 
 		if (n) {
 			memcpy(o, s->p + i, n);

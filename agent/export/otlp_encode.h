@@ -59,6 +59,12 @@ void otlp_encoder_free(struct otlp_encoder *enc);
 int otlp_encoder__encode(struct otlp_encoder *enc, struct span *const *spans, size_t n,
 			 struct otlp_buf *out);
 
+/*
+ * Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates), 0 if the
+ * byte at s does not start one. left >= 1.
+ */
+size_t otlp_utf8_seq(const unsigned char *s, size_t left);
+
 /* The resource attributes of the encoder's agent, for tests and the exit summary. */
 unsigned otlp_encoder__agent_attrs(const struct otlp_encoder *enc, const struct otlp_kv **kv);
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """A small real HTTP/1.1 application server for the integration tests.
 
-  GET /hop?to=PORT&propagate=MODE  calls http://127.0.0.1:PORT/leaf while serving; MODE:
+  GET /hop?to=PORT&propagate=MODE[&path=P][&calls=N]
+                                   calls http://127.0.0.1:PORT/P (default /leaf) while
+                                   serving; MODE:
                                    none (send no traceparent), child (same trace, new
                                    parent id: what an instrumented app does), forward
                                    (copy the incoming header), invalid (send garbage)
@@ -42,7 +44,8 @@ class Handler(BaseHTTPRequestHandler):
         u = urlparse(self.path)
         q = {k: v[0] for k, v in parse_qs(u.query).items()}
         if u.path == "/hop":
-            return self.hop(int(q["to"]), q.get("propagate", "none"), int(q.get("calls", "1")))
+            return self.hop(int(q["to"]), q.get("propagate", "none"), int(q.get("calls", "1")),
+                            q.get("path", "/leaf?token=secret"))
         if u.path == "/slow":
             time.sleep(int(q.get("ms", "100")) / 1000)
             return self.send_body(200, b"slow")
@@ -75,7 +78,7 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(n)
         self.send_body(200, str(len(body)).encode())
 
-    def hop(self, port, mode, calls):
+    def hop(self, port, mode, calls, path):
         incoming = self.headers.get("traceparent")
         statuses = []
         for _ in range(calls):
@@ -88,7 +91,7 @@ class Handler(BaseHTTPRequestHandler):
             elif mode == "invalid":
                 headers["traceparent"] = "00-zzzz-not-valid"
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            conn.request("GET", "/leaf?token=secret", headers=headers)
+            conn.request("GET", path, headers=headers)
             r = conn.getresponse()
             r.read()
             statuses.append(r.status)

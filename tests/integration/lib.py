@@ -94,13 +94,19 @@ class Agent:
         if env:
             e.update(env)
         self.err = open(self.err_path, "w")
-        self.p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=self.err, env=e)
+        self.stdout_path = os.path.join(self.dir, "stdout")
+        self.outf = open(self.stdout_path, "w")
+        self.p = subprocess.Popen(argv, stdout=self.outf, stderr=self.err, env=e)
         self.spans = None
         self.counters = {}
         self._wait_ready()
 
     def stderr(self):
         with open(self.err_path) as f:
+            return f.read()
+
+    def stdout(self):
+        with open(self.stdout_path) as f:
             return f.read()
 
     def _wait_ready(self, timeout=30.0):
@@ -129,6 +135,7 @@ class Agent:
             self.p.kill()
             raise AssertionError("agent did not stop within 30 s of SIGINT")
         self.err.close()
+        self.outf.close()
         text = self.stderr()
         if rc != 0:
             raise AssertionError(f"agent exited with {rc}:\n{text[-4000:]}")
@@ -205,14 +212,19 @@ def one(spans, **kv):
     return found[0]
 
 
-def python_server(port, directory=None, script=None, args=()):
-    """python3 -m http.server, or one of the test scripts, on 127.0.0.1:port."""
+def python_server(port, directory=None, script=None, args=(), service=None):
+    """python3 -m http.server, or one of the test scripts, on 127.0.0.1:port. service sets
+    the process's OTEL_SERVICE_NAME (hoptrace reads it from the process environment)."""
     if script:
         argv = [sys.executable, os.path.join(HERE, script), str(port), *args]
     else:
         argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
         if directory:
             argv += ["--directory", directory]
-    p = Proc(argv)
+    env = dict(os.environ)
+    env.pop("OTEL_SERVICE_NAME", None)
+    if service:
+        env["OTEL_SERVICE_NAME"] = service
+    p = Proc(argv, env=env)
     wait_port(port)
     return p

@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: BSD-2-Clause
+#include "audit.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "resource.h"
+#include "span.h"
+#include "traceparent.h"
+
+#define AUDIT_MAX_EDGES 4096
+
+static const char *const result_names[PROP__COUNT] = {
+	[PROP_NONE] = "unclassified", [PROP_OK] = "ok",		[PROP_FORWARDED] = "forwarded",
+	[PROP_RESTARTED] = "restarted", [PROP_DROPPED] = "dropped", [PROP_INVALID] = "invalid",
+};
+
+const char *propagation_result_name(enum propagation_result r)
+{
+	return r < PROP__COUNT ? result_names[r] : "?";
+}
+
+enum propagation_result propagation_result_parse(const char *name)
+{
+	for (int r = PROP_OK; r < PROP__COUNT; r++)
+		if (strcmp(name, result_names[r]) == 0)
+			return (enum propagation_result)r;
+	return PROP_NONE;
+}
+
+enum propagation_result audit_classify(const struct audit_input *in, bool *tracestate_dropped)
+{
+	*tracestate_dropped = false;
+	if (!in->served_valid)
+		return PROP_NONE;
+	if (in->sent_count == 0)
+		return PROP_DROPPED;
+	if (in->sent_count > 1 || !in->sent_valid)
+		return PROP_INVALID;
+	if (memcmp(in->sent->trace_id, in->served_trace_id, 16) != 0)
+		return PROP_RESTARTED;
+	*tracestate_dropped = in->served_tracestate && !in->sent_tracestate;
+	if (memcmp(in->sent->parent_id, in->served_parent_id, 8) == 0)
+		return PROP_FORWARDED;
+	return PROP_OK;
+}
+
+/* ---- per-edge counters ------------------------------------------------------------- */
+
+static uint64_t edge_key(const char *caller, const char *callee)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a over "caller\0callee" */
+
+	for (const char *p = caller; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+	h = (h ^ 0xff) * 1099511628211ULL;
+	for (const char *p = callee; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+	return h;
+}
+
+int audit__init(struct audit *a)
+{
+	memset(a, 0, sizeof(*a));
+	return u64map_init(&a->edges, AUDIT_MAX_EDGES);
+}
+
+static void edge_free(struct audit_edge *e)
+{
+	free(e->caller);
+	free(e->callee);
+	free(e);
+}
+
+void audit__free(struct audit *a)
+{
+	uint64_t k;
+	void *v;
+
+	for (size_t it = 0; u64map_next(&a->edges, &it, &k, &v);)
+		edge_free(v);
+	u64map_free(&a->edges);
+}
+
+static struct audit_edge *edge_get(struct audit *a, const char *caller, const char *callee)
+{
+	uint64_t key = edge_key(caller, callee);
+	struct audit_edge *e = u64map_get(&a->edges, key);
+
+	/* a hash collision between two edges is astronomically rare: probe linearly */
+	while (e && (strcmp(e->caller, caller) != 0 || strcmp(e->callee, callee) != 0))
+		e = u64map_get(&a->edges, ++key);
+	if (e)
+		return e;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	e->caller = strdup(caller);
+	e->callee = strdup(callee);
+	if (!e->caller || !e->callee || u64map_put(&a->edges, key, e)) {
+		edge_free(e);
+		return NULL;
+	}
+	return e;
+}
+
+void audit__record(struct audit *a, const char *caller, const char *callee,
+		   enum propagation_result r, bool tracestate_dropped, const char *trace_id_hex,
+		   const char *confidence)
+{
+	struct audit_edge *e;
+
+	a->calls_seen++;
+	if (r == PROP_NONE || r >= PROP__COUNT) {
+		a->calls_unclassified++;
+		return;
+	}
+	e = edge_get(a, caller, callee);
+	if (!e)
+		return;
+	e->counts[r]++;
+	e->tracestate_dropped += tracestate_dropped;
+	if (!e->example_trace[r][0]) {
+		snprintf(e->example_trace[r], sizeof(e->example_trace[r]), "%s", trace_id_hex);
+		snprintf(e->confidence[r], sizeof(e->confidence[r]), "%s",
+			 confidence ? confidence : "");
+	}
+}
+
+static const char *attr_str(const struct span *s, const char *key)
+{
+	const struct span_attr *a = span_find_attr(s, key);
+
+	return a && a->type == SPAN_ATTR_STR ? span_attr_str(s, a) : NULL;
+}
+
+void audit__observe_span(struct audit *a, const struct span *s)
+{
+	const char *result = attr_str(s, "hoptrace.propagation");
+	const char *callee = attr_str(s, "hoptrace.callee.service");
+	const struct span_attr *port = span_find_attr(s, "server.port");
+	const char *host = attr_str(s, "server.address");
+	char addr[300], trace[33];
+
+	if (s->kind != SPAN_KIND_CLIENT)
+		return;
+	if (!callee) {
+		snprintf(addr, sizeof(addr), "%s:%" PRId64, host ? host : "?", port ? port->ival : 0);
+		callee = addr;
+	}
+	hex_encode(s->trace_id, 16, trace);
+	audit__record(a, s->resource && s->resource->service_name ? s->resource->service_name : "?",
+		      callee, result ? propagation_result_parse(result) : PROP_NONE,
+		      attr_str(s, "hoptrace.propagation.tracestate") != NULL, trace,
+		      attr_str(s, "hoptrace.propagation.confidence"));
+}
+
+/* ---- report ------------------------------------------------------------------------ */
+
+static uint64_t edge_calls(const struct audit_edge *e)
+{
+	uint64_t n = 0;
+
+	for (int r = PROP_OK; r < PROP__COUNT; r++)
+		n += e->counts[r];
+	return n;
+}
+
+/* The finding that matters most on an edge: any broken propagation outranks ok. */
+static enum propagation_result edge_verdict(const struct audit_edge *e)
+{
+	static const enum propagation_result order[] = { PROP_DROPPED, PROP_INVALID,
+							 PROP_RESTARTED, PROP_FORWARDED, PROP_OK };
+
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		if (e->counts[order[i]])
+			return order[i];
+	return PROP_NONE;
+}
+
+static int cmp_edges(const void *x, const void *y)
+{
+	const struct audit_edge *a = *(const struct audit_edge *const *)x;
+	const struct audit_edge *b = *(const struct audit_edge *const *)y;
+	int c = strcmp(a->caller, b->caller);
+
+	return c ? c : strcmp(a->callee, b->callee);
+}
+
+static struct audit_edge **sorted_edges(const struct audit *a, size_t *n)
+{
+	struct audit_edge **list = calloc(a->edges.count + 1, sizeof(*list));
+	uint64_t k;
+	void *v;
+
+	*n = 0;
+	if (!list)
+		return NULL;
+	for (size_t it = 0; u64map_next(&a->edges, &it, &k, &v);)
+		list[(*n)++] = v;
+	qsort(list, *n, sizeof(*list), cmp_edges);
+	return list;
+}
+
+static void print_table_row(FILE *out, const struct audit_edge *e)
+{
+	enum propagation_result v = edge_verdict(e);
+	uint64_t calls = edge_calls(e);
+	char cells[128] = "";
+	size_t used = 0;
+
+	for (int r = PROP_OK; r < PROP__COUNT; r++) {
+		if (!e->counts[r])
+			continue;
+		used += (size_t)snprintf(cells + used, sizeof(cells) - used, "%s%s %.0f%%",
+					 used ? ", " : "", result_names[r],
+					 100.0 * (double)e->counts[r] / (double)calls);
+		if (used >= sizeof(cells))
+			break;
+	}
+	fprintf(out, "%-20.20s %-28.28s %7" PRIu64 "  %-10s %-34s %s (%s)\n", e->caller,
+		e->callee, calls, result_names[v], cells, e->example_trace[v], e->confidence[v]);
+	if (e->tracestate_dropped)
+		fprintf(out, "%-20s %-28s %7s  tracestate dropped on %" PRIu64 " call(s)\n", "", "",
+			"", e->tracestate_dropped);
+}
+
+static void print_table(const struct audit *a, FILE *out, struct audit_edge **list, size_t n)
+{
+	fprintf(out, "propagation audit: %" PRIu64 " outgoing calls, %" PRIu64
+		     " made while serving a request without a valid traceparent (not classified)\n",
+		a->calls_seen, a->calls_unclassified);
+	if (!n) {
+		fprintf(out, "no classified calls\n");
+		return;
+	}
+	fprintf(out, "%-20s %-28s %7s  %-10s %-34s %s\n", "CALLER", "CALLEE", "CALLS", "VERDICT",
+		"RESULTS", "EXAMPLE TRACE (evidence)");
+	for (size_t i = 0; i < n; i++)
+		print_table_row(out, list[i]);
+}
+
+static void print_json_edge(FILE *out, const struct audit_edge *e, bool first)
+{
+	bool first_result = true;
+
+	/* service names come from traced processes' environments: escape what JSON needs */
+	fprintf(out, "%s{\"caller\":", first ? "" : ",");
+	for (int pass = 0; pass < 2; pass++) {
+		const char *s = pass ? e->callee : e->caller;
+
+		fputc('"', out);
+		for (; *s; s++) {
+			if (*s == '"' || *s == '\\')
+				fprintf(out, "\\%c", *s);
+			else if ((unsigned char)*s < 0x20)
+				fprintf(out, "\\u%04x", *s);
+			else
+				fputc(*s, out);
+		}
+		fputc('"', out);
+		if (!pass)
+			fprintf(out, ",\"callee\":");
+	}
+	fprintf(out, ",\"calls\":%" PRIu64 ",\"verdict\":\"%s\",\"tracestate_dropped\":%" PRIu64
+		     ",\"results\":{",
+		edge_calls(e), result_names[edge_verdict(e)], e->tracestate_dropped);
+	for (int r = PROP_OK; r < PROP__COUNT; r++) {
+		if (!e->counts[r])
+			continue;
+		fprintf(out, "%s\"%s\":{\"calls\":%" PRIu64 ",\"example_trace_id\":\"%s\","
+			     "\"confidence\":\"%s\"}",
+			first_result ? "" : ",", result_names[r], e->counts[r], e->example_trace[r],
+			e->confidence[r]);
+		first_result = false;
+	}
+	fprintf(out, "}}");
+}
+
+void audit__print(const struct audit *a, FILE *out, bool json)
+{
+	size_t n;
+	struct audit_edge **list = sorted_edges(a, &n);
+
+	if (!list)
+		return;
+	if (!json) {
+		print_table(a, out, list, n);
+	} else {
+		fprintf(out, "{\"calls\":%" PRIu64 ",\"unclassified\":%" PRIu64 ",\"edges\":[",
+			a->calls_seen, a->calls_unclassified);
+		for (size_t i = 0; i < n; i++)
+			print_json_edge(out, list[i], i == 0);
+		fprintf(out, "]}\n");
+	}
+	free(list);
+}

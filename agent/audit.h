@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Propagation audit: for each outgoing call made while serving a request that arrived with
+ * a valid trace context, did the service pass the context on? Results are counted per edge
+ * (caller service -> callee) and printed as a table or JSON, live (--audit) or offline from
+ * a JSON span file (hoptrace audit FILE).
+ *
+ * The classification itself (audit_classify) is pure; the agent stores its result on the
+ * client span as hoptrace.propagation and hoptrace.propagation.confidence.
+ */
+#ifndef HOPTRACE_AUDIT_H
+#define HOPTRACE_AUDIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "hashmap.h"
+
+struct span;
+struct trace_context;
+
+enum propagation_result {
+	PROP_NONE = 0,	    /* not classified: the request served had no valid context */
+	PROP_OK,	    /* same trace id, new parent id */
+	PROP_FORWARDED,	    /* same trace id and parent id: a pass-through copy */
+	PROP_RESTARTED,	    /* a traceparent with another trace id */
+	PROP_DROPPED,	    /* no traceparent */
+	PROP_INVALID,	    /* a malformed traceparent */
+	PROP__COUNT,
+};
+
+/* What the agent knows about one outgoing call and the request it serves. */
+struct audit_input {
+	bool served_valid;		/* the request served arrived with a valid traceparent */
+	const uint8_t *served_trace_id; /* its trace id */
+	const uint8_t *served_parent_id; /* its incoming parent id */
+	bool served_tracestate;		/* ... and a non-empty tracestate */
+	unsigned sent_count;		/* traceparent headers on the outgoing request */
+	bool sent_valid;		/* exactly one, valid */
+	const struct trace_context *sent; /* when sent_valid */
+	bool sent_tracestate;		/* the outgoing request carries a tracestate */
+};
+
+/* Classify one outgoing call. *tracestate_dropped is set when the traceparent went on but
+ * the tracestate that came in did not. */
+enum propagation_result audit_classify(const struct audit_input *in, bool *tracestate_dropped);
+const char *propagation_result_name(enum propagation_result r);
+enum propagation_result propagation_result_parse(const char *name);
+
+struct audit_edge {
+	char *caller;  /* caller service */
+	char *callee;  /* callee service when seen on this host, else address:port */
+	uint64_t counts[PROP__COUNT];
+	uint64_t tracestate_dropped;
+	char example_trace[PROP__COUNT][33]; /* one trace id per result, for a look */
+	char confidence[PROP__COUNT][16];    /* evidence of the first finding per result */
+};
+
+struct audit {
+	struct u64map edges; /* hash(caller, callee) -> struct audit_edge */
+	uint64_t calls_seen;
+	uint64_t calls_unclassified;
+};
+
+int audit__init(struct audit *a);
+void audit__free(struct audit *a);
+/* Count one classified client call. */
+void audit__record(struct audit *a, const char *caller, const char *callee,
+		   enum propagation_result r, bool tracestate_dropped, const char *trace_id_hex,
+		   const char *confidence);
+/* Count a finished span (client spans carry the classification as attributes). */
+void audit__observe_span(struct audit *a, const struct span *s);
+/* The report: a table per edge, or one JSON document. */
+void audit__print(const struct audit *a, FILE *out, bool json);
+
+#endif
