@@ -26,6 +26,7 @@ const volatile __u32 wakeup_bytes __shared = 0;	/* ring buffer wake-up threshold
 const volatile __u8 filter_by_tgid __shared = 0;	/* trace only tgids in selected_tgids */
 const volatile __u8 filter_by_comm __shared = 0;	/* trace only comms in selected_comms */
 const volatile __u8 filter_by_port __shared = 0;	/* only connections with a selected port */
+const volatile __u8 tls_enabled __shared = 1;	/* match sockets to TLS sessions (tls.bpf.c) */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

@@ -34,6 +34,14 @@
 
 #define HT_DEFAULT_RINGBUF_BYTES (16u << 20)
 #define HT_MAX_SELECTED 1024
+/* TLS sessions (SSL objects) followed at once, and threads inside an SSL call at once. */
+#define HT_MAX_TLS_SESSIONS 32768
+#define HT_MAX_TLS_CALLS 16384
+
+/* A TLS session whose socket is not known (memory BIO, or no socket I/O seen yet) is
+ * reported under a synthetic cookie: this bit set, the rest random. Socket cookies are
+ * counters and never have it. Such events carry an all-zero tuple (family 0). */
+#define HT_COOKIE_SYNTHETIC (1ULL << 63)
 
 enum ht_event_kind {
 	HT_EV_DATA = 1,	   /* bytes read from or written to an HTTP socket */
@@ -68,6 +76,10 @@ enum ht_stat {
 	HT_STAT_PEEK_SKIPPED,	    /* MSG_PEEK reads ignored (data read again later) */
 	HT_STAT_NO_SYSCALL,	    /* socket I/O not made by a known syscall (io_uring, kernel) */
 	HT_STAT_MAP_FULL,	    /* other map updates that failed */
+	HT_STAT_TLS_CALLS,	    /* SSL_read/SSL_write calls seen after selection */
+	HT_STAT_TLS_SOCKETS,	    /* sockets matched to a TLS session */
+	HT_STAT_TLS_NO_SOCKET,	    /* TLS sessions reported without a socket (synthetic cookie) */
+	HT_STAT_TLS_PORT_UNKNOWN,   /* TLS I/O skipped under --port: the session's socket is unknown */
 	HT_STAT__COUNT,
 };
 

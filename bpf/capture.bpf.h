@@ -1,0 +1,312 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The capture policy shared by the socket path (sockio.bpf.c) and the TLS path
+ * (tls.bpf.c): how a stream is classified, how many bytes of each I/O are copied (the
+ * header window), and how an ht_data_event is assembled and emitted. The caller locates
+ * the bytes (struct io_source) and fills the event header; everything else is here, so
+ * both paths hand userspace the same kind of records.
+ */
+#ifndef HOPTRACE_CAPTURE_BPF_H
+#define HOPTRACE_CAPTURE_BPF_H
+
+#include "common.bpf.h"
+#include <bpf/bpf_endian.h>
+
+/* Per-stream capture state: one per socket (sock_states) or per TLS session (tls_states). */
+struct stream_state {
+	__u64 pos[2];	     /* bytes seen per direction since the state was created */
+	__u32 hdr_window[2]; /* bytes still copied in full as a possible header block */
+	__u8 proto;	     /* enum ht_proto */
+	__u8 tries;	     /* I/Os seen while unclassified */
+	__u8 tls_like;	     /* classified HT_PROTO_OTHER because it carried TLS records */
+	__u8 _pad[5];
+};
+
+/* The event is assembled here (too big for the 512-byte stack). Offsets and lengths are
+ * bounded with masks the verifier can see (offset <= MAX-1, length <= 2*MAX-1), so the data
+ * area is three times the largest capture although at most MAX bytes are ever used. */
+struct capture_scratch {
+	struct ht_data_event ev;
+	__u8 data[3 * HT_MAX_CAPTURE];
+};
+
+/* clang may re-materialise a value from an unbounded register after a range check; an AND
+ * in inline asm pins the bound on the register the helper call actually uses. */
+#define BOUND(v, mask) asm volatile("%[x] &= %[m]" : [x] "+r"(v) : [m] "i"(mask))
+#define OFF_MASK (HT_MAX_CAPTURE - 1)
+#define LEN_MASK (2 * HT_MAX_CAPTURE - 1)
+
+/* One slot per CPU (the loader sizes it). A plain array indexed by CPU rather than a
+ * PERCPU_ARRAY, whose values are limited to 32 KiB. Shared by every program that emits
+ * data events. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct capture_scratch);
+} capture_heap SEC(".maps") __shared;
+
+static __always_inline struct capture_scratch *scratch_get(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+
+	return bpf_map_lookup_elem(&capture_heap, &cpu);
+}
+
+/* Where the bytes of the current I/O live in user memory. */
+struct io_source {
+	const void *buf;	 /* single buffer, or NULL */
+	const struct iovec *iov; /* vector, when buf is NULL */
+	__u32 iovcnt;
+	__s32 fd;
+};
+
+/* Copy up to want bytes (<= HT_MAX_CAPTURE) of the I/O into dst. Returns bytes copied,
+ * or -1 on a read fault. */
+static __always_inline int copy_payload(__u8 *dst, const struct io_source *src, __u32 want)
+{
+	__u64 off = 0;
+
+	if (want > HT_MAX_CAPTURE)
+		want = HT_MAX_CAPTURE;
+	if (src->buf) {
+		__u64 n = want;
+
+		BOUND(n, LEN_MASK);
+		if (bpf_probe_read_user(dst, n, src->buf))
+			return -1;
+		return (int)want;
+	}
+#pragma unroll
+	for (int i = 0; i < HT_MAX_IOVECS; i++) {
+		struct iovec v;
+		__u64 n;
+
+		if ((__u32)i >= src->iovcnt || off >= want)
+			break;
+		if (bpf_probe_read_user(&v, sizeof(v), &src->iov[i]))
+			return -1;
+		n = v.iov_len > want - off ? want - off : v.iov_len;
+		BOUND(off, OFF_MASK);
+		BOUND(n, LEN_MASK);
+		if (n && bpf_probe_read_user(dst + off, n, v.iov_base))
+			return -1;
+		off += n;
+	}
+	return (int)off;
+}
+
+/* Copy the last HT_TAIL_BYTES of an I/O of len bytes when they sit in one segment. */
+static __always_inline __u8 copy_tail(__u8 *dst, const struct io_source *src, __u32 len)
+{
+	__u64 start = 0;
+
+	if (len < HT_TAIL_BYTES)
+		return 0;
+	if (src->buf) {
+		if (bpf_probe_read_user(dst, HT_TAIL_BYTES, src->buf + len - HT_TAIL_BYTES))
+			return 0;
+		return HT_TAIL_BYTES;
+	}
+#pragma unroll
+	for (int i = 0; i < HT_MAX_IOVECS; i++) {
+		struct iovec v;
+
+		if ((__u32)i >= src->iovcnt)
+			break;
+		if (bpf_probe_read_user(&v, sizeof(v), &src->iov[i]))
+			return 0;
+		if (start + v.iov_len >= len) {
+			__u64 in_seg = len - start;
+
+			if (in_seg < HT_TAIL_BYTES)
+				return 0; /* tail spans two segments: rare, skip it */
+			if (bpf_probe_read_user(dst, HT_TAIL_BYTES,
+						v.iov_base + in_seg - HT_TAIL_BYTES))
+				return 0;
+			return HT_TAIL_BYTES;
+		}
+		start += v.iov_len;
+	}
+	return 0;
+}
+
+static __always_inline __u32 load_u32(const __u8 *p)
+{
+	return (__u32)p[0] | (__u32)p[1] << 8 | (__u32)p[2] << 16 | (__u32)p[3] << 24;
+}
+
+#define FOURCC(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
+
+/* A cheap test on the first bytes of an I/O: does an HTTP/1.x request or status line start
+ * here? Userspace parses for real; this only decides what to copy. */
+static __always_inline bool looks_like_start_line(const __u8 *p, __u32 len)
+{
+	__u32 w;
+
+	if (len < 5)
+		return false;
+	w = load_u32(p);
+	switch (w) {
+	case FOURCC('G', 'E', 'T', ' '):
+	case FOURCC('P', 'U', 'T', ' '):
+		return true;
+	case FOURCC('P', 'O', 'S', 'T'):
+	case FOURCC('H', 'E', 'A', 'D'):
+		return p[4] == ' ';
+	case FOURCC('H', 'T', 'T', 'P'):
+		return p[4] == '/';
+	case FOURCC('D', 'E', 'L', 'E'): /* DELETE */
+	case FOURCC('P', 'A', 'T', 'C'): /* PATCH */
+	case FOURCC('O', 'P', 'T', 'I'): /* OPTIONS */
+	case FOURCC('C', 'O', 'N', 'N'): /* CONNECT */
+	case FOURCC('T', 'R', 'A', 'C'): /* TRACE */
+		return true;
+	}
+	return false;
+}
+
+/* TLS record header: handshake/alert/application data, version 3.x. */
+static __always_inline bool looks_like_tls(const __u8 *p, __u32 len)
+{
+	return len >= 3 && p[0] >= 0x14 && p[0] <= 0x17 && p[1] == 3 && p[2] <= 4;
+}
+
+static __always_inline bool ends_header_block(const __u8 *data, __u32 len)
+{
+	__u64 i;
+
+	if (len < 4)
+		return false;
+	i = len - 4;
+	BOUND(i, LEN_MASK);
+	return data[i] == '\r' && data[i + 1] == '\n' && data[i + 2] == '\r' &&
+	       data[i + 3] == '\n';
+}
+
+/* Endpoints of a socket as the owning process sees them. Only for programs that hold a
+ * trusted struct sock pointer (tp_btf). */
+static __always_inline void fill_tuple(struct sock *sk, struct ht_tuple *t)
+{
+	__u16 family = sk->__sk_common.skc_family;
+
+	t->family = family;
+	t->lport = sk->__sk_common.skc_num;
+	t->rport = bpf_ntohs(sk->__sk_common.skc_dport);
+	if (family == AF_INET) {
+		__u32 l = sk->__sk_common.skc_rcv_saddr;
+		__u32 r = sk->__sk_common.skc_daddr;
+
+		/* stored as IPv4-mapped IPv6 so both families share one layout */
+		t->laddr[10] = t->laddr[11] = 0xff;
+		t->raddr[10] = t->raddr[11] = 0xff;
+		__builtin_memcpy(&t->laddr[12], &l, 4);
+		__builtin_memcpy(&t->raddr[12], &r, 4);
+	} else {
+		bpf_probe_read_kernel(t->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_probe_read_kernel(t->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+}
+
+/* --port: is either end of the connection a selected port? */
+static __always_inline bool ports_selected(__u16 lport, __u16 rport)
+{
+	return bpf_map_lookup_elem(&selected_ports, &lport) ||
+	       bpf_map_lookup_elem(&selected_ports, &rport);
+}
+
+/* How many bytes of this I/O to copy, and the header window left afterwards. A start line
+ * opens a window of HT_HEADER_WINDOW bytes copied in full, over as many I/Os as it takes;
+ * it closes early when a copy ends with the empty line. Other I/Os are body: only a peek. */
+static __always_inline __u32 capture_size(struct stream_state *st, __u8 dir, bool start,
+					  __u32 len)
+{
+	__u32 cap = capture_bytes;
+	__u32 window;
+
+	if (cap > HT_MAX_CAPTURE)
+		cap = HT_MAX_CAPTURE;
+	if (start)
+		window = HT_HEADER_WINDOW;
+	else
+		window = st->hdr_window[dir & 1];
+	if (window == 0) {
+		cap = HT_BODY_PEEK;
+	} else if (cap > window) {
+		cap = window;
+	}
+	if (cap > len)
+		cap = len;
+	st->hdr_window[dir & 1] = len >= window ? 0 : window - len;
+	return cap;
+}
+
+/* Classify an unclassified stream from the first bytes of an I/O. Returns the class. */
+static __always_inline __u8 classify(struct stream_state *st, bool start, const __u8 *head,
+				     __u32 n)
+{
+	if (start) {
+		st->proto = HT_PROTO_HTTP1;
+	} else if (looks_like_tls(head, n)) {
+		st->proto = HT_PROTO_OTHER;
+		st->tls_like = 1;
+		stat_inc(HT_STAT_NOT_HTTP);
+	} else if (++st->tries > HT_CLASSIFY_TRIES) {
+		st->proto = HT_PROTO_OTHER;
+		stat_inc(HT_STAT_NOT_HTTP);
+	}
+	return st->proto;
+}
+
+/* First step of a capture: copy the head of the I/O (len > 0 bytes) into s->data and
+ * classify an unclassified stream. Returns 1 when a start line begins here, 0 for other
+ * bytes of an HTTP stream, -1 when there is nothing to emit (not HTTP, or a read fault). */
+static __always_inline int capture_head(struct capture_scratch *s, struct stream_state *st,
+					const struct io_source *src, __u32 len)
+{
+	__u32 head_len = len < 8 ? len : 8;
+	int copied = copy_payload(s->data, src, head_len);
+	bool start;
+
+	if (copied < 0) {
+		stat_inc(HT_STAT_READ_FAULT);
+		return -1;
+	}
+	start = looks_like_start_line(s->data, (__u32)copied);
+	if (st->proto == HT_PROTO_UNKNOWN && classify(st, start, s->data, (__u32)copied) != HT_PROTO_HTTP1)
+		return -1;
+	return start;
+}
+
+/* Second step, once the caller has filled s->ev's header: copy what the header window
+ * allows (plus the tail of a truncated I/O) and emit the record. */
+static __always_inline void capture_emit(struct capture_scratch *s, struct stream_state *st,
+					 const struct io_source *src, __u32 len, __u8 dir,
+					 bool start)
+{
+	__u32 cap = capture_size(st, dir, start, len);
+	int copied;
+	__u64 size;
+
+	s->ev.len = len;
+	copied = copy_payload(s->data, src, cap);
+	if (copied < 0) {
+		stat_inc(HT_STAT_READ_FAULT);
+		s->ev.flags |= HT_DATA_READ_FAULT;
+		copied = 0;
+	}
+	if (ends_header_block(s->data, (__u32)copied))
+		st->hdr_window[dir & 1] = 0;
+	if ((__u32)copied < len) {
+		s->ev.flags |= HT_DATA_TRUNCATED;
+		s->ev.tail_len = copy_tail(s->ev.tail, src, len);
+		if (s->ev.tail_len)
+			s->ev.flags |= HT_DATA_TAIL;
+	}
+	s->ev.cap_len = (__u32)copied;
+	size = (__u64)copied;
+	BOUND(size, LEN_MASK);
+	emit_event(s, sizeof(s->ev) + size);
+}
+
+#endif

@@ -1,0 +1,649 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * The OTLP sink end to end against real receivers started by the test: hoptrace-collect
+ * for OTLP/HTTP (gzip on and off, 503 + Retry-After, 400, down at start, slow) and
+ * tests/integration/otlp_grpc_receiver.js (node's http2, no gRPC library) for OTLP/gRPC.
+ *
+ * Where the programs are: HOPTRACE_COLLECT (else build/hoptrace-collect or
+ * build/san/hoptrace-collect), NODE (else node on PATH) and OTLP_GRPC_RECEIVER (else
+ * tests/integration/otlp_grpc_receiver.js). A missing one skips the tests that need it,
+ * except under CI=true, where it fails them.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <glob.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "export/otlp_config.h"
+#include "export/sink_otlp.h"
+#include "log.h"
+#include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+#include "resource.h"
+#include "span.h"
+
+typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest Request;
+
+static char tmpdir[64];
+static char collect_bin[512];
+static char node_bin[512];
+static char grpc_script[512];
+
+/* ---- helpers --------------------------------------------------------------------------- */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool in_ci(void)
+{
+	const char *ci = getenv("CI");
+
+	return ci && !strcmp(ci, "true");
+}
+
+static void need(const char *what, const char *path)
+{
+	if (path[0])
+		return;
+	if (in_ci())
+		fail_msg("%s not found: build it (make all) or set its variable", what);
+	print_message("skipped: %s not found\n", what);
+	skip();
+}
+
+static bool find_exe(char *out, size_t len, const char *var, const char *const *cands)
+{
+	const char *v = getenv(var);
+
+	if (v && *v) {
+		snprintf(out, len, "%s", v);
+		return access(out, R_OK) == 0;
+	}
+	for (; *cands; cands++) {
+		if (access(*cands, X_OK) == 0 || (strstr(*cands, ".js") && !access(*cands, R_OK))) {
+			snprintf(out, len, "%s", *cands);
+			return true;
+		}
+	}
+	out[0] = '\0';
+	return false;
+}
+
+static void path_in(char *out, size_t len, const char *name)
+{
+	snprintf(out, len, "%s/%s", tmpdir, name);
+}
+
+/* Start argv with stdout and stderr to log; return its pid. */
+static pid_t spawn(char *const argv[], const char *log)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		if (fd < 0)
+			_exit(126);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Wait for "port N" in the child's log (it listens by then). */
+static int wait_port(pid_t pid, const char *log)
+{
+	uint64_t until = now_ms() + 10000;
+
+	while (now_ms() < until) {
+		char buf[4096] = "";
+		FILE *f = fopen(log, "r");
+		const char *p;
+		int status;
+
+		if (f) {
+			size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+
+			buf[n] = '\0';
+			fclose(f);
+		}
+		p = strstr(buf, "port ");
+		if (p && atoi(p + 5) > 0)
+			return atoi(p + 5);
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			fail_msg("receiver exited early; its output: %s", buf);
+		usleep(20000);
+	}
+	fail_msg("receiver did not start listening within 10 s");
+	return -1;
+}
+
+static void stop(pid_t pid)
+{
+	int status;
+
+	if (pid <= 0)
+		return;
+	kill(pid, SIGTERM);
+	waitpid(pid, &status, 0);
+}
+
+static int free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+/* hoptrace-collect with extra arguments (NULL-terminated); JSON to out.jsonl. */
+static pid_t start_collect(int port, int *bound, ...)
+{
+	char portstr[16], out[128], log[128];
+	char *argv[24] = { collect_bin, "--port", portstr, "--output", out };
+	int argc = 5;
+	va_list ap;
+	pid_t pid;
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	path_in(out, sizeof(out), "out.jsonl");
+	path_in(log, sizeof(log), "collect.log");
+	va_start(ap, bound);
+	for (char *a; argc < 22 && (a = va_arg(ap, char *));)
+		argv[argc++] = a;
+	va_end(ap);
+	argv[argc] = NULL;
+	pid = spawn(argv, log);
+	*bound = wait_port(pid, log);
+	return pid;
+}
+
+static pid_t start_grpc(int *bound, ...)
+{
+	char out[128], log[128];
+	char *argv[24] = { node_bin, grpc_script, "--out", out };
+	int argc = 4;
+	va_list ap;
+	pid_t pid;
+
+	path_in(out, sizeof(out), "grpc");
+	path_in(log, sizeof(log), "grpc.log");
+	va_start(ap, bound);
+	for (char *a; argc < 22 && (a = va_arg(ap, char *));)
+		argv[argc++] = a;
+	va_end(ap);
+	argv[argc] = NULL;
+	pid = spawn(argv, log);
+	*bound = wait_port(pid, log);
+	return pid;
+}
+
+/* A sink for 127.0.0.1:port; opts are "name=value" flag settings, NULL-terminated. */
+static struct sink *make_sink(int port, const char *protocol, ...)
+{
+	struct otlp_config cfg;
+	char url[64], msg[256];
+	struct sink *sk;
+	va_list ap;
+
+	otlp_config_init(&cfg);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+	assert_int_equal(otlp_config_set(&cfg, "otlp-endpoint", url, msg, sizeof(msg)), 0);
+	assert_int_equal(otlp_config_set(&cfg, "otlp-protocol", protocol, msg, sizeof(msg)), 0);
+	assert_int_equal(otlp_config_set(&cfg, "otlp-schedule-delay", "50", msg, sizeof(msg)), 0);
+	assert_int_equal(otlp_config_set(&cfg, "otlp-timeout", "5000", msg, sizeof(msg)), 0);
+	va_start(ap, protocol);
+	for (const char *o; (o = va_arg(ap, const char *));) {
+		char name[64];
+		const char *eq = strchr(o, '=');
+
+		snprintf(name, sizeof(name), "%.*s", (int)(eq - o), o);
+		if (otlp_config_set(&cfg, name, eq + 1, msg, sizeof(msg)))
+			fail_msg("%s", msg);
+	}
+	va_end(ap);
+	if (otlp_config_finish(&cfg, msg, sizeof(msg)))
+		fail_msg("%s", msg);
+	sk = sink_otlp_new(&cfg);
+	otlp_config_free(&cfg);
+	assert_non_null(sk);
+	return sk;
+}
+
+static struct resource *users;
+
+static struct span *make_span(unsigned i)
+{
+	struct span *s = span_new();
+
+	assert_non_null(s);
+	span_random_id(s->trace_id, 16);
+	s->span_id[0] = 0x5a;
+	s->span_id[4] = (uint8_t)(i >> 24);
+	s->span_id[5] = (uint8_t)(i >> 16);
+	s->span_id[6] = (uint8_t)(i >> 8);
+	s->span_id[7] = (uint8_t)i;
+	s->trace_flags = 1;
+	s->kind = SPAN_KIND_SERVER;
+	s->start_unix_ns = 1700000000000000000ull + i;
+	s->end_unix_ns = s->start_unix_ns + 1000;
+	s->resource = resource_get(users);
+	snprintf(s->name, sizeof(s->name), "GET /item/%u", i);
+	span_set_str(s, "http.request.method", "GET", 3);
+	span_set_int(s, "http.response.status_code", 200);
+	return s;
+}
+
+static void emit_n(struct sink *sk, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		sk->emit(sk, make_span(i));
+}
+
+static struct sink_otlp_stats stats_of(struct sink *sk)
+{
+	struct sink_otlp_stats st;
+
+	sink_otlp_get_stats(sk, &st);
+	return st;
+}
+
+static size_t count_lines(const char *file, const char *needle)
+{
+	char path[128], *line = NULL;
+	size_t cap = 0, n = 0;
+	FILE *f;
+
+	path_in(path, sizeof(path), file);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (getline(&line, &cap, f) > 0)
+		n += !needle || strstr(line, needle);
+	free(line);
+	fclose(f);
+	return n;
+}
+
+static bool file_has(const char *file, const char *needle)
+{
+	char path[128], *line = NULL;
+	size_t cap = 0;
+	bool found = false;
+	FILE *f;
+
+	path_in(path, sizeof(path), file);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	while (!found && getline(&line, &cap, f) > 0)
+		found = strstr(line, needle) != NULL;
+	free(line);
+	fclose(f);
+	return found;
+}
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/hoptrace-otlp-XXXXXX");
+	if (!mkdtemp(tmpdir))
+		return -1;
+	users = resource_new(4242, 1);
+	users->service_name = strdup("users");
+	users->exe_name = strdup("users-svc");
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	resource_put(users);
+	nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	return 0;
+}
+
+/* ---- OTLP/HTTP ------------------------------------------------------------------------- */
+
+static void roundtrip_http(const char *compression)
+{
+	struct sink_otlp_stats st;
+	struct sink *sk;
+	int port;
+	pid_t pid;
+
+	need("hoptrace-collect", collect_bin);
+	pid = start_collect(0, &port, NULL);
+	sk = make_sink(port, "http/protobuf", compression, "otlp-batch-size=200",
+		       "otlp-headers=x-test=1", NULL);
+	emit_n(sk, 1000);
+	sk->flush(sk, 10000);
+	st = stats_of(sk);
+	assert_int_equal(st.exported, 1000);
+	assert_int_equal(st.failed + st.retried + st.dropped_queue_full + st.dropped_shutdown, 0);
+	assert_int_equal(st.requests, 5);
+	assert_true(st.bytes_sent > 0);
+	sk->print_stats(sk, stderr);
+	sk->destroy(sk);
+	stop(pid);
+	assert_int_equal(count_lines("out.jsonl", NULL), 1000);
+	assert_int_equal(count_lines("out.jsonl", "\"service.name\":\"users\""), 1000);
+	assert_int_equal(count_lines("out.jsonl", "\"kind\":\"server\""), 1000);
+	assert_true(file_has("out.jsonl", "\"span_id\":\"5a000000000003e7\""));
+	assert_true(file_has("out.jsonl", "\"http.response.status_code\":200"));
+	assert_true(file_has("out.jsonl", "\"process.pid\":4242"));
+	assert_true(file_has("out.jsonl", "\"telemetry.sdk.name\":\"hoptrace\""));
+}
+
+static void test_http_plain(void **state)
+{
+	(void)state;
+	roundtrip_http("otlp-compression=none");
+	assert_false(file_has("collect.log", "gzip"));
+}
+
+static void test_http_gzip(void **state)
+{
+	(void)state;
+	roundtrip_http("otlp-compression=gzip");
+	assert_true(file_has("collect.log", "gzip"));
+}
+
+/* 503 with Retry-After twice, then OK: nothing lost, and the hint was obeyed. */
+static void test_http_retry_after(void **state)
+{
+	struct sink_otlp_stats st;
+	struct sink *sk;
+	uint64_t t0;
+	int port;
+	pid_t pid;
+
+	(void)state;
+	need("hoptrace-collect", collect_bin);
+	pid = start_collect(0, &port, "--fail-first", "2", "--retry-after", "1", NULL);
+	sk = make_sink(port, "http/protobuf", "otlp-compression=gzip", NULL);
+	t0 = now_ms();
+	emit_n(sk, 10);
+	sk->flush(sk, 15000);
+	st = stats_of(sk);
+	assert_int_equal(st.exported, 10);
+	assert_int_equal(st.retried, 2);
+	assert_int_equal(st.failed, 0);
+	assert_int_equal(st.requests, 3);
+	/* the backoff alone would be under 1.5 s */
+	assert_true(now_ms() - t0 >= 1900);
+	sk->destroy(sk);
+	stop(pid);
+	assert_int_equal(count_lines("out.jsonl", NULL), 10);
+}
+
+/* 400: counted as failed, never retried. */
+static void test_http_permanent(void **state)
+{
+	struct sink_otlp_stats st;
+	struct sink *sk;
+	int port;
+	pid_t pid;
+
+	(void)state;
+	need("hoptrace-collect", collect_bin);
+	pid = start_collect(0, &port, "--fail-status", "400", NULL);
+	sk = make_sink(port, "http/protobuf", "otlp-batch-size=10", NULL);
+	emit_n(sk, 20);
+	sk->flush(sk, 10000);
+	st = stats_of(sk);
+	assert_int_equal(st.failed, 20);
+	assert_int_equal(st.exported + st.retried, 0);
+	assert_int_equal(st.requests, 2);
+	sk->destroy(sk);
+	stop(pid);
+}
+
+/* Nobody listening at first: the spans wait in the queue and go out once it listens. */
+static void test_http_down_then_up(void **state)
+{
+	struct sink_otlp_stats st;
+	struct sink *sk;
+	int port = free_port(), bound;
+	pid_t pid;
+
+	(void)state;
+	need("hoptrace-collect", collect_bin);
+	sk = make_sink(port, "http/protobuf", NULL);
+	emit_n(sk, 50);
+	usleep(1200 * 1000);
+	st = stats_of(sk);
+	assert_true(st.retried >= 1);
+	assert_int_equal(st.exported, 0);
+	pid = start_collect(port, &bound, NULL);
+	assert_int_equal(bound, port);
+	sk->flush(sk, 15000);
+	st = stats_of(sk);
+	assert_int_equal(st.exported, 50);
+	assert_int_equal(st.failed + st.dropped_queue_full + st.dropped_shutdown, 0);
+	sk->destroy(sk);
+	stop(pid);
+	assert_int_equal(count_lines("out.jsonl", NULL), 50);
+}
+
+/* Beyond the queue budget the oldest spans go, counted; emit never waits. */
+static void test_queue_overflow(void **state)
+{
+	struct sink_otlp_stats st;
+	struct sink *sk;
+	int port = free_port(), bound;
+	uint64_t t0;
+	pid_t pid;
+
+	(void)state;
+	need("hoptrace-collect", collect_bin);
+	sk = make_sink(port, "http/protobuf", "otlp-queue-size=10", "otlp-batch-size=5",
+		       "otlp-export-timeout=60000", NULL);
+	t0 = now_ms();
+	emit_n(sk, 100);
+	assert_true(now_ms() - t0 < 500);
+	st = stats_of(sk);
+	assert_true(st.dropped_queue_full >= 85);
+	pid = start_collect(port, &bound, NULL);
+	sk->flush(sk, 15000);
+	st = stats_of(sk);
+	assert_true(st.exported >= 10);
+	assert_int_equal(st.exported + st.dropped_queue_full + st.failed + st.dropped_shutdown, 100);
+	sk->destroy(sk);
+	stop(pid);
+	assert_int_equal(count_lines("out.jsonl", NULL), st.exported);
+}
+
+/* A receiver slower than the flush deadline: flush returns on time, the rest is counted. */
+static void test_flush_deadline(void **state)
+{
+	struct sink_otlp_stats st;
+	struct sink *sk;
+	uint64_t t0;
+	int port;
+	pid_t pid;
+
+	(void)state;
+	need("hoptrace-collect", collect_bin);
+	pid = start_collect(0, &port, "--delay-ms", "3000", NULL);
+	sk = make_sink(port, "http/protobuf", "otlp-batch-size=10", NULL);
+	emit_n(sk, 30);
+	usleep(200 * 1000); /* the first batch is in flight */
+	t0 = now_ms();
+	sk->flush(sk, 300);
+	assert_true(now_ms() - t0 < 1500);
+	st = stats_of(sk);
+	assert_int_equal(st.dropped_shutdown, 30);
+	assert_int_equal(st.queued, 0);
+	sk->destroy(sk);
+	stop(pid);
+}
+
+/* ---- OTLP/gRPC ------------------------------------------------------------------------- */
+
+static size_t grpc_spans_received(void)
+{
+	char pattern[128];
+	size_t spans = 0;
+	glob_t g;
+
+	path_in(pattern, sizeof(pattern), "grpc/request-*.bin");
+	if (glob(pattern, 0, NULL, &g))
+		return 0;
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		static uint8_t buf[1 << 20];
+		FILE *f = fopen(g.gl_pathv[i], "r");
+		size_t n;
+		Request *req;
+
+		assert_non_null(f);
+		n = fread(buf, 1, sizeof(buf), f);
+		fclose(f);
+		req = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
+			NULL, n, buf);
+		assert_non_null(req);
+		for (size_t r = 0; r < req->n_resource_spans; r++)
+			for (size_t s = 0; s < req->resource_spans[r]->n_scope_spans; s++)
+				spans += req->resource_spans[r]->scope_spans[s]->n_spans;
+		opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(
+			req, NULL);
+	}
+	globfree(&g);
+	return spans;
+}
+
+static void test_grpc_gzip(void **state)
+{
+	struct sink_otlp_stats st;
+	struct sink *sk;
+	int port;
+	pid_t pid;
+
+	(void)state;
+	need("node", node_bin);
+	need("otlp_grpc_receiver.js", grpc_script);
+	pid = start_grpc(&port, NULL);
+	sk = make_sink(port, "grpc", "otlp-compression=gzip", "otlp-batch-size=100",
+		       "otlp-headers=Authorization=Bearer%20t0k", NULL);
+	emit_n(sk, 300);
+	sk->flush(sk, 10000);
+	st = stats_of(sk);
+	assert_int_equal(st.exported, 300);
+	assert_int_equal(st.failed + st.retried, 0);
+	sk->destroy(sk);
+	stop(pid);
+	assert_int_equal(grpc_spans_received(), 300);
+	assert_true(file_has("grpc/request-1.json", "\"te\":\"trailers\""));
+	assert_true(file_has("grpc/request-1.json", "\"grpc-encoding\":\"gzip\""));
+	assert_true(file_has("grpc/request-1.json", "\"content-type\":\"application/grpc\""));
+	assert_true(file_has("grpc/request-1.json", "\"authorization\":\"Bearer t0k\""));
+	assert_true(file_has("grpc/request-1.json", "\"compressed\":true"));
+}
+
+/* UNAVAILABLE once (retried), then a partial success rejecting 3 spans. */
+static void test_grpc_retry_partial(void **state)
+{
+	struct sink_otlp_stats st;
+	struct sink *sk;
+	int port;
+	pid_t pid;
+
+	(void)state;
+	need("node", node_bin);
+	need("otlp_grpc_receiver.js", grpc_script);
+	pid = start_grpc(&port, "--fail-first", "1", "--reject", "3", NULL);
+	sk = make_sink(port, "grpc", "otlp-compression=none", NULL);
+	emit_n(sk, 40);
+	sk->flush(sk, 10000);
+	st = stats_of(sk);
+	assert_int_equal(st.retried, 1);
+	assert_int_equal(st.rejected, 3);
+	assert_int_equal(st.exported, 37);
+	sk->destroy(sk);
+	stop(pid);
+	assert_int_equal(grpc_spans_received(), 40);
+	assert_true(file_has("grpc/request-2.json", "\"compressed\":false"));
+}
+
+/* INVALID_ARGUMENT: permanent. */
+static void test_grpc_permanent(void **state)
+{
+	struct sink_otlp_stats st;
+	struct sink *sk;
+	int port;
+	pid_t pid;
+
+	(void)state;
+	need("node", node_bin);
+	need("otlp_grpc_receiver.js", grpc_script);
+	pid = start_grpc(&port, "--fail-first", "100", "--fail-status", "3", NULL);
+	sk = make_sink(port, "grpc", NULL);
+	emit_n(sk, 5);
+	sk->flush(sk, 10000);
+	st = stats_of(sk);
+	assert_int_equal(st.failed, 5);
+	assert_int_equal(st.retried + st.exported, 0);
+	sk->destroy(sk);
+	stop(pid);
+}
+
+int main(void)
+{
+	static const char *const collect[] = { "build/hoptrace-collect", "build/san/hoptrace-collect",
+					       NULL };
+	static const char *const node[] = { "/usr/bin/node", "/usr/local/bin/node", NULL };
+	static const char *const script[] = { "tests/integration/otlp_grpc_receiver.js", NULL };
+	const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+		T(test_http_plain),	  T(test_http_gzip),	   T(test_http_retry_after),
+		T(test_http_permanent),	  T(test_http_down_then_up), T(test_queue_overflow),
+		T(test_flush_deadline),	  T(test_grpc_gzip),	   T(test_grpc_retry_partial),
+		T(test_grpc_permanent),
+#undef T
+	};
+
+	find_exe(collect_bin, sizeof(collect_bin), "HOPTRACE_COLLECT", collect);
+	find_exe(node_bin, sizeof(node_bin), "NODE", node);
+	find_exe(grpc_script, sizeof(grpc_script), "OTLP_GRPC_RECEIVER", script);
+	signal(SIGPIPE, SIG_IGN);
+	if (!getenv("HOPTRACE_TEST_VERBOSE"))
+		log_set_level(LOG_ERROR);
+	return cmocka_run_group_tests_name("otlp_export", tests, NULL, NULL);
+}
