@@ -488,12 +488,19 @@ static int setup_easy(struct otlp_transport *t, const struct otlp_config *cfg, c
 	SETOPT(CURLOPT_WRITEDATA, t);
 	SETOPT(CURLOPT_HEADERFUNCTION, on_header);
 	SETOPT(CURLOPT_HEADERDATA, t);
-	if (t->grpc) {
-		/*
-		 * h2c with prior knowledge for http://; for https:// libcurl still negotiates
-		 * HTTP/2 through ALPN. gRPC has no HTTP/1.1 fallback: checked after each call.
-		 */
+	if (t->grpc && !strncasecmp(cfg->url, "https:", 6)) {
+		/* HTTP/2 through ALPN; gRPC has no HTTP/1.1 fallback: checked after each call */
+		SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	} else if (t->grpc) {
 		SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+		/*
+		 * libcurl before 8.0.0 fails every request after the first on a reused h2c
+		 * prior-knowledge connection ("Error in the HTTP2 framing layer", curl issue
+		 * 10634, fixed by curl PR 10643). Debian 12 ships 7.88.1: one connection per
+		 * export there, which costs a TCP handshake per batch.
+		 */
+		if (curl_version_info(CURLVERSION_NOW)->version_num < 0x080000)
+			SETOPT(CURLOPT_FORBID_REUSE, 1L);
 	} else {
 		SETOPT(CURLOPT_ACCEPT_ENCODING, ""); /* whatever libcurl can decode */
 	}

@@ -321,3 +321,36 @@ def test_waterfall_is_the_default_output():
         srv.stop()
     text = agent.text
     assert "trace " in text and "SERVER" in text and "CLIENT" in text and "GET /leaf" in text, text
+
+
+def test_expect_continue_no_body_statuses_and_http10():
+    port = free_port()
+    srv = python_server(port, script="app_server.py")
+    agent = Agent("--port", str(port))
+    body = os.path.join(tempfile.mkdtemp(), "body")
+    with open(body, "wb") as f:
+        f.write(b"a" * 300000)
+    try:
+        r = run(["curl", "-sS", "-H", "Expect: 100-continue", "--data-binary", f"@{body}",
+                 f"http://127.0.0.1:{port}/echo"])
+        assert r.stdout == b"300000"
+        assert curl(f"http://127.0.0.1:{port}/status?code=204").stdout == b"204"
+        assert curl(f"http://127.0.0.1:{port}/status?code=304").stdout == b"304"
+        assert curl("--http1.0", f"http://127.0.0.1:{port}/leaf").stdout == b"200"
+        assert curl("-I", f"http://127.0.0.1:{port}/big?bytes=100000").stdout == b"200"
+        assert curl(f"http://127.0.0.1:{port}/leaf").stdout == b"200"
+        spans = agent.stop()
+    finally:
+        agent.kill()
+        srv.stop()
+    servers = sorted(spans_where(spans, kind="SERVER"), key=lambda s: s["start_unix_ns"])
+    got = [(s["name"], s["attributes"]["http.response.status_code"]) for s in servers]
+    assert got == [("POST /echo", 200), ("GET /status", 204), ("GET /status", 304),
+                   ("GET /leaf", 200), ("HEAD /big", 200), ("GET /leaf", 200)], got
+    assert [s["attributes"]["network.protocol.version"] for s in servers][3] == "1.0"
+    clients = spans_where(spans, kind="CLIENT")
+    assert len(clients) == 6 and all("error.type" not in c["attributes"] or
+                                     c["attributes"]["http.response.status_code"] >= 400
+                                     for c in clients)
+    assert agent.counters["spans_error_incomplete"] == 0
+    assert agent.counters["drop_parse_error"] == 0

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * TLS sessions (OpenSSL SSL objects) and the sockets they run on: the maps tls.bpf.c keeps
+ * and sockio.bpf.c consults to match a socket to its session. Matching, in order:
+ *   1. socket I/O made by a thread while it is inside SSL_read/SSL_write (ssl_calls: set at
+ *      the call's entry, removed at its return): the "nested syscall";
+ *   2. the first TLS record on a socket whose fd the process gave to SSL_set_fd (tls_fds).
+ * The match is kept in the session (tls_states) because reads served from OpenSSL's own
+ * buffer make no syscall at all.
+ */
+#ifndef HOPTRACE_TLS_BPF_H
+#define HOPTRACE_TLS_BPF_H
+
+#include "capture.bpf.h"
+
+struct tls_key {
+	__u64 ssl; /* SSL* in the process */
+	__u32 tgid;
+	__u32 _pad;
+};
+
+struct tls_state {
+	struct stream_state stream; /* plaintext positions and capture state */
+	struct ht_tuple tuple;	    /* endpoints of sock_cookie */
+	__u64 sock_cookie;	    /* socket matched to the session, 0 while unknown */
+	__u64 cookie;		    /* cookie the session's events carry, 0 until the first */
+	__s32 fd;		    /* from SSL_set_fd, -1 when unknown */
+	__u32 _pad;
+};
+
+/* A thread inside SSL_read/SSL_write/_ex: the arguments its return needs. */
+struct ssl_call {
+	__u64 ssl;
+	__u64 buf;
+	__u64 len_ptr; /* _ex forms: where the byte count is stored */
+};
+
+struct tls_fd_key {
+	__u32 tgid;
+	__s32 fd;
+};
+
+/* LRU: a thread killed inside an SSL call, or an SSL object never freed, must not leak. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, HT_MAX_TLS_CALLS);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct ssl_call);
+} ssl_calls SEC(".maps") __shared;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, HT_MAX_TLS_SESSIONS);
+	__type(key, struct tls_key);
+	__type(value, struct tls_state);
+} tls_states SEC(".maps") __shared;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, HT_MAX_TLS_SESSIONS);
+	__type(key, struct tls_fd_key);
+	__type(value, __u64); /* SSL* */
+} tls_fds SEC(".maps") __shared;
+
+/* Socket sk, used by the current task, belongs to session ssl: record it unless the session
+ * already runs on another socket (a custom BIO juggling several sockets: trust neither).
+ * Returns true when sk is the session's socket. tp_btf context only. */
+static __always_inline bool tls_match_socket(struct sock *sk, __u32 tgid, __u64 ssl)
+{
+	struct tls_key key = { .ssl = ssl, .tgid = tgid };
+	struct tls_state *ts = bpf_map_lookup_elem(&tls_states, &key);
+	__u64 cookie;
+
+	if (!ts)
+		return false;
+	cookie = bpf_get_socket_cookie(sk);
+	if (ts->sock_cookie)
+		return ts->sock_cookie == cookie;
+	fill_tuple(sk, &ts->tuple);
+	ts->sock_cookie = cookie;
+	stat_inc(HT_STAT_TLS_SOCKETS);
+	return true;
+}
+
+/* Method 1: the current thread is inside an SSL call. */
+static __always_inline bool tls_match_nested(struct sock *sk, __u64 pid_tgid)
+{
+	struct ssl_call *call = bpf_map_lookup_elem(&ssl_calls, &pid_tgid);
+
+	return call && tls_match_socket(sk, pid_tgid >> 32, call->ssl);
+}
+
+/* Method 2: the socket's fd was handed to SSL_set_fd. */
+static __always_inline bool tls_match_fd(struct sock *sk, __u32 tgid, __s32 fd)
+{
+	struct tls_fd_key key = { .tgid = tgid, .fd = fd };
+	__u64 *ssl = bpf_map_lookup_elem(&tls_fds, &key);
+
+	return ssl && tls_match_socket(sk, tgid, *ssl);
+}
+
+#endif
