@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/* Unit tests for the tracker's building blocks: hash map, parent correlation, request-target
+ * and address helpers, resource attribute parsing. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "correlate.h"
+#include "exchange.h"
+#include "hashmap.h"
+#include "proc.h"
+#include "resource.h"
+#include "span.h"
+
+static void test_hashmap_put_get_del_grow(void **state)
+{
+	struct u64map m;
+	uint64_t k;
+	void *v;
+	size_t n = 0;
+
+	(void)state;
+	assert_int_equal(u64map_init(&m, 100000), 0);
+	for (uintptr_t i = 1; i <= 5000; i++)
+		assert_int_equal(u64map_put(&m, i * 7919, (void *)i), 0);
+	assert_int_equal(m.count, 5000);
+	for (uintptr_t i = 1; i <= 5000; i++)
+		assert_ptr_equal(u64map_get(&m, i * 7919), (void *)i);
+	for (uintptr_t i = 1; i <= 5000; i += 2)
+		assert_ptr_equal(u64map_del(&m, i * 7919), (void *)i);
+	assert_null(u64map_get(&m, 7919));
+	assert_ptr_equal(u64map_get(&m, 2 * 7919), (void *)2);
+	for (size_t it = 0; u64map_next(&m, &it, &k, &v);)
+		n++;
+	assert_int_equal(n, 2500);
+	/* replacing keeps the count */
+	assert_int_equal(u64map_put(&m, 2 * 7919, (void *)99), 0);
+	assert_int_equal(m.count, 2500);
+	u64map_free(&m);
+}
+
+static void test_hashmap_limit(void **state)
+{
+	struct u64map m;
+
+	(void)state;
+	assert_int_equal(u64map_init(&m, 3), 0);
+	for (uintptr_t i = 1; i <= 3; i++)
+		assert_int_equal(u64map_put(&m, i, (void *)i), 0);
+	assert_int_equal(u64map_put(&m, 4, (void *)4), -ENOSPC);
+	u64map_del(&m, 1);
+	assert_int_equal(u64map_put(&m, 4, (void *)4), 0);
+	u64map_free(&m);
+}
+
+static struct span *span_with_trace(uint8_t b)
+{
+	struct span *s = span_new();
+
+	memset(s->trace_id, b, 16);
+	memset(s->span_id, b, 8);
+	return s;
+}
+
+static void test_correlate_thread_exact_ambiguous(void **state)
+{
+	struct correlate c;
+	struct parent_match m;
+	struct span *s1 = span_with_trace(1), *s2 = span_with_trace(2);
+	struct inflight a = { .tgid = 10, .tid = 11, .span = s1 };
+	struct inflight b = { .tgid = 10, .tid = 11, .span = s2 };
+	uint8_t t2[16];
+
+	(void)state;
+	memset(t2, 2, 16);
+	assert_int_equal(correlate__init(&c), 0);
+	assert_int_equal(correlate__add(&c, &a), 0);
+	correlate__find_parent(&c, 10, 11, NULL, &m);
+	assert_int_equal(m.conf, PARENT_THREAD);
+	assert_ptr_equal(m.parent, &a);
+	/* another thread of the process: nothing */
+	correlate__find_parent(&c, 10, 12, NULL, &m);
+	assert_int_equal(m.conf, PARENT_NONE);
+	/* two server spans in flight on one thread (event loop): ambiguous, never a guess */
+	assert_int_equal(correlate__add(&c, &b), 0);
+	correlate__find_parent(&c, 10, 11, NULL, &m);
+	assert_int_equal(m.conf, PARENT_AMBIGUOUS);
+	assert_int_equal(m.ncandidates, 2);
+	assert_null(m.parent);
+	/* ... unless the outgoing traceparent names one of their traces */
+	correlate__find_parent(&c, 10, 11, t2, &m);
+	assert_int_equal(m.conf, PARENT_EXACT);
+	assert_ptr_equal(m.parent, &b);
+	/* a trace id no server span has: no parent at all */
+	t2[0] = 9;
+	correlate__find_parent(&c, 10, 11, t2, &m);
+	assert_int_equal(m.conf, PARENT_NONE);
+	correlate__remove(&c, &b);
+	correlate__find_parent(&c, 10, 11, NULL, &m);
+	assert_int_equal(m.conf, PARENT_THREAD);
+	correlate__remove(&c, &a);
+	correlate__remove(&c, &a); /* twice is harmless */
+	correlate__find_parent(&c, 10, 11, NULL, &m);
+	assert_int_equal(m.conf, PARENT_NONE);
+	correlate__free(&c);
+	span_free(s1);
+	span_free(s2);
+}
+
+static void test_correlate_ancestor_threads(void **state)
+{
+	struct correlate c;
+	struct parent_match m;
+	struct span *s1 = span_with_trace(1);
+	struct inflight a = { .tgid = 10, .tid = 11, .span = s1 };
+
+	(void)state;
+	assert_int_equal(correlate__init(&c), 0);
+	assert_int_equal(correlate__add(&c, &a), 0);
+	correlate__thread_created(&c, 11, 20); /* 11 spawned 20, 20 spawned 30 */
+	correlate__thread_created(&c, 20, 30);
+	correlate__find_parent(&c, 10, 30, NULL, &m);
+	assert_int_equal(m.conf, PARENT_ANCESTOR);
+	assert_ptr_equal(m.parent, &a);
+	correlate__thread_exited(&c, 20);
+	correlate__find_parent(&c, 10, 30, NULL, &m);
+	assert_int_equal(m.conf, PARENT_NONE);
+	correlate__remove(&c, &a);
+	correlate__free(&c);
+	span_free(s1);
+}
+
+static void check_path(const char *target, const char *want)
+{
+	const char *p;
+	size_t n = http_target_path(target, strlen(target), &p);
+
+	assert_int_equal(n, strlen(want));
+	assert_memory_equal(p, want, n);
+}
+
+static void test_target_path(void **state)
+{
+	(void)state;
+	check_path("/a/b?token=secret", "/a/b");
+	check_path("/a#frag", "/a");
+	check_path("/", "/");
+	check_path("*", "*");
+	check_path("http://example.com/x/y?q=1", "/x/y");
+	check_path("https://example.com", "/");
+	check_path("?only=query", "");
+}
+
+static void test_tuple_addr_string(void **state)
+{
+	uint8_t v4[16] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1 };
+	uint8_t v6[16] = { 0 };
+	char buf[64];
+
+	(void)state;
+	tuple_addr_string(v4, buf, sizeof(buf));
+	assert_string_equal(buf, "127.0.0.1");
+	v6[15] = 1;
+	tuple_addr_string(v6, buf, sizeof(buf));
+	assert_string_equal(buf, "::1");
+}
+
+static void test_resource_attributes(void **state)
+{
+	struct resource *r = resource_new(1, 2);
+
+	(void)state;
+	resource_parse_attributes(r, " deployment.environment = prod ,team=a%20b,broken,=x,k=");
+	assert_int_equal(r->nextra, 3);
+	assert_string_equal(r->extra[0].key, "deployment.environment");
+	assert_string_equal(r->extra[0].value, "prod");
+	assert_string_equal(r->extra[1].value, "a b");
+	assert_string_equal(r->extra[2].key, "k");
+	assert_string_equal(r->extra[2].value, "");
+	resource_put(r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hashmap_put_get_del_grow),
+		cmocka_unit_test(test_hashmap_limit),
+		cmocka_unit_test(test_correlate_thread_exact_ambiguous),
+		cmocka_unit_test(test_correlate_ancestor_threads),
+		cmocka_unit_test(test_target_path),
+		cmocka_unit_test(test_tuple_addr_string),
+		cmocka_unit_test(test_resource_attributes),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
