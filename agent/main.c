@@ -97,7 +97,8 @@ static const struct argp_option argp_opts[] = {
 	  "stitch: a request that lost its context between two processes of this host joins "
 	  "the caller's trace (none: default)", 2 },
 	{ "capture-bytes", OPT_CAPTURE, "N", 0,
-	  "Bytes copied per socket read/write, power of two, 64..16384 (default 4096)", 3 },
+	  "Bytes of a header block copied per socket read/write, power of two, 64..16384 "
+	  "(default 8192)", 3 },
 	{ "ringbuf-bytes", OPT_RINGBUF, "N", 0, "Ring buffer size, power of two (default 16 MiB)",
 	  3 },
 	{ "no-color", OPT_NO_COLOR, NULL, 0, "No colors in the waterfall", 3 },

@@ -17,7 +17,8 @@
 /* Largest per-event payload copy the BPF object is compiled for. The effective capture
  * size is a load-time setting (power of two, <= this). */
 #define HT_MAX_CAPTURE 16384
-#define HT_DEFAULT_CAPTURE 4096
+/* 8 KiB per I/O covers the header-size limits of common servers (nginx, Apache: 8 KiB). */
+#define HT_DEFAULT_CAPTURE 8192
 /* How many bytes after a start line are captured in full as a possible header block,
  * across several reads or writes of the same direction. */
 #define HT_HEADER_WINDOW 16384

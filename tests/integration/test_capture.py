@@ -354,3 +354,23 @@ def test_expect_continue_no_body_statuses_and_http10():
                                      for c in clients)
     assert agent.counters["spans_error_incomplete"] == 0
     assert agent.counters["drop_parse_error"] == 0
+
+
+def test_traceparent_after_large_headers():
+    """A traceparent behind 7 KB of cookies is still found (header block copied whole)."""
+    port = free_port()
+    srv = python_server(port, script="app_server.py")
+    agent = Agent("--port", str(port))
+    try:
+        cookie = "session=" + "c" * 7000
+        assert curl("-H", f"Cookie: {cookie}", "-H", f"traceparent: {TRACEPARENT}",
+                    f"http://127.0.0.1:{port}/leaf").stdout == b"200"
+        spans = agent.stop()
+    finally:
+        agent.kill()
+        srv.stop()
+    server = one(spans, kind="SERVER")
+    client = one(spans, kind="CLIENT")
+    assert server["trace_id"] == TP_TRACE and server["parent_span_id"] == TP_PARENT
+    assert client["span_id"] == TP_PARENT
+    assert "ccccc" not in str(spans)  # cookie values never leave the agent
