@@ -149,7 +149,7 @@ RUN_ARGS ?=
 run: $(OUT)/hoptrace
 	$(OUT)/hoptrace $(RUN_ARGS)
 
-unit-test: $(UNIT_TESTS)
+unit-test: $(UNIT_TESTS) $(TOOLS) $(OUT)/san/hoptrace-collect
 	$(Q)tests/run-unit.sh $(UNIT_TESTS)
 
 bpf-test: $(OUT)/hoptrace
@@ -161,11 +161,16 @@ integration-test: asan all
 test: all asan $(UNIT_TESTS)
 	$(Q)tests/run-all.sh $(OUT)
 
-bench: all
+bench: all $(OUT)/otlp_bench
 	$(Q)tests/bench/run.sh $(OUT)
 
+$(OUT)/otlp_bench: $(OUT)/rel/tests/bench/otlp_bench.o $(OUT)/rel/libhoptrace.a
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $^ $(LIBS) -o $@
+
 lint:
-	$(Q)clang-format --dry-run --Werror agent/*.c agent/*.h bpf/*.c bpf/*.h tools/*.c include/hoptrace/*.h
+	$(Q)clang-format --dry-run --Werror agent/*.c agent/*.h agent/export/*.c agent/export/*.h \
+		bpf/*.c bpf/*.h tools/*.c include/hoptrace/*.h tests/unit/*.c
 
 install: all
 	install -d $(DESTDIR)$(prefix)/bin

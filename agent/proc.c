@@ -248,6 +248,11 @@ static struct resource *resource_from_proc(const struct proc_table *pt, uint32_t
 	read_cgroup(pt, r);
 	if (!r->exe_name && comm && *comm)
 		r->exe_name = strndup(comm, 16);
+	/* OTel SDK precedence: OTEL_SERVICE_NAME, then service.name in
+	 * OTEL_RESOURCE_ATTRIBUTES, then (our stand-in for unknown_service) the executable */
+	for (unsigned i = 0; i < r->nextra && !r->service_name; i++)
+		if (strcmp(r->extra[i].key, "service.name") == 0 && r->extra[i].value[0])
+			r->service_name = strdup(r->extra[i].value);
 	if (!r->service_name)
 		r->service_name = strdup(r->exe_name ? r->exe_name : "unknown_service");
 	return r;

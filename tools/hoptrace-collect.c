@@ -48,13 +48,14 @@ static struct env {
 	size_t max_body;
 	bool quiet;
 } env = {
-	.listen = "127.0.0.1",
-	.port = 4318,
-	.retry_after = -1,
-	.max_body = 64u << 20,
+    .listen = "127.0.0.1",
+    .port = 4318,
+    .retry_after = -1,
+    .max_body = 64u << 20,
 };
 
 static struct counters {
+	uint64_t connections;
 	uint64_t requests;
 	uint64_t spans;
 	uint64_t bad_requests;
@@ -68,14 +69,14 @@ static FILE *out;
 
 const char *argp_program_version = "hoptrace-collect " HOPTRACE_VERSION;
 static const char doc[] =
-	"Receive OTLP/HTTP traces and print each span as a JSON line.\n"
-	"\n"
-	"EXAMPLES:\n"
-	"  hoptrace-collect                        # listen on 127.0.0.1:4318, spans to stdout\n"
-	"  hoptrace-collect --listen 0.0.0.0 -o spans.jsonl\n"
-	"  hoptrace-collect --port 0               # any free port; the chosen one is logged\n"
-	"  hoptrace-collect --fail-first 3 --retry-after 1   # 503 three times, then accept\n"
-	"  hoptrace-collect --fail-status 400      # reject everything (permanent failure)";
+    "Receive OTLP/HTTP traces and print each span as a JSON line.\n"
+    "\n"
+    "EXAMPLES:\n"
+    "  hoptrace-collect                        # listen on 127.0.0.1:4318, spans to stdout\n"
+    "  hoptrace-collect --listen 0.0.0.0 -o spans.jsonl\n"
+    "  hoptrace-collect --port 0               # any free port; the chosen one is logged\n"
+    "  hoptrace-collect --fail-first 3 --retry-after 1   # 503 three times, then accept\n"
+    "  hoptrace-collect --fail-status 400      # reject everything (permanent failure)";
 
 enum {
 	OPT_FAIL_STATUS = 0x100,
@@ -86,18 +87,18 @@ enum {
 };
 
 static const struct argp_option opts[] = {
-	{ "port", 'p', "PORT", 0, "TCP port (default 4318; 0 picks a free one)" },
-	{ "listen", 'l', "ADDR", 0, "address to listen on (default 127.0.0.1)" },
-	{ "output", 'o', "FILE", 0, "write JSON lines to FILE instead of stdout" },
-	{ "quiet", 'q', NULL, 0, "log only errors" },
-	{ "fail-status", OPT_FAIL_STATUS, "CODE", 0,
-	  "answer requests with HTTP status CODE (all of them, or the first N with --fail-first)" },
-	{ "fail-first", OPT_FAIL_FIRST, "N", 0,
-	  "fail only the first N requests (with --fail-status, default 503)" },
-	{ "retry-after", OPT_RETRY_AFTER, "S", 0, "add Retry-After: S to failure answers" },
-	{ "delay-ms", OPT_DELAY_MS, "MS", 0, "answer every request MS milliseconds late" },
-	{ "max-body", OPT_MAX_BODY, "BYTES", 0, "largest request body, after gunzip (64 MiB)" },
-	{},
+    {"port", 'p', "PORT", 0, "TCP port (default 4318; 0 picks a free one)"},
+    {"listen", 'l', "ADDR", 0, "address to listen on (default 127.0.0.1)"},
+    {"output", 'o', "FILE", 0, "write JSON lines to FILE instead of stdout"},
+    {"quiet", 'q', NULL, 0, "log only errors"},
+    {"fail-status", OPT_FAIL_STATUS, "CODE", 0,
+     "answer requests with HTTP status CODE (all of them, or the first N with --fail-first)"},
+    {"fail-first", OPT_FAIL_FIRST, "N", 0,
+     "fail only the first N requests (with --fail-status, default 503)"},
+    {"retry-after", OPT_RETRY_AFTER, "S", 0, "add Retry-After: S to failure answers"},
+    {"delay-ms", OPT_DELAY_MS, "MS", 0, "answer every request MS milliseconds late"},
+    {"max-body", OPT_MAX_BODY, "BYTES", 0, "largest request body, after gunzip (64 MiB)"},
+    {},
 };
 
 static long parse_num(const char *arg, long min, long max, struct argp_state *state)
@@ -265,8 +266,8 @@ static const AnyValue *find_attr(KeyValue **kv, size_t n, const char *key)
 
 static const char *kind_name(int kind)
 {
-	static const char *const names[] = { "unspecified", "internal", "server",
-					     "client",	    "producer", "consumer" };
+	static const char *const names[] = {"unspecified", "internal", "server",
+					    "client",	   "producer", "consumer"};
 
 	return kind >= 0 && kind < 6 ? names[kind] : "unspecified";
 }
@@ -465,8 +466,8 @@ static void answer_error(struct conn *c, int status, int rpc_code, const char *m
 {
 	uint8_t body[300];
 	size_t len = strlen(msg), n = 0;
-	struct answer a = { .status = status, .content_type = "application/x-protobuf",
-			    .close = close };
+	struct answer a = {
+	    .status = status, .content_type = "application/x-protobuf", .close = close};
 
 	if (len > 250)
 		len = 250;
@@ -515,13 +516,18 @@ static void trim_copy(char *dst, size_t dstlen, const char *s, size_t len)
 static int parse_head(const char *h, size_t len, struct request *rq)
 {
 	const char *line = h, *end = h + len, *eol;
-	char version[16], value[128];
+	char version[16], value[128], first[512];
 
 	memset(rq, 0, sizeof(*rq));
 	rq->content_length = -1;
 	rq->header_len = len;
 	eol = memchr(line, '\n', (size_t)(end - line));
-	if (!eol || sscanf(line, "%15s %255s %15s", rq->method, rq->target, version) != 3 ||
+	/* the buffer is not NUL-terminated: scan a bounded copy of the request line */
+	if (!eol || (size_t)(eol - line) >= sizeof(first))
+		return -EBADMSG;
+	memcpy(first, line, (size_t)(eol - line));
+	first[eol - line] = '\0';
+	if (sscanf(first, "%15s %255s %15s", rq->method, rq->target, version) != 3 ||
 	    strncmp(version, "HTTP/1.", 7))
 		return -EBADMSG;
 	rq->http10 = !strcmp(version, "HTTP/1.0");
@@ -623,13 +629,14 @@ static long dechunk(const uint8_t *b, size_t len, struct otlp_buf *body)
 	}
 }
 
-static void handle_traces(struct conn *c, const struct request *rq, const uint8_t *body,
-			  size_t len)
+static void handle_traces(struct conn *c, const struct request *rq, const uint8_t *body, size_t len)
 {
 	static const uint8_t empty[1];
-	struct otlp_buf plain = { 0 };
-	struct answer ok = { .status = 200, .content_type = "application/x-protobuf",
-			     .body = empty, .close = !rq->keep_alive };
+	struct otlp_buf plain = {0};
+	struct answer ok = {.status = 200,
+			    .content_type = "application/x-protobuf",
+			    .body = empty,
+			    .close = !rq->keep_alive};
 	Request *req;
 	size_t n;
 	int err;
@@ -638,8 +645,9 @@ static void handle_traces(struct conn *c, const struct request *rq, const uint8_
 		err = otlp_gunzip(body, len, env.max_body, &plain);
 		if (err) {
 			answer_error(c, err == -EFBIG ? 413 : 400, 3,
-				     err == -EFBIG ? "body too large after gunzip"
-						   : "Content-Encoding gzip, but the body is not gzip",
+				     err == -EFBIG
+					 ? "body too large after gunzip"
+					 : "Content-Encoding gzip, but the body is not gzip",
 				     !rq->keep_alive, false);
 			goto out;
 		}
@@ -658,19 +666,18 @@ static void handle_traces(struct conn *c, const struct request *rq, const uint8_
 		goto out;
 	}
 	req = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
-		NULL, len, body);
+	    NULL, len, body);
 	if (!req) {
-		answer_error(c, 400, 3, "body is not an ExportTraceServiceRequest",
-			     !rq->keep_alive, false);
+		answer_error(c, 400, 3, "body is not an ExportTraceServiceRequest", !rq->keep_alive,
+			     false);
 		goto out;
 	}
 	n = write_spans(req);
 	cnt.spans += n;
 	opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(
-		req, NULL);
+	    req, NULL);
 	if (!env.quiet)
-		log_info("accepted %zu spans (%zu bytes%s)", n, len,
-			 plain.data ? ", gzip" : "");
+		log_info("accepted %zu spans (%zu bytes%s)", n, len, plain.data ? ", gzip" : "");
 	/* an empty ExportTraceServiceResponse is zero bytes: full success */
 	ok.body_len = 0;
 	queue_answer(c, &ok, false);
@@ -710,8 +717,8 @@ static void handle_request(struct conn *c, const struct request *rq, const uint8
 		int status = env.fail_status ? env.fail_status : 503;
 
 		cnt.faults++;
-		answer_error(c, status, status == 503 ? 14 : 3, "injected failure",
-			     !rq->keep_alive, true);
+		answer_error(c, status, status == 503 ? 14 : 3, "injected failure", !rq->keep_alive,
+			     true);
 		return;
 	}
 	handle_traces(c, rq, body, len);
@@ -735,7 +742,7 @@ static void consume(struct conn *c, size_t n)
 /* Parse and answer one request if it is complete. Returns true if one was handled. */
 static bool try_request(struct conn *c)
 {
-	struct otlp_buf chunked = { 0 };
+	struct otlp_buf chunked = {0};
 	struct request rq;
 	size_t hend;
 	long used;
@@ -849,8 +856,9 @@ static void on_writable(struct conn *c)
 
 static int listen_on(const char *addr, int port)
 {
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct addrinfo *ai;
@@ -897,6 +905,7 @@ static void accept_one(int lfd)
 	for (int i = 0; i < MAX_CONNS; i++) {
 		if (conns[i].fd < 0) {
 			conns[i].fd = fd;
+			cnt.connections++;
 			return;
 		}
 	}
@@ -912,7 +921,7 @@ static void serve(int lfd)
 		uint64_t now = now_ms();
 		int n = 0, timeout = -1;
 
-		pfd[n] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+		pfd[n] = (struct pollfd){.fd = lfd, .events = POLLIN};
 		idx[n++] = -1;
 		for (int i = 0; i < MAX_CONNS; i++) {
 			struct conn *c = &conns[i];
@@ -930,7 +939,7 @@ static void serve(int lfd)
 					ev = POLLOUT;
 				}
 			}
-			pfd[n] = (struct pollfd){ .fd = c->fd, .events = ev };
+			pfd[n] = (struct pollfd){.fd = c->fd, .events = ev};
 			idx[n++] = i;
 		}
 		if (poll(pfd, (nfds_t)n, timeout) < 0) {
@@ -960,15 +969,13 @@ static void serve(int lfd)
 
 int main(int argc, char **argv)
 {
-	static const struct argp argp = { opts, parse_arg, NULL, doc };
-	struct sigaction sa = { .sa_handler = on_signal };
+	static const struct argp argp = {opts, parse_arg, NULL, doc};
+	struct sigaction sa = {.sa_handler = on_signal};
 	int lfd, err;
 
 	err = argp_parse(&argp, argc, argv, 0, NULL, NULL);
 	if (err)
 		return 2;
-	if (env.quiet)
-		log_set_level(LOG_WARN);
 	if (env.fail_first && !env.fail_status)
 		env.fail_status = 503;
 	out = stdout;
@@ -987,6 +994,9 @@ int main(int argc, char **argv)
 	lfd = listen_on(env.listen, env.port);
 	if (lfd < 0)
 		return 1;
+	/* quiet after the "listening" line, which scripts wait for */
+	if (env.quiet)
+		log_set_level(LOG_WARN);
 	serve(lfd);
 	for (int i = 0; i < MAX_CONNS; i++)
 		if (conns[i].fd >= 0)
@@ -995,8 +1005,8 @@ int main(int argc, char **argv)
 	fflush(out);
 	if (out != stdout)
 		fclose(out);
-	log_info("exit: %" PRIu64 " requests, %" PRIu64 " spans, %" PRIu64 " bad requests, %" PRIu64
-		 " injected failures",
-		 cnt.requests, cnt.spans, cnt.bad_requests, cnt.faults);
+	log_info("exit: %" PRIu64 " connections, %" PRIu64 " requests, %" PRIu64 " spans, %" PRIu64
+		 " bad requests, %" PRIu64 " injected failures",
+		 cnt.connections, cnt.requests, cnt.spans, cnt.bad_requests, cnt.faults);
 	return 0;
 }

@@ -41,38 +41,38 @@ static const struct opt {
 	enum opt_id id;
 	const char *env;
 	const char *env_traces;
-	const char *flag;
+	const char *flag; /* "--name" */
 } opts[] = {
-	{ OPT_ENDPOINT, "OTEL_EXPORTER_OTLP_ENDPOINT", NULL, "otlp-endpoint" },
-	{ OPT_TRACES_ENDPOINT, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", NULL, "otlp-traces-endpoint" },
-	{ OPT_PROTOCOL, "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-	  "otlp-protocol" },
-	{ OPT_HEADERS, "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-	  "otlp-headers" },
-	{ OPT_COMPRESSION, "OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
-	  "otlp-compression" },
-	{ OPT_TIMEOUT, "OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-	  "otlp-timeout" },
-	{ OPT_CERTIFICATE, "OTEL_EXPORTER_OTLP_CERTIFICATE", "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
-	  "otlp-certificate" },
-	{ OPT_CLIENT_CERTIFICATE, "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
-	  "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "otlp-client-certificate" },
-	{ OPT_CLIENT_KEY, "OTEL_EXPORTER_OTLP_CLIENT_KEY", "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
-	  "otlp-client-key" },
-	{ OPT_INSECURE, "OTEL_EXPORTER_OTLP_INSECURE", "OTEL_EXPORTER_OTLP_TRACES_INSECURE",
-	  "otlp-insecure" },
-	{ OPT_QUEUE_SIZE, "OTEL_BSP_MAX_QUEUE_SIZE", NULL, "otlp-queue-size" },
-	{ OPT_QUEUE_BYTES, NULL, NULL, "otlp-queue-bytes" },
-	{ OPT_SCHEDULE_DELAY, "OTEL_BSP_SCHEDULE_DELAY", NULL, "otlp-schedule-delay" },
-	{ OPT_BATCH_SIZE, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", NULL, "otlp-batch-size" },
-	{ OPT_EXPORT_TIMEOUT, "OTEL_BSP_EXPORT_TIMEOUT", NULL, "otlp-export-timeout" },
-	{ OPT_RESOURCE, "OTEL_RESOURCE_ATTRIBUTES", NULL, "resource-attributes" },
+    {OPT_ENDPOINT, "OTEL_EXPORTER_OTLP_ENDPOINT", NULL, "--otlp-endpoint"},
+    {OPT_TRACES_ENDPOINT, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", NULL, "--otlp-traces-endpoint"},
+    {OPT_PROTOCOL, "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+     "--otlp-protocol"},
+    {OPT_HEADERS, "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+     "--otlp-headers"},
+    {OPT_COMPRESSION, "OTEL_EXPORTER_OTLP_COMPRESSION", "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+     "--otlp-compression"},
+    {OPT_TIMEOUT, "OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+     "--otlp-timeout"},
+    {OPT_CERTIFICATE, "OTEL_EXPORTER_OTLP_CERTIFICATE", "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+     "--otlp-certificate"},
+    {OPT_CLIENT_CERTIFICATE, "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+     "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "--otlp-client-certificate"},
+    {OPT_CLIENT_KEY, "OTEL_EXPORTER_OTLP_CLIENT_KEY", "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+     "--otlp-client-key"},
+    {OPT_INSECURE, "OTEL_EXPORTER_OTLP_INSECURE", "OTEL_EXPORTER_OTLP_TRACES_INSECURE",
+     "--otlp-insecure"},
+    {OPT_QUEUE_SIZE, "OTEL_BSP_MAX_QUEUE_SIZE", NULL, "--otlp-queue-size"},
+    {OPT_QUEUE_BYTES, NULL, NULL, "--otlp-queue-bytes"},
+    {OPT_SCHEDULE_DELAY, "OTEL_BSP_SCHEDULE_DELAY", NULL, "--otlp-schedule-delay"},
+    {OPT_BATCH_SIZE, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", NULL, "--otlp-batch-size"},
+    {OPT_EXPORT_TIMEOUT, "OTEL_BSP_EXPORT_TIMEOUT", NULL, "--otlp-export-timeout"},
+    {OPT_RESOURCE, "OTEL_RESOURCE_ATTRIBUTES", NULL, "--resource-attributes"},
 };
 
 #define MS_MAX (3600 * 1000) /* an hour: anything longer is a typo */
 
 static int fail(char *msg, size_t msglen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int fail(char *msg, size_t msglen, const char *fmt, ...)
 {
@@ -174,8 +174,8 @@ static char *decode_part(const char *s, size_t len, bool *bad)
 	return out;
 }
 
-int otlp_kv_parse(const char *list, const char *what, struct otlp_kv **out, unsigned *n,
-		  char *msg, size_t msglen)
+int otlp_kv_parse(const char *list, const char *what, struct otlp_kv **out, unsigned *n, char *msg,
+		  size_t msglen)
 {
 	struct otlp_kv *kv = NULL;
 	unsigned cnt = 0, cap = 0;
@@ -500,7 +500,7 @@ int otlp_config_from_env(struct otlp_config *cfg, char *const *envp, char *msg, 
 	if (!envp)
 		envp = environ;
 	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
-		const char *names[2] = { opts[i].env, opts[i].env_traces };
+		const char *names[2] = {opts[i].env, opts[i].env_traces};
 
 		for (int j = 0; j < 2; j++) {
 			const char *v;
@@ -523,21 +523,9 @@ int otlp_config_from_env(struct otlp_config *cfg, char *const *envp, char *msg, 
 int otlp_config_set(struct otlp_config *cfg, const char *name, const char *value, char *msg,
 		    size_t msglen)
 {
-	static const char *const flag_src[] = {
-		"--otlp-endpoint",	 "--otlp-traces-endpoint",    "--otlp-protocol",
-		"--otlp-headers",	 "--otlp-compression",	      "--otlp-timeout",
-		"--otlp-certificate",	 "--otlp-client-certificate", "--otlp-client-key",
-		"--otlp-insecure",	 "--otlp-queue-size",	      "--otlp-queue-bytes",
-		"--otlp-schedule-delay", "--otlp-batch-size",	      "--otlp-export-timeout",
-		"--resource-attributes",
-	};
-
-	_Static_assert(sizeof(flag_src) / sizeof(flag_src[0]) == sizeof(opts) / sizeof(opts[0]),
-		       "one flag name per option");
 	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
-		if (!strcmp(opts[i].flag, name))
-			return apply(cfg, &opts[i], flag_src[opts[i].id], value, true, msg,
-				     msglen);
+		if (!strcmp(opts[i].flag + 2, name))
+			return apply(cfg, &opts[i], opts[i].flag, value, true, msg, msglen);
 	fail(msg, msglen, "unknown OTLP option --%s", name);
 	return -ENOENT;
 }
@@ -574,8 +562,8 @@ static int resolve_http(struct otlp_config *cfg, char *msg, size_t msglen)
 				strlen(OTLP_DEFAULT_HTTP_ENDPOINT), OTLP_HTTP_TRACES_PATH);
 	if (!has_scheme(ep))
 		return fail(msg, msglen,
-			    "%s=%s: an OTLP/HTTP endpoint must start with http:// or https://",
-			    src, ep);
+			    "%s=%s: an OTLP/HTTP endpoint must start with http:// or https://", src,
+			    ep);
 	if (cfg->traces_endpoint)
 		return set_str(&cfg->url, ep);
 	/* the spec appends the signal path to the base endpoint, whatever path it has */
@@ -631,8 +619,9 @@ int otlp_config_finish(struct otlp_config *cfg, char *msg, size_t msglen)
 		return err;
 	if (cfg->client_key && !cfg->client_cert)
 		return fail(msg, msglen,
-			    "OTEL_EXPORTER_OTLP_CLIENT_KEY is set without "
-			    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: give both for mutual TLS");
+			    "a client key (OTEL_EXPORTER_OTLP_CLIENT_KEY, --otlp-client-key) needs "
+			    "its certificate (OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE, "
+			    "--otlp-client-certificate) for mutual TLS");
 	/* the BSP spec requires batch <= queue; SDKs clamp rather than refuse */
 	if (cfg->max_batch_size > cfg->max_queue_size)
 		cfg->max_batch_size = cfg->max_queue_size;

@@ -114,8 +114,8 @@ void otlp_config_free(struct otlp_config *cfg);
  * values is trimmed. On success *out holds *n owned pairs (free with otlp_kv_free).
  * what names the source in the error message.
  */
-int otlp_kv_parse(const char *list, const char *what, struct otlp_kv **out, unsigned *n,
-		  char *msg, size_t msglen);
+int otlp_kv_parse(const char *list, const char *what, struct otlp_kv **out, unsigned *n, char *msg,
+		  size_t msglen);
 void otlp_kv_free(struct otlp_kv *kv, unsigned n);
 
 /* Human-readable name of a protocol ("http/protobuf", "grpc"). */

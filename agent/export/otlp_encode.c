@@ -348,7 +348,7 @@ struct otlp_encoder {
 		const struct resource *res;
 		uint32_t count;
 		uint32_t start;
-	} *groups;
+	} * groups;
 };
 
 static int agent_add(struct otlp_kv *kv, unsigned *n, const char *key, const char *val)
@@ -376,18 +376,18 @@ static int agent_attrs_collect(struct otlp_encoder *enc, const struct otlp_kv *a
 			       unsigned nattrs)
 {
 	static const char *const defaults[][2] = {
-		{ "os.type", "linux" },
-		{ "telemetry.sdk.name", "hoptrace" },
-		{ "telemetry.sdk.version", HOPTRACE_VERSION },
-		{ "telemetry.distro.name", "hoptrace" },
-		{ "telemetry.distro.version", HOPTRACE_VERSION },
+	    {"os.type", "linux"},
+	    {"telemetry.sdk.name", "hoptrace"},
+	    {"telemetry.sdk.version", HOPTRACE_VERSION},
+	    {"telemetry.distro.name", "hoptrace"},
+	    {"telemetry.distro.version", HOPTRACE_VERSION},
 	};
 	char host[256] = "";
 	unsigned n = 0;
 	int err = 0;
 
-	enc->agent = calloc(nattrs + 1 + sizeof(defaults) / sizeof(defaults[0]),
-			    sizeof(*enc->agent));
+	enc->agent =
+	    calloc(nattrs + 1 + sizeof(defaults) / sizeof(defaults[0]), sizeof(*enc->agent));
 	if (!enc->agent)
 		return -ENOMEM;
 	for (unsigned i = 0; i < nattrs && !err; i++)
@@ -411,7 +411,7 @@ static int agent_attrs_encode(struct otlp_encoder *enc)
 		return -ENOMEM;
 	for (unsigned pass = 0; pass < 2; pass++) {
 		for (unsigned i = 0; i < enc->nagent; i++) {
-			struct anyval v = { .type = SPAN_ATTR_STR };
+			struct anyval v = {.type = SPAN_ATTR_STR};
 			struct str k;
 			size_t len;
 
@@ -445,7 +445,8 @@ static void scope_encode(struct otlp_encoder *enc)
 	str_plan(&name, OTLP_SCOPE_NAME, strlen(OTLP_SCOPE_NAME));
 	str_plan(&version, HOPTRACE_VERSION, strlen(HOPTRACE_VERSION));
 	p = put_len_hdr(p, F_SS_SCOPE,
-			len_field(F_SCOPE_NAME, name.out) + len_field(F_SCOPE_VERSION, version.out));
+			len_field(F_SCOPE_NAME, name.out) +
+			    len_field(F_SCOPE_VERSION, version.out));
 	p = put_str(p, F_SCOPE_NAME, &name);
 	p = put_str(p, F_SCOPE_VERSION, &version);
 	enc->scope_len = (size_t)(p - enc->scope);
@@ -516,7 +517,7 @@ static int res_put(struct otlp_encoder *enc, const char *key, const struct anyva
 
 static int res_put_str(struct otlp_encoder *enc, const char *key, const char *val)
 {
-	struct anyval v = { .type = SPAN_ATTR_STR };
+	struct anyval v = {.type = SPAN_ATTR_STR};
 
 	str_plan(&v.s, val, strlen(val));
 	return res_put(enc, key, &v);
@@ -542,17 +543,17 @@ static int resource_encode(struct otlp_encoder *enc, const struct resource *r)
 	int err = 0;
 
 	enc->res.len = 0;
-#define PUT_STR(k, val)                                                                    \
-	do {                                                                               \
-		if (!err) {                                                                \
-			err = res_put_str(enc, (k), (val));                                \
-			keys[nkeys++] = (k);                                               \
-		}                                                                          \
+#define PUT_STR(k, val)                                                                            \
+	do {                                                                                       \
+		if (!err) {                                                                        \
+			err = res_put_str(enc, (k), (val));                                        \
+			keys[nkeys++] = (k);                                                       \
+		}                                                                                  \
 	} while (0)
 	if (!r) {
 		PUT_STR("service.name", "unknown_service");
 	} else {
-		struct anyval pid = { .type = SPAN_ATTR_INT, .ival = r->pid };
+		struct anyval pid = {.type = SPAN_ATTR_INT, .ival = r->pid};
 		const char *svc = r->service_name ? r->service_name : r->exe_name;
 
 		PUT_STR("service.name", svc ? svc : "unknown_service");
@@ -653,7 +654,7 @@ static size_t plan_links(struct span_plan *pl, const struct span *s)
 
 		pl->reason_kvlen[i] = 0;
 		if (reason) {
-			struct anyval v = { .type = SPAN_ATTR_STR };
+			struct anyval v = {.type = SPAN_ATTR_STR};
 			struct str k;
 
 			str_plan(&k, OTLP_LINK_REASON_KEY, strlen(OTLP_LINK_REASON_KEY));
@@ -681,7 +682,8 @@ static void plan_span(struct span_plan *pl, const struct span *s)
 	 */
 	pl->flags = s->trace_flags;
 	if (pl->has_parent)
-		pl->flags |= FLAG_HAS_IS_REMOTE | (s->kind == SPAN_KIND_SERVER ? FLAG_IS_REMOTE : 0);
+		pl->flags |=
+		    FLAG_HAS_IS_REMOTE | (s->kind == SPAN_KIND_SERVER ? FLAG_IS_REMOTE : 0);
 	if (pl->tracestate.out)
 		size += len_field(F_SPAN_TRACE_STATE, pl->tracestate.out);
 	if (pl->has_parent)
@@ -725,7 +727,7 @@ static uint8_t *put_links(uint8_t *p, const struct span_plan *pl, const struct s
 		p = put_bytes(p, F_LINK_TRACE_ID, l->trace_id, 16);
 		p = put_bytes(p, F_LINK_SPAN_ID, l->span_id, 8);
 		if (pl->reason_kvlen[i]) {
-			struct anyval v = { .type = SPAN_ATTR_STR, .s = pl->reasons[i] };
+			struct anyval v = {.type = SPAN_ATTR_STR, .s = pl->reasons[i]};
 			struct str k;
 
 			str_plan(&k, OTLP_LINK_REASON_KEY, strlen(OTLP_LINK_REASON_KEY));
@@ -818,7 +820,7 @@ static size_t group_spans(struct otlp_encoder *enc, struct span *const *spans, s
 		while (enc->slots[h] && enc->groups[enc->slots[h] - 1].res != r)
 			h = (h + 1) & mask;
 		if (!enc->slots[h]) {
-			enc->groups[ng] = (struct group){ .res = r };
+			enc->groups[ng] = (struct group){.res = r};
 			enc->slots[h] = (uint32_t)++ng;
 		}
 		enc->which[i] = enc->slots[h] - 1;

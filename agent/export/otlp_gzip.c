@@ -20,8 +20,11 @@ struct otlp_gzip *otlp_gzip_new(int level)
 
 	if (!gz)
 		return NULL;
-	/* memLevel 8 is zlib's default; the state (~256 KiB) is allocated once, reset per call */
-	if (deflateInit2(&gz->zs, level, Z_DEFLATED, GZIP_WINDOW, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+	/*
+	 * memLevel 9 (zlib's default is 8) measured a few percent faster on OTLP batches, and a
+	 * smaller window much slower; the state (~400 KiB) is allocated once, reset per call.
+	 */
+	if (deflateInit2(&gz->zs, level, Z_DEFLATED, GZIP_WINDOW, 9, Z_DEFAULT_STRATEGY) != Z_OK) {
 		free(gz);
 		return NULL;
 	}
@@ -36,8 +39,7 @@ void otlp_gzip_free(struct otlp_gzip *gz)
 	free(gz);
 }
 
-int otlp_gzip__compress(struct otlp_gzip *gz, const uint8_t *in, size_t len,
-			struct otlp_buf *out)
+int otlp_gzip__compress(struct otlp_gzip *gz, const uint8_t *in, size_t len, struct otlp_buf *out)
 {
 	size_t bound;
 	int err, zr;
@@ -62,7 +64,7 @@ int otlp_gzip__compress(struct otlp_gzip *gz, const uint8_t *in, size_t len,
 
 int otlp_gunzip(const uint8_t *in, size_t len, size_t max_out, struct otlp_buf *out)
 {
-	z_stream zs = { 0 };
+	z_stream zs = {0};
 	size_t cap = len * 4 + 1024;
 	int err = 0, zr;
 

@@ -15,8 +15,7 @@ struct otlp_gzip *otlp_gzip_new(int level);
 void otlp_gzip_free(struct otlp_gzip *gz);
 
 /* Compress in[0..len) into out's payload (replacing it). Returns 0 or -ENOMEM. */
-int otlp_gzip__compress(struct otlp_gzip *gz, const uint8_t *in, size_t len,
-			struct otlp_buf *out);
+int otlp_gzip__compress(struct otlp_gzip *gz, const uint8_t *in, size_t len, struct otlp_buf *out);
 
 /*
  * Inflate a gzip (or zlib) stream into out's payload, at most max_out bytes, so that a

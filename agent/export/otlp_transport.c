@@ -143,11 +143,23 @@ int otlp_grpc_status_from_http(long status)
 const char *otlp_grpc_status_name(int status)
 {
 	static const char *const names[] = {
-		"OK",		  "CANCELLED",	       "UNKNOWN",	   "INVALID_ARGUMENT",
-		"DEADLINE_EXCEEDED", "NOT_FOUND",      "ALREADY_EXISTS",  "PERMISSION_DENIED",
-		"RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",	   "OUT_OF_RANGE",
-		"UNIMPLEMENTED",     "INTERNAL",       "UNAVAILABLE",	   "DATA_LOSS",
-		"UNAUTHENTICATED",
+	    "OK",
+	    "CANCELLED",
+	    "UNKNOWN",
+	    "INVALID_ARGUMENT",
+	    "DEADLINE_EXCEEDED",
+	    "NOT_FOUND",
+	    "ALREADY_EXISTS",
+	    "PERMISSION_DENIED",
+	    "RESOURCE_EXHAUSTED",
+	    "FAILED_PRECONDITION",
+	    "ABORTED",
+	    "OUT_OF_RANGE",
+	    "UNIMPLEMENTED",
+	    "INTERNAL",
+	    "UNAVAILABLE",
+	    "DATA_LOSS",
+	    "UNAUTHENTICATED",
 	};
 
 	if (status < 0 || status >= (int)(sizeof(names) / sizeof(names[0])))
@@ -277,7 +289,7 @@ static void read_partial_success(const uint8_t *b, size_t len, struct otlp_resul
 	if (!len)
 		return;
 	r = opentelemetry__proto__collector__trace__v1__export_trace_service_response__unpack(
-		NULL, len, b);
+	    NULL, len, b);
 	/* a body that is not a response (some proxies answer text) is not an error */
 	if (!r)
 		return;
@@ -289,15 +301,15 @@ static void read_partial_success(const uint8_t *b, size_t len, struct otlp_resul
 				  strlen(r->partial_success->error_message));
 	}
 	opentelemetry__proto__collector__trace__v1__export_trace_service_response__free_unpacked(
-		r, NULL);
+	    r, NULL);
 }
 
 static void http_error_message(struct otlp_transport *t, struct otlp_result *res)
 {
 	const uint8_t *b = otlp_buf_payload(&t->resp);
 
-	if (t->resp_protobuf && rpc_status_message(b, t->resp.len, res->message,
-						   sizeof(res->message)))
+	if (t->resp_protobuf &&
+	    rpc_status_message(b, t->resp.len, res->message, sizeof(res->message)))
 		return;
 	copy_text(res->message, sizeof(res->message), (const char *)b, t->resp.len);
 }
@@ -305,7 +317,7 @@ static void http_error_message(struct otlp_transport *t, struct otlp_result *res
 static void grpc_response(struct otlp_transport *t, struct otlp_result *res)
 {
 	const uint8_t *msg;
-	struct otlp_buf plain = { 0 };
+	struct otlp_buf plain = {0};
 	bool compressed;
 	size_t len;
 
@@ -403,7 +415,7 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *ud)
 /* ---- set-up ---------------------------------------------------------------------------- */
 
 static int add_header(struct curl_slist **list, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 static int add_header(struct curl_slist **list, const char *fmt, ...)
 {
@@ -460,14 +472,14 @@ static int build_headers(struct otlp_transport *t, const struct otlp_config *cfg
 	return err;
 }
 
-#define SETOPT(opt, val)                                                                   \
-	do {                                                                               \
-		CURLcode rc_ = curl_easy_setopt(t->easy, opt, val);                        \
-		if (rc_ != CURLE_OK) {                                                     \
-			snprintf(msg, msglen, "libcurl: cannot set %s: %s", #opt,          \
-				 curl_easy_strerror(rc_));                                 \
-			return -EINVAL;                                                    \
-		}                                                                          \
+#define SETOPT(opt, val)                                                                           \
+	do {                                                                                       \
+		CURLcode rc_ = curl_easy_setopt(t->easy, opt, val);                                \
+		if (rc_ != CURLE_OK) {                                                             \
+			snprintf(msg, msglen, "libcurl: cannot set %s: %s", #opt,                  \
+				 curl_easy_strerror(rc_));                                         \
+			return -EINVAL;                                                            \
+		}                                                                                  \
 	} while (0)
 
 static int setup_easy(struct otlp_transport *t, const struct otlp_config *cfg, char *msg,
@@ -616,7 +628,9 @@ static CURLcode perform(struct otlp_transport *t, uint64_t deadline_ns, bool *ab
 			break;
 		}
 		if (deadline_ns) {
-			uint64_t left_ms = (deadline_ns - mono_ns()) / 1000000 + 1;
+			uint64_t now = mono_ns();
+			uint64_t left_ms =
+			    now < deadline_ns ? (deadline_ns - now) / 1000000 + 1 : 0;
 
 			if (left_ms < (uint64_t)wait_ms)
 				wait_ms = (int)left_ms;
@@ -693,7 +707,7 @@ void otlp_transport__send(struct otlp_transport *t, struct otlp_buf *body, uint6
 	if (cc != CURLE_OK) {
 		res->outcome = classify_curl(cc);
 		snprintf(res->message, sizeof(res->message), "%s",
-			 res->aborted ? "cancelled (shutdown deadline)"
+			 res->aborted	? "cancelled (shutdown deadline)"
 			 : t->errbuf[0] ? t->errbuf
 					: curl_easy_strerror(cc));
 		return;
@@ -713,14 +727,16 @@ void otlp_transport__send(struct otlp_transport *t, struct otlp_buf *body, uint6
 	curl_easy_getinfo(t->easy, CURLINFO_HTTP_VERSION, &version);
 	if (version != CURL_HTTP_VERSION_2_0) {
 		res->outcome = OTLP_FAIL;
-		snprintf(res->message, sizeof(res->message),
-			 "the server answered over HTTP/1: gRPC needs HTTP/2 (is this the OTLP/HTTP "
-			 "port? 4318 is usually HTTP, 4317 gRPC)");
+		snprintf(
+		    res->message, sizeof(res->message),
+		    "the server answered over HTTP/1: gRPC needs HTTP/2 (is this the OTLP/HTTP "
+		    "port? 4318 is usually HTTP, 4317 gRPC)");
 		return;
 	}
 	if (res->http_status != 200) {
-		res->grpc_status = t->grpc_status >= 0 ? t->grpc_status
-						       : otlp_grpc_status_from_http(res->http_status);
+		res->grpc_status = t->grpc_status >= 0
+				       ? t->grpc_status
+				       : otlp_grpc_status_from_http(res->http_status);
 		res->outcome = otlp_classify_grpc(res->grpc_status);
 		if (t->grpc_message[0])
 			copy_text(res->message, sizeof(res->message), t->grpc_message,

@@ -38,8 +38,7 @@ struct otlp_result {
 struct otlp_transport;
 
 /* Set up a transport for cfg (which must have been finished). NULL with msg on failure. */
-struct otlp_transport *otlp_transport_new(const struct otlp_config *cfg, char *msg,
-					  size_t msglen);
+struct otlp_transport *otlp_transport_new(const struct otlp_config *cfg, char *msg, size_t msglen);
 void otlp_transport_free(struct otlp_transport *t);
 
 /*

@@ -29,7 +29,7 @@ static uint64_t cpu_ns(void)
 
 static struct resource *make_resource(unsigned i)
 {
-	static const char *const names[NPROC] = { "frontend", "users", "orders", "payments" };
+	static const char *const names[NPROC] = {"frontend", "users", "orders", "payments"};
 	struct resource *r = resource_new(4000 + i, 123456789ull * i);
 	char path[64];
 
@@ -37,14 +37,15 @@ static struct resource *make_resource(unsigned i)
 	r->service_name = strdup(names[i]);
 	r->exe_name = strdup(names[i]);
 	r->exe_path = strdup(path);
-	r->container_id = strdup("4f2a9c0e1b7d8a3f5e6c2b1a0d9e8f7c6b5a4d3e2f1a0b9c8d7e6f5a4b3c2d1e");
+	r->container_id =
+	    strdup("4f2a9c0e1b7d8a3f5e6c2b1a0d9e8f7c6b5a4d3e2f1a0b9c8d7e6f5a4b3c2d1e");
 	return r;
 }
 
 static struct span *make_span(struct resource *r, unsigned i)
 {
-	static const char *const paths[] = { "/api/v1/users/12345", "/api/v1/orders?page=2",
-					     "/healthz", "/api/v1/payments/9f8e7d/capture" };
+	static const char *const paths[] = {"/api/v1/users/12345", "/api/v1/orders?page=2",
+					    "/healthz", "/api/v1/payments/9f8e7d/capture"};
 	struct span *s = span_new();
 	char port[16];
 
@@ -84,7 +85,7 @@ static struct result run(struct span **spans, size_t nspans, size_t batch, doubl
 {
 	struct otlp_encoder *enc = otlp_encoder_new(NULL, 0);
 	struct otlp_gzip *gz = gzip_level ? otlp_gzip_new(gzip_level) : NULL;
-	struct otlp_buf raw = { 0 }, packed = { 0 };
+	struct otlp_buf raw = {0}, packed = {0};
 	uint64_t t0 = cpu_ns(), done = 0, bytes = 0, budget = (uint64_t)(secs * 1e9);
 	struct result res;
 	size_t off = 0;

@@ -10,10 +10,12 @@
 // in real trailers.
 //
 //   node otlp_grpc_receiver.js --out DIR [--port 0] [--fail-first N] [--fail-status CODE]
-//        [--reject N]
+//        [--reject N] [--tls DIR [--mtls]]
 //
 // --fail-first N answers the first N calls with a trailers-only grpc-status CODE (default
 // 14, UNAVAILABLE); --reject N answers with partial_success.rejected_spans = N.
+// --tls DIR serves HTTP/2 over TLS with DIR/server.pem and DIR/server.key; --mtls also
+// requires a client certificate signed by DIR/ca.pem.
 // Prints "listening on port P" on stdout once ready.
 'use strict';
 
@@ -25,10 +27,13 @@ const zlib = require('zlib');
 const EXPORT_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
 
 function parseArgs(argv) {
-	const opts = { port: 0, out: null, failFirst: 0, failStatus: 14, reject: 0 };
+	const opts = { port: 0, out: null, failFirst: 0, failStatus: 14, reject: 0, tls: null,
+		       mtls: false };
 	for (let i = 2; i < argv.length; i += 2) {
 		const v = argv[i + 1];
 		switch (argv[i]) {
+		case '--mtls': opts.mtls = true; i--; break;
+		case '--tls': opts.tls = v; break;
 		case '--port': opts.port = Number(v); break;
 		case '--out': opts.out = v; break;
 		case '--fail-first': opts.failFirst = Number(v); break;
@@ -83,7 +88,17 @@ const opts = parseArgs(process.argv);
 fs.mkdirSync(opts.out, { recursive: true });
 let calls = 0;
 
-const server = http2.createServer();
+function createServer() {
+	if (!opts.tls)
+		return http2.createServer();
+	const file = (name) => fs.readFileSync(path.join(opts.tls, name));
+	return http2.createSecureServer({
+		key: file('server.key'), cert: file('server.pem'), ca: file('ca.pem'),
+		requestCert: opts.mtls, rejectUnauthorized: opts.mtls,
+	});
+}
+
+const server = createServer();
 server.on('stream', (stream, headers) => {
 	const chunks = [];
 	stream.on('data', (c) => chunks.push(c));
@@ -110,13 +125,20 @@ server.on('stream', (stream, headers) => {
 			return trailersOnly(stream, opts.failStatus, 'injected failure');
 		const base = path.join(opts.out, `request-${calls}`);
 		fs.writeFileSync(`${base}.bin`, msg);
-		fs.writeFileSync(`${base}.json`, JSON.stringify({ headers, compressed: body[0] === 1 }));
+		const peer = stream.session.socket.getPeerCertificate ?
+			stream.session.socket.getPeerCertificate() : null;
+		fs.writeFileSync(`${base}.json`, JSON.stringify({
+			headers, compressed: body[0] === 1, session: stream.session.__id,
+			client_cn: peer && peer.subject ? peer.subject.CN : null,
+		}));
 		stream.respond({ ':status': 200, 'content-type': 'application/grpc' },
 			       { waitForTrailers: true });
 		stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
 		stream.end(frame(response(opts.reject)));
 	});
 });
+let sessions = 0;
+server.on('session', (session) => { session.__id = ++sessions; });
 server.on('sessionError', () => {});
 server.listen(opts.port, '127.0.0.1', () => {
 	console.log(`listening on port ${server.address().port}`);

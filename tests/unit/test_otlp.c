@@ -100,9 +100,10 @@ static Request *decode_canonical(const struct otlp_buf *b)
 	size_t len;
 
 	req = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
-		NULL, b->len, otlp_buf_payload(b));
+	    NULL, b->len, otlp_buf_payload(b));
 	assert_non_null(req);
-	len = opentelemetry__proto__collector__trace__v1__export_trace_service_request__get_packed_size(
+	len =
+	    opentelemetry__proto__collector__trace__v1__export_trace_service_request__get_packed_size(
 		req);
 	assert_int_equal(len, b->len);
 	again = malloc(len + 1);
@@ -116,7 +117,7 @@ static Request *decode_canonical(const struct otlp_buf *b)
 static void free_request(Request *req)
 {
 	opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(
-		req, NULL);
+	    req, NULL);
 }
 
 /* ---- encoder --------------------------------------------------------------------------- */
@@ -147,8 +148,8 @@ static struct span *server_span(struct resource *r)
 
 static struct span *client_span(struct resource *r)
 {
-	static const uint8_t ltrace[16] = { 0xaa, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
-	static const uint8_t lspan[8] = { 0xbb, 1, 2, 3, 4, 5, 6, 7 };
+	static const uint8_t ltrace[16] = {0xaa, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+	static const uint8_t lspan[8] = {0xbb, 1, 2, 3, 4, 5, 6, 7};
 	struct span *s = span_new();
 
 	assert_non_null(s);
@@ -176,9 +177,9 @@ static struct span *client_span(struct resource *r)
 static void test_encode_fields(void **state)
 {
 	struct resource *r = make_resource(1234, "users");
-	struct otlp_kv agent[] = { { "deployment.environment", "prod" }, { "host.name", "node-7" } };
+	struct otlp_kv agent[] = {{"deployment.environment", "prod"}, {"host.name", "node-7"}};
 	struct otlp_encoder *enc = otlp_encoder_new(agent, 2);
-	struct otlp_buf out = { 0 };
+	struct otlp_buf out = {0};
 	struct span *spans[2];
 	const ResourceSpans *rs;
 	const Span *s, *c;
@@ -190,11 +191,11 @@ static void test_encode_fields(void **state)
 	assert_non_null(enc);
 	r->container_id = strdup("abcdef0123");
 	r->pod_uid = strdup("pod-uid-1");
-	r->extra[0] = (struct resource_kv){ strdup("team"), strdup("core") };
+	r->extra[0] = (struct resource_kv){strdup("team"), strdup("core")};
 	/* observed service.name wins over the process's own list */
-	r->extra[1] = (struct resource_kv){ strdup("service.name"), strdup("ignored") };
+	r->extra[1] = (struct resource_kv){strdup("service.name"), strdup("ignored")};
 	/* the process's list wins over the agent's */
-	r->extra[2] = (struct resource_kv){ strdup("deployment.environment"), strdup("staging") };
+	r->extra[2] = (struct resource_kv){strdup("deployment.environment"), strdup("staging")};
 	r->nextra = 3;
 	spans[0] = server_span(r);
 	spans[1] = client_span(r);
@@ -236,7 +237,8 @@ static void test_encode_fields(void **state)
 	assert_memory_equal(s->parent_span_id.data, spans[0]->parent_span_id, 8);
 	assert_string_equal(s->trace_state, "vendor=abc,other=1");
 	assert_string_equal(s->name, "GET /users/{id}");
-	assert_int_equal(s->kind, OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER);
+	assert_int_equal(s->kind,
+			 OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER);
 	assert_int_equal(s->start_time_unix_nano, 1700000000123456789ull);
 	assert_int_equal(s->end_time_unix_nano, 1700000000223456789ull);
 	/* sampled, parent known to be remote */
@@ -256,7 +258,8 @@ static void test_encode_fields(void **state)
 	assert_int_equal(c->parent_span_id.len, 0);
 	assert_int_equal(c->flags, 0); /* root, not sampled: nothing to say */
 	assert_string_equal(c->trace_state, "");
-	assert_int_equal(c->kind, OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT);
+	assert_int_equal(c->kind,
+			 OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT);
 	assert_non_null(c->status);
 	assert_int_equal(c->status->code,
 			 OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR);
@@ -287,7 +290,7 @@ static void test_encode_grouping(void **state)
 	struct otlp_encoder *enc = otlp_encoder_new(NULL, 0);
 	struct resource *res[NRES];
 	struct span *spans[NSPANS];
-	struct otlp_buf out = { 0 };
+	struct otlp_buf out = {0};
 	Request *req;
 
 	(void)state;
@@ -309,8 +312,8 @@ static void test_encode_grouping(void **state)
 
 	for (size_t g = 0, seen = 0; g < req->n_resource_spans; g++) {
 		const ResourceSpans *rs = req->resource_spans[g];
-		const AnyValue *pid = attr(rs->resource->attributes, rs->resource->n_attributes,
-					   "process.pid");
+		const AnyValue *pid =
+		    attr(rs->resource->attributes, rs->resource->n_attributes, "process.pid");
 		int prev = -1;
 
 		for (size_t k = 0; k < rs->scope_spans[0]->n_spans; k++) {
@@ -350,7 +353,7 @@ static void test_encode_edges(void **state)
 {
 	struct otlp_encoder *enc = otlp_encoder_new(NULL, 0);
 	struct resource *r = make_resource(7, "svc");
-	struct otlp_buf out = { 0 };
+	struct otlp_buf out = {0};
 	struct span *s = span_new();
 	char big[SPAN_STRBUF];
 	const Span *d;
@@ -361,7 +364,7 @@ static void test_encode_edges(void **state)
 	assert_int_equal(out.len, 0);
 
 	s->resource = resource_get(r);
-	memset(s->name, 'n', sizeof(s->name));			/* no NUL at all */
+	memset(s->name, 'n', sizeof(s->name)); /* no NUL at all */
 	memset(s->tracestate, 't', sizeof(s->tracestate));
 	s->status = SPAN_STATUS_OK;
 	strcpy(s->status_message, "ignored unless ERROR");
@@ -397,7 +400,8 @@ static void test_utf8(void **state)
 	assert_int_equal(otlp_utf8_seq((const unsigned char *)"\xc3\xa9", 2), 2);
 	assert_int_equal(otlp_utf8_seq((const unsigned char *)"\xc3", 1), 0);
 	assert_int_equal(otlp_utf8_seq((const unsigned char *)"\xc0\xaf", 2), 0); /* overlong */
-	assert_int_equal(otlp_utf8_seq((const unsigned char *)"\xed\xa0\x80", 3), 0); /* surrogate */
+	assert_int_equal(otlp_utf8_seq((const unsigned char *)"\xed\xa0\x80", 3),
+			 0); /* surrogate */
 	assert_int_equal(otlp_utf8_seq((const unsigned char *)"\xe2\x82\xac", 3), 3);
 	assert_int_equal(otlp_utf8_seq((const unsigned char *)"\xf0\x9f\x98\x80", 4), 4);
 	assert_int_equal(otlp_utf8_seq((const unsigned char *)"\xf4\x90\x80\x80", 4), 0);
@@ -409,7 +413,7 @@ static void test_utf8(void **state)
 static void test_gzip(void **state)
 {
 	struct otlp_gzip *gz = otlp_gzip_new(1);
-	struct otlp_buf packed = { 0 }, plain = { 0 };
+	struct otlp_buf packed = {0}, plain = {0};
 	uint8_t data[100000];
 
 	(void)state;
@@ -420,8 +424,8 @@ static void test_gzip(void **state)
 		assert_true(packed.len < sizeof(data));
 		assert_int_equal(otlp_buf_payload(&packed)[0], 0x1f); /* gzip magic */
 		assert_int_equal(otlp_buf_payload(&packed)[1], 0x8b);
-		assert_int_equal(otlp_gunzip(otlp_buf_payload(&packed), packed.len, 1 << 20, &plain),
-				 0);
+		assert_int_equal(
+		    otlp_gunzip(otlp_buf_payload(&packed), packed.len, 1 << 20, &plain), 0);
 		assert_int_equal(plain.len, sizeof(data));
 		assert_memory_equal(otlp_buf_payload(&plain), data, sizeof(data));
 	}
@@ -469,7 +473,7 @@ static void expect_error(char **envp, const char *needle1, const char *needle2)
 
 static void test_config_defaults(void **state)
 {
-	char *envp[] = { "PATH=/bin", "OTEL_EXPORTER_OTLP_TIMEOUT=", NULL };
+	char *envp[] = {"PATH=/bin", "OTEL_EXPORTER_OTLP_TIMEOUT=", NULL};
 	struct otlp_config cfg;
 
 	(void)state;
@@ -490,18 +494,18 @@ static void test_config_defaults(void **state)
 
 static void test_config_endpoints(void **state)
 {
-	char *base[] = { "OTEL_EXPORTER_OTLP_ENDPOINT=https://otel.example:4318/", NULL };
-	char *both[] = { "OTEL_EXPORTER_OTLP_ENDPOINT=http://a:4318",
-			 "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://b:9999/custom/path", NULL };
-	char *prefix[] = { "OTEL_EXPORTER_OTLP_ENDPOINT=http://gw/otlp", NULL };
-	char *grpc[] = { "OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
-			 "OTEL_EXPORTER_OTLP_ENDPOINT=collector:4317",
-			 "OTEL_EXPORTER_OTLP_INSECURE=true", NULL };
-	char *grpc_tls[] = { "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc",
-			     "OTEL_EXPORTER_OTLP_ENDPOINT=collector:4317", NULL };
-	char *grpc_path[] = { "OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
-			      "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=https://c:4317/v1/traces", NULL };
-	char *grpc_default[] = { "OTEL_EXPORTER_OTLP_PROTOCOL=grpc", NULL };
+	char *base[] = {"OTEL_EXPORTER_OTLP_ENDPOINT=https://otel.example:4318/", NULL};
+	char *both[] = {"OTEL_EXPORTER_OTLP_ENDPOINT=http://a:4318",
+			"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://b:9999/custom/path", NULL};
+	char *prefix[] = {"OTEL_EXPORTER_OTLP_ENDPOINT=http://gw/otlp", NULL};
+	char *grpc[] = {"OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
+			"OTEL_EXPORTER_OTLP_ENDPOINT=collector:4317",
+			"OTEL_EXPORTER_OTLP_INSECURE=true", NULL};
+	char *grpc_tls[] = {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc",
+			    "OTEL_EXPORTER_OTLP_ENDPOINT=collector:4317", NULL};
+	char *grpc_path[] = {"OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
+			     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=https://c:4317/v1/traces", NULL};
+	char *grpc_default[] = {"OTEL_EXPORTER_OTLP_PROTOCOL=grpc", NULL};
 	struct otlp_config cfg;
 
 	(void)state;
@@ -540,17 +544,17 @@ static void test_config_endpoints(void **state)
 static void test_config_values(void **state)
 {
 	char *envp[] = {
-		"OTEL_EXPORTER_OTLP_HEADERS=api-key=abc%20def%3D%3D , X-Tenant = t1,",
-		"OTEL_EXPORTER_OTLP_COMPRESSION=gzip",
-		"OTEL_EXPORTER_OTLP_TIMEOUT=2500",
-		"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT=3000",
-		"OTEL_BSP_MAX_QUEUE_SIZE=100",
-		"OTEL_BSP_MAX_EXPORT_BATCH_SIZE=500",
-		"OTEL_BSP_SCHEDULE_DELAY=250",
-		"OTEL_BSP_EXPORT_TIMEOUT=1000",
-		"OTEL_RESOURCE_ATTRIBUTES=deployment.environment=prod,k8s.cluster.name=c%2C1",
-		"OTEL_SERVICE_NAME=not-for-the-agent",
-		NULL,
+	    "OTEL_EXPORTER_OTLP_HEADERS=api-key=abc%20def%3D%3D , X-Tenant = t1,",
+	    "OTEL_EXPORTER_OTLP_COMPRESSION=gzip",
+	    "OTEL_EXPORTER_OTLP_TIMEOUT=2500",
+	    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT=3000",
+	    "OTEL_BSP_MAX_QUEUE_SIZE=100",
+	    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE=500",
+	    "OTEL_BSP_SCHEDULE_DELAY=250",
+	    "OTEL_BSP_EXPORT_TIMEOUT=1000",
+	    "OTEL_RESOURCE_ATTRIBUTES=deployment.environment=prod,k8s.cluster.name=c%2C1",
+	    "OTEL_SERVICE_NAME=not-for-the-agent",
+	    NULL,
 	};
 	struct otlp_config cfg;
 
@@ -575,24 +579,24 @@ static void test_config_values(void **state)
 
 static void test_config_errors(void **state)
 {
-	char *json[] = { "OTEL_EXPORTER_OTLP_PROTOCOL=http/json", NULL };
-	char *proto[] = { "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=thrift", NULL };
-	char *comp[] = { "OTEL_EXPORTER_OTLP_COMPRESSION=zstd", NULL };
-	char *timeout[] = { "OTEL_EXPORTER_OTLP_TIMEOUT=10s", NULL };
-	char *negative[] = { "OTEL_EXPORTER_OTLP_TIMEOUT=-1", NULL };
-	char *queue[] = { "OTEL_BSP_MAX_QUEUE_SIZE=0", NULL };
-	char *delay[] = { "OTEL_BSP_SCHEDULE_DELAY=soon", NULL };
-	char *hdr_noeq[] = { "OTEL_EXPORTER_OTLP_HEADERS=token", NULL };
-	char *hdr_crlf[] = { "OTEL_EXPORTER_OTLP_TRACES_HEADERS=a=b%0D%0AHost: evil", NULL };
-	char *hdr_name[] = { "OTEL_EXPORTER_OTLP_HEADERS=bad name=1", NULL };
-	char *hdr_esc[] = { "OTEL_EXPORTER_OTLP_HEADERS=a=%zz", NULL };
-	char *res_key[] = { "OTEL_RESOURCE_ATTRIBUTES==v", NULL };
-	char *insecure[] = { "OTEL_EXPORTER_OTLP_INSECURE=yes", NULL };
-	char *ca[] = { "OTEL_EXPORTER_OTLP_CERTIFICATE=/nonexistent/ca.pem", NULL };
-	char *scheme[] = { "OTEL_EXPORTER_OTLP_ENDPOINT=collector:4318", NULL };
-	char *key_only[] = { "OTEL_EXPORTER_OTLP_CLIENT_KEY=/dev/null", NULL };
-	char *grpc_scheme[] = { "OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
-				"OTEL_EXPORTER_OTLP_ENDPOINT=unix:///tmp/x", NULL };
+	char *json[] = {"OTEL_EXPORTER_OTLP_PROTOCOL=http/json", NULL};
+	char *proto[] = {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=thrift", NULL};
+	char *comp[] = {"OTEL_EXPORTER_OTLP_COMPRESSION=zstd", NULL};
+	char *timeout[] = {"OTEL_EXPORTER_OTLP_TIMEOUT=10s", NULL};
+	char *negative[] = {"OTEL_EXPORTER_OTLP_TIMEOUT=-1", NULL};
+	char *queue[] = {"OTEL_BSP_MAX_QUEUE_SIZE=0", NULL};
+	char *delay[] = {"OTEL_BSP_SCHEDULE_DELAY=soon", NULL};
+	char *hdr_noeq[] = {"OTEL_EXPORTER_OTLP_HEADERS=token", NULL};
+	char *hdr_crlf[] = {"OTEL_EXPORTER_OTLP_TRACES_HEADERS=a=b%0D%0AHost: evil", NULL};
+	char *hdr_name[] = {"OTEL_EXPORTER_OTLP_HEADERS=bad name=1", NULL};
+	char *hdr_esc[] = {"OTEL_EXPORTER_OTLP_HEADERS=a=%zz", NULL};
+	char *res_key[] = {"OTEL_RESOURCE_ATTRIBUTES==v", NULL};
+	char *insecure[] = {"OTEL_EXPORTER_OTLP_INSECURE=yes", NULL};
+	char *ca[] = {"OTEL_EXPORTER_OTLP_CERTIFICATE=/nonexistent/ca.pem", NULL};
+	char *scheme[] = {"OTEL_EXPORTER_OTLP_ENDPOINT=collector:4318", NULL};
+	char *key_only[] = {"OTEL_EXPORTER_OTLP_CLIENT_KEY=/dev/null", NULL};
+	char *grpc_scheme[] = {"OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
+			       "OTEL_EXPORTER_OTLP_ENDPOINT=unix:///tmp/x", NULL};
 
 	(void)state;
 	expect_error(json, "OTEL_EXPORTER_OTLP_PROTOCOL", "not supported");
@@ -616,22 +620,20 @@ static void test_config_errors(void **state)
 
 static void test_config_flags(void **state)
 {
-	char *envp[] = { "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://env:1/v1/traces",
-			 "OTEL_EXPORTER_OTLP_COMPRESSION=gzip", NULL };
+	char *envp[] = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://env:1/v1/traces",
+			"OTEL_EXPORTER_OTLP_COMPRESSION=gzip", NULL};
 	struct otlp_config cfg;
 
 	(void)state;
 	otlp_config_init(&cfg);
 	assert_int_equal(otlp_config_from_env(&cfg, envp, msg, sizeof(msg)), 0);
 	/* a flag outranks even the signal-specific variable */
-	assert_int_equal(otlp_config_set(&cfg, "otlp-endpoint", "http://flag:4318", msg,
-					 sizeof(msg)),
-			 0);
+	assert_int_equal(
+	    otlp_config_set(&cfg, "otlp-endpoint", "http://flag:4318", msg, sizeof(msg)), 0);
 	assert_int_equal(otlp_config_set(&cfg, "otlp-compression", "none", msg, sizeof(msg)), 0);
 	assert_int_equal(otlp_config_set(&cfg, "otlp-queue-bytes", "8M", msg, sizeof(msg)), 0);
-	assert_int_equal(otlp_config_set(&cfg, "otlp-headers", "authorization=Bearer%20x", msg,
-					 sizeof(msg)),
-			 0);
+	assert_int_equal(
+	    otlp_config_set(&cfg, "otlp-headers", "authorization=Bearer%20x", msg, sizeof(msg)), 0);
 	assert_int_equal(otlp_config_set(&cfg, "otlp-timeout", "abc", msg, sizeof(msg)), -EINVAL);
 	assert_non_null(strstr(msg, "--otlp-timeout=abc"));
 	assert_int_equal(otlp_config_set(&cfg, "otlp-nope", "1", msg, sizeof(msg)), -ENOENT);
@@ -646,9 +648,8 @@ static void test_config_flags(void **state)
 
 	/* a full URL given to --otlp-endpoint is used as it is */
 	otlp_config_init(&cfg);
-	assert_int_equal(otlp_config_set(&cfg, "otlp-endpoint", "http://h:1/v1/traces", msg,
-					 sizeof(msg)),
-			 0);
+	assert_int_equal(
+	    otlp_config_set(&cfg, "otlp-endpoint", "http://h:1/v1/traces", msg, sizeof(msg)), 0);
 	assert_int_equal(otlp_config_finish(&cfg, msg, sizeof(msg)), 0);
 	assert_string_equal(cfg.url, "http://h:1/v1/traces");
 	otlp_config_free(&cfg);
@@ -698,8 +699,8 @@ static void test_retry_policy(void **state)
 		assert_int_equal(otlp_classify_http(st), retry ? OTLP_RETRY : OTLP_FAIL);
 	}
 	for (int st = 1; st <= 16; st++) {
-		bool retry = st == 1 || st == 4 || st == 8 || st == 10 || st == 11 || st == 14 ||
-			     st == 15;
+		bool retry =
+		    st == 1 || st == 4 || st == 8 || st == 10 || st == 11 || st == 14 || st == 15;
 
 		assert_int_equal(otlp_classify_grpc(st), retry ? OTLP_RETRY : OTLP_FAIL);
 	}
@@ -728,12 +729,18 @@ static void test_retry_policy(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_encode_fields),  cmocka_unit_test(test_encode_grouping),
-		cmocka_unit_test(test_encode_edges),   cmocka_unit_test(test_utf8),
-		cmocka_unit_test(test_gzip),	       cmocka_unit_test(test_config_defaults),
-		cmocka_unit_test(test_config_endpoints), cmocka_unit_test(test_config_values),
-		cmocka_unit_test(test_config_errors),  cmocka_unit_test(test_config_flags),
-		cmocka_unit_test(test_grpc_frame),     cmocka_unit_test(test_retry_policy),
+	    cmocka_unit_test(test_encode_fields),
+	    cmocka_unit_test(test_encode_grouping),
+	    cmocka_unit_test(test_encode_edges),
+	    cmocka_unit_test(test_utf8),
+	    cmocka_unit_test(test_gzip),
+	    cmocka_unit_test(test_config_defaults),
+	    cmocka_unit_test(test_config_endpoints),
+	    cmocka_unit_test(test_config_values),
+	    cmocka_unit_test(test_config_errors),
+	    cmocka_unit_test(test_config_flags),
+	    cmocka_unit_test(test_grpc_frame),
+	    cmocka_unit_test(test_retry_policy),
 	};
 
 	return cmocka_run_group_tests_name("otlp", tests, NULL, NULL);

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +32,8 @@
 #include <cmocka.h>
 
 #include "export/otlp_config.h"
+#include "export/otlp_encode.h"
+#include "export/otlp_gzip.h"
 #include "export/sink_otlp.h"
 #include "log.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
@@ -40,6 +43,8 @@
 typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest Request;
 
 static char tmpdir[64];
+/* receivers still running: a failed assertion leaves the test early, teardown ends them */
+static pid_t children[8];
 static char collect_bin[512];
 static char node_bin[512];
 static char grpc_script[512];
@@ -110,7 +115,20 @@ static pid_t spawn(char *const argv[], const char *log)
 		execvp(argv[0], argv);
 		_exit(127);
 	}
+	for (size_t i = 0; i < sizeof(children) / sizeof(children[0]); i++) {
+		if (!children[i]) {
+			children[i] = pid;
+			break;
+		}
+	}
 	return pid;
+}
+
+static void forget(pid_t pid)
+{
+	for (size_t i = 0; i < sizeof(children) / sizeof(children[0]); i++)
+		if (children[i] == pid)
+			children[i] = 0;
 }
 
 /* Wait for "port N" in the child's log (it listens by then). */
@@ -133,14 +151,17 @@ static int wait_port(pid_t pid, const char *log)
 		p = strstr(buf, "port ");
 		if (p && atoi(p + 5) > 0)
 			return atoi(p + 5);
-		if (waitpid(pid, &status, WNOHANG) == pid)
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			forget(pid); /* reaped: its pid may be reused */
 			fail_msg("receiver exited early; its output: %s", buf);
+		}
 		usleep(20000);
 	}
 	fail_msg("receiver did not start listening within 10 s");
 	return -1;
 }
 
+/* SIGTERM the receiver; it must exit cleanly (under ASan: without leaks or errors). */
 static void stop(pid_t pid)
 {
 	int status;
@@ -148,12 +169,16 @@ static void stop(pid_t pid)
 	if (pid <= 0)
 		return;
 	kill(pid, SIGTERM);
-	waitpid(pid, &status, 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	forget(pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		fail_msg("receiver %d ended with status 0x%x: see its log in %s", pid, status,
+			 tmpdir);
 }
 
 static int free_port(void)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t sl = sizeof(sa);
 	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
 
@@ -169,7 +194,7 @@ static int free_port(void)
 static pid_t start_collect(int port, int *bound, ...)
 {
 	char portstr[16], out[128], log[128];
-	char *argv[24] = { collect_bin, "--port", portstr, "--output", out };
+	char *argv[24] = {collect_bin, "--port", portstr, "--output", out};
 	int argc = 5;
 	va_list ap;
 	pid_t pid;
@@ -190,7 +215,7 @@ static pid_t start_collect(int port, int *bound, ...)
 static pid_t start_grpc(int *bound, ...)
 {
 	char out[128], log[128];
-	char *argv[24] = { node_bin, grpc_script, "--out", out };
+	char *argv[24] = {node_bin, grpc_script, "--out", out};
 	int argc = 4;
 	va_list ap;
 	pid_t pid;
@@ -207,21 +232,18 @@ static pid_t start_grpc(int *bound, ...)
 	return pid;
 }
 
-/* A sink for 127.0.0.1:port; opts are "name=value" flag settings, NULL-terminated. */
-static struct sink *make_sink(int port, const char *protocol, ...)
+/* A sink for url; ap holds "name=value" flag settings, NULL-terminated. */
+static struct sink *vmake_sink(const char *url, const char *protocol, va_list ap)
 {
 	struct otlp_config cfg;
-	char url[64], msg[256];
+	char msg[256];
 	struct sink *sk;
-	va_list ap;
 
 	otlp_config_init(&cfg);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
 	assert_int_equal(otlp_config_set(&cfg, "otlp-endpoint", url, msg, sizeof(msg)), 0);
 	assert_int_equal(otlp_config_set(&cfg, "otlp-protocol", protocol, msg, sizeof(msg)), 0);
 	assert_int_equal(otlp_config_set(&cfg, "otlp-schedule-delay", "50", msg, sizeof(msg)), 0);
 	assert_int_equal(otlp_config_set(&cfg, "otlp-timeout", "5000", msg, sizeof(msg)), 0);
-	va_start(ap, protocol);
 	for (const char *o; (o = va_arg(ap, const char *));) {
 		char name[64];
 		const char *eq = strchr(o, '=');
@@ -230,12 +252,36 @@ static struct sink *make_sink(int port, const char *protocol, ...)
 		if (otlp_config_set(&cfg, name, eq + 1, msg, sizeof(msg)))
 			fail_msg("%s", msg);
 	}
-	va_end(ap);
 	if (otlp_config_finish(&cfg, msg, sizeof(msg)))
 		fail_msg("%s", msg);
 	sk = sink_otlp_new(&cfg);
 	otlp_config_free(&cfg);
 	assert_non_null(sk);
+	return sk;
+}
+
+/* A sink for http://127.0.0.1:port, then "name=value" flag settings, NULL-terminated. */
+static struct sink *make_sink(int port, const char *protocol, ...)
+{
+	struct sink *sk;
+	char url[64];
+	va_list ap;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+	va_start(ap, protocol);
+	sk = vmake_sink(url, protocol, ap);
+	va_end(ap);
+	return sk;
+}
+
+static struct sink *make_sink_url(const char *url, const char *protocol, ...)
+{
+	struct sink *sk;
+	va_list ap;
+
+	va_start(ap, protocol);
+	sk = vmake_sink(url, protocol, ap);
+	va_end(ap);
 	return sk;
 }
 
@@ -335,6 +381,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
+	for (size_t i = 0; i < sizeof(children) / sizeof(children[0]); i++) {
+		if (children[i]) {
+			kill(children[i], SIGKILL);
+			waitpid(children[i], NULL, 0);
+			children[i] = 0;
+		}
+	}
 	resource_put(users);
 	nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 	return 0;
@@ -351,8 +404,9 @@ static void roundtrip_http(const char *compression)
 
 	need("hoptrace-collect", collect_bin);
 	pid = start_collect(0, &port, NULL);
+	/* batches go by size only (flush sends what is left), so the request count is exact */
 	sk = make_sink(port, "http/protobuf", compression, "otlp-batch-size=200",
-		       "otlp-headers=x-test=1", NULL);
+		       "otlp-schedule-delay=60000", "otlp-headers=x-test=1", NULL);
 	emit_n(sk, 1000);
 	sk->flush(sk, 10000);
 	st = stats_of(sk);
@@ -370,6 +424,8 @@ static void roundtrip_http(const char *compression)
 	assert_true(file_has("out.jsonl", "\"http.response.status_code\":200"));
 	assert_true(file_has("out.jsonl", "\"process.pid\":4242"));
 	assert_true(file_has("out.jsonl", "\"telemetry.sdk.name\":\"hoptrace\""));
+	/* keep-alive: every export went over the first connection */
+	assert_true(file_has("collect.log", "exit: 1 connections, 5 requests, 1000 spans"));
 }
 
 static void test_http_plain(void **state)
@@ -425,7 +481,8 @@ static void test_http_permanent(void **state)
 	(void)state;
 	need("hoptrace-collect", collect_bin);
 	pid = start_collect(0, &port, "--fail-status", "400", NULL);
-	sk = make_sink(port, "http/protobuf", "otlp-batch-size=10", NULL);
+	sk = make_sink(port, "http/protobuf", "otlp-batch-size=10", "otlp-schedule-delay=60000",
+		       NULL);
 	emit_n(sk, 20);
 	sk->flush(sk, 10000);
 	st = stats_of(sk);
@@ -485,7 +542,8 @@ static void test_queue_overflow(void **state)
 	sk->flush(sk, 15000);
 	st = stats_of(sk);
 	assert_true(st.exported >= 10);
-	assert_int_equal(st.exported + st.dropped_queue_full + st.failed + st.dropped_shutdown, 100);
+	assert_int_equal(st.exported + st.dropped_queue_full + st.failed + st.dropped_shutdown,
+			 100);
 	sk->destroy(sk);
 	stop(pid);
 	assert_int_equal(count_lines("out.jsonl", NULL), st.exported);
@@ -516,6 +574,128 @@ static void test_flush_deadline(void **state)
 	stop(pid);
 }
 
+/* Send raw bytes on conn (opened if < 0) and read one answer; returns its HTTP status. */
+static int raw_exchange(int *conn, int port, const void *req, size_t len)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+				 .sin_port = htons((uint16_t)port)};
+	struct timeval tv = {.tv_sec = 5};
+	char buf[8192];
+	size_t got = 0;
+	const char *hend, *cl;
+	long body;
+
+	if (*conn < 0) {
+		*conn = socket(AF_INET, SOCK_STREAM, 0);
+		assert_true(*conn >= 0);
+		setsockopt(*conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		assert_int_equal(connect(*conn, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	}
+	assert_int_equal(send(*conn, req, len, MSG_NOSIGNAL), (ssize_t)len);
+	for (;;) {
+		ssize_t n = recv(*conn, buf + got, sizeof(buf) - 1 - got, 0);
+
+		assert_true(n > 0);
+		got += (size_t)n;
+		buf[got] = '\0';
+		hend = strstr(buf, "\r\n\r\n");
+		if (!hend)
+			continue;
+		cl = strcasestr(buf, "content-length:");
+		body = cl ? atol(cl + 15) : 0;
+		if ((long)(got - (size_t)(hend + 4 - buf)) >= body)
+			break;
+	}
+	assert_true(!strncmp(buf, "HTTP/1.1 ", 9));
+	return atoi(buf + 9);
+}
+
+static int raw_once(int port, const char *req)
+{
+	int conn = -1, status = raw_exchange(&conn, port, req, strlen(req));
+
+	close(conn);
+	return status;
+}
+
+/* A valid request body: one span, protobuf. */
+static void one_span_payload(struct otlp_buf *out)
+{
+	struct otlp_encoder *enc = otlp_encoder_new(NULL, 0);
+	struct span *s = make_span(77);
+
+	assert_non_null(enc);
+	assert_int_equal(otlp_encoder__encode(enc, &s, 1, out), 0);
+	span_free(s);
+	otlp_encoder_free(enc);
+}
+
+/* Malformed input gets a 4xx, and the receiver keeps serving. */
+static void test_collect_malformed(void **state)
+{
+	static const char bad_gzip[] = "POST /v1/traces HTTP/1.1\r\nHost: x\r\n"
+				       "Content-Type: application/x-protobuf\r\n"
+				       "Content-Encoding: gzip\r\nContent-Length: 7\r\n\r\ngarbage";
+	struct otlp_buf pb = {0}, gz = {0};
+	struct otlp_gzip *z = otlp_gzip_new(1);
+	char req[4096];
+	int port, conn = -1, n;
+	pid_t pid;
+
+	(void)state;
+	need("hoptrace-collect", collect_bin);
+	pid = start_collect(0, &port, "--max-body", "100000", NULL);
+	assert_int_equal(raw_once(port, "GET /v1/traces HTTP/1.1\r\nHost: x\r\n\r\n"), 405);
+	assert_int_equal(raw_once(port, "POST /v1/logs HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+			 404);
+	assert_int_equal(raw_once(port, "HELLO\r\n\r\n"), 400);
+	assert_int_equal(raw_once(port, "POST /v1/traces HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+			 400);
+	assert_int_equal(raw_once(port, "POST /v1/traces HTTP/1.1\r\n"
+					"Content-Length: 999999999\r\n\r\n"),
+			 413);
+	assert_int_equal(raw_once(port, "POST /v1/traces HTTP/1.1\r\nContent-Type: "
+					"application/json\r\nContent-Length: 2\r\n\r\n{}"),
+			 415);
+	assert_int_equal(
+	    raw_once(port, "POST /v1/traces HTTP/1.1\r\nContent-Type: "
+			   "application/x-protobuf\r\nContent-Length: 3\r\n\r\n\xff\xff\xff"),
+	    400);
+	assert_int_equal(raw_once(port, "POST /v1/traces HTTP/1.1\r\nTransfer-Encoding: "
+					"chunked\r\n\r\nzz\r\n"),
+			 400);
+
+	/* on one kept-alive connection: bad gzip, then good gzip, then chunked */
+	one_span_payload(&pb);
+	assert_int_equal(raw_exchange(&conn, port, bad_gzip, sizeof(bad_gzip) - 1), 400);
+	assert_int_equal(otlp_gzip__compress(z, otlp_buf_payload(&pb), pb.len, &gz), 0);
+	n = snprintf(req, sizeof(req),
+		     "POST /v1/traces HTTP/1.1\r\nContent-Type: application/x-protobuf\r\n"
+		     "Content-Encoding: gzip\r\nContent-Length: %zu\r\n\r\n",
+		     gz.len);
+	memcpy(req + n, otlp_buf_payload(&gz), gz.len);
+	assert_int_equal(raw_exchange(&conn, port, req, (size_t)n + gz.len), 200);
+	n = snprintf(req, sizeof(req),
+		     "POST /v1/traces HTTP/1.1\r\nContent-Type: application/x-protobuf\r\n"
+		     "Transfer-Encoding: chunked\r\n\r\n%zx\r\n",
+		     pb.len - 10);
+	memcpy(req + n, otlp_buf_payload(&pb), pb.len - 10);
+	n += (int)pb.len - 10;
+	n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\na\r\n");
+	memcpy(req + n, otlp_buf_payload(&pb) + pb.len - 10, 10);
+	n += 10;
+	n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n0\r\n\r\n");
+	assert_int_equal(raw_exchange(&conn, port, req, (size_t)n), 200);
+	close(conn);
+	stop(pid);
+	assert_int_equal(count_lines("out.jsonl", "\"span_id\":\"5a0000000000004d\""), 2);
+	assert_true(file_has("collect.log", "9 bad requests"));
+	otlp_buf_free(&pb);
+	otlp_buf_free(&gz);
+	otlp_gzip_free(z);
+}
+
 /* ---- OTLP/gRPC ------------------------------------------------------------------------- */
 
 static size_t grpc_spans_received(void)
@@ -536,14 +716,15 @@ static size_t grpc_spans_received(void)
 		assert_non_null(f);
 		n = fread(buf, 1, sizeof(buf), f);
 		fclose(f);
-		req = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
+		req =
+		    opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
 			NULL, n, buf);
 		assert_non_null(req);
 		for (size_t r = 0; r < req->n_resource_spans; r++)
 			for (size_t s = 0; s < req->resource_spans[r]->n_scope_spans; s++)
 				spans += req->resource_spans[r]->scope_spans[s]->n_spans;
 		opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(
-			req, NULL);
+		    req, NULL);
 	}
 	globfree(&g);
 	return spans;
@@ -624,18 +805,84 @@ static void test_grpc_permanent(void **state)
 	stop(pid);
 }
 
+/* A test CA, a server certificate for 127.0.0.1 and a client certificate, in tmpdir/tls. */
+static bool make_certs(void)
+{
+	char cmd[2048];
+
+	snprintf(
+	    cmd, sizeof(cmd),
+	    "set -e; exec >/dev/null 2>&1; mkdir -p %1$s/tls; cd %1$s/tls; "
+	    "K='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes'; "
+	    "openssl req -x509 $K -keyout ca.key -out ca.pem -days 2 -subj /CN=hoptrace-test-ca; "
+	    "openssl req $K -keyout server.key -out server.csr -subj /CN=localhost; "
+	    "echo subjectAltName=DNS:localhost,IP:127.0.0.1 > ext; "
+	    "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+	    "-out server.pem -days 2 -extfile ext; "
+	    "openssl req $K -keyout client.key -out client.csr -subj /CN=hoptrace-client; "
+	    "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+	    "-out client.pem -days 2",
+	    tmpdir);
+	return system(cmd) == 0;
+}
+
+/* gRPC over TLS (ALPN h2) with the given CA and a client certificate: mutual TLS. */
+static void test_grpc_mtls(void **state)
+{
+	char url[64], ca[256], cert[256], key[256], tls[128];
+	struct sink_otlp_stats st;
+	struct sink *sk;
+	int port;
+	pid_t pid;
+
+	(void)state;
+	need("node", node_bin);
+	need("otlp_grpc_receiver.js", grpc_script);
+	need("openssl", access("/usr/bin/openssl", X_OK) ? "" : "/usr/bin/openssl");
+	assert_true(make_certs());
+	path_in(tls, sizeof(tls), "tls");
+	snprintf(ca, sizeof(ca), "otlp-certificate=%s/ca.pem", tls);
+	snprintf(cert, sizeof(cert), "otlp-client-certificate=%s/client.pem", tls);
+	snprintf(key, sizeof(key), "otlp-client-key=%s/client.key", tls);
+	pid = start_grpc(&port, "--tls", tls, "--mtls", NULL);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d", port);
+	sk = make_sink_url(url, "grpc", ca, cert, key, "otlp-compression=gzip",
+			   "otlp-batch-size=10", NULL);
+	emit_n(sk, 30);
+	sk->flush(sk, 10000);
+	st = stats_of(sk);
+	assert_int_equal(st.exported, 30);
+	assert_int_equal(st.failed + st.retried, 0);
+	sk->destroy(sk);
+	assert_int_equal(grpc_spans_received(), 30);
+	assert_true(file_has("grpc/request-1.json", "\"client_cn\":\"hoptrace-client\""));
+	/* the connection is kept across exports over TLS */
+	assert_true(file_has("grpc/request-3.json", "\"session\":1,"));
+
+	/* without the test CA, verification fails: permanent, not retried */
+	sk = make_sink_url(url, "grpc", NULL);
+	emit_n(sk, 5);
+	sk->flush(sk, 10000);
+	st = stats_of(sk);
+	assert_int_equal(st.failed, 5);
+	assert_int_equal(st.retried + st.exported, 0);
+	sk->destroy(sk);
+	stop(pid);
+}
+
 int main(void)
 {
-	static const char *const collect[] = { "build/hoptrace-collect", "build/san/hoptrace-collect",
-					       NULL };
-	static const char *const node[] = { "/usr/bin/node", "/usr/local/bin/node", NULL };
-	static const char *const script[] = { "tests/integration/otlp_grpc_receiver.js", NULL };
+	/* the ASan build first: the malformed-input test then checks the receiver's memory */
+	static const char *const collect[] = {"build/san/hoptrace-collect",
+					      "build/hoptrace-collect", NULL};
+	static const char *const node[] = {"/usr/bin/node", "/usr/local/bin/node", NULL};
+	static const char *const script[] = {"tests/integration/otlp_grpc_receiver.js", NULL};
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
-		T(test_http_plain),	  T(test_http_gzip),	   T(test_http_retry_after),
-		T(test_http_permanent),	  T(test_http_down_then_up), T(test_queue_overflow),
-		T(test_flush_deadline),	  T(test_grpc_gzip),	   T(test_grpc_retry_partial),
-		T(test_grpc_permanent),
+	    T(test_http_plain),	    T(test_http_gzip),	       T(test_http_retry_after),
+	    T(test_http_permanent), T(test_http_down_then_up), T(test_queue_overflow),
+	    T(test_flush_deadline), T(test_grpc_gzip),	       T(test_grpc_retry_partial),
+	    T(test_grpc_permanent), T(test_grpc_mtls),	       T(test_collect_malformed),
 #undef T
 	};
 
