@@ -106,18 +106,65 @@ static struct audit_edge *edge_get(struct audit *a, const char *caller, const ch
 	return e;
 }
 
+/* Copy s as valid UTF-8, each invalid byte replaced by U+FFFD, as the JSON sink writes it:
+ * names come from traced processes (OTEL_SERVICE_NAME, Host headers) and live and offline
+ * reports must agree. */
+static void utf8_sanitise(const char *s, char *out, size_t outlen)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t o = 0;
+
+	while (*p && o + 4 < outlen) {
+		size_t n = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3 : (*p >> 3) == 30 ? 4 : 0;
+		size_t i = 1;
+
+		for (; n && i < n; i++)
+			if ((p[i] & 0xc0) != 0x80)
+				break;
+		/* reject overlongs and surrogates the cheap way: re-check the lead/next pair */
+		if (n > 1 && i == n &&
+		    !((n == 2 && *p < 0xc2) || (n == 3 && *p == 0xe0 && p[1] < 0xa0) ||
+		      (n == 3 && *p == 0xed && p[1] >= 0xa0) || (n == 4 && *p == 0xf0 && p[1] < 0x90) ||
+		      (n == 4 && (*p > 0xf4 || (*p == 0xf4 && p[1] >= 0x90))))) {
+			memcpy(out + o, p, n);
+			o += n;
+			p += n;
+		} else if (n == 1) {
+			out[o++] = (char)*p++;
+		} else {
+			memcpy(out + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			p++;
+		}
+	}
+	out[o] = '\0';
+}
+
+void audit__record_unclassified(struct audit *a, bool serving)
+{
+	a->calls_seen++;
+	a->calls_unclassified++;
+	if (serving)
+		a->calls_without_context++;
+	else
+		a->calls_not_serving++;
+}
+
 void audit__record(struct audit *a, const char *caller, const char *callee,
 		   enum propagation_result r, bool tracestate_dropped, const char *trace_id_hex,
 		   const char *confidence)
 {
+	char caller_ok[256], callee_ok[512];
 	struct audit_edge *e;
 
-	a->calls_seen++;
 	if (r == PROP_NONE || r >= PROP__COUNT) {
-		a->calls_unclassified++;
+		audit__record_unclassified(a, true);
 		return;
 	}
-	e = edge_get(a, caller, callee);
+	a->calls_seen++;
+	utf8_sanitise(caller, caller_ok, sizeof(caller_ok));
+	utf8_sanitise(callee, callee_ok, sizeof(callee_ok));
+	e = edge_get(a, caller_ok, callee_ok);
 	if (!e)
 		return;
 	e->counts[r]++;
@@ -138,23 +185,49 @@ static const char *attr_str(const struct span *s, const char *key)
 
 void audit__observe_span(struct audit *a, const struct span *s)
 {
-	const char *result = attr_str(s, "hoptrace.propagation");
-	const char *callee = attr_str(s, "hoptrace.callee.service");
 	const struct span_attr *port = span_find_attr(s, "server.port");
-	const char *host = attr_str(s, "server.address");
-	char addr[300], trace[33];
+	struct audit_client_span c = { 0 };
+	char trace[33];
 
 	if (s->kind != SPAN_KIND_CLIENT)
 		return;
+	hex_encode(s->trace_id, 16, trace);
+	/* the same names the JSON sink writes, so the offline report reads the same */
+	c.service = s->resource && s->resource->service_name ? s->resource->service_name
+							     : "unknown_service";
+	c.trace_id_hex = trace;
+	c.propagation = attr_str(s, "hoptrace.propagation");
+	c.confidence = attr_str(s, "hoptrace.propagation.confidence");
+	c.tracestate = attr_str(s, "hoptrace.propagation.tracestate");
+	c.callee_service = attr_str(s, "hoptrace.callee.service");
+	c.parent_confidence = attr_str(s, "hoptrace.parent.confidence");
+	c.server_address = attr_str(s, "server.address");
+	c.has_port = port && port->type == SPAN_ATTR_INT;
+	c.server_port = c.has_port ? port->ival : 0;
+	audit__observe_client(a, &c);
+}
+
+void audit__observe_client(struct audit *a, const struct audit_client_span *c)
+{
+	const char *callee = c->callee_service;
+	char addr[300];
+
+	/* the same callee and caller fallbacks as audit__observe_span */
 	if (!callee) {
-		snprintf(addr, sizeof(addr), "%s:%" PRId64, host ? host : "?", port ? port->ival : 0);
+		snprintf(addr, sizeof(addr), "%s:%" PRId64,
+			 c->server_address ? c->server_address : "?",
+			 c->has_port ? c->server_port : 0);
 		callee = addr;
 	}
-	hex_encode(s->trace_id, 16, trace);
-	audit__record(a, s->resource && s->resource->service_name ? s->resource->service_name : "?",
-		      callee, result ? propagation_result_parse(result) : PROP_NONE,
-		      attr_str(s, "hoptrace.propagation.tracestate") != NULL, trace,
-		      attr_str(s, "hoptrace.propagation.confidence"));
+	if (!c->propagation) {
+		/* "none": the call was not made while serving a request we saw */
+		audit__record_unclassified(a, c->parent_confidence &&
+						      strcmp(c->parent_confidence, "none") != 0);
+		return;
+	}
+	audit__record(a, c->service ? c->service : "unknown_service", callee,
+		      propagation_result_parse(c->propagation), c->tracestate != NULL,
+		      c->trace_id_hex ? c->trace_id_hex : "", c->confidence);
 }
 
 /* ---- report ------------------------------------------------------------------------ */
@@ -204,12 +277,35 @@ static struct audit_edge **sorted_edges(const struct audit *a, size_t *n)
 	return list;
 }
 
+/* For the terminal: control characters (C0, DEL, C1) from traced processes become '?', so
+ * no process can drive the operator's terminal through its service name. */
+static void terminal_safe(const char *s, char *out, size_t outlen)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t o = 0;
+
+	for (; *p && o + 1 < outlen; p++) {
+		bool c1 = p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f;
+
+		if (*p < 0x20 || *p == 0x7f || c1) {
+			out[o++] = '?';
+			p += c1;
+		} else {
+			out[o++] = (char)*p;
+		}
+	}
+	out[o] = '\0';
+}
+
 static void print_table_row(FILE *out, const struct audit_edge *e)
 {
 	enum propagation_result v = edge_verdict(e);
 	uint64_t calls = edge_calls(e);
-	char cells[128] = "";
+	char cells[128] = "", caller[256], callee[512];
 	size_t used = 0;
+
+	terminal_safe(e->caller, caller, sizeof(caller));
+	terminal_safe(e->callee, callee, sizeof(callee));
 
 	for (int r = PROP_OK; r < PROP__COUNT; r++) {
 		if (!e->counts[r])
@@ -220,8 +316,8 @@ static void print_table_row(FILE *out, const struct audit_edge *e)
 		if (used >= sizeof(cells))
 			break;
 	}
-	fprintf(out, "%-20.20s %-28.28s %7" PRIu64 "  %-10s %-34s %s (%s)\n", e->caller,
-		e->callee, calls, result_names[v], cells, e->example_trace[v], e->confidence[v]);
+	fprintf(out, "%-20.20s %-28.28s %7" PRIu64 "  %-10s %-34s %s (%s)\n", caller, callee,
+		calls, result_names[v], cells, e->example_trace[v], e->confidence[v]);
 	if (e->tracestate_dropped)
 		fprintf(out, "%-20s %-28s %7s  tracestate dropped on %" PRIu64 " call(s)\n", "", "",
 			"", e->tracestate_dropped);
@@ -229,9 +325,11 @@ static void print_table_row(FILE *out, const struct audit_edge *e)
 
 static void print_table(const struct audit *a, FILE *out, struct audit_edge **list, size_t n)
 {
-	fprintf(out, "propagation audit: %" PRIu64 " outgoing calls, %" PRIu64
-		     " made while serving a request without a valid traceparent (not classified)\n",
-		a->calls_seen, a->calls_unclassified);
+	fprintf(out,
+		"propagation audit: %" PRIu64 " outgoing calls; not classified: %" PRIu64
+		" made outside any request seen, %" PRIu64
+		" serving a request without a valid traceparent (or with several candidates)\n",
+		a->calls_seen, a->calls_not_serving, a->calls_without_context);
 	if (!n) {
 		fprintf(out, "no classified calls\n");
 		return;
@@ -289,8 +387,11 @@ void audit__print(const struct audit *a, FILE *out, bool json)
 	if (!json) {
 		print_table(a, out, list, n);
 	} else {
-		fprintf(out, "{\"calls\":%" PRIu64 ",\"unclassified\":%" PRIu64 ",\"edges\":[",
-			a->calls_seen, a->calls_unclassified);
+		fprintf(out,
+			"{\"calls\":%" PRIu64 ",\"unclassified\":%" PRIu64
+			",\"not_serving\":%" PRIu64 ",\"without_context\":%" PRIu64 ",\"edges\":[",
+			a->calls_seen, a->calls_unclassified, a->calls_not_serving,
+			a->calls_without_context);
 		for (size_t i = 0; i < n; i++)
 			print_json_edge(out, list[i], i == 0);
 		fprintf(out, "]}\n");

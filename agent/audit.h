@@ -60,7 +60,10 @@ struct audit_edge {
 struct audit {
 	struct u64map edges; /* hash(caller, callee) -> struct audit_edge */
 	uint64_t calls_seen;
-	uint64_t calls_unclassified;
+	uint64_t calls_unclassified;	/* total of the two below */
+	uint64_t calls_not_serving;	/* no request being served was found for the call */
+	uint64_t calls_without_context; /* the request served had no valid context, or the
+					 * candidates disagreed */
 };
 
 int audit__init(struct audit *a);
@@ -69,9 +72,35 @@ void audit__free(struct audit *a);
 void audit__record(struct audit *a, const char *caller, const char *callee,
 		   enum propagation_result r, bool tracestate_dropped, const char *trace_id_hex,
 		   const char *confidence);
+/* Count a call that could not be classified; serving: a request served was found. */
+void audit__record_unclassified(struct audit *a, bool serving);
 /* Count a finished span (client spans carry the classification as attributes). */
 void audit__observe_span(struct audit *a, const struct span *s);
 /* The report: a table per edge, or one JSON document. */
 void audit__print(const struct audit *a, FILE *out, bool json);
+
+/* A client span as read back from a JSON span file: the fields audit__observe_span reads
+ * from a struct span. NULL for what is absent. */
+struct audit_client_span {
+	const char *service;	    /* service.name */
+	const char *trace_id_hex;   /* trace_id */
+	const char *propagation;    /* attributes: hoptrace.propagation */
+	const char *confidence;	    /* hoptrace.propagation.confidence */
+	const char *tracestate;	    /* hoptrace.propagation.tracestate */
+	const char *callee_service; /* hoptrace.callee.service */
+	const char *parent_confidence; /* hoptrace.parent.confidence */
+	const char *server_address; /* server.address */
+	bool has_port;
+	int64_t server_port;	    /* server.port */
+};
+
+/* Count one client span read from a file, exactly as audit__observe_span counts the span it
+ * came from (same caller, callee and result), so an offline report equals the live one. */
+void audit__observe_client(struct audit *a, const struct audit_client_span *c);
+
+/* `hoptrace audit [--json] FILE...` (agent/audit_cli.c): the report from JSON span files.
+ * argv[0] is "audit". Returns the exit status: 0, 1 when a file cannot be read, 64 (argp)
+ * on a usage error. */
+int audit_cli_main(int argc, char **argv);
 
 #endif

@@ -64,6 +64,7 @@ static struct conn *conn_create(struct tracker *t, const struct ht_data_event *e
 	c->info.proc_start_ns = ev->proc_start_ns;
 	c->info.fd = ev->fd;
 	c->info.tuple = ev->tuple;
+	c->info.tls = (ev->flags & HT_DATA_TLS) != 0;
 	memcpy(c->info.comm, ev->comm, sizeof(c->info.comm));
 	c->info.comm[sizeof(c->info.comm) - 1] = '\0';
 	for (int d = 0; d < 2; d++) {
@@ -131,6 +132,8 @@ static struct conn *find_local_client(struct tracker *t, const struct ht_tuple *
 				     endpoints_key(server->raddr, server->rport, server->laddr,
 						   server->lport));
 
+	if (!server->family) /* TLS session without a known socket: endpoints unknown */
+		return NULL;
 	if (!cc || cc->info.tuple.lport != server->rport || cc->info.tuple.rport != server->lport ||
 	    memcmp(cc->info.tuple.laddr, server->raddr, 16) != 0 ||
 	    memcmp(cc->info.tuple.raddr, server->laddr, 16) != 0)
@@ -418,7 +421,7 @@ static void handle_task(struct tracker *t, const struct ht_task_event *ev)
 	STAT_INC(events_task);
 	switch (ev->kind) {
 	case HT_EV_FORK:
-		correlate__thread_created(&t->corr, ev->tid, ev->child_tid);
+		correlate__thread_created(&t->corr, ev->tid, ev->child_tid, ev->ts_ns);
 		break;
 	case HT_EV_EXEC:
 		proc_table__forget(&t->procs, ev->tgid);

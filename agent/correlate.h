@@ -18,6 +18,7 @@ struct span;
 struct inflight {
 	uint32_t tgid;
 	uint32_t tid; /* thread that read the request */
+	uint64_t start_ns; /* monotonic: when the request arrived */
 	const struct span *span;
 	struct inflight *proc_prev, *proc_next;
 	struct inflight *thread_prev, *thread_next;
@@ -32,13 +33,14 @@ enum parent_confidence {
 	PARENT_AMBIGUOUS = 4, /* several candidates: left unparented */
 };
 
-#define PARENT_MAX_CANDIDATES 2
+#define PARENT_MAX_CANDIDATES 8
 #define ANCESTRY_MAX_DEPTH 5
 
 struct parent_match {
 	enum parent_confidence conf;
 	const struct inflight *parent; /* EXACT, THREAD, ANCESTOR */
-	unsigned ncandidates;	       /* AMBIGUOUS: the first few candidates */
+	unsigned ncandidates;	       /* AMBIGUOUS: the candidates (at most the maximum) */
+	unsigned ntotal;	       /* AMBIGUOUS: how many there were in all */
 	const struct inflight *candidates[PARENT_MAX_CANDIDATES];
 };
 
@@ -46,6 +48,7 @@ struct correlate {
 	struct u64map by_tgid;	     /* tgid -> first struct inflight */
 	struct u64map by_tid;	     /* tid -> first struct inflight */
 	struct u64map thread_parent; /* tid -> parent tid (stored + 1 so it is never NULL) */
+	struct u64map thread_born;   /* tid -> creation time, monotonic ns (+ 1) */
 };
 
 int correlate__init(struct correlate *c);
@@ -54,7 +57,9 @@ void correlate__free(struct correlate *c);
 int correlate__add(struct correlate *c, struct inflight *in);
 /* Unregister it (no-op if not registered). */
 void correlate__remove(struct correlate *c, struct inflight *in);
-void correlate__thread_created(struct correlate *c, uint32_t parent_tid, uint32_t child_tid);
+/* A thread (or process) was created at ts_ns (monotonic). */
+void correlate__thread_created(struct correlate *c, uint32_t parent_tid, uint32_t child_tid,
+			       uint64_t ts_ns);
 void correlate__thread_exited(struct correlate *c, uint32_t tid);
 /*
  * Find the parent of a client request sent by (tgid, tid). out_trace_id is the trace id of

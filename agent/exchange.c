@@ -102,7 +102,7 @@ static void split_host(const struct http1_str *host, struct http1_str *name, int
 
 /* ---- attributes -------------------------------------------------------------------- */
 
-static void set_name_and_method(struct span *s, const struct http1_head *h)
+static void set_name_and_method(struct span *s, const struct http1_head *h, bool tls)
 {
 	const char *path;
 	size_t plen = http_target_path(h->target.p, h->target.len, &path);
@@ -119,7 +119,7 @@ static void set_name_and_method(struct span *s, const struct http1_head *h)
 			     h->method.len > 32 ? 32 : h->method.len);
 	}
 	span_set_str(s, "url.path", path, plen > 512 ? 512 : plen);
-	span_set_str(s, "url.scheme", "http", 4);
+	span_set_str(s, "url.scheme", tls ? "https" : "http", tls ? 5 : 4);
 }
 
 static void set_common_attrs(struct span *s, const struct http1_head *h,
@@ -127,11 +127,13 @@ static void set_common_attrs(struct span *s, const struct http1_head *h,
 {
 	char addr[INET6_ADDRSTRLEN];
 
-	set_name_and_method(s, h);
+	set_name_and_method(s, h, ci->tls);
 	span_set_str(s, "network.protocol.version", h->version_minor ? "1.1" : "1.0", 3);
-	tuple_addr_string(ci->tuple.raddr, addr, sizeof(addr));
-	span_set_str(s, "network.peer.address", addr, strlen(addr));
-	span_set_int(s, "network.peer.port", ci->tuple.rport);
+	if (ci->tuple.family) {
+		tuple_addr_string(ci->tuple.raddr, addr, sizeof(addr));
+		span_set_str(s, "network.peer.address", addr, strlen(addr));
+		span_set_int(s, "network.peer.port", ci->tuple.rport);
+	}
 	if (h->user_agent.len)
 		span_set_str(s, "user_agent.original", h->user_agent.p,
 			     h->user_agent.len > 256 ? 256 : h->user_agent.len);
@@ -149,13 +151,17 @@ static void set_server_attrs(struct span *s, const struct http1_head *h,
 	split_host(&h->host, &host, &port);
 	if (host.len) {
 		span_set_str(s, "server.address", host.p, host.len > 255 ? 255 : host.len);
-	} else {
+	} else if (ci->tuple.family) {
 		tuple_addr_string(ci->tuple.laddr, addr, sizeof(addr));
 		span_set_str(s, "server.address", addr, strlen(addr));
 	}
-	span_set_int(s, "server.port", port ? port : ci->tuple.lport);
-	tuple_addr_string(ci->tuple.raddr, addr, sizeof(addr));
-	span_set_str(s, "client.address", addr, strlen(addr));
+	if (!port)
+		port = ci->tuple.family ? ci->tuple.lport : (ci->tls ? 443 : 80);
+	span_set_int(s, "server.port", port);
+	if (ci->tuple.family) {
+		tuple_addr_string(ci->tuple.raddr, addr, sizeof(addr));
+		span_set_str(s, "client.address", addr, strlen(addr));
+	}
 }
 
 /* Client side: server.* is the peer the request went to. */
@@ -170,17 +176,21 @@ static void set_client_attrs(struct span *s, const struct http1_head *h,
 
 	set_common_attrs(s, h, ci);
 	split_host(&h->host, &host, &port);
-	if (!host.len) {
+	if (!host.len && ci->tuple.family) {
 		tuple_addr_string(ci->tuple.raddr, addr, sizeof(addr));
 		host.p = addr;
 		host.len = strlen(addr);
 	}
 	if (!port)
-		port = ci->tuple.rport;
-	span_set_str(s, "server.address", host.p, host.len > 255 ? 255 : host.len);
+		port = ci->tuple.family ? ci->tuple.rport : (ci->tls ? 443 : 80);
+	if (host.len)
+		span_set_str(s, "server.address", host.p, host.len > 255 ? 255 : host.len);
 	span_set_int(s, "server.port", port);
-	snprintf(url, sizeof(url), "http://%.*s:%d%.*s", (int)(host.len > 255 ? 255 : host.len),
-		 host.p, port, (int)(plen > 300 ? 300 : plen), path);
+	if (!host.len)
+		return; /* no Host header and no socket: where it went is unknown */
+	snprintf(url, sizeof(url), "%s://%.*s:%d%.*s", ci->tls ? "https" : "http",
+		 (int)(host.len > 255 ? 255 : host.len), host.p, port,
+		 (int)(plen > 300 ? 300 : plen), path);
 	span_set_str(s, "url.full", url, strlen(url));
 }
 
@@ -294,6 +304,7 @@ struct exchange *exchange_start_server(struct tracker *t, const struct conn_info
 	set_server_attrs(s, h, ci);
 	ex->inflight.tgid = ci->tgid;
 	ex->inflight.tid = tid;
+	ex->inflight.start_ns = ex->start_ns;
 	ex->inflight.span = s;
 	/* without registration the request still becomes a span, only without children */
 	correlate__add(&t->corr, &ex->inflight);
@@ -305,6 +316,52 @@ static struct exchange *exchange_of(const struct inflight *in)
 	return (struct exchange *)((char *)in - offsetof(struct exchange, inflight));
 }
 
+static enum propagation_result classify_for(const struct exchange *sx,
+					    const struct http1_head *h,
+					    const struct trace_context *out, bool has_out,
+					    bool *ts_dropped)
+{
+	struct audit_input in = {
+		.served_valid = sx->in_valid,
+		.served_trace_id = sx->span->trace_id,
+		.served_parent_id = sx->span->parent_span_id,
+		.served_tracestate = sx->in_tracestate,
+		.sent_count = h->traceparent_count,
+		.sent_valid = has_out,
+		.sent = out,
+		.sent_tracestate = h->tracestate_count > 0,
+	};
+
+	return audit_classify(&in, ts_dropped);
+}
+
+/* Several requests could be the one served (an event loop): the call is still classified
+ * when every candidate gives the same answer (no header sent while all of them had one is
+ * "dropped" whichever it was). */
+static enum propagation_result classify_ambiguous(const struct parent_match *m,
+						  const struct http1_head *h,
+						  const struct trace_context *out, bool has_out,
+						  bool *ts_dropped)
+{
+	enum propagation_result r = PROP_NONE;
+	bool dropped_any = false;
+
+	if (m->ntotal != m->ncandidates)
+		return PROP_NONE; /* not all candidates known */
+	for (unsigned i = 0; i < m->ncandidates; i++) {
+		bool ts;
+		enum propagation_result ri =
+			classify_for(exchange_of(m->candidates[i]), h, out, has_out, &ts);
+
+		if (ri == PROP_NONE || (i && ri != r))
+			return PROP_NONE;
+		r = ri;
+		dropped_any |= ts;
+	}
+	*ts_dropped = dropped_any;
+	return r;
+}
+
 /* Audit the call: did the service pass on the context of the request it serves? The
  * request served is the parent, or, when the call carries another trace's header (so that
  * trace-id matching found nothing), the one the thread is serving. */
@@ -312,37 +369,27 @@ static void audit_call(struct tracker *t, struct span *s, const struct conn_info
 		       uint32_t tid, const struct http1_head *h, const struct trace_context *out,
 		       bool has_out, const struct parent_match *m)
 {
-	const struct inflight *served = m->parent;
-	enum parent_confidence conf = m->conf;
+	const struct parent_match *pm = m;
 	struct parent_match by_thread;
-	struct audit_input in = { 0 };
 	enum propagation_result r;
-	const struct exchange *sx;
-	bool ts_dropped;
+	bool ts_dropped = false;
 	const char *name;
 
-	if (!served && has_out && m->conf == PARENT_NONE) {
+	if (!m->parent && has_out && m->conf == PARENT_NONE) {
 		correlate__find_parent(&t->corr, ci->tgid, tid, NULL, &by_thread);
-		served = by_thread.parent;
-		conf = by_thread.conf;
+		pm = &by_thread;
 	}
-	if (!served)
+	if (pm->parent)
+		r = classify_for(exchange_of(pm->parent), h, out, has_out, &ts_dropped);
+	else if (pm->conf == PARENT_AMBIGUOUS)
+		r = classify_ambiguous(pm, h, out, has_out, &ts_dropped);
+	else
 		return;
-	sx = exchange_of(served);
-	in.served_valid = sx->in_valid;
-	in.served_trace_id = sx->span->trace_id;
-	in.served_parent_id = sx->span->parent_span_id;
-	in.served_tracestate = sx->in_tracestate;
-	in.sent_count = h->traceparent_count;
-	in.sent_valid = has_out;
-	in.sent = out;
-	in.sent_tracestate = h->tracestate_count > 0;
-	r = audit_classify(&in, &ts_dropped);
 	if (r == PROP_NONE)
 		return;
 	name = propagation_result_name(r);
 	span_set_str(s, "hoptrace.propagation", name, strlen(name));
-	name = parent_confidence_name(conf);
+	name = parent_confidence_name(pm->conf);
 	span_set_str(s, "hoptrace.propagation.confidence", name, strlen(name));
 	if (ts_dropped)
 		span_set_str(s, "hoptrace.propagation.tracestate", "dropped", 7);

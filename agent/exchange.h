@@ -21,8 +21,9 @@ struct conn_info {
 	uint32_t tgid;
 	uint64_t proc_start_ns;
 	int32_t fd;
-	struct ht_tuple tuple;
+	struct ht_tuple tuple; /* family 0: unknown (TLS session whose socket was not seen) */
 	char comm[HT_COMM_LEN];
+	bool tls; /* plaintext of a TLS session (HT_DATA_TLS): https */
 };
 
 struct exchange {

@@ -37,16 +37,16 @@ enum json_type {
 };
 
 /* One value of a parsed document. Siblings and children are indexes into the document's
- * value array; index 0 is the root, so 0 also means "none". */
+ * value array, where index 0 is never used: 0 means "none". */
 struct json_value {
 	const char *key; /* member name (decoded) when the parent is an object, else NULL */
 	const char *str; /* JSON_STRING: decoded text; JSON_NUMBER: the number as written */
 	size_t key_len;
-	size_t len;	 /* of str */
-	uint32_t next;	 /* next element or member of the parent, 0 = last */
-	uint32_t child;	 /* JSON_ARRAY/JSON_OBJECT: first element or member, 0 = empty */
-	uint32_t count;	 /* JSON_ARRAY/JSON_OBJECT: number of elements or members */
-	uint8_t type;	 /* enum json_type */
+	size_t len;	/* of str */
+	uint32_t next;	/* next element or member of the parent, 0 = last */
+	uint32_t child; /* JSON_ARRAY/JSON_OBJECT: first element or member, 0 = empty */
+	uint32_t count; /* JSON_ARRAY/JSON_OBJECT: number of elements or members */
+	uint8_t type;	/* enum json_type */
 };
 
 struct json_doc {
@@ -54,10 +54,10 @@ struct json_doc {
 	uint32_t nvalues, cap;
 	char *strbuf; /* decoded strings and number texts, each NUL-terminated */
 	size_t strused, strcap;
-	uint32_t *scratch; /* member indexes of one object, for the duplicate-key check */
+	const struct json_value **scratch; /* one object's members, for the duplicate check */
 	uint32_t scratch_cap;
-	size_t err_off;	    /* where parsing failed (byte offset into the text) */
-	const char *err;    /* why, a static string; NULL after a successful parse */
+	size_t err_off;	 /* where parsing failed (byte offset into the text) */
+	const char *err; /* why, a static string; NULL after a successful parse */
 };
 
 /* An empty document; json_doc__parse may be called on it any number of times. */

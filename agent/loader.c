@@ -11,6 +11,7 @@
 
 #include "hoptrace.skel.h"
 #include "log.h"
+#include "tls.h"
 
 static bool is_power_of_two(uint32_t v)
 {
@@ -41,6 +42,8 @@ static void set_rodata(struct hoptrace_bpf *skel, const struct loader_config *cf
 	skel->rodata->filter_by_tgid = cfg->npids > 0;
 	skel->rodata->filter_by_comm = cfg->ncomms > 0;
 	skel->rodata->filter_by_port = cfg->nports > 0;
+	skel->rodata->tls_enabled = !cfg->no_tls;
+	tls__configure(skel, !cfg->no_tls);
 }
 
 static int fill_selection(struct hoptrace_bpf *skel, const struct loader_config *cfg)
@@ -126,6 +129,9 @@ int loader__start(struct loader *ld, const struct loader_config *cfg)
 	}
 	ld->events_fd = bpf_map__fd(ld->skel->maps.events);
 	ld->stats_fd = bpf_map__fd(ld->skel->maps.stats);
+	/* without it HTTPS is not traced, everything else is */
+	if (!cfg->no_tls)
+		ld->tls = tls__start(ld->skel, cfg);
 	return 0;
 
 err_destroy:
@@ -157,6 +163,8 @@ int loader__read_stats(const struct loader *ld, uint64_t out[HT_STAT__COUNT])
 
 void loader__destroy(struct loader *ld)
 {
+	tls__destroy(ld->tls);
+	ld->tls = NULL;
 	if (ld->skel)
 		hoptrace_bpf__destroy(ld->skel);
 	ld->skel = NULL;
@@ -174,6 +182,10 @@ const char *loader__stat_name(int idx)
 		[HT_STAT_PEEK_SKIPPED] = "bpf_peek_skipped",
 		[HT_STAT_NO_SYSCALL] = "bpf_io_without_buffer",
 		[HT_STAT_MAP_FULL] = "bpf_drop_map_full",
+		[HT_STAT_TLS_CALLS] = "bpf_tls_calls",
+		[HT_STAT_TLS_SOCKETS] = "bpf_tls_sockets",
+		[HT_STAT_TLS_NO_SOCKET] = "bpf_tls_without_socket",
+		[HT_STAT_TLS_PORT_UNKNOWN] = "bpf_tls_port_unknown",
 	};
 
 	return idx >= 0 && idx < HT_STAT__COUNT && names[idx] ? names[idx] : "?";

@@ -20,18 +20,22 @@ struct loader_config {
 	char comms[LOADER_MAX_FILTERS][HT_COMM_LEN];
 	unsigned nports;
 	uint16_t ports[LOADER_MAX_FILTERS];
+	bool no_tls; /* --no-tls: no OpenSSL uprobes, sockets are not matched to TLS sessions */
 };
 
 struct hoptrace_bpf;
+struct tls_tracer;
 
 struct loader {
 	struct hoptrace_bpf *skel;
-	int events_fd; /* ring buffer map */
-	int stats_fd;  /* per-CPU stats map */
+	struct tls_tracer *tls; /* OpenSSL probes, NULL with --no-tls */
+	int events_fd;		/* ring buffer map */
+	int stats_fd;		/* per-CPU stats map */
 };
 
-/* Open, configure, load and attach every program. Returns 0 or -errno, with the reason
- * logged (and what to do about it). */
+/* Open, configure, load and attach every program, and the OpenSSL uprobes of the selected
+ * processes (cfg must outlive the loader). Returns 0 or -errno, with the reason logged (and
+ * what to do about it). */
 int loader__start(struct loader *ld, const struct loader_config *cfg);
 /* Sum the per-CPU counters into out[HT_STAT__COUNT]. Returns 0 or -errno. */
 int loader__read_stats(const struct loader *ld, uint64_t out[HT_STAT__COUNT]);

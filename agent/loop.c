@@ -14,6 +14,7 @@
 #include "conn.h"
 #include "log.h"
 #include "sink.h"
+#include "tls.h"
 
 #define TICK_NS (20 * 1000000ULL) /* drain period: wake-ups are batched in the kernel */
 #define HOUSEKEEPING_NS (1000 * 1000000ULL)
@@ -30,7 +31,16 @@ static uint64_t now_monotonic(void)
 
 static int on_record(void *ctx, void *data, size_t len)
 {
-	tracker__handle_record(ctx, data, len);
+	struct loop *l = ctx;
+	struct ht_task_event ev;
+
+	tracker__handle_record(l->tracker, data, len);
+	if (l->tls && len >= sizeof(ev)) {
+		/* a new image may bring OpenSSL code to probe */
+		memcpy(&ev, data, sizeof(ev));
+		if (ev.kind == HT_EV_EXEC)
+			tls__on_exec(l->tls, ev.tgid, now_monotonic());
+	}
 	return 0;
 }
 
@@ -94,6 +104,7 @@ static void on_timer(struct loop *l, int timerfd, struct ring_buffer *rb, uint64
 	ring_buffer__consume(rb);
 	now = now_monotonic();
 	l->sink->tick(l->sink, now);
+	tls__tick(l->tls, now);
 	if (now >= *next_hk) {
 		tracker__tick(l->tracker, now);
 		*next_hk = now + HOUSEKEEPING_NS;
@@ -134,7 +145,7 @@ int loop_run(struct loop *l)
 	uint64_t next_hk = 0;
 	sigset_t old;
 
-	rb = ring_buffer__new(l->ringbuf_fd, on_record, l->tracker, NULL);
+	rb = ring_buffer__new(l->ringbuf_fd, on_record, l, NULL);
 	if (!rb) {
 		log_error("cannot open the ring buffer: %s", strerror(errno));
 		return -errno;

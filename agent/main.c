@@ -51,6 +51,7 @@ enum {
 	OPT_CAPTURE = 1000,
 	OPT_RINGBUF,
 	OPT_SELF_TEST,
+	OPT_NO_TLS,
 	OPT_NO_COLOR,
 	OPT_QUIET_MS,
 	OPT_OTLP_ENDPOINT,
@@ -101,6 +102,8 @@ static const struct argp_option argp_opts[] = {
 	  "(default 8192)", 3 },
 	{ "ringbuf-bytes", OPT_RINGBUF, "N", 0, "Ring buffer size, power of two (default 16 MiB)",
 	  3 },
+	{ "no-tls", OPT_NO_TLS, NULL, 0,
+	  "Do not trace HTTPS (no uprobes on OpenSSL libraries and binaries)", 3 },
 	{ "no-color", OPT_NO_COLOR, NULL, 0, "No colors in the waterfall", 3 },
 	{ "quiet-ms", OPT_QUIET_MS, "MS", 0,
 	  "Print a trace after MS milliseconds without new spans (default 500)", 3 },
@@ -203,6 +206,9 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 	case OPT_SELF_TEST:
 		o->self_test = 1;
 		return 0;
+	case OPT_NO_TLS:
+		o->bpf.no_tls = true;
+		return 0;
 	case OPT_OTLP_ENDPOINT:
 		o->otlp_endpoint = arg;
 		return 0;
@@ -243,6 +249,10 @@ static int report_programs(const struct loader *ld)
 		__u32 len = sizeof(info);
 		int fd = bpf_program__fd(prog);
 
+		if (!bpf_program__autoload(prog)) {
+			printf("  %-16s disabled\n", bpf_program__name(prog));
+			continue;
+		}
 		if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len)) {
 			log_error("program %s is not loaded", bpf_program__name(prog));
 			return -ENOENT;
@@ -371,7 +381,7 @@ static int run_agent(struct options *o)
 	if (err)
 		goto err_tracker;
 	loop = (struct loop){ .ringbuf_fd = ld.events_fd, .tracker = &tracker, .sink = sink,
-			      .duration_s = o->duration_s, .on_ready = announce_ready,
+			      .tls = ld.tls, .duration_s = o->duration_s, .on_ready = announce_ready,
 			      .ready_ctx = o };
 	err = loop_run(&loop);
 	/* detach first so nothing new arrives, then end what is open and flush */
@@ -412,6 +422,8 @@ int main(int argc, char **argv)
 	struct argp argp = { argp_opts, parse_opt, NULL, doc, NULL, NULL, NULL };
 	int err;
 
+	if (argc > 1 && strcmp(argv[1], "audit") == 0)
+		return audit_cli_main(argc - 1, argv + 1);
 	err = argp_parse(&argp, argc, argv, 0, NULL, &o);
 	if (err)
 		return 2;

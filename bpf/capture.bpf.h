@@ -180,8 +180,7 @@ static __always_inline bool ends_header_block(const __u8 *data, __u32 len)
 		return false;
 	i = len - 4;
 	BOUND(i, LEN_MASK);
-	return data[i] == '\r' && data[i + 1] == '\n' && data[i + 2] == '\r' &&
-	       data[i + 3] == '\n';
+	return data[i] == '\r' && data[i + 1] == '\n' && data[i + 2] == '\r' && data[i + 3] == '\n';
 }
 
 /* Endpoints of a socket as the owning process sees them. Only for programs that hold a
@@ -218,8 +217,7 @@ static __always_inline bool ports_selected(__u16 lport, __u16 rport)
 /* How many bytes of this I/O to copy, and the header window left afterwards. A start line
  * opens a window of HT_HEADER_WINDOW bytes copied in full, over as many I/Os as it takes;
  * it closes early when a copy ends with the empty line. Other I/Os are body: only a peek. */
-static __always_inline __u32 capture_size(struct stream_state *st, __u8 dir, bool start,
-					  __u32 len)
+static __always_inline __u32 capture_size(struct stream_state *st, __u8 dir, bool start, __u32 len)
 {
 	__u32 cap = capture_bytes;
 	__u32 window;
@@ -242,8 +240,7 @@ static __always_inline __u32 capture_size(struct stream_state *st, __u8 dir, boo
 }
 
 /* Classify an unclassified stream from the first bytes of an I/O. Returns the class. */
-static __always_inline __u8 classify(struct stream_state *st, bool start, const __u8 *head,
-				     __u32 n)
+static __always_inline __u8 classify(struct stream_state *st, bool start, const __u8 *head, __u32 n)
 {
 	if (start) {
 		st->proto = HT_PROTO_HTTP1;
@@ -273,7 +270,8 @@ static __always_inline int capture_head(struct capture_scratch *s, struct stream
 		return -1;
 	}
 	start = looks_like_start_line(s->data, (__u32)copied);
-	if (st->proto == HT_PROTO_UNKNOWN && classify(st, start, s->data, (__u32)copied) != HT_PROTO_HTTP1)
+	if (st->proto == HT_PROTO_UNKNOWN &&
+	    classify(st, start, s->data, (__u32)copied) != HT_PROTO_HTTP1)
 		return -1;
 	return start;
 }

@@ -6,7 +6,7 @@
  *
  *   ht_ssl_enter   uprobe on SSL_read, SSL_read_ex, SSL_write, SSL_write_ex: stash the
  *                  arguments by thread (the call is then "active" for sockio.bpf.c)
- *   ht_ssl_return  uretprobe on the same four; the attach cookie says which (TLS_CALL_*).
+ *   ht_ssl_return  uretprobe on the same four; the attach cookie says which (HT_TLS_CALL_*).
  *                  Reads: the plaintext exists only after return. Writes: the return value
  *                  is the byte count actually taken (a non-blocking SSL_write returns -1
  *                  WANT_WRITE and is retried with the same buffer, so counting at entry
@@ -22,15 +22,11 @@
  */
 #include "tls.bpf.h"
 
-/* ht_ssl_return attach cookie */
-#define TLS_CALL_WRITE (1 << 0) /* SSL_write*: egress; else SSL_read*: ingress */
-#define TLS_CALL_EX (1 << 1)	/* *_ex: returns 1/0, byte count through a pointer */
-
 static __always_inline struct tls_state *session_get(__u32 tgid, __u64 ssl, bool create)
 {
-	struct tls_key key = { .ssl = ssl, .tgid = tgid };
+	struct tls_key key = {.ssl = ssl, .tgid = tgid};
 	struct tls_state *ts = bpf_map_lookup_elem(&tls_states, &key);
-	struct tls_state fresh = { .fd = -1 };
+	struct tls_state fresh = {.fd = -1};
 
 	if (ts || !create)
 		return ts;
@@ -60,8 +56,8 @@ static __always_inline void session_emit_close(struct tls_state *ts, __u32 tgid)
 }
 
 static __always_inline void tls_fill_header(struct ht_data_event *ev, const struct tls_state *ts,
-					   struct task_struct *task, __u64 pid_tgid, __u64 pos,
-					   __u8 dir)
+					    struct task_struct *task, __u64 pid_tgid, __u64 pos,
+					    __u8 dir)
 {
 	__builtin_memset(ev, 0, sizeof(*ev));
 	ev->kind = HT_EV_DATA;
@@ -89,7 +85,8 @@ static __always_inline void session_fix_cookie(struct tls_state *ts)
 		ts->cookie = ts->sock_cookie;
 		return;
 	}
-	ts->cookie = HT_COOKIE_SYNTHETIC | (__u64)bpf_get_prandom_u32() << 32 | bpf_get_prandom_u32();
+	ts->cookie =
+	    HT_COOKIE_SYNTHETIC | (__u64)bpf_get_prandom_u32() << 32 | bpf_get_prandom_u32();
 	stat_inc(HT_STAT_TLS_NO_SOCKET);
 }
 
@@ -167,7 +164,7 @@ int BPF_KRETPROBE(ht_ssl_return, int ret)
 {
 	__u64 how = bpf_get_attach_cookie(ctx);
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u8 dir = (how & TLS_CALL_WRITE) ? HT_DIR_EGRESS : HT_DIR_INGRESS;
+	__u8 dir = (how & HT_TLS_CALL_WRITE) ? HT_DIR_EGRESS : HT_DIR_INGRESS;
 	struct ssl_call *active = bpf_map_lookup_elem(&ssl_calls, &pid_tgid);
 	struct ssl_call call;
 	__u64 n;
@@ -176,7 +173,7 @@ int BPF_KRETPROBE(ht_ssl_return, int ret)
 		return 0; /* not selected, or the call began before the probe existed */
 	call = *active;
 	bpf_map_delete_elem(&ssl_calls, &pid_tgid);
-	if (how & TLS_CALL_EX) {
+	if (how & HT_TLS_CALL_EX) {
 		/* 1 on success with the count in *len_ptr; 0 for both failure and EOF */
 		if (ret != 1)
 			return 0;
@@ -203,9 +200,9 @@ int BPF_KPROBE(ht_ssl_set_fd, void *ssl, int fd)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32;
-	struct tls_fd_key fkey = { .tgid = tgid, .fd = fd };
-	struct tls_key key = { .ssl = (__u64)ssl, .tgid = tgid };
-	struct tls_state fresh = { .fd = fd };
+	struct tls_fd_key fkey = {.tgid = tgid, .fd = fd};
+	struct tls_key key = {.ssl = (__u64)ssl, .tgid = tgid};
+	struct tls_state fresh = {.fd = fd};
 	struct tls_state *ts;
 	__u64 ssl_v = (__u64)ssl;
 
@@ -230,9 +227,9 @@ SEC("uprobe")
 int BPF_KPROBE(ht_ssl_free, void *ssl)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct tls_key key = { .ssl = (__u64)ssl, .tgid = tgid };
+	struct tls_key key = {.ssl = (__u64)ssl, .tgid = tgid};
 	struct tls_state *ts = bpf_map_lookup_elem(&tls_states, &key);
-	struct tls_fd_key fkey = { .tgid = tgid };
+	struct tls_fd_key fkey = {.tgid = tgid};
 	__u64 *owner;
 
 	if (!ts)

@@ -67,7 +67,7 @@ struct {
  * Returns true when sk is the session's socket. tp_btf context only. */
 static __always_inline bool tls_match_socket(struct sock *sk, __u32 tgid, __u64 ssl)
 {
-	struct tls_key key = { .ssl = ssl, .tgid = tgid };
+	struct tls_key key = {.ssl = ssl, .tgid = tgid};
 	struct tls_state *ts = bpf_map_lookup_elem(&tls_states, &key);
 	__u64 cookie;
 
@@ -93,7 +93,7 @@ static __always_inline bool tls_match_nested(struct sock *sk, __u64 pid_tgid)
 /* Method 2: the socket's fd was handed to SSL_set_fd. */
 static __always_inline bool tls_match_fd(struct sock *sk, __u32 tgid, __s32 fd)
 {
-	struct tls_fd_key key = { .tgid = tgid, .fd = fd };
+	struct tls_fd_key key = {.tgid = tgid, .fd = fd};
 	__u64 *ssl = bpf_map_lookup_elem(&tls_fds, &key);
 
 	return ssl && tls_match_socket(sk, tgid, *ssl);

@@ -66,6 +66,12 @@ enum ht_data_flags {
 	HT_DATA_TLS = 1 << 4,	     /* plaintext from a TLS library, not the socket */
 };
 
+/* Attach cookie of the TLS return probe (tls.bpf.c): which OpenSSL call returned. */
+enum ht_tls_call {
+	HT_TLS_CALL_WRITE = 1 << 0, /* SSL_write/SSL_write_ex (else SSL_read/SSL_read_ex) */
+	HT_TLS_CALL_EX = 1 << 1,    /* the _ex form: returns 1/0, byte count via a pointer */
+};
+
 /* ht_stat index: per-CPU counters, summed by userspace. */
 enum ht_stat {
 	HT_STAT_EVENTS = 0,	    /* records written to the ring buffer */

@@ -122,11 +122,16 @@ static void test_correlate_ancestor_threads(void **state)
 	(void)state;
 	assert_int_equal(correlate__init(&c), 0);
 	assert_int_equal(correlate__add(&c, &a), 0);
-	correlate__thread_created(&c, 11, 20); /* 11 spawned 20, 20 spawned 30 */
-	correlate__thread_created(&c, 20, 30);
+	a.start_ns = 100;
+	correlate__thread_created(&c, 11, 20, 150); /* 11 spawned 20, 20 spawned 30 */
+	correlate__thread_created(&c, 20, 30, 160);
 	correlate__find_parent(&c, 10, 30, NULL, &m);
 	assert_int_equal(m.conf, PARENT_ANCESTOR);
 	assert_ptr_equal(m.parent, &a);
+	/* a thread made before the request arrived (a pool) is not working for it */
+	correlate__thread_created(&c, 11, 40, 50);
+	correlate__find_parent(&c, 10, 40, NULL, &m);
+	assert_int_equal(m.conf, PARENT_NONE);
 	correlate__thread_exited(&c, 20);
 	correlate__find_parent(&c, 10, 30, NULL, &m);
 	assert_int_equal(m.conf, PARENT_NONE);

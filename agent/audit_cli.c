@@ -1,0 +1,276 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * `hoptrace audit [--json] FILE...`: the propagation audit of a finished run, from the JSON
+ * span lines `hoptrace -o json` wrote. Each client span carries its classification as
+ * attributes (hoptrace.propagation and friends, see exchange.c), so the offline report is
+ * the same count the live --audit makes, and audit__print prints it the same way.
+ *
+ * Lines are read strictly: a line that is not a JSON object with the span fields of the
+ * schema in sink_json.c is skipped and counted, never guessed at.
+ */
+#include <argp.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+#include "json_read.h"
+
+#define AUDIT_CLI_MAX_REASONS 3 /* malformed lines described one by one; the rest counted */
+
+struct audit_cli {
+	bool json;
+	char **files;
+	int nfiles;
+	struct audit audit;
+	struct json_doc doc;
+	char *line; /* JSON_READ_MAX_LEN bytes */
+	uint64_t lines, spans, malformed;
+};
+
+static const char doc[] =
+    "Print the propagation audit from JSON span files written by `hoptrace -o json`: per "
+    "caller -> callee edge, how the trace context was passed on (ok, forwarded, "
+    "restarted, dropped, invalid). FILE - is standard input.\n"
+    "\n"
+    "EXAMPLES:\n"
+    "  hoptrace -o json -O spans.jsonl -d 60 && hoptrace audit spans.jsonl\n"
+    "  hoptrace audit --json monday.jsonl tuesday.jsonl | jq '.edges[]'\n"
+    "  hoptrace -o json | hoptrace audit -";
+
+static const struct argp_option options[] = {
+    {"json", 'j', NULL, 0, "The report as one JSON document (as --audit-json)", 0},
+    {0},
+};
+
+static error_t parse_opt(int key, char *arg, struct argp_state *state)
+{
+	struct audit_cli *cli = state->input;
+
+	switch (key) {
+	case 'j':
+		cli->json = true;
+		return 0;
+	case ARGP_KEY_ARGS:
+		cli->files = state->argv + state->next;
+		cli->nfiles = state->argc - state->next;
+		state->next = state->argc;
+		return 0;
+	case ARGP_KEY_NO_ARGS:
+		argp_error(state, "no FILE given (a JSON span file, or - for standard input)");
+		return 0;
+	}
+	(void)arg;
+	return ARGP_ERR_UNKNOWN;
+}
+
+/*
+ * The next line of f, without its '\n', into buf (cap bytes). Returns its length, or -1 at
+ * end of file. A longer line is consumed whole and flagged *overlong.
+ */
+static long read_line(FILE *f, char *buf, size_t cap, bool *overlong)
+{
+	size_t n = 0;
+	int c;
+
+	*overlong = false;
+	while ((c = getc_unlocked(f)) != EOF && c != '\n') {
+		if (n < cap)
+			buf[n++] = (char)c;
+		else
+			*overlong = true;
+	}
+	if (c == EOF && n == 0 && !*overlong)
+		return -1;
+	return (long)n;
+}
+
+static bool is_blank(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
+			return false;
+	return true;
+}
+
+static bool is_trace_id(const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i]; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return i == 32;
+}
+
+/* An optional string attribute: absent is fine (*out = NULL), another type is not. */
+static int attr_str(const struct json_doc *d, const struct json_value *attrs, const char *key,
+		    const char **out)
+{
+	const struct json_value *v = json_doc__member(d, attrs, key);
+
+	*out = NULL;
+	if (!v)
+		return 0;
+	*out = json_value_cstr(v);
+	return *out ? 0 : -EINVAL;
+}
+
+/* The audit fields of a client span's attributes; the reason when they are not right. */
+static const char *client_fields(const struct json_doc *d, const struct json_value *attrs,
+				 struct audit_client_span *c)
+{
+	const struct json_value *port;
+
+	if (attr_str(d, attrs, "hoptrace.propagation", &c->propagation))
+		return "attribute hoptrace.propagation is not a string";
+	if (c->propagation && propagation_result_parse(c->propagation) == PROP_NONE)
+		return "unknown hoptrace.propagation value";
+	if (attr_str(d, attrs, "hoptrace.propagation.confidence", &c->confidence))
+		return "attribute hoptrace.propagation.confidence is not a string";
+	if (attr_str(d, attrs, "hoptrace.propagation.tracestate", &c->tracestate))
+		return "attribute hoptrace.propagation.tracestate is not a string";
+	if (attr_str(d, attrs, "hoptrace.parent.confidence", &c->parent_confidence))
+		return "attribute hoptrace.parent.confidence is not a string";
+	if (attr_str(d, attrs, "hoptrace.callee.service", &c->callee_service))
+		return "attribute hoptrace.callee.service is not a string";
+	if (attr_str(d, attrs, "server.address", &c->server_address))
+		return "attribute server.address is not a string";
+	port = json_doc__member(d, attrs, "server.port");
+	c->has_port = port != NULL;
+	if (port && !json_value_int(port, &c->server_port))
+		return "attribute server.port is not an integer";
+	return NULL;
+}
+
+/* Count one span line; NULL, or why the line is not a span. */
+static const char *take_span(struct audit_cli *cli)
+{
+	const struct json_doc *d = &cli->doc;
+	const struct json_value *root = json_doc__root(d), *attrs;
+	struct audit_client_span c = {0};
+	const char *kind, *why;
+
+	if (!root || root->type != JSON_OBJECT)
+		return "not a JSON object";
+	kind = json_value_cstr(json_doc__member(d, root, "kind"));
+	c.trace_id_hex = json_value_cstr(json_doc__member(d, root, "trace_id"));
+	c.service = json_value_cstr(json_doc__member(d, root, "service.name"));
+	attrs = json_doc__member(d, root, "attributes");
+	if (!kind)
+		return "no \"kind\" string";
+	if (!c.trace_id_hex || !is_trace_id(c.trace_id_hex))
+		return "no \"trace_id\" of 32 lowercase hex digits";
+	if (!c.service)
+		return "no \"service.name\" string";
+	if (!attrs || attrs->type != JSON_OBJECT)
+		return "no \"attributes\" object";
+	if (strcmp(kind, "CLIENT") == 0) {
+		why = client_fields(d, attrs, &c);
+		if (why)
+			return why;
+		audit__observe_client(&cli->audit, &c);
+	}
+	cli->spans++;
+	return NULL;
+}
+
+static void malformed(struct audit_cli *cli, const char *name, uint64_t lineno, const char *why,
+		      long off)
+{
+	if (cli->malformed++ >= AUDIT_CLI_MAX_REASONS)
+		return;
+	if (off >= 0)
+		fprintf(stderr, "hoptrace audit: %s:%" PRIu64 ": %s (at byte %ld)\n", name, lineno,
+			why, off + 1);
+	else
+		fprintf(stderr, "hoptrace audit: %s:%" PRIu64 ": %s\n", name, lineno, why);
+}
+
+/* One file: every line counted into the audit or as malformed. 0 or -errno. */
+static int read_file(struct audit_cli *cli, const char *name)
+{
+	bool is_stdin = strcmp(name, "-") == 0;
+	FILE *f = is_stdin ? stdin : fopen(name, "r");
+	uint64_t lineno = 0;
+	bool overlong;
+	long n;
+	int err = 0;
+
+	if (!f) {
+		err = -errno;
+		fprintf(stderr, "hoptrace audit: cannot open %s: %s\n", name, strerror(-err));
+		return err;
+	}
+	while ((n = read_line(f, cli->line, JSON_READ_MAX_LEN, &overlong)) >= 0) {
+		const char *why;
+
+		lineno++;
+		cli->lines++;
+		if (overlong) {
+			malformed(cli, name, lineno, "line longer than 1 MiB", -1);
+			continue;
+		}
+		if (is_blank(cli->line, (size_t)n))
+			continue;
+		if (json_doc__parse(&cli->doc, cli->line, (size_t)n)) {
+			malformed(cli, name, lineno, cli->doc.err, (long)cli->doc.err_off);
+			continue;
+		}
+		why = take_span(cli);
+		if (why)
+			malformed(cli, name, lineno, why, -1);
+	}
+	if (ferror(f)) {
+		err = -EIO;
+		fprintf(stderr, "hoptrace audit: cannot read %s: %s\n", is_stdin ? "stdin" : name,
+			strerror(errno));
+	}
+	if (!is_stdin)
+		fclose(f);
+	return err;
+}
+
+int audit_cli_main(int argc, char **argv)
+{
+	static char name[] = "hoptrace audit";
+	struct argp argp = {options, parse_opt, "FILE...", doc, NULL, NULL, NULL};
+	struct audit_cli cli = {0};
+	int err;
+
+	/* argp names the program after argv[0] in its messages */
+	argv[0] = name;
+	if (argp_parse(&argp, argc, argv, 0, NULL, &cli))
+		return 64;
+	cli.line = malloc(JSON_READ_MAX_LEN);
+	err = cli.line ? audit__init(&cli.audit) : -ENOMEM;
+	if (err) {
+		fprintf(stderr, "hoptrace audit: %s\n", strerror(-err));
+		free(cli.line);
+		return 1;
+	}
+	json_doc__init(&cli.doc);
+	for (int i = 0; i < cli.nfiles && !err; i++)
+		err = read_file(&cli, cli.files[i]);
+	if (!err) {
+		if (cli.malformed)
+			fprintf(stderr,
+				"hoptrace audit: skipped %" PRIu64 " malformed line(s) of %" PRIu64
+				" (not span objects as `hoptrace -o json` writes them)\n",
+				cli.malformed, cli.lines);
+		if (!cli.spans)
+			fprintf(stderr, "hoptrace audit: no spans found\n");
+		audit__print(&cli.audit, stdout, cli.json);
+		if (fflush(stdout)) {
+			fprintf(stderr, "hoptrace audit: cannot write the report: %s\n",
+				strerror(errno));
+			err = -EIO;
+		}
+	}
+	json_doc__free(&cli.doc);
+	audit__free(&cli.audit);
+	free(cli.line);
+	return err ? 1 : 0;
+}
