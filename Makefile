@@ -168,6 +168,28 @@ $(OUT)/otlp_bench: $(OUT)/rel/tests/bench/otlp_bench.o $(OUT)/rel/libhoptrace.a
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LIBS) -o $@
 
+# libFuzzer harnesses for the pure parsers (not part of the test suite).
+# make fuzz FUZZ_SECONDS=600 runs each for that long; corpora in $(OUT)/fuzz/corpus-*.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(OUT)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SRCS_fuzz_http1 := agent/http1.c
+FUZZ_SRCS_fuzz_traceparent := agent/traceparent.c
+FUZZ_SRCS_fuzz_json_read := agent/json_read.c
+
+$(OUT)/fuzz/%: tests/fuzz/%.c $(wildcard agent/*.h)
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iagent -Iinclude \
+		$< $(FUZZ_SRCS_$*) -o $@
+
+fuzz: $(FUZZ_TARGETS)
+	$(Q)for f in $(FUZZ_TARGETS); do \
+		n=$$(basename $$f); mkdir -p $(OUT)/fuzz/corpus-$$n; \
+		echo "=== $$n ($(FUZZ_SECONDS) s)"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(OUT)/fuzz/corpus-$$n \
+			|| exit 1; \
+	done
+
 lint:
 	$(Q)clang-format --dry-run --Werror agent/*.c agent/*.h agent/export/*.c agent/export/*.h \
 		bpf/*.c bpf/*.h tools/*.c include/hoptrace/*.h tests/unit/*.c
