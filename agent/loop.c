@@ -76,6 +76,10 @@ static int make_signalfd(sigset_t *old)
 	sigset_t set;
 	int fd;
 
+	/* a shell's "cmd &" starts us with SIGINT ignored: take the default back, so the
+	 * signal is queued for the signalfd */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);

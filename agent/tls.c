@@ -556,11 +556,6 @@ void tls__tick(struct tls_tracer *tt, uint64_t now_ns)
 	}
 }
 
-unsigned tls__probed_count(const struct tls_tracer *tt)
-{
-	return tt ? tt->nprobed : 0;
-}
-
 void tls__destroy(struct tls_tracer *tt)
 {
 	uint64_t k;

@@ -26,8 +26,6 @@ struct tls_tracer *tls__start(struct hoptrace_bpf *skel, const struct loader_con
 void tls__on_exec(struct tls_tracer *tt, uint32_t tgid, uint64_t now_ns);
 /* Periodic work: due rescans. now_ns is CLOCK_MONOTONIC. Cheap when nothing is due. */
 void tls__tick(struct tls_tracer *tt, uint64_t now_ns);
-/* Files probed successfully so far. */
-unsigned tls__probed_count(const struct tls_tracer *tt);
 /* Detach every probe and free. NULL is ignored. */
 void tls__destroy(struct tls_tracer *tt);
 

@@ -12,6 +12,10 @@
  * connections produce events; each event carries the head of the I/O (the whole header
  * block, bounded), a few bytes of bodies, and the I/O's position in its stream so that
  * userspace can see what was not copied.
+ *
+ * Sockets carrying TLS are classified HT_PROTO_OTHER (their ciphertext is never copied) and
+ * matched here to the TLS session whose plaintext tls.bpf.c captures (tls.bpf.h); their
+ * close still ends that connection in userspace.
  */
 #include "capture.bpf.h"
 #include "tls.bpf.h"

@@ -11,7 +11,8 @@
  *                  is the byte count actually taken (a non-blocking SSL_write returns -1
  *                  WANT_WRITE and is retried with the same buffer, so counting at entry
  *                  would count bytes twice), and by then the nested send has told us the
- *                  session's socket. The return probe adds ~1 us to the ~21 us entry trap.
+ *                  session's socket (curl's first SSL_write is the session's first I/O).
+ *                  Measured here, the return probe adds 2-6 us to the ~21 us entry trap.
  *   ht_ssl_set_fd  uprobe on SSL_set_fd: the session's fd (matched to its socket on the
  *                  handshake's first record, in sockio.bpf.c)
  *   ht_ssl_free    uprobe on SSL_free: the session ends (SSL* values are reused by malloc)
@@ -22,6 +23,8 @@
  */
 #include "tls.bpf.h"
 
+#define EEXIST 17
+
 static __always_inline struct tls_state *session_get(__u32 tgid, __u64 ssl, bool create)
 {
 	struct tls_key key = {.ssl = ssl, .tgid = tgid};
@@ -30,7 +33,7 @@ static __always_inline struct tls_state *session_get(__u32 tgid, __u64 ssl, bool
 
 	if (ts || !create)
 		return ts;
-	if (bpf_map_update_elem(&tls_states, &key, &fresh, BPF_NOEXIST) == -17 /* EEXIST */)
+	if (bpf_map_update_elem(&tls_states, &key, &fresh, BPF_NOEXIST) == -EEXIST)
 		return bpf_map_lookup_elem(&tls_states, &key);
 	ts = bpf_map_lookup_elem(&tls_states, &key);
 	if (!ts)
@@ -57,13 +60,13 @@ static __always_inline void session_emit_close(struct tls_state *ts, __u32 tgid)
 
 static __always_inline void tls_fill_header(struct ht_data_event *ev, const struct tls_state *ts,
 					    struct task_struct *task, __u64 pid_tgid, __u64 pos,
-					    __u8 dir)
+					    __u8 dir, __u64 ts_ns)
 {
 	__builtin_memset(ev, 0, sizeof(*ev));
 	ev->kind = HT_EV_DATA;
 	ev->tgid = pid_tgid >> 32;
 	ev->tid = (__u32)pid_tgid;
-	ev->ts_ns = bpf_ktime_get_ns();
+	ev->ts_ns = ts_ns;
 	ev->cookie = ts->cookie;
 	ev->pos = pos;
 	ev->proc_start_ns = task->group_leader->start_time;
@@ -90,10 +93,14 @@ static __always_inline void session_fix_cookie(struct tls_state *ts)
 	stat_inc(HT_STAT_TLS_NO_SOCKET);
 }
 
-/* len plaintext bytes went through buf in direction dir (len 0 with eof: the peer closed). */
-static __always_inline int tls_capture(__u64 pid_tgid, __u64 ssl, const void *buf, __u32 len,
+/* len plaintext bytes went through buf in direction dir (len 0 with eof: the peer closed).
+ * Writes are stamped with the call's entry, reads with its return: the return probe of a
+ * write runs after the peer may already have read the bytes, and a server span must not
+ * end after the client span that waited for it. */
+static __always_inline int tls_capture(__u64 pid_tgid, const struct ssl_call *call, __u32 len,
 				       __u8 dir, bool eof)
 {
+	__u64 ts_ns = dir == HT_DIR_EGRESS ? call->entry_ns : bpf_ktime_get_ns();
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct io_source src = {};
 	struct capture_scratch *s;
@@ -101,7 +108,7 @@ static __always_inline int tls_capture(__u64 pid_tgid, __u64 ssl, const void *bu
 	__u64 pos;
 	int head;
 
-	ts = session_get(pid_tgid >> 32, ssl, false);
+	ts = session_get(pid_tgid >> 32, call->ssl, false);
 	if (!ts)
 		return 0;
 	pos = ts->stream.pos[dir & 1];
@@ -123,18 +130,18 @@ static __always_inline int tls_capture(__u64 pid_tgid, __u64 ssl, const void *bu
 		if (ts->stream.proto != HT_PROTO_HTTP1 || dir != HT_DIR_INGRESS)
 			return 0;
 		session_fix_cookie(ts);
-		tls_fill_header(&s->ev, ts, task, pid_tgid, pos, dir);
+		tls_fill_header(&s->ev, ts, task, pid_tgid, pos, dir, ts_ns);
 		s->ev.flags |= HT_DATA_EOF;
 		emit_event(&s->ev, sizeof(s->ev));
 		return 0;
 	}
-	src.buf = buf;
+	src.buf = (const void *)call->buf;
 	src.fd = ts->fd;
 	head = capture_head(s, &ts->stream, &src, len);
 	if (head < 0)
 		return 0;
 	session_fix_cookie(ts);
-	tls_fill_header(&s->ev, ts, task, pid_tgid, pos, dir);
+	tls_fill_header(&s->ev, ts, task, pid_tgid, pos, dir, ts_ns);
 	capture_emit(s, &ts->stream, &src, len, dir, head);
 	return 0;
 }
@@ -154,6 +161,7 @@ int BPF_KPROBE(ht_ssl_enter, void *ssl, void *buf, int num, void *len_ptr)
 	call.ssl = (__u64)ssl;
 	call.buf = (__u64)buf;
 	call.len_ptr = (__u64)len_ptr;
+	call.entry_ns = bpf_ktime_get_ns();
 	if (bpf_map_update_elem(&ssl_calls, &pid_tgid, &call, BPF_ANY))
 		stat_inc(HT_STAT_MAP_FULL);
 	return 0;
@@ -185,14 +193,14 @@ int BPF_KRETPROBE(ht_ssl_return, int ret)
 		/* > 0 bytes; 0 on a read: close_notify (or a fatal error); < 0: WANT_READ,
 		 * WANT_WRITE or an error, nothing moved */
 		if (ret == 0 && dir == HT_DIR_INGRESS)
-			return tls_capture(pid_tgid, call.ssl, NULL, 0, dir, true);
+			return tls_capture(pid_tgid, &call, 0, dir, true);
 		if (ret <= 0)
 			return 0;
 		n = (__u64)ret;
 	}
 	if (n == 0 || n > 0x7fffffff)
 		return 0;
-	return tls_capture(pid_tgid, call.ssl, (const void *)call.buf, (__u32)n, dir, false);
+	return tls_capture(pid_tgid, &call, (__u32)n, dir, false);
 }
 
 SEC("uprobe")

@@ -32,7 +32,8 @@ struct tls_state {
 struct ssl_call {
 	__u64 ssl;
 	__u64 buf;
-	__u64 len_ptr; /* _ex forms: where the byte count is stored */
+	__u64 len_ptr;	/* _ex forms: where the byte count is stored */
+	__u64 entry_ns; /* when the call began */
 };
 
 struct tls_fd_key {

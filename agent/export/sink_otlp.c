@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -588,6 +589,25 @@ static int init_sync(struct sink_otlp *sk)
 	return -err;
 }
 
+/*
+ * The loop reads SIGINT/SIGTERM from a signalfd, which works only if no thread can take them:
+ * a process-directed signal goes to any thread that does not block it, and its default
+ * action ends the whole agent, unflushed. The loop blocks them in its own thread only, and
+ * later than this one starts, so the export thread (and the resolver threads libcurl starts
+ * from it, which inherit its mask) is created with every signal blocked.
+ */
+static int start_export_thread(struct sink_otlp *sk)
+{
+	sigset_t all, old;
+	int err;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	err = pthread_create(&sk->thread, NULL, export_main, sk);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return err;
+}
+
 struct sink *sink_otlp_new(const struct otlp_config *cfg)
 {
 	struct sink_otlp *sk = calloc(1, sizeof(*sk));
@@ -637,7 +657,7 @@ struct sink *sink_otlp_new(const struct otlp_config *cfg)
 	sk->tr = otlp_transport_new(cfg, msg, sizeof(msg));
 	if (!sk->tr)
 		goto err_free;
-	err = pthread_create(&sk->thread, NULL, export_main, sk);
+	err = start_export_thread(sk);
 	if (err) {
 		snprintf(msg, sizeof(msg), "cannot start the export thread: %s", strerror(err));
 		goto err_free;

@@ -140,6 +140,30 @@ def test_nginx_https_with_curl():
     assert_no_drops(c)
 
 
+def test_https_load_no_drops():
+    require("ab")
+    certs = make_cert()
+    port = free_port()
+    ngx = start_nginx_tls(port, certs)
+    agent = Agent("--port", str(port))
+    try:
+        url = f"https://127.0.0.1:{port}/index.html"
+        for args in (["-n", "1000", "-c", "8"], ["-k", "-n", "2000", "-c", "8"]):
+            r = run(["ab", "-q", *args, url], timeout=300)
+            assert b"Failed requests:        0" in r.stdout, r.stdout
+        spans = agent.stop(settle=1.0)
+    finally:
+        agent.kill()
+        ngx.stop()
+    c = agent.counters
+    assert len(spans_where(spans, kind="SERVER", attr_url__scheme="https")) == 3000, c
+    assert len(spans_where(spans, kind="CLIENT", attr_url__scheme="https")) == 3000, c
+    for k, v in c.items():
+        if "drop" in k:
+            assert v == 0, (k, c)
+    assert c["spans_error_incomplete"] == 0 and c["bpf_tls_without_socket"] == 0, c
+
+
 def test_python_ssl_server_and_http_client():
     certs = make_cert()
     port = free_port()
