@@ -138,30 +138,40 @@ static __always_inline __u32 load_u32(const __u8 *p)
 
 #define FOURCC(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
 
+/* The request-target after "METHOD ": origin-form '/', absolute-form 'h'(ttp), '*'. */
+static __always_inline bool target_start(__u8 c)
+{
+	return c == '/' || c == 'h' || c == '*';
+}
+
 /* A cheap test on the first bytes of an I/O: does an HTTP/1.x request or status line start
- * here? Userspace parses for real; this only decides what to copy. */
+ * here? Userspace parses for real; this only decides what to copy. Checking the character
+ * after the method keeps look-alike protocols out (a Redis inline "GET key" is not HTTP). */
 static __always_inline bool looks_like_start_line(const __u8 *p, __u32 len)
 {
 	__u32 w;
 
-	if (len < 5)
+	if (len < 6)
 		return false;
 	w = load_u32(p);
 	switch (w) {
 	case FOURCC('G', 'E', 'T', ' '):
 	case FOURCC('P', 'U', 'T', ' '):
-		return true;
+		return target_start(p[4]);
 	case FOURCC('P', 'O', 'S', 'T'):
 	case FOURCC('H', 'E', 'A', 'D'):
-		return p[4] == ' ';
+		return p[4] == ' ' && target_start(p[5]);
 	case FOURCC('H', 'T', 'T', 'P'):
-		return p[4] == '/';
-	case FOURCC('D', 'E', 'L', 'E'): /* DELETE */
-	case FOURCC('P', 'A', 'T', 'C'): /* PATCH */
-	case FOURCC('O', 'P', 'T', 'I'): /* OPTIONS */
-	case FOURCC('C', 'O', 'N', 'N'): /* CONNECT */
-	case FOURCC('T', 'R', 'A', 'C'): /* TRACE */
-		return true;
+		return p[4] == '/' && p[5] == '1';
+	case FOURCC('P', 'A', 'T', 'C'): /* PATCH / */
+		return len >= 7 && p[4] == 'H' && p[5] == ' ' && target_start(p[6]);
+	case FOURCC('D', 'E', 'L', 'E'): /* DELETE / */
+		return len >= 8 && p[6] == ' ' && target_start(p[7]);
+	case FOURCC('O', 'P', 'T', 'I'): /* OPTIONS, CONNECT: the target is past the 8 bytes */
+	case FOURCC('C', 'O', 'N', 'N'):
+		return len >= 8 && p[7] == ' ';
+	case FOURCC('T', 'R', 'A', 'C'): /* TRACE / */
+		return len >= 7 && p[5] == ' ' && target_start(p[6]);
 	}
 	return false;
 }

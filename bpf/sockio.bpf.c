@@ -125,6 +125,46 @@ static __always_inline int emit_eof(struct sock *sk, struct task_struct *task, _
 	return 0;
 }
 
+struct agent_addr {
+	__u64 hi, lo; /* an ht_tuple address, as two words for a cheap compare */
+};
+
+/* Local ports of the agent's own connections (OTLP export), with their local address. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u16);
+	__type(value, struct agent_addr);
+} agent_ports SEC(".maps");
+
+/* The agent's own traffic is never traced, and neither is the other end of it when that end
+ * is on this host (a collector on localhost): tracing the collector's receiving side would
+ * export a span per export, forever. */
+static __always_inline void remember_agent_port(struct sock *sk)
+{
+	struct ht_tuple t = {};
+	__u16 lport;
+
+	fill_tuple(sk, &t);
+	lport = t.lport;
+	bpf_map_update_elem(&agent_ports, &lport, t.laddr, BPF_ANY);
+}
+
+static __always_inline bool peer_is_agent(struct sock *sk)
+{
+	struct ht_tuple t = {};
+	struct agent_addr *addr, peer;
+	__u16 rport;
+
+	fill_tuple(sk, &t);
+	rport = t.rport;
+	addr = bpf_map_lookup_elem(&agent_ports, &rport);
+	if (!addr)
+		return false;
+	__builtin_memcpy(&peer, t.raddr, sizeof(peer));
+	return addr->hi == peer.hi && addr->lo == peer.lo;
+}
+
 static __always_inline int handle_socket_io(struct sock *sk, int ret, int flags, __u8 dir)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -142,6 +182,11 @@ static __always_inline int handle_socket_io(struct sock *sk, int ret, int flags,
 	if ((family != AF_INET && family != AF_INET6) || sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 	task = bpf_get_current_task_btf();
+	if ((pid_tgid >> 32) == self_tgid) {
+		if (dir == HT_DIR_EGRESS)
+			remember_agent_port(sk);
+		return 0;
+	}
 	if (!task_selected(task, pid_tgid >> 32))
 		return 0;
 	if (filter_by_port && !port_selected(sk))
@@ -166,6 +211,8 @@ static __always_inline int handle_socket_io(struct sock *sk, int ret, int flags,
 		st->tls = 1;
 		st->stream.proto = HT_PROTO_OTHER;
 	}
+	if (st->stream.proto == HT_PROTO_UNKNOWN && peer_is_agent(sk))
+		st->stream.proto = HT_PROTO_OTHER;
 	if (st->stream.proto == HT_PROTO_OTHER)
 		return 0;
 	if (ret == 0) {

@@ -144,6 +144,8 @@ class Agent:
                 raise AssertionError(f"sanitizer report from the agent:\n{text[-6000:]}")
         self.counters = parse_counters(text)
         self.spans = []
+        if not os.path.exists(self.out_path):  # otlp output writes no file
+            return self.spans
         with open(self.out_path, errors="strict") as f:
             if self.output_is_json():
                 for line in f:
