@@ -236,6 +236,8 @@ static struct exchange *exchange_new(struct tracker *t, const struct conn_info *
 	ex->span->kind = kind;
 	ex->span->pid = ci->tgid;
 	ex->span->tid = tid;
+	/* semconv thread.id: OTLP has no other place for the thread (JSON has "tid") */
+	span_set_int(ex->span, "thread.id", tid);
 	ex->start_ns = h->start_tag;
 	ex->is_head = str_eq(&h->method, "HEAD");
 	ex->is_connect = str_eq(&h->method, "CONNECT");

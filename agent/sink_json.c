@@ -311,6 +311,10 @@ static bool resource_key_written(const struct resource *r, unsigned extra_idx)
 {
 	const char *key = r->extra[extra_idx].key;
 
+	/* the resolved service name is the top-level "service.name"; a second, different one
+	 * here would contradict it (OTLP exports only the resolved one too) */
+	if (strcmp(key, "service.name") == 0)
+		return true;
 	for (size_t i = 0; i < N_RESOURCE_FIELDS; i++)
 		if (resource_field(r, i) && strcmp(key, resource_fields[i].key) == 0)
 			return true;

@@ -2,14 +2,16 @@
 /*
  * hoptrace-collect: a small OTLP/HTTP trace receiver. Takes POST /v1/traces
  * (application/x-protobuf, gzip or not) from hoptrace or any OpenTelemetry SDK and writes
- * every span as one JSON line. Single-threaded: poll() over plain sockets, HTTP/1.1
- * keep-alive, Content-Length or chunked bodies. Malformed requests get a 4xx and the
- * server keeps going. Fault options make it a test double for export retries.
+ * every span as one JSON line in the agent's JSON span schema (see "JSON output" below).
+ * Single-threaded: poll() over plain sockets, HTTP/1.1 keep-alive, Content-Length or
+ * chunked bodies. Malformed requests get a 4xx and the server keeps going. Fault options
+ * make it a test double for export retries; --dump keeps the raw requests for other decoders.
  */
 #include <argp.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -32,8 +34,14 @@ typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest Re
 typedef Opentelemetry__Proto__Common__V1__AnyValue AnyValue;
 typedef Opentelemetry__Proto__Common__V1__KeyValue KeyValue;
 typedef Opentelemetry__Proto__Trace__V1__Span Span;
+typedef Opentelemetry__Proto__Resource__V1__Resource Resource;
+typedef Opentelemetry__Proto__Common__V1__InstrumentationScope Scope;
 
 #define MAX_CONNS 128
+/* the link attribute hoptrace puts a link's reason in (otlp_encode.h) */
+#define LINK_REASON OTLP_LINK_REASON_KEY
+#define STR_(x) #x
+#define STR(x) STR_(x)
 #define MAX_HEADER (64u << 10)
 #define IO_CHUNK 65536
 
@@ -41,6 +49,7 @@ static struct env {
 	const char *listen;
 	int port;
 	const char *output;
+	const char *dump_dir;
 	int fail_status;
 	long fail_first;
 	int retry_after;
@@ -60,6 +69,8 @@ static struct counters {
 	uint64_t spans;
 	uint64_t bad_requests;
 	uint64_t faults;
+	uint64_t accepted; /* requests whose spans were written */
+	uint64_t dump_errors;
 } cnt;
 
 static volatile sig_atomic_t exiting;
@@ -84,6 +95,7 @@ enum {
 	OPT_RETRY_AFTER,
 	OPT_DELAY_MS,
 	OPT_MAX_BODY,
+	OPT_DUMP,
 };
 
 static const struct argp_option opts[] = {
@@ -98,6 +110,9 @@ static const struct argp_option opts[] = {
     {"retry-after", OPT_RETRY_AFTER, "S", 0, "add Retry-After: S to failure answers"},
     {"delay-ms", OPT_DELAY_MS, "MS", 0, "answer every request MS milliseconds late"},
     {"max-body", OPT_MAX_BODY, "BYTES", 0, "largest request body, after gunzip (64 MiB)"},
+    {"dump", OPT_DUMP, "DIR", 0,
+     "also write each accepted request body (gunzipped: an ExportTraceServiceRequest) to "
+     "DIR/request-N.bin, N counting from 1"},
     {},
 };
 
@@ -143,6 +158,9 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 	case OPT_MAX_BODY:
 		env.max_body = (size_t)parse_num(arg, 1, 1L << 32, state);
 		break;
+	case OPT_DUMP:
+		env.dump_dir = arg;
+		break;
 	default:
 		return ARGP_ERR_UNKNOWN;
 	}
@@ -151,30 +169,92 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 
 /* ---- JSON output ----------------------------------------------------------------------- */
 
+/*
+ * Spans are written in the agent's JSON span schema (agent/sink_json.c, README "JSON
+ * output"): the same keys in the same order, with the same string escaping, so that a line
+ * from `hoptrace -o json` and the line this receiver writes for the same span compare
+ * equal key by key. How OTLP maps onto it:
+ *
+ *   parent_span_id  "" when the span has none
+ *   kind, status    the OTLP enum names without their prefix ("SERVER", "ERROR"; "INTERNAL",
+ *                   "PRODUCER", "CONSUMER" and "UNSPECIFIED" for what SDKs may send)
+ *   status_message  Status.message, "" when none
+ *   service.name    the resource attribute service.name, else "unknown_service"
+ *   pid             the resource attribute process.pid (omitted when absent or not an int)
+ *   tid             the span attribute thread.id (omitted when absent or not an int)
+ *   trace_flags     the low 8 bits of Span.flags (W3C trace-flags)
+ *   attributes      every span attribute, typed: string, int, bool; doubles as numbers
+ *                   (NaN and infinities as null), bytes as lowercase hex, arrays and kvlists
+ *                   as JSON arrays and objects
+ *   links           [{trace_id, span_id, reason}], reason being the link attribute
+ *                   hoptrace.link.reason ("" when absent)
+ *   resource        every resource attribute, typed like attributes: besides what the
+ *                   agent's own output lists, service.name, process.pid, host.name,
+ *                   os.type, telemetry.sdk.* and whatever the sender adds
+ *
+ * Fields the agent's output does not have, all after "resource":
+ *   "parent_is_remote": bool   Span.flags bits 8-9, only when the sender says
+ *   "scope": {"name", "version"}   the instrumentation scope (also "attributes" when any)
+ *   "events": [{"name", "time_unix_ns", "attributes"}]   only when the span has events
+ *   "dropped_attributes_count", "dropped_events_count", "dropped_links_count"   when not 0
+ * and in a link, "tracestate" and "attributes" (those besides hoptrace.link.reason) when
+ * not empty. A key that repeats within one attribute list keeps its first value, as in the
+ * agent's output, so no object has duplicate keys.
+ */
+
+/* AnyValue arrays and kvlists nested deeper than this make the request a 400. */
+#define MAX_VALUE_DEPTH 32
+
+/* Write len bytes of untrusted text as a JSON string, escaped as agent/sink_json.c does. */
 static void json_str(FILE *f, const char *s, size_t len)
 {
-	fputc('"', f);
-	for (size_t i = 0; i < len;) {
-		unsigned char c = (unsigned char)s[i];
-		size_t n;
+	const unsigned char *p = (const unsigned char *)s, *end = p + len;
 
-		if (c == '"' || c == '\\') {
-			fputc('\\', f);
-			fputc(c, f);
-			i++;
-		} else if (c < 0x20 || c == 0x7f) {
-			fprintf(f, "\\u%04x", c);
-			i++;
-		} else if (c < 0x80) {
-			fputc(c, f);
-			i++;
-		} else if ((n = otlp_utf8_seq((const unsigned char *)s + i, len - i))) {
-			fwrite(s + i, 1, n, f);
-			i += n;
-		} else {
-			fputs("\\ufffd", f); /* other SDKs may send anything: keep the JSON valid */
-			i++;
+	fputc('"', f);
+	while (p < end) {
+		size_t n = otlp_utf8_seq(p, (size_t)(end - p));
+
+		if (n == 0) {
+			fputs("\\ufffd", f); /* not UTF-8: keep the line valid JSON */
+			p++;
+			continue;
 		}
+		if (n == 2 && p[0] == 0xc2 && p[1] < 0xa0) {
+			/* C1 control: valid JSON as is, but a terminal would obey it */
+			fprintf(f, "\\u%04x", p[1]);
+		} else if (n > 1) {
+			fwrite(p, 1, n, f);
+		} else {
+			switch (*p) {
+			case '"':
+				fputs("\\\"", f);
+				break;
+			case '\\':
+				fputs("\\\\", f);
+				break;
+			case '\n':
+				fputs("\\n", f);
+				break;
+			case '\r':
+				fputs("\\r", f);
+				break;
+			case '\t':
+				fputs("\\t", f);
+				break;
+			case '\b':
+				fputs("\\b", f);
+				break;
+			case '\f':
+				fputs("\\f", f);
+				break;
+			default:
+				if (*p < 0x20 || *p == 0x7f)
+					fprintf(f, "\\u%04x", *p);
+				else
+					fputc(*p, f);
+			}
+		}
+		p += n;
 	}
 	fputc('"', f);
 }
@@ -184,23 +264,34 @@ static void json_cstr(FILE *f, const char *s)
 	json_str(f, s ? s : "", s ? strlen(s) : 0);
 }
 
+/* An id as lowercase hex; "" when absent (validate_ids vouched for the length). */
 static void json_hex(FILE *f, const ProtobufCBinaryData *b)
 {
-	if (!b->len) {
-		fputs("null", f);
-		return;
-	}
+	static const char digits[] = "0123456789abcdef";
+
 	fputc('"', f);
-	for (size_t i = 0; i < b->len; i++)
-		fprintf(f, "%02x", b->data[i]);
+	for (size_t i = 0; i < b->len; i++) {
+		fputc(digits[b->data[i] >> 4], f);
+		fputc(digits[b->data[i] & 0xf], f);
+	}
 	fputc('"', f);
 }
 
-static void json_kvs(FILE *f, KeyValue **kv, size_t n, int depth);
+/* Writes `,"key":` (the comma unless first) and clears *first. */
+static void json_key(FILE *f, const char *key, bool *first)
+{
+	if (!*first)
+		fputc(',', f);
+	*first = false;
+	json_cstr(f, key);
+	fputc(':', f);
+}
+
+static void json_kvs(FILE *f, KeyValue **kv, size_t n, const char *skip, int depth);
 
 static void json_any(FILE *f, const AnyValue *v, int depth)
 {
-	if (!v || depth > 16) {
+	if (!v || depth > MAX_VALUE_DEPTH) {
 		fputs("null", f);
 		return;
 	}
@@ -215,7 +306,7 @@ static void json_any(FILE *f, const AnyValue *v, int depth)
 		fprintf(f, "%" PRId64, v->int_value);
 		break;
 	case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE:
-		if (v->double_value != v->double_value || v->double_value * 0 != 0)
+		if (!isfinite(v->double_value))
 			fputs("null", f); /* NaN and infinities are not JSON */
 		else
 			fprintf(f, "%.17g", v->double_value);
@@ -234,54 +325,189 @@ static void json_any(FILE *f, const AnyValue *v, int depth)
 		break;
 	case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_KVLIST_VALUE:
 		if (v->kvlist_value)
-			json_kvs(f, v->kvlist_value->values, v->kvlist_value->n_values, depth + 1);
+			json_kvs(f, v->kvlist_value->values, v->kvlist_value->n_values, NULL,
+				 depth + 1);
 		else
 			fputs("{}", f);
 		break;
 	default:
-		fputs("null", f);
+		fputs("null", f); /* AnyValue with no value set: OTLP's empty value */
 	}
 }
 
-static void json_kvs(FILE *f, KeyValue **kv, size_t n, int depth)
+static bool key_seen_before(KeyValue **kv, size_t idx)
 {
+	for (size_t i = 0; i < idx; i++)
+		if (!strcmp(kv[i]->key, kv[idx]->key))
+			return true;
+	return false;
+}
+
+/* Order of indices into a KeyValue list: by key, then by position. */
+static int cmp_key_index(const void *a, const void *b, void *arg)
+{
+	KeyValue **kv = arg;
+	size_t i = *(const size_t *)a, j = *(const size_t *)b;
+	int c = strcmp(kv[i]->key, kv[j]->key);
+
+	return c ? c : (i > j) - (i < j);
+}
+
+/*
+ * For long lists, which key repeats an earlier one: sorting is O(n log n) where asking
+ * key_seen_before of each is O(n^2), minutes for the 10^6 attributes a 64 MiB request can
+ * hold. NULL (use key_seen_before) for short lists or without memory.
+ */
+static bool *repeated_keys(KeyValue **kv, size_t n)
+{
+	size_t *idx;
+	bool *rep;
+
+	if (n <= 64)
+		return NULL;
+	idx = malloc(n * sizeof(*idx));
+	rep = calloc(n, sizeof(*rep));
+	if (!idx || !rep) {
+		free(idx);
+		free(rep);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+		idx[i] = i;
+	qsort_r(idx, n, sizeof(*idx), cmp_key_index, kv);
+	for (size_t i = 1; i < n; i++)
+		rep[idx[i]] = !strcmp(kv[idx[i]]->key, kv[idx[i - 1]]->key);
+	free(idx);
+	return rep;
+}
+
+/* A JSON object of the key/values, without the key skip (NULL: none) and repeated keys. */
+static void json_kvs(FILE *f, KeyValue **kv, size_t n, const char *skip, int depth)
+{
+	bool *rep = repeated_keys(kv, n);
+	bool first = true;
+
 	fputc('{', f);
 	for (size_t i = 0; i < n; i++) {
-		if (i)
-			fputc(',', f);
-		json_cstr(f, kv[i]->key);
-		fputc(':', f);
+		if ((skip && !strcmp(kv[i]->key, skip)) || (rep ? rep[i] : key_seen_before(kv, i)))
+			continue;
+		json_key(f, kv[i]->key, &first);
 		json_any(f, kv[i]->value, depth);
 	}
 	fputc('}', f);
+	free(rep);
 }
 
+/* The value of the first attribute named key, NULL if none. */
 static const AnyValue *find_attr(KeyValue **kv, size_t n, const char *key)
 {
 	for (size_t i = 0; i < n; i++)
-		if (kv[i]->key && !strcmp(kv[i]->key, key))
+		if (!strcmp(kv[i]->key, key))
 			return kv[i]->value;
 	return NULL;
 }
 
+static bool any_is(const AnyValue *v, int value_case)
+{
+	return v && (int)v->value_case == value_case;
+}
+
+#define IS_STRING OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE
+#define IS_INT OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE
+
 static const char *kind_name(int kind)
 {
-	static const char *const names[] = {"unspecified", "internal", "server",
-					    "client",	   "producer", "consumer"};
+	static const char *const names[] = {"UNSPECIFIED", "INTERNAL", "SERVER",
+					    "CLIENT",	   "PRODUCER", "CONSUMER"};
 
-	return kind >= 0 && kind < 6 ? names[kind] : "unspecified";
+	return kind >= 0 && kind < 6 ? names[kind] : "UNSPECIFIED";
 }
 
 static const char *status_name(int code)
 {
-	return code == 1 ? "ok" : code == 2 ? "error" : "unset";
+	return code == 1 ? "OK" : code == 2 ? "ERROR" : "UNSET";
 }
 
-/* One span per line; field names follow the agent's --output json schema. */
-static void json_span(FILE *f, const Span *s, KeyValue **res, size_t nres, const char *scope)
+/* Span.flags bits 8 and 9 (SpanFlags in trace.proto). */
+#define FLAG_HAS_IS_REMOTE 0x100u
+#define FLAG_IS_REMOTE 0x200u
+
+static void json_links(FILE *f, const Span *s)
 {
-	const AnyValue *svc = find_attr(res, nres, "service.name");
-	const AnyValue *pid = find_attr(res, nres, "process.pid");
+	fputc('[', f);
+	for (size_t i = 0; i < s->n_links; i++) {
+		const Opentelemetry__Proto__Trace__V1__Span__Link *l = s->links[i];
+		const AnyValue *reason = find_attr(l->attributes, l->n_attributes, LINK_REASON);
+		size_t nother = 0;
+
+		for (size_t j = 0; j < l->n_attributes; j++)
+			nother += strcmp(l->attributes[j]->key, LINK_REASON) != 0;
+		fputs(i ? ",{\"trace_id\":" : "{\"trace_id\":", f);
+		json_hex(f, &l->trace_id);
+		fputs(",\"span_id\":", f);
+		json_hex(f, &l->span_id);
+		fputs(",\"reason\":", f);
+		json_cstr(f, any_is(reason, IS_STRING) ? reason->string_value : "");
+		if (l->trace_state[0]) {
+			fputs(",\"tracestate\":", f);
+			json_cstr(f, l->trace_state);
+		}
+		if (nother) {
+			fputs(",\"attributes\":", f);
+			json_kvs(f, l->attributes, l->n_attributes, LINK_REASON, 0);
+		}
+		fputc('}', f);
+	}
+	fputc(']', f);
+}
+
+static void json_extras(FILE *f, const Span *s, const Scope *scope)
+{
+	if (s->flags & FLAG_HAS_IS_REMOTE)
+		fprintf(f, ",\"parent_is_remote\":%s",
+			s->flags & FLAG_IS_REMOTE ? "true" : "false");
+	fputs(",\"scope\":{\"name\":", f);
+	json_cstr(f, scope ? scope->name : "");
+	fputs(",\"version\":", f);
+	json_cstr(f, scope ? scope->version : "");
+	if (scope && scope->n_attributes) {
+		fputs(",\"attributes\":", f);
+		json_kvs(f, scope->attributes, scope->n_attributes, NULL, 0);
+	}
+	fputc('}', f);
+	if (s->n_events) {
+		fputs(",\"events\":[", f);
+		for (size_t i = 0; i < s->n_events; i++) {
+			const Opentelemetry__Proto__Trace__V1__Span__Event *e = s->events[i];
+
+			fputs(i ? ",{\"name\":" : "{\"name\":", f);
+			json_cstr(f, e->name);
+			fprintf(f,
+				",\"time_unix_ns\":%" PRIu64 ",\"attributes\":", e->time_unix_nano);
+			json_kvs(f, e->attributes, e->n_attributes, NULL, 0);
+			fputc('}', f);
+		}
+		fputc(']', f);
+	}
+	if (s->dropped_attributes_count)
+		fprintf(f, ",\"dropped_attributes_count\":%" PRIu32, s->dropped_attributes_count);
+	if (s->dropped_events_count)
+		fprintf(f, ",\"dropped_events_count\":%" PRIu32, s->dropped_events_count);
+	if (s->dropped_links_count)
+		fprintf(f, ",\"dropped_links_count\":%" PRIu32, s->dropped_links_count);
+}
+
+/* One span, one line. */
+static void json_span(FILE *f, const Span *s, const Resource *res, const Scope *scope)
+{
+	KeyValue **rkv = res ? res->attributes : NULL;
+	size_t nrkv = res ? res->n_attributes : 0;
+	const AnyValue *svc = find_attr(rkv, nrkv, "service.name");
+	const AnyValue *pid = find_attr(rkv, nrkv, "process.pid");
+	const AnyValue *tid = find_attr(s->attributes, s->n_attributes, "thread.id");
+	uint64_t duration = s->end_time_unix_nano >= s->start_time_unix_nano
+				? s->end_time_unix_nano - s->start_time_unix_nano
+				: 0;
 
 	fputs("{\"trace_id\":", f);
 	json_hex(f, &s->trace_id);
@@ -291,45 +517,29 @@ static void json_span(FILE *f, const Span *s, KeyValue **res, size_t nres, const
 	json_hex(f, &s->parent_span_id);
 	fputs(",\"name\":", f);
 	json_cstr(f, s->name);
-	fprintf(f, ",\"kind\":\"%s\",\"start_unix_ns\":%" PRIu64 ",\"end_unix_ns\":%" PRIu64,
-		kind_name(s->kind), s->start_time_unix_nano, s->end_time_unix_nano);
-	fprintf(f, ",\"status\":\"%s\"", status_name(s->status ? s->status->code : 0));
-	if (s->status && s->status->message && *s->status->message) {
-		fputs(",\"status_message\":", f);
-		json_cstr(f, s->status->message);
-	}
+	fprintf(f,
+		",\"kind\":\"%s\",\"start_unix_ns\":%" PRIu64 ",\"end_unix_ns\":%" PRIu64
+		",\"duration_ns\":%" PRIu64,
+		kind_name(s->kind), s->start_time_unix_nano, s->end_time_unix_nano, duration);
+	fprintf(f, ",\"status\":\"%s\",\"status_message\":",
+		status_name(s->status ? s->status->code : 0));
+	json_cstr(f, s->status ? s->status->message : "");
 	fputs(",\"service.name\":", f);
-	json_any(f, svc, 0);
-	if (pid) {
-		fputs(",\"pid\":", f);
-		json_any(f, pid, 0);
-	}
-	if (s->trace_state && *s->trace_state) {
-		fputs(",\"trace_state\":", f);
-		json_cstr(f, s->trace_state);
-	}
-	fprintf(f, ",\"flags\":%" PRIu32, s->flags);
+	json_cstr(f, any_is(svc, IS_STRING) && svc->string_value[0] ? svc->string_value
+								    : "unknown_service");
+	if (any_is(pid, IS_INT))
+		fprintf(f, ",\"pid\":%" PRId64, pid->int_value);
+	if (any_is(tid, IS_INT))
+		fprintf(f, ",\"tid\":%" PRId64, tid->int_value);
+	fprintf(f, ",\"trace_flags\":%" PRIu32 ",\"tracestate\":", s->flags & 0xffu);
+	json_cstr(f, s->trace_state);
 	fputs(",\"attributes\":", f);
-	json_kvs(f, s->attributes, s->n_attributes, 0);
-	if (s->n_links) {
-		fputs(",\"links\":[", f);
-		for (size_t i = 0; i < s->n_links; i++) {
-			const Opentelemetry__Proto__Trace__V1__Span__Link *l = s->links[i];
-
-			fputs(i ? ",{\"trace_id\":" : "{\"trace_id\":", f);
-			json_hex(f, &l->trace_id);
-			fputs(",\"span_id\":", f);
-			json_hex(f, &l->span_id);
-			fputs(",\"attributes\":", f);
-			json_kvs(f, l->attributes, l->n_attributes, 0);
-			fputc('}', f);
-		}
-		fputc(']', f);
-	}
-	fputs(",\"scope\":", f);
-	json_cstr(f, scope);
+	json_kvs(f, s->attributes, s->n_attributes, NULL, 0);
+	fputs(",\"links\":", f);
+	json_links(f, s);
 	fputs(",\"resource\":", f);
-	json_kvs(f, res, nres, 0);
+	json_kvs(f, rkv, nrkv, NULL, 0);
+	json_extras(f, s, scope);
 	fputs("}\n", f);
 }
 
@@ -339,19 +549,172 @@ static size_t write_spans(const Request *req)
 
 	for (size_t i = 0; i < req->n_resource_spans; i++) {
 		const Opentelemetry__Proto__Trace__V1__ResourceSpans *rs = req->resource_spans[i];
-		KeyValue **res = rs->resource ? rs->resource->attributes : NULL;
-		size_t nres = rs->resource ? rs->resource->n_attributes : 0;
 
 		for (size_t j = 0; j < rs->n_scope_spans; j++) {
 			const Opentelemetry__Proto__Trace__V1__ScopeSpans *ss = rs->scope_spans[j];
-			const char *scope = ss->scope && ss->scope->name ? ss->scope->name : "";
 
 			for (size_t k = 0; k < ss->n_spans; k++, n++)
-				json_span(out, ss->spans[k], res, nres, scope);
+				json_span(out, ss->spans[k], rs->resource, ss->scope);
 		}
 	}
 	fflush(out);
 	return n;
+}
+
+/* ---- request validation ---------------------------------------------------------------- */
+
+/*
+ * protobuf-c unpacks nested messages recursively, without a depth limit: a few MB of AnyValue
+ * arrays nested in one another overflow the stack. So before unpacking, walk the wire format
+ * along the OTLP message types (the only recursive ones are AnyValue's arrays and kvlists)
+ * and refuse what nests too deep. Anything else malformed is left to protobuf-c to refuse.
+ */
+enum msg_type {
+	M_REQUEST,
+	M_RESOURCE_SPANS,
+	M_RESOURCE,
+	M_SCOPE_SPANS,
+	M_SCOPE,
+	M_SPAN,
+	M_EVENT,
+	M_LINK,
+	M_KEY_VALUE,
+	M_ANY_VALUE,
+	M_ARRAY,
+	M_KVLIST,
+	M_NONE,
+};
+
+/* The message type of field `field` of a `type` message, M_NONE for scalars and strings. */
+static enum msg_type child_type(enum msg_type type, uint64_t field)
+{
+	static const struct {
+		uint8_t parent, field, child;
+	} edges[] = {
+	    {M_REQUEST, 1, M_RESOURCE_SPANS},
+	    {M_RESOURCE_SPANS, 1, M_RESOURCE},
+	    {M_RESOURCE_SPANS, 2, M_SCOPE_SPANS},
+	    {M_RESOURCE, 1, M_KEY_VALUE},
+	    {M_SCOPE_SPANS, 1, M_SCOPE},
+	    {M_SCOPE_SPANS, 2, M_SPAN},
+	    {M_SCOPE, 3, M_KEY_VALUE},
+	    {M_SPAN, 9, M_KEY_VALUE},
+	    {M_SPAN, 11, M_EVENT},
+	    {M_SPAN, 13, M_LINK},
+	    {M_EVENT, 3, M_KEY_VALUE},
+	    {M_LINK, 4, M_KEY_VALUE},
+	    {M_KEY_VALUE, 2, M_ANY_VALUE},
+	    {M_ANY_VALUE, 5, M_ARRAY},
+	    {M_ANY_VALUE, 6, M_KVLIST},
+	    {M_ARRAY, 1, M_ANY_VALUE},
+	    {M_KVLIST, 1, M_KEY_VALUE},
+	};
+
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
+		if (edges[i].parent == type && edges[i].field == field)
+			return (enum msg_type)edges[i].child;
+	return M_NONE;
+}
+
+static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	*v = 0;
+	for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * 0 if the message nests no deeper than allowed; -ELOOP if it does; -EBADMSG if it is not
+ * even protobuf. depth counts AnyValue levels; the walk recurses once per message level,
+ * of which there are at most 2 * MAX_VALUE_DEPTH + 8.
+ */
+static int check_nesting(const uint8_t *p, const uint8_t *end, enum msg_type type, int depth)
+{
+	if (type == M_ANY_VALUE && ++depth > MAX_VALUE_DEPTH)
+		return -ELOOP;
+	while (p < end) {
+		uint64_t tag, len;
+		enum msg_type child;
+		int err;
+
+		if (!read_varint(&p, end, &tag))
+			return -EBADMSG;
+		switch (tag & 7) {
+		case 0:
+			if (!read_varint(&p, end, &len))
+				return -EBADMSG;
+			break;
+		case 1:
+			if (end - p < 8)
+				return -EBADMSG;
+			p += 8;
+			break;
+		case 5:
+			if (end - p < 4)
+				return -EBADMSG;
+			p += 4;
+			break;
+		case 2:
+			if (!read_varint(&p, end, &len) || len > (uint64_t)(end - p))
+				return -EBADMSG;
+			child = child_type(type, tag >> 3);
+			if (child != M_NONE) {
+				err = check_nesting(p, p + len, child, depth);
+				if (err)
+					return err;
+			}
+			p += len;
+			break;
+		default:
+			return -EBADMSG; /* groups (3, 4) are not proto3 */
+		}
+	}
+	return 0;
+}
+
+/* An id field is absent or exactly n bytes: other lengths are invalid ids (OTLP spec). */
+static bool id_ok(const ProtobufCBinaryData *b, size_t n)
+{
+	return b->len == 0 || b->len == n;
+}
+
+/*
+ * Ids of valid lengths, as the OpenTelemetry Collector requires (it answers 400 otherwise).
+ * A span without a trace or span id is not a span either.
+ */
+static const char *invalid_ids(const Request *req)
+{
+	for (size_t i = 0; i < req->n_resource_spans; i++) {
+		const Opentelemetry__Proto__Trace__V1__ResourceSpans *rs = req->resource_spans[i];
+
+		for (size_t j = 0; j < rs->n_scope_spans; j++) {
+			const Opentelemetry__Proto__Trace__V1__ScopeSpans *ss = rs->scope_spans[j];
+
+			for (size_t k = 0; k < ss->n_spans; k++) {
+				const Span *s = ss->spans[k];
+
+				if (s->trace_id.len != 16)
+					return "a span's trace_id is not 16 bytes";
+				if (s->span_id.len != 8)
+					return "a span's span_id is not 8 bytes";
+				if (!id_ok(&s->parent_span_id, 8))
+					return "a span's parent_span_id is neither empty nor 8 "
+					       "bytes";
+				for (size_t l = 0; l < s->n_links; l++)
+					if (s->links[l]->trace_id.len != 16 ||
+					    s->links[l]->span_id.len != 8)
+						return "a link's trace_id or span_id has a wrong "
+						       "length";
+			}
+		}
+	}
+	return NULL;
 }
 
 /* ---- HTTP ------------------------------------------------------------------------------ */
@@ -629,6 +992,23 @@ static long dechunk(const uint8_t *b, size_t len, struct otlp_buf *body)
 	}
 }
 
+/* --dump: the body as received (after gunzip), for decoders other than this one. */
+static void dump_body(const uint8_t *body, size_t len)
+{
+	char path[4096];
+	FILE *f;
+	bool ok;
+
+	snprintf(path, sizeof(path), "%s/request-%" PRIu64 ".bin", env.dump_dir, cnt.accepted);
+	f = fopen(path, "w");
+	ok = f && fwrite(body, 1, len, f) == len;
+	if (f && fclose(f))
+		ok = false;
+	if (!ok && !cnt.dump_errors++)
+		log_error("cannot write %s: %s (further dump errors are only counted)", path,
+			  strerror(errno));
+}
+
 static void handle_traces(struct conn *c, const struct request *rq, const uint8_t *body, size_t len)
 {
 	static const uint8_t empty[1];
@@ -637,6 +1017,7 @@ static void handle_traces(struct conn *c, const struct request *rq, const uint8_
 			    .content_type = "application/x-protobuf",
 			    .body = empty,
 			    .close = !rq->keep_alive};
+	const char *bad_ids;
 	Request *req;
 	size_t n;
 	int err;
@@ -665,15 +1046,34 @@ static void handle_traces(struct conn *c, const struct request *rq, const uint8_
 			     !rq->keep_alive, false);
 		goto out;
 	}
-	req = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
-	    NULL, len, body);
+	err = check_nesting(body, body + len, M_REQUEST, 0);
+	if (err == -ELOOP) {
+		answer_error(c, 400, 3,
+			     "attribute values nested deeper than " STR(MAX_VALUE_DEPTH) " levels",
+			     !rq->keep_alive, false);
+		goto out;
+	}
+	req =
+	    err ? NULL
+		: opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
+		      NULL, len, body);
 	if (!req) {
 		answer_error(c, 400, 3, "body is not an ExportTraceServiceRequest", !rq->keep_alive,
 			     false);
 		goto out;
 	}
+	bad_ids = invalid_ids(req);
+	if (bad_ids) {
+		answer_error(c, 400, 3, bad_ids, !rq->keep_alive, false);
+		opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(
+		    req, NULL);
+		goto out;
+	}
 	n = write_spans(req);
 	cnt.spans += n;
+	cnt.accepted++;
+	if (env.dump_dir)
+		dump_body(body, len);
 	opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(
 	    req, NULL);
 	if (!env.quiet)
@@ -978,6 +1378,11 @@ int main(int argc, char **argv)
 		return 2;
 	if (env.fail_first && !env.fail_status)
 		env.fail_status = 503;
+	if (env.dump_dir && access(env.dump_dir, W_OK | X_OK)) {
+		log_error("--dump %s: %s (give an existing, writable directory)", env.dump_dir,
+			  strerror(errno));
+		return 1;
+	}
 	out = stdout;
 	if (env.output) {
 		out = fopen(env.output, "a");
@@ -1006,7 +1411,8 @@ int main(int argc, char **argv)
 	if (out != stdout)
 		fclose(out);
 	log_info("exit: %" PRIu64 " connections, %" PRIu64 " requests, %" PRIu64 " spans, %" PRIu64
-		 " bad requests, %" PRIu64 " injected failures",
-		 cnt.connections, cnt.requests, cnt.spans, cnt.bad_requests, cnt.faults);
+		 " bad requests, %" PRIu64 " injected failures%s",
+		 cnt.connections, cnt.requests, cnt.spans, cnt.bad_requests, cnt.faults,
+		 cnt.dump_errors ? ", some request dumps failed" : "");
 	return 0;
 }

@@ -419,7 +419,7 @@ static void roundtrip_http(const char *compression)
 	stop(pid);
 	assert_int_equal(count_lines("out.jsonl", NULL), 1000);
 	assert_int_equal(count_lines("out.jsonl", "\"service.name\":\"users\""), 1000);
-	assert_int_equal(count_lines("out.jsonl", "\"kind\":\"server\""), 1000);
+	assert_int_equal(count_lines("out.jsonl", "\"kind\":\"SERVER\""), 1000);
 	assert_true(file_has("out.jsonl", "\"span_id\":\"5a000000000003e7\""));
 	assert_true(file_has("out.jsonl", "\"http.response.status_code\":200"));
 	assert_true(file_has("out.jsonl", "\"process.pid\":4242"));
