@@ -120,38 +120,55 @@ static uint64_t endpoints_key(const uint8_t *a_addr, uint16_t a_port, const uint
 	return (h ^ b_port) * 1099511628211ULL;
 }
 
-static uint64_t client_key(const struct ht_tuple *t)
+static uint64_t tuple_key(const struct ht_tuple *t)
 {
 	return endpoints_key(t->laddr, t->lport, t->raddr, t->rport);
 }
 
-/* The client connection at the other end of a server connection, if it is on this host. */
-static struct conn *find_local_client(struct tracker *t, const struct ht_tuple *server)
+/* The connection at the other end of c on this host, with the opposite role. */
+static struct conn *find_local_peer(struct tracker *t, const struct conn *c)
 {
-	struct conn *cc = u64map_get(&t->clients_by_tuple,
-				     endpoints_key(server->raddr, server->rport, server->laddr,
-						   server->lport));
+	const struct ht_tuple *tp = &c->info.tuple;
+	struct conn *pc;
 
-	if (!server->family) /* TLS session without a known socket: endpoints unknown */
+	if (!tp->family) /* TLS session without a known socket: endpoints unknown */
 		return NULL;
-	if (!cc || cc->info.tuple.lport != server->rport || cc->info.tuple.rport != server->lport ||
-	    memcmp(cc->info.tuple.laddr, server->raddr, 16) != 0 ||
-	    memcmp(cc->info.tuple.raddr, server->laddr, 16) != 0)
+	pc = u64map_get(&t->conns_by_tuple,
+			endpoints_key(tp->raddr, tp->rport, tp->laddr, tp->lport));
+	if (!pc || pc->role == c->role || pc->info.tuple.lport != tp->rport ||
+	    pc->info.tuple.rport != tp->lport || memcmp(pc->info.tuple.laddr, tp->raddr, 16) ||
+	    memcmp(pc->info.tuple.raddr, tp->laddr, 16))
 		return NULL;
-	return cc;
+	return pc;
 }
 
-/* The oldest request on a client connection whose server side has not been seen yet: both
- * ends see the same requests in the same order. */
-static struct exchange *first_unseen_request(struct conn *cc)
+/* The oldest request on a connection whose other end has not been seen yet: both ends see
+ * the same requests in the same order. */
+static struct exchange *first_unseen_request(struct conn *c)
 {
-	for (unsigned i = 0; i < cc->qlen; i++) {
-		struct exchange *ex = cc->queue[(cc->qhead + i) % CONN_MAX_PENDING];
+	for (unsigned i = 0; i < c->qlen; i++) {
+		struct exchange *ex = c->queue[(c->qhead + i) % CONN_MAX_PENDING];
 
 		if (!ex->peer_seen)
 			return ex;
 	}
 	return NULL;
+}
+
+/* A request just queued on c: if the other end of the connection is on this host and has
+ * this request too, introduce the two exchanges. Either end can be processed first: on
+ * loopback the receiver's read often completes before the sender's write returns. */
+static void link_same_host(struct tracker *t, struct conn *c, struct exchange *ex)
+{
+	struct conn *pc = find_local_peer(t, c);
+	struct exchange *other = pc ? first_unseen_request(pc) : NULL;
+
+	if (!other)
+		return;
+	if (c->role == ROLE_SERVER)
+		exchange_link_peers(t, ex, other);
+	else
+		exchange_link_peers(t, other, ex);
 }
 
 /* End every request still waiting on c with an error saying why. */
@@ -168,8 +185,8 @@ static void conn_fail_pending(struct conn *c, uint64_t end_ns, const char *why)
 static void conn_free(struct tracker *t, struct conn *c)
 {
 	u64map_del(&t->conns, c->cookie);
-	if (c->role == ROLE_CLIENT && u64map_get(&t->clients_by_tuple, client_key(&c->info.tuple)) == c)
-		u64map_del(&t->clients_by_tuple, client_key(&c->info.tuple));
+	if (c->role != ROLE_UNKNOWN && u64map_get(&t->conns_by_tuple, tuple_key(&c->info.tuple)) == c)
+		u64map_del(&t->conns_by_tuple, tuple_key(&c->info.tuple));
 	for (int d = 0; d < 2; d++)
 		http1_parser_free(&c->parser[d]);
 	free(c);
@@ -192,8 +209,8 @@ static bool conn_assign_role(struct conn *c, const struct ht_data_event *ev,
 	else
 		c->role = ROLE_CLIENT;
 	/* best effort: without the entry a same-host hop is just not recognised */
-	if (c->role == ROLE_CLIENT)
-		u64map_put(&c->t->clients_by_tuple, client_key(&c->info.tuple), c);
+	if (c->info.tuple.family)
+		u64map_put(&c->t->conns_by_tuple, tuple_key(&c->info.tuple), c);
 	req_dir = c->role == ROLE_SERVER ? HT_DIR_INGRESS : HT_DIR_EGRESS;
 	http1_parser_init(&c->parser[req_dir], HTTP1_REQUEST, &parser_callbacks,
 			  &c->dctx[req_dir]);
@@ -250,19 +267,18 @@ static enum http1_body_rule on_request_head(struct conn *c, const struct http1_h
 	struct tracker *t = c->t;
 	struct exchange *ex;
 
-	if (c->role == ROLE_SERVER) {
-		struct conn *cc = find_local_client(t, &c->info.tuple);
-
-		ex = exchange_start_server(t, &c->info, h, t->cur_tid,
-					   cc ? first_unseen_request(cc) : NULL);
-	} else
+	if (c->role == ROLE_SERVER)
+		ex = exchange_start_server(t, &c->info, h, t->cur_tid);
+	else
 		ex = exchange_start_client(t, &c->info, h, t->cur_tid);
 	if (!ex)
 		return HTTP1_BODY_AUTO;
 	if (queue_push(c, ex)) {
 		STAT_INC(drop_pending_overflow);
 		exchange_discard(t, ex);
+		return HTTP1_BODY_AUTO;
 	}
+	link_same_host(t, c, ex);
 	return HTTP1_BODY_AUTO;
 }
 
@@ -488,7 +504,7 @@ int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_opt
 	err = u64map_init(&t->conns, CONN_TABLE_MAX);
 	if (err)
 		return err;
-	err = u64map_init(&t->clients_by_tuple, CONN_TABLE_MAX);
+	err = u64map_init(&t->conns_by_tuple, CONN_TABLE_MAX);
 	if (err)
 		goto err_conns;
 	err = proc_table__init(&t->procs, NULL);
@@ -502,7 +518,7 @@ int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_opt
 err_procs:
 	proc_table__free(&t->procs);
 err_conns:
-	u64map_free(&t->clients_by_tuple);
+	u64map_free(&t->conns_by_tuple);
 	u64map_free(&t->conns);
 	return err;
 }
@@ -552,7 +568,7 @@ void tracker__shutdown(struct tracker *t)
 		conn_free(t, c);
 	}
 	u64map_free(&t->conns);
-	u64map_free(&t->clients_by_tuple);
+	u64map_free(&t->conns_by_tuple);
 	correlate__free(&t->corr);
 	proc_table__free(&t->procs);
 }

@@ -29,7 +29,7 @@ struct tracker_options {
 struct tracker {
 	struct tracker_options opt;
 	struct u64map conns;	   /* cookie -> struct conn */
-	struct u64map clients_by_tuple; /* hash of a client conn's tuple -> struct conn */
+	struct u64map conns_by_tuple; /* hash of a conn's (local, remote) tuple -> conn */
 	struct proc_table procs;
 	struct correlate corr;
 	struct sink *sink;

@@ -252,18 +252,17 @@ static const char *service_of(const struct span *s)
 	return s->resource && s->resource->service_name ? s->resource->service_name : "?";
 }
 
-/* The caller of this request is on this host: tell each side about the other, and, when
- * the request lost its context on the way and stitching is on, join the caller's trace. */
-static void link_local_caller(struct tracker *t, struct exchange *ex, struct exchange *caller)
+void exchange_link_peers(struct tracker *t, struct exchange *ex, struct exchange *caller)
 {
 	struct span *s = ex->span, *cs = caller->span;
 	const char *svc = service_of(cs);
 
-	caller->peer_seen = true;
+	ex->peer_seen = caller->peer_seen = true;
 	span_set_str(s, "hoptrace.caller.service", svc, strlen(svc));
 	svc = service_of(s);
 	span_set_str(cs, "hoptrace.callee.service", svc, strlen(svc));
-	if (ex->in_valid || !t->opt.stitch)
+	/* a span that already has children keeps its trace: rewriting it would orphan them */
+	if (ex->in_valid || !t->opt.stitch || ex->has_children)
 		return;
 	memcpy(s->trace_id, cs->trace_id, 16);
 	memcpy(s->parent_span_id, cs->span_id, 8);
@@ -273,8 +272,7 @@ static void link_local_caller(struct tracker *t, struct exchange *ex, struct exc
 }
 
 struct exchange *exchange_start_server(struct tracker *t, const struct conn_info *ci,
-				       const struct http1_head *h, uint32_t tid,
-				       struct exchange *caller)
+				       const struct http1_head *h, uint32_t tid)
 {
 	struct exchange *ex = exchange_new(t, ci, h, tid, SPAN_KIND_SERVER);
 	struct trace_context in;
@@ -301,8 +299,6 @@ struct exchange *exchange_start_server(struct tracker *t, const struct conn_info
 	span_set_str(s, "hoptrace.traceparent.received",
 		     ex->in_valid ? "valid" : (h->traceparent_count ? "invalid" : "none"),
 		     ex->in_valid ? 5 : (h->traceparent_count ? 7 : 4));
-	if (caller)
-		link_local_caller(t, ex, caller);
 	set_server_attrs(s, h, ci);
 	ex->inflight.tgid = ci->tgid;
 	ex->inflight.tid = tid;
@@ -466,6 +462,8 @@ struct exchange *exchange_start_client(struct tracker *t, const struct conn_info
 	has_out = request_context(h, &out, s->tracestate, sizeof(s->tracestate));
 	correlate__find_parent(&t->corr, ci->tgid, tid, has_out ? out.trace_id : NULL, &m);
 	count_parent(m.conf);
+	if (m.parent)
+		exchange_of(m.parent)->has_children = true;
 	if (has_out) {
 		ids_from_outgoing(s, &out, &m);
 	} else if (m.parent) {

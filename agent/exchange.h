@@ -35,21 +35,17 @@ struct exchange {
 	bool is_connect;	  /* CONNECT: a 2xx response opens a tunnel */
 	bool in_valid;		  /* server: arrived with a valid traceparent */
 	bool in_tracestate;	  /* server: ... and a tracestate */
-	bool peer_seen;		  /* client: the server side of the call was seen on this host */
+	bool peer_seen;		  /* the other end of the request was seen on this host */
+	bool has_children;	  /* server: a client span took this span as its parent */
 };
 
-/* A client request seen on this host by the server that received it. */
-struct exchange_peer {
-	struct exchange *client;     /* the client exchange (still open) */
-	const char *client_service;  /* its process's service name */
-};
 
-/* A request received on a server connection. tid read it. caller: the client side of the
- * same request when it was sent from this host (same connection, other end), else NULL.
- * NULL on allocation failure. */
+/* A request received on a server connection. tid read it. NULL on allocation failure. */
 struct exchange *exchange_start_server(struct tracker *t, const struct conn_info *ci,
-				       const struct http1_head *h, uint32_t tid,
-				       struct exchange *caller);
+				       const struct http1_head *h, uint32_t tid);
+/* Both ends of one request were seen on this host: name each side to the other, and stitch
+ * the server span into the caller's trace when it lost the context (--repair=stitch). */
+void exchange_link_peers(struct tracker *t, struct exchange *server, struct exchange *client);
 /* A request sent on a client connection by tid; finds its parent. */
 struct exchange *exchange_start_client(struct tracker *t, const struct conn_info *ci,
 				       const struct http1_head *h, uint32_t tid);
