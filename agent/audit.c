@@ -13,8 +13,8 @@
 #define AUDIT_MAX_EDGES 4096
 
 static const char *const result_names[PROP__COUNT] = {
-	[PROP_NONE] = "unclassified", [PROP_OK] = "ok",		[PROP_FORWARDED] = "forwarded",
-	[PROP_RESTARTED] = "restarted", [PROP_DROPPED] = "dropped", [PROP_INVALID] = "invalid",
+    [PROP_NONE] = "unclassified",   [PROP_OK] = "ok",		[PROP_FORWARDED] = "forwarded",
+    [PROP_RESTARTED] = "restarted", [PROP_DROPPED] = "dropped", [PROP_INVALID] = "invalid",
 };
 
 const char *propagation_result_name(enum propagation_result r)
@@ -115,7 +115,11 @@ static void utf8_sanitise(const char *s, char *out, size_t outlen)
 	size_t o = 0;
 
 	while (*p && o + 4 < outlen) {
-		size_t n = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3 : (*p >> 3) == 30 ? 4 : 0;
+		size_t n = *p < 0x80	     ? 1
+			   : (*p >> 5) == 6  ? 2
+			   : (*p >> 4) == 14 ? 3
+			   : (*p >> 3) == 30 ? 4
+					     : 0;
 		size_t i = 1;
 
 		for (; n && i < n; i++)
@@ -124,7 +128,8 @@ static void utf8_sanitise(const char *s, char *out, size_t outlen)
 		/* reject overlongs and surrogates the cheap way: re-check the lead/next pair */
 		if (n > 1 && i == n &&
 		    !((n == 2 && *p < 0xc2) || (n == 3 && *p == 0xe0 && p[1] < 0xa0) ||
-		      (n == 3 && *p == 0xed && p[1] >= 0xa0) || (n == 4 && *p == 0xf0 && p[1] < 0x90) ||
+		      (n == 3 && *p == 0xed && p[1] >= 0xa0) ||
+		      (n == 4 && *p == 0xf0 && p[1] < 0x90) ||
 		      (n == 4 && (*p > 0xf4 || (*p == 0xf4 && p[1] >= 0x90))))) {
 			memcpy(out + o, p, n);
 			o += n;
@@ -186,7 +191,7 @@ static const char *attr_str(const struct span *s, const char *key)
 void audit__observe_span(struct audit *a, const struct span *s)
 {
 	const struct span_attr *port = span_find_attr(s, "server.port");
-	struct audit_client_span c = { 0 };
+	struct audit_client_span c = {0};
 	char trace[33];
 
 	if (s->kind != SPAN_KIND_CLIENT)
@@ -222,7 +227,7 @@ void audit__observe_client(struct audit *a, const struct audit_client_span *c)
 	if (!c->propagation) {
 		/* "none": the call was not made while serving a request we saw */
 		audit__record_unclassified(a, c->parent_confidence &&
-						      strcmp(c->parent_confidence, "none") != 0);
+						  strcmp(c->parent_confidence, "none") != 0);
 		return;
 	}
 	audit__record(a, c->service ? c->service : "unknown_service", callee,
@@ -244,8 +249,8 @@ static uint64_t edge_calls(const struct audit_edge *e)
 /* The finding that matters most on an edge: any broken propagation outranks ok. */
 static enum propagation_result edge_verdict(const struct audit_edge *e)
 {
-	static const enum propagation_result order[] = { PROP_DROPPED, PROP_INVALID,
-							 PROP_RESTARTED, PROP_FORWARDED, PROP_OK };
+	static const enum propagation_result order[] = {PROP_DROPPED, PROP_INVALID, PROP_RESTARTED,
+							PROP_FORWARDED, PROP_OK};
 
 	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
 		if (e->counts[order[i]])
@@ -316,8 +321,8 @@ static void print_table_row(FILE *out, const struct audit_edge *e)
 		if (used >= sizeof(cells))
 			break;
 	}
-	fprintf(out, "%-20.20s %-28.28s %7" PRIu64 "  %-10s %-34s %s (%s)\n", caller, callee,
-		calls, result_names[v], cells, e->example_trace[v], e->confidence[v]);
+	fprintf(out, "%-20.20s %-28.28s %7" PRIu64 "  %-10s %-34s %s (%s)\n", caller, callee, calls,
+		result_names[v], cells, e->example_trace[v], e->confidence[v]);
 	if (e->tracestate_dropped)
 		fprintf(out, "%-20s %-28s %7s  tracestate dropped on %" PRIu64 " call(s)\n", "", "",
 			"", e->tracestate_dropped);
@@ -362,14 +367,16 @@ static void print_json_edge(FILE *out, const struct audit_edge *e, bool first)
 		if (!pass)
 			fprintf(out, ",\"callee\":");
 	}
-	fprintf(out, ",\"calls\":%" PRIu64 ",\"verdict\":\"%s\",\"tracestate_dropped\":%" PRIu64
-		     ",\"results\":{",
+	fprintf(out,
+		",\"calls\":%" PRIu64 ",\"verdict\":\"%s\",\"tracestate_dropped\":%" PRIu64
+		",\"results\":{",
 		edge_calls(e), result_names[edge_verdict(e)], e->tracestate_dropped);
 	for (int r = PROP_OK; r < PROP__COUNT; r++) {
 		if (!e->counts[r])
 			continue;
-		fprintf(out, "%s\"%s\":{\"calls\":%" PRIu64 ",\"example_trace_id\":\"%s\","
-			     "\"confidence\":\"%s\"}",
+		fprintf(out,
+			"%s\"%s\":{\"calls\":%" PRIu64 ",\"example_trace_id\":\"%s\","
+			"\"confidence\":\"%s\"}",
 			first_result ? "" : ",", result_names[r], e->counts[r], e->example_trace[r],
 			e->confidence[r]);
 		first_result = false;

@@ -21,25 +21,25 @@ struct span;
 struct trace_context;
 
 enum propagation_result {
-	PROP_NONE = 0,	    /* not classified: the request served had no valid context */
-	PROP_OK,	    /* same trace id, new parent id */
-	PROP_FORWARDED,	    /* same trace id and parent id: a pass-through copy */
-	PROP_RESTARTED,	    /* a traceparent with another trace id */
-	PROP_DROPPED,	    /* no traceparent */
-	PROP_INVALID,	    /* a malformed traceparent */
+	PROP_NONE = 0,	/* not classified: the request served had no valid context */
+	PROP_OK,	/* same trace id, new parent id */
+	PROP_FORWARDED, /* same trace id and parent id: a pass-through copy */
+	PROP_RESTARTED, /* a traceparent with another trace id */
+	PROP_DROPPED,	/* no traceparent */
+	PROP_INVALID,	/* a malformed traceparent */
 	PROP__COUNT,
 };
 
 /* What the agent knows about one outgoing call and the request it serves. */
 struct audit_input {
-	bool served_valid;		/* the request served arrived with a valid traceparent */
-	const uint8_t *served_trace_id; /* its trace id */
-	const uint8_t *served_parent_id; /* its incoming parent id */
-	bool served_tracestate;		/* ... and a non-empty tracestate */
-	unsigned sent_count;		/* traceparent headers on the outgoing request */
-	bool sent_valid;		/* exactly one, valid */
+	bool served_valid;		  /* the request served arrived with a valid traceparent */
+	const uint8_t *served_trace_id;	  /* its trace id */
+	const uint8_t *served_parent_id;  /* its incoming parent id */
+	bool served_tracestate;		  /* ... and a non-empty tracestate */
+	unsigned sent_count;		  /* traceparent headers on the outgoing request */
+	bool sent_valid;		  /* exactly one, valid */
 	const struct trace_context *sent; /* when sent_valid */
-	bool sent_tracestate;		/* the outgoing request carries a tracestate */
+	bool sent_tracestate;		  /* the outgoing request carries a tracestate */
 };
 
 /* Classify one outgoing call. *tracestate_dropped is set when the traceparent went on but
@@ -49,8 +49,8 @@ const char *propagation_result_name(enum propagation_result r);
 enum propagation_result propagation_result_parse(const char *name);
 
 struct audit_edge {
-	char *caller;  /* caller service */
-	char *callee;  /* callee service when seen on this host, else address:port */
+	char *caller; /* caller service */
+	char *callee; /* callee service when seen on this host, else address:port */
 	uint64_t counts[PROP__COUNT];
 	uint64_t tracestate_dropped;
 	char example_trace[PROP__COUNT][33]; /* one trace id per result, for a look */
@@ -82,16 +82,16 @@ void audit__print(const struct audit *a, FILE *out, bool json);
 /* A client span as read back from a JSON span file: the fields audit__observe_span reads
  * from a struct span. NULL for what is absent. */
 struct audit_client_span {
-	const char *service;	    /* service.name */
-	const char *trace_id_hex;   /* trace_id */
-	const char *propagation;    /* attributes: hoptrace.propagation */
-	const char *confidence;	    /* hoptrace.propagation.confidence */
-	const char *tracestate;	    /* hoptrace.propagation.tracestate */
-	const char *callee_service; /* hoptrace.callee.service */
+	const char *service;	       /* service.name */
+	const char *trace_id_hex;      /* trace_id */
+	const char *propagation;       /* attributes: hoptrace.propagation */
+	const char *confidence;	       /* hoptrace.propagation.confidence */
+	const char *tracestate;	       /* hoptrace.propagation.tracestate */
+	const char *callee_service;    /* hoptrace.callee.service */
 	const char *parent_confidence; /* hoptrace.parent.confidence */
-	const char *server_address; /* server.address */
+	const char *server_address;    /* server.address */
 	bool has_port;
-	int64_t server_port;	    /* server.port */
+	int64_t server_port; /* server.port */
 };
 
 /* Count one client span read from a file, exactly as audit__observe_span counts the span it

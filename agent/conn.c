@@ -36,8 +36,8 @@ struct conn {
 	uint64_t cookie;
 	struct conn_info info;
 	uint8_t role;
-	bool interim_response;	/* the response being completed is a 1xx */
-	bool orphan_response;	/* the response being parsed answers no request we saw */
+	bool interim_response; /* the response being completed is a 1xx */
+	bool orphan_response;  /* the response being parsed answers no request we saw */
 	bool have_pos[2];
 	uint64_t next_pos[2];	/* next expected stream position per direction */
 	uint64_t last_ts[2];	/* time of the last I/O per direction */
@@ -185,7 +185,8 @@ static void conn_fail_pending(struct conn *c, uint64_t end_ns, const char *why)
 static void conn_free(struct tracker *t, struct conn *c)
 {
 	u64map_del(&t->conns, c->cookie);
-	if (c->role != ROLE_UNKNOWN && u64map_get(&t->conns_by_tuple, tuple_key(&c->info.tuple)) == c)
+	if (c->role != ROLE_UNKNOWN &&
+	    u64map_get(&t->conns_by_tuple, tuple_key(&c->info.tuple)) == c)
 		u64map_del(&t->conns_by_tuple, tuple_key(&c->info.tuple));
 	for (int d = 0; d < 2; d++)
 		http1_parser_free(&c->parser[d]);
@@ -196,8 +197,7 @@ static void conn_free(struct tracker *t, struct conn *c)
 
 /* The first start line seen decides the role: a request received means we are the server
  * side of this socket, a request sent means the client side (and likewise for responses). */
-static bool conn_assign_role(struct conn *c, const struct ht_data_event *ev,
-			     const uint8_t *payload)
+static bool conn_assign_role(struct conn *c, const struct ht_data_event *ev, const uint8_t *payload)
 {
 	enum http1_kind kind;
 	uint8_t req_dir;
@@ -212,8 +212,7 @@ static bool conn_assign_role(struct conn *c, const struct ht_data_event *ev,
 	if (c->info.tuple.family)
 		u64map_put(&c->t->conns_by_tuple, tuple_key(&c->info.tuple), c);
 	req_dir = c->role == ROLE_SERVER ? HT_DIR_INGRESS : HT_DIR_EGRESS;
-	http1_parser_init(&c->parser[req_dir], HTTP1_REQUEST, &parser_callbacks,
-			  &c->dctx[req_dir]);
+	http1_parser_init(&c->parser[req_dir], HTTP1_REQUEST, &parser_callbacks, &c->dctx[req_dir]);
 	http1_parser_init(&c->parser[!req_dir], HTTP1_RESPONSE, &parser_callbacks,
 			  &c->dctx[!req_dir]);
 	return true;
@@ -376,9 +375,9 @@ static void on_error(void *ctx, enum http1_error err)
 }
 
 static const struct http1_callbacks parser_callbacks = {
-	.on_head = on_head,
-	.on_complete = on_complete,
-	.on_error = on_error,
+    .on_head = on_head,
+    .on_complete = on_complete,
+    .on_error = on_error,
 };
 
 /* ---- records ----------------------------------------------------------------------- */
@@ -425,9 +424,9 @@ static void handle_close(struct tracker *t, const struct ht_close_event *ev)
 		http1_parser_eof(&c->parser[HT_DIR_INGRESS], ev->ts_ns);
 		http1_parser_eof(&c->parser[HT_DIR_EGRESS], ev->ts_ns);
 	}
-	why = proc_table__exited(&t->procs, c->info.tgid) ?
-		      "process exited before the response completed" :
-		      "connection closed before the response completed";
+	why = proc_table__exited(&t->procs, c->info.tgid)
+		  ? "process exited before the response completed"
+		  : "connection closed before the response completed";
 	conn_fail_pending(c, ev->ts_ns, why);
 	conn_free(t, c);
 }

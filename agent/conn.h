@@ -28,7 +28,7 @@ struct tracker_options {
 
 struct tracker {
 	struct tracker_options opt;
-	struct u64map conns;	   /* cookie -> struct conn */
+	struct u64map conns;	      /* cookie -> struct conn */
 	struct u64map conns_by_tuple; /* hash of a conn's (local, remote) tuple -> conn */
 	struct proc_table procs;
 	struct correlate corr;

@@ -17,7 +17,7 @@ struct span;
 /* A server request in flight; embedded in the request record that owns the span. */
 struct inflight {
 	uint32_t tgid;
-	uint32_t tid; /* thread that read the request */
+	uint32_t tid;	   /* thread that read the request */
 	uint64_t start_ns; /* monotonic: when the request arrived */
 	const struct span *span;
 	struct inflight *proc_prev, *proc_next;

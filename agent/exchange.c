@@ -27,7 +27,8 @@ size_t http_target_path(const char *target, size_t len, const char **path)
 	const char *q;
 
 	/* absolute-form (requests to proxies): scheme://authority/path */
-	if (len > 7 && (memcmp(p, "http://", 7) == 0 || (len > 8 && memcmp(p, "https://", 8) == 0))) {
+	if (len > 7 &&
+	    (memcmp(p, "http://", 7) == 0 || (len > 8 && memcmp(p, "https://", 8) == 0))) {
 		p = memchr(p, '/', len) + 2;
 		q = memchr(p, '/', (size_t)(end - p));
 		if (!q) {
@@ -44,7 +45,7 @@ size_t http_target_path(const char *target, size_t len, const char **path)
 
 void tuple_addr_string(const uint8_t addr[16], char *out, size_t outlen)
 {
-	static const uint8_t v4_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	static const uint8_t v4_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 	if (memcmp(addr, v4_prefix, 12) == 0)
 		inet_ntop(AF_INET, addr + 12, out, (socklen_t)outlen);
@@ -61,8 +62,8 @@ static bool str_eq(const struct http1_str *s, const char *lit)
 
 static bool method_is_known(const struct http1_str *m)
 {
-	static const char *const known[] = { "GET",	"HEAD",	   "POST",  "PUT",  "DELETE",
-					     "CONNECT", "OPTIONS", "TRACE", "PATCH" };
+	static const char *const known[] = {"GET",     "HEAD",	  "POST",  "PUT",  "DELETE",
+					    "CONNECT", "OPTIONS", "TRACE", "PATCH"};
 
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 		if (str_eq(m, known[i]))
@@ -122,8 +123,7 @@ static void set_name_and_method(struct span *s, const struct http1_head *h, bool
 	span_set_str(s, "url.scheme", tls ? "https" : "http", tls ? 5 : 4);
 }
 
-static void set_common_attrs(struct span *s, const struct http1_head *h,
-			     const struct conn_info *ci)
+static void set_common_attrs(struct span *s, const struct http1_head *h, const struct conn_info *ci)
 {
 	char addr[INET6_ADDRSTRLEN];
 
@@ -140,11 +140,10 @@ static void set_common_attrs(struct span *s, const struct http1_head *h,
 }
 
 /* Server side: server.* describes this server as the client addressed it. */
-static void set_server_attrs(struct span *s, const struct http1_head *h,
-			     const struct conn_info *ci)
+static void set_server_attrs(struct span *s, const struct http1_head *h, const struct conn_info *ci)
 {
 	char addr[INET6_ADDRSTRLEN];
-	struct http1_str host = { 0 };
+	struct http1_str host = {0};
 	int port = 0;
 
 	set_common_attrs(s, h, ci);
@@ -165,11 +164,10 @@ static void set_server_attrs(struct span *s, const struct http1_head *h,
 }
 
 /* Client side: server.* is the peer the request went to. */
-static void set_client_attrs(struct span *s, const struct http1_head *h,
-			     const struct conn_info *ci)
+static void set_client_attrs(struct span *s, const struct http1_head *h, const struct conn_info *ci)
 {
 	char addr[INET6_ADDRSTRLEN], url[640];
-	struct http1_str host = { 0 };
+	struct http1_str host = {0};
 	const char *path;
 	size_t plen = http_target_path(h->target.p, h->target.len, &path);
 	int port = 0;
@@ -198,8 +196,8 @@ static void set_client_attrs(struct span *s, const struct http1_head *h,
 
 /* The request's traceparent, when it has exactly one valid header (a duplicate makes both
  * invalid, W3C trace-context 3.2). Its tracestate goes into tracestate[] when valid. */
-static bool request_context(const struct http1_head *h, struct trace_context *tc,
-			    char *tracestate, size_t tslen)
+static bool request_context(const struct http1_head *h, struct trace_context *tc, char *tracestate,
+			    size_t tslen)
 {
 	const char *parts[HTTP1_MAX_TRACESTATE_HDRS];
 	size_t lens[HTTP1_MAX_TRACESTATE_HDRS];
@@ -314,20 +312,19 @@ static struct exchange *exchange_of(const struct inflight *in)
 	return (struct exchange *)((char *)in - offsetof(struct exchange, inflight));
 }
 
-static enum propagation_result classify_for(const struct exchange *sx,
-					    const struct http1_head *h,
+static enum propagation_result classify_for(const struct exchange *sx, const struct http1_head *h,
 					    const struct trace_context *out, bool has_out,
 					    bool *ts_dropped)
 {
 	struct audit_input in = {
-		.served_valid = sx->in_valid,
-		.served_trace_id = sx->span->trace_id,
-		.served_parent_id = sx->span->parent_span_id,
-		.served_tracestate = sx->in_tracestate,
-		.sent_count = h->traceparent_count,
-		.sent_valid = has_out,
-		.sent = out,
-		.sent_tracestate = h->tracestate_count > 0,
+	    .served_valid = sx->in_valid,
+	    .served_trace_id = sx->span->trace_id,
+	    .served_parent_id = sx->span->parent_span_id,
+	    .served_tracestate = sx->in_tracestate,
+	    .sent_count = h->traceparent_count,
+	    .sent_valid = has_out,
+	    .sent = out,
+	    .sent_tracestate = h->tracestate_count > 0,
 	};
 
 	return audit_classify(&in, ts_dropped);
@@ -349,7 +346,7 @@ static enum propagation_result classify_ambiguous(const struct parent_match *m,
 	for (unsigned i = 0; i < m->ncandidates; i++) {
 		bool ts;
 		enum propagation_result ri =
-			classify_for(exchange_of(m->candidates[i]), h, out, has_out, &ts);
+		    classify_for(exchange_of(m->candidates[i]), h, out, has_out, &ts);
 
 		if (ri == PROP_NONE || (i && ri != r))
 			return PROP_NONE;
@@ -363,9 +360,9 @@ static enum propagation_result classify_ambiguous(const struct parent_match *m,
 /* Audit the call: did the service pass on the context of the request it serves? The
  * request served is the parent, or, when the call carries another trace's header (so that
  * trace-id matching found nothing), the one the thread is serving. */
-static void audit_call(struct tracker *t, struct span *s, const struct conn_info *ci,
-		       uint32_t tid, const struct http1_head *h, const struct trace_context *out,
-		       bool has_out, const struct parent_match *m)
+static void audit_call(struct tracker *t, struct span *s, const struct conn_info *ci, uint32_t tid,
+		       const struct http1_head *h, const struct trace_context *out, bool has_out,
+		       const struct parent_match *m)
 {
 	const struct parent_match *pm = m;
 	struct parent_match by_thread;

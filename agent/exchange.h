@@ -39,7 +39,6 @@ struct exchange {
 	bool has_children;	  /* server: a client span took this span as its parent */
 };
 
-
 /* A request received on a server connection. tid read it. NULL on allocation failure. */
 struct exchange *exchange_start_server(struct tracker *t, const struct conn_info *ci,
 				       const struct http1_head *h, uint32_t tid);

@@ -99,8 +99,8 @@ enum http1_state {
 	HTTP1_ST_CHUNK_TRAILER,
 	HTTP1_ST_CHUNK_LOST, /* chunked body with uncaptured bytes: wait for its end */
 	HTTP1_ST_UNTIL_CLOSE,
-	HTTP1_ST_RESYNC,     /* lost track: wait for an I/O starting with a start line */
-	HTTP1_ST_TUNNEL,     /* not HTTP any more */
+	HTTP1_ST_RESYNC, /* lost track: wait for an I/O starting with a start line */
+	HTTP1_ST_TUNNEL, /* not HTTP any more */
 };
 
 struct http1_parser {

@@ -58,7 +58,7 @@ static int fill_selection(struct hoptrace_bpf *skel, const struct loader_config 
 			return err;
 	}
 	for (unsigned i = 0; i < cfg->ncomms; i++) {
-		char key[HT_COMM_LEN] = { 0 };
+		char key[HT_COMM_LEN] = {0};
 
 		strncpy(key, cfg->comms[i], HT_COMM_LEN - 1);
 		err = bpf_map__update_elem(skel->maps.selected_comms, key, sizeof(key), &one, 1,
@@ -173,19 +173,19 @@ void loader__destroy(struct loader *ld)
 const char *loader__stat_name(int idx)
 {
 	static const char *const names[HT_STAT__COUNT] = {
-		[HT_STAT_EVENTS] = "bpf_events",
-		[HT_STAT_RINGBUF_FULL] = "bpf_drop_ringbuf_full",
-		[HT_STAT_READ_FAULT] = "bpf_drop_read_fault",
-		[HT_STAT_STORAGE_FULL] = "bpf_drop_storage_full",
-		[HT_STAT_NOT_HTTP] = "bpf_conns_not_http",
-		[HT_STAT_SOCKET_IO] = "bpf_socket_io",
-		[HT_STAT_PEEK_SKIPPED] = "bpf_peek_skipped",
-		[HT_STAT_NO_SYSCALL] = "bpf_io_without_buffer",
-		[HT_STAT_MAP_FULL] = "bpf_drop_map_full",
-		[HT_STAT_TLS_CALLS] = "bpf_tls_calls",
-		[HT_STAT_TLS_SOCKETS] = "bpf_tls_sockets",
-		[HT_STAT_TLS_NO_SOCKET] = "bpf_tls_without_socket",
-		[HT_STAT_TLS_PORT_UNKNOWN] = "bpf_tls_port_unknown",
+	    [HT_STAT_EVENTS] = "bpf_events",
+	    [HT_STAT_RINGBUF_FULL] = "bpf_drop_ringbuf_full",
+	    [HT_STAT_READ_FAULT] = "bpf_drop_read_fault",
+	    [HT_STAT_STORAGE_FULL] = "bpf_drop_storage_full",
+	    [HT_STAT_NOT_HTTP] = "bpf_conns_not_http",
+	    [HT_STAT_SOCKET_IO] = "bpf_socket_io",
+	    [HT_STAT_PEEK_SKIPPED] = "bpf_peek_skipped",
+	    [HT_STAT_NO_SYSCALL] = "bpf_io_without_buffer",
+	    [HT_STAT_MAP_FULL] = "bpf_drop_map_full",
+	    [HT_STAT_TLS_CALLS] = "bpf_tls_calls",
+	    [HT_STAT_TLS_SOCKETS] = "bpf_tls_sockets",
+	    [HT_STAT_TLS_NO_SOCKET] = "bpf_tls_without_socket",
+	    [HT_STAT_TLS_PORT_UNKNOWN] = "bpf_tls_port_unknown",
 	};
 
 	return idx >= 0 && idx < HT_STAT__COUNT && names[idx] ? names[idx] : "?";

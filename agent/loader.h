@@ -11,9 +11,9 @@
 #define LOADER_MAX_FILTERS 64
 
 struct loader_config {
-	uint32_t capture_bytes;	 /* power of two, <= HT_MAX_CAPTURE */
-	uint32_t ringbuf_bytes;	 /* power of two, page multiple */
-	uint32_t wakeup_bytes;	 /* 0: wake up on every record */
+	uint32_t capture_bytes; /* power of two, <= HT_MAX_CAPTURE */
+	uint32_t ringbuf_bytes; /* power of two, page multiple */
+	uint32_t wakeup_bytes;	/* 0: wake up on every record */
 	unsigned npids;
 	uint32_t pids[LOADER_MAX_FILTERS];
 	unsigned ncomms;

@@ -19,7 +19,7 @@ enum log_level log_get_level(void)
 
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {
-	static const char *const names[] = { "error", "warn", "info", "debug" };
+	static const char *const names[] = {"error", "warn", "info", "debug"};
 	struct timespec ts;
 	struct tm tm;
 	char stamp[32];

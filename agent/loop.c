@@ -46,7 +46,7 @@ static int on_record(void *ctx, void *data, size_t len)
 
 static int add_fd(int epfd, int fd, uint64_t tag)
 {
-	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = tag };
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag};
 
 	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
 }
@@ -54,8 +54,8 @@ static int add_fd(int epfd, int fd, uint64_t tag)
 static int make_timer(void)
 {
 	struct itimerspec its = {
-		.it_interval = { .tv_sec = 0, .tv_nsec = TICK_NS },
-		.it_value = { .tv_sec = 0, .tv_nsec = TICK_NS },
+	    .it_interval = {.tv_sec = 0, .tv_nsec = TICK_NS},
+	    .it_value = {.tv_sec = 0, .tv_nsec = TICK_NS},
 	};
 	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 

@@ -16,8 +16,8 @@ struct loop {
 	int ringbuf_fd;
 	struct tracker *tracker;
 	struct sink *sink;
-	struct tls_tracer *tls; /* sees exec records and ticks; NULL: no HTTPS tracing */
-	uint64_t duration_s; /* 0: until a signal */
+	struct tls_tracer *tls;	     /* sees exec records and ticks; NULL: no HTTPS tracing */
+	uint64_t duration_s;	     /* 0: until a signal */
 	void (*on_ready)(void *ctx); /* called once everything is attached and polling */
 	void *ready_ctx;
 };

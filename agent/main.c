@@ -43,8 +43,8 @@ struct options {
 	int self_test;
 	const char *otlp_endpoint;
 	const char *otlp_protocol;
-	int audit;	/* 1: table at exit, 2: JSON at exit */
-	int stitch;	/* --repair=stitch */
+	int audit;  /* 1: table at exit, 2: JSON at exit */
+	int stitch; /* --repair=stitch */
 };
 
 enum {
@@ -62,55 +62,59 @@ enum {
 };
 
 static const char doc[] =
-	"hoptrace: trace HTTP/1.x requests of unmodified processes with eBPF.\n"
-	"\n"
-	"Every process on the host is traced unless --pid, --comm or --port narrow it.\n"
-	"Spans go to the terminal as waterfalls, as JSON lines, or over OTLP to an\n"
-	"OpenTelemetry collector (the default when OTEL_EXPORTER_OTLP_ENDPOINT is set).\n"
-	"\n"
-	"EXAMPLES:\n"
-	"  hoptrace                          # trace everything, print waterfalls\n"
-	"  hoptrace -p 1234 -p 5678          # only these processes (and their children)\n"
-	"  hoptrace --comm nginx --port 8080 # nginx processes, connections on port 8080\n"
-	"  hoptrace -o json -d 60 > spans.jsonl\n"
-	"  OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 hoptrace\n"
-	"  hoptrace --otlp-endpoint http://localhost:4317 --otlp-protocol grpc\n"
-	"  hoptrace --audit --repair=stitch -d 60   # who drops the trace context?\n"
-	"  hoptrace audit spans.jsonl              # the same audit from a JSON span file\n";
+    "hoptrace: trace HTTP/1.x requests of unmodified processes with eBPF.\n"
+    "\n"
+    "Every process on the host is traced unless --pid, --comm or --port narrow it.\n"
+    "Spans go to the terminal as waterfalls, as JSON lines, or over OTLP to an\n"
+    "OpenTelemetry collector (the default when OTEL_EXPORTER_OTLP_ENDPOINT is set).\n"
+    "\n"
+    "EXAMPLES:\n"
+    "  hoptrace                          # trace everything, print waterfalls\n"
+    "  hoptrace -p 1234 -p 5678          # only these processes (and their children)\n"
+    "  hoptrace --comm nginx --port 8080 # nginx processes, connections on port 8080\n"
+    "  hoptrace -o json -d 60 > spans.jsonl\n"
+    "  OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 hoptrace\n"
+    "  hoptrace --otlp-endpoint http://localhost:4317 --otlp-protocol grpc\n"
+    "  hoptrace --audit --repair=stitch -d 60   # who drops the trace context?\n"
+    "  hoptrace audit spans.jsonl              # the same audit from a JSON span file\n";
 
 static const struct argp_option argp_opts[] = {
-	{ "pid", 'p', "PID", 0, "Trace this process and its children (repeatable)", 0 },
-	{ "comm", 'c', "NAME", 0, "Trace processes with this command name (repeatable)", 0 },
-	{ "port", 'P', "PORT", 0, "Trace connections with this local or remote port (repeatable)", 0 },
-	{ "output", 'o', "KIND", 0, "waterfall, json or otlp (default: otlp when an endpoint is "
-				   "configured, else waterfall)", 1 },
-	{ "output-file", 'O', "FILE", 0, "Write waterfall/json output to FILE instead of stdout", 1 },
-	{ "duration", 'd', "SECONDS", 0, "Run for SECONDS, flush, print counters and exit", 1 },
-	{ "otlp-endpoint", OPT_OTLP_ENDPOINT, "URL", 0,
-	  "OTLP endpoint (overrides OTEL_EXPORTER_OTLP_ENDPOINT)", 2 },
-	{ "otlp-protocol", OPT_OTLP_PROTOCOL, "PROTO", 0,
-	  "http/protobuf or grpc (overrides OTEL_EXPORTER_OTLP_PROTOCOL)", 2 },
-	{ "audit", OPT_AUDIT, NULL, 0,
-	  "At exit, print the propagation audit: per caller -> callee edge, how the trace "
-	  "context was passed on (ok, forwarded, restarted, dropped, invalid)", 2 },
-	{ "audit-json", OPT_AUDIT_JSON, NULL, 0, "Same, as one JSON document", 2 },
-	{ "repair", OPT_REPAIR, "MODE", 0,
-	  "stitch: a request that lost its context between two processes of this host joins "
-	  "the caller's trace (none: default)", 2 },
-	{ "capture-bytes", OPT_CAPTURE, "N", 0,
-	  "Bytes of a header block copied per socket read/write, power of two, 64..16384 "
-	  "(default 8192)", 3 },
-	{ "ringbuf-bytes", OPT_RINGBUF, "N", 0, "Ring buffer size, power of two (default 16 MiB)",
-	  3 },
-	{ "no-tls", OPT_NO_TLS, NULL, 0,
-	  "Do not trace HTTPS (no uprobes on OpenSSL libraries and binaries)", 3 },
-	{ "no-color", OPT_NO_COLOR, NULL, 0, "No colors in the waterfall", 3 },
-	{ "quiet-ms", OPT_QUIET_MS, "MS", 0,
-	  "Print a trace after MS milliseconds without new spans (default 500)", 3 },
-	{ "self-test", OPT_SELF_TEST, NULL, 0,
-	  "Load and attach the BPF programs, report verifier figures, detach and exit", 3 },
-	{ "verbose", 'v', NULL, 0, "Debug logging (libbpf and verifier output too)", 4 },
-	{ 0 },
+    {"pid", 'p', "PID", 0, "Trace this process and its children (repeatable)", 0},
+    {"comm", 'c', "NAME", 0, "Trace processes with this command name (repeatable)", 0},
+    {"port", 'P', "PORT", 0, "Trace connections with this local or remote port (repeatable)", 0},
+    {"output", 'o', "KIND", 0,
+     "waterfall, json or otlp (default: otlp when an endpoint is "
+     "configured, else waterfall)",
+     1},
+    {"output-file", 'O', "FILE", 0, "Write waterfall/json output to FILE instead of stdout", 1},
+    {"duration", 'd', "SECONDS", 0, "Run for SECONDS, flush, print counters and exit", 1},
+    {"otlp-endpoint", OPT_OTLP_ENDPOINT, "URL", 0,
+     "OTLP endpoint (overrides OTEL_EXPORTER_OTLP_ENDPOINT)", 2},
+    {"otlp-protocol", OPT_OTLP_PROTOCOL, "PROTO", 0,
+     "http/protobuf or grpc (overrides OTEL_EXPORTER_OTLP_PROTOCOL)", 2},
+    {"audit", OPT_AUDIT, NULL, 0,
+     "At exit, print the propagation audit: per caller -> callee edge, how the trace "
+     "context was passed on (ok, forwarded, restarted, dropped, invalid)",
+     2},
+    {"audit-json", OPT_AUDIT_JSON, NULL, 0, "Same, as one JSON document", 2},
+    {"repair", OPT_REPAIR, "MODE", 0,
+     "stitch: a request that lost its context between two processes of this host joins "
+     "the caller's trace (none: default)",
+     2},
+    {"capture-bytes", OPT_CAPTURE, "N", 0,
+     "Bytes of a header block copied per socket read/write, power of two, 64..16384 "
+     "(default 8192)",
+     3},
+    {"ringbuf-bytes", OPT_RINGBUF, "N", 0, "Ring buffer size, power of two (default 16 MiB)", 3},
+    {"no-tls", OPT_NO_TLS, NULL, 0,
+     "Do not trace HTTPS (no uprobes on OpenSSL libraries and binaries)", 3},
+    {"no-color", OPT_NO_COLOR, NULL, 0, "No colors in the waterfall", 3},
+    {"quiet-ms", OPT_QUIET_MS, "MS", 0,
+     "Print a trace after MS milliseconds without new spans (default 500)", 3},
+    {"self-test", OPT_SELF_TEST, NULL, 0,
+     "Load and attach the BPF programs, report verifier figures, detach and exit", 3},
+    {"verbose", 'v', NULL, 0, "Debug logging (libbpf and verifier output too)", 4},
+    {0},
 };
 
 static int parse_uint(const char *s, unsigned long long max, unsigned long long *out)
@@ -151,8 +155,10 @@ static error_t parse_selection(struct options *o, int key, char *arg, struct arg
 		return 0;
 	case 'c':
 		if (!*arg || strlen(arg) >= HT_COMM_LEN || b->ncomms == LOADER_MAX_FILTERS)
-			argp_error(state, "invalid --comm '%s' (1 to %d characters, as in "
-					  "/proc/PID/comm)", arg, HT_COMM_LEN - 1);
+			argp_error(state,
+				   "invalid --comm '%s' (1 to %d characters, as in "
+				   "/proc/PID/comm)",
+				   arg, HT_COMM_LEN - 1);
 		strcpy(b->comms[b->ncomms++], arg);
 		return 0;
 	case 'P':
@@ -245,7 +251,7 @@ static int report_programs(const struct loader *ld)
 
 	bpf_object__for_each_program(prog, ld->skel->obj)
 	{
-		struct bpf_prog_info info = { 0 };
+		struct bpf_prog_info info = {0};
 		__u32 len = sizeof(info);
 		int fd = bpf_program__fd(prog);
 
@@ -313,7 +319,9 @@ static void announce_ready(void *ctx)
 		 o->bpf.npids ? "selected pids" : "all processes",
 		 o->bpf.ncomms ? ", selected commands" : "",
 		 o->bpf.nports ? ", selected ports" : "",
-		 o->output == OUTPUT_JSON ? "json" : o->output == OUTPUT_OTLP ? "otlp" : "waterfall");
+		 o->output == OUTPUT_JSON   ? "json"
+		 : o->output == OUTPUT_OTLP ? "otlp"
+					    : "waterfall");
 }
 
 /* Output: flags win, then OTEL_* (an endpoint means OTLP), then the terminal waterfall. */
@@ -342,15 +350,15 @@ static int resolve_output(struct options *o, struct otlp_config *otlp)
 static int run_agent(struct options *o)
 {
 	struct tracker_options topt = {
-		.idle_timeout_ns = 300ULL * 1000000000ULL,
-		.request_timeout_ns = 900ULL * 1000000000ULL,
-		.stitch = o->stitch,
+	    .idle_timeout_ns = 300ULL * 1000000000ULL,
+	    .request_timeout_ns = 900ULL * 1000000000ULL,
+	    .stitch = o->stitch,
 	};
 	struct audit audit;
 	uint64_t bpf_stats[HT_STAT__COUNT];
 	struct otlp_config otlp;
 	struct tracker tracker;
-	struct loader ld = { 0 };
+	struct loader ld = {0};
 	struct sink *sink;
 	struct loop loop;
 	FILE *out = NULL;
@@ -380,9 +388,13 @@ static int run_agent(struct options *o)
 	err = loader__start(&ld, &o->bpf);
 	if (err)
 		goto err_tracker;
-	loop = (struct loop){ .ringbuf_fd = ld.events_fd, .tracker = &tracker, .sink = sink,
-			      .tls = ld.tls, .duration_s = o->duration_s, .on_ready = announce_ready,
-			      .ready_ctx = o };
+	loop = (struct loop){.ringbuf_fd = ld.events_fd,
+			     .tracker = &tracker,
+			     .sink = sink,
+			     .tls = ld.tls,
+			     .duration_s = o->duration_s,
+			     .on_ready = announce_ready,
+			     .ready_ctx = o};
 	err = loop_run(&loop);
 	/* detach first so nothing new arrives, then end what is open and flush */
 	loader__read_stats(&ld, bpf_stats);
@@ -414,12 +426,12 @@ out_config:
 int main(int argc, char **argv)
 {
 	struct options o = {
-		.bpf = { .capture_bytes = HT_DEFAULT_CAPTURE,
-			 .ringbuf_bytes = HT_DEFAULT_RINGBUF_BYTES,
-			 .wakeup_bytes = 256 * 1024 },
-		.quiet_ms = 500,
+	    .bpf = {.capture_bytes = HT_DEFAULT_CAPTURE,
+		    .ringbuf_bytes = HT_DEFAULT_RINGBUF_BYTES,
+		    .wakeup_bytes = 256 * 1024},
+	    .quiet_ms = 500,
 	};
-	struct argp argp = { argp_opts, parse_opt, NULL, doc, NULL, NULL, NULL };
+	struct argp argp = {argp_opts, parse_opt, NULL, doc, NULL, NULL, NULL};
 	int err;
 
 	if (argc > 1 && strcmp(argv[1], "audit") == 0)

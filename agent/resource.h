@@ -19,13 +19,13 @@ struct resource_kv {
 struct resource {
 	int refcount; /* atomic; see resource_get/resource_put */
 	uint32_t pid;
-	uint64_t start_ns;	/* process start time (boot clock ns): identity with pid */
-	char *service_name;	/* OTEL_SERVICE_NAME of the process, else executable name */
-	char *exe_name;		/* process.executable.name */
-	char *exe_path;		/* process.executable.path, may be NULL */
-	char *container_id;	/* container.id, may be NULL */
-	char *pod_uid;		/* k8s.pod.uid, may be NULL */
-	unsigned nextra;	/* from the process's OTEL_RESOURCE_ATTRIBUTES */
+	uint64_t start_ns;  /* process start time (boot clock ns): identity with pid */
+	char *service_name; /* OTEL_SERVICE_NAME of the process, else executable name */
+	char *exe_name;	    /* process.executable.name */
+	char *exe_path;	    /* process.executable.path, may be NULL */
+	char *container_id; /* container.id, may be NULL */
+	char *pod_uid;	    /* k8s.pod.uid, may be NULL */
+	unsigned nextra;    /* from the process's OTEL_RESOURCE_ATTRIBUTES */
 	struct resource_kv extra[RESOURCE_MAX_EXTRA];
 };
 

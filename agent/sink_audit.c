@@ -55,12 +55,12 @@ struct sink *sink_audit_new(struct sink *inner, struct audit *a)
 
 	if (!as)
 		return NULL;
-	as->base = (struct sink){ .name = "audit",
-				  .emit = audit_emit,
-				  .tick = audit_tick,
-				  .flush = audit_flush,
-				  .print_stats = audit_print_stats,
-				  .destroy = audit_destroy };
+	as->base = (struct sink){.name = "audit",
+				 .emit = audit_emit,
+				 .tick = audit_tick,
+				 .flush = audit_flush,
+				 .print_stats = audit_print_stats,
+				 .destroy = audit_destroy};
 	as->inner = inner;
 	as->audit = a;
 	return &as->base;

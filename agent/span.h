@@ -67,7 +67,7 @@ struct span {
 	struct resource *resource; /* counted reference, released by span_free */
 	char name[SPAN_NAME_MAX];  /* "METHOD path" */
 	char status_message[64];
-	char tracestate[512 + 1];  /* W3C tracestate to propagate, may be empty */
+	char tracestate[512 + 1]; /* W3C tracestate to propagate, may be empty */
 	struct span_link links[SPAN_MAX_LINKS];
 	unsigned nattrs;
 	struct span_attr attrs[SPAN_MAX_ATTRS];

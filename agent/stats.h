@@ -10,33 +10,33 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define STATS_LIST(X)                                                                      \
-	X(events_data, "data events read from the ring buffer")                            \
-	X(events_close, "close events")                                                    \
-	X(events_task, "process/thread events")                                            \
-	X(events_unknown, "records of unknown kind (dropped)")                             \
-	X(bytes_captured, "payload bytes received from the kernel")                        \
-	X(spans_server, "server spans finished")                                           \
-	X(spans_client, "client spans finished")                                           \
-	X(spans_error_incomplete, "spans ended early: connection closed or process exited")\
-	X(drop_gap_in_headers, "messages dropped: header bytes not captured")              \
-	X(drop_parse_error, "messages dropped: malformed HTTP")                            \
-	X(drop_header_too_large, "messages dropped: header block over the limit")          \
-	X(drop_response_unmatched, "responses dropped: no request seen (started mid-request)")\
-	X(drop_conn_table_full, "events dropped: connection table full")                   \
-	X(drop_pending_overflow, "requests dropped: too many pipelined on one connection")\
-	X(drop_out_of_order, "events dropped: stream position went backwards")             \
-	X(drop_sink_queue_full, "spans dropped: sink queue full")                          \
-	X(traceparent_valid, "incoming traceparent headers accepted")                      \
-	X(traceparent_invalid, "incoming traceparent headers rejected (new trace started)")\
-	X(tracestate_invalid, "tracestate headers rejected")                               \
-	X(parent_exact, "client spans parented by trace-id match")                         \
-	X(parent_thread, "client spans parented by same thread")                           \
-	X(parent_ancestor, "client spans parented by ancestor thread")                     \
-	X(parent_ambiguous, "client spans with several possible parents (left unparented)")\
-	X(parent_none, "client spans with no server span in flight")                       \
-	X(spans_stitched, "server spans stitched to a same-host caller (--repair=stitch)")   \
-	X(conns_http, "HTTP connections tracked")                                          \
+#define STATS_LIST(X)                                                                              \
+	X(events_data, "data events read from the ring buffer")                                    \
+	X(events_close, "close events")                                                            \
+	X(events_task, "process/thread events")                                                    \
+	X(events_unknown, "records of unknown kind (dropped)")                                     \
+	X(bytes_captured, "payload bytes received from the kernel")                                \
+	X(spans_server, "server spans finished")                                                   \
+	X(spans_client, "client spans finished")                                                   \
+	X(spans_error_incomplete, "spans ended early: connection closed or process exited")        \
+	X(drop_gap_in_headers, "messages dropped: header bytes not captured")                      \
+	X(drop_parse_error, "messages dropped: malformed HTTP")                                    \
+	X(drop_header_too_large, "messages dropped: header block over the limit")                  \
+	X(drop_response_unmatched, "responses dropped: no request seen (started mid-request)")     \
+	X(drop_conn_table_full, "events dropped: connection table full")                           \
+	X(drop_pending_overflow, "requests dropped: too many pipelined on one connection")         \
+	X(drop_out_of_order, "events dropped: stream position went backwards")                     \
+	X(drop_sink_queue_full, "spans dropped: sink queue full")                                  \
+	X(traceparent_valid, "incoming traceparent headers accepted")                              \
+	X(traceparent_invalid, "incoming traceparent headers rejected (new trace started)")        \
+	X(tracestate_invalid, "tracestate headers rejected")                                       \
+	X(parent_exact, "client spans parented by trace-id match")                                 \
+	X(parent_thread, "client spans parented by same thread")                                   \
+	X(parent_ancestor, "client spans parented by ancestor thread")                             \
+	X(parent_ambiguous, "client spans with several possible parents (left unparented)")        \
+	X(parent_none, "client spans with no server span in flight")                               \
+	X(spans_stitched, "server spans stitched to a same-host caller (--repair=stitch)")         \
+	X(conns_http, "HTTP connections tracked")                                                  \
 	X(conns_idle_expired, "idle connections expired")
 
 struct agent_stats {

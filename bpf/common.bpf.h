@@ -20,13 +20,13 @@
 #define IPPROTO_TCP 6
 
 /* Load-time configuration (rodata, set by the loader before load). */
-const volatile __u32 self_tgid __shared = 0;	/* the agent itself is never traced */
+const volatile __u32 self_tgid __shared = 0; /* the agent itself is never traced */
 const volatile __u32 capture_bytes __shared = HT_DEFAULT_CAPTURE; /* power of two */
-const volatile __u32 wakeup_bytes __shared = 0;	/* ring buffer wake-up threshold */
-const volatile __u8 filter_by_tgid __shared = 0;	/* trace only tgids in selected_tgids */
-const volatile __u8 filter_by_comm __shared = 0;	/* trace only comms in selected_comms */
-const volatile __u8 filter_by_port __shared = 0;	/* only connections with a selected port */
-const volatile __u8 tls_enabled __shared = 1;	/* match sockets to TLS sessions (tls.bpf.c) */
+const volatile __u32 wakeup_bytes __shared = 0;	 /* ring buffer wake-up threshold */
+const volatile __u8 filter_by_tgid __shared = 0; /* trace only tgids in selected_tgids */
+const volatile __u8 filter_by_comm __shared = 0; /* trace only comms in selected_comms */
+const volatile __u8 filter_by_port __shared = 0; /* only connections with a selected port */
+const volatile __u8 tls_enabled __shared = 1;	 /* match sockets to TLS sessions (tls.bpf.c) */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -81,7 +81,7 @@ static __always_inline __u64 ringbuf_wakeup_flag(void)
 	if (wakeup_bytes == 0)
 		return 0;
 	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-									       : BPF_RB_NO_WAKEUP;
+									     : BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline int emit_event(void *data, __u64 size)

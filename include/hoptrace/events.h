@@ -45,11 +45,11 @@
 #define HT_COOKIE_SYNTHETIC (1ULL << 63)
 
 enum ht_event_kind {
-	HT_EV_DATA = 1,	   /* bytes read from or written to an HTTP socket */
-	HT_EV_CLOSE = 2,   /* an HTTP socket left the established state */
-	HT_EV_EXIT = 3,	   /* a process (thread group) exited */
-	HT_EV_FORK = 4,	   /* a thread or process was created by a traced task */
-	HT_EV_EXEC = 5,	   /* a process exec'd a new image */
+	HT_EV_DATA = 1,	 /* bytes read from or written to an HTTP socket */
+	HT_EV_CLOSE = 2, /* an HTTP socket left the established state */
+	HT_EV_EXIT = 3,	 /* a process (thread group) exited */
+	HT_EV_FORK = 4,	 /* a thread or process was created by a traced task */
+	HT_EV_EXEC = 5,	 /* a process exec'd a new image */
 };
 
 enum ht_dir {
@@ -74,19 +74,20 @@ enum ht_tls_call {
 
 /* ht_stat index: per-CPU counters, summed by userspace. */
 enum ht_stat {
-	HT_STAT_EVENTS = 0,	    /* records written to the ring buffer */
-	HT_STAT_RINGBUF_FULL,	    /* records lost: ring buffer reserve/output failed */
-	HT_STAT_READ_FAULT,	    /* user buffer could not be read */
-	HT_STAT_STORAGE_FULL,	    /* socket storage could not be created */
-	HT_STAT_NOT_HTTP,	    /* connections classified as not HTTP */
-	HT_STAT_SOCKET_IO,	    /* TCP socket reads/writes seen after selection */
-	HT_STAT_PEEK_SKIPPED,	    /* MSG_PEEK reads ignored (data read again later) */
-	HT_STAT_NO_SYSCALL,	    /* socket I/O not made by a known syscall (io_uring, kernel) */
-	HT_STAT_MAP_FULL,	    /* other map updates that failed */
-	HT_STAT_TLS_CALLS,	    /* SSL_read/SSL_write calls seen after selection */
-	HT_STAT_TLS_SOCKETS,	    /* sockets matched to a TLS session */
-	HT_STAT_TLS_NO_SOCKET,	    /* TLS sessions reported without a socket (synthetic cookie) */
-	HT_STAT_TLS_PORT_UNKNOWN,   /* TLS I/O skipped under --port: the session's socket is unknown */
+	HT_STAT_EVENTS = 0,	  /* records written to the ring buffer */
+	HT_STAT_RINGBUF_FULL,	  /* records lost: ring buffer reserve/output failed */
+	HT_STAT_READ_FAULT,	  /* user buffer could not be read */
+	HT_STAT_STORAGE_FULL,	  /* socket storage could not be created */
+	HT_STAT_NOT_HTTP,	  /* connections classified as not HTTP */
+	HT_STAT_SOCKET_IO,	  /* TCP socket reads/writes seen after selection */
+	HT_STAT_PEEK_SKIPPED,	  /* MSG_PEEK reads ignored (data read again later) */
+	HT_STAT_NO_SYSCALL,	  /* socket I/O not made by a known syscall (io_uring, kernel) */
+	HT_STAT_MAP_FULL,	  /* other map updates that failed */
+	HT_STAT_TLS_CALLS,	  /* SSL_read/SSL_write calls seen after selection */
+	HT_STAT_TLS_SOCKETS,	  /* sockets matched to a TLS session */
+	HT_STAT_TLS_NO_SOCKET,	  /* TLS sessions reported without a socket (synthetic cookie) */
+	HT_STAT_TLS_PORT_UNKNOWN, /* TLS I/O skipped under --port: the session's socket is unknown
+				   */
 	HT_STAT__COUNT,
 };
 
@@ -112,11 +113,11 @@ struct ht_data_event {
 	struct ht_tuple tuple;
 	__u32 tid;
 	__s32 fd;
-	__u32 len;	/* bytes transferred by the I/O */
-	__u32 cap_len;	/* bytes of payload that follow the record */
-	__u16 flags;	/* enum ht_data_flags */
-	__u8 dir;	/* enum ht_dir */
-	__u8 tail_len;	/* valid bytes in tail[] */
+	__u32 len;     /* bytes transferred by the I/O */
+	__u32 cap_len; /* bytes of payload that follow the record */
+	__u16 flags;   /* enum ht_data_flags */
+	__u8 dir;      /* enum ht_dir */
+	__u8 tail_len; /* valid bytes in tail[] */
 	__u8 _pad[4];
 	char comm[HT_COMM_LEN]; /* thread group leader's comm */
 	__u8 tail[HT_TAIL_BYTES];
@@ -142,10 +143,10 @@ struct ht_task_event {
 	__u32 tgid; /* FORK: parent tgid; EXIT/EXEC: the process */
 	__u64 ts_ns;
 	__u64 proc_start_ns;
-	__u32 tid;	   /* FORK: parent tid */
-	__u32 child_tgid;  /* FORK only */
-	__u32 child_tid;   /* FORK only */
-	__u32 group_dead;  /* EXIT: the last thread of the process exited */
+	__u32 tid;	  /* FORK: parent tid */
+	__u32 child_tgid; /* FORK only */
+	__u32 child_tid;  /* FORK only */
+	__u32 group_dead; /* EXIT: the last thread of the process exited */
 	char comm[HT_COMM_LEN];
 };
 _Static_assert(sizeof(struct ht_task_event) == 56, "ht_task_event layout");

@@ -22,11 +22,11 @@
 #include "span.h"
 #include "traceparent.h"
 
-static const uint8_t TRACE[16] = { 0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6,
-				   0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36 };
-static const uint8_t OTHER_TRACE[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
-static const uint8_t PARENT[8] = { 0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7 };
-static const uint8_t CHILD[8] = { 0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31 };
+static const uint8_t TRACE[16] = {0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6,
+				  0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36};
+static const uint8_t OTHER_TRACE[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+static const uint8_t PARENT[8] = {0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7};
+static const uint8_t CHILD[8] = {0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31};
 #define TRACE_HEX "4bf92f3577b34da6a3ce929d0e0e4736"
 
 /* ---- classification ---------------------------------------------------------------- */
@@ -44,57 +44,56 @@ struct classify_case {
 static void test_classify_table(void **state)
 {
 	static const struct classify_case cases[] = {
-		/* the request served had no valid context: nothing to pass on, no finding */
-		{ "served invalid, sent nothing", false, false, 0, false, false, NULL, NULL,
-		  PROP_NONE, false },
-		{ "served invalid, sent one", false, true, 1, true, true, TRACE, CHILD, PROP_NONE,
-		  false },
-		{ "no traceparent", true, false, 0, false, false, NULL, NULL, PROP_DROPPED, false },
-		/* dropped covers the tracestate: it is not reported on its own */
-		{ "no traceparent, tracestate came in", true, true, 0, false, false, NULL, NULL,
-		  PROP_DROPPED, false },
-		{ "malformed traceparent", true, false, 1, false, false, NULL, NULL, PROP_INVALID,
-		  false },
-		/* two headers make both invalid (W3C trace-context 3.2), even if each is valid */
-		{ "two traceparents", true, false, 2, false, false, NULL, NULL, PROP_INVALID, false },
-		{ "two traceparents, first valid", true, false, 2, true, false, TRACE, CHILD,
-		  PROP_INVALID, false },
-		{ "another trace id", true, false, 1, true, false, OTHER_TRACE, CHILD,
-		  PROP_RESTARTED, false },
-		{ "another trace id, tracestate lost", true, true, 1, true, false, OTHER_TRACE,
-		  CHILD, PROP_RESTARTED, false },
-		{ "another trace id, our parent id", true, false, 1, true, false, OTHER_TRACE,
-		  PARENT, PROP_RESTARTED, false },
-		{ "same trace, same parent", true, false, 1, true, false, TRACE, PARENT,
-		  PROP_FORWARDED, false },
-		{ "same trace, same parent, tracestate lost", true, true, 1, true, false, TRACE,
-		  PARENT, PROP_FORWARDED, true },
-		{ "same trace, same parent, tracestate kept", true, true, 1, true, true, TRACE,
-		  PARENT, PROP_FORWARDED, false },
-		{ "same trace, new parent", true, false, 1, true, false, TRACE, CHILD, PROP_OK,
-		  false },
-		{ "same trace, new parent, tracestate lost", true, true, 1, true, false, TRACE,
-		  CHILD, PROP_OK, true },
-		{ "same trace, new parent, tracestate kept", true, true, 1, true, true, TRACE, CHILD,
-		  PROP_OK, false },
-		/* a tracestate that did not come in is no loss; one added on the way is fine */
-		{ "same trace, new parent, tracestate added", true, false, 1, true, true, TRACE,
-		  CHILD, PROP_OK, false },
+	    /* the request served had no valid context: nothing to pass on, no finding */
+	    {"served invalid, sent nothing", false, false, 0, false, false, NULL, NULL, PROP_NONE,
+	     false},
+	    {"served invalid, sent one", false, true, 1, true, true, TRACE, CHILD, PROP_NONE,
+	     false},
+	    {"no traceparent", true, false, 0, false, false, NULL, NULL, PROP_DROPPED, false},
+	    /* dropped covers the tracestate: it is not reported on its own */
+	    {"no traceparent, tracestate came in", true, true, 0, false, false, NULL, NULL,
+	     PROP_DROPPED, false},
+	    {"malformed traceparent", true, false, 1, false, false, NULL, NULL, PROP_INVALID,
+	     false},
+	    /* two headers make both invalid (W3C trace-context 3.2), even if each is valid */
+	    {"two traceparents", true, false, 2, false, false, NULL, NULL, PROP_INVALID, false},
+	    {"two traceparents, first valid", true, false, 2, true, false, TRACE, CHILD,
+	     PROP_INVALID, false},
+	    {"another trace id", true, false, 1, true, false, OTHER_TRACE, CHILD, PROP_RESTARTED,
+	     false},
+	    {"another trace id, tracestate lost", true, true, 1, true, false, OTHER_TRACE, CHILD,
+	     PROP_RESTARTED, false},
+	    {"another trace id, our parent id", true, false, 1, true, false, OTHER_TRACE, PARENT,
+	     PROP_RESTARTED, false},
+	    {"same trace, same parent", true, false, 1, true, false, TRACE, PARENT, PROP_FORWARDED,
+	     false},
+	    {"same trace, same parent, tracestate lost", true, true, 1, true, false, TRACE, PARENT,
+	     PROP_FORWARDED, true},
+	    {"same trace, same parent, tracestate kept", true, true, 1, true, true, TRACE, PARENT,
+	     PROP_FORWARDED, false},
+	    {"same trace, new parent", true, false, 1, true, false, TRACE, CHILD, PROP_OK, false},
+	    {"same trace, new parent, tracestate lost", true, true, 1, true, false, TRACE, CHILD,
+	     PROP_OK, true},
+	    {"same trace, new parent, tracestate kept", true, true, 1, true, true, TRACE, CHILD,
+	     PROP_OK, false},
+	    /* a tracestate that did not come in is no loss; one added on the way is fine */
+	    {"same trace, new parent, tracestate added", true, false, 1, true, true, TRACE, CHILD,
+	     PROP_OK, false},
 	};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct classify_case *c = &cases[i];
-		struct trace_context sent = { 0 };
+		struct trace_context sent = {0};
 		struct audit_input in = {
-			.served_valid = c->served_valid,
-			.served_trace_id = TRACE,
-			.served_parent_id = PARENT,
-			.served_tracestate = c->served_tracestate,
-			.sent_count = c->sent_count,
-			.sent_valid = c->sent_valid,
-			.sent = c->sent_valid ? &sent : NULL,
-			.sent_tracestate = c->sent_tracestate,
+		    .served_valid = c->served_valid,
+		    .served_trace_id = TRACE,
+		    .served_parent_id = PARENT,
+		    .served_tracestate = c->served_tracestate,
+		    .sent_count = c->sent_count,
+		    .sent_valid = c->sent_valid,
+		    .sent = c->sent_valid ? &sent : NULL,
+		    .sent_tracestate = c->sent_tracestate,
 		};
 		bool ts = !c->want_ts_dropped;
 		enum propagation_result r;
@@ -107,7 +106,8 @@ static void test_classify_table(void **state)
 		r = audit_classify(&in, &ts);
 		if (r != c->want || ts != c->want_ts_dropped)
 			fail_msg("%s: got %s%s, want %s%s", c->what, propagation_result_name(r),
-				 ts ? " (tracestate dropped)" : "", propagation_result_name(c->want),
+				 ts ? " (tracestate dropped)" : "",
+				 propagation_result_name(c->want),
 				 c->want_ts_dropped ? " (tracestate dropped)" : "");
 	}
 }
@@ -150,12 +150,12 @@ static void record_sample(struct audit *a)
 	audit__record(a, "svc-a", "svc-b", PROP_OK, true, TRACE_HEX, "exact");
 	audit__record(a, "svc-a", "svc-b", PROP_OK, false, "11111111111111111111111111111111",
 		      "thread");
-	audit__record(a, "svc-a", "10.0.0.9:80", PROP_OK, false,
-		      "22222222222222222222222222222222", "exact");
+	audit__record(a, "svc-a", "10.0.0.9:80", PROP_OK, false, "22222222222222222222222222222222",
+		      "exact");
 	audit__record(a, "svc-a", "10.0.0.9:80", PROP_DROPPED, false,
 		      "33333333333333333333333333333333", "thread");
-	audit__record(a, "svc-a", "10.0.0.9:80", PROP_OK, false,
-		      "44444444444444444444444444444444", "exact");
+	audit__record(a, "svc-a", "10.0.0.9:80", PROP_OK, false, "44444444444444444444444444444444",
+		      "exact");
 	audit__record(a, "svc-a", "10.0.0.9:80", PROP_DROPPED, false,
 		      "55555555555555555555555555555555", "ancestor");
 	audit__record(a, "gw", "svc-a", PROP_FORWARDED, false, TRACE_HEX, "exact");
@@ -180,7 +180,7 @@ static void test_report_table(void **state)
 	assert_non_null(row);
 	assert_true(row < strstr(t, "svc-a                10.0.0.9:80"));
 	assert_true(strstr(t, "svc-a                10.0.0.9:80") < strstr(t, "svc-a    "
-									  "            svc-b"));
+									      "            svc-b"));
 	/* any broken call outranks ok: the edge's verdict, with the first dropped call */
 	row = strstr(t, "10.0.0.9:80");
 	assert_non_null(strstr(row, "dropped    ok 50%, dropped 50%"));
@@ -408,14 +408,14 @@ static void test_offline_equals_live(void **state)
 	capture(&want_table, &live, false);
 
 	{
-		char *argv[] = { arg0, arg_json, path, NULL };
+		char *argv[] = {arg0, arg_json, path, NULL};
 
 		assert_int_equal(run_cli(argv, 3, &got), 0);
 		assert_string_equal(got, want_json.buf);
 		free(got);
 	}
 	{
-		char *argv[] = { arg0, path, NULL };
+		char *argv[] = {arg0, path, NULL};
 
 		assert_int_equal(run_cli(argv, 2, &got), 0);
 		assert_string_equal(got, want_table.buf);
@@ -433,28 +433,28 @@ static void test_offline_equals_live(void **state)
 static void test_offline_malformed_lines(void **state)
 {
 	static const char *const lines[] = {
-		"{\"trace_id\":\"" TRACE_HEX "\",\"kind\":\"CLIENT\",\"service.name\":\"a\","
-		"\"attributes\":{\"hoptrace.propagation\":\"dropped\",\"server.address\":\"b\","
-		"\"server.port\":1}}",
-		"",
-		"garbage",
-		"{\"trace_id\":\"" TRACE_HEX "\",\"kind\":\"CLIENT\",\"service.name\":\"a\"",
-		"[1,2,3]",
-		"{\"trace_id\":\"XYZ\",\"kind\":\"CLIENT\",\"service.name\":\"a\",\"attributes\":{}}",
-		"{\"trace_id\":\"" TRACE_HEX "\",\"kind\":\"CLIENT\",\"service.name\":\"a\","
-		"\"attributes\":{\"hoptrace.propagation\":\"sideways\"}}",
-		"{\"trace_id\":\"" TRACE_HEX "\",\"kind\":\"CLIENT\",\"service.name\":\"a\","
-		"\"attributes\":{\"server.port\":\"80\"}}",
-		"{\"trace_id\":\"" TRACE_HEX "\",\"kind\":\"CLIENT\",\"service.name\":\"a\\u0000\","
-		"\"attributes\":{}}",
-		"\xff\xfe",
-		"{\"trace_id\":\"" TRACE_HEX "\",\"kind\":\"CLIENT\",\"service.name\":\"a\","
-		"\"attributes\":{\"hoptrace.propagation\":\"dropped\",\"server.address\":\"b\","
-		"\"server.port\":1}}\r",
+	    "{\"trace_id\":\"" TRACE_HEX "\",\"kind\":\"CLIENT\",\"service.name\":\"a\","
+	    "\"attributes\":{\"hoptrace.propagation\":\"dropped\",\"server.address\":\"b\","
+	    "\"server.port\":1}}",
+	    "",
+	    "garbage",
+	    "{\"trace_id\":\"" TRACE_HEX "\",\"kind\":\"CLIENT\",\"service.name\":\"a\"",
+	    "[1,2,3]",
+	    "{\"trace_id\":\"XYZ\",\"kind\":\"CLIENT\",\"service.name\":\"a\",\"attributes\":{}}",
+	    "{\"trace_id\":\"" TRACE_HEX "\",\"kind\":\"CLIENT\",\"service.name\":\"a\","
+	    "\"attributes\":{\"hoptrace.propagation\":\"sideways\"}}",
+	    "{\"trace_id\":\"" TRACE_HEX "\",\"kind\":\"CLIENT\",\"service.name\":\"a\","
+	    "\"attributes\":{\"server.port\":\"80\"}}",
+	    "{\"trace_id\":\"" TRACE_HEX "\",\"kind\":\"CLIENT\",\"service.name\":\"a\\u0000\","
+	    "\"attributes\":{}}",
+	    "\xff\xfe",
+	    "{\"trace_id\":\"" TRACE_HEX "\",\"kind\":\"CLIENT\",\"service.name\":\"a\","
+	    "\"attributes\":{\"hoptrace.propagation\":\"dropped\",\"server.address\":\"b\","
+	    "\"server.port\":1}}\r",
 	};
 	char path[] = "/tmp/hoptrace-audit-bad-XXXXXX";
 	char arg0[] = "audit", arg_json[] = "--json";
-	char *argv[] = { arg0, arg_json, path, NULL };
+	char *argv[] = {arg0, arg_json, path, NULL};
 	int fd = mkstemp(path);
 	struct json_doc d;
 	const struct json_value *e;
@@ -490,7 +490,7 @@ static void test_offline_malformed_lines(void **state)
 static void test_offline_errors(void **state)
 {
 	char arg0[] = "audit", missing[] = "/nonexistent/spans.jsonl";
-	char *argv[] = { arg0, missing, NULL };
+	char *argv[] = {arg0, missing, NULL};
 	char *got, *err;
 
 	(void)state;
@@ -505,13 +505,13 @@ static void test_offline_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_classify_table),
-		cmocka_unit_test(test_result_names),
-		cmocka_unit_test(test_report_table),
-		cmocka_unit_test(test_report_json),
-		cmocka_unit_test(test_offline_equals_live),
-		cmocka_unit_test(test_offline_malformed_lines),
-		cmocka_unit_test(test_offline_errors),
+	    cmocka_unit_test(test_classify_table),
+	    cmocka_unit_test(test_result_names),
+	    cmocka_unit_test(test_report_table),
+	    cmocka_unit_test(test_report_json),
+	    cmocka_unit_test(test_offline_equals_live),
+	    cmocka_unit_test(test_offline_malformed_lines),
+	    cmocka_unit_test(test_offline_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -39,23 +39,23 @@ static int parse(struct json_doc *d, const char *s)
 static void test_accepts(void **state)
 {
 	static const char *const ok[] = {
-		"{}",
-		"[]",
-		" \t\r\n{ \"a\" : [ 1 , -0 , 0.5 , -1.5e+10 , 2E-3 , 1e5 ] } \r\n",
-		"\"\"",
-		"0",
-		"-0",
-		"true",
-		"false",
-		"null",
-		"[[],{},[{}]]",
-		"{\"\":1}",
-		"{\"a\":{\"a\":{\"a\":1}}}",  /* same key at different levels */
-		"\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"", /* é € 😀 as raw UTF-8 */
-		"\"\\u0000\"",		     /* U+0000 is valid JSON */
-		"\"\\/\\b\\f\\n\\r\\t\\\"\\\\\"",
-		"123456789012345678901234567890", /* a valid number, just not an int64 */
-		"\"\x7f\"",			      /* DEL need not be escaped */
+	    "{}",
+	    "[]",
+	    " \t\r\n{ \"a\" : [ 1 , -0 , 0.5 , -1.5e+10 , 2E-3 , 1e5 ] } \r\n",
+	    "\"\"",
+	    "0",
+	    "-0",
+	    "true",
+	    "false",
+	    "null",
+	    "[[],{},[{}]]",
+	    "{\"\":1}",
+	    "{\"a\":{\"a\":{\"a\":1}}}",		/* same key at different levels */
+	    "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"", /* é € 😀 as raw UTF-8 */
+	    "\"\\u0000\"",				/* U+0000 is valid JSON */
+	    "\"\\/\\b\\f\\n\\r\\t\\\"\\\\\"",
+	    "123456789012345678901234567890", /* a valid number, just not an int64 */
+	    "\"\x7f\"",			      /* DEL need not be escaped */
 	};
 
 	(void)state;
@@ -74,57 +74,57 @@ static void test_accepts(void **state)
 static void test_rejects(void **state)
 {
 	static const char *const bad[] = {
-		"",
-		"   ",
-		"{",
-		"}",
-		"[1,]",		      /* trailing comma */
-		"{\"a\":1,}",
-		"[,1]",
-		"{\"a\" 1}",
-		"{\"a\":}",
-		"{a:1}",	      /* unquoted key */
-		"{'a':1}",
-		"{1:1}",
-		"[01]",		      /* leading zero */
-		"[+1]",
-		"[1.]",
-		"[.5]",
-		"[1e]",
-		"[1e+]",
-		"[-]",
-		"[NaN]",
-		"[Infinity]",
-		"[tru]",
-		"[nul]",
-		"[True]",
-		"\"abc",
-		"\"a\\\"",
-		"\"\\x41\"",	      /* not a JSON escape */
-		"\"\\u12\"",
-		"\"\\u12G4\"",
-		"\"\\ud800\"",	      /* lone high surrogate */
-		"\"\\ud800x\"",
-		"\"\\ud800\\u0041\"", /* high surrogate, then not a low one */
-		"\"\\udc00\"",	      /* lone low surrogate */
-		"\"\\udc00\\ud800\"", /* reversed pair */
-		"\"a\tb\"",	      /* unescaped control character */
-		"\"a\nb\"",
-		"\"\xff\"",	      /* not UTF-8 */
-		"\"\xc0\xaf\"",	      /* overlong '/' */
-		"\"\xe0\x80\xaf\"",   /* overlong */
-		"\"\xed\xa0\x80\"",   /* UTF-8 encoded surrogate */
-		"\"\xf4\x90\x80\x80\"", /* above U+10FFFF */
-		"\"\xe2\x82\"",	      /* truncated sequence */
-		"\xef\xbb\xbf{}",     /* byte order mark (RFC 8259 8.1: may be ignored; we don't) */
-		"{} {}",	      /* two values */
-		"{}x",
-		"[1 2]",
-		"/* c */ {}",
-		"{\"a\":1,\"a\":2}",  /* duplicate key */
-		"{\"a\":1,\"b\":2,\"a\":3}",
-		"{\"\\u0061\":1,\"a\":2}", /* duplicate after decoding */
-		"\v{}",		      /* not JSON whitespace */
+	    "",
+	    "   ",
+	    "{",
+	    "}",
+	    "[1,]", /* trailing comma */
+	    "{\"a\":1,}",
+	    "[,1]",
+	    "{\"a\" 1}",
+	    "{\"a\":}",
+	    "{a:1}", /* unquoted key */
+	    "{'a':1}",
+	    "{1:1}",
+	    "[01]", /* leading zero */
+	    "[+1]",
+	    "[1.]",
+	    "[.5]",
+	    "[1e]",
+	    "[1e+]",
+	    "[-]",
+	    "[NaN]",
+	    "[Infinity]",
+	    "[tru]",
+	    "[nul]",
+	    "[True]",
+	    "\"abc",
+	    "\"a\\\"",
+	    "\"\\x41\"", /* not a JSON escape */
+	    "\"\\u12\"",
+	    "\"\\u12G4\"",
+	    "\"\\ud800\"", /* lone high surrogate */
+	    "\"\\ud800x\"",
+	    "\"\\ud800\\u0041\"", /* high surrogate, then not a low one */
+	    "\"\\udc00\"",	  /* lone low surrogate */
+	    "\"\\udc00\\ud800\"", /* reversed pair */
+	    "\"a\tb\"",		  /* unescaped control character */
+	    "\"a\nb\"",
+	    "\"\xff\"",		    /* not UTF-8 */
+	    "\"\xc0\xaf\"",	    /* overlong '/' */
+	    "\"\xe0\x80\xaf\"",	    /* overlong */
+	    "\"\xed\xa0\x80\"",	    /* UTF-8 encoded surrogate */
+	    "\"\xf4\x90\x80\x80\"", /* above U+10FFFF */
+	    "\"\xe2\x82\"",	    /* truncated sequence */
+	    "\xef\xbb\xbf{}",	    /* byte order mark (RFC 8259 8.1: may be ignored; we don't) */
+	    "{} {}",		    /* two values */
+	    "{}x",
+	    "[1 2]",
+	    "/* c */ {}",
+	    "{\"a\":1,\"a\":2}", /* duplicate key */
+	    "{\"a\":1,\"b\":2,\"a\":3}",
+	    "{\"\\u0061\":1,\"a\":2}", /* duplicate after decoding */
+	    "\v{}",		       /* not JSON whitespace */
 	};
 
 	(void)state;
@@ -189,18 +189,18 @@ static void test_numbers(void **state)
 		bool is_int;
 		int64_t value;
 	} cases[] = {
-		{ "0", true, 0 },
-		{ "-0", true, 0 },
-		{ "8080", true, 8080 },
-		{ "-42", true, -42 },
-		{ "9223372036854775807", true, INT64_MAX },
-		{ "-9223372036854775808", true, INT64_MIN },
-		{ "9223372036854775808", false, 0 },
-		{ "-9223372036854775809", false, 0 },
-		{ "18446744073709551616", false, 0 },
-		{ "1.0", false, 0 },
-		{ "1e3", false, 0 },
-		{ "1700000000000000000", true, 1700000000000000000 },
+	    {"0", true, 0},
+	    {"-0", true, 0},
+	    {"8080", true, 8080},
+	    {"-42", true, -42},
+	    {"9223372036854775807", true, INT64_MAX},
+	    {"-9223372036854775808", true, INT64_MIN},
+	    {"9223372036854775808", false, 0},
+	    {"-9223372036854775809", false, 0},
+	    {"18446744073709551616", false, 0},
+	    {"1.0", false, 0},
+	    {"1e3", false, 0},
+	    {"1700000000000000000", true, 1700000000000000000},
 	};
 
 	(void)state;
@@ -232,9 +232,10 @@ static void test_navigation(void **state)
 
 	(void)state;
 	json_doc__init(&d);
-	assert_int_equal(parse(&d, "{\"kind\":\"CLIENT\",\"attributes\":{\"server.port\":8080,"
-				   "\"ok\":true,\"no\":false,\"nil\":null},\"list\":[1,\"two\",[3]],"
-				   "\"empty\":{}}"),
+	assert_int_equal(parse(&d,
+			       "{\"kind\":\"CLIENT\",\"attributes\":{\"server.port\":8080,"
+			       "\"ok\":true,\"no\":false,\"nil\":null},\"list\":[1,\"two\",[3]],"
+			       "\"empty\":{}}"),
 			 0);
 	root = json_doc__root(&d);
 	assert_int_equal(root->type, JSON_OBJECT);
@@ -393,14 +394,14 @@ static void test_reuse(void **state)
 static void test_span_line(void **state)
 {
 	static const char line[] =
-		"{\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"span_id\":\"00f067aa0ba902b7\","
-		"\"parent_span_id\":\"\",\"name\":\"GET /leaf\",\"kind\":\"CLIENT\","
-		"\"start_unix_ns\":1700000000000000000,\"end_unix_ns\":1700000000001000000,"
-		"\"duration_ns\":1000000,\"status\":\"UNSET\",\"status_message\":\"\","
-		"\"service.name\":\"caf\\u00e9 \\\"svc\\\"\",\"pid\":42,\"tid\":42,\"trace_flags\":1,"
-		"\"tracestate\":\"\",\"attributes\":{\"server.address\":\"\\ufffd\\u0085h\","
-		"\"server.port\":8080,\"hoptrace.propagation\":\"dropped\"},\"links\":[],"
-		"\"resource\":{}}\n";
+	    "{\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"span_id\":\"00f067aa0ba902b7\","
+	    "\"parent_span_id\":\"\",\"name\":\"GET /leaf\",\"kind\":\"CLIENT\","
+	    "\"start_unix_ns\":1700000000000000000,\"end_unix_ns\":1700000000001000000,"
+	    "\"duration_ns\":1000000,\"status\":\"UNSET\",\"status_message\":\"\","
+	    "\"service.name\":\"caf\\u00e9 \\\"svc\\\"\",\"pid\":42,\"tid\":42,\"trace_flags\":1,"
+	    "\"tracestate\":\"\",\"attributes\":{\"server.address\":\"\\ufffd\\u0085h\","
+	    "\"server.port\":8080,\"hoptrace.propagation\":\"dropped\"},\"links\":[],"
+	    "\"resource\":{}}\n";
 	struct json_doc d;
 	const struct json_value *root, *attrs;
 	int64_t port;
@@ -422,17 +423,17 @@ static void test_span_line(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_accepts),
-		cmocka_unit_test(test_rejects),
-		cmocka_unit_test(test_embedded_nul_is_an_error),
-		cmocka_unit_test(test_string_escapes),
-		cmocka_unit_test(test_numbers),
-		cmocka_unit_test(test_navigation),
-		cmocka_unit_test(test_limits),
-		cmocka_unit_test(test_many_members),
-		cmocka_unit_test(test_error_position),
-		cmocka_unit_test(test_reuse),
-		cmocka_unit_test(test_span_line),
+	    cmocka_unit_test(test_accepts),
+	    cmocka_unit_test(test_rejects),
+	    cmocka_unit_test(test_embedded_nul_is_an_error),
+	    cmocka_unit_test(test_string_escapes),
+	    cmocka_unit_test(test_numbers),
+	    cmocka_unit_test(test_navigation),
+	    cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_many_members),
+	    cmocka_unit_test(test_error_position),
+	    cmocka_unit_test(test_reuse),
+	    cmocka_unit_test(test_span_line),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -72,8 +72,8 @@ static void test_correlate_thread_exact_ambiguous(void **state)
 	struct correlate c;
 	struct parent_match m;
 	struct span *s1 = span_with_trace(1), *s2 = span_with_trace(2);
-	struct inflight a = { .tgid = 10, .tid = 11, .span = s1 };
-	struct inflight b = { .tgid = 10, .tid = 11, .span = s2 };
+	struct inflight a = {.tgid = 10, .tid = 11, .span = s1};
+	struct inflight b = {.tgid = 10, .tid = 11, .span = s2};
 	uint8_t t2[16];
 
 	(void)state;
@@ -117,7 +117,7 @@ static void test_correlate_ancestor_threads(void **state)
 	struct correlate c;
 	struct parent_match m;
 	struct span *s1 = span_with_trace(1);
-	struct inflight a = { .tgid = 10, .tid = 11, .span = s1 };
+	struct inflight a = {.tgid = 10, .tid = 11, .span = s1};
 
 	(void)state;
 	assert_int_equal(correlate__init(&c), 0);
@@ -163,8 +163,8 @@ static void test_target_path(void **state)
 
 static void test_tuple_addr_string(void **state)
 {
-	uint8_t v4[16] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1 };
-	uint8_t v6[16] = { 0 };
+	uint8_t v4[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
+	uint8_t v6[16] = {0};
 	char buf[64];
 
 	(void)state;
@@ -193,13 +193,13 @@ static void test_resource_attributes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hashmap_put_get_del_grow),
-		cmocka_unit_test(test_hashmap_limit),
-		cmocka_unit_test(test_correlate_thread_exact_ambiguous),
-		cmocka_unit_test(test_correlate_ancestor_threads),
-		cmocka_unit_test(test_target_path),
-		cmocka_unit_test(test_tuple_addr_string),
-		cmocka_unit_test(test_resource_attributes),
+	    cmocka_unit_test(test_hashmap_put_get_del_grow),
+	    cmocka_unit_test(test_hashmap_limit),
+	    cmocka_unit_test(test_correlate_thread_exact_ambiguous),
+	    cmocka_unit_test(test_correlate_ancestor_threads),
+	    cmocka_unit_test(test_target_path),
+	    cmocka_unit_test(test_tuple_addr_string),
+	    cmocka_unit_test(test_resource_attributes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
