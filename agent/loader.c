@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-2-Clause
 #include "loader.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,60 @@ static void set_rodata(struct hoptrace_bpf *skel, const struct loader_config *cf
 	tls__configure(skel, !cfg->no_tls);
 }
 
+/* ppid of a process from /proc/PID/stat ("pid (comm) state ppid ..."; comm may hold
+ * spaces and parentheses, so parse from the last ')'). 0 when unreadable. */
+static uint32_t read_ppid(const char *pid)
+{
+	char path[64], buf[512];
+	unsigned ppid = 0;
+	const char *p;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%s/stat", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
+		sscanf(p + 1, " %*c %u", &ppid);
+	fclose(f);
+	return ppid;
+}
+
+/* --pid follows children: the BPF fork hook covers those born from now on, this covers the
+ * ones that already exist (the workers of a pre-fork server whose master was given). */
+static int select_existing_descendants(struct hoptrace_bpf *skel)
+{
+	int map = bpf_map__fd(skel->maps.selected_tgids);
+	bool added = true;
+	uint8_t one = 1;
+
+	/* a child may be listed before its parent: repeat until nothing new, bounded by depth */
+	for (int pass = 0; added && pass < 16; pass++) {
+		struct dirent *de;
+		DIR *d = opendir("/proc");
+
+		if (!d)
+			return -errno;
+		added = false;
+		while ((de = readdir(d))) {
+			uint32_t pid, ppid;
+
+			if (de->d_name[0] < '1' || de->d_name[0] > '9')
+				continue;
+			pid = (uint32_t)strtoul(de->d_name, NULL, 10);
+			ppid = read_ppid(de->d_name);
+			if (!ppid || bpf_map_lookup_elem(map, &pid, &one) == 0 ||
+			    bpf_map_lookup_elem(map, &ppid, &one) != 0)
+				continue;
+			one = 1;
+			if (bpf_map_update_elem(map, &pid, &one, BPF_NOEXIST) == 0)
+				added = true;
+		}
+		closedir(d);
+	}
+	return 0;
+}
+
 static int fill_selection(struct hoptrace_bpf *skel, const struct loader_config *cfg)
 {
 	uint8_t one = 1;
@@ -54,6 +109,11 @@ static int fill_selection(struct hoptrace_bpf *skel, const struct loader_config 
 	for (unsigned i = 0; i < cfg->npids; i++) {
 		err = bpf_map__update_elem(skel->maps.selected_tgids, &cfg->pids[i],
 					   sizeof(uint32_t), &one, 1, BPF_ANY);
+		if (err)
+			return err;
+	}
+	if (cfg->npids) {
+		err = select_existing_descendants(skel);
 		if (err)
 			return err;
 	}
@@ -67,8 +127,10 @@ static int fill_selection(struct hoptrace_bpf *skel, const struct loader_config 
 			return err;
 	}
 	for (unsigned i = 0; i < cfg->nports; i++) {
-		err = bpf_map__update_elem(skel->maps.selected_ports, &cfg->ports[i],
-					   sizeof(uint16_t), &one, 1, BPF_ANY);
+		uint32_t port = cfg->ports[i];
+
+		err = bpf_map__update_elem(skel->maps.selected_ports, &port, sizeof(port), &one, 1,
+					   BPF_ANY);
 		if (err)
 			return err;
 	}

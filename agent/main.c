@@ -105,7 +105,7 @@ static const struct argp_option argp_opts[] = {
      "Bytes of a header block copied per socket read/write, power of two, 64..16384 "
      "(default 8192)",
      3},
-    {"ringbuf-bytes", OPT_RINGBUF, "N", 0, "Ring buffer size, power of two (default 16 MiB)", 3},
+    {"ringbuf-bytes", OPT_RINGBUF, "N", 0, "Ring buffer size, power of two (default 8 MiB)", 3},
     {"no-tls", OPT_NO_TLS, NULL, 0,
      "Do not trace HTTPS (no uprobes on OpenSSL libraries and binaries)", 3},
     {"no-color", OPT_NO_COLOR, NULL, 0, "No colors in the waterfall", 3},

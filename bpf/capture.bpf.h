@@ -220,8 +220,11 @@ static __always_inline void fill_tuple(struct sock *sk, struct ht_tuple *t)
 /* --port: is either end of the connection a selected port? */
 static __always_inline bool ports_selected(__u16 lport, __u16 rport)
 {
-	return bpf_map_lookup_elem(&selected_ports, &lport) ||
-	       bpf_map_lookup_elem(&selected_ports, &rport);
+	__u32 l = lport, r = rport;
+	__u8 *lv = bpf_map_lookup_elem(&selected_ports, &l);
+	__u8 *rv = bpf_map_lookup_elem(&selected_ports, &r);
+
+	return (lv && *lv) || (rv && *rv);
 }
 
 /* How many bytes of this I/O to copy, and the header window left afterwards. A start line
