@@ -295,21 +295,24 @@ class Collector:
         except TimeoutError:
             self.proc.kill()
         self.err.close()
-        m = re.search(r"exit: (\d+) requests, (\d+) spans", read(self.err_path))
-        kinds = count_kinds(self.out, b'"kind":"server"', b'"kind":"client"')
+        m = re.search(r"(\d+) requests, (\d+) spans", read(self.err_path))
+        kinds = count_kinds(self.out, b'"kind":"SERVER"', b'"kind":"CLIENT"')
         return {"requests": int(m.group(1)) if m else None,
                 "spans": int(m.group(2)) if m else None, **kinds}
 
 
 def count_kinds(path, server, client):
+    """Spans by kind in a JSON-lines file. Older hoptrace-collect builds wrote the kind in
+    lower case: both spellings count."""
     n = {"server": 0, "client": 0, "lines": 0}
+    server_lc, client_lc = server.lower(), client.lower()
     try:
         with open(path, "rb") as f:
             for line in f:
                 n["lines"] += 1
-                if server in line:
+                if server in line or server_lc in line:
                     n["server"] += 1
-                elif client in line:
+                elif client in line or client_lc in line:
                     n["client"] += 1
     except OSError:
         pass
