@@ -172,9 +172,9 @@ $(OUT)/otlp_bench: $(OUT)/rel/tests/bench/otlp_bench.o $(OUT)/rel/libhoptrace.a
 # make fuzz FUZZ_SECONDS=600 runs each for that long; corpora in $(OUT)/fuzz/corpus-*.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(OUT)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_SRCS_fuzz_http1 := agent/http1.c
+FUZZ_SRCS_fuzz_http1 := agent/http1.c agent/text.c
 FUZZ_SRCS_fuzz_traceparent := agent/traceparent.c
-FUZZ_SRCS_fuzz_json_read := agent/json_read.c
+FUZZ_SRCS_fuzz_json_read := agent/json_read.c agent/text.c
 
 $(OUT)/fuzz/%: tests/fuzz/%.c $(wildcard agent/*.h)
 	$(call msg,FUZZ,$@)

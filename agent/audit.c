@@ -9,6 +9,7 @@
 #include "resource.h"
 #include "span.h"
 #include "traceparent.h"
+#include "text.h"
 
 #define AUDIT_MAX_EDGES 4096
 
@@ -112,35 +113,21 @@ static struct audit_edge *edge_get(struct audit *a, const char *caller, const ch
 static void utf8_sanitise(const char *s, char *out, size_t outlen)
 {
 	const unsigned char *p = (const unsigned char *)s;
-	size_t o = 0;
+	size_t o = 0, left = strlen(s);
 
-	while (*p && o + 4 < outlen) {
-		size_t n = *p < 0x80	     ? 1
-			   : (*p >> 5) == 6  ? 2
-			   : (*p >> 4) == 14 ? 3
-			   : (*p >> 3) == 30 ? 4
-					     : 0;
-		size_t i = 1;
+	while (left && o + 4 < outlen) {
+		size_t n = utf8_sequence_len(p, left);
 
-		for (; n && i < n; i++)
-			if ((p[i] & 0xc0) != 0x80)
-				break;
-		/* reject overlongs and surrogates the cheap way: re-check the lead/next pair */
-		if (n > 1 && i == n &&
-		    !((n == 2 && *p < 0xc2) || (n == 3 && *p == 0xe0 && p[1] < 0xa0) ||
-		      (n == 3 && *p == 0xed && p[1] >= 0xa0) ||
-		      (n == 4 && *p == 0xf0 && p[1] < 0x90) ||
-		      (n == 4 && (*p > 0xf4 || (*p == 0xf4 && p[1] >= 0x90))))) {
+		if (n) {
 			memcpy(out + o, p, n);
 			o += n;
-			p += n;
-		} else if (n == 1) {
-			out[o++] = (char)*p++;
 		} else {
-			memcpy(out + o, "\xef\xbf\xbd", 3);
+			n = 1;
+			memcpy(out + o, "\xef\xbf\xbd", 3); /* U+FFFD */
 			o += 3;
-			p++;
 		}
+		p += n;
+		left -= n;
 	}
 	out[o] = '\0';
 }

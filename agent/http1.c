@@ -9,6 +9,7 @@
  * one feed, else from a buffer that collected its pieces.
  */
 #include "http1.h"
+#include "text.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -87,16 +88,6 @@ static bool is_ows(uint8_t c)
 static uint8_t ascii_lower(uint8_t c)
 {
 	return (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 'a' - 'A') : c;
-}
-
-static int hex_value(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = ascii_lower(c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
 }
 
 /* Case-insensitive comparison of s with a lowercase literal. */
@@ -741,7 +732,7 @@ static bool chunk_ext_byte(struct http1_parser *p, uint8_t c)
 /* One byte of chunk-size [ chunk-ext ] before CR LF (RFC 9112 7.1). Extensions are skipped. */
 static bool chunk_size_byte(struct http1_parser *p, uint8_t c)
 {
-	int v = hex_value(c);
+	int v = hex_digit_value(c);
 
 	if (c == '\r') {
 		p->saw_cr = true;

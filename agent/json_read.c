@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
 #include "json_read.h"
+#include "text.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -62,41 +63,6 @@ static uint32_t new_value(struct parser *ps, enum json_type type)
 	return d->nvalues++;
 }
 
-/*
- * Length of the well-formed UTF-8 sequence at p (Unicode 15, table 3-7: no overlong forms,
- * no surrogates, nothing above U+10FFFF), or 0 if p does not start one.
- */
-static size_t utf8_sequence_len(const unsigned char *p, size_t avail)
-{
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t len;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		len = 2;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef)
-		len = 3;
-	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-		len = 4;
-	else
-		return 0;
-	if (p[0] == 0xe0)
-		lo = 0xa0;
-	else if (p[0] == 0xed)
-		hi = 0x9f;
-	else if (p[0] == 0xf0)
-		lo = 0x90;
-	else if (p[0] == 0xf4)
-		hi = 0x8f;
-	if (avail < len || p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return len;
-}
-
 static size_t utf8_encode(uint32_t cp, char out[4])
 {
 	if (cp < 0x80) {
@@ -121,17 +87,6 @@ static size_t utf8_encode(uint32_t cp, char out[4])
 	return 4;
 }
 
-static int hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* The 4 hex digits of a \u escape whose 'u' is at p[-1]; -1 when they are not 4 hex. */
 static int32_t read_u16(const unsigned char *p, const unsigned char *end)
 {
@@ -140,7 +95,7 @@ static int32_t read_u16(const unsigned char *p, const unsigned char *end)
 	if (end - p < 4)
 		return -1;
 	for (int i = 0; i < 4; i++) {
-		int h = hex_value(p[i]);
+		int h = hex_digit_value(p[i]);
 
 		if (h < 0)
 			return -1;

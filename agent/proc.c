@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "resource.h"
+#include "text.h"
 
 #define PROC_TABLE_MAX 65536
 #define ENVIRON_MAX (256 * 1024)
@@ -90,17 +91,6 @@ static const char *environ_lookup(const char *env, size_t len, const char *name)
 	return NULL;
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Trim OWS and percent-decode [p, p+n) into a new string. */
 static char *decode_member(const char *p, size_t n)
 {
@@ -117,8 +107,10 @@ static char *decode_member(const char *p, size_t n)
 	if (!out)
 		return NULL;
 	for (size_t i = 0; i < n; i++) {
-		if (p[i] == '%' && i + 2 < n && hexval(p[i + 1]) >= 0 && hexval(p[i + 2]) >= 0) {
-			out[o++] = (char)(hexval(p[i + 1]) * 16 + hexval(p[i + 2]));
+		if (p[i] == '%' && i + 2 < n && hex_digit_value(p[i + 1]) >= 0 &&
+		    hex_digit_value(p[i + 2]) >= 0) {
+			out[o++] =
+			    (char)(hex_digit_value(p[i + 1]) * 16 + hex_digit_value(p[i + 2]));
 			i += 2;
 		} else {
 			out[o++] = p[i];

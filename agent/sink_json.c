@@ -45,6 +45,7 @@
 #include "sink.h"
 #include "resource.h"
 #include "span.h"
+#include "text.h"
 
 #include <inttypes.h>
 #include <stdbool.h>
@@ -64,41 +65,6 @@ struct json_sink {
 static struct json_sink *to_json_sink(struct sink *sk)
 {
 	return (struct json_sink *)sk;
-}
-
-/*
- * Length of the well-formed UTF-8 sequence starting at p (Unicode 15, table 3-7: no
- * overlong forms, no surrogates, nothing above U+10FFFF), or 0 if p does not start one.
- */
-static size_t utf8_sequence_len(const unsigned char *p, size_t avail)
-{
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t len;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf)
-		len = 2;
-	else if (p[0] >= 0xe0 && p[0] <= 0xef)
-		len = 3;
-	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-		len = 4;
-	else
-		return 0;
-	if (p[0] == 0xe0)
-		lo = 0xa0;
-	else if (p[0] == 0xed)
-		hi = 0x9f;
-	else if (p[0] == 0xf0)
-		lo = 0x90;
-	else if (p[0] == 0xf4)
-		hi = 0x8f;
-	if (avail < len || p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return len;
 }
 
 /* The escape for one ASCII byte, or NULL if it is written as is. buf holds 7 bytes. */

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
 #include "otlp_config.h"
+#include "text.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -128,16 +129,6 @@ const char *otlp_protocol_name(enum otlp_protocol p)
 	return p == OTLP_PROTOCOL_GRPC ? "grpc" : "http/protobuf";
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (char)tolower((unsigned char)c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Copy [s, s+len) trimmed of blanks and percent-decoded. NULL on a bad escape or ENOMEM. */
 static char *decode_part(const char *s, size_t len, bool *bad)
 {
@@ -160,8 +151,8 @@ static char *decode_part(const char *s, size_t len, bool *bad)
 			*o++ = s[i];
 			continue;
 		}
-		hi = i + 1 < len ? hexval(s[i + 1]) : -1;
-		lo = i + 2 < len ? hexval(s[i + 2]) : -1;
+		hi = i + 1 < len ? hex_digit_value(s[i + 1]) : -1;
+		lo = i + 2 < len ? hex_digit_value(s[i + 2]) : -1;
 		if (hi < 0 || lo < 0) {
 			*bad = true;
 			free(out);

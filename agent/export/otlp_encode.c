@@ -21,6 +21,7 @@
 
 #include "resource.h"
 #include "span.h"
+#include "text.h"
 
 #ifndef HOPTRACE_VERSION
 #define HOPTRACE_VERSION "0.0.0"
@@ -173,29 +174,7 @@ struct str {
 
 size_t otlp_utf8_seq(const unsigned char *s, size_t left)
 {
-	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		return left >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
-	if (c >= 0xe0 && c <= 0xef) {
-		if (c == 0xe0)
-			lo = 0xa0;
-		if (c == 0xed)
-			hi = 0x9f; /* no UTF-16 surrogates */
-		return left >= 3 && s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 ? 3 : 0;
-	}
-	if (c >= 0xf0 && c <= 0xf4) {
-		if (c == 0xf0)
-			lo = 0x90;
-		if (c == 0xf4)
-			hi = 0x8f;
-		if (left < 4 || s[1] < lo || s[1] > hi)
-			return 0;
-		return (s[2] & 0xc0) == 0x80 && (s[3] & 0xc0) == 0x80 ? 4 : 0;
-	}
-	return 0;
+	return utf8_sequence_len(s, left);
 }
 
 static bool is_ascii(const char *s, size_t len)

@@ -13,6 +13,7 @@
 
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "otlp_gzip.h"
+#include "text.h"
 
 #ifndef HOPTRACE_VERSION
 #define HOPTRACE_VERSION "0.0.0"
@@ -191,17 +192,6 @@ int64_t otlp_parse_retry_after(const char *value, time_t now)
 	return when <= now ? 0 : (int64_t)(when - now) * 1000;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 void otlp_grpc_message_decode(char *s)
 {
 	char *o = s;
@@ -209,7 +199,8 @@ void otlp_grpc_message_decode(char *s)
 	for (; *s; s++) {
 		int hi, lo;
 
-		if (*s == '%' && (hi = hexval(s[1])) >= 0 && (lo = hexval(s[2])) >= 0) {
+		if (*s == '%' && (hi = hex_digit_value(s[1])) >= 0 &&
+		    (lo = hex_digit_value(s[2])) >= 0) {
 			*o++ = (char)(hi << 4 | lo);
 			s += 2;
 		} else {
