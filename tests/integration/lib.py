@@ -230,3 +230,45 @@ def python_server(port, directory=None, script=None, args=(), service=None):
     p = Proc(argv, env=env)
     wait_port(port)
     return p
+
+
+def nginx(port, server_body, http_extra="", static_files=True, listen_extra=""):
+    """nginx in the foreground with one worker on 127.0.0.1:port, in a private temp dir.
+    server_body goes inside server { }; {root} in it is replaced by the dir's html/ (which
+    holds index.html and a 3 MiB big.bin when static_files)."""
+    require("nginx")
+    d = tempfile.mkdtemp(prefix="hoptrace-nginx-")
+    os.chmod(d, 0o755)  # nginx workers run as an unprivileged user
+    html = os.path.join(d, "html")
+    os.makedirs(html)
+    if static_files:
+        with open(os.path.join(html, "index.html"), "w") as f:
+            f.write("hello from nginx\n" * 120)
+        with open(os.path.join(html, "big.bin"), "wb") as f:
+            f.write(os.urandom(3 * 1024 * 1024))
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  keepalive_requests 100000;
+  {http_extra}
+  server {{
+    listen 127.0.0.1:{port}{listen_extra};
+    {server_body.replace("{root}", html)}
+  }}
+}}
+""")
+    p = Proc(["nginx", "-c", conf, "-e", f"{d}/error.log"])
+    wait_port(port)
+    return p

@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 from urllib.parse import quote
 
-from lib import (AGENT, BUILD, HERE, IN_CI, Agent, Proc, SkipTest, free_port, one, python_server,
+from lib import (AGENT, BUILD, HERE, IN_CI, Agent, Proc, SkipTest, free_port, nginx, one, python_server,
                  require, run, spans_where, wait_port)
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -96,33 +96,8 @@ def start_otel_app(port, downstream, service):
 def start_nginx_proxy(port, backend):
     """nginx, one worker, proxy_pass to 127.0.0.1:backend with its default header handling
     (every request header forwarded unchanged, traceparent and tracestate included)."""
-    require("nginx")
-    d = tempfile.mkdtemp(prefix="hoptrace-nginx-")
-    os.chmod(d, 0o755)  # nginx workers run as an unprivileged user
-    conf = os.path.join(d, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""
-worker_processes 1;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{ proxy_pass http://127.0.0.1:{backend}; }}
-  }}
-}}
-""")
-    p = Proc(["nginx", "-c", conf, "-e", f"{d}/error.log"])
-    wait_port(port)
-    return p
+    return nginx(port, f"location / {{ proxy_pass http://127.0.0.1:{backend}; }}",
+                 static_files=False)
 
 
 def http_get(url, *headers):

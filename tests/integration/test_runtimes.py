@@ -2,45 +2,12 @@
 import os
 import tempfile
 
-from lib import (Agent, Proc, curl, free_port, one, require, run, spans_where, wait_port, HERE)
+from lib import (Agent, Proc, curl, free_port, nginx, one, require, run, spans_where, wait_port,
+                 HERE)
 
 
 def start_nginx(port, sendfile="on", extra=""):
-    require("nginx")
-    d = tempfile.mkdtemp(prefix="hoptrace-nginx-")
-    os.chmod(d, 0o755)  # nginx workers run as an unprivileged user
-    os.makedirs(os.path.join(d, "html"))
-    with open(os.path.join(d, "html", "index.html"), "w") as f:
-        f.write("hello from nginx\n" * 120)
-    with open(os.path.join(d, "html", "big.bin"), "wb") as f:
-        f.write(os.urandom(3 * 1024 * 1024))
-    conf = os.path.join(d, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""
-worker_processes 1;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  sendfile {sendfile};
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
-  keepalive_requests 100000;
-  server {{
-    listen 127.0.0.1:{port};
-    root {d}/html;
-    {extra}
-  }}
-}}
-""")
-    p = Proc(["nginx", "-c", conf, "-e", f"{d}/error.log"])
-    wait_port(port)
-    return p
+    return nginx(port, f"root {{root}};\n    {extra}", http_extra=f"sendfile {sendfile};")
 
 
 def test_nginx_static_with_sendfile_and_keepalive():

@@ -11,7 +11,8 @@ import sys
 import tempfile
 import time
 
-from lib import (Agent, Proc, curl, free_port, one, require, run, spans_where, wait_port, HERE)
+from lib import (Agent, Proc, curl, free_port, nginx, one, require, run, spans_where, wait_port,
+                 HERE)
 
 TP_TRACE = "0af7651916cd43dd8448eb211c80319c"
 TP_PARENT = "b7ad6b7169203331"
@@ -31,41 +32,9 @@ def make_cert():
 
 
 def start_nginx_tls(port, certdir):
-    require("nginx")
-    d = tempfile.mkdtemp(prefix="hoptrace-nginx-tls-")
-    os.chmod(d, 0o755)
-    os.makedirs(os.path.join(d, "html"))
-    with open(os.path.join(d, "html", "index.html"), "w") as f:
-        f.write("hello over tls\n" * 100)
-    with open(os.path.join(d, "html", "big.bin"), "wb") as f:
-        f.write(os.urandom(3 * 1024 * 1024))
-    conf = os.path.join(d, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""
-worker_processes 1;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
-  keepalive_requests 100000;
-  server {{
-    listen 127.0.0.1:{port} ssl;
-    ssl_certificate {certdir}/cert.pem;
-    ssl_certificate_key {certdir}/key.pem;
-    root {d}/html;
-  }}
-}}
-""")
-    p = Proc(["nginx", "-c", conf, "-e", f"{d}/error.log"])
-    wait_port(port)
-    return p
+    return nginx(port, f"ssl_certificate {certdir}/cert.pem;\n"
+                 f"    ssl_certificate_key {certdir}/key.pem;\n    root {{root}};",
+                 listen_extra=" ssl")
 
 
 def tls_server(port, certdir, *extra, env=None):
