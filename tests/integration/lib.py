@@ -272,3 +272,50 @@ http {{
     p = Proc(["nginx", "-c", conf, "-e", f"{d}/error.log"])
     wait_port(port)
     return p
+
+
+def unavailable(msg):
+    """A test dependency could not be had: a failure in CI, a skip elsewhere."""
+    if IN_CI:
+        raise AssertionError(msg)
+    raise SkipTest(msg)
+
+
+def _npm_installed(modules, packages):
+    for name, version in packages.items():
+        try:
+            with open(os.path.join(modules, name, "package.json")) as f:
+                if json.load(f).get("version") != version:
+                    return False
+        except (OSError, ValueError):
+            return False
+    return True
+
+
+def npm_modules(cache, packages):
+    """node_modules holding the pinned npm packages, installed once into BUILD/cache and
+    reused. In CI a failed install fails the test; elsewhere it skips."""
+    import fcntl
+    import shutil
+    require("node")
+    prefix = os.path.join(BUILD, cache)
+    modules = os.path.join(prefix, "node_modules")
+    if _npm_installed(modules, packages):
+        return modules
+    if shutil.which("npm") is None:
+        unavailable(f"npm is not installed: cannot install {', '.join(packages)}")
+    os.makedirs(prefix, exist_ok=True)
+    with open(os.path.join(prefix, ".install.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs must not install at once
+        if _npm_installed(modules, packages):
+            return modules
+        argv = ["npm", "install", "--prefix", prefix, "--no-audit", "--no-fund", "--save-exact",
+                *[f"{n}@{v}" for n, v in packages.items()]]
+        try:
+            r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+            out = r.stdout.decode(errors="replace")
+        except subprocess.TimeoutExpired:
+            r, out = None, "timed out after 300 s"
+        if r is None or r.returncode != 0 or not _npm_installed(modules, packages):
+            unavailable(f"cannot install npm packages with {' '.join(argv)}:\n{out[-2000:]}")
+    return modules

@@ -11,7 +11,8 @@ import subprocess
 import tempfile
 from urllib.parse import quote
 
-from lib import (AGENT, BUILD, HERE, IN_CI, Agent, Proc, SkipTest, free_port, nginx, one, python_server,
+from lib import (unavailable, AGENT, BUILD, HERE, IN_CI, Agent, Proc, SkipTest, free_port, nginx, npm_modules,
+                 one, python_server,
                  require, run, spans_where, wait_port)
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -30,49 +31,9 @@ BROKEN = ("dropped", "invalid", "restarted")
 
 # ---- helpers ------------------------------------------------------------------------------
 
-def _installed(modules):
-    for name, version in OTEL_PACKAGES.items():
-        try:
-            with open(os.path.join(modules, name, "package.json")) as f:
-                if json.load(f).get("version") != version:
-                    return False
-        except (OSError, ValueError):
-            return False
-    return True
-
-
-def _unavailable(msg):
-    if IN_CI:
-        raise AssertionError(msg)
-    raise SkipTest(msg)
-
-
 def otel_node_modules():
-    """node_modules with the pinned OpenTelemetry packages, installed once under the build
-    directory and reused. In CI a failed install fails the test; elsewhere it skips."""
-    require("node")
-    prefix = os.path.join(BUILD, "npm")
-    modules = os.path.join(prefix, "node_modules")
-    if _installed(modules):
-        return modules
-    if shutil.which("npm") is None:
-        _unavailable("npm is not installed: cannot install the OpenTelemetry SDK")
-    os.makedirs(prefix, exist_ok=True)
-    with open(os.path.join(prefix, ".install.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs must not install at once
-        if _installed(modules):
-            return modules
-        argv = ["npm", "install", "--prefix", prefix, "--no-audit", "--no-fund", "--save-exact",
-                *[f"{n}@{v}" for n, v in OTEL_PACKAGES.items()]]
-        try:
-            r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
-            out = r.stdout.decode(errors="replace")
-        except subprocess.TimeoutExpired:
-            r, out = None, "timed out after 300 s"
-        if r is None or r.returncode != 0 or not _installed(modules):
-            _unavailable(f"cannot install the OpenTelemetry SDK with {' '.join(argv)}:\n"
-                         f"{out[-2000:]}")
-    return modules
+    """node_modules with the pinned OpenTelemetry packages (see lib.npm_modules)."""
+    return npm_modules("npm", OTEL_PACKAGES)
 
 
 def start_otel_app(port, downstream, service):

@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 
-from lib import (BUILD, HERE, IN_CI, ROOT, Agent, Proc, SkipTest, free_port, parse_counters,
+from lib import (npm_modules, unavailable, BUILD, HERE, IN_CI, ROOT, Agent, Proc, SkipTest, free_port, parse_counters,
                  require, run, wait_port)
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -296,51 +296,13 @@ def total_spans(c):
 
 # ---- npm: protobufjs with the OTLP schema, the OpenTelemetry JS SDK -------------------------
 
-def _npm_installed(modules):
-    for name, version in NPM_PACKAGES.items():
-        try:
-            with open(os.path.join(modules, name, "package.json")) as f:
-                if json.load(f).get("version") != version:
-                    return False
-        except (OSError, ValueError):
-            return False
-    return True
-
-
-def _unavailable(msg):
-    if IN_CI:
-        raise AssertionError(msg)
-    raise SkipTest(msg)
-
-
-def npm_modules():
-    """node_modules with NPM_PACKAGES, installed once under the build directory."""
-    require("node")
-    prefix = os.path.join(BUILD, "npm-otlp")
-    modules = os.path.join(prefix, "node_modules")
-    if _npm_installed(modules):
-        return modules
-    if shutil.which("npm") is None:
-        _unavailable("npm is not installed: cannot install protobufjs and the OpenTelemetry SDK")
-    os.makedirs(prefix, exist_ok=True)
-    with open(os.path.join(prefix, ".install.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs must not install at once
-        if _npm_installed(modules):
-            return modules
-        argv = ["npm", "install", "--prefix", prefix, "--no-audit", "--no-fund", "--save-exact",
-                *[f"{n}@{v}" for n, v in NPM_PACKAGES.items()]]
-        try:
-            r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
-            out = r.stdout.decode(errors="replace")
-        except subprocess.TimeoutExpired:
-            r, out = None, "timed out after 300 s"
-        if r is None or r.returncode != 0 or not _npm_installed(modules):
-            _unavailable(f"cannot install the npm packages with {' '.join(argv)}:\n{out[-2000:]}")
-    return modules
+def npm_modules_otlp():
+    """node_modules with NPM_PACKAGES (see lib.npm_modules)."""
+    return npm_modules("npm-otlp", NPM_PACKAGES)
 
 
 def node(script, *args, timeout=60):
-    env = dict(os.environ, NODE_PATH=npm_modules())
+    env = dict(os.environ, NODE_PATH=npm_modules_otlp())
     r = subprocess.run(["node", os.path.join(HERE, script), *args], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=timeout, env=env)
     if r.returncode != 0:
