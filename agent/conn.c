@@ -44,7 +44,9 @@ struct conn {
 	uint64_t last_activity; /* monotonic ns */
 	struct conn_dir dctx[2];
 	struct http1_parser parser[2];
-	unsigned qhead, qlen; /* FIFO of requests waiting for their response */
+	bool has_ctx[2];	  /* ctx[dir] not yet taken by a request head */
+	struct ht_ctx_ids ctx[2]; /* BPF-chosen ids of the request that started (inject) */
+	unsigned qhead, qlen;	  /* FIFO of requests waiting for their response */
 	struct exchange *queue[CONN_MAX_PENDING];
 };
 
@@ -264,12 +266,16 @@ static void conn_feed(struct conn *c, const struct ht_data_event *ev, const uint
 static enum http1_body_rule on_request_head(struct conn *c, const struct http1_head *h)
 {
 	struct tracker *t = c->t;
+	uint8_t d = c->role == ROLE_SERVER ? HT_DIR_INGRESS : HT_DIR_EGRESS;
 	struct exchange *ex;
 
+	t->cur_ctx = c->has_ctx[d] ? &c->ctx[d] : NULL;
+	c->has_ctx[d] = false;
 	if (c->role == ROLE_SERVER)
 		ex = exchange_start_server(t, &c->info, h, t->cur_tid);
 	else
 		ex = exchange_start_client(t, &c->info, h, t->cur_tid);
+	t->cur_ctx = NULL;
 	if (!ex)
 		return HTTP1_BODY_AUTO;
 	if (queue_push(c, ex)) {
@@ -403,6 +409,10 @@ static void handle_data(struct tracker *t, const struct ht_data_event *ev, const
 	t->cur_ts = ev->ts_ns;
 	if (c->role == ROLE_UNKNOWN && !conn_assign_role(c, ev, payload))
 		return;
+	if (ev->flags & HT_DATA_CTX) {
+		c->ctx[ev->dir & 1] = ev->ctx;
+		c->has_ctx[ev->dir & 1] = true;
+	}
 	if (ev->flags & HT_DATA_EOF) {
 		/* the peer closed its side: a response delimited by close is complete */
 		http1_parser_eof(&c->parser[HT_DIR_INGRESS], ev->ts_ns);

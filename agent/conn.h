@@ -37,6 +37,8 @@ struct tracker {
 	/* the record being processed, for the parser callbacks */
 	uint32_t cur_tid;
 	uint64_t cur_ts;
+	/* ids chosen in BPF for the request whose head is being handled (--repair=inject) */
+	const struct ht_ctx_ids *cur_ctx;
 };
 
 int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_options *opt);

@@ -186,8 +186,10 @@ static void set_client_attrs(struct span *s, const struct http1_head *h, const s
 	span_set_int(s, "server.port", port);
 	if (!host.len)
 		return; /* no Host header and no socket: where it went is unknown */
-	snprintf(url, sizeof(url), "%s://%.*s:%d%.*s", ci->tls ? "https" : "http",
-		 (int)(host.len > 255 ? 255 : host.len), host.p, port,
+	/* an IPv6 literal goes in brackets (RFC 3986 3.2.2) */
+	bool v6 = memchr(host.p, ':', host.len) != NULL;
+	snprintf(url, sizeof(url), "%s://%s%.*s%s:%d%.*s", ci->tls ? "https" : "http",
+		 v6 ? "[" : "", (int)(host.len > 255 ? 255 : host.len), host.p, v6 ? "]" : "", port,
 		 (int)(plen > 300 ? 300 : plen), path);
 	span_set_str(s, "url.full", url, strlen(url));
 }
@@ -294,6 +296,14 @@ struct exchange *exchange_start_server(struct tracker *t, const struct conn_info
 		s->trace_flags = W3C_FLAG_SAMPLED;
 	}
 	span_random_id(s->span_id, 8);
+	if (t->cur_ctx) {
+		/* --repair=inject: BPF chose these ids and injects them into this request's calls
+		 */
+		if (!ex->in_valid || memcmp(s->trace_id, t->cur_ctx->trace_id, 16) != 0)
+			memset(s->parent_span_id, 0, 8);
+		memcpy(s->trace_id, t->cur_ctx->trace_id, 16);
+		memcpy(s->span_id, t->cur_ctx->span_id, 8);
+	}
 	span_set_str(s, "hoptrace.traceparent.received",
 		     ex->in_valid ? "valid" : (h->traceparent_count ? "invalid" : "none"),
 		     ex->in_valid ? 5 : (h->traceparent_count ? 7 : 4));
@@ -450,18 +460,29 @@ struct exchange *exchange_start_client(struct tracker *t, const struct conn_info
 	struct exchange *ex = exchange_new(t, ci, h, tid, SPAN_KIND_CLIENT);
 	struct parent_match m;
 	struct trace_context out;
-	bool has_out;
+	bool has_out, injected;
 	struct span *s;
 
 	if (!ex)
 		return NULL;
 	s = ex->span;
 	has_out = request_context(h, &out, s->tracestate, sizeof(s->tracestate));
-	correlate__find_parent(&t->corr, ci->tgid, tid, has_out ? out.trace_id : NULL, &m);
+	injected = !has_out && t->cur_ctx;
+	correlate__find_parent(&t->corr, ci->tgid, tid,
+			       has_out	  ? out.trace_id
+			       : injected ? t->cur_ctx->trace_id
+					  : NULL,
+			       &m);
 	count_parent(m.conf);
 	if (m.parent)
 		exchange_of(m.parent)->has_children = true;
-	if (has_out) {
+	if (injected) {
+		/* --repair=inject: exactly the ids the request left with */
+		memcpy(s->trace_id, t->cur_ctx->trace_id, 16);
+		memcpy(s->span_id, t->cur_ctx->span_id, 8);
+		memcpy(s->parent_span_id, t->cur_ctx->parent_id, 8);
+		s->trace_flags = t->cur_ctx->flags & 0x03;
+	} else if (has_out) {
 		ids_from_outgoing(s, &out, &m);
 	} else if (m.parent) {
 		ids_from_parent(s, m.parent->span);
@@ -474,8 +495,12 @@ struct exchange *exchange_start_client(struct tracker *t, const struct conn_info
 	span_set_str(s, "hoptrace.parent.confidence", parent_confidence_name(m.conf),
 		     strlen(parent_confidence_name(m.conf)));
 	span_set_str(s, "hoptrace.traceparent.sent",
-		     has_out ? "valid" : (h->traceparent_count ? "invalid" : "none"),
-		     has_out ? 5 : (h->traceparent_count ? 7 : 4));
+		     has_out	? "valid"
+		     : injected ? "injected"
+				: (h->traceparent_count ? "invalid" : "none"),
+		     has_out	? 5
+		     : injected ? 8
+				: (h->traceparent_count ? 7 : 4));
 	audit_call(t, s, ci, tid, h, &out, has_out, &m);
 	set_client_attrs(s, h, ci);
 	return ex;

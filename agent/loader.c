@@ -11,6 +11,7 @@
 #include <bpf/libbpf.h>
 
 #include "hoptrace.skel.h"
+#include "inject.h"
 #include "log.h"
 #include "tls.h"
 
@@ -45,6 +46,8 @@ static void set_rodata(struct hoptrace_bpf *skel, const struct loader_config *cf
 	skel->rodata->filter_by_port = cfg->nports > 0;
 	skel->rodata->tls_enabled = !cfg->no_tls;
 	tls__configure(skel, !cfg->no_tls);
+	skel->rodata->inject_enabled = cfg->inject;
+	inject__configure(skel, cfg->inject);
 }
 
 /* ppid of a process from /proc/PID/stat ("pid (comm) state ppid ..."; comm may hold
@@ -184,6 +187,9 @@ int loader__start(struct loader *ld, const struct loader_config *cfg)
 		log_error("cannot store the process/port selection: %s", strerror(-err));
 		goto err_destroy;
 	}
+	/* before the capture programs: the self-test's own traffic is not traced */
+	if (cfg->inject)
+		ld->inject = inject__start(ld->skel);
 	err = hoptrace_bpf__attach(ld->skel);
 	if (err) {
 		log_error("cannot attach the BPF programs: %s", strerror(-err));
@@ -197,6 +203,8 @@ int loader__start(struct loader *ld, const struct loader_config *cfg)
 	return 0;
 
 err_destroy:
+	inject__destroy(ld->inject);
+	ld->inject = NULL;
 	hoptrace_bpf__destroy(ld->skel);
 	ld->skel = NULL;
 	return err;
@@ -227,6 +235,8 @@ void loader__destroy(struct loader *ld)
 {
 	tls__destroy(ld->tls);
 	ld->tls = NULL;
+	inject__destroy(ld->inject);
+	ld->inject = NULL;
 	if (ld->skel)
 		hoptrace_bpf__destroy(ld->skel);
 	ld->skel = NULL;
@@ -248,6 +258,10 @@ const char *loader__stat_name(int idx)
 	    [HT_STAT_TLS_SOCKETS] = "bpf_tls_sockets",
 	    [HT_STAT_TLS_NO_SOCKET] = "bpf_tls_without_socket",
 	    [HT_STAT_TLS_PORT_UNKNOWN] = "bpf_tls_port_unknown",
+	    [HT_STAT_INJECTED] = "bpf_injected",
+	    [HT_STAT_INJECT_HAS_TP] = "bpf_inject_skip_has_tp",
+	    [HT_STAT_INJECT_PARTIAL] = "bpf_inject_skip_partial",
+	    [HT_STAT_INJECT_PUSH_FAIL] = "bpf_inject_push_failed",
 	};
 
 	return idx >= 0 && idx < HT_STAT__COUNT && names[idx] ? names[idx] : "?";

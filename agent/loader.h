@@ -21,16 +21,19 @@ struct loader_config {
 	unsigned nports;
 	uint16_t ports[LOADER_MAX_FILTERS];
 	bool no_tls; /* --no-tls: no OpenSSL uprobes, sockets are not matched to TLS sessions */
+	bool inject; /* --repair=inject: traceparent injection (sock_ops + sk_msg) */
 };
 
 struct hoptrace_bpf;
 struct tls_tracer;
+struct injector;
 
 struct loader {
 	struct hoptrace_bpf *skel;
-	struct tls_tracer *tls; /* OpenSSL probes, NULL with --no-tls */
-	int events_fd;		/* ring buffer map */
-	int stats_fd;		/* per-CPU stats map */
+	struct tls_tracer *tls;	 /* OpenSSL probes, NULL with --no-tls */
+	struct injector *inject; /* NULL unless --repair=inject and its self-test passed */
+	int events_fd;		 /* ring buffer map */
+	int stats_fd;		 /* per-CPU stats map */
 };
 
 /* Open, configure, load and attach every program, and the OpenSSL uprobes of the selected

@@ -99,7 +99,9 @@ static const struct argp_option argp_opts[] = {
     {"audit-json", OPT_AUDIT_JSON, NULL, 0, "Same, as one JSON document", 2},
     {"repair", OPT_REPAIR, "MODE", 0,
      "stitch: a request that lost its context between two processes of this host joins "
-     "the caller's trace (none: default)",
+     "the caller's trace; inject: add a traceparent header to outgoing HTTP/1.x requests "
+     "that lack one (sock_ops + sk_msg, after a start-up self-test); combine with a comma, "
+     "e.g. stitch,inject (none: default)",
      2},
     {"capture-bytes", OPT_CAPTURE, "N", 0,
      "Bytes of a header block copied per socket read/write, power of two, 64..16384 "
@@ -170,6 +172,25 @@ static error_t parse_selection(struct options *o, int key, char *arg, struct arg
 	return ARGP_ERR_UNKNOWN;
 }
 
+/* --repair=MODE[,MODE]: none, stitch, inject */
+static error_t parse_repair(struct options *o, const char *arg, struct argp_state *state)
+{
+	char buf[64], *save = NULL, *tok;
+
+	if (strlen(arg) >= sizeof(buf))
+		argp_error(state, "invalid --repair '%s' (stitch, inject or none)", arg);
+	strcpy(buf, arg);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (strcmp(tok, "stitch") == 0)
+			o->stitch = 1;
+		else if (strcmp(tok, "inject") == 0)
+			o->bpf.inject = true;
+		else if (strcmp(tok, "none") != 0)
+			argp_error(state, "invalid --repair '%s' (stitch, inject or none)", arg);
+	}
+	return 0;
+}
+
 static error_t parse_opt(int key, char *arg, struct argp_state *state)
 {
 	struct options *o = state->input;
@@ -228,11 +249,7 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		o->audit = 2;
 		return 0;
 	case OPT_REPAIR:
-		if (strcmp(arg, "stitch") == 0)
-			o->stitch = 1;
-		else if (strcmp(arg, "none") != 0)
-			argp_error(state, "invalid --repair '%s' (stitch or none)", arg);
-		return 0;
+		return parse_repair(o, arg, state);
 	case ARGP_KEY_ARG:
 		argp_error(state, "unexpected argument '%s'", arg);
 		return 0;
@@ -278,6 +295,12 @@ static int run_self_test(const struct options *o)
 		return err;
 	printf("hoptrace self-test: BPF object loaded and attached\n");
 	err = report_programs(&ld);
+	if (o->bpf.inject) {
+		/* inject__start ran its own test (FIONREAD, epoll, bytes, latency) */
+		printf("hoptrace self-test: injection %s\n", ld.inject ? "ok" : "FAILED");
+		if (!ld.inject)
+			err = -EIO;
+	}
 	loader__destroy(&ld);
 	printf("hoptrace self-test: %s\n", err ? "FAILED" : "ok");
 	return err;

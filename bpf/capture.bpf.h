@@ -10,6 +10,7 @@
 #define HOPTRACE_CAPTURE_BPF_H
 
 #include "common.bpf.h"
+#include "inject.bpf.h"
 #include <bpf/bpf_endian.h>
 
 /* Per-stream capture state: one per socket (sock_states) or per TLS session (tls_states). */
@@ -289,6 +290,111 @@ static __always_inline int capture_head(struct capture_scratch *s, struct stream
 	return start;
 }
 
+/* --repair=inject: where the incoming traceparent header is in a captured header block. */
+struct tp_scan {
+	__u32 len;
+	__u32 line_start;
+	__u32 found; /* offset of the header + 1, 0: none */
+	__u32 in_headers;
+};
+
+static long tp_scan_cb(__u32 n, struct tp_scan *st)
+{
+	struct capture_scratch *s = scratch_get();
+	__u64 i = n;
+
+	asm volatile("" : "+r"(i)); /* bound the register that is used */
+	if (!s || i >= HT_MAX_CAPTURE || i >= st->len)
+		return 1;
+	if (st->in_headers && i == st->line_start && i + 12 <= st->len &&
+	    is_tp_name((const char *)&s->data[i])) {
+		st->found = i + 1;
+		return 1;
+	}
+	if (s->data[i] != '\n')
+		return 0;
+	if (st->in_headers && i == st->line_start + 1)
+		return 1; /* the empty line */
+	st->in_headers = 1;
+	st->line_start = i + 1;
+	return 0;
+}
+
+/* A selected thread read a request start line: it now serves that request. Returns true
+ * with the ids of its server span in ids when it serves only this one. */
+static __always_inline bool server_ctx_start(struct capture_scratch *s, __u32 copied,
+					     __u64 pid_tgid, struct ht_ctx_ids *ids)
+{
+	struct tp_scan st = {.len = copied};
+	struct server_ctx *sc, fresh = {};
+	__u64 at;
+
+	sc = bpf_map_lookup_elem(&server_ctxs, &pid_tgid);
+	if (sc && bpf_ktime_get_ns() - sc->start_ns < HT_CTX_MAX_AGE_NS) {
+		sc->inflight++;
+		return false; /* an event loop: no guess which request a call belongs to */
+	}
+	bpf_loop(HT_MAX_CAPTURE, tp_scan_cb, &st, 0);
+	at = st.found ? st.found - 1 + 12 : 0;
+	if (st.found) {
+		BOUND(at, OFF_MASK);
+		/* optional whitespace, then the value */
+#pragma unroll
+		for (int k = 0; k < 4; k++)
+			if (s->data[at] == ' ' || s->data[at] == '\t')
+				at++;
+		if (at + 56 > copied || !parse_traceparent((const char *)&s->data[at], &fresh.ids))
+			st.found = 0;
+	}
+	if (!st.found) {
+		random_bytes(fresh.ids.trace_id, 16);
+		fresh.ids.flags = 1;
+	}
+	__builtin_memset(fresh.ids.parent_id, 0, 8);
+	random_bytes(fresh.ids.span_id, 8);
+	fresh.ids.span_id[0] |= 1; /* never all zero */
+	fresh.start_ns = bpf_ktime_get_ns();
+	fresh.inflight = 1;
+	if (bpf_map_update_elem(&server_ctxs, &pid_tgid, &fresh, BPF_ANY)) {
+		stat_inc(HT_STAT_MAP_FULL);
+		return false;
+	}
+	*ids = fresh.ids;
+	return true;
+}
+
+/* The ids a request or response starting in this I/O carries (HT_DATA_CTX). */
+static __always_inline void capture_ctx(struct capture_scratch *s, __u8 dir, __u32 copied)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	bool response;
+
+	if (copied < 8)
+		return;
+	response = s->data[0] == 'H' && s->data[1] == 'T' && s->data[2] == 'T' && s->data[3] == 'P';
+	if (dir == HT_DIR_INGRESS && !response) {
+		if (server_ctx_start(s, copied, pid_tgid, &s->ev.ctx))
+			s->ev.flags |= HT_DATA_CTX;
+	} else if (dir == HT_DIR_EGRESS && response) {
+		struct server_ctx *sc = bpf_map_lookup_elem(&server_ctxs, &pid_tgid);
+
+		if (sc && sc->inflight > 1)
+			sc->inflight--;
+		else if (sc)
+			bpf_map_delete_elem(&server_ctxs, &pid_tgid);
+	} else if (dir == HT_DIR_EGRESS) {
+		struct handoff *h = bpf_map_lookup_elem(&inject_handoff, &pid_tgid);
+
+		if (!h)
+			return;
+		if (h->lport == s->ev.tuple.lport && h->rport == s->ev.tuple.rport) {
+			s->ev.ctx = h->ids;
+			s->ev.flags |= HT_DATA_CTX;
+		}
+		bpf_map_delete_elem(&inject_handoff, &pid_tgid);
+	}
+}
+
 /* Second step, once the caller has filled s->ev's header: copy what the header window
  * allows (plus the tail of a truncated I/O) and emit the record. */
 static __always_inline void capture_emit(struct capture_scratch *s, struct stream_state *st,
@@ -315,6 +421,8 @@ static __always_inline void capture_emit(struct capture_scratch *s, struct strea
 			s->ev.flags |= HT_DATA_TAIL;
 	}
 	s->ev.cap_len = (__u32)copied;
+	if (inject_enabled && start)
+		capture_ctx(s, dir, (__u32)copied);
 	size = (__u64)copied;
 	BOUND(size, LEN_MASK);
 	emit_event(s, sizeof(s->ev) + size);

@@ -66,6 +66,7 @@ enum ht_data_flags {
 	HT_DATA_EOF = 1 << 2,	     /* a read returned 0: the peer closed its side */
 	HT_DATA_TAIL = 1 << 3,	     /* tail[] holds the last tail_len bytes of the I/O */
 	HT_DATA_TLS = 1 << 4,	     /* plaintext from a TLS library, not the socket */
+	HT_DATA_CTX = 1 << 5,	     /* ctx holds the ids of the request starting here (inject) */
 };
 
 /* Attach cookie of the TLS return probe (tls.bpf.c): which OpenSSL call returned. */
@@ -90,6 +91,11 @@ enum ht_stat {
 	HT_STAT_TLS_NO_SOCKET,	  /* TLS sessions reported without a socket (synthetic cookie) */
 	HT_STAT_TLS_PORT_UNKNOWN, /* TLS I/O skipped under --port: the session's socket is unknown
 				   */
+	HT_STAT_INJECTED,	  /* requests given a traceparent header (--repair=inject) */
+	HT_STAT_INJECT_HAS_TP,	  /* requests sent unchanged: they already carry a traceparent */
+	HT_STAT_INJECT_PARTIAL, /* requests sent unchanged: header block not whole in the message */
+	HT_STAT_INJECT_PUSH_FAIL, /* bpf_msg_push_data/pull_data failed: sent unchanged or dropped
+				   */
 	HT_STAT__COUNT,
 };
 
@@ -104,6 +110,18 @@ struct ht_tuple {
 	__u16 _pad;
 };
 _Static_assert(sizeof(struct ht_tuple) == 40, "ht_tuple layout");
+
+/* Trace context chosen in BPF for --repair=inject (bpf/inject.bpf.h). On a server request:
+ * the trace id (the incoming one, else random) and the server span's id. On a client
+ * request: exactly what was injected (trace id, the client span's id, its parent). */
+struct ht_ctx_ids {
+	__u8 trace_id[16];
+	__u8 span_id[8];
+	__u8 parent_id[8]; /* all zero: none */
+	__u8 flags;	   /* W3C trace flags */
+	__u8 _pad[7];
+};
+_Static_assert(sizeof(struct ht_ctx_ids) == 40, "ht_ctx_ids layout");
 
 struct ht_data_event {
 	__u32 kind; /* HT_EV_DATA */
@@ -123,9 +141,10 @@ struct ht_data_event {
 	__u8 _pad[4];
 	char comm[HT_COMM_LEN]; /* thread group leader's comm */
 	__u8 tail[HT_TAIL_BYTES];
-	/* cap_len bytes of payload follow the record */
+	struct ht_ctx_ids ctx; /* valid with HT_DATA_CTX */
+			       /* cap_len bytes of payload follow the record */
 };
-_Static_assert(sizeof(struct ht_data_event) == 128, "ht_data_event layout");
+_Static_assert(sizeof(struct ht_data_event) == 168, "ht_data_event layout");
 
 struct ht_close_event {
 	__u32 kind; /* HT_EV_CLOSE */

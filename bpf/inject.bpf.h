@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Trace context for --repair=inject, kept in BPF because userspace learns of a request
+ * too late to choose the ids a downstream call carries:
+ *
+ *   server_ctxs    per thread: the server request it serves (trace id, server span id),
+ *                  set when a selected thread reads a request start line, cleared when it
+ *                  writes a response start line; more than one in flight: no context.
+ *   inject_handoff per thread: what the sk_msg program injected, taken by the send handler
+ *                  of the same write (it runs after sk_msg within the same syscall).
+ *
+ * Both sides put the ids in the data event of the request (HT_DATA_CTX) so the spans take
+ * exactly them. Everything here is skipped unless inject_enabled.
+ */
+#ifndef HOPTRACE_INJECT_BPF_H
+#define HOPTRACE_INJECT_BPF_H
+
+#include "common.bpf.h"
+
+#define HT_MAX_CTX_THREADS 16384
+/* A server context older than this is stale (its response was written by another thread,
+ * or the thread died): the thread starts over. */
+#define HT_CTX_MAX_AGE_NS (60ULL * 1000000000ULL)
+
+const volatile __u8 inject_enabled __shared = 0;
+
+struct server_ctx {
+	struct ht_ctx_ids ids;
+	__u64 start_ns;
+	__u32 inflight; /* requests read and not yet answered by this thread */
+	__u32 _pad;
+};
+
+/* Not preallocated, and sized to 1 by the loader without --repair=inject: no cost then. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, HT_MAX_CTX_THREADS);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct server_ctx);
+} server_ctxs SEC(".maps") __shared;
+
+struct handoff {
+	struct ht_ctx_ids ids;
+	__u16 lport; /* the socket written to (sk_msg cannot read the socket cookie) */
+	__u16 rport;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, HT_MAX_CTX_THREADS);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct handoff);
+} inject_handoff SEC(".maps") __shared;
+
+static __always_inline void random_bytes(__u8 *dst, int n)
+{
+	for (int i = 0; i < n; i += 4) {
+		__u32 r = bpf_get_prandom_u32();
+
+		__builtin_memcpy(dst + i, &r, 4);
+	}
+}
+
+static __always_inline char ascii_lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
+static __always_inline int hex_val(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Is "traceparent:" (any case) at p? No string constants: static data does not survive the
+ * object link. */
+static __always_inline bool is_tp_name(const char *b)
+{
+	return ascii_lower(b[0]) == 't' && ascii_lower(b[1]) == 'r' && ascii_lower(b[2]) == 'a' &&
+	       ascii_lower(b[3]) == 'c' && ascii_lower(b[4]) == 'e' && ascii_lower(b[5]) == 'p' &&
+	       ascii_lower(b[6]) == 'a' && ascii_lower(b[7]) == 'r' && ascii_lower(b[8]) == 'e' &&
+	       ascii_lower(b[9]) == 'n' && ascii_lower(b[10]) == 't' && b[11] == ':';
+}
+
+/* Decode n hex digits at p into n/2 bytes. Returns false on a non-hex digit. */
+static __always_inline bool hex_decode(__u8 *dst, const char *p, int n)
+{
+	for (int i = 0; i < n; i += 2) {
+		int hi = hex_val(p[i]), lo = hex_val(p[i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return false;
+		dst[i / 2] = (__u8)(hi << 4 | lo);
+	}
+	return true;
+}
+
+/* The value of a traceparent header at p: "vv-<32 hex>-<16 hex>-<2 hex>" (W3C Trace
+ * Context 3.2). Returns true with the trace id, parent id and flags when it is valid. */
+static __always_inline bool parse_traceparent(const char *p, struct ht_ctx_ids *out)
+{
+	__u8 ver[1], fl[1];
+	__u64 a = 0, b = 0, c = 0;
+
+	if (!hex_decode(ver, p, 2) || ver[0] == 0xff || p[2] != '-' || p[35] != '-' || p[52] != '-')
+		return false;
+	if (!hex_decode(out->trace_id, p + 3, 32) || !hex_decode(out->parent_id, p + 36, 16) ||
+	    !hex_decode(fl, p + 53, 2))
+		return false;
+	if (ver[0] == 0 && p[55] != '\r' && p[55] != ' ' && p[55] != '\t')
+		return false; /* version 00 has nothing after the flags */
+	__builtin_memcpy(&a, out->trace_id, 8);
+	__builtin_memcpy(&b, out->trace_id + 8, 8);
+	__builtin_memcpy(&c, out->parent_id, 8);
+	if ((!a && !b) || !c)
+		return false;
+	out->flags = fl[0];
+	return true;
+}
+
+#endif
