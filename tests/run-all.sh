@@ -18,8 +18,8 @@ suite() {
 	local line
 	line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
 	if [ -n "$line" ]; then
-		pass=$((pass + $(echo "$line" | sed -E 's/.*[^0-9]?([0-9]+) passed.*/\1/')))
-		fail=$((fail + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+		pass=$((pass + $(echo "$line" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+')))
+		fail=$((fail + $(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+')))
 	fi
 	if [ "$rc" -ne 0 ]; then
 		echo "=== $name: FAILED (exit $rc)"
