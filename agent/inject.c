@@ -23,6 +23,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -31,7 +32,34 @@
 #include "hoptrace/events.h"
 #include "log.h"
 
-#define CGROUP_ROOT "/sys/fs/cgroup/unified"
+#define CGROUP2_SUPER_MAGIC 0x63677270
+
+/* The cgroup v2 root: hybrid hosts mount it at /sys/fs/cgroup/unified, pure v2 hosts (most
+ * current distributions, Kubernetes nodes) at /sys/fs/cgroup. Returns an fd or -errno;
+ * *path says which. */
+static int open_cgroup2_root(const char **path)
+{
+	static const char *const candidates[] = {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"};
+	int err = -ENOENT;
+
+	for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
+		struct statfs sf;
+		int fd = open(candidates[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (fd < 0) {
+			err = -errno;
+			continue;
+		}
+		if (fstatfs(fd, &sf) == 0 && sf.f_type == CGROUP2_SUPER_MAGIC) {
+			*path = candidates[i];
+			return fd;
+		}
+		close(fd);
+		err = -ENOENT;
+	}
+	*path = candidates[0];
+	return err;
+}
 #define TP_LINE_LEN 70
 #define PING_ROUNDS 20
 #define PING_MAX_NS (10ull * 1000000ull)
@@ -275,6 +303,7 @@ void inject__destroy(struct injector *inj)
 struct injector *inject__start(struct hoptrace_bpf *skel)
 {
 	struct injector *inj = calloc(1, sizeof(*inj));
+	const char *cgroup_path = NULL;
 	char why[256] = "";
 	int err;
 
@@ -284,10 +313,11 @@ struct injector *inject__start(struct hoptrace_bpf *skel)
 	}
 	inj->skel = skel;
 	inj->socks_fd = bpf_map__fd(skel->maps.inject_socks);
-	inj->cgroup_fd = open(CGROUP_ROOT, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	inj->cgroup_fd = open_cgroup2_root(&cgroup_path);
 	if (inj->cgroup_fd < 0) {
-		err = -errno;
-		snprintf(why, sizeof(why), "cannot open the cgroup v2 root %s: %s", CGROUP_ROOT,
+		err = inj->cgroup_fd;
+		snprintf(why, sizeof(why),
+			 "no cgroup v2 hierarchy at /sys/fs/cgroup/unified or /sys/fs/cgroup: %s",
 			 strerror(-err));
 		goto err_destroy;
 	}
@@ -314,7 +344,7 @@ struct injector *inject__start(struct hoptrace_bpf *skel)
 	inj->sockops = bpf_program__attach_cgroup(skel->progs.ht_inject_sockops, inj->cgroup_fd);
 	if (!inj->sockops) {
 		err = -errno;
-		snprintf(why, sizeof(why), "cannot attach sock_ops to %s: %s", CGROUP_ROOT,
+		snprintf(why, sizeof(why), "cannot attach sock_ops to %s: %s", cgroup_path,
 			 strerror(-err));
 		goto err_destroy;
 	}
