@@ -62,9 +62,14 @@ struct io_source {
 	__s32 fd;
 };
 
-/* Copy up to want bytes (<= HT_MAX_CAPTURE) of the I/O into dst. Returns bytes copied,
- * or -1 on a read fault. */
-static __always_inline int copy_payload(__u8 *dst, const struct io_source *src, __u32 want)
+static __always_inline bool ends_header_block(const __u8 *data, __u32 len);
+
+/* Copy up to want bytes (<= HT_MAX_CAPTURE) of the I/O into dst. Returns bytes copied, or
+ * -1 on a read fault. stop_at_headers: for a vectored I/O, stop after the segment that ends
+ * the header block (servers like nginx write the headers in their own iovec): the body that
+ * follows is not needed, only its size. */
+static __always_inline int copy_payload(__u8 *dst, const struct io_source *src, __u32 want,
+					bool stop_at_headers)
 {
 	__u64 off = 0;
 
@@ -93,6 +98,8 @@ static __always_inline int copy_payload(__u8 *dst, const struct io_source *src, 
 		if (n && bpf_probe_read_user(dst + off, n, v.iov_base))
 			return -1;
 		off += n;
+		if (stop_at_headers && n && ends_header_block(dst, (__u32)off))
+			break;
 	}
 	return (int)off;
 }
@@ -276,7 +283,7 @@ static __always_inline int capture_head(struct capture_scratch *s, struct stream
 					const struct io_source *src, __u32 len)
 {
 	__u32 head_len = len < 8 ? len : 8;
-	int copied = copy_payload(s->data, src, head_len);
+	int copied = copy_payload(s->data, src, head_len, false);
 	bool start;
 
 	if (copied < 0) {
@@ -406,7 +413,7 @@ static __always_inline void capture_emit(struct capture_scratch *s, struct strea
 	__u64 size;
 
 	s->ev.len = len;
-	copied = copy_payload(s->data, src, cap);
+	copied = copy_payload(s->data, src, cap, true);
 	if (copied < 0) {
 		stat_inc(HT_STAT_READ_FAULT);
 		s->ev.flags |= HT_DATA_READ_FAULT;
