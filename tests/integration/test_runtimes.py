@@ -104,3 +104,24 @@ def test_node_server_chunked_and_node_client():
     assert chunked["status"] == "UNSET" and chunked_client["status"] == "UNSET"
     # the response ends with the last chunk, written 5 ms after the first
     assert chunked["end_unix_ns"] - chunked["start_unix_ns"] >= 4_000_000
+
+
+def test_header_iovec_stops_the_copy():
+    """nginx writes a response's headers and a small file's body with one writev: only the
+    header iovec is copied (the body is never needed, only its size)."""
+    port = free_port()
+    ngx = start_nginx(port, sendfile="off")
+    agent = Agent("--port", str(port), "--comm", "nginx")
+    try:
+        run(["curl", "-sS", *(["-o", "/dev/null"] * 20),
+             *[f"http://127.0.0.1:{port}/index.html"] * 20])
+        spans = agent.stop()
+    finally:
+        agent.kill()
+        ngx.stop()
+    servers = spans_where(spans, kind="SERVER")
+    assert len(servers) == 20 and all(s["status"] == "UNSET" for s in servers)
+    assert all(s["attributes"]["http.response.status_code"] == 200 for s in servers)
+    # index.html is 2040 bytes: copied, 20 responses would be > 40 KB
+    per_request = agent.counters["bytes_captured"] / 20
+    assert per_request < 1024, agent.counters
