@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "export/otlp_config.h"
 #include "log.h"
 #include "resource.h"
 #include "text.h"
@@ -91,57 +92,30 @@ static const char *environ_lookup(const char *env, size_t len, const char *name)
 	return NULL;
 }
 
-/* Trim OWS and percent-decode [p, p+n) into a new string. */
-static char *decode_member(const char *p, size_t n)
-{
-	char *out;
-	size_t o = 0;
-
-	while (n && isspace((unsigned char)*p)) {
-		p++;
-		n--;
-	}
-	while (n && isspace((unsigned char)p[n - 1]))
-		n--;
-	out = malloc(n + 1);
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] == '%' && i + 2 < n && hex_digit_value(p[i + 1]) >= 0 &&
-		    hex_digit_value(p[i + 2]) >= 0) {
-			out[o++] =
-			    (char)(hex_digit_value(p[i + 1]) * 16 + hex_digit_value(p[i + 2]));
-			i += 2;
-		} else {
-			out[o++] = p[i];
-		}
-	}
-	out[o] = '\0';
-	return out;
-}
-
+/* OTEL_RESOURCE_ATTRIBUTES has one grammar, parsed in one place (otlp_kv_parse). As the
+ * OTel spec asks of SDKs, a malformed value is discarded whole. */
 void resource_parse_attributes(struct resource *r, const char *s)
 {
-	while (s && *s && r->nextra < RESOURCE_MAX_EXTRA) {
-		const char *end = strchr(s, ',');
-		size_t len = end ? (size_t)(end - s) : strlen(s);
-		const char *eq = memchr(s, '=', len);
+	struct otlp_kv *kv;
+	char msg[160];
+	unsigned n;
 
-		if (eq && eq != s) {
-			char *k = decode_member(s, (size_t)(eq - s));
-			char *v = decode_member(eq + 1, len - (size_t)(eq - s) - 1);
-
-			if (k && v && *k) {
-				r->extra[r->nextra].key = k;
-				r->extra[r->nextra].value = v;
-				r->nextra++;
-			} else {
-				free(k);
-				free(v);
-			}
-		}
-		s = end ? end + 1 : NULL;
+	if (!s || otlp_kv_parse(s, "OTEL_RESOURCE_ATTRIBUTES", &kv, &n, msg, sizeof(msg))) {
+		if (s)
+			log_debug("process %u: %s (ignored)", r->pid, msg);
+		return;
 	}
+	for (unsigned i = 0; i < n; i++) {
+		if (r->nextra < RESOURCE_MAX_EXTRA) {
+			r->extra[r->nextra].key = kv[i].key;
+			r->extra[r->nextra].value = kv[i].value;
+			r->nextra++;
+		} else {
+			free(kv[i].key);
+			free(kv[i].value);
+		}
+	}
+	free(kv); /* the strings now belong to r */
 }
 
 static void read_environment(const struct proc_table *pt, struct resource *r)

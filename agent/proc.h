@@ -33,8 +33,8 @@ bool proc_table__exited(const struct proc_table *pt, uint32_t tgid);
 /* Drop processes that exited a while ago. now_ns is CLOCK_MONOTONIC. */
 void proc_table__expire(struct proc_table *pt, uint64_t now_ns);
 
-/* Parse "k1=v1,k2=v2" (OTEL_RESOURCE_ATTRIBUTES, values percent-decoded) into r->extra.
- * Invalid members are skipped. Exposed for tests. */
+/* Parse "k1=v1,k2=v2" (OTEL_RESOURCE_ATTRIBUTES, percent-decoded) into r->extra. A
+ * malformed value is discarded whole, as the OTel spec asks. Exposed for tests. */
 void resource_parse_attributes(struct resource *r, const char *s);
 
 #endif

@@ -180,7 +180,7 @@ static void test_resource_attributes(void **state)
 	struct resource *r = resource_new(1, 2);
 
 	(void)state;
-	resource_parse_attributes(r, " deployment.environment = prod ,team=a%20b,broken,=x,k=");
+	resource_parse_attributes(r, " deployment.environment = prod ,team=a%20b,,k=");
 	assert_int_equal(r->nextra, 3);
 	assert_string_equal(r->extra[0].key, "deployment.environment");
 	assert_string_equal(r->extra[0].value, "prod");
@@ -188,6 +188,15 @@ static void test_resource_attributes(void **state)
 	assert_string_equal(r->extra[2].key, "k");
 	assert_string_equal(r->extra[2].value, "");
 	resource_put(r);
+
+	/* malformed (a member without '=', an empty key, a bad escape): discarded whole */
+	static const char *const bad[] = {"a=1,broken", "a=1,=x", "a=%zz"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		r = resource_new(1, 2);
+		resource_parse_attributes(r, bad[i]);
+		assert_int_equal(r->nextra, 0);
+		resource_put(r);
+	}
 }
 
 int main(void)
