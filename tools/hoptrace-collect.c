@@ -616,19 +616,6 @@ static enum msg_type child_type(enum msg_type type, uint64_t field)
 	return M_NONE;
 }
 
-static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	*v = 0;
-	for (int shift = 0; shift < 64 && *p < end; shift += 7) {
-		uint8_t b = *(*p)++;
-
-		*v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80))
-			return true;
-	}
-	return false;
-}
-
 /*
  * 0 if the message nests no deeper than allowed; -ELOOP if it does; -EBADMSG if it is not
  * even protobuf. depth counts AnyValue levels; the walk recurses once per message level,
@@ -643,11 +630,11 @@ static int check_nesting(const uint8_t *p, const uint8_t *end, enum msg_type typ
 		enum msg_type child;
 		int err;
 
-		if (!read_varint(&p, end, &tag))
+		if (!otlp_read_varint(&p, end, &tag))
 			return -EBADMSG;
 		switch (tag & 7) {
 		case 0:
-			if (!read_varint(&p, end, &len))
+			if (!otlp_read_varint(&p, end, &len))
 				return -EBADMSG;
 			break;
 		case 1:
@@ -661,7 +648,7 @@ static int check_nesting(const uint8_t *p, const uint8_t *end, enum msg_type typ
 			p += 4;
 			break;
 		case 2:
-			if (!read_varint(&p, end, &len) || len > (uint64_t)(end - p))
+			if (!otlp_read_varint(&p, end, &len) || len > (uint64_t)(end - p))
 				return -EBADMSG;
 			child = child_type(type, tag >> 3);
 			if (child != M_NONE) {

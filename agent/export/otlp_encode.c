@@ -172,6 +172,19 @@ struct str {
 	bool dirty;
 };
 
+bool otlp_read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	*v = 0;
+	for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return true;
+	}
+	return false;
+}
+
 size_t otlp_utf8_seq(const unsigned char *s, size_t left)
 {
 	return utf8_sequence_len(s, left);

@@ -65,6 +65,10 @@ int otlp_encoder__encode(struct otlp_encoder *enc, struct span *const *spans, si
  */
 size_t otlp_utf8_seq(const unsigned char *s, size_t left);
 
+/* Read one protobuf varint at *p (advanced past it). False when truncated or over 64 bits.
+ * For the small hand-written decoders (error details, the receiver's depth check). */
+bool otlp_read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v);
+
 /* The resource attributes of the encoder's agent, for tests and the exit summary. */
 unsigned otlp_encoder__agent_attrs(const struct otlp_encoder *enc, const struct otlp_kv **kv);
 

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+#include "otlp_encode.h"
 #include "otlp_gzip.h"
 #include "text.h"
 
@@ -226,29 +227,16 @@ static void copy_text(char *dst, size_t dstlen, const char *src, size_t len)
 		dst[--n] = '\0';
 }
 
-static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	*v = 0;
-	for (int shift = 0; shift < 64 && *p < end; shift += 7) {
-		uint8_t b = *(*p)++;
-
-		*v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80))
-			return true;
-	}
-	return false;
-}
-
 /* The message (field 2) of a google.rpc.Status, which OTLP/HTTP errors carry. */
 static bool rpc_status_message(const uint8_t *b, size_t len, char *out, size_t outlen)
 {
 	const uint8_t *p = b, *end = b + len;
 	uint64_t tag, n;
 
-	while (p < end && read_varint(&p, end, &tag)) {
+	while (p < end && otlp_read_varint(&p, end, &tag)) {
 		switch (tag & 7) {
 		case 0:
-			if (!read_varint(&p, end, &n))
+			if (!otlp_read_varint(&p, end, &n))
 				return false;
 			break;
 		case 1:
@@ -258,7 +246,7 @@ static bool rpc_status_message(const uint8_t *b, size_t len, char *out, size_t o
 			p += 4;
 			break;
 		case 2:
-			if (!read_varint(&p, end, &n) || n > (uint64_t)(end - p))
+			if (!otlp_read_varint(&p, end, &n) || n > (uint64_t)(end - p))
 				return false;
 			if (tag >> 3 == 2) {
 				copy_text(out, outlen, (const char *)p, n);
