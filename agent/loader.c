@@ -15,6 +15,8 @@
 #include "log.h"
 #include "tls.h"
 
+#define LOADER_MAX_CPUS 4096
+
 static bool is_power_of_two(uint32_t v)
 {
 	return v && !(v & (v - 1));
@@ -54,7 +56,7 @@ static void set_rodata(struct hoptrace_bpf *skel, const struct loader_config *cf
  * spaces and parentheses, so parse from the last ')'). 0 when unreadable. */
 static uint32_t read_ppid(const char *pid)
 {
-	char path[64], buf[512];
+	char path[300], buf[512]; /* pid: a /proc entry name, up to 255 bytes */
 	unsigned ppid = 0;
 	const char *p;
 	FILE *f;
@@ -151,9 +153,109 @@ static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap
 	return vfprintf(stderr, fmt, ap);
 }
 
+/* The online CPUs, from a list like "0-3,6,8-9"; each gets a ring. Returns how many were
+ * written to cpus (at most max), or -errno. */
+static int read_online_cpus(uint32_t *cpus, int max)
+{
+	char buf[4096], *p;
+	FILE *f = fopen("/sys/devices/system/cpu/online", "re");
+	int n = 0;
+
+	if (!f)
+		return -errno;
+	p = fgets(buf, sizeof(buf), f);
+	fclose(f);
+	if (!p)
+		return -EIO;
+	while (*p && *p != '\n') {
+		char *end;
+		unsigned long lo = strtoul(p, &end, 10), hi = lo;
+
+		if (end == p)
+			return -EINVAL;
+		if (*end == '-')
+			hi = strtoul(end + 1, &end, 10);
+		for (unsigned long c = lo; c <= hi && n < max; c++)
+			cpus[n++] = (uint32_t)c;
+		p = *end == ',' ? end + 1 : end;
+	}
+	return n;
+}
+
+static uint32_t round_down_pow2(uint32_t v)
+{
+	while (v & (v - 1))
+		v &= v - 1;
+	return v;
+}
+
+/* Each ring gets an equal share of the budget, but not less than 512 KiB (about 20 ms of a
+ * busy CPU's records: the consumer drains every 20 ms), unless the budget itself is less. */
+static uint32_t ring_size_per_cpu(uint32_t total, unsigned ncpus)
+{
+	uint32_t floor = total < (512u << 10) ? total : (512u << 10);
+	uint32_t share = round_down_pow2(total / (ncpus ? ncpus : 1));
+
+	if (share < 4096)
+		share = 4096;
+	return share > floor ? share : floor;
+}
+
+/* A ring buffer for each online CPU. The first also serves as the template the events
+ * array is created with (the kernel checks each ring added against it). */
+static int create_rings(struct loader *ld, unsigned ncpus)
+{
+	ld->ring_fds = calloc(ncpus, sizeof(*ld->ring_fds));
+	if (!ld->ring_fds)
+		return -ENOMEM;
+	for (unsigned i = 0; i < ncpus; i++) {
+		int fd = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "ht_events_cpu", 0, 0, ld->ring_bytes,
+					NULL);
+
+		if (fd < 0)
+			return -errno;
+		ld->ring_fds[ld->nrings++] = fd;
+	}
+	return bpf_map__set_inner_map_fd(ld->skel->maps.events, ld->ring_fds[0]);
+}
+
+/* Each ring in the events array at its CPU's index. */
+static int install_rings(struct loader *ld, const uint32_t *cpus)
+{
+	int outer_fd = bpf_map__fd(ld->skel->maps.events);
+
+	for (unsigned i = 0; i < ld->nrings; i++)
+		if (bpf_map_update_elem(outer_fd, &cpus[i], &ld->ring_fds[i], BPF_ANY))
+			return -errno;
+	return 0;
+}
+
+static int size_maps(struct loader *ld, const struct loader_config *cfg, unsigned nonline)
+{
+	int ncpus = libbpf_num_possible_cpus();
+	int err;
+
+	if (ncpus <= 0)
+		return ncpus ? ncpus : -EINVAL;
+	ld->ring_bytes = ring_size_per_cpu(cfg->ringbuf_bytes, nonline);
+	err = create_rings(ld, nonline);
+	if (err) {
+		log_error("cannot create the ring buffers (%u x %u bytes): %s", nonline,
+			  ld->ring_bytes, strerror(-err));
+		return err;
+	}
+	err = bpf_map__set_max_entries(ld->skel->maps.events, (uint32_t)ncpus);
+	if (!err)
+		err = bpf_map__set_max_entries(ld->skel->maps.capture_heap, (uint32_t)ncpus);
+	if (err)
+		log_error("cannot size the BPF maps: %s", strerror(-err));
+	return err;
+}
+
 int loader__start(struct loader *ld, const struct loader_config *cfg)
 {
-	int err;
+	uint32_t cpus[LOADER_MAX_CPUS];
+	int err, nonline;
 
 	memset(ld, 0, sizeof(*ld));
 	err = check_config(cfg);
@@ -167,19 +269,26 @@ int loader__start(struct loader *ld, const struct loader_config *cfg)
 		return err;
 	}
 	set_rodata(ld->skel, cfg);
-	err = bpf_map__set_max_entries(ld->skel->maps.events, cfg->ringbuf_bytes);
-	if (!err)
-		err = bpf_map__set_max_entries(ld->skel->maps.capture_heap,
-					       (uint32_t)libbpf_num_possible_cpus());
-	if (err) {
-		log_error("cannot size the BPF maps: %s", strerror(-err));
+	nonline = read_online_cpus(cpus, LOADER_MAX_CPUS);
+	if (nonline <= 0) {
+		err = nonline ? nonline : -ENOENT;
+		log_error("cannot read the online CPUs from /sys/devices/system/cpu/online: %s",
+			  strerror(-err));
 		goto err_destroy;
 	}
+	err = size_maps(ld, cfg, (unsigned)nonline);
+	if (err)
+		goto err_destroy;
 	err = hoptrace_bpf__load(ld->skel);
 	if (err) {
 		log_error("cannot load the BPF programs: %s (run as root, with BTF at "
 			  "/sys/kernel/btf/vmlinux; -v shows the verifier log)",
 			  strerror(-err));
+		goto err_destroy;
+	}
+	err = install_rings(ld, cpus);
+	if (err) {
+		log_error("cannot install the ring buffers: %s", strerror(-err));
 		goto err_destroy;
 	}
 	err = fill_selection(ld->skel, cfg);
@@ -195,7 +304,6 @@ int loader__start(struct loader *ld, const struct loader_config *cfg)
 		log_error("cannot attach the BPF programs: %s", strerror(-err));
 		goto err_destroy;
 	}
-	ld->events_fd = bpf_map__fd(ld->skel->maps.events);
 	ld->stats_fd = bpf_map__fd(ld->skel->maps.stats);
 	/* without it HTTPS is not traced, everything else is */
 	if (!cfg->no_tls)
@@ -203,10 +311,7 @@ int loader__start(struct loader *ld, const struct loader_config *cfg)
 	return 0;
 
 err_destroy:
-	inject__destroy(ld->inject);
-	ld->inject = NULL;
-	hoptrace_bpf__destroy(ld->skel);
-	ld->skel = NULL;
+	loader__destroy(ld);
 	return err;
 }
 
@@ -240,6 +345,11 @@ void loader__destroy(struct loader *ld)
 	if (ld->skel)
 		hoptrace_bpf__destroy(ld->skel);
 	ld->skel = NULL;
+	for (unsigned i = 0; i < ld->nrings; i++)
+		close(ld->ring_fds[i]);
+	free(ld->ring_fds);
+	ld->ring_fds = NULL;
+	ld->nrings = 0;
 }
 
 const char *loader__stat_name(int idx)

@@ -12,7 +12,7 @@
 
 struct loader_config {
 	uint32_t capture_bytes; /* power of two, <= HT_MAX_CAPTURE */
-	uint32_t ringbuf_bytes; /* power of two, page multiple */
+	uint32_t ringbuf_bytes; /* all rings together; power of two, page multiple */
 	uint32_t wakeup_bytes;	/* 0: wake up on every record */
 	unsigned npids;
 	uint32_t pids[LOADER_MAX_FILTERS];
@@ -32,7 +32,9 @@ struct loader {
 	struct hoptrace_bpf *skel;
 	struct tls_tracer *tls;	 /* OpenSSL probes, NULL with --no-tls */
 	struct injector *inject; /* NULL unless --repair=inject and its self-test passed */
-	int events_fd;		 /* ring buffer map */
+	int *ring_fds;		 /* one ring buffer per online CPU */
+	unsigned nrings;
+	uint32_t ring_bytes; /* size of each */
 	int stats_fd;		 /* per-CPU stats map */
 };
 

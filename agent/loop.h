@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * The agent's reactor: one epoll over the ring buffer, a 20 ms timerfd (drain batched
- * wake-ups, sink ticks, housekeeping) and a signalfd (SIGINT/SIGTERM/SIGHUP stop).
+ * The agent's reactor: one epoll over the ring buffers (one per CPU, merged back into time
+ * order by reorder.c), a 20 ms timerfd (drain batched wake-ups, sink ticks, housekeeping)
+ * and a signalfd (SIGINT/SIGTERM/SIGHUP stop).
  */
 #ifndef HOPTRACE_LOOP_H
 #define HOPTRACE_LOOP_H
@@ -13,7 +14,8 @@ struct sink;
 struct tls_tracer;
 
 struct loop {
-	int ringbuf_fd;
+	const int *ringbuf_fds; /* one ring buffer per CPU */
+	unsigned nrings;
 	struct tracker *tracker;
 	struct sink *sink;
 	struct tls_tracer *tls;	     /* sees exec records and ticks; NULL: no HTTPS tracing */

@@ -107,7 +107,7 @@ static const struct argp_option argp_opts[] = {
      "Bytes of a header block copied per socket read/write, power of two, 64..16384 "
      "(default 8192)",
      3},
-    {"ringbuf-bytes", OPT_RINGBUF, "N", 0, "Ring buffer size, power of two (default 8 MiB)", 3},
+    {"ringbuf-bytes", OPT_RINGBUF, "N", 0, "Ring buffer bytes, all CPUs together (one ring per CPU, each at least 512 KiB), power of two (default 8 MiB)", 3},
     {"no-tls", OPT_NO_TLS, NULL, 0,
      "Do not trace HTTPS (no uprobes on OpenSSL libraries and binaries)", 3},
     {"no-color", OPT_NO_COLOR, NULL, 0, "No colors in the waterfall", 3},
@@ -411,7 +411,8 @@ static int run_agent(struct options *o)
 	err = loader__start(&ld, &o->bpf);
 	if (err)
 		goto err_tracker;
-	loop = (struct loop){.ringbuf_fd = ld.events_fd,
+	loop = (struct loop){.ringbuf_fds = ld.ring_fds,
+			     .nrings = ld.nrings,
 			     .tracker = &tracker,
 			     .sink = sink,
 			     .tls = ld.tls,
