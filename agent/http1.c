@@ -65,12 +65,13 @@ static const char *const known_methods[] = {
 
 /* ---- character classes ----------------------------------------------------------------- */
 
-/* tchar, RFC 9110 5.6.2 */
+/* tchar, RFC 9110 5.6.2: DIGIT, ALPHA and !#$%&'*+-.^_`|~, as a bitmap (every byte of
+ * every header name goes through this) */
+static const uint64_t tchar_bitmap[2] = {0x03ff6cfa00000000ULL, 0x57ffffffc7fffffeULL};
+
 static bool is_tchar(uint8_t c)
 {
-	if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-		return true;
-	return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+	return c < 128 && (tchar_bitmap[c >> 6] >> (c & 63)) & 1;
 }
 
 /* Field values are VCHAR, obs-text, SP and HTAB (RFC 9110 5.5); CR, LF and NUL are never

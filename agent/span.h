@@ -75,7 +75,8 @@ struct span {
 	char strbuf[SPAN_STRBUF];
 };
 
-/* Allocate a zeroed span. Returns NULL on allocation failure. */
+/* Allocate an empty span: ids, times, counts and strings zero or empty (buffers past their
+ * used part are not cleared). Returns NULL on allocation failure. */
 struct span *span_new(void);
 /* Free a span and drop its resource reference. NULL is ignored. */
 void span_free(struct span *s);
