@@ -6,8 +6,8 @@ import sys
 import tempfile
 import time
 
-from lib import (Agent, Proc, curl, free_port, one, python_server, run, spans_where,
-                 wait_port, HERE)
+from lib import (Agent, Proc, SkipTest, curl, free_port, one, python_server, run,
+                 spans_where, wait_port, HERE)
 
 TP_TRACE = "0af7651916cd43dd8448eb211c80319c"
 TP_PARENT = "b7ad6b7169203331"
@@ -183,6 +183,34 @@ def test_keepalive_several_requests_one_connection():
     starts = sorted(s["start_unix_ns"] for s in servers)
     ends = sorted(s["end_unix_ns"] for s in servers)
     assert all(e <= s for e, s in zip(ends, starts[1:]))  # sequential, no overlap
+
+
+def test_request_and_response_written_on_different_cpus():
+    """The BPF side writes to one ring buffer per CPU. A server that reads a request on one
+    CPU and answers on another puts the answer in a ring the agent drains before the
+    request's: the agent must merge the rings by time, or every response is unmatched."""
+    if len(os.sched_getaffinity(0)) < 2:
+        raise SkipTest("needs 2 CPUs")
+    port = free_port()
+    srv = python_server(port, script="cpu_hop_server.py")
+    agent = Agent("--port", str(port))
+    try:
+        n = 40
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            for i in range(n):
+                c.sendall(b"GET /hop?i=%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+                got = b""
+                while not got.endswith(b"hop\n"):
+                    got += c.recv(4096)
+        spans = agent.stop()
+    finally:
+        agent.kill()
+        srv.stop()
+    servers = spans_where(spans, kind="SERVER", name="GET /hop")
+    assert len(servers) == n, agent.stderr()[-3000:]
+    assert all(s["attributes"]["http.response.status_code"] == 200 for s in servers)
+    assert agent.counters.get("drop_response_unmatched", 0) == 0
+    assert agent.counters.get("drop_out_of_order", 0) == 0
 
 
 def test_pipelined_requests_in_one_write():
