@@ -35,7 +35,7 @@ struct loader {
 	int *ring_fds;		 /* one ring buffer per online CPU */
 	unsigned nrings;
 	uint32_t ring_bytes; /* size of each */
-	int stats_fd;		 /* per-CPU stats map */
+	int stats_fd;	     /* per-CPU stats map */
 };
 
 /* Open, configure, load and attach every program, and the OpenSSL uprobes of the selected

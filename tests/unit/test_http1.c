@@ -1001,6 +1001,35 @@ static void test_nul_in_header_value(void **state)
 	rec_free(r);
 }
 
+/* Every byte value at every offset of a 20-byte header value (the check goes eight bytes at
+ * a time): rejected exactly when it is a control other than HTAB, or DEL. CR and LF end the
+ * line, so they are tested apart (bare CR above). */
+static void test_every_byte_in_header_values(void **state)
+{
+	(void)state;
+	for (int c = 0; c < 256; c++) {
+		bool ok = c == '\t' || (c >= 0x20 && c != 0x7f);
+
+		if (c == '\r' || c == '\n')
+			continue;
+		for (size_t at = 0; at < 20; at++) {
+			char msg[128];
+			int n = snprintf(msg, sizeof(msg), "GET / HTTP/1.1\r\nX-A: ");
+			struct recorder *r = rec_new(HTTP1_REQUEST);
+
+			memset(msg + n, 'v', 20);
+			msg[n + at] = (char)c;
+			memcpy(msg + n + 20, "\r\n\r\n", 4);
+			feed_mem(r, msg, (size_t)n + 24, true, 1);
+			if (ok && at > 0 && at < 19)
+				assert_true(strncmp(r->log, "H GET /", 7) == 0);
+			else if (!ok)
+				expect_log(r, "E BAD_HEADER\n");
+			rec_free(r);
+		}
+	}
+}
+
 static void test_content_length_accepted_forms(void **state)
 {
 	struct recorder *r = rec_new(HTTP1_REQUEST);
@@ -1403,6 +1432,7 @@ int main(void)
 	    cmocka_unit_test(test_upgrade_101),
 	    cmocka_unit_test(test_malformed_start_lines),
 	    cmocka_unit_test(test_bad_headers),
+	    cmocka_unit_test(test_every_byte_in_header_values),
 	    cmocka_unit_test(test_nul_in_header_value),
 	    cmocka_unit_test(test_content_length_accepted_forms),
 	    cmocka_unit_test(test_oversized_header_block),

@@ -203,6 +203,7 @@ static void test_json_schema(void **state)
 	sk = sink_json_new(c.f);
 	assert_non_null(sk);
 	sk->emit(sk, s);
+	sk->tick(sk, 0); /* output is flushed on the loop's tick */
 	assert_string_equal(
 	    capture_text(&c),
 	    "{\"trace_id\":\"0000000000000000000000000a0b0c0d\",\"span_id\":\"0000000000000011\","
@@ -232,6 +233,7 @@ static void test_json_root_without_resource(void **state)
 	capture_open(&c);
 	sk = sink_json_new(c.f);
 	sk->emit(sk, make_span(1, 2, 0, 0, 1, "GET /", NULL));
+	sk->tick(sk, 0);
 	assert_non_null(strstr(capture_text(&c), "\"parent_span_id\":\"\","));
 	assert_non_null(strstr(capture_text(&c), "\"service.name\":\"unknown_service\","));
 	assert_non_null(strstr(capture_text(&c), "\"links\":[],\"resource\":{}}\n"));
@@ -260,9 +262,71 @@ static void test_json_escapes(void **state)
 	capture_open(&c);
 	sk = sink_json_new(c.f);
 	sk->emit(sk, s);
+	sk->tick(sk, 0);
 	assert_non_null(strstr(capture_text(&c), expect));
 	assert_non_null(strstr(capture_text(&c), "\"http.request.header.x\":\"x\\u0000y\""));
 	sk->destroy(sk);
+	capture_close(&c);
+}
+
+static void test_json_integers_and_duplicate_keys(void **state)
+{
+	char *same_key = strdup("http.response.status_code"); /* equal text, other pointer */
+	struct capture c;
+	struct sink *sk;
+	struct span *s = make_span(1, 2, 0, 0, 1, "GET /", NULL); /* status code 200 */
+
+	(void)state;
+	span_set_int(s, same_key, 500);
+	span_set_int(s, "a", INT64_MIN);
+	span_set_int(s, "b", INT64_MAX);
+	span_set_int(s, "c", -1);
+	span_set_int(s, "d", 0);
+	span_set_bool(s, "e", false);
+	span_set_str(s, "a", "second", 6);
+	capture_open(&c);
+	sk = sink_json_new(c.f);
+	sk->emit(sk, s);
+	sk->tick(sk, 0);
+	assert_non_null(strstr(capture_text(&c),
+			       "\"attributes\":{\"http.response.status_code\":200,"
+			       "\"a\":-9223372036854775808,\"b\":9223372036854775807,\"c\":-1,"
+			       "\"d\":0,\"e\":false},"));
+	sk->destroy(sk);
+	capture_close(&c);
+	free(same_key);
+}
+
+/* Lines are handed to stdio in blocks: none is lost or reordered at a block boundary, and
+ * what is buffered reaches the stream when the sink is destroyed without a flush. */
+static void test_json_blocks_keep_every_line(void **state)
+{
+	struct capture c;
+	struct sink *sk;
+	const char *p;
+	char want[96];
+
+	(void)state;
+	capture_open(&c);
+	sk = sink_json_new(c.f);
+	for (unsigned i = 1; i <= 1000; i++)
+		sk->emit(sk,
+			 make_span(1, i, 0, 0, 1, "GET /a-path-long-enough-to-fill-blocks", NULL));
+	sk->tick(sk, 0);
+	assert_true(c.len > 3 * 64 * 1024);
+	p = capture_text(&c);
+	for (unsigned i = 1; i <= 1000; i++) {
+		snprintf(want, sizeof(want), "{\"trace_id\":\"%032x\",\"span_id\":\"%016x\",", 1,
+			 i);
+		assert_memory_equal(p, want, strlen(want));
+		p = strchr(p, '\n');
+		assert_non_null(p);
+		p++;
+	}
+	assert_string_equal(p, "");
+	sk->emit(sk, make_span(1, 1001, 0, 0, 1, "GET /last", NULL));
+	sk->destroy(sk);
+	assert_non_null(strstr(capture_text(&c), "\"name\":\"GET /last\""));
 	capture_close(&c);
 }
 
@@ -332,6 +396,7 @@ static void test_json_python_parses_hostile_output(void **state)
 	sk = sink_json_new(c.f);
 	for (unsigned i = 0; i < 200; i++)
 		sk->emit(sk, make_hostile_span(&seed, i));
+	sk->tick(sk, 0);
 	assert_int_equal(count_substr(capture_text(&c), "\n"), 200);
 	py = popen(check, "w");
 	assert_non_null(py);
@@ -603,6 +668,8 @@ int main(void)
 	    cmocka_unit_test(test_json_schema),
 	    cmocka_unit_test(test_json_root_without_resource),
 	    cmocka_unit_test(test_json_escapes),
+	    cmocka_unit_test(test_json_integers_and_duplicate_keys),
+	    cmocka_unit_test(test_json_blocks_keep_every_line),
 	    cmocka_unit_test(test_json_python_parses_hostile_output),
 	    cmocka_unit_test(test_json_counts_write_errors),
 	    cmocka_unit_test_setup(test_waterfall_tree_order_and_indent, ascii_locale),
