@@ -65,13 +65,17 @@ static const char *const known_methods[] = {
 
 /* ---- character classes ----------------------------------------------------------------- */
 
-/* tchar, RFC 9110 5.6.2: DIGIT, ALPHA and !#$%&'*+-.^_`|~, as a bitmap (every byte of
- * every header name goes through this) */
-static const uint64_t tchar_bitmap[2] = {0x03ff6cfa00000000ULL, 0x57ffffffc7fffffeULL};
+/* tchar, RFC 9110 5.6.2: DIGIT, ALPHA and !#$%&'*+-.^_`|~, one byte per ASCII code (every
+ * byte of every header name goes through this) */
+static const char tchar_table[128] =
+    "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"
+    "\0\1\0\1\1\1\1\1\0\0\1\1\0\1\1\0\1\1\1\1\1\1\1\1\1\1\0\0\0\0\0\0"
+    "\0\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\0\0\0\1\1"
+    "\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\1\0\1\0\1\0";
 
 static bool is_tchar(uint8_t c)
 {
-	return c < 128 && (tchar_bitmap[c >> 6] >> (c & 63)) & 1;
+	return c < 128 && tchar_table[c];
 }
 
 /* Field values are VCHAR, obs-text, SP and HTAB (RFC 9110 5.5); CR, LF and NUL are never

@@ -1030,6 +1030,31 @@ static void test_every_byte_in_header_values(void **state)
 	}
 }
 
+/* Every byte value in a header name: accepted exactly when it is a tchar (RFC 9110 5.6.2). */
+static void test_every_byte_in_header_names(void **state)
+{
+	static const char tchars[] = "!#$%&'*+-.^_`|~";
+
+	(void)state;
+	for (int c = 1; c < 256; c++) {
+		bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+			  (c >= 'A' && c <= 'Z') || strchr(tchars, c) != NULL;
+		struct recorder *r;
+		char msg[64];
+		int n = snprintf(msg, sizeof(msg), "GET / HTTP/1.1\r\nX-%cY: v\r\n\r\n", c);
+
+		if (c == '\n' || c == ':')
+			continue; /* they end the line or the name */
+		r = rec_new(HTTP1_REQUEST);
+		feed_mem(r, msg, (size_t)n, true, 1);
+		if (ok)
+			assert_true(strncmp(r->log, "H GET /", 7) == 0);
+		else
+			expect_log(r, "E BAD_HEADER\n");
+		rec_free(r);
+	}
+}
+
 static void test_content_length_accepted_forms(void **state)
 {
 	struct recorder *r = rec_new(HTTP1_REQUEST);
@@ -1433,6 +1458,7 @@ int main(void)
 	    cmocka_unit_test(test_malformed_start_lines),
 	    cmocka_unit_test(test_bad_headers),
 	    cmocka_unit_test(test_every_byte_in_header_values),
+	    cmocka_unit_test(test_every_byte_in_header_names),
 	    cmocka_unit_test(test_nul_in_header_value),
 	    cmocka_unit_test(test_content_length_accepted_forms),
 	    cmocka_unit_test(test_oversized_header_block),
