@@ -78,7 +78,6 @@ static void out_put_uint(struct text_out *o, unsigned v)
 void tuple_addr_string(const uint8_t addr[16], char *out, size_t outlen)
 {
 	static const uint8_t v4_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-	struct text_out o = {.buf = out, .cap = outlen};
 
 	if (!outlen)
 		return;
@@ -87,10 +86,19 @@ void tuple_addr_string(const uint8_t addr[16], char *out, size_t outlen)
 		inet_ntop(AF_INET6, addr, out, (socklen_t)outlen);
 		return;
 	}
+	if (outlen < sizeof("255.255.255.255")) {
+		inet_ntop(AF_INET, addr + 12, out, (socklen_t)outlen);
+		return;
+	}
 	for (int i = 12; i < 16; i++) {
-		if (i > 12)
-			out_put(&o, ".", 1);
-		out_put_uint(&o, addr[i]);
+		unsigned v = addr[i];
+
+		if (v >= 100)
+			*out++ = (char)('0' + v / 100);
+		if (v >= 10)
+			*out++ = (char)('0' + v / 10 % 10);
+		*out++ = (char)('0' + v % 10);
+		*out++ = i < 15 ? '.' : '\0';
 	}
 }
 

@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,6 +174,20 @@ static void test_tuple_addr_string(void **state)
 	v6[15] = 1;
 	tuple_addr_string(v6, buf, sizeof(buf));
 	assert_string_equal(buf, "::1");
+	/* IPv4 is formatted by hand: every octet value in every position, as inet_ntop does */
+	for (int v = 0; v < 256; v++) {
+		for (int at = 12; at < 16; at++) {
+			char want[INET_ADDRSTRLEN];
+
+			memset(v4 + 12, at == 12 ? 9 : 200, 4);
+			v4[at] = (uint8_t)v;
+			inet_ntop(AF_INET, v4 + 12, want, sizeof(want));
+			tuple_addr_string(v4, buf, sizeof(buf));
+			assert_string_equal(buf, want);
+		}
+	}
+	tuple_addr_string(v4, buf, 8); /* too small for the longest: truncated, terminated */
+	assert_true(strlen(buf) < 8);
 }
 
 static void test_resource_attributes(void **state)
