@@ -11,11 +11,10 @@
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
-#include <bpf/libbpf.h>
 
 #include "conn.h"
 #include "log.h"
-#include "reorder.h"
+#include "ringmerge.h"
 #include "sink.h"
 #include "tls.h"
 
@@ -25,7 +24,6 @@
  * started earlier may not be committed yet (a BPF program runs for microseconds; this
  * allows for one being preempted). */
 #define REORDER_HOLD_NS (5 * 1000000ULL)
-#define REORDER_MAX_BYTES (256u << 20)
 
 enum { SRC_RINGBUF = 1, SRC_TIMER, SRC_SIGNAL };
 
@@ -51,78 +49,29 @@ static void handle_record(void *ctx, const void *data, size_t len)
 	}
 }
 
-/* One ring: nothing to merge, records are handled in place. */
-static int on_record(void *ctx, void *data, size_t len)
+/* The rings, mapped once, read in time order. */
+static struct ringmerge *rings_open(struct loop *l)
 {
-	handle_record(ctx, data, len);
-	return 0;
-}
+	struct ringmerge *m = ringmerge__new(l->nrings, handle_record, l);
+	int err;
 
-/* The ring of one CPU, with the merger its records go to. */
-struct ring_source {
-	struct reorder *merger;
-	unsigned index;
-};
-
-static int on_ring_record(void *ctx, void *data, size_t len)
-{
-	struct ring_source *src = ctx;
-
-	reorder__push(src->merger, src->index, data, len);
-	return 0;
-}
-
-struct rings {
-	struct ring_buffer *rb;
-	struct reorder *merger; /* NULL with a single ring */
-	struct ring_source *sources;
-};
-
-static int rings_open(struct rings *r, struct loop *l)
-{
-	memset(r, 0, sizeof(*r));
-	if (l->nrings == 1) {
-		r->rb = ring_buffer__new(l->ringbuf_fds[0], on_record, l, NULL);
-		return r->rb ? 0 : -errno;
-	}
-	r->merger = reorder__new(l->nrings, REORDER_MAX_BYTES, handle_record, l);
-	r->sources = calloc(l->nrings, sizeof(*r->sources));
-	if (!r->merger || !r->sources)
-		return -ENOMEM;
+	if (!m)
+		return NULL;
 	for (unsigned i = 0; i < l->nrings; i++) {
-		int err;
-
-		r->sources[i] = (struct ring_source){.merger = r->merger, .index = i};
-		if (i == 0) {
-			r->rb = ring_buffer__new(l->ringbuf_fds[0], on_ring_record, &r->sources[0],
-						 NULL);
-			err = r->rb ? 0 : -errno;
-		} else {
-			err = ring_buffer__add(r->rb, l->ringbuf_fds[i], on_ring_record,
-					       &r->sources[i]);
+		err = ringmerge__map(m, i, l->ringbuf_fds[i], l->ring_bytes);
+		if (err) {
+			ringmerge__free(m);
+			errno = -err;
+			return NULL;
 		}
-		if (err)
-			return err;
 	}
-	return 0;
+	return m;
 }
 
 /* Read what the rings hold; final: deliver everything, nothing can arrive any more. */
-static void rings_drain(struct rings *r, bool final)
+static void rings_drain(struct ringmerge *m, bool final)
 {
-	ring_buffer__consume(r->rb);
-	if (r->merger)
-		reorder__release(r->merger, final ? UINT64_MAX : now_monotonic() - REORDER_HOLD_NS);
-}
-
-static void rings_close(struct rings *r)
-{
-	if (r->merger && reorder__dropped(r->merger))
-		log_warn("%llu records dropped: the merge of the per-CPU rings was over %u MiB",
-			 (unsigned long long)reorder__dropped(r->merger), REORDER_MAX_BYTES >> 20);
-	ring_buffer__free(r->rb);
-	reorder__free(r->merger);
-	free(r->sources);
+	ringmerge__drain(m, final ? UINT64_MAX : now_monotonic() - REORDER_HOLD_NS);
 }
 
 static int add_fd(int epfd, int fd, uint64_t tag)
@@ -130,6 +79,20 @@ static int add_fd(int epfd, int fd, uint64_t tag)
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag};
 
 	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
+}
+
+/* A ring wakes the loop only when a record asks for it (wakeup_bytes 0). Edge-triggered:
+ * records held back for the next drain keep a ring readable, and level-triggered polling
+ * would spin on them. */
+static int add_ring_fds(int epfd, const struct loop *l)
+{
+	for (unsigned i = 0; i < l->nrings; i++) {
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u64 = SRC_RINGBUF};
+
+		if (epoll_ctl(epfd, EPOLL_CTL_ADD, l->ringbuf_fds[i], &ev))
+			return -errno;
+	}
+	return 0;
 }
 
 static int make_timer(void)
@@ -180,7 +143,7 @@ static int read_signal(int fd)
 	return (int)si.ssi_signo;
 }
 
-static void on_timer(struct loop *l, int timerfd, struct rings *rb, uint64_t *next_hk)
+static void on_timer(struct loop *l, int timerfd, struct ringmerge *rb, uint64_t *next_hk)
 {
 	uint64_t expirations, now;
 
@@ -197,7 +160,7 @@ static void on_timer(struct loop *l, int timerfd, struct rings *rb, uint64_t *ne
 }
 
 static int dispatch(struct loop *l, struct epoll_event *evs, int n, int timerfd, int sigfd,
-		    struct rings *rb, uint64_t *next_hk)
+		    struct ringmerge *rb, uint64_t *next_hk)
 {
 	for (int i = 0; i < n; i++) {
 		int sig;
@@ -225,22 +188,21 @@ int loop_run(struct loop *l)
 {
 	uint64_t deadline = l->duration_s ? now_monotonic() + l->duration_s * 1000000000ULL : 0;
 	struct epoll_event evs[8];
-	int epfd, timerfd, sigfd, err;
+	int epfd, timerfd, sigfd, err = 0;
 	uint64_t next_hk = 0;
-	struct rings rings;
+	struct ringmerge *rings;
 	sigset_t old;
 
-	err = rings_open(&rings, l);
-	if (err) {
-		log_error("cannot open the ring buffers: %s", strerror(-err));
-		rings_close(&rings);
+	rings = rings_open(l);
+	if (!rings) {
+		err = -errno;
+		log_error("cannot map the ring buffers: %s", strerror(errno));
 		return err;
 	}
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	timerfd = make_timer();
 	sigfd = make_signalfd(&old);
-	if (epfd < 0 || timerfd < 0 || sigfd < 0 ||
-	    add_fd(epfd, ring_buffer__epoll_fd(rings.rb), SRC_RINGBUF) ||
+	if (epfd < 0 || timerfd < 0 || sigfd < 0 || add_ring_fds(epfd, l) ||
 	    add_fd(epfd, timerfd, SRC_TIMER) || add_fd(epfd, sigfd, SRC_SIGNAL)) {
 		log_error("cannot set up the event loop: %s", strerror(errno));
 		err = -EIO;
@@ -256,7 +218,7 @@ int loop_run(struct loop *l)
 			log_error("epoll_wait: %s", strerror(errno));
 			break;
 		}
-		if (n > 0 && dispatch(l, evs, n, timerfd, sigfd, &rings, &next_hk))
+		if (n > 0 && dispatch(l, evs, n, timerfd, sigfd, rings, &next_hk))
 			break;
 		if (deadline && now_monotonic() >= deadline) {
 			log_info("duration reached, stopping");
@@ -264,7 +226,7 @@ int loop_run(struct loop *l)
 		}
 	}
 	/* whatever the kernel still holds is processed before shutdown */
-	rings_drain(&rings, true);
+	rings_drain(rings, true);
 out:
 	if (sigfd >= 0) {
 		close(sigfd);
@@ -274,6 +236,6 @@ out:
 		close(timerfd);
 	if (epfd >= 0)
 		close(epfd);
-	rings_close(&rings);
+	ringmerge__free(rings);
 	return err;
 }

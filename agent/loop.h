@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The agent's reactor: one epoll over the ring buffers (one per CPU, merged back into time
- * order by reorder.c), a 20 ms timerfd (drain batched wake-ups, sink ticks, housekeeping)
+ * order by ringmerge.c), a 20 ms timerfd (drain batched wake-ups, sink ticks, housekeeping)
  * and a signalfd (SIGINT/SIGTERM/SIGHUP stop).
  */
 #ifndef HOPTRACE_LOOP_H
@@ -16,6 +16,7 @@ struct tls_tracer;
 struct loop {
 	const int *ringbuf_fds; /* one ring buffer per CPU */
 	unsigned nrings;
+	uint32_t ring_bytes; /* size of each */
 	struct tracker *tracker;
 	struct sink *sink;
 	struct tls_tracer *tls;	     /* sees exec records and ticks; NULL: no HTTPS tracing */

@@ -107,7 +107,10 @@ static const struct argp_option argp_opts[] = {
      "Bytes of a header block copied per socket read/write, power of two, 64..16384 "
      "(default 8192)",
      3},
-    {"ringbuf-bytes", OPT_RINGBUF, "N", 0, "Ring buffer bytes, all CPUs together (one ring per CPU, each at least 512 KiB), power of two (default 8 MiB)", 3},
+    {"ringbuf-bytes", OPT_RINGBUF, "N", 0,
+     "Ring buffer bytes, all CPUs together (one ring per CPU, each at least 512 KiB), power of two "
+     "(default 8 MiB)",
+     3},
     {"no-tls", OPT_NO_TLS, NULL, 0,
      "Do not trace HTTPS (no uprobes on OpenSSL libraries and binaries)", 3},
     {"no-color", OPT_NO_COLOR, NULL, 0, "No colors in the waterfall", 3},
@@ -413,6 +416,7 @@ static int run_agent(struct options *o)
 		goto err_tracker;
 	loop = (struct loop){.ringbuf_fds = ld.ring_fds,
 			     .nrings = ld.nrings,
+			     .ring_bytes = ld.ring_bytes,
 			     .tracker = &tracker,
 			     .sink = sink,
 			     .tls = ld.tls,
