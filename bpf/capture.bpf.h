@@ -29,7 +29,12 @@ struct stream_state {
 struct capture_scratch {
 	struct ht_data_event ev;
 	__u8 data[3 * HT_MAX_CAPTURE];
+	__u32 have; /* bytes of the I/O already in data (capture_head) */
 };
+
+/* A single-buffer I/O of an HTTP stream up to this size is copied whole by capture_head:
+ * one copy instead of a head then the rest. Requests and small responses are that size. */
+#define HT_SMALL_IO 1024
 
 /* clang may re-materialise a value from an unbounded register after a range check; an AND
  * in inline asm pins the bound on the register the helper call actually uses. */
@@ -283,13 +288,17 @@ static __always_inline int capture_head(struct capture_scratch *s, struct stream
 					const struct io_source *src, __u32 len)
 {
 	__u32 head_len = len < 8 ? len : 8;
-	int copied = copy_payload(s->data, src, head_len, false);
+	int copied;
 	bool start;
 
+	if (st->proto == HT_PROTO_HTTP1 && src->buf && len <= HT_SMALL_IO)
+		head_len = len;
+	copied = copy_payload(s->data, src, head_len, false);
 	if (copied < 0) {
 		stat_inc(HT_STAT_READ_FAULT);
 		return -1;
 	}
+	s->have = (__u32)copied;
 	start = looks_like_start_line(s->data, (__u32)copied);
 	if (st->proto == HT_PROTO_UNKNOWN &&
 	    classify(st, start, s->data, (__u32)copied) != HT_PROTO_HTTP1)
@@ -413,7 +422,7 @@ static __always_inline void capture_emit(struct capture_scratch *s, struct strea
 	__u64 size;
 
 	s->ev.len = len;
-	copied = copy_payload(s->data, src, cap, true);
+	copied = cap <= s->have ? (int)cap : copy_payload(s->data, src, cap, true);
 	if (copied < 0) {
 		stat_inc(HT_STAT_READ_FAULT);
 		s->ev.flags |= HT_DATA_READ_FAULT;
