@@ -43,6 +43,7 @@ struct options {
 	int self_test;
 	const char *otlp_endpoint;
 	const char *otlp_protocol;
+	const char *otlp_exporters;
 	int audit;  /* 1: table at exit, 2: JSON at exit */
 	int stitch; /* --repair=stitch */
 };
@@ -56,6 +57,7 @@ enum {
 	OPT_QUIET_MS,
 	OPT_OTLP_ENDPOINT,
 	OPT_OTLP_PROTOCOL,
+	OPT_OTLP_EXPORTERS,
 	OPT_AUDIT,
 	OPT_AUDIT_JSON,
 	OPT_REPAIR,
@@ -92,6 +94,8 @@ static const struct argp_option argp_opts[] = {
      "OTLP endpoint (overrides OTEL_EXPORTER_OTLP_ENDPOINT)", 2},
     {"otlp-protocol", OPT_OTLP_PROTOCOL, "PROTO", 0,
      "http/protobuf or grpc (overrides OTEL_EXPORTER_OTLP_PROTOCOL)", 2},
+    {"otlp-exporters", OPT_OTLP_EXPORTERS, "N", 0,
+     "Concurrent OTLP requests, 1..64 (default 4; overrides HOPTRACE_OTLP_EXPORTERS)", 2},
     {"audit", OPT_AUDIT, NULL, 0,
      "At exit, print the propagation audit: per caller -> callee edge, how the trace "
      "context was passed on (ok, forwarded, restarted, dropped, invalid)",
@@ -245,6 +249,9 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 	case OPT_OTLP_PROTOCOL:
 		o->otlp_protocol = arg;
 		return 0;
+	case OPT_OTLP_EXPORTERS:
+		o->otlp_exporters = arg;
+		return 0;
 	case OPT_AUDIT:
 		o->audit = 1;
 		return 0;
@@ -362,6 +369,8 @@ static int resolve_output(struct options *o, struct otlp_config *otlp)
 		err = otlp_config_set(otlp, "otlp-endpoint", o->otlp_endpoint, msg, sizeof(msg));
 	if (!err && o->otlp_protocol)
 		err = otlp_config_set(otlp, "otlp-protocol", o->otlp_protocol, msg, sizeof(msg));
+	if (!err && o->otlp_exporters)
+		err = otlp_config_set(otlp, "otlp-exporters", o->otlp_exporters, msg, sizeof(msg));
 	if (!err)
 		err = otlp_config_finish(otlp, msg, sizeof(msg));
 	if (err) {

@@ -31,6 +31,7 @@ enum opt_id {
 	OPT_SCHEDULE_DELAY,
 	OPT_BATCH_SIZE,
 	OPT_EXPORT_TIMEOUT,
+	OPT_EXPORTERS,
 	OPT_RESOURCE,
 };
 
@@ -67,6 +68,7 @@ static const struct opt {
     {OPT_SCHEDULE_DELAY, "OTEL_BSP_SCHEDULE_DELAY", NULL, "--otlp-schedule-delay"},
     {OPT_BATCH_SIZE, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", NULL, "--otlp-batch-size"},
     {OPT_EXPORT_TIMEOUT, "OTEL_BSP_EXPORT_TIMEOUT", NULL, "--otlp-export-timeout"},
+    {OPT_EXPORTERS, "HOPTRACE_OTLP_EXPORTERS", NULL, "--otlp-exporters"},
     {OPT_RESOURCE, "OTEL_RESOURCE_ATTRIBUTES", NULL, "--resource-attributes"},
 };
 
@@ -98,6 +100,7 @@ void otlp_config_init(struct otlp_config *cfg)
 	cfg->schedule_delay_ms = OTLP_DEFAULT_SCHEDULE_DELAY_MS;
 	cfg->max_batch_size = OTLP_DEFAULT_BATCH_SIZE;
 	cfg->export_timeout_ms = OTLP_DEFAULT_EXPORT_TIMEOUT_MS;
+	cfg->exporters = OTLP_DEFAULT_EXPORTERS;
 }
 
 void otlp_kv_free(struct otlp_kv *kv, unsigned n)
@@ -469,6 +472,12 @@ static int apply(struct otlp_config *cfg, const struct opt *o, const char *src, 
 		err = parse_long(src, v, 1, MS_MAX, "milliseconds", &x, msg, msglen);
 		if (!err)
 			cfg->export_timeout_ms = (int)x;
+		return err;
+	case OPT_EXPORTERS:
+		err = parse_long(src, v, 1, OTLP_MAX_EXPORTERS, "a number of export workers", &x,
+				 msg, msglen);
+		if (!err)
+			cfg->exporters = (int)x;
 		return err;
 	case OPT_RESOURCE:
 		return parse_resource(cfg, src, v, msg, msglen);

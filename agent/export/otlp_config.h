@@ -2,7 +2,8 @@
 /*
  * OTLP exporter configuration, read the way OpenTelemetry SDKs read it: the standard
  * OTEL_EXPORTER_OTLP_* and OTEL_BSP_* variables, signal-specific (_TRACES_) ones taking
- * precedence over general ones, and command-line flags over both.
+ * precedence over general ones, and command-line flags over both. One setting has no OTel
+ * variable: HOPTRACE_OTLP_EXPORTERS, the number of concurrent export workers.
  *
  *	struct otlp_config cfg;
  *	otlp_config_init(&cfg);
@@ -49,6 +50,13 @@ struct otlp_kv {
 #define OTLP_DEFAULT_SCHEDULE_DELAY_MS 1000
 #define OTLP_DEFAULT_BATCH_SIZE 512
 #define OTLP_DEFAULT_EXPORT_TIMEOUT_MS 30000
+/*
+ * Export requests in flight at once (no OTel variable: HOPTRACE_OTLP_EXPORTERS). One sender
+ * manages batch / round trip, 512 spans 20 ms away: 25k spans/s; otelcol's exporterhelper
+ * runs 10 (num_consumers). Each worker holds a batch and a connection.
+ */
+#define OTLP_DEFAULT_EXPORTERS 4
+#define OTLP_MAX_EXPORTERS 64
 
 struct otlp_config {
 	/* The URL requests go to; set by otlp_config_finish. */
@@ -73,6 +81,7 @@ struct otlp_config {
 	int max_batch_size;	  /* spans per request */
 	/* How long one batch may keep being retried while newer spans are being dropped. */
 	int export_timeout_ms;
+	int exporters; /* export workers, each with one request in flight */
 
 	/* Inputs otlp_config_finish resolves into url, and where each came from (for errors). */
 	char *base_endpoint;
@@ -96,7 +105,7 @@ int otlp_config_from_env(struct otlp_config *cfg, char *const *envp, char *msg, 
  * otlp-traces-endpoint (used as is), otlp-protocol, otlp-headers, otlp-compression,
  * otlp-timeout (ms), otlp-certificate, otlp-client-certificate, otlp-client-key,
  * otlp-insecure, otlp-queue-size, otlp-queue-bytes (K/M/G suffixes), otlp-schedule-delay,
- * otlp-batch-size, otlp-export-timeout, resource-attributes.
+ * otlp-batch-size, otlp-export-timeout, otlp-exporters, resource-attributes.
  * Returns -ENOENT for an unknown name.
  */
 int otlp_config_set(struct otlp_config *cfg, const char *name, const char *value, char *msg,

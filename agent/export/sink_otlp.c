@@ -1,15 +1,30 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /*
- * OTLP sink: a bounded ring of spans between the event loop and one export thread.
+ * OTLP sink: a bounded ring of spans between the event loop and a pool of export workers.
  *
  * The loop thread only takes the lock to push a pointer (and, when the ring is full, to pop
- * the oldest one, freed after unlocking). The export thread sleeps on a condition variable
- * until a batch is full, the schedule delay of the oldest queued span has passed, or a flush
- * or stop is asked; it then encodes, gzips and sends the batch without holding the lock.
- * A batch that fails transiently is sent again with exponential backoff and jitter (or
- * after the server's Retry-After) for as long as the queue has room; once newer spans are
- * being dropped and the batch has been retried for OTEL_BSP_EXPORT_TIMEOUT, the batch, being
- * the oldest data, is what goes. Memory is bounded by the ring plus one batch in flight.
+ * the oldest one, freed after unlocking). Each worker has its own encoder, gzip stream,
+ * transport (libcurl handle, so its own connection) and batch; they take batches from the
+ * one ring under the lock and encode, gzip and send without it. One synchronous request at a
+ * time caps a single sender at batch / round trip (512 spans 20 ms away: 25k spans/s), so
+ * several requests are kept in flight, as otelcol's exporterhelper does (num_consumers).
+ *
+ * When a worker may take a batch:
+ *   - a full one (max_batch spans queued): always, by as many workers as there are full
+ *     batches;
+ *   - a partial one: once the oldest queued span has waited the schedule delay, and only if
+ *     no other partial batch is in flight, so that a trickle of spans does not become many
+ *     tiny requests (what arrives meanwhile goes in the next one);
+ *   - anything, at once, while flushing.
+ * Idle workers sleep on `work` without a timeout, except one at most (timer_armed), which
+ * sleeps until the oldest span is due. Waking is by signal: emit() wakes one worker when a
+ * batch fills or when the queue stops being empty with no timer armed, and a worker that
+ * takes a batch and leaves work behind wakes the next one. Only flush and stop broadcast.
+ *
+ * A batch that fails transiently is sent again with exponential backoff and jitter (or after
+ * the server's Retry-After) for as long as the queue has room; once newer spans are being
+ * dropped and the batch has been retried for OTEL_BSP_EXPORT_TIMEOUT, the batch, being the
+ * oldest data, is what goes. Memory is bounded by the ring plus one batch per worker.
  */
 #include "sink_otlp.h"
 
@@ -18,6 +33,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -38,25 +54,52 @@
 #define GZIP_LEVEL 1
 #define SEEN_MAX 32
 
+struct sink_otlp;
+
+/* One export worker: everything a request needs, owned by its thread. */
+struct exporter {
+	struct sink_otlp *sk;
+	unsigned id;
+	pthread_t thread;
+	bool started;
+	struct otlp_encoder *enc;
+	struct otlp_gzip *gz;
+	struct otlp_transport *tr;
+	struct otlp_buf raw;
+	struct otlp_buf packed;
+	struct span **batch;
+	uint64_t rng;
+};
+
 struct sink_otlp {
 	struct sink base;
 
 	pthread_mutex_t lock;
-	pthread_cond_t wake; /* to the export thread: work, flush, stop */
-	pthread_cond_t idle; /* to flush(): queue drained, nothing in flight */
-	pthread_t thread;
-	bool thread_started;
+	pthread_cond_t work;	/* to idle workers: a batch, the delay timer, flush, stop */
+	pthread_cond_t retry;	/* to workers waiting out a backoff: flush, stop */
+	pthread_cond_t drained; /* to flush(): queue empty, nothing in flight */
 	bool sync_ready;
 
 	/* protected by lock */
 	struct span **ring;
+	uint64_t *queued_ns; /* CLOCK_MONOTONIC time each ring slot's span was queued */
 	size_t cap;
 	size_t head;
 	size_t count;
+	unsigned inflight; /* workers holding a batch */
+	unsigned partials; /* of which batches taken before they were full */
+	bool timer_armed;  /* a worker sleeps until the oldest span is due */
 	bool stop;
-	bool busy;		 /* a batch is being exported */
 	bool expired;		 /* the flush deadline passed: drop, do not send */
 	uint64_t flush_deadline; /* CLOCK_MONOTONIC ns; 0: not flushing */
+	/*
+	 * Spans emit() pushed out of the full ring: the pressure that makes a retried batch
+	 * give way. Not dropped_queue_full, which also counts the batches given up: one worker
+	 * giving up would make every other worker's batch, the newest data too, look pressed.
+	 */
+	uint64_t evicted;
+	unsigned nseen;
+	int seen[SEEN_MAX]; /* failure kinds already logged at error level */
 
 	/* fixed after creation */
 	size_t max_batch;
@@ -65,19 +108,11 @@ struct sink_otlp {
 	bool gzip;
 	char *url;
 	const char *protocol;
+	unsigned nworkers;
+	struct exporter *workers;
 
-	/* export thread only */
-	struct otlp_encoder *enc;
-	struct otlp_gzip *gz;
-	struct otlp_transport *tr;
-	struct otlp_buf raw;
-	struct otlp_buf packed;
-	struct span **batch;
-	uint64_t rng;
-	unsigned failing; /* consecutive transient failures */
-	unsigned nseen;
-	int seen[SEEN_MAX]; /* failure kinds already logged at error level */
-
+	/* atomic: consecutive transient failures, whichever worker saw them */
+	unsigned failing;
 	/* updated with atomics: read by print_stats on the loop thread */
 	struct sink_otlp_stats st;
 };
@@ -104,7 +139,7 @@ static struct timespec to_timespec(uint64_t ns)
 				 .tv_nsec = (long)(ns % 1000000000ull)};
 }
 
-/* Sleep on c until the monotonic time at_ns (the condvar is set to CLOCK_MONOTONIC). */
+/* Sleep on c until the monotonic time at_ns (the condvars are set to CLOCK_MONOTONIC). */
 static void wait_until(pthread_cond_t *c, pthread_mutex_t *m, uint64_t at_ns)
 {
 	struct timespec ts = to_timespec(at_ns);
@@ -112,24 +147,37 @@ static void wait_until(pthread_cond_t *c, pthread_mutex_t *m, uint64_t at_ns)
 	pthread_cond_timedwait(c, m, &ts);
 }
 
+/* Abort (on) or re-enable (off) the requests of every worker. */
+static void abort_all(struct sink_otlp *sk, bool on)
+{
+	for (unsigned i = 0; i < sk->nworkers; i++)
+		if (sk->workers[i].tr)
+			otlp_transport__abort(sk->workers[i].tr, on);
+}
+
 /* ---- event loop side ------------------------------------------------------------------- */
 
 static void otlp_emit(struct sink *base, struct span *s)
 {
 	struct sink_otlp *sk = to_otlp(base);
+	uint64_t now = mono_ns();
 	struct span *victim = NULL;
+	size_t tail;
 
 	pthread_mutex_lock(&sk->lock);
 	if (sk->count == sk->cap) {
 		victim = sk->ring[sk->head];
 		sk->head = (sk->head + 1) % sk->cap;
 		sk->count--;
+		sk->evicted++;
 	}
-	sk->ring[(sk->head + sk->count) % sk->cap] = s;
+	tail = (sk->head + sk->count) % sk->cap;
+	sk->ring[tail] = s;
+	sk->queued_ns[tail] = now;
 	sk->count++;
-	/* wake the exporter to start the schedule-delay clock, or because a batch is ready */
-	if (sk->count == 1 || sk->count == sk->max_batch)
-		pthread_cond_signal(&sk->wake);
+	/* one worker: a batch is ready, or the schedule-delay clock has nobody to keep it */
+	if (sk->count == sk->max_batch || (sk->count == 1 && !sk->timer_armed && !sk->partials))
+		pthread_cond_signal(&sk->work);
 	pthread_mutex_unlock(&sk->lock);
 	if (victim) {
 		CNT_ADD(sk, dropped_queue_full, 1);
@@ -140,9 +188,14 @@ static void otlp_emit(struct sink *base, struct span *s)
 
 static void otlp_tick(struct sink *base, uint64_t now_ns)
 {
-	/* the export thread keeps its own time */
+	/* the export workers keep their own time */
 	(void)base;
 	(void)now_ns;
+}
+
+static bool drained(const struct sink_otlp *sk)
+{
+	return !sk->count && !sk->inflight;
 }
 
 static void otlp_flush(struct sink *base, int deadline_ms)
@@ -153,24 +206,27 @@ static void otlp_flush(struct sink *base, int deadline_ms)
 
 	pthread_mutex_lock(&sk->lock);
 	sk->flush_deadline = deadline;
-	pthread_cond_signal(&sk->wake);
-	while ((sk->count || sk->busy) && !sk->stop && mono_ns() < deadline)
-		wait_until(&sk->idle, &sk->lock, deadline);
-	if ((sk->count || sk->busy) && !sk->stop) {
+	/* every idle worker takes a batch; a backoff ending after the deadline is given up */
+	pthread_cond_broadcast(&sk->work);
+	pthread_cond_broadcast(&sk->retry);
+	while (!drained(sk) && !sk->stop && mono_ns() < deadline)
+		wait_until(&sk->drained, &sk->lock, deadline);
+	if (!drained(sk) && !sk->stop) {
 		/*
-		 * Out of time: end the request in flight (it may have started before the flush,
-		 * without the deadline) and let the thread count the rest as dropped, so that
-		 * the exit summary printed next is complete.
+		 * Out of time: end the requests in flight (they may have started before the
+		 * flush, without the deadline) and let the workers count the rest as dropped,
+		 * so that the exit summary printed next is complete.
 		 */
 		sk->expired = true;
-		pthread_cond_signal(&sk->wake);
+		pthread_cond_broadcast(&sk->work);
+		pthread_cond_broadcast(&sk->retry);
 		pthread_mutex_unlock(&sk->lock);
-		otlp_transport__abort(sk->tr, true);
+		abort_all(sk, true);
 		pthread_mutex_lock(&sk->lock);
-		while ((sk->count || sk->busy) && !sk->stop)
-			pthread_cond_wait(&sk->idle, &sk->lock);
+		while (!drained(sk) && !sk->stop)
+			pthread_cond_wait(&sk->drained, &sk->lock);
 		pthread_mutex_unlock(&sk->lock);
-		otlp_transport__abort(sk->tr, false);
+		abort_all(sk, false);
 		pthread_mutex_lock(&sk->lock);
 		sk->expired = false;
 	}
@@ -183,19 +239,19 @@ static void otlp_flush(struct sink *base, int deadline_ms)
 			 dropped, deadline_ms, sk->url);
 }
 
-/* ---- export thread --------------------------------------------------------------------- */
+/* ---- export workers -------------------------------------------------------------------- */
 
-static uint64_t rng_next(struct sink_otlp *sk)
+static uint64_t rng_next(struct exporter *ex)
 {
-	/* xorshift64: jitter only needs to differ between agents, not to be secret */
-	sk->rng ^= sk->rng << 13;
-	sk->rng ^= sk->rng >> 7;
-	sk->rng ^= sk->rng << 17;
-	return sk->rng;
+	/* xorshift64: jitter only needs to differ between agents and workers, not be secret */
+	ex->rng ^= ex->rng << 13;
+	ex->rng ^= ex->rng >> 7;
+	ex->rng ^= ex->rng << 17;
+	return ex->rng;
 }
 
 /* Exponential backoff with "equal jitter": half the step fixed, half random. */
-static uint64_t backoff_ms(struct sink_otlp *sk, unsigned attempt)
+static uint64_t backoff_ms(struct exporter *ex, unsigned attempt)
 {
 	uint64_t step = BACKOFF_INITIAL_MS;
 
@@ -203,18 +259,21 @@ static uint64_t backoff_ms(struct sink_otlp *sk, unsigned attempt)
 		step *= 2;
 	if (step > BACKOFF_MAX_MS)
 		step = BACKOFF_MAX_MS;
-	return step / 2 + rng_next(sk) % (step / 2 + 1);
+	return step / 2 + rng_next(ex) % (step / 2 + 1);
 }
 
-/* Log a failure kind at error level the first time, then at debug level. */
+/* Log a failure kind at error level the first time, then at debug level (any worker). */
 static bool first_of_kind(struct sink_otlp *sk, int kind)
 {
-	for (unsigned i = 0; i < sk->nseen; i++)
-		if (sk->seen[i] == kind)
-			return false;
-	if (sk->nseen < SEEN_MAX)
+	bool first = true;
+
+	pthread_mutex_lock(&sk->lock);
+	for (unsigned i = 0; i < sk->nseen && first; i++)
+		first = sk->seen[i] != kind;
+	if (first && sk->nseen < SEEN_MAX)
 		sk->seen[sk->nseen++] = kind;
-	return true;
+	pthread_mutex_unlock(&sk->lock);
+	return first;
 }
 
 static const char *failure_hint(const struct otlp_result *r)
@@ -277,11 +336,11 @@ static void report_permanent(struct sink_otlp *sk, const struct otlp_result *r, 
 
 static void report_success(struct sink_otlp *sk, const struct otlp_result *r, size_t n)
 {
-	if (sk->failing) {
+	unsigned failed = __atomic_exchange_n(&sk->failing, 0, __ATOMIC_RELAXED);
+
+	if (failed)
 		log_info("otlp: export to %s works again after %u failed attempts", sk->url,
-			 sk->failing);
-		sk->failing = 0;
-	}
+			 failed);
 	if (r->rejected > 0 || r->message[0]) {
 		/* partial success: rejected spans are counted, the message is the server's */
 		if (first_of_kind(sk, 3000))
@@ -299,7 +358,8 @@ static void report_transient(struct sink_otlp *sk, const struct otlp_result *r, 
 	char what[384];
 
 	describe(r, what, sizeof(what));
-	if (!sk->failing++)
+	/* one warning per outage, not one per worker: the first failure since a success */
+	if (!__atomic_fetch_add(&sk->failing, 1, __ATOMIC_RELAXED))
 		log_warn("otlp: export to %s failed (%s); retrying with backoff, spans stay "
 			 "queued (up to %zu)",
 			 sk->url, what, sk->cap);
@@ -318,7 +378,7 @@ enum verdict {
  * should go. Called and returns without the lock.
  */
 static enum verdict retry_wait(struct sink_otlp *sk, uint64_t delay_ms, uint64_t first_ns,
-			       uint64_t drops_at_start)
+			       uint64_t evicted_at_start)
 {
 	enum verdict v = V_RETRY;
 	uint64_t until = mono_ns() + delay_ms * 1000000ull;
@@ -331,14 +391,13 @@ static enum verdict retry_wait(struct sink_otlp *sk, uint64_t delay_ms, uint64_t
 			v = V_GIVE_UP_SHUTDOWN;
 			break;
 		}
-		if (CNT_GET(sk, dropped_queue_full) != drops_at_start &&
-		    now - first_ns >= sk->export_timeout_ns) {
+		if (sk->evicted != evicted_at_start && now - first_ns >= sk->export_timeout_ns) {
 			v = V_GIVE_UP_PRESSURE;
 			break;
 		}
 		if (now >= until)
 			break;
-		wait_until(&sk->wake, &sk->lock, until);
+		wait_until(&sk->retry, &sk->lock, until);
 	}
 	pthread_mutex_unlock(&sk->lock);
 	return v;
@@ -354,25 +413,27 @@ static uint64_t current_deadline(struct sink_otlp *sk)
 	return d;
 }
 
-static const struct otlp_buf *encode_batch(struct sink_otlp *sk, size_t n)
+static const struct otlp_buf *encode_batch(struct exporter *ex, size_t n)
 {
-	int err = otlp_encoder__encode(sk->enc, sk->batch, n, &sk->raw);
+	struct sink_otlp *sk = ex->sk;
+	int err = otlp_encoder__encode(ex->enc, ex->batch, n, &ex->raw);
 
 	if (!err && sk->gzip)
-		err = otlp_gzip__compress(sk->gz, otlp_buf_payload(&sk->raw), sk->raw.len,
-					  &sk->packed);
+		err = otlp_gzip__compress(ex->gz, otlp_buf_payload(&ex->raw), ex->raw.len,
+					  &ex->packed);
 	if (err) {
 		if (first_of_kind(sk, 4000))
 			log_error("otlp: cannot encode a batch of %zu spans: %s; batch dropped", n,
 				  strerror(-err));
 		return NULL;
 	}
-	return sk->gzip ? &sk->packed : &sk->raw;
+	return sk->gzip ? &ex->packed : &ex->raw;
 }
 
-static void export_batch(struct sink_otlp *sk, size_t n, uint64_t drops_at_start)
+static void export_batch(struct exporter *ex, size_t n, uint64_t evicted_at_start)
 {
-	const struct otlp_buf *body = encode_batch(sk, n);
+	struct sink_otlp *sk = ex->sk;
+	const struct otlp_buf *body = encode_batch(ex, n);
 	uint64_t first_ns = mono_ns();
 	struct otlp_result res;
 	unsigned attempt = 0;
@@ -381,7 +442,7 @@ static void export_batch(struct sink_otlp *sk, size_t n, uint64_t drops_at_start
 		uint64_t delay;
 		enum verdict v;
 
-		otlp_transport__send(sk->tr, (struct otlp_buf *)body, current_deadline(sk), &res);
+		otlp_transport__send(ex->tr, (struct otlp_buf *)body, current_deadline(sk), &res);
 		CNT_ADD(sk, requests, 1);
 		CNT_ADD(sk, bytes_sent, res.bytes_sent);
 		if (res.outcome == OTLP_OK) {
@@ -400,13 +461,13 @@ static void export_batch(struct sink_otlp *sk, size_t n, uint64_t drops_at_start
 			break;
 		}
 		delay = res.retry_after_ms >= 0 ? (uint64_t)res.retry_after_ms
-						: backoff_ms(sk, attempt);
+						: backoff_ms(ex, attempt);
 		if (delay > RETRY_AFTER_MAX_MS)
 			delay = RETRY_AFTER_MAX_MS;
 		attempt++;
 		if (!res.aborted)
 			report_transient(sk, &res, delay);
-		v = retry_wait(sk, delay, first_ns, drops_at_start);
+		v = retry_wait(sk, delay, first_ns, evicted_at_start);
 		if (v == V_GIVE_UP_SHUTDOWN) {
 			CNT_ADD(sk, dropped_shutdown, n);
 			break;
@@ -423,71 +484,88 @@ static void export_batch(struct sink_otlp *sk, size_t n, uint64_t drops_at_start
 		CNT_ADD(sk, failed, n);
 }
 
-static void free_batch(struct sink_otlp *sk, size_t n)
+static void free_batch(struct exporter *ex, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		span_free(sk->batch[i]);
-		sk->batch[i] = NULL;
+		span_free(ex->batch[i]);
+		ex->batch[i] = NULL;
 	}
 }
 
-/* Sleep until a batch should go; false when told to stop. Called with the lock held. */
-static bool wait_for_batch(struct sink_otlp *sk, uint64_t *due)
+/*
+ * Sleep until this worker should take a batch (see the top of the file); false when told to
+ * stop. Called with the lock held.
+ */
+static bool wait_for_batch(struct sink_otlp *sk)
 {
 	for (;;) {
-		uint64_t now;
+		uint64_t due;
 
 		if (sk->stop)
 			return false;
-		if (!sk->count) {
-			*due = 0;
-			pthread_cond_broadcast(&sk->idle);
-			pthread_cond_wait(&sk->wake, &sk->lock);
-			continue;
-		}
-		now = mono_ns();
-		if (!*due)
-			*due = now + sk->delay_ns;
-		if (sk->count >= sk->max_batch || sk->flush_deadline || now >= *due)
+		if (sk->count >= sk->max_batch || (sk->count && sk->flush_deadline))
 			return true;
-		wait_until(&sk->wake, &sk->lock, *due);
+		if (sk->count && !sk->partials) {
+			due = sk->queued_ns[sk->head] + sk->delay_ns;
+			if (mono_ns() >= due)
+				return true;
+			if (!sk->timer_armed) {
+				/* due only moves later (head: oldest span), never oversleeps */
+				sk->timer_armed = true;
+				wait_until(&sk->work, &sk->lock, due);
+				sk->timer_armed = false;
+				continue;
+			}
+		}
+		pthread_cond_wait(&sk->work, &sk->lock);
 	}
 }
 
-static void *export_main(void *arg)
+/*
+ * After taking a batch: if what is left needs a worker (a full batch, or a partial one with
+ * no timer), wake one. Each woken worker does the same, so a backlog fans out one by one.
+ */
+static void hand_on(struct sink_otlp *sk)
 {
-	struct sink_otlp *sk = arg;
-	uint64_t due = 0;
+	if (sk->count >= sk->max_batch || (sk->count && !sk->timer_armed && !sk->partials))
+		pthread_cond_signal(&sk->work);
+}
+
+static void *exporter_main(void *arg)
+{
+	struct exporter *ex = arg;
+	struct sink_otlp *sk = ex->sk;
 
 	pthread_mutex_lock(&sk->lock);
-	while (wait_for_batch(sk, &due)) {
+	while (wait_for_batch(sk)) {
 		size_t n = sk->count < sk->max_batch ? sk->count : sk->max_batch;
-		uint64_t drops = CNT_GET(sk, dropped_queue_full);
-
+		bool partial = n < sk->max_batch;
+		uint64_t evicted = sk->evicted;
 		bool expired = sk->expired;
 
 		for (size_t i = 0; i < n; i++) {
-			sk->batch[i] = sk->ring[sk->head];
+			ex->batch[i] = sk->ring[sk->head];
 			sk->head = (sk->head + 1) % sk->cap;
 		}
 		sk->count -= n;
-		sk->busy = true;
+		sk->inflight++;
+		sk->partials += partial;
+		hand_on(sk);
 		pthread_mutex_unlock(&sk->lock);
 
 		if (expired)
 			CNT_ADD(sk, dropped_shutdown, n);
 		else
-			export_batch(sk, n, drops);
-		free_batch(sk, n);
+			export_batch(ex, n, evicted);
+		free_batch(ex, n);
 
 		pthread_mutex_lock(&sk->lock);
-		sk->busy = false;
-		/* what arrived meanwhile waits its own delay, unless a full batch is ready */
-		due = sk->count ? mono_ns() + sk->delay_ns : 0;
-		pthread_cond_broadcast(&sk->idle);
+		sk->inflight--;
+		sk->partials -= partial;
+		if (drained(sk))
+			pthread_cond_broadcast(&sk->drained);
 	}
-	sk->busy = false;
-	pthread_cond_broadcast(&sk->idle);
+	pthread_cond_broadcast(&sk->drained);
 	pthread_mutex_unlock(&sk->lock);
 	return NULL;
 }
@@ -517,7 +595,8 @@ static void otlp_print_stats(struct sink *base, FILE *out)
 	struct sink_otlp_stats st;
 
 	sink_otlp_get_stats(base, &st);
-	fprintf(out, "  otlp: %s %s%s\n", sk->protocol, sk->url, sk->gzip ? " (gzip)" : "");
+	fprintf(out, "  otlp: %s %s%s, %u exporter%s\n", sk->protocol, sk->url,
+		sk->gzip ? " (gzip)" : "", sk->nworkers, sk->nworkers == 1 ? "" : "s");
 #define ROW(name, desc) fprintf(out, "  %-28s %12" PRIu64 "  %s\n", "otlp_" #name, st.name, desc)
 	ROW(exported, "spans accepted by the receiver");
 	ROW(rejected, "spans rejected by the receiver (partial success)");
@@ -539,36 +618,48 @@ static void free_queued(struct sink_otlp *sk)
 	}
 }
 
+static void exporter_free(struct exporter *ex)
+{
+	otlp_transport_free(ex->tr);
+	otlp_encoder_free(ex->enc);
+	otlp_gzip_free(ex->gz);
+	otlp_buf_free(&ex->raw);
+	otlp_buf_free(&ex->packed);
+	free(ex->batch);
+}
+
 static void otlp_destroy(struct sink *base)
 {
 	struct sink_otlp *sk = to_otlp(base);
 	size_t left;
 
-	if (sk->thread_started) {
+	if (sk->sync_ready) {
 		pthread_mutex_lock(&sk->lock);
 		sk->stop = true;
-		pthread_cond_broadcast(&sk->wake);
+		pthread_cond_broadcast(&sk->work);
+		pthread_cond_broadcast(&sk->retry);
 		pthread_mutex_unlock(&sk->lock);
-		otlp_transport__abort(sk->tr, true);
-		pthread_join(sk->thread, NULL);
+		abort_all(sk, true);
 	}
+	for (unsigned i = 0; i < sk->nworkers; i++)
+		if (sk->workers[i].started)
+			pthread_join(sk->workers[i].thread, NULL);
 	left = sk->count;
 	if (left) {
 		CNT_ADD(sk, dropped_shutdown, left);
 		log_debug("otlp: %zu queued spans discarded at exit", left);
 	}
 	free_queued(sk);
-	otlp_transport_free(sk->tr);
-	otlp_encoder_free(sk->enc);
-	otlp_gzip_free(sk->gz);
-	otlp_buf_free(&sk->raw);
-	otlp_buf_free(&sk->packed);
+	for (unsigned i = 0; i < sk->nworkers; i++)
+		exporter_free(&sk->workers[i]);
 	if (sk->sync_ready) {
-		pthread_cond_destroy(&sk->wake);
-		pthread_cond_destroy(&sk->idle);
+		pthread_cond_destroy(&sk->work);
+		pthread_cond_destroy(&sk->retry);
+		pthread_cond_destroy(&sk->drained);
 		pthread_mutex_destroy(&sk->lock);
 	}
-	free(sk->batch);
+	free(sk->workers);
+	free(sk->queued_ns);
 	free(sk->ring);
 	free(sk->url);
 	free(sk);
@@ -582,35 +673,65 @@ static int init_sync(struct sink_otlp *sk)
 	err = pthread_condattr_init(&ca);
 	/* timed waits on the monotonic clock: a wall-clock step must not stall exports */
 	err = err ?: pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	err = err ?: pthread_cond_init(&sk->wake, &ca);
-	err = err ?: pthread_cond_init(&sk->idle, &ca);
+	err = err ?: pthread_cond_init(&sk->work, &ca);
+	err = err ?: pthread_cond_init(&sk->retry, &ca);
+	err = err ?: pthread_cond_init(&sk->drained, &ca);
 	err = err ?: pthread_mutex_init(&sk->lock, NULL);
 	pthread_condattr_destroy(&ca);
 	return -err;
+}
+
+/* A worker's own encoder, gzip stream, transport and batch. */
+static int exporter_init(struct exporter *ex, struct sink_otlp *sk, unsigned id,
+			 const struct otlp_config *cfg, char *msg, size_t msglen)
+{
+	ex->sk = sk;
+	ex->id = id;
+	ex->rng = mono_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)ex;
+	if (!ex->rng)
+		ex->rng = 1;
+	ex->batch = calloc(sk->max_batch, sizeof(*ex->batch));
+	ex->enc = otlp_encoder_new(cfg->resource, cfg->nresource);
+	ex->gz = cfg->gzip ? otlp_gzip_new(GZIP_LEVEL) : NULL;
+	if (!ex->batch || !ex->enc || (cfg->gzip && !ex->gz)) {
+		snprintf(msg, msglen, "out of memory");
+		return -ENOMEM;
+	}
+	/* its own curl handles: its own connection, and the h2c reuse workaround per handle */
+	ex->tr = otlp_transport_new(cfg, msg, msglen);
+	return ex->tr ? 0 : -EINVAL;
 }
 
 /*
  * The loop reads SIGINT/SIGTERM from a signalfd, which works only if no thread can take them:
  * a process-directed signal goes to any thread that does not block it, and its default
  * action ends the whole agent, unflushed. The loop blocks them in its own thread only, and
- * later than this one starts, so the export thread (and the resolver threads libcurl starts
- * from it, which inherit its mask) is created with every signal blocked.
+ * later than this one starts, so the export workers (and the resolver threads libcurl starts
+ * from them, which inherit their mask) are created with every signal blocked.
  */
-static int start_export_thread(struct sink_otlp *sk)
+static int exporter_start(struct exporter *ex)
 {
 	sigset_t all, old;
+	char name[16];
 	int err;
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	err = pthread_create(&sk->thread, NULL, export_main, sk);
+	err = pthread_create(&ex->thread, NULL, exporter_main, ex);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return err;
+	if (err)
+		return -err;
+	ex->started = true;
+	/* top -H and gdb tell the workers apart */
+	snprintf(name, sizeof(name), "otlp-export-%u", ex->id);
+	pthread_setname_np(ex->thread, name);
+	return 0;
 }
 
 struct sink *sink_otlp_new(const struct otlp_config *cfg)
 {
 	struct sink_otlp *sk = calloc(1, sizeof(*sk));
+	unsigned nworkers = cfg->exporters > 0 ? (unsigned)cfg->exporters : 1;
 	size_t by_bytes;
 	char msg[512] = "";
 	int err;
@@ -637,15 +758,13 @@ struct sink *sink_otlp_new(const struct otlp_config *cfg)
 	sk->export_timeout_ns = (uint64_t)cfg->export_timeout_ms * 1000000ull;
 	sk->gzip = cfg->gzip;
 	sk->protocol = otlp_protocol_name(cfg->protocol);
-	sk->rng = (uint64_t)mono_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)sk;
-	if (!sk->rng)
-		sk->rng = 1;
 	sk->url = strdup(cfg->url ? cfg->url : "");
 	sk->ring = calloc(sk->cap, sizeof(*sk->ring));
-	sk->batch = calloc(sk->max_batch, sizeof(*sk->batch));
-	sk->enc = otlp_encoder_new(cfg->resource, cfg->nresource);
-	sk->gz = cfg->gzip ? otlp_gzip_new(GZIP_LEVEL) : NULL;
-	if (!sk->url || !sk->ring || !sk->batch || !sk->enc || (cfg->gzip && !sk->gz)) {
+	sk->queued_ns = calloc(sk->cap, sizeof(*sk->queued_ns));
+	sk->workers = calloc(nworkers, sizeof(*sk->workers));
+	if (sk->workers)
+		sk->nworkers = nworkers;
+	if (!sk->url || !sk->ring || !sk->queued_ns || !sk->workers) {
 		snprintf(msg, sizeof(msg), "out of memory");
 		goto err_free;
 	}
@@ -654,18 +773,21 @@ struct sink *sink_otlp_new(const struct otlp_config *cfg)
 		goto err_free;
 	}
 	sk->sync_ready = true;
-	sk->tr = otlp_transport_new(cfg, msg, sizeof(msg));
-	if (!sk->tr)
-		goto err_free;
-	err = start_export_thread(sk);
-	if (err) {
-		snprintf(msg, sizeof(msg), "cannot start the export thread: %s", strerror(err));
-		goto err_free;
+	for (unsigned i = 0; i < sk->nworkers; i++)
+		if (exporter_init(&sk->workers[i], sk, i, cfg, msg, sizeof(msg)))
+			goto err_free;
+	for (unsigned i = 0; i < sk->nworkers; i++) {
+		err = exporter_start(&sk->workers[i]);
+		if (err) {
+			snprintf(msg, sizeof(msg), "cannot start export worker %u of %u: %s", i + 1,
+				 sk->nworkers, strerror(-err));
+			goto err_free;
+		}
 	}
-	sk->thread_started = true;
-	log_debug("otlp: exporting to %s over %s%s, queue %zu spans, batch %zu, delay %d ms",
+	log_debug("otlp: exporting to %s over %s%s, queue %zu spans, batch %zu, delay %d ms, "
+		  "%u exporters",
 		  sk->url, sk->protocol, sk->gzip ? " with gzip" : "", sk->cap, sk->max_batch,
-		  cfg->schedule_delay_ms);
+		  cfg->schedule_delay_ms, sk->nworkers);
 	return &sk->base;
 
 err_free:

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * The OTLP sink: emit() queues the span and returns (never blocks the event loop); an export
- * thread batches by size and time, encodes, gzips and sends, retrying transient failures.
+ * The OTLP sink: emit() queues the span and returns (never blocks the event loop); export
+ * workers (cfg->exporters threads, each with its own connection) batch by size and time,
+ * encode, gzip and send, several requests in flight at once, retrying transient failures.
  * When the queue is over its budget (spans or bytes) the oldest span is dropped and counted.
  */
 #ifndef HOPTRACE_SINK_OTLP_H
@@ -13,7 +14,7 @@
 #include "sink.h"
 
 /*
- * Create the sink and start its export thread. cfg must have been finished
+ * Create the sink and start its export workers. cfg must have been finished
  * (otlp_config_finish); the sink copies what it needs, cfg may be freed afterwards.
  * NULL on failure, with the reason logged.
  */

@@ -18,6 +18,8 @@
 - Faults, with the real agent: collector down at start and down again mid-run, 503 with
   Retry-After, 400, a slow collector, queue overflow with bounded memory, SIGTERM flushing
   within the deadline.
+- Concurrent export workers: against a collector that answers late, four workers deliver a
+  burst in a fraction of the time one needs.
 
 The npm packages are installed once under the build directory (build/npm-otlp) and reused;
 in CI (CI=true) an install failure fails the tests that need them, elsewhere they skip.
@@ -903,8 +905,9 @@ def test_queue_overflow_drops_oldest_and_memory_stays_bounded():
         c["otlp_failed"] == total, c
     assert c["otlp_failed"] == c["otlp_dropped_shutdown"] == c["otlp_queued"] == 0, c
     assert_delivered_once(spans, c["otlp_exported"], "after the overflow")
-    # the queue budget (16) is what survives: the newest spans
-    assert 16 <= c["otlp_exported"] <= 16 + 8, c
+    # the queue budget (16) is what survives, the newest spans, plus at most the batch (8)
+    # each of the 4 export workers was retrying when the collector came up
+    assert 16 <= c["otlp_exported"] <= 16 + 4 * 8, c
     assert [s for s in spans if s["attributes"].get("http.response.status_code") == 202], spans
     assert hwm - rss_before < 4 * 1024, (rss_before, hwm)
     assert hwm < 256 * 1024, hwm
@@ -948,3 +951,57 @@ def test_sigterm_flushes_within_the_deadline():
     assert "received Terminated" in agents[1].stderr() or "stopping" in agents[1].stderr()
     assert re.search(r"otlp: 6 spans not exported within the 5000 ms flush deadline",
                      agents[1].stderr()), agents[1].stderr()[-2000:]
+
+
+def test_concurrent_exporters_with_a_slow_collector():
+    """A collector answering every request 250 ms late, and a burst of 48 spans in batches of
+    4. One export worker sends one batch per round trip: the 12th request leaves at least 11
+    round trips (2.75 s) after the first. Four workers (the default) send four at a time.
+    Two agents trace the same burst side by side, one with --otlp-exporters 1, one with
+    HOPTRACE_OTLP_EXPORTERS=4: the second has every span at its collector in well under half
+    the time, each worker on its own kept-alive connection."""
+    app_port = free_port()
+    srv = app_server(app_port)
+    agents, cols = [], []
+    try:
+        one, four = Collector("--delay-ms", "250"), Collector("--delay-ms", "250")
+        cols += [one, four]
+        batch = {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 4}
+        agents += start_agents([
+            (ExportAgent, ("--port", str(app_port), "--otlp-exporters", "1"),
+             {"env": export_env(OTEL_EXPORTER_OTLP_ENDPOINT=one.url, **batch)}),
+            (ExportAgent, ("--port", str(app_port)),
+             {"env": export_env(OTEL_EXPORTER_OTLP_ENDPOINT=four.url,
+                                HOPTRACE_OTLP_EXPORTERS=4, **batch)}),
+        ])
+        t0 = time.time()
+        curl_many(app_port, 24)
+        took = {}
+        deadline = t0 + 20
+        while len(took) < 2 and time.time() < deadline:
+            for name, col in (("one", one), ("four", four)):
+                if name not in took and len(col.spans()) >= 48:
+                    took[name] = time.time() - t0
+            time.sleep(0.02)
+        assert len(took) == 2, (took, len(one.spans()), len(four.spans()))
+        for a in agents:
+            a.send()
+        counters = [a.finish() for a in agents]
+        stats = [col.stop() for col in cols]
+        spans = [col.spans() for col in cols]
+    finally:
+        for x in agents + cols:
+            x.kill()
+        srv.stop()
+    print(f"    48 spans, batches of 4, 250 ms round trip: 1 worker {took['one']:.2f} s, "
+          f"4 workers {took['four']:.2f} s")
+    for c, s, what in zip(counters, spans, ("1 worker", "4 workers")):
+        assert total_spans(c) == 48, (what, c)
+        assert_nothing_lost(c)
+        assert_delivered_once(s, 48, what)
+    assert took["one"] >= 11 * 0.25, took
+    assert took["four"] < took["one"] / 2, took
+    assert stats[0]["connections"] == 1, stats
+    assert 2 <= stats[1]["connections"] <= 4, stats
+    assert re.search(r"otlp: http/protobuf \S+, 1 exporter$", agents[0].stderr(), re.M)
+    assert re.search(r"otlp: http/protobuf \S+, 4 exporters$", agents[1].stderr(), re.M)

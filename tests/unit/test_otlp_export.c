@@ -3,16 +3,20 @@
  * The OTLP sink end to end against real receivers started by the test: hoptrace-collect
  * for OTLP/HTTP (gzip on and off, 503 + Retry-After, 400, down at start, slow) and
  * tests/integration/otlp_grpc_receiver.js (node's http2, no gRPC library) for OTLP/gRPC.
+ * The export workers: 1 vs 4 against a late receiver, one partial batch at a time, the
+ * schedule delay, idle workers asleep and woken one at a time, pressure on the oldest only.
  *
  * Where the programs are: HOPTRACE_COLLECT (else build/hoptrace-collect or
  * build/san/hoptrace-collect), NODE (else node on PATH) and OTLP_GRPC_RECEIVER (else
  * tests/integration/otlp_grpc_receiver.js). A missing one skips the tests that need it,
  * except under CI=true, where it fails them.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <glob.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -207,6 +211,8 @@ static pid_t start_collect(int port, int *bound, ...)
 		argv[argc++] = a;
 	va_end(ap);
 	argv[argc] = NULL;
+	/* a second receiver in one test: wait_port must not read the first one's port */
+	unlink(log);
 	pid = spawn(argv, log);
 	*bound = wait_port(pid, log);
 	return pid;
@@ -395,9 +401,32 @@ static int teardown(void **state)
 
 /* ---- OTLP/HTTP ------------------------------------------------------------------------- */
 
-static void roundtrip_http(const char *compression)
+/* The receiver's exit line: "exit: N connections, N requests, N spans, ...". */
+static void collect_totals(unsigned *conns, unsigned *reqs, unsigned *spans)
+{
+	char path[128], *line = NULL;
+	size_t cap = 0;
+	bool found = false;
+	FILE *f;
+
+	path_in(path, sizeof(path), "collect.log");
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (!found && getline(&line, &cap, f) > 0) {
+		const char *p = strstr(line, "exit: ");
+
+		found = p && sscanf(p, "exit: %u connections, %u requests, %u spans", conns, reqs,
+				    spans) == 3;
+	}
+	free(line);
+	fclose(f);
+	assert_true(found);
+}
+
+static void roundtrip_http(const char *compression, const char *exporters, unsigned max_conns)
 {
 	struct sink_otlp_stats st;
+	unsigned conns, reqs, spans;
 	struct sink *sk;
 	int port;
 	pid_t pid;
@@ -405,7 +434,7 @@ static void roundtrip_http(const char *compression)
 	need("hoptrace-collect", collect_bin);
 	pid = start_collect(0, &port, NULL);
 	/* batches go by size only (flush sends what is left), so the request count is exact */
-	sk = make_sink(port, "http/protobuf", compression, "otlp-batch-size=200",
+	sk = make_sink(port, "http/protobuf", compression, exporters, "otlp-batch-size=200",
 		       "otlp-schedule-delay=60000", "otlp-headers=x-test=1", NULL);
 	emit_n(sk, 1000);
 	sk->flush(sk, 10000);
@@ -424,21 +453,25 @@ static void roundtrip_http(const char *compression)
 	assert_true(file_has("out.jsonl", "\"http.response.status_code\":200"));
 	assert_true(file_has("out.jsonl", "\"process.pid\":4242"));
 	assert_true(file_has("out.jsonl", "\"telemetry.sdk.name\":\"hoptrace\""));
-	/* keep-alive: every export went over the first connection */
-	assert_true(file_has("collect.log", "exit: 1 connections, 5 requests, 1000 spans"));
+	/* keep-alive: each worker opened one connection and sent every export over it */
+	collect_totals(&conns, &reqs, &spans);
+	assert_int_equal(reqs, 5);
+	assert_int_equal(spans, 1000);
+	assert_in_range(conns, 1, max_conns);
 }
 
 static void test_http_plain(void **state)
 {
 	(void)state;
-	roundtrip_http("otlp-compression=none");
+	roundtrip_http("otlp-compression=none", "otlp-exporters=1", 1);
 	assert_false(file_has("collect.log", "gzip"));
 }
 
 static void test_http_gzip(void **state)
 {
 	(void)state;
-	roundtrip_http("otlp-compression=gzip");
+	/* the default 4 workers: 5 batches at once take 4 connections, then reuse one */
+	roundtrip_http("otlp-compression=gzip", "otlp-exporters=4", 4);
 	assert_true(file_has("collect.log", "gzip"));
 }
 
@@ -520,7 +553,10 @@ static void test_http_down_then_up(void **state)
 	assert_int_equal(count_lines("out.jsonl", NULL), 50);
 }
 
-/* Beyond the queue budget the oldest spans go, counted; emit never waits. */
+/*
+ * Beyond the queue budget the oldest spans go, counted; emit never waits. Each of the 4
+ * workers may hold a batch besides the queue: 10 + 4 * 5 spans at most survive.
+ */
 static void test_queue_overflow(void **state)
 {
 	struct sink_otlp_stats st;
@@ -532,12 +568,12 @@ static void test_queue_overflow(void **state)
 	(void)state;
 	need("hoptrace-collect", collect_bin);
 	sk = make_sink(port, "http/protobuf", "otlp-queue-size=10", "otlp-batch-size=5",
-		       "otlp-export-timeout=60000", NULL);
+		       "otlp-export-timeout=60000", "otlp-exporters=4", NULL);
 	t0 = now_ms();
 	emit_n(sk, 100);
 	assert_true(now_ms() - t0 < 500);
 	st = stats_of(sk);
-	assert_true(st.dropped_queue_full >= 85);
+	assert_true(st.dropped_queue_full >= 100 - 10 - 4 * 5);
 	pid = start_collect(port, &bound, NULL);
 	sk->flush(sk, 15000);
 	st = stats_of(sk);
@@ -547,6 +583,50 @@ static void test_queue_overflow(void **state)
 	sk->destroy(sk);
 	stop(pid);
 	assert_int_equal(count_lines("out.jsonl", NULL), st.exported);
+}
+
+/*
+ * Nobody listening; each of the 4 workers retries a batch of 5 (spans 0-19) when 30 more
+ * spans (20-49) flood a queue of 10, evicting 20-39. With OTEL_BSP_EXPORT_TIMEOUT at 300 ms
+ * the four old batches give way, one by one, and the first two workers to let go take the
+ * newest spans (40-49), which nothing presses any more: the later give-ups must not count
+ * as pressure on them. Once the receiver is up, exactly 40-49 arrive.
+ */
+static void test_pressure_drops_only_the_oldest(void **state)
+{
+	struct sink_otlp_stats st;
+	struct sink *sk;
+	int port = free_port(), bound;
+	char id[64];
+	pid_t pid;
+
+	(void)state;
+	need("hoptrace-collect", collect_bin);
+	sk = make_sink(port, "http/protobuf", "otlp-queue-size=10", "otlp-batch-size=5",
+		       "otlp-export-timeout=300", "otlp-exporters=4", NULL);
+	for (unsigned i = 0; i < 20; i++) {
+		sk->emit(sk, make_span(i));
+		if (i % 5 == 4)
+			usleep(20 * 1000); /* a worker takes each batch */
+	}
+	usleep(100 * 1000);
+	assert_int_equal(stats_of(sk).queued, 0);
+	for (unsigned i = 20; i < 50; i++)
+		sk->emit(sk, make_span(i));
+	/* first backoffs 250-500 ms, second 500-1000 ms: every old batch is given up by then */
+	usleep(2000 * 1000);
+	pid = start_collect(port, &bound, NULL);
+	sk->flush(sk, 15000);
+	st = stats_of(sk);
+	assert_int_equal(st.exported, 10);
+	assert_int_equal(st.dropped_queue_full, 40);
+	sk->destroy(sk);
+	stop(pid);
+	assert_int_equal(count_lines("out.jsonl", NULL), 10);
+	for (unsigned i = 40; i < 50; i++) {
+		snprintf(id, sizeof(id), "\"span_id\":\"5a000000000000%02x\"", i);
+		assert_true(file_has("out.jsonl", id));
+	}
 }
 
 /* A receiver slower than the flush deadline: flush returns on time, the rest is counted. */
@@ -570,6 +650,255 @@ static void test_flush_deadline(void **state)
 	st = stats_of(sk);
 	assert_int_equal(st.dropped_shutdown, 30);
 	assert_int_equal(st.queued, 0);
+	sk->destroy(sk);
+	stop(pid);
+}
+
+/* ---- concurrent export workers -------------------------------------------------------- */
+
+static void test_config_exporters(void **state)
+{
+	char *eight[] = {"HOPTRACE_OTLP_EXPORTERS=8", NULL};
+	char *zero[] = {"HOPTRACE_OTLP_EXPORTERS=0", NULL};
+	char *many[] = {"HOPTRACE_OTLP_EXPORTERS=65", NULL};
+	struct otlp_config cfg;
+	char msg[256] = "";
+
+	(void)state;
+	otlp_config_init(&cfg);
+	assert_int_equal(cfg.exporters, 4);
+	assert_int_equal(otlp_config_from_env(&cfg, eight, msg, sizeof(msg)), 0);
+	assert_int_equal(cfg.exporters, 8);
+	/* the flag wins over the variable */
+	assert_int_equal(otlp_config_set(&cfg, "otlp-exporters", "64", msg, sizeof(msg)), 0);
+	assert_int_equal(cfg.exporters, 64);
+	assert_int_equal(otlp_config_from_env(&cfg, zero, msg, sizeof(msg)), -EINVAL);
+	assert_non_null(strstr(msg, "HOPTRACE_OTLP_EXPORTERS=0: expected"));
+	assert_int_equal(otlp_config_from_env(&cfg, many, msg, sizeof(msg)), -EINVAL);
+	assert_non_null(strstr(msg, "from 1 to 64"));
+	assert_int_equal(otlp_config_set(&cfg, "otlp-exporters", "two", msg, sizeof(msg)), -EINVAL);
+	assert_non_null(strstr(msg, "--otlp-exporters=two"));
+	assert_int_equal(cfg.exporters, 64);
+	otlp_config_free(&cfg);
+}
+
+/*
+ * 8 full batches to a receiver answering each request 200 ms late; ms until flush returns
+ * with all of them accepted. *conns: connections the receiver saw.
+ */
+static uint64_t burst_ms(const char *exporters, unsigned *conns)
+{
+	struct sink_otlp_stats st;
+	unsigned reqs, spans;
+	struct sink *sk;
+	uint64_t t0, ms;
+	int port;
+	pid_t pid;
+
+	pid = start_collect(0, &port, "--delay-ms", "200", NULL);
+	sk = make_sink(port, "http/protobuf", exporters, "otlp-batch-size=10",
+		       "otlp-schedule-delay=60000", NULL);
+	t0 = now_ms();
+	emit_n(sk, 80);
+	sk->flush(sk, 10000);
+	ms = now_ms() - t0;
+	st = stats_of(sk);
+	assert_int_equal(st.exported, 80);
+	assert_int_equal(st.requests, 8);
+	assert_int_equal(st.failed + st.retried + st.dropped_queue_full + st.dropped_shutdown, 0);
+	sk->destroy(sk);
+	stop(pid);
+	collect_totals(conns, &reqs, &spans);
+	assert_int_equal(reqs, 8);
+	assert_int_equal(spans, 80);
+	return ms;
+}
+
+/*
+ * Throughput is workers x batch / round trip: one worker needs 8 round trips, four need 2.
+ * The ratio asserted (< 1/2, ideally 1/4) leaves room for a loaded machine.
+ */
+static void test_concurrent_exports(void **state)
+{
+	unsigned conns1, conns4;
+	uint64_t one, four;
+
+	(void)state;
+	need("hoptrace-collect", collect_bin);
+	one = burst_ms("otlp-exporters=1", &conns1);
+	four = burst_ms("otlp-exporters=4", &conns4);
+	print_message("8 batches, 200 ms round trip: 1 worker %" PRIu64 " ms, 4 workers %" PRIu64
+		      " ms\n",
+		      one, four);
+	assert_true(one >= 8 * 200);
+	assert_true(four * 2 < one);
+	assert_int_equal(conns1, 1);
+	assert_in_range(conns4, 2, 4);
+}
+
+/*
+ * A trickle of spans (one per 20 ms for 800 ms) to a receiver answering 400 ms late, with 4
+ * idle workers and a 50 ms schedule delay: one partial batch in flight at a time, so about
+ * three requests (at 50 ms, when the first returns, at the flush), not one per worker per
+ * schedule delay (10 or more).
+ */
+static void test_one_partial_batch_at_a_time(void **state)
+{
+	struct sink_otlp_stats st;
+	unsigned i = 0;
+	struct sink *sk;
+	uint64_t t0;
+	int port;
+	pid_t pid;
+
+	(void)state;
+	need("hoptrace-collect", collect_bin);
+	pid = start_collect(0, &port, "--delay-ms", "400", NULL);
+	sk = make_sink(port, "http/protobuf", "otlp-exporters=4", "otlp-schedule-delay=50", NULL);
+	t0 = now_ms();
+	while (now_ms() - t0 < 800) {
+		sk->emit(sk, make_span(i++));
+		usleep(20000);
+	}
+	sk->flush(sk, 10000);
+	st = stats_of(sk);
+	assert_int_equal(st.exported, i);
+	assert_in_range(st.requests, 2, 4);
+	sk->destroy(sk);
+	stop(pid);
+}
+
+/* A partial batch goes once its oldest span has waited the schedule delay, not before. */
+static void test_schedule_delay(void **state)
+{
+	struct sink *sk;
+	uint64_t t0, waited;
+	int port;
+	pid_t pid;
+
+	(void)state;
+	need("hoptrace-collect", collect_bin);
+	pid = start_collect(0, &port, NULL);
+	sk = make_sink(port, "http/protobuf", "otlp-exporters=4", "otlp-schedule-delay=300", NULL);
+	t0 = now_ms();
+	emit_n(sk, 3);
+	while (stats_of(sk).exported < 3 && now_ms() - t0 < 5000)
+		usleep(5000);
+	waited = now_ms() - t0;
+	assert_int_equal(stats_of(sk).exported, 3);
+	assert_in_range(waited, 300, 3000);
+	assert_int_equal(stats_of(sk).requests, 1);
+	sk->destroy(sk);
+	stop(pid);
+}
+
+struct worker_switches {
+	int tid;
+	unsigned long n; /* voluntary context switches: each sleep of the thread */
+};
+
+/*
+ * The export workers of this process (threads named otlp-export-N) and their switches,
+ * leaving out those in skip (workers of a sink an earlier failed test left behind).
+ */
+static size_t worker_switches(struct worker_switches *w, size_t max,
+			      const struct worker_switches *skip, size_t nskip)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	size_t n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) && n < max) {
+		char path[300], buf[4096];
+		const char *p;
+		size_t len;
+		FILE *f;
+
+		bool old = false;
+
+		if (e->d_name[0] == '.')
+			continue;
+		for (size_t i = 0; i < nskip; i++)
+			old = old || skip[i].tid == atoi(e->d_name);
+		if (old)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		len = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[len] = '\0';
+		if (strncmp(buf, "otlp-export-", 12))
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		len = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[len] = '\0';
+		p = strstr(buf, "\nvoluntary_ctxt_switches:");
+		assert_non_null(p);
+		w[n].tid = atoi(e->d_name);
+		w[n].n = strtoul(p + 25, NULL, 10);
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* How many workers of a ran (slept and woke) by the time of b. */
+static unsigned workers_woken(const struct worker_switches *a, size_t na,
+			      const struct worker_switches *b, size_t nb)
+{
+	unsigned woken = 0;
+
+	for (size_t i = 0; i < na; i++)
+		for (size_t j = 0; j < nb; j++)
+			woken += a[i].tid == b[j].tid && a[i].n != b[j].n;
+	return woken;
+}
+
+/*
+ * Idle workers sleep without a timeout: none wakes in half a second. One span wakes one
+ * worker (signal, not broadcast): it waits out the schedule delay and sends; the other
+ * three sleep on.
+ */
+static void test_idle_workers_sleep(void **state)
+{
+	struct worker_switches before[64], a[8], b[8], c[8];
+	size_t nbefore, na, nb, nc;
+	struct sink *sk;
+	uint64_t t0;
+	int port;
+	pid_t pid;
+
+	(void)state;
+	need("hoptrace-collect", collect_bin);
+	nbefore = worker_switches(before, 64, NULL, 0);
+	pid = start_collect(0, &port, NULL);
+	sk = make_sink(port, "http/protobuf", "otlp-exporters=4", "otlp-batch-size=10",
+		       "otlp-schedule-delay=100", NULL);
+	emit_n(sk, 40); /* every worker sends one batch: connections up */
+	sk->flush(sk, 10000);
+	assert_int_equal(stats_of(sk).exported, 40);
+	usleep(300 * 1000);
+	na = worker_switches(a, 8, before, nbefore);
+	assert_int_equal(na, 4);
+	usleep(500 * 1000);
+	nb = worker_switches(b, 8, before, nbefore);
+	assert_int_equal(workers_woken(a, na, b, nb), 0);
+
+	sk->emit(sk, make_span(1000));
+	t0 = now_ms();
+	while (stats_of(sk).exported < 41 && now_ms() - t0 < 5000)
+		usleep(5000);
+	assert_int_equal(stats_of(sk).exported, 41);
+	usleep(100 * 1000);
+	nc = worker_switches(c, 8, before, nbefore);
+	assert_int_equal(workers_woken(b, nb, c, nc), 1);
 	sk->destroy(sk);
 	stop(pid);
 }
@@ -846,8 +1175,9 @@ static void test_grpc_mtls(void **state)
 	snprintf(key, sizeof(key), "otlp-client-key=%s/client.key", tls);
 	pid = start_grpc(&port, "--tls", tls, "--mtls", NULL);
 	snprintf(url, sizeof(url), "https://127.0.0.1:%d", port);
+	/* one worker, so that the three exports share one connection */
 	sk = make_sink_url(url, "grpc", ca, cert, key, "otlp-compression=gzip",
-			   "otlp-batch-size=10", NULL);
+			   "otlp-batch-size=10", "otlp-exporters=1", NULL);
 	emit_n(sk, 30);
 	sk->flush(sk, 10000);
 	st = stats_of(sk);
@@ -879,10 +1209,24 @@ int main(void)
 	static const char *const script[] = {"tests/integration/otlp_grpc_receiver.js", NULL};
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
-	    T(test_http_plain),	    T(test_http_gzip),	       T(test_http_retry_after),
-	    T(test_http_permanent), T(test_http_down_then_up), T(test_queue_overflow),
-	    T(test_flush_deadline), T(test_grpc_gzip),	       T(test_grpc_retry_partial),
-	    T(test_grpc_permanent), T(test_grpc_mtls),	       T(test_collect_malformed),
+	    T(test_http_plain),
+	    T(test_http_gzip),
+	    T(test_http_retry_after),
+	    T(test_http_permanent),
+	    T(test_http_down_then_up),
+	    T(test_queue_overflow),
+	    T(test_flush_deadline),
+	    T(test_grpc_gzip),
+	    T(test_grpc_retry_partial),
+	    T(test_grpc_permanent),
+	    T(test_grpc_mtls),
+	    T(test_collect_malformed),
+	    T(test_config_exporters),
+	    T(test_concurrent_exports),
+	    T(test_one_partial_batch_at_a_time),
+	    T(test_schedule_delay),
+	    T(test_idle_workers_sleep),
+	    T(test_pressure_drops_only_the_oldest),
 #undef T
 	};
 
