@@ -24,7 +24,8 @@
  * A batch that fails transiently is sent again with exponential backoff and jitter (or after
  * the server's Retry-After) for as long as the queue has room; once newer spans are being
  * dropped and the batch has been retried for OTEL_BSP_EXPORT_TIMEOUT, the batch, being the
- * oldest data, is what goes. Memory is bounded by the ring plus one batch per worker.
+ * oldest data, is what goes. Memory is bounded by the ring plus one encoded batch per
+ * worker (spans are freed once encoded).
  */
 #include "sink_otlp.h"
 
@@ -430,11 +431,24 @@ static const struct otlp_buf *encode_batch(struct exporter *ex, size_t n)
 	return sk->gzip ? &ex->packed : &ex->raw;
 }
 
+static void free_batch(struct exporter *ex, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		span_free(ex->batch[i]);
+		ex->batch[i] = NULL;
+	}
+}
+
 static void export_batch(struct exporter *ex, size_t n, uint64_t evicted_at_start)
 {
 	struct sink_otlp *sk = ex->sk;
 	const struct otlp_buf *body = encode_batch(ex, n);
 	uint64_t first_ns = mono_ns();
+
+	/* The encoded request (~400 bytes a span) is all that retries need: the spans (~3 KB
+	 * each) go now, not after the round trip, so a batch in flight per worker costs a
+	 * seventh of the memory. */
+	free_batch(ex, n);
 	struct otlp_result res;
 	unsigned attempt = 0;
 
@@ -482,14 +496,6 @@ static void export_batch(struct exporter *ex, size_t n, uint64_t evicted_at_star
 	}
 	if (!body)
 		CNT_ADD(sk, failed, n);
-}
-
-static void free_batch(struct exporter *ex, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		span_free(ex->batch[i]);
-		ex->batch[i] = NULL;
-	}
 }
 
 /*
@@ -553,11 +559,12 @@ static void *exporter_main(void *arg)
 		hand_on(sk);
 		pthread_mutex_unlock(&sk->lock);
 
-		if (expired)
+		if (expired) {
 			CNT_ADD(sk, dropped_shutdown, n);
-		else
+			free_batch(ex, n);
+		} else {
 			export_batch(ex, n, evicted);
-		free_batch(ex, n);
+		}
 
 		pthread_mutex_lock(&sk->lock);
 		sk->inflight--;
