@@ -189,8 +189,8 @@ static uint32_t round_down_pow2(uint32_t v)
 	return v;
 }
 
-/* Each ring gets an equal share of the budget, but not less than 512 KiB (about 20 ms of a
- * busy CPU's records: the consumer drains every 20 ms), unless the budget itself is less. */
+/* Each ring gets an equal share of the budget, but not less than 512 KiB (tens of ms of
+ * a busy CPU's records: the consumer drains every 5 ms), unless the budget itself is less. */
 static uint32_t ring_size_per_cpu(uint32_t total, unsigned ncpus)
 {
 	uint32_t floor = total < (512u << 10) ? total : (512u << 10);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The agent's reactor: one epoll over the ring buffers (one per CPU, merged back into time
- * order by ringmerge.c), a 20 ms timerfd (drain batched wake-ups, sink ticks, housekeeping)
+ * order by ringmerge.c), a 5 ms timerfd (drain batched wake-ups, sink ticks, housekeeping)
  * and a signalfd (SIGINT/SIGTERM/SIGHUP stop).
  */
 #ifndef HOPTRACE_LOOP_H

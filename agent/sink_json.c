@@ -2,8 +2,8 @@
 /*
  * JSON lines sink: one object per finished span, one span per line. Lines are built in a
  * buffer owned by the sink, handed to stdio whenever it holds JSON_FLUSH_AT bytes and flushed
- * on the loop's 20 ms tick: a consumer reading a pipe (jq, a test harness) sees each span
- * within 20 ms of its end, and a busy agent writes 64 KiB at a time.
+ * on the loop's 5 ms tick: a consumer reading a pipe (jq, a test harness) sees each span
+ * within a few ms of its end, and a busy agent writes 64 KiB at a time.
  *
  * Schema (stable; keys always in this order, fields marked "optional" are omitted when
  * unknown):
@@ -695,8 +695,8 @@ static void json_drain(struct json_sink *js)
 	}
 }
 
-/* Spans are flushed on the loop's 20 ms tick, not per line: a write(2) per span was a third
- * of the agent's time under load, and a pipe reader still sees each span within 20 ms. A
+/* Spans are flushed on the loop's 5 ms tick, not per line: a write(2) per span was a third
+ * of the agent's time under load, and a pipe reader still sees each span within 5 ms. A
  * failed flush loses the spans since the previous one: they are counted as such. */
 static void json_flush_now(struct json_sink *js)
 {

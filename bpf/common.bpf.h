@@ -90,10 +90,10 @@ static __always_inline void stat_inc(enum ht_stat idx)
 		*v += 1; /* per-CPU slot: no atomics needed */
 }
 
-/* Ring buffer wake-ups are batched: the consumer drains on a 20 ms timer, so records are
+/* Ring buffer wake-ups are batched: the consumer drains on a 5 ms timer, so records are
  * written without waking it. A wake-up costs a self-IPI per record (irq_work); querying the
  * fill level to wake only when a ring fills (bpf_ringbuf_query) measured ~250 ns per record,
- * as much as the write itself. Each ring holds far more than 20 ms of a CPU's records.
+ * as much as the write itself. Each ring holds far more than 5 ms of a CPU's records.
  * wakeup_bytes 0: wake on every record instead. */
 static __always_inline __u64 ringbuf_wakeup_flag(void)
 {
