@@ -6,6 +6,8 @@
  * Single-threaded: poll() over plain sockets, HTTP/1.1 keep-alive, Content-Length or
  * chunked bodies. Malformed requests get a 4xx and the server keeps going. Fault options
  * make it a test double for export retries; --dump keeps the raw requests for other decoders.
+ * --count-only makes it a light sink for benchmarks: requests are checked as strictly, but
+ * their spans are only counted by kind (see write_summary() for the file it keeps).
  */
 #include <argp.h>
 #include <arpa/inet.h>
@@ -44,12 +46,15 @@ typedef Opentelemetry__Proto__Common__V1__InstrumentationScope Scope;
 #define STR(x) STR_(x)
 #define MAX_HEADER (64u << 10)
 #define IO_CHUNK 65536
+/* --count-only rewrites its file this often (ms), so that a crash loses little */
+#define SUMMARY_MS 1000
 
 static struct env {
 	const char *listen;
 	int port;
 	const char *output;
 	const char *dump_dir;
+	const char *count_file;
 	int fail_status;
 	long fail_first;
 	int retry_after;
@@ -69,8 +74,12 @@ static struct counters {
 	uint64_t spans;
 	uint64_t bad_requests;
 	uint64_t faults;
-	uint64_t accepted; /* requests whose spans were written */
+	uint64_t accepted; /* requests whose spans were written (or counted) */
 	uint64_t dump_errors;
+	uint64_t kind_server; /* --count-only: spans by kind */
+	uint64_t kind_client;
+	uint64_t kind_other;
+	uint64_t summary_errors;
 } cnt;
 
 static volatile sig_atomic_t exiting;
@@ -87,7 +96,8 @@ static const char doc[] =
     "  hoptrace-collect --listen 0.0.0.0 -o spans.jsonl\n"
     "  hoptrace-collect --port 0               # any free port; the chosen one is logged\n"
     "  hoptrace-collect --fail-first 3 --retry-after 1   # 503 three times, then accept\n"
-    "  hoptrace-collect --fail-status 400      # reject everything (permanent failure)";
+    "  hoptrace-collect --fail-status 400      # reject everything (permanent failure)\n"
+    "  hoptrace-collect -q --count-only counts.json   # only count spans, by kind";
 
 enum {
 	OPT_FAIL_STATUS = 0x100,
@@ -96,6 +106,7 @@ enum {
 	OPT_DELAY_MS,
 	OPT_MAX_BODY,
 	OPT_DUMP,
+	OPT_COUNT_ONLY,
 };
 
 static const struct argp_option opts[] = {
@@ -113,6 +124,9 @@ static const struct argp_option opts[] = {
     {"dump", OPT_DUMP, "DIR", 0,
      "also write each accepted request body (gunzipped: an ExportTraceServiceRequest) to "
      "DIR/request-N.bin, N counting from 1"},
+    {"count-only", OPT_COUNT_ONLY, "FILE", 0,
+     "check and count spans by kind instead of writing them: FILE gets the counts as one "
+     "JSON object, rewritten every second and at exit (for benchmarks: far less CPU)"},
     {},
 };
 
@@ -160,6 +174,13 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 		break;
 	case OPT_DUMP:
 		env.dump_dir = arg;
+		break;
+	case OPT_COUNT_ONLY:
+		env.count_file = arg;
+		break;
+	case ARGP_KEY_END:
+		if (env.count_file && env.output)
+			argp_error(state, "--count-only writes no spans: leave out -o");
 		break;
 	default:
 		return ARGP_ERR_UNKNOWN;
@@ -567,9 +588,12 @@ static size_t write_spans(const Request *req)
  * protobuf-c unpacks nested messages recursively, without a depth limit: a few MB of AnyValue
  * arrays nested in one another overflow the stack. So before unpacking, walk the wire format
  * along the OTLP message types (the only recursive ones are AnyValue's arrays and kvlists)
- * and refuse what nests too deep. Anything else malformed is left to protobuf-c to refuse.
+ * and refuse what nests too deep. The walk also refuses a known field in a wire type its
+ * type does not have, as protobuf-c does: that makes it the whole validation for
+ * --count-only, which never unpacks (the walk then also checks ids and counts kinds).
  */
 enum msg_type {
+	M_NONE,
 	M_REQUEST,
 	M_RESOURCE_SPANS,
 	M_RESOURCE,
@@ -578,64 +602,195 @@ enum msg_type {
 	M_SPAN,
 	M_EVENT,
 	M_LINK,
+	M_STATUS,
 	M_KEY_VALUE,
 	M_ANY_VALUE,
 	M_ARRAY,
 	M_KVLIST,
-	M_NONE,
+	M_COUNT,
 };
 
-/* The message type of field `field` of a `type` message, M_NONE for scalars and strings. */
-static enum msg_type child_type(enum msg_type type, uint64_t field)
-{
-	static const struct {
-		uint8_t parent, field, child;
-	} edges[] = {
-	    {M_REQUEST, 1, M_RESOURCE_SPANS},
-	    {M_RESOURCE_SPANS, 1, M_RESOURCE},
-	    {M_RESOURCE_SPANS, 2, M_SCOPE_SPANS},
-	    {M_RESOURCE, 1, M_KEY_VALUE},
-	    {M_SCOPE_SPANS, 1, M_SCOPE},
-	    {M_SCOPE_SPANS, 2, M_SPAN},
-	    {M_SCOPE, 3, M_KEY_VALUE},
-	    {M_SPAN, 9, M_KEY_VALUE},
-	    {M_SPAN, 11, M_EVENT},
-	    {M_SPAN, 13, M_LINK},
-	    {M_EVENT, 3, M_KEY_VALUE},
-	    {M_LINK, 4, M_KEY_VALUE},
-	    {M_KEY_VALUE, 2, M_ANY_VALUE},
-	    {M_ANY_VALUE, 5, M_ARRAY},
-	    {M_ANY_VALUE, 6, M_KVLIST},
-	    {M_ARRAY, 1, M_ANY_VALUE},
-	    {M_KVLIST, 1, M_KEY_VALUE},
-	};
+static const ProtobufCMessageDescriptor *const msg_descriptors[M_COUNT] = {
+    [M_REQUEST] =
+	&opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor,
+    [M_RESOURCE_SPANS] = &opentelemetry__proto__trace__v1__resource_spans__descriptor,
+    [M_RESOURCE] = &opentelemetry__proto__resource__v1__resource__descriptor,
+    [M_SCOPE_SPANS] = &opentelemetry__proto__trace__v1__scope_spans__descriptor,
+    [M_SCOPE] = &opentelemetry__proto__common__v1__instrumentation_scope__descriptor,
+    [M_SPAN] = &opentelemetry__proto__trace__v1__span__descriptor,
+    [M_EVENT] = &opentelemetry__proto__trace__v1__span__event__descriptor,
+    [M_LINK] = &opentelemetry__proto__trace__v1__span__link__descriptor,
+    [M_STATUS] = &opentelemetry__proto__trace__v1__status__descriptor,
+    [M_KEY_VALUE] = &opentelemetry__proto__common__v1__key_value__descriptor,
+    [M_ANY_VALUE] = &opentelemetry__proto__common__v1__any_value__descriptor,
+    [M_ARRAY] = &opentelemetry__proto__common__v1__array_value__descriptor,
+    [M_KVLIST] = &opentelemetry__proto__common__v1__key_value_list__descriptor,
+};
 
-	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
-		if (edges[i].parent == type && edges[i].field == field)
-			return (enum msg_type)edges[i].child;
+/* The largest field number in these messages (Span.flags). */
+#define MAX_FIELD 16
+
+/* Field numbers the walk reads itself, the same in Span and Link (trace.proto). */
+#define F_TRACE_ID 1
+#define F_SPAN_ID 2
+#define F_PARENT_SPAN_ID 4
+#define F_KIND 6
+
+struct field_spec {
+	uint8_t wire_types; /* bit n: wire type n is valid; 0 for a number the schema lacks */
+	uint8_t child;	    /* enum msg_type of a message field, else M_NONE */
+};
+
+/* schema[type][field number], filled from protobuf-c's descriptors by schema_init(). */
+static struct field_spec schema[M_COUNT][MAX_FIELD + 1];
+
+static unsigned wire_type_of(ProtobufCType type)
+{
+	switch (type) {
+	case PROTOBUF_C_TYPE_SFIXED64:
+	case PROTOBUF_C_TYPE_FIXED64:
+	case PROTOBUF_C_TYPE_DOUBLE:
+		return 1;
+	case PROTOBUF_C_TYPE_STRING:
+	case PROTOBUF_C_TYPE_BYTES:
+	case PROTOBUF_C_TYPE_MESSAGE:
+		return 2;
+	case PROTOBUF_C_TYPE_SFIXED32:
+	case PROTOBUF_C_TYPE_FIXED32:
+	case PROTOBUF_C_TYPE_FLOAT:
+		return 5;
+	default:
+		return 0; /* the varint types: ints, bool, enum */
+	}
+}
+
+static enum msg_type msg_type_of(const ProtobufCMessageDescriptor *d)
+{
+	for (int m = M_REQUEST; m < M_COUNT; m++)
+		if (msg_descriptors[m] == d)
+			return (enum msg_type)m;
 	return M_NONE;
 }
 
 /*
- * 0 if the message nests no deeper than allowed; -ELOOP if it does; -EBADMSG if it is not
- * even protobuf. depth counts AnyValue levels; the walk recurses once per message level,
+ * Fill schema[] from the generated descriptors, so that it follows the .proto files.
+ * -EINVAL if they have a field number above MAX_FIELD or a message type msg_descriptors
+ * lacks: the tables here need updating.
+ */
+static int schema_init(void)
+{
+	for (int m = M_REQUEST; m < M_COUNT; m++) {
+		const ProtobufCMessageDescriptor *d = msg_descriptors[m];
+
+		for (unsigned i = 0; i < d->n_fields; i++) {
+			const ProtobufCFieldDescriptor *f = &d->fields[i];
+			unsigned wire = wire_type_of(f->type);
+			struct field_spec *s;
+
+			if (f->id > MAX_FIELD)
+				return -EINVAL;
+			s = &schema[m][f->id];
+			s->wire_types = (uint8_t)(1u << wire);
+			/* a repeated scalar may come packed (length-delimited) */
+			if (f->label == PROTOBUF_C_LABEL_REPEATED && wire != 2)
+				s->wire_types |= 1u << 2;
+			if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+				s->child = (uint8_t)msg_type_of(f->descriptor);
+				if (s->child == M_NONE)
+					return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Spans of accepted requests by kind (--count-only). */
+struct tally {
+	uint64_t spans;
+	uint64_t server;
+	uint64_t client;
+	uint64_t other;
+};
+
+/* tally NULL: check nesting and wire types only (protobuf-c does the rest) */
+struct walk {
+	struct tally *tally;
+	const char *why; /* set with -EINVAL: what is wrong with the request */
+};
+
+/* An id field is absent or exactly n bytes: other lengths are invalid ids (OTLP spec). */
+static bool id_len_ok(uint64_t len, uint64_t n)
+{
+	return len == 0 || len == n;
+}
+
+/*
+ * Ids of valid lengths, as the OpenTelemetry Collector requires (it answers 400 otherwise).
+ * A span without a trace or span id is not a span either. NULL if fine, else the problem.
+ */
+static const char *span_ids_problem(uint64_t trace_id, uint64_t span_id, uint64_t parent)
+{
+	if (trace_id != 16)
+		return "a span's trace_id is not 16 bytes";
+	if (span_id != 8)
+		return "a span's span_id is not 8 bytes";
+	if (!id_len_ok(parent, 8))
+		return "a span's parent_span_id is neither empty nor 8 bytes";
+	return NULL;
+}
+
+static const char *link_ids_problem(uint64_t trace_id, uint64_t span_id)
+{
+	if (trace_id != 16 || span_id != 8)
+		return "a link's trace_id or span_id has a wrong length";
+	return NULL;
+}
+
+/* Most tags and lengths are one byte: take those without the call. */
+static inline bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	if (*p < end && **p < 0x80) {
+		*v = *(*p)++;
+		return true;
+	}
+	return otlp_read_varint(p, end, v);
+}
+
+/*
+ * Walk one message of type `type` in [p, end). 0 if it is well-formed; -ELOOP if AnyValues
+ * nest deeper than allowed; -EBADMSG if it is not protobuf or a known field has the wrong
+ * wire type; with w->tally, -EINVAL (and w->why) for ids of wrong lengths, and every span
+ * counted by kind. depth counts AnyValue levels; the walk recurses once per message level,
  * of which there are at most 2 * MAX_VALUE_DEPTH + 8.
  */
-static int check_nesting(const uint8_t *p, const uint8_t *end, enum msg_type type, int depth)
+static int walk_message(const uint8_t *p, const uint8_t *end, enum msg_type type, int depth,
+			struct walk *w)
 {
+	static const struct field_spec unknown;
+	/* last value of each of the fields Span and Link checks read (protobuf: last one wins) */
+	uint64_t len[F_PARENT_SPAN_ID + 1] = {0};
+	uint32_t kind = 0;
+
 	if (type == M_ANY_VALUE && ++depth > MAX_VALUE_DEPTH)
 		return -ELOOP;
 	while (p < end) {
-		uint64_t tag, len;
-		enum msg_type child;
+		const struct field_spec *fs;
+		uint64_t tag, field, v;
 		int err;
 
-		if (!otlp_read_varint(&p, end, &tag))
+		/* field 0 is invalid; protobuf-c reads at most 5 bytes of tag */
+		if (!read_varint(&p, end, &tag) || tag < 8 || tag > UINT32_MAX)
+			return -EBADMSG;
+		field = tag >> 3;
+		fs = field <= MAX_FIELD ? &schema[type][field] : &unknown;
+		if (fs->wire_types && !(fs->wire_types & (1u << (tag & 7))))
 			return -EBADMSG;
 		switch (tag & 7) {
 		case 0:
-			if (!otlp_read_varint(&p, end, &len))
+			if (!read_varint(&p, end, &v))
 				return -EBADMSG;
+			if (field == F_KIND)
+				kind = (uint32_t)v; /* an enum is an int32: its low 32 bits */
 			break;
 		case 1:
 			if (end - p < 8)
@@ -648,33 +803,41 @@ static int check_nesting(const uint8_t *p, const uint8_t *end, enum msg_type typ
 			p += 4;
 			break;
 		case 2:
-			if (!otlp_read_varint(&p, end, &len) || len > (uint64_t)(end - p))
+			if (!read_varint(&p, end, &v) || v > (uint64_t)(end - p))
 				return -EBADMSG;
-			child = child_type(type, tag >> 3);
-			if (child != M_NONE) {
-				err = check_nesting(p, p + len, child, depth);
+			if (fs->child != M_NONE) {
+				err = walk_message(p, p + v, (enum msg_type)fs->child, depth, w);
 				if (err)
 					return err;
+			} else if (field <= F_PARENT_SPAN_ID) {
+				len[field] = v;
 			}
-			p += len;
+			p += v;
 			break;
 		default:
 			return -EBADMSG; /* groups (3, 4) are not proto3 */
 		}
 	}
+	if (!w->tally || (type != M_SPAN && type != M_LINK))
+		return 0;
+	w->why = type == M_LINK
+		     ? link_ids_problem(len[F_TRACE_ID], len[F_SPAN_ID])
+		     : span_ids_problem(len[F_TRACE_ID], len[F_SPAN_ID], len[F_PARENT_SPAN_ID]);
+	if (w->why)
+		return -EINVAL;
+	if (type == M_LINK)
+		return 0;
+	w->tally->spans++;
+	if (kind == OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_SERVER)
+		w->tally->server++;
+	else if (kind == OPENTELEMETRY__PROTO__TRACE__V1__SPAN__SPAN_KIND__SPAN_KIND_CLIENT)
+		w->tally->client++;
+	else
+		w->tally->other++;
 	return 0;
 }
 
-/* An id field is absent or exactly n bytes: other lengths are invalid ids (OTLP spec). */
-static bool id_ok(const ProtobufCBinaryData *b, size_t n)
-{
-	return b->len == 0 || b->len == n;
-}
-
-/*
- * Ids of valid lengths, as the OpenTelemetry Collector requires (it answers 400 otherwise).
- * A span without a trace or span id is not a span either.
- */
+/* The first problem with the ids of an unpacked request (span_ids_problem), NULL if none. */
 static const char *invalid_ids(const Request *req)
 {
 	for (size_t i = 0; i < req->n_resource_spans; i++) {
@@ -685,19 +848,14 @@ static const char *invalid_ids(const Request *req)
 
 			for (size_t k = 0; k < ss->n_spans; k++) {
 				const Span *s = ss->spans[k];
+				const char *why = span_ids_problem(s->trace_id.len, s->span_id.len,
+								   s->parent_span_id.len);
 
-				if (s->trace_id.len != 16)
-					return "a span's trace_id is not 16 bytes";
-				if (s->span_id.len != 8)
-					return "a span's span_id is not 8 bytes";
-				if (!id_ok(&s->parent_span_id, 8))
-					return "a span's parent_span_id is neither empty nor 8 "
-					       "bytes";
-				for (size_t l = 0; l < s->n_links; l++)
-					if (s->links[l]->trace_id.len != 16 ||
-					    s->links[l]->span_id.len != 8)
-						return "a link's trace_id or span_id has a wrong "
-						       "length";
+				for (size_t l = 0; !why && l < s->n_links; l++)
+					why = link_ids_problem(s->links[l]->trace_id.len,
+							       s->links[l]->span_id.len);
+				if (why)
+					return why;
 			}
 		}
 	}
@@ -996,6 +1154,130 @@ static void dump_body(const uint8_t *body, size_t len)
 			  strerror(errno));
 }
 
+/*
+ * --count-only: the counts as one JSON object, written to FILE.tmp and renamed over FILE so
+ * that a reader never sees half of one. 0 or -errno.
+ */
+static int write_summary(void)
+{
+	char tmp[4096];
+	FILE *f;
+	int err = 0;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", env.count_file) >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	f = fopen(tmp, "w");
+	if (!f)
+		return -errno;
+	fprintf(f,
+		"{\"requests\":%" PRIu64 ",\"accepted\":%" PRIu64 ",\"bad_requests\":%" PRIu64
+		",\"faults\":%" PRIu64 ",\"spans\":%" PRIu64 ",\"server\":%" PRIu64
+		",\"client\":%" PRIu64 ",\"other\":%" PRIu64 "}\n",
+		cnt.requests, cnt.accepted, cnt.bad_requests, cnt.faults, cnt.spans,
+		cnt.kind_server, cnt.kind_client, cnt.kind_other);
+	if (ferror(f))
+		err = -EIO;
+	if (fclose(f) && !err)
+		err = -errno;
+	if (err)
+		goto err_unlink;
+	if (rename(tmp, env.count_file)) {
+		err = -errno;
+		goto err_unlink;
+	}
+	return 0;
+
+err_unlink:
+	unlink(tmp);
+	return err;
+}
+
+/* Rewrite the summary if anything changed since the last time (serve() calls it each second). */
+static void update_summary(void)
+{
+	static struct counters written;
+	int err;
+
+	if (!memcmp(&written, &cnt, sizeof(cnt)))
+		return;
+	err = write_summary();
+	if (err) {
+		if (!cnt.summary_errors++)
+			log_error("cannot write %s: %s (will retry every second; further errors "
+				  "are only counted)",
+				  env.count_file, strerror(-err));
+		return;
+	}
+	written = cnt;
+}
+
+/* Unpack a request and write its spans as JSON lines; *n of them. Errors as take_spans. */
+static int write_request(const uint8_t *body, size_t len, size_t *n, const char **why)
+{
+	struct walk w = {0};
+	Request *req;
+	int err;
+
+	err = walk_message(body, body + len, M_REQUEST, 0, &w);
+	if (err)
+		return err;
+	req = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
+	    NULL, len, body);
+	if (!req)
+		return -EBADMSG;
+	*why = invalid_ids(req);
+	if (*why) {
+		err = -EINVAL;
+		goto out_free;
+	}
+	*n = write_spans(req);
+out_free:
+	opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(
+	    req, NULL);
+	return err;
+}
+
+/*
+ * --count-only: one walk of the wire format checks the request and counts its spans by
+ * kind, with no unpacking and no output; the counts go to the summary file.
+ */
+static int count_request(const uint8_t *body, size_t len, size_t *n, const char **why)
+{
+	struct tally t = {0};
+	struct walk w = {.tally = &t};
+	int err;
+
+	err = walk_message(body, body + len, M_REQUEST, 0, &w);
+	if (err) {
+		*why = w.why;
+		return err;
+	}
+	cnt.kind_server += t.server;
+	cnt.kind_client += t.client;
+	cnt.kind_other += t.other;
+	*n = t.spans;
+	return 0;
+}
+
+/*
+ * Take the spans of an ExportTraceServiceRequest: write them, or count them. 0 and their
+ * number in *n; -ELOOP if values nest too deep, -EBADMSG if it is not an
+ * ExportTraceServiceRequest, -EINVAL for invalid ids; *why says which, for the 400.
+ */
+static int take_spans(const uint8_t *body, size_t len, size_t *n, const char **why)
+{
+	int err;
+
+	*n = 0;
+	*why = NULL;
+	err = env.count_file ? count_request(body, len, n, why) : write_request(body, len, n, why);
+	if (err == -ELOOP)
+		*why = "attribute values nested deeper than " STR(MAX_VALUE_DEPTH) " levels";
+	else if (err && !*why)
+		*why = "body is not an ExportTraceServiceRequest";
+	return err;
+}
+
 static void handle_traces(struct conn *c, const struct request *rq, const uint8_t *body, size_t len)
 {
 	static const uint8_t empty[1];
@@ -1004,8 +1286,7 @@ static void handle_traces(struct conn *c, const struct request *rq, const uint8_
 			    .content_type = "application/x-protobuf",
 			    .body = empty,
 			    .close = !rq->keep_alive};
-	const char *bad_ids;
-	Request *req;
+	const char *why;
 	size_t n;
 	int err;
 
@@ -1033,36 +1314,15 @@ static void handle_traces(struct conn *c, const struct request *rq, const uint8_
 			     !rq->keep_alive, false);
 		goto out;
 	}
-	err = check_nesting(body, body + len, M_REQUEST, 0);
-	if (err == -ELOOP) {
-		answer_error(c, 400, 3,
-			     "attribute values nested deeper than " STR(MAX_VALUE_DEPTH) " levels",
-			     !rq->keep_alive, false);
+	err = take_spans(body, len, &n, &why);
+	if (err) {
+		answer_error(c, 400, 3, why, !rq->keep_alive, false);
 		goto out;
 	}
-	req =
-	    err ? NULL
-		: opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
-		      NULL, len, body);
-	if (!req) {
-		answer_error(c, 400, 3, "body is not an ExportTraceServiceRequest", !rq->keep_alive,
-			     false);
-		goto out;
-	}
-	bad_ids = invalid_ids(req);
-	if (bad_ids) {
-		answer_error(c, 400, 3, bad_ids, !rq->keep_alive, false);
-		opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(
-		    req, NULL);
-		goto out;
-	}
-	n = write_spans(req);
 	cnt.spans += n;
 	cnt.accepted++;
 	if (env.dump_dir)
 		dump_body(body, len);
-	opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(
-	    req, NULL);
 	if (!env.quiet)
 		log_info("accepted %zu spans (%zu bytes%s)", n, len, plain.data ? ", gzip" : "");
 	/* an empty ExportTraceServiceResponse is zero bytes: full success */
@@ -1303,10 +1563,19 @@ static void serve(int lfd)
 {
 	struct pollfd pfd[MAX_CONNS + 1];
 	int idx[MAX_CONNS + 1];
+	uint64_t next_summary = now_ms() + SUMMARY_MS;
 
 	while (!exiting) {
 		uint64_t now = now_ms();
 		int n = 0, timeout = -1;
+
+		if (env.count_file) {
+			if (now >= next_summary) {
+				update_summary();
+				next_summary = now + SUMMARY_MS;
+			}
+			timeout = (int)(next_summary - now);
+		}
 
 		pfd[n] = (struct pollfd){.fd = lfd, .events = POLLIN};
 		idx[n++] = -1;
@@ -1365,9 +1634,22 @@ int main(int argc, char **argv)
 		return 2;
 	if (env.fail_first && !env.fail_status)
 		env.fail_status = 503;
+	if (schema_init()) {
+		log_error(
+		    "internal error: the OTLP messages have fields the validation tables lack "
+		    "(update msg_descriptors and MAX_FIELD in %s)",
+		    __FILE__);
+		return 1;
+	}
 	if (env.dump_dir && access(env.dump_dir, W_OK | X_OK)) {
 		log_error("--dump %s: %s (give an existing, writable directory)", env.dump_dir,
 			  strerror(errno));
+		return 1;
+	}
+	/* an empty summary at once: a path that cannot be written fails now, not at exit */
+	err = env.count_file ? write_summary() : 0;
+	if (err) {
+		log_error("--count-only %s: cannot write it: %s", env.count_file, strerror(-err));
 		return 1;
 	}
 	out = stdout;
@@ -1397,9 +1679,12 @@ int main(int argc, char **argv)
 	fflush(out);
 	if (out != stdout)
 		fclose(out);
+	err = env.count_file ? write_summary() : 0;
+	if (err)
+		log_error("cannot write %s: %s", env.count_file, strerror(-err));
 	log_info("exit: %" PRIu64 " connections, %" PRIu64 " requests, %" PRIu64 " spans, %" PRIu64
 		 " bad requests, %" PRIu64 " injected failures%s",
 		 cnt.connections, cnt.requests, cnt.spans, cnt.bad_requests, cnt.faults,
 		 cnt.dump_errors ? ", some request dumps failed" : "");
-	return 0;
+	return err ? 1 : 0;
 }

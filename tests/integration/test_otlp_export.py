@@ -25,6 +25,7 @@ The npm packages are installed once under the build directory (build/npm-otlp) a
 in CI (CI=true) an install failure fails the tests that need them, elsewhere they skip.
 """
 import fcntl
+import http.client
 import json
 import os
 import re
@@ -103,12 +104,14 @@ def log_times(text, pattern):
 class Collector:
     """hoptrace-collect (ASan build) on a port; spans() reads the JSON lines it wrote."""
 
-    def __init__(self, *args, port=0, out=None, dump=False):
+    def __init__(self, *args, port=0, out=None, dump=False, count_only=False):
         self.dir = tempfile.mkdtemp(prefix="hoptrace-collect-")
         self.out_path = out or os.path.join(self.dir, "spans.jsonl")
+        self.counts_path = os.path.join(self.dir, "counts.json")
         self.err_path = os.path.join(self.dir, "err")
         self.dump_dir = os.path.join(self.dir, "dump") if dump else None
-        argv = [collect_binary(), "--port", str(port), "-o", self.out_path, *args]
+        sink = ["--count-only", self.counts_path] if count_only else ["-o", self.out_path]
+        argv = [collect_binary(), "--port", str(port), *sink, *args]
         if self.dump_dir:
             os.mkdir(self.dump_dir)
             argv += ["--dump", self.dump_dir]
@@ -1005,3 +1008,35 @@ def test_concurrent_exporters_with_a_slow_collector():
     assert 2 <= stats[1]["connections"] <= 4, stats
     assert re.search(r"otlp: http/protobuf \S+, 1 exporter$", agents[0].stderr(), re.M)
     assert re.search(r"otlp: http/protobuf \S+, 4 exporters$", agents[1].stderr(), re.M)
+
+
+def test_collect_count_only():
+    """hoptrace-collect --count-only, the benchmark's receiver: spans counted by kind into a
+    JSON object, none written; a malformed request is still a 400, and counted."""
+    app_port = free_port()
+    srv = app_server(app_port)
+    agent = None
+    col = Collector(count_only=True)
+    try:
+        agent = ExportAgent("--port", str(app_port),
+                            env=export_env(OTEL_EXPORTER_OTLP_ENDPOINT=col.url))
+        curl_many(app_port, 5)
+        c = agent.stop()
+        conn = http.client.HTTPConnection("127.0.0.1", col.port, timeout=10)
+        conn.request("POST", "/v1/traces", body=b"\x0a\x05\x12\x03",  # truncated
+                     headers={"Content-Type": "application/x-protobuf"})
+        status = conn.getresponse().status
+        conn.close()
+        stats = col.stop()
+    finally:
+        for x in (agent, col):
+            if x:
+                x.kill()
+        srv.stop()
+    with open(col.counts_path) as f:
+        counts = json.load(f)
+    assert status == 400 and counts["bad_requests"] == stats["bad_requests"] == 1, counts
+    assert counts["accepted"] == c["otlp_requests"] and counts["requests"] == stats["requests"]
+    assert (counts["spans"], counts["server"], counts["client"], counts["other"]) == \
+        (10, 5, 5, 0), counts
+    assert not os.path.exists(col.out_path)
