@@ -544,7 +544,7 @@ def measured_run(bench, srv, mode, port, url, secs, conns, script=None, bpf_stat
             progs1 = bpf_progs(bench.bpftool)
             res["bpf"] = bpf_delta(progs0, progs1, agent.prog_ids if agent else [])
         if agent:
-            time.sleep(1.2)  # the 20 ms drain and the 1 s OTLP schedule delay
+            time.sleep(1.2)  # the 5 ms drain and the 1 s OTLP schedule delay
             a1 = agent.sample()
             res["agent_cpu_ns"] = a1["cpu_ns"] - a0["cpu_ns"]
             res["agent_user_s"] = a1["utime_s"] - a0["utime_s"]
