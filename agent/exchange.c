@@ -15,6 +15,7 @@
 #include "sink.h"
 #include "span.h"
 #include "stats.h"
+#include "text.h"
 #include "traceparent.h"
 
 #define W3C_FLAG_SAMPLED 0x01
@@ -66,13 +67,9 @@ static void out_put(struct text_out *o, const char *s, size_t n)
 
 static void out_put_uint(struct text_out *o, unsigned v)
 {
-	char digits[10];
-	size_t i = sizeof(digits);
+	char digits[TEXT_U64_DIGITS_MAX];
 
-	do
-		digits[--i] = (char)('0' + v % 10);
-	while ((v /= 10) && i);
-	out_put(o, digits + i, sizeof(digits) - i);
+	out_put(o, digits, (size_t)(text_put_u64(digits, v) - digits));
 }
 
 void tuple_addr_string(const uint8_t addr[16], char *out, size_t outlen)

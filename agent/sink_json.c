@@ -288,43 +288,13 @@ static char *put_hex(char *o, const uint8_t *bytes, size_t n)
 	return o;
 }
 
-#define U64_DIGITS_MAX 20 /* 18446744073709551615, and "-9223372036854775808" too */
-
-static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324"
-				  "25262728293031323334353637383940414243444546474849"
-				  "50515253545556575859606162636465666768697071727374"
-				  "75767778798081828384858687888990919293949596979899";
-
-/* v in decimal, at o with U64_DIGITS_MAX bytes free. */
-static char *put_u64(char *o, uint64_t v)
-{
-	char tmp[U64_DIGITS_MAX];
-	char *t = tmp + sizeof(tmp);
-	size_t n;
-
-	while (v >= 100) {
-		t -= 2;
-		memcpy(t, digit_pairs + 2 * (v % 100), 2);
-		v /= 100;
-	}
-	if (v >= 10) {
-		t -= 2;
-		memcpy(t, digit_pairs + 2 * v, 2);
-	} else {
-		*--t = (char)('0' + v);
-	}
-	n = (size_t)(tmp + sizeof(tmp) - t);
-	memcpy(o, t, n);
-	return o + n;
-}
-
-/* v in decimal, INT64_MIN included, at o with U64_DIGITS_MAX bytes free. */
+/* v in decimal, INT64_MIN included, at o with TEXT_U64_DIGITS_MAX bytes free. */
 static char *put_i64(char *o, int64_t v)
 {
 	if (v >= 0)
-		return put_u64(o, (uint64_t)v);
+		return text_put_u64(o, (uint64_t)v);
 	*o++ = '-';
-	return put_u64(o, 0 - (uint64_t)v);
+	return text_put_u64(o, 0 - (uint64_t)v);
 }
 
 static bool bytes_are_zero(const uint8_t *p, size_t n)
@@ -382,7 +352,7 @@ static void json_put_attr(struct json_buf *b, const struct span *s, const struct
 	if (len > SPAN_STRBUF - off)
 		len = SPAN_STRBUF - off;
 	/* SPAN_STRBUF bounds the value; keys are our own string literals */
-	o = json_buf_reserve(b, json_str_room(klen) + json_str_room(len) + U64_DIGITS_MAX + 2);
+	o = json_buf_reserve(b, json_str_room(klen) + json_str_room(len) + TEXT_U64_DIGITS_MAX + 2);
 	if (!o)
 		return;
 	if (!first)
@@ -633,11 +603,11 @@ static void json_put_span(struct json_buf *b, const struct span *s)
 	o = put_lit(o, ",\"kind\":");
 	o = put_plain_str(o, kind_name(s->kind));
 	o = put_lit(o, ",\"start_unix_ns\":");
-	o = put_u64(o, s->start_unix_ns);
+	o = text_put_u64(o, s->start_unix_ns);
 	o = put_lit(o, ",\"end_unix_ns\":");
-	o = put_u64(o, s->end_unix_ns);
+	o = text_put_u64(o, s->end_unix_ns);
 	o = put_lit(o, ",\"duration_ns\":");
-	o = put_u64(o, duration);
+	o = text_put_u64(o, duration);
 	o = put_lit(o, ",\"status\":");
 	o = put_plain_str(o, status_name(s->status));
 	o = put_lit(o, ",\"status_message\":");
@@ -650,11 +620,11 @@ static void json_put_span(struct json_buf *b, const struct span *s)
 	if (!o)
 		return;
 	o = put_lit(o, ",\"pid\":");
-	o = put_u64(o, s->pid);
+	o = text_put_u64(o, s->pid);
 	o = put_lit(o, ",\"tid\":");
-	o = put_u64(o, s->tid);
+	o = text_put_u64(o, s->tid);
 	o = put_lit(o, ",\"trace_flags\":");
-	o = put_u64(o, s->trace_flags);
+	o = text_put_u64(o, s->trace_flags);
 	o = put_lit(o, ",\"tracestate\":");
 	o = put_str(o, s->tracestate, ts_len);
 	o = put_lit(o, ",\"attributes\":");

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: BSD-2-Clause
 #include "text.h"
 
+#include <string.h>
+
 int hex_digit_value(int c)
 {
 	if (c >= '0' && c <= '9')
@@ -43,4 +45,31 @@ size_t utf8_sequence_len(const unsigned char *p, size_t avail)
 		if (p[i] < 0x80 || p[i] > 0xbf)
 			return 0;
 	return len;
+}
+
+static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324"
+				  "25262728293031323334353637383940414243444546474849"
+				  "50515253545556575859606162636465666768697071727374"
+				  "75767778798081828384858687888990919293949596979899";
+
+char *text_put_u64(char *out, uint64_t v)
+{
+	char tmp[TEXT_U64_DIGITS_MAX];
+	char *t = tmp + sizeof(tmp);
+	size_t n;
+
+	while (v >= 100) {
+		t -= 2;
+		memcpy(t, digit_pairs + 2 * (v % 100), 2);
+		v /= 100;
+	}
+	if (v >= 10) {
+		t -= 2;
+		memcpy(t, digit_pairs + 2 * v, 2);
+	} else {
+		*--t = (char)('0' + v);
+	}
+	n = (size_t)(tmp + sizeof(tmp) - t);
+	memcpy(out, t, n);
+	return out + n;
 }

@@ -7,6 +7,7 @@
 #define HOPTRACE_TEXT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Value of a hexadecimal digit (either case), or -1. */
 int hex_digit_value(int c);
@@ -17,5 +18,12 @@ int hex_digit_value(int c);
  * avail: bytes readable at p (at least 1).
  */
 size_t utf8_sequence_len(const unsigned char *p, size_t avail);
+
+/* Longest decimal of a 64-bit integer: 18446744073709551615, or -9223372036854775808. */
+#define TEXT_U64_DIGITS_MAX 20
+
+/* v in decimal at out (TEXT_U64_DIGITS_MAX bytes free), no NUL; returns the end. Two digits
+ * a step: span timestamps and attributes are formatted for every span. */
+char *text_put_u64(char *out, uint64_t v);
 
 #endif

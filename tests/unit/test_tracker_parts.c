@@ -8,6 +8,8 @@
 #include <cmocka.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +19,7 @@
 #include "proc.h"
 #include "resource.h"
 #include "span.h"
+#include "text.h"
 
 static void test_hashmap_put_get_del_grow(void **state)
 {
@@ -190,6 +193,32 @@ static void test_tuple_addr_string(void **state)
 	assert_true(strlen(buf) < 8);
 }
 
+/* Decimal formatting against printf: every power of ten and its neighbours, both ends. */
+static void test_text_put_u64(void **state)
+{
+	uint64_t p = 1;
+
+	(void)state;
+	for (int i = 0; i < 20; i++, p *= 10) {
+		uint64_t vals[] = {p - 1, p, p + 1, p * 7 + 3};
+
+		for (size_t k = 0; k < sizeof(vals) / sizeof(vals[0]); k++) {
+			char got[TEXT_U64_DIGITS_MAX + 1], want[32];
+			char *end = text_put_u64(got, vals[k]);
+
+			*end = '\0';
+			snprintf(want, sizeof(want), "%" PRIu64, vals[k]);
+			assert_string_equal(got, want);
+		}
+	}
+	{
+		char got[TEXT_U64_DIGITS_MAX + 1];
+
+		*text_put_u64(got, UINT64_MAX) = '\0';
+		assert_string_equal(got, "18446744073709551615");
+	}
+}
+
 static void test_resource_attributes(void **state)
 {
 	struct resource *r = resource_new(1, 2);
@@ -223,6 +252,7 @@ int main(void)
 	    cmocka_unit_test(test_correlate_ancestor_threads),
 	    cmocka_unit_test(test_target_path),
 	    cmocka_unit_test(test_tuple_addr_string),
+	    cmocka_unit_test(test_text_put_u64),
 	    cmocka_unit_test(test_resource_attributes),
 	};
 
