@@ -77,9 +77,9 @@ static void rings_drain(struct ringmerge *m, bool final)
 	ringmerge__drain(m, final ? UINT64_MAX : now_monotonic() - REORDER_HOLD_NS);
 }
 
-static int add_fd(int epfd, int fd, uint64_t tag)
+static int add_fd(int epfd, int fd, uint64_t tag, uint32_t events)
 {
-	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tag};
+	struct epoll_event ev = {.events = events, .data.u64 = tag};
 
 	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
 }
@@ -90,10 +90,10 @@ static int add_fd(int epfd, int fd, uint64_t tag)
 static int add_ring_fds(int epfd, const struct loop *l)
 {
 	for (unsigned i = 0; i < l->nrings; i++) {
-		struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u64 = SRC_RINGBUF};
+		int err = add_fd(epfd, l->ringbuf_fds[i], SRC_RINGBUF, EPOLLIN | EPOLLET);
 
-		if (epoll_ctl(epfd, EPOLL_CTL_ADD, l->ringbuf_fds[i], &ev))
-			return -errno;
+		if (err)
+			return err;
 	}
 	return 0;
 }
@@ -206,7 +206,7 @@ int loop_run(struct loop *l)
 	timerfd = make_timer();
 	sigfd = make_signalfd(&old);
 	if (epfd < 0 || timerfd < 0 || sigfd < 0 || add_ring_fds(epfd, l) ||
-	    add_fd(epfd, timerfd, SRC_TIMER) || add_fd(epfd, sigfd, SRC_SIGNAL)) {
+	    add_fd(epfd, timerfd, SRC_TIMER, EPOLLIN) || add_fd(epfd, sigfd, SRC_SIGNAL, EPOLLIN)) {
 		log_error("cannot set up the event loop: %s", strerror(errno));
 		err = -EIO;
 		goto out;
