@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,8 @@ static int check_config(const struct loader_config *cfg)
 	return 0;
 }
 
-static void set_rodata(struct hoptrace_bpf *skel, const struct loader_config *cfg)
+static void set_rodata(struct hoptrace_bpf *skel, const struct loader_config *cfg,
+		       const struct load_plan *plan)
 {
 	skel->rodata->self_tgid = (uint32_t)getpid();
 	skel->rodata->capture_bytes = cfg->capture_bytes;
@@ -46,10 +48,8 @@ static void set_rodata(struct hoptrace_bpf *skel, const struct loader_config *cf
 	skel->rodata->filter_by_tgid = cfg->npids > 0;
 	skel->rodata->filter_by_comm = cfg->ncomms > 0;
 	skel->rodata->filter_by_port = cfg->nports > 0;
-	skel->rodata->tls_enabled = !cfg->no_tls;
-	tls__configure(skel, !cfg->no_tls);
-	skel->rodata->inject_enabled = cfg->inject;
-	inject__configure(skel, cfg->inject);
+	skel->rodata->tls_enabled = plan->tls != TLS_OFF;
+	skel->rodata->inject_enabled = plan->inject;
 }
 
 /* ppid of a process from /proc/PID/stat ("pid (comm) state ppid ..."; comm may hold
@@ -142,15 +142,94 @@ static int fill_selection(struct hoptrace_bpf *skel, const struct loader_config 
 	return 0;
 }
 
+/* ---- what failed to load, from libbpf's messages ------------------------------------ */
+
+/* libbpf reports which program or map failed only in its messages ("libbpf: prog 'x': ..."),
+ * so the failure is taken from there: the loader then knows which function to change. */
+static struct {
+	char object[80];	     /* "prog 'ht_exit'" or "map 'events'" of the first failure */
+	char reason[LOADER_WHY_LEN]; /* its message, and the verifier's complaint if any */
+	char held[16384];	     /* warnings kept back: printed only if loading fails */
+	size_t held_len;
+} failure;
+
+static void failure_reset(void)
+{
+	failure.object[0] = failure.reason[0] = '\0';
+	failure.held_len = 0;
+}
+
+/* The verifier's complaint: the last line of its log before "processed N insns". */
+static void verifier_complaint(const char *log, char *out, size_t size)
+{
+	const char *end = strstr(log, "\nprocessed ");
+	const char *start;
+
+	if (!end)
+		end = strstr(log, "-- END PROG LOAD LOG --");
+	if (!end)
+		return;
+	while (end > log && end[-1] == '\n')
+		end--;
+	for (start = end; start > log && start[-1] != '\n'; start--)
+		;
+	snprintf(out, size, "%.*s", (int)(end - start), start);
+}
+
+static void note_failure(const char *msg)
+{
+	const char *p = msg + strlen("libbpf: ");
+	const char *q;
+	size_t n;
+
+	if (strncmp(msg, "libbpf: ", 8) != 0 ||
+	    (strncmp(p, "prog '", 6) != 0 && strncmp(p, "map '", 5) != 0))
+		return;
+	q = strstr(p, "': ");
+	if (!q)
+		return;
+	n = (size_t)(q + 1 - p);
+	if (!failure.object[0]) {
+		snprintf(failure.object, sizeof(failure.object), "%.*s", (int)n, p);
+		snprintf(failure.reason, sizeof(failure.reason), "%s", q + 3);
+		failure.reason[strcspn(failure.reason, "\n")] = '\0';
+	} else if (strncmp(failure.object, p, n) == 0 && strstr(q, "-- BEGIN PROG LOAD LOG --")) {
+		char line[160] = "";
+		size_t len = strlen(failure.reason);
+
+		verifier_complaint(q, line, sizeof(line));
+		if (line[0])
+			snprintf(failure.reason + len, sizeof(failure.reason) - len, " (%s)", line);
+	}
+}
+
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	if (level == LIBBPF_DEBUG && log_get_level() < LOG_DEBUG)
+	char msg[8192];
+	va_list copy;
+	int n;
+
+	if (level != LIBBPF_WARN && log_get_level() < LOG_DEBUG)
 		return 0;
-	if (level == LIBBPF_INFO && log_get_level() < LOG_DEBUG)
-		return 0;
-	/* verifier logs are long multi-line messages: pass them through unchanged */
-	fputs(level == LIBBPF_WARN ? "hoptrace: libbpf warning: " : "hoptrace: libbpf: ", stderr);
-	return vfprintf(stderr, fmt, ap);
+	va_copy(copy, ap);
+	n = vsnprintf(msg, sizeof(msg), fmt, copy);
+	va_end(copy);
+	if (n < 0)
+		return n;
+	if (level == LIBBPF_WARN)
+		note_failure(msg);
+	if (log_get_level() >= LOG_DEBUG) {
+		/* verifier logs are long multi-line messages: pass them through unchanged */
+		fprintf(stderr, "hoptrace: %s", msg);
+		return n;
+	}
+	/* a failure the loader may recover from (another backend) is not the user's
+	 * problem: keep it until the outcome is known */
+	n = snprintf(failure.held + failure.held_len, sizeof(failure.held) - failure.held_len,
+		     "hoptrace: %s", msg);
+	if (n > 0)
+		failure.held_len = strnlen(failure.held, sizeof(failure.held));
+	return n;
 }
 
 /* The online CPUs, from a list like "0-3,6,8-9"; each gets a ring. Returns how many were
@@ -252,9 +331,358 @@ static int size_maps(struct loader *ld, const struct loader_config *cfg, unsigne
 	return err;
 }
 
+/* ---- choosing the programs --------------------------------------------------------- */
+
+static const char *const capture_names[CAPTURE__COUNT] = {
+    [CAPTURE_AUTO] = "auto",
+    [CAPTURE_TP_BTF] = "tp_btf",
+    [CAPTURE_FEXIT] = "fexit",
+    [CAPTURE_SYSCALLS] = "syscalls",
+};
+
+/* The programs of each capture backend (bpf/sockio.bpf.c, bpf/syscalls.bpf.c). */
+#define CAPTURE_MAX_PROGS 6
+static const char *const capture_progs[CAPTURE__COUNT][CAPTURE_MAX_PROGS] = {
+    [CAPTURE_TP_BTF] = {"ht_sock_send", "ht_sock_recv", "ht_sock_state"},
+    [CAPTURE_FEXIT] = {"ht_inet_sendmsg", "ht_inet_recvmsg", "ht_inet6_sendmsg",
+		       "ht_inet6_recvmsg", "ht_inet_sendpage", "ht_sock_state"},
+    [CAPTURE_SYSCALLS] = {"ht_sys_enter3", "ht_sys_enter4", "ht_sys_exit", "ht_sock_close"},
+};
+
+/* Syscalls whose tracepoints the syscall backend uses, and how many arguments the entry
+ * program may read (no further than the record: the kernel checks); the first eight are
+ * required. */
+static const struct traced_syscall {
+	const char *name;
+	int nargs; /* 3: ht_sys_enter3, else ht_sys_enter4 */
+} traced_syscalls[] = {
+    {"read", 3},     {"write", 3},    {"readv", 3},    {"writev", 3},
+    {"sendto", 6},   {"recvfrom", 6}, {"sendmsg", 3},  {"recvmsg", 3},
+    {"sendmmsg", 4}, {"recvmmsg", 5}, {"sendfile64", 4}, {"splice", 6},
+};
+#define REQUIRED_SYSCALLS 8
+#define NSYSCALLS (sizeof(traced_syscalls) / sizeof(traced_syscalls[0]))
+
+static const char *const inject_progs[] = {"ht_inject_sockops", "ht_inject_msg", "ht_inject_skb"};
+
+const char *loader__capture_name(enum capture_backend b)
+{
+	return b < CAPTURE__COUNT ? capture_names[b] : "?";
+}
+
+int loader__parse_capture(const char *s, enum capture_backend *out)
+{
+	for (int b = 0; b < CAPTURE__COUNT; b++) {
+		if (strcmp(s, capture_names[b]) == 0) {
+			*out = (enum capture_backend)b;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* Why the kernel cannot run a backend, from its BTF and tracefs; NULL: it should. */
+static const char *capture_unsupported(const struct kernel_facts *k, enum capture_backend b)
+{
+	switch (b) {
+	case CAPTURE_TP_BTF:
+		if (!k->sock_length_tps)
+			return "no sock_send_length/sock_recv_length tracepoints (Linux 6.3+)";
+		if (!k->task_pt_regs)
+			return "no bpf_task_pt_regs helper (Linux 5.15+)";
+		return NULL;
+	case CAPTURE_FEXIT:
+		if (!k->inet_msg_funcs)
+			return "no inet_sendmsg/inet_recvmsg functions in the kernel's BTF";
+		if (!k->task_pt_regs)
+			return "no bpf_task_pt_regs helper (Linux 5.15+)";
+		return NULL;
+	case CAPTURE_SYSCALLS:
+		if (!k->syscall_tps)
+			return "tracefs does not list the syscall tracepoints (CONFIG_FTRACE_SYSCALLS; "
+			       "mount tracefs at /sys/kernel/tracing)";
+		return NULL;
+	default:
+		return "unknown backend";
+	}
+}
+
+/* The next capture backend to try, or CAPTURE_AUTO when none is left. */
+static enum capture_backend next_capture(struct load_plan *plan, struct kernel_facts *k,
+					 enum capture_backend forced)
+{
+	for (int b = CAPTURE_TP_BTF; b < CAPTURE__COUNT; b++) {
+		const char *why;
+
+		if (plan->capture_why[b][0] || (forced != CAPTURE_AUTO && b != (int)forced))
+			continue;
+		if (b == CAPTURE_SYSCALLS && !k->syscall_tps && kernel_mount_tracefs(k))
+			log_info("mounted tracefs at /sys/kernel/tracing (syscall tracepoints)");
+		if (forced != CAPTURE_AUTO)
+			return forced; /* tried whatever the facts say: the load will tell */
+		why = capture_unsupported(k, (enum capture_backend)b);
+		if (!why)
+			return (enum capture_backend)b;
+		snprintf(plan->capture_why[b], LOADER_WHY_LEN, "%s", why);
+	}
+	return CAPTURE_AUTO;
+}
+
+/* Injection reports its context from the capture programs built with HT_INJECT_CTX. */
+static void plan_inject(struct load_plan *plan, const struct kernel_facts *k)
+{
+	if (!plan->inject)
+		return;
+	if (plan->capture == CAPTURE_SYSCALLS) {
+		plan->inject = false;
+		snprintf(plan->inject_why, LOADER_WHY_LEN,
+			 "needs the tp_btf or fexit capture backend (this kernel runs syscalls)");
+	} else if (!k->loop) {
+		plan->inject = false;
+		snprintf(plan->inject_why, LOADER_WHY_LEN, "no bpf_loop helper (Linux 5.17+)");
+	}
+	if (plan->tls == TLS_WITH_INJECT_CTX && !plan->inject)
+		plan->tls = TLS_PLAIN;
+}
+
+static void plan_init(struct load_plan *plan, struct kernel_facts *k,
+		      const struct loader_config *cfg)
+{
+	memset(plan, 0, sizeof(*plan));
+	plan->capture = next_capture(plan, k, cfg->capture);
+	plan->exit_group_dead = k->exit_group_dead;
+	plan->inject = cfg->inject;
+	plan->tls = cfg->no_tls ? TLS_OFF : cfg->inject ? TLS_WITH_INJECT_CTX : TLS_PLAIN;
+	if (cfg->no_tls)
+		snprintf(plan->tls_why, LOADER_WHY_LEN, "--no-tls");
+	plan_inject(plan, k);
+}
+
+static void set_autoload(struct hoptrace_bpf *skel, const char *name, bool on)
+{
+	struct bpf_program *prog = bpf_object__find_program_by_name(skel->obj, name);
+
+	if (prog)
+		bpf_program__set_autoload(prog, on);
+}
+
+static bool capture_prog_wanted(const struct kernel_facts *k, const char *name)
+{
+	if (strncmp(name, "ht_inet6_", 9) == 0)
+		return k->inet6_msg_funcs;
+	if (strcmp(name, "ht_inet_sendpage") == 0)
+		return k->inet_sendpage;
+	return true;
+}
+
+static void configure_capture(struct loader *ld)
+{
+	enum capture_backend chosen = ld->plan.capture;
+	struct hoptrace_bpf *skel = ld->skel;
+
+	for (int b = CAPTURE_TP_BTF; b < CAPTURE__COUNT; b++)
+		for (int i = 0; i < CAPTURE_MAX_PROGS && capture_progs[b][i]; i++)
+			set_autoload(skel, capture_progs[b][i], false);
+	for (int i = 0; i < CAPTURE_MAX_PROGS && capture_progs[chosen][i]; i++)
+		set_autoload(skel, capture_progs[chosen][i],
+			     capture_prog_wanted(&ld->kernel, capture_progs[chosen][i]));
+	/* attached by hand, once per syscall */
+	bpf_program__set_autoattach(skel->progs.ht_sys_enter3, false);
+	bpf_program__set_autoattach(skel->progs.ht_sys_enter4, false);
+	bpf_program__set_autoattach(skel->progs.ht_sys_exit, false);
+	/* each backend's per-socket state: socket storage, or a hash by address */
+	bpf_map__set_autocreate(skel->maps.sock_states, chosen != CAPTURE_SYSCALLS);
+	bpf_map__set_autocreate(skel->maps.sock_states_by_addr, chosen == CAPTURE_SYSCALLS);
+	bpf_map__set_autocreate(skel->maps.sys_ios, chosen == CAPTURE_SYSCALLS);
+}
+
+static void configure(struct loader *ld, const struct loader_config *cfg)
+{
+	struct hoptrace_bpf *skel = ld->skel;
+
+	set_rodata(skel, cfg, &ld->plan);
+	configure_capture(ld);
+	bpf_program__set_autoload(skel->progs.ht_exit, ld->plan.exit_group_dead);
+	bpf_program__set_autoload(skel->progs.ht_exit_task_only, !ld->plan.exit_group_dead);
+	tls__configure(skel, ld->plan.tls);
+	inject__configure(skel, ld->plan.inject);
+}
+
+/* "program: what libbpf said", cut to fit */
+static void failure_why(char why[LOADER_WHY_LEN], const char *prog)
+{
+	snprintf(why, LOADER_WHY_LEN, "%.48s: %.200s", prog, failure.reason);
+}
+
+/* A program or map failed to load or attach (failure.object): change what it belongs to,
+ * saying why. Returns false when nothing is left to try. */
+static bool plan_fallback(struct loader *ld, const struct loader_config *cfg)
+{
+	struct load_plan *plan = &ld->plan;
+	const char *obj = failure.object;
+	char name[80] = "";
+
+	if (sscanf(obj, "prog '%79[^']'", name) != 1)
+		return false;
+	for (int i = 0; i < CAPTURE_MAX_PROGS && capture_progs[plan->capture][i]; i++) {
+		if (strcmp(name, capture_progs[plan->capture][i]) != 0)
+			continue;
+		failure_why(plan->capture_why[plan->capture], name);
+		log_info("capture backend %s does not work on this kernel (%s)",
+			 capture_names[plan->capture], plan->capture_why[plan->capture]);
+		plan->capture = next_capture(plan, &ld->kernel, cfg->capture);
+		plan_inject(plan, &ld->kernel);
+		return plan->capture != CAPTURE_AUTO;
+	}
+	if (strcmp(name, "ht_exit") == 0 || strcmp(name, "ht_exit_task_only") == 0) {
+		if (plan->exit_group_dead != ld->kernel.exit_group_dead)
+			return false; /* both tried */
+		plan->exit_group_dead = !plan->exit_group_dead;
+		return true;
+	}
+	if (strncmp(name, "ht_ssl_", 7) == 0 && plan->tls != TLS_OFF) {
+		failure_why(plan->tls_why, name);
+		plan->tls = plan->tls == TLS_WITH_INJECT_CTX ? TLS_PLAIN : TLS_OFF;
+		log_warn("HTTPS %s: %s", plan->tls == TLS_OFF ? "is not traced" : "servers set no "
+			 "context for --repair=inject", plan->tls_why);
+		return true;
+	}
+	for (size_t i = 0; i < sizeof(inject_progs) / sizeof(inject_progs[0]); i++) {
+		if (strcmp(name, inject_progs[i]) == 0 && plan->inject) {
+			failure_why(plan->inject_why, name);
+			plan->inject = false;
+			if (plan->tls == TLS_WITH_INJECT_CTX)
+				plan->tls = TLS_PLAIN;
+			log_warn("header injection is off: %s", plan->inject_why);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The syscall backend's programs, on each syscall's entry and exit tracepoints. */
+static int attach_syscalls(struct loader *ld)
+{
+	ld->sys_links = calloc(2 * NSYSCALLS, sizeof(*ld->sys_links));
+	if (!ld->sys_links)
+		return -ENOMEM;
+	for (size_t i = 0; i < NSYSCALLS; i++) {
+		const struct traced_syscall *sc = &traced_syscalls[i];
+		struct bpf_program *progs[2] = {sc->nargs == 3 ? ld->skel->progs.ht_sys_enter3
+							       : ld->skel->progs.ht_sys_enter4,
+						 ld->skel->progs.ht_sys_exit};
+
+		for (int j = 0; j < 2; j++) {
+			char tp[64];
+			struct bpf_link *link;
+
+			snprintf(tp, sizeof(tp), "sys_%s_%s", j ? "exit" : "enter", sc->name);
+			link = bpf_program__attach_tracepoint(progs[j], "syscalls", tp);
+			if (!link) {
+				int err = -errno;
+
+				if (i < REQUIRED_SYSCALLS) {
+					snprintf(failure.object, sizeof(failure.object), "prog '%s'",
+						 bpf_program__name(progs[j]));
+					snprintf(failure.reason, sizeof(failure.reason),
+						 "cannot attach to syscalls/%s: %s", tp,
+						 strerror(-err));
+					return err;
+				}
+				log_info("syscall tracepoint %s is missing: %s is not captured", tp,
+					 sc->name);
+				continue;
+			}
+			ld->sys_links[ld->nsys_links++] = link;
+		}
+	}
+	return 0;
+}
+
+/* One attempt with the current plan: open, configure, load, attach. On failure everything
+ * is released and failure.object says what failed (when libbpf said). */
+static int try_start(struct loader *ld, const struct loader_config *cfg, const uint32_t *cpus,
+		     unsigned nonline, const char **stage)
+{
+	int err;
+
+	*stage = "open";
+	ld->skel = hoptrace_bpf__open();
+	if (!ld->skel)
+		return -errno;
+	configure(ld, cfg);
+	*stage = "size";
+	err = size_maps(ld, cfg, nonline);
+	if (err)
+		return err;
+	*stage = "load";
+	err = hoptrace_bpf__load(ld->skel);
+	if (err)
+		return err;
+	*stage = "prepare";
+	err = install_rings(ld, cpus);
+	if (!err)
+		err = fill_selection(ld->skel, cfg);
+	if (err)
+		return err;
+	/* before the capture programs: the self-test's own traffic is not traced */
+	if (ld->plan.inject)
+		ld->inject = inject__start(ld->skel);
+	*stage = "attach";
+	err = hoptrace_bpf__attach(ld->skel);
+	if (!err && ld->plan.capture == CAPTURE_SYSCALLS)
+		err = attach_syscalls(ld);
+	return err;
+}
+
+static void release(struct loader *ld)
+{
+	struct kernel_facts k = ld->kernel;
+	struct load_plan plan = ld->plan;
+
+	loader__destroy(ld);
+	ld->kernel = k;
+	ld->plan = plan;
+}
+
+/* Nothing could be loaded: say what the kernel lacks, and the oldest kernel that has it. */
+static void explain_failure(const struct loader *ld, const char *stage, int err)
+{
+	if (failure.held_len)
+		fputs(failure.held, stderr);
+	if (!ld->kernel.btf) {
+		log_error("this kernel (%s) has no BTF at /sys/kernel/btf/vmlinux: hoptrace needs "
+			  "CONFIG_DEBUG_INFO_BTF (Debian 11+, Ubuntu 20.10+, RHEL 8.2+, Amazon "
+			  "Linux 2 5.10, GKE COS)",
+			  ld->kernel.release);
+		return;
+	}
+	if (ld->plan.capture == CAPTURE_AUTO) {
+		log_error("no capture backend works on this kernel (%s):", ld->kernel.release);
+		for (int b = CAPTURE_TP_BTF; b < CAPTURE__COUNT; b++)
+			if (ld->plan.capture_why[b][0])
+				log_error("  %-8s %s", capture_names[b], ld->plan.capture_why[b]);
+		return;
+	}
+	if ((err == -EPERM || err == -EACCES) && geteuid() != 0) {
+		log_error("cannot %s the BPF programs: %s (run as root, or grant CAP_BPF, "
+			  "CAP_PERFMON and CAP_SYS_ADMIN)",
+			  stage, strerror(-err));
+		return;
+	}
+	if (failure.object[0])
+		log_error("cannot %s the BPF programs on this kernel (%s): %s: %s (-v shows the "
+			  "verifier log)",
+			  stage, ld->kernel.release, failure.object, failure.reason);
+	else
+		log_error("cannot %s the BPF programs on this kernel (%s): %s", stage,
+			  ld->kernel.release, strerror(-err));
+}
+
 int loader__start(struct loader *ld, const struct loader_config *cfg)
 {
 	uint32_t cpus[LOADER_MAX_CPUS];
+	const char *stage = "load";
 	int err, nonline;
 
 	memset(ld, 0, sizeof(*ld));
@@ -262,57 +690,74 @@ int loader__start(struct loader *ld, const struct loader_config *cfg)
 	if (err)
 		return err;
 	libbpf_set_print(libbpf_log);
-	ld->skel = hoptrace_bpf__open();
-	if (!ld->skel) {
-		err = -errno;
-		log_error("cannot open the BPF object: %s", strerror(-err));
-		return err;
-	}
-	set_rodata(ld->skel, cfg);
+	kernel_probe(&ld->kernel);
+	plan_init(&ld->plan, &ld->kernel, cfg);
 	nonline = read_online_cpus(cpus, LOADER_MAX_CPUS);
 	if (nonline <= 0) {
 		err = nonline ? nonline : -ENOENT;
 		log_error("cannot read the online CPUs from /sys/devices/system/cpu/online: %s",
 			  strerror(-err));
-		goto err_destroy;
+		return err;
 	}
-	err = size_maps(ld, cfg, (unsigned)nonline);
-	if (err)
-		goto err_destroy;
-	err = hoptrace_bpf__load(ld->skel);
-	if (err) {
-		log_error("cannot load the BPF programs: %s (run as root, with BTF at "
-			  "/sys/kernel/btf/vmlinux; -v shows the verifier log)",
-			  strerror(-err));
-		goto err_destroy;
+	err = -ENOENT;
+	/* each retry changes one choice; a handful covers every function */
+	for (int attempt = 0; attempt < 8 && ld->kernel.btf && ld->plan.capture != CAPTURE_AUTO;
+	     attempt++) {
+		failure_reset();
+		err = try_start(ld, cfg, cpus, (unsigned)nonline, &stage);
+		if (!err)
+			break;
+		release(ld);
+		if (!plan_fallback(ld, cfg))
+			break;
 	}
-	err = install_rings(ld, cpus);
 	if (err) {
-		log_error("cannot install the ring buffers: %s", strerror(-err));
-		goto err_destroy;
-	}
-	err = fill_selection(ld->skel, cfg);
-	if (err) {
-		log_error("cannot store the process/port selection: %s", strerror(-err));
-		goto err_destroy;
-	}
-	/* before the capture programs: the self-test's own traffic is not traced */
-	if (cfg->inject)
-		ld->inject = inject__start(ld->skel);
-	err = hoptrace_bpf__attach(ld->skel);
-	if (err) {
-		log_error("cannot attach the BPF programs: %s", strerror(-err));
-		goto err_destroy;
+		explain_failure(ld, stage, err);
+		release(ld);
+		return err;
 	}
 	ld->stats_fd = bpf_map__fd(ld->skel->maps.stats);
 	/* without it HTTPS is not traced, everything else is */
-	if (!cfg->no_tls)
-		ld->tls = tls__start(ld->skel, cfg);
+	if (ld->plan.tls != TLS_OFF)
+		ld->tls = tls__start(ld->skel, cfg, ld->plan.tls);
 	return 0;
+}
 
-err_destroy:
-	loader__destroy(ld);
-	return err;
+void loader__describe(const struct loader *ld, FILE *out)
+{
+	const struct load_plan *p = &ld->plan;
+	const struct kernel_facts *k = &ld->kernel;
+
+	fprintf(out, "kernel %s\n", k->release);
+	fprintf(out, "  %-10s %-9s %s\n", "capture", capture_names[p->capture],
+		p->capture == CAPTURE_TP_BTF  ? "tp_btf sock_send_length, sock_recv_length"
+		: p->capture == CAPTURE_FEXIT ? "fexit inet_sendmsg, inet_recvmsg"
+		: "tracepoints syscalls/sys_{enter,exit}_{read,write,...}");
+	if (p->capture == CAPTURE_FEXIT)
+		fprintf(out, "  %-10s %-9s %s%s\n", "", "",
+			k->inet6_msg_funcs ? "+ inet6_sendmsg, inet6_recvmsg" : "(no IPv6 functions)",
+			k->inet_sendpage ? ", inet_sendpage" : "");
+	for (int b = CAPTURE_TP_BTF; b < CAPTURE__COUNT; b++)
+		if (b != (int)p->capture && p->capture_why[b][0])
+			fprintf(out, "  %-10s %-9s not used: %s\n", "", capture_names[b],
+				p->capture_why[b]);
+	fprintf(out, "  %-10s %-9s %s\n", "close", p->capture == CAPTURE_SYSCALLS ? "tp" : "tp_btf",
+		"inet_sock_set_state");
+	fprintf(out, "  %-10s %-9s sched_process_fork, exec, exit (%s)\n", "processes", "tp_btf",
+		p->exit_group_dead ? "group_dead from the tracepoint"
+				   : "group_dead from signal->live");
+	if (p->tls == TLS_OFF)
+		fprintf(out, "  %-10s %-9s %s\n", "https", "off", p->tls_why);
+	else
+		fprintf(out, "  %-10s %-9s OpenSSL SSL_read/SSL_write[_ex]%s\n", "https", "uprobes",
+			p->tls == TLS_WITH_INJECT_CTX ? " (with the context of --repair=inject)"
+						      : "");
+	if (p->inject)
+		fprintf(out, "  %-10s %-9s sock_ops + sk_msg%s\n", "inject", "on",
+			ld->inject ? "" : " (its start-up test FAILED)");
+	else
+		fprintf(out, "  %-10s %-9s %s\n", "inject", "off",
+			p->inject_why[0] ? p->inject_why : "not asked for (--repair=inject)");
 }
 
 int loader__read_stats(const struct loader *ld, uint64_t out[HT_STAT__COUNT])
@@ -338,6 +783,11 @@ int loader__read_stats(const struct loader *ld, uint64_t out[HT_STAT__COUNT])
 
 void loader__destroy(struct loader *ld)
 {
+	for (unsigned i = 0; i < ld->nsys_links; i++)
+		bpf_link__destroy(ld->sys_links[i]);
+	free(ld->sys_links);
+	ld->sys_links = NULL;
+	ld->nsys_links = 0;
 	tls__destroy(ld->tls);
 	ld->tls = NULL;
 	inject__destroy(ld->inject);

@@ -50,6 +50,7 @@ struct options {
 
 enum {
 	OPT_CAPTURE = 1000,
+	OPT_CAPTURE_BACKEND,
 	OPT_RINGBUF,
 	OPT_SELF_TEST,
 	OPT_NO_TLS,
@@ -107,6 +108,11 @@ static const struct argp_option argp_opts[] = {
      "that lack one (sock_ops + sk_msg, after a start-up self-test); combine with a comma, "
      "e.g. stitch,inject (none: default)",
      2},
+    {"capture", OPT_CAPTURE_BACKEND, "BACKEND", 0,
+     "How socket I/O is captured: auto (default: the cheapest this kernel runs), tp_btf "
+     "(socket tracepoints, 6.3+), fexit (socket functions, 5.15+) or syscalls (syscall "
+     "tracepoints, any kernel; costs more); overrides HOPTRACE_CAPTURE",
+     3},
     {"capture-bytes", OPT_CAPTURE, "N", 0,
      "Bytes of a header block copied per socket read/write, power of two, 64..16384 "
      "(default 8192)",
@@ -121,7 +127,9 @@ static const struct argp_option argp_opts[] = {
     {"quiet-ms", OPT_QUIET_MS, "MS", 0,
      "Print a trace after MS milliseconds without new spans (default 500)", 3},
     {"self-test", OPT_SELF_TEST, NULL, 0,
-     "Load and attach the BPF programs, report verifier figures, detach and exit", 3},
+     "Load and attach the BPF programs, print the kernel, the programs chosen for it and "
+     "their verifier figures, detach and exit",
+     3},
     {"verbose", 'v', NULL, 0, "Debug logging (libbpf and verifier output too)", 4},
     {0},
 };
@@ -224,6 +232,11 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 			argp_error(state, "invalid --capture-bytes '%s'", arg);
 		o->bpf.capture_bytes = (uint32_t)v;
 		return 0;
+	case OPT_CAPTURE_BACKEND:
+		if (loader__parse_capture(arg, &o->bpf.capture))
+			argp_error(state, "invalid --capture '%s' (auto, tp_btf, fexit or syscalls)",
+				   arg);
+		return 0;
 	case OPT_RINGBUF:
 		if (parse_uint(arg, 1ULL << 30, &v))
 			argp_error(state, "invalid --ringbuf-bytes '%s'", arg);
@@ -301,9 +314,12 @@ static int run_self_test(const struct options *o)
 	struct loader ld;
 	int err = loader__start(&ld, &o->bpf);
 
-	if (err)
+	if (err) {
+		printf("hoptrace self-test: FAILED\n");
 		return err;
+	}
 	printf("hoptrace self-test: BPF object loaded and attached\n");
+	loader__describe(&ld, stdout);
 	err = report_programs(&ld);
 	if (o->bpf.inject) {
 		/* inject__start ran its own test (FIONREAD, epoll, bytes, latency) */
@@ -335,9 +351,11 @@ static struct sink *make_sink(struct options *o, struct otlp_config *otlp, FILE 
 	return sink_waterfall_new(*out, o->quiet_ms, !o->no_color && isatty(fileno(*out)));
 }
 
-static void print_summary(const uint64_t bpf[HT_STAT__COUNT], struct sink *sink)
+static void print_summary(const uint64_t bpf[HT_STAT__COUNT], struct sink *sink,
+			  enum capture_backend capture)
 {
-	fprintf(stderr, "hoptrace: counters\n");
+	fprintf(stderr, "hoptrace: counters (capture backend: %s)\n",
+		loader__capture_name(capture));
 	for (int i = 0; i < HT_STAT__COUNT; i++)
 		fprintf(stderr, "  %-28s %12" PRIu64 "\n", loader__stat_name(i), bpf[i]);
 	stats_print(stderr, 1);
@@ -394,6 +412,7 @@ static int run_agent(struct options *o)
 	struct otlp_config otlp;
 	struct tracker tracker;
 	struct loader ld = {0};
+	enum capture_backend capture;
 	struct sink *sink;
 	struct loop loop;
 	FILE *out = NULL;
@@ -423,6 +442,7 @@ static int run_agent(struct options *o)
 	err = loader__start(&ld, &o->bpf);
 	if (err)
 		goto err_tracker;
+	log_info("capture backend: %s", loader__capture_name(ld.plan.capture));
 	loop = (struct loop){.ringbuf_fds = ld.ring_fds,
 			     .nrings = ld.nrings,
 			     .ring_bytes = ld.ring_bytes,
@@ -435,10 +455,11 @@ static int run_agent(struct options *o)
 	err = loop_run(&loop);
 	/* detach first so nothing new arrives, then end what is open and flush */
 	loader__read_stats(&ld, bpf_stats);
+	capture = ld.plan.capture;
 	loader__destroy(&ld);
 	tracker__shutdown(&tracker);
 	sink->flush(sink, 5000);
-	print_summary(bpf_stats, sink);
+	print_summary(bpf_stats, sink, capture);
 	sink->destroy(sink);
 	if (o->audit)
 		/* stdout may carry the spans themselves: keep the report off it then */
@@ -473,6 +494,13 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "audit") == 0)
 		return audit_cli_main(argc - 1, argv + 1);
+	if (getenv("HOPTRACE_CAPTURE") && *getenv("HOPTRACE_CAPTURE") &&
+	    loader__parse_capture(getenv("HOPTRACE_CAPTURE"), &o.bpf.capture)) {
+		fprintf(stderr, "hoptrace: invalid HOPTRACE_CAPTURE '%s' (auto, tp_btf, fexit or "
+				"syscalls)\n",
+			getenv("HOPTRACE_CAPTURE"));
+		return 2;
+	}
 	err = argp_parse(&argp, argc, argv, 0, NULL, &o);
 	if (err)
 		return 2;

@@ -47,20 +47,41 @@ static const char *const sym_names[SYM__COUNT] = {
     [SYM_WRITE_EX] = "SSL_write_ex", [SYM_SET_FD] = "SSL_set_fd", [SYM_FREE] = "SSL_free",
 };
 
-enum tls_prog { PROG_ENTER, PROG_RETURN, PROG_SET_FD, PROG_FREE };
+/* The programs of tls_progs.bpf.h. Each exists twice: as named here (bpf/tls.bpf.c), and with
+ * an _inj suffix (bpf/tls_inject.bpf.c), loaded instead under --repair=inject. */
+enum tls_prog {
+	PROG_ENTER,
+	PROG_RET_READ,
+	PROG_RET_WRITE,
+	PROG_RET_READ_EX,
+	PROG_RET_WRITE_EX,
+	PROG_SET_FD,
+	PROG_FREE,
+	PROG__COUNT,
+};
+
+static const char *const prog_names[PROG__COUNT] = {
+    [PROG_ENTER] = "ht_ssl_enter",
+    [PROG_RET_READ] = "ht_ssl_ret_read",
+    [PROG_RET_WRITE] = "ht_ssl_ret_write",
+    [PROG_RET_READ_EX] = "ht_ssl_ret_read_ex",
+    [PROG_RET_WRITE_EX] = "ht_ssl_ret_write_ex",
+    [PROG_SET_FD] = "ht_ssl_set_fd",
+    [PROG_FREE] = "ht_ssl_free",
+};
 
 /* Every probe of one file. SSL_read and SSL_write are required; the rest are attached when
  * the file has them (OpenSSL 1.1.0 has no _ex forms). */
 static const struct probe_spec {
 	enum tls_sym sym;
 	enum tls_prog prog;
-	uint64_t cookie; /* enum ht_tls_call, for PROG_RETURN */
+	bool retprobe;
 } probe_specs[] = {
-    {SYM_READ, PROG_ENTER, 0},	   {SYM_READ, PROG_RETURN, 0},
-    {SYM_WRITE, PROG_ENTER, 0},	   {SYM_WRITE, PROG_RETURN, HT_TLS_CALL_WRITE},
-    {SYM_READ_EX, PROG_ENTER, 0},  {SYM_READ_EX, PROG_RETURN, HT_TLS_CALL_EX},
-    {SYM_WRITE_EX, PROG_ENTER, 0}, {SYM_WRITE_EX, PROG_RETURN, HT_TLS_CALL_WRITE | HT_TLS_CALL_EX},
-    {SYM_SET_FD, PROG_SET_FD, 0},  {SYM_FREE, PROG_FREE, 0},
+    {SYM_READ, PROG_ENTER, false},     {SYM_READ, PROG_RET_READ, true},
+    {SYM_WRITE, PROG_ENTER, false},    {SYM_WRITE, PROG_RET_WRITE, true},
+    {SYM_READ_EX, PROG_ENTER, false},  {SYM_READ_EX, PROG_RET_READ_EX, true},
+    {SYM_WRITE_EX, PROG_ENTER, false}, {SYM_WRITE_EX, PROG_RET_WRITE_EX, true},
+    {SYM_SET_FD, PROG_SET_FD, false},  {SYM_FREE, PROG_FREE, false},
 };
 #define NPROBES (sizeof(probe_specs) / sizeof(probe_specs[0]))
 
@@ -86,6 +107,7 @@ struct pending_scan {
 
 struct tls_tracer {
 	struct hoptrace_bpf *skel;
+	struct bpf_program *progs[PROG__COUNT]; /* the loaded variant */
 	const struct loader_config *cfg;
 	uint32_t self;
 	struct u64map files; /* file_key(dev, ino) -> struct tls_file */
@@ -95,27 +117,25 @@ struct tls_tracer {
 	uint64_t next_rescan_ns;
 };
 
-static struct bpf_program *prog_of(struct hoptrace_bpf *skel, enum tls_prog p)
+static struct bpf_program *prog_of(struct hoptrace_bpf *skel, enum tls_prog p, bool inject)
 {
-	switch (p) {
-	case PROG_ENTER:
-		return skel->progs.ht_ssl_enter;
-	case PROG_RETURN:
-		return skel->progs.ht_ssl_return;
-	case PROG_SET_FD:
-		return skel->progs.ht_ssl_set_fd;
-	case PROG_FREE:
-		return skel->progs.ht_ssl_free;
-	}
-	return NULL;
+	char name[64];
+
+	snprintf(name, sizeof(name), "%s%s", prog_names[p], inject ? "_inj" : "");
+	return bpf_object__find_program_by_name(skel->obj, name);
 }
 
-void tls__configure(struct hoptrace_bpf *skel, bool enabled)
+void tls__configure(struct hoptrace_bpf *skel, enum tls_variant variant)
 {
-	for (enum tls_prog p = PROG_ENTER; p <= PROG_FREE; p++) {
-		bpf_program__set_autoload(prog_of(skel, p), enabled);
-		/* attached per library by tls__start, never by the skeleton */
-		bpf_program__set_autoattach(prog_of(skel, p), false);
+	for (enum tls_prog p = 0; p < PROG__COUNT; p++) {
+		for (int inject = 0; inject <= 1; inject++) {
+			struct bpf_program *prog = prog_of(skel, p, inject);
+
+			bpf_program__set_autoload(prog, variant == (inject ? TLS_WITH_INJECT_CTX
+									   : TLS_PLAIN));
+			/* attached per library by tls__start, never by the skeleton */
+			bpf_program__set_autoattach(prog, false);
+		}
 	}
 }
 
@@ -224,14 +244,13 @@ static int file_attach(struct tls_tracer *tt, struct tls_file *f, const char *pa
 {
 	for (unsigned i = 0; i < NPROBES; i++) {
 		const struct probe_spec *ps = &probe_specs[i];
-		LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ps->prog == PROG_RETURN,
-			    .bpf_cookie = ps->cookie);
+		LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ps->retprobe);
 		struct bpf_link *link;
 		int err;
 
 		if (!off[ps->sym])
 			continue;
-		link = bpf_program__attach_uprobe_opts(prog_of(tt->skel, ps->prog), -1, path,
+		link = bpf_program__attach_uprobe_opts(tt->progs[ps->prog], -1, path,
 						       off[ps->sym], &opts);
 		if (!link) {
 			err = -errno;
@@ -484,7 +503,8 @@ static void probe_system_libssl(struct tls_tracer *tt)
 
 /* ---- lifecycle --------------------------------------------------------------------- */
 
-struct tls_tracer *tls__start(struct hoptrace_bpf *skel, const struct loader_config *cfg)
+struct tls_tracer *tls__start(struct hoptrace_bpf *skel, const struct loader_config *cfg,
+			      enum tls_variant variant)
 {
 	struct tls_tracer *tt = calloc(1, sizeof(*tt));
 
@@ -494,6 +514,8 @@ struct tls_tracer *tls__start(struct hoptrace_bpf *skel, const struct loader_con
 		return NULL;
 	}
 	tt->skel = skel;
+	for (enum tls_prog p = 0; p < PROG__COUNT; p++)
+		tt->progs[p] = prog_of(skel, p, variant == TLS_WITH_INJECT_CTX);
 	tt->cfg = cfg;
 	tt->self = (uint32_t)getpid();
 	if (!cfg->npids)

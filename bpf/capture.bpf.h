@@ -206,18 +206,22 @@ static __always_inline bool ends_header_block(const __u8 *data, __u32 len)
 	return data[i] == '\r' && data[i + 1] == '\n' && data[i + 2] == '\r' && data[i + 3] == '\n';
 }
 
-/* Endpoints of a socket as the owning process sees them. Only for programs that hold a
- * trusted struct sock pointer (tp_btf). */
-static __always_inline void fill_tuple(struct sock *sk, struct ht_tuple *t)
+/* A field of a socket: a direct load through a BTF pointer (tp_btf and fexit programs hold
+ * trusted ones), else a probe read (tracepoint and uprobe programs hold plain addresses).
+ * trusted is a constant in every caller, so only one side is compiled. */
+#define SK_READ(trusted, sk, field) ((trusted) ? (sk)->field : BPF_CORE_READ(sk, field))
+
+/* Endpoints of a socket as the owning process sees them. */
+static __always_inline void fill_tuple(struct sock *sk, struct ht_tuple *t, bool trusted)
 {
-	__u16 family = sk->__sk_common.skc_family;
+	__u16 family = SK_READ(trusted, sk, __sk_common.skc_family);
 
 	t->family = family;
-	t->lport = sk->__sk_common.skc_num;
-	t->rport = bpf_ntohs(sk->__sk_common.skc_dport);
+	t->lport = SK_READ(trusted, sk, __sk_common.skc_num);
+	t->rport = bpf_ntohs(SK_READ(trusted, sk, __sk_common.skc_dport));
 	if (family == AF_INET) {
-		__u32 l = sk->__sk_common.skc_rcv_saddr;
-		__u32 r = sk->__sk_common.skc_daddr;
+		__u32 l = SK_READ(trusted, sk, __sk_common.skc_rcv_saddr);
+		__u32 r = SK_READ(trusted, sk, __sk_common.skc_daddr);
 
 		/* stored as IPv4-mapped IPv6 so both families share one layout */
 		t->laddr[10] = t->laddr[11] = 0xff;
@@ -306,6 +310,10 @@ static __always_inline int capture_head(struct capture_scratch *s, struct stream
 	return start;
 }
 
+#ifdef HT_INJECT_CTX
+/* Programs built with HT_INJECT_CTX report the trace context of --repair=inject. The scan
+ * needs bpf_loop (5.17); a program that merely contains a bpf_loop callback does not load
+ * before 5.13, so the programs meant for older kernels are built without it. */
 /* --repair=inject: where the incoming traceparent header is in a captured header block. */
 struct tp_scan {
 	__u32 len;
@@ -410,6 +418,7 @@ static __always_inline void capture_ctx(struct capture_scratch *s, __u8 dir, __u
 		bpf_map_delete_elem(&inject_handoff, &pid_tgid);
 	}
 }
+#endif
 
 /* Second step, once the caller has filled s->ev's header: copy what the header window
  * allows (plus the tail of a truncated I/O) and emit the record. */
@@ -437,8 +446,10 @@ static __always_inline void capture_emit(struct capture_scratch *s, struct strea
 			s->ev.flags |= HT_DATA_TAIL;
 	}
 	s->ev.cap_len = (__u32)copied;
+#ifdef HT_INJECT_CTX
 	if (inject_enabled && start)
 		capture_ctx(s, dir, (__u32)copied);
+#endif
 	size = (__u64)copied;
 	BOUND(size, LEN_MASK);
 	emit_event(s, sizeof(s->ev) + size);

@@ -114,7 +114,8 @@ static __always_inline int emit_event(void *data, __u64 size)
 	return 0;
 }
 
-/* Process selection by tgid and comm (ports are checked per connection). */
+/* Process selection by tgid and comm (ports are checked per connection). The task is read
+ * with probe reads: it may come from bpf_get_current_task() (no BTF pointer before 5.11). */
 static __always_inline bool task_selected(struct task_struct *task, __u32 tgid)
 {
 	if (tgid == self_tgid)
@@ -124,11 +125,31 @@ static __always_inline bool task_selected(struct task_struct *task, __u32 tgid)
 	if (filter_by_comm) {
 		struct comm_key key = {};
 
-		bpf_probe_read_kernel(key.comm, sizeof(key.comm), task->group_leader->comm);
+		BPF_CORE_READ_INTO(&key.comm, task, group_leader, comm);
 		if (!bpf_map_lookup_elem(&selected_comms, &key))
 			return false;
 	}
 	return true;
+}
+
+/* The current task, for programs without BTF task pointers: every read goes through
+ * bpf_probe_read_kernel (bpf_get_current_task_btf needs 5.11). */
+static __always_inline struct task_struct *current_task(void)
+{
+	return (struct task_struct *)bpf_get_current_task();
+}
+
+/* Process identity of the current task: its thread group leader's start time and comm. */
+static __always_inline __u64 current_proc_start(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, group_leader, start_time);
+}
+
+static __always_inline void current_proc_comm(struct task_struct *task, char *comm)
+{
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+
+	bpf_core_read(comm, HT_COMM_LEN, &leader->comm);
 }
 
 #endif

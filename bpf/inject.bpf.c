@@ -75,9 +75,7 @@ int ht_inject_sockops(struct bpf_sock_ops *skops)
 		__u32 tgid = pid_tgid >> 32;
 
 		if (!bpf_map_lookup_elem(&inject_force, &tgid)) {
-			struct task_struct *task = bpf_get_current_task_btf();
-
-			if (!task_selected(task, tgid))
+			if (!task_selected(current_task(), tgid))
 				return 1;
 			if (filter_by_port) {
 				__u32 lport = skops->local_port;

@@ -50,8 +50,7 @@ int BPF_PROG(ht_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	return 0;
 }
 
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(ht_exit, struct task_struct *task, bool group_dead)
+static __always_inline int process_exit(struct task_struct *task, bool group_dead)
 {
 	__u32 tgid = task->tgid;
 
@@ -61,4 +60,21 @@ int BPF_PROG(ht_exit, struct task_struct *task, bool group_dead)
 	if (group_dead && filter_by_tgid)
 		bpf_map_delete_elem(&selected_tgids, &tgid);
 	return 0;
+}
+
+/* Kernels whose tracepoint passes group_dead (6.16+). */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(ht_exit, struct task_struct *task, bool group_dead)
+{
+	return process_exit(task, group_dead);
+}
+
+/* Older kernels pass the task only. do_exit() fires the tracepoint after decrementing
+ * signal->live, so 0 there means every thread of the process is exiting. Two threads
+ * exiting together may both see 0: a second group_dead for a process that is going away
+ * anyway. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(ht_exit_task_only, struct task_struct *task)
+{
+	return process_exit(task, task->signal->live.counter == 0);
 }

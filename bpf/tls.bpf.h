@@ -13,6 +13,12 @@
 
 #include "capture.bpf.h"
 
+/* Which OpenSSL call returned (tls_progs.bpf.h). */
+enum ht_tls_call {
+	HT_TLS_CALL_WRITE = 1 << 0, /* SSL_write/SSL_write_ex (else SSL_read/SSL_read_ex) */
+	HT_TLS_CALL_EX = 1 << 1,    /* the _ex form: returns 1/0, byte count via a pointer */
+};
+
 struct tls_key {
 	__u64 ssl; /* SSL* in the process */
 	__u32 tgid;
@@ -63,41 +69,51 @@ struct {
 	__type(value, __u64); /* SSL* */
 } tls_fds SEC(".maps") __shared;
 
+/* The identity of a socket: its cookie where the program may ask for it (tp_btf, fexit),
+ * else the id its state was given when created (stored_id, see sock.bpf.h). */
+static __always_inline __u64 sock_id(struct sock *sk, bool trusted, __u64 stored_id)
+{
+	return trusted ? bpf_get_socket_cookie(sk) : stored_id;
+}
+
 /* Socket sk, used by the current task, belongs to session ssl: record it unless the session
  * already runs on another socket (a custom BIO juggling several sockets: trust neither).
- * Returns true when sk is the session's socket. tp_btf context only. */
-static __always_inline bool tls_match_socket(struct sock *sk, __u32 tgid, __u64 ssl)
+ * Returns true when sk is the session's socket. */
+static __always_inline bool tls_match_socket(struct sock *sk, bool trusted, __u64 stored_id,
+					     __u32 tgid, __u64 ssl)
 {
 	struct tls_key key = {.ssl = ssl, .tgid = tgid};
 	struct tls_state *ts = bpf_map_lookup_elem(&tls_states, &key);
-	__u64 cookie;
+	__u64 id;
 
 	if (!ts)
 		return false;
-	cookie = bpf_get_socket_cookie(sk);
+	id = sock_id(sk, trusted, stored_id);
 	if (ts->sock_cookie)
-		return ts->sock_cookie == cookie;
-	fill_tuple(sk, &ts->tuple);
-	ts->sock_cookie = cookie;
+		return ts->sock_cookie == id;
+	fill_tuple(sk, &ts->tuple, trusted);
+	ts->sock_cookie = id;
 	stat_inc(HT_STAT_TLS_SOCKETS);
 	return true;
 }
 
 /* Method 1: the current thread is inside an SSL call. */
-static __always_inline bool tls_match_nested(struct sock *sk, __u64 pid_tgid)
+static __always_inline bool tls_match_nested(struct sock *sk, bool trusted, __u64 stored_id,
+					     __u64 pid_tgid)
 {
 	struct ssl_call *call = bpf_map_lookup_elem(&ssl_calls, &pid_tgid);
 
-	return call && tls_match_socket(sk, pid_tgid >> 32, call->ssl);
+	return call && tls_match_socket(sk, trusted, stored_id, pid_tgid >> 32, call->ssl);
 }
 
 /* Method 2: the socket's fd was handed to SSL_set_fd. */
-static __always_inline bool tls_match_fd(struct sock *sk, __u32 tgid, __s32 fd)
+static __always_inline bool tls_match_fd(struct sock *sk, bool trusted, __u64 stored_id,
+					 __u32 tgid, __s32 fd)
 {
 	struct tls_fd_key key = {.tgid = tgid, .fd = fd};
 	__u64 *ssl = bpf_map_lookup_elem(&tls_fds, &key);
 
-	return ssl && tls_match_socket(sk, tgid, *ssl);
+	return ssl && tls_match_socket(sk, trusted, stored_id, tgid, *ssl);
 }
 
 #endif

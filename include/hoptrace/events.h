@@ -45,6 +45,10 @@
  * reported under a synthetic cookie: this bit set, the rest random. Socket cookies are
  * counters and never have it. Such events carry an all-zero tuple (family 0). */
 #define HT_COOKIE_SYNTHETIC (1ULL << 63)
+/* Under the syscall capture backend, tracepoint programs cannot ask for socket cookies: a
+ * connection is identified by an id drawn at random when its state is created, with this
+ * bit set (and HT_COOKIE_SYNTHETIC clear), so it never equals a socket cookie. */
+#define HT_COOKIE_DRAWN (1ULL << 62)
 
 enum ht_event_kind {
 	HT_EV_DATA = 1,	 /* bytes read from or written to an HTTP socket */
@@ -67,12 +71,6 @@ enum ht_data_flags {
 	HT_DATA_TAIL = 1 << 3,	     /* tail[] holds the last tail_len bytes of the I/O */
 	HT_DATA_TLS = 1 << 4,	     /* plaintext from a TLS library, not the socket */
 	HT_DATA_CTX = 1 << 5,	     /* ctx holds the ids of the request starting here (inject) */
-};
-
-/* Attach cookie of the TLS return probe (tls.bpf.c): which OpenSSL call returned. */
-enum ht_tls_call {
-	HT_TLS_CALL_WRITE = 1 << 0, /* SSL_write/SSL_write_ex (else SSL_read/SSL_read_ex) */
-	HT_TLS_CALL_EX = 1 << 1,    /* the _ex form: returns 1/0, byte count via a pointer */
 };
 
 /* ht_stat index: per-CPU counters, summed by userspace. */
