@@ -31,10 +31,11 @@ struct server_ctx {
 	__u32 _pad;
 };
 
-/* Not preallocated, and sized to 1 by the loader without --repair=inject: no cost then. */
+/* Sized to 1 by the loader without --repair=inject: no cost then. Preallocated: uprobe
+ * programs use it, and before 6.1 a tracing program using a hash allocated at run time
+ * makes the kernel WARN (and a PREEMPT_RT kernel refuse the program). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, HT_MAX_CTX_THREADS);
 	__type(key, __u64); /* pid_tgid */
 	__type(value, struct server_ctx);
@@ -48,8 +49,7 @@ struct handoff {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(type, BPF_MAP_TYPE_HASH); /* preallocated, as server_ctxs */
 	__uint(max_entries, HT_MAX_CTX_THREADS);
 	__type(key, __u64); /* pid_tgid */
 	__type(value, struct handoff);

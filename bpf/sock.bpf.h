@@ -49,10 +49,11 @@ struct {
 	__type(value, struct sock_state);
 } sock_states SEC(".maps") __shared;
 
-/* Sized to 1 by the loader unless the syscall backend runs. */
+/* Created only for the syscall backend. Preallocated (about 7 MiB): before 6.1 a tracepoint
+ * program using a hash allocated at run time makes the kernel WARN, and a PREEMPT_RT kernel
+ * refuses the program. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, HT_MAX_SOCKETS);
 	__type(key, __u64); /* the struct sock's address */
 	__type(value, struct sock_state);
@@ -148,7 +149,7 @@ static __always_inline bool sock_port_selected(struct sock *sk, bool trusted)
 
 static __always_inline void fill_event_header(struct ht_data_event *ev, struct sock *sk,
 					      bool trusted, const struct sock_state *st,
-					      __u64 pid_tgid, __u64 pos, __u8 dir)
+					      __u64 pid_tgid, __u64 pos, __u8 dir, __u64 ts_ns)
 {
 	struct task_struct *task;
 
@@ -156,7 +157,7 @@ static __always_inline void fill_event_header(struct ht_data_event *ev, struct s
 	ev->kind = HT_EV_DATA;
 	ev->tgid = pid_tgid >> 32;
 	ev->tid = (__u32)pid_tgid;
-	ev->ts_ns = bpf_ktime_get_ns();
+	ev->ts_ns = ts_ns ? ts_ns : bpf_ktime_get_ns();
 	ev->cookie = sock_id(sk, trusted, st->id);
 	ev->pos = pos;
 	ev->dir = dir;
@@ -233,10 +234,11 @@ static __always_inline bool resolve_from_regs(struct io_source *src)
  * One socket I/O of ret bytes (>= 0) in direction dir, by the current task, which the caller
  * has already selected (task, TCP, self). known_src: where its bytes are (buf and iov NULL:
  * nowhere the program can read), or NULL to find them in the user registers only when
- * needed. flags: the recv flags (MSG_PEEK).
+ * needed. flags: the recv flags (MSG_PEEK). ts_ns: the time the I/O is stamped with, 0 for
+ * now.
  */
 static __always_inline int socket_io(struct sock *sk, bool trusted, int ret, int flags, __u8 dir,
-				     const struct io_source *known_src)
+				     const struct io_source *known_src, __u64 ts_ns)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct capture_scratch *s;
@@ -276,7 +278,7 @@ static __always_inline int socket_io(struct sock *sk, bool trusted, int ret, int
 			s = scratch_get();
 			if (!s)
 				return 0;
-			fill_event_header(&s->ev, sk, trusted, st, pid_tgid, pos, dir);
+			fill_event_header(&s->ev, sk, trusted, st, pid_tgid, pos, dir, ts_ns);
 			s->ev.flags = HT_DATA_EOF;
 			emit_event(&s->ev, sizeof(s->ev));
 		}
@@ -295,7 +297,7 @@ static __always_inline int socket_io(struct sock *sk, bool trusted, int ret, int
 		 * kernel senders): report their size and time so userspace knows the position
 		 * and when a body ended */
 		stat_inc(HT_STAT_NO_SYSCALL);
-		fill_event_header(&s->ev, sk, trusted, st, pid_tgid, pos, dir);
+		fill_event_header(&s->ev, sk, trusted, st, pid_tgid, pos, dir, ts_ns);
 		s->ev.len = (__u32)ret;
 		s->ev.flags = HT_DATA_TRUNCATED;
 		emit_event(&s->ev, sizeof(s->ev));
@@ -310,7 +312,7 @@ static __always_inline int socket_io(struct sock *sk, bool trusted, int ret, int
 			st->tls = 1;
 		return 0;
 	}
-	fill_event_header(&s->ev, sk, trusted, st, pid_tgid, pos, dir);
+	fill_event_header(&s->ev, sk, trusted, st, pid_tgid, pos, dir, ts_ns);
 	s->ev.fd = src.fd;
 	capture_emit(s, &st->stream, &src, (__u32)ret, dir, head);
 	return 0;

@@ -31,7 +31,7 @@ static __always_inline int hooked_io(struct sock *sk, int ret, int flags, __u8 d
 	}
 	if (!task_selected(current_task(), pid_tgid >> 32))
 		return 0;
-	return socket_io(sk, true, ret, flags, dir, NULL);
+	return socket_io(sk, true, ret, flags, dir, NULL, 0);
 }
 
 SEC("tp_btf/sock_send_length")

@@ -49,6 +49,7 @@ struct sys_io {
 	__u8 kind; /* enum sys_io_kind */
 	__u8 self; /* the agent's own I/O: only its local port is remembered */
 	__u8 _pad;
+	__u64 start_ns; /* when the syscall began */
 };
 
 struct {
@@ -189,6 +190,7 @@ static __always_inline int sys_enter(struct trace_event_raw_sys_enter *ctx, int 
 		io.self = 1;
 	}
 	io.sk = (__u64)sk;
+	io.start_ns = bpf_ktime_get_ns();
 	if (bpf_map_update_elem(&sys_ios, &pid_tgid, &io, BPF_ANY))
 		stat_inc(HT_STAT_MAP_FULL);
 	return 0;
@@ -260,7 +262,11 @@ int ht_sys_exit(struct trace_event_raw_sys_exit *ctx)
 	}
 	if (ret > 0x7fffffff)
 		ret = 0x7fffffff;
-	return socket_io((struct sock *)io.sk, false, (int)ret, (int)io.flags, io.dir, &src);
+	/* Writes are stamped with their start: the exit comes after the peer may have read
+	 * the bytes, and a server span must not end after the client span waiting for it.
+	 * Reads with their end: the bytes exist only then. */
+	return socket_io((struct sock *)io.sk, false, (int)ret, (int)io.flags, io.dir, &src,
+			 io.dir == HT_DIR_EGRESS ? io.start_ns : 0);
 }
 
 SEC("tp/sock/inet_sock_set_state")
