@@ -203,3 +203,14 @@ clean:
 	rm -rf $(OUT)
 
 -include $(shell find $(OUT) -name '*.d' 2>/dev/null)
+
+# ---- kernel matrix (tests/kernels/) ---------------------------------------------
+# The checks on the host's kernel and on Debian's 5.10, 6.1 and 6.12 kernels, each booted
+# under qemu (TCG) on the host's own files. make test-kernel SERIES=6.1: that one only.
+.PHONY: test-kernels test-kernel
+test-kernels: all
+	KMATRIX_BUILD=$(OUT) tests/kernels/matrix.sh
+
+test-kernel: all
+	@test -n "$(SERIES)" || { echo "usage: make test-kernel SERIES=5.10|6.1|6.12" >&2; exit 2; }
+	KMATRIX_BUILD=$(OUT) tests/kernels/matrix.sh --no-host $(SERIES)
