@@ -37,9 +37,10 @@
 struct sock_state {
 	struct stream_state stream; /* positions, protocol class, header window */
 	__u64 id;		    /* hash-backed state: the connection identity */
+	__u32 ports;		    /* hash-backed state: skc_portpair when created */
 	__u32 tgid;		    /* last process that did I/O on the socket */
 	__u8 tls;		    /* carries a TLS session: plaintext comes from tls.bpf.c */
-	__u8 _pad[3];
+	__u8 _pad[7];
 };
 
 struct {
@@ -49,11 +50,12 @@ struct {
 	__type(value, struct sock_state);
 } sock_states SEC(".maps") __shared;
 
-/* Created only for the syscall backend. Preallocated (about 7 MiB): before 6.1 a tracepoint
- * program using a hash allocated at run time makes the kernel WARN, and a PREEMPT_RT kernel
- * refuses the program. */
+/* Created only for the syscall backend. LRU: a state whose socket never reported TCP_CLOSE
+ * to us must not stay for ever (least recently used first: idle sockets). Preallocated
+ * (about 7 MiB): before 6.1 a tracepoint program using a hash allocated at run time makes
+ * the kernel WARN, and a PREEMPT_RT kernel refuses the program. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, HT_MAX_SOCKETS);
 	__type(key, __u64); /* the struct sock's address */
 	__type(value, struct sock_state);
@@ -67,18 +69,23 @@ static __always_inline __u64 draw_sock_id(void)
 	return (id & ~(HT_COOKIE_SYNTHETIC | HT_COOKIE_DRAWN)) | HT_COOKIE_DRAWN;
 }
 
+/* A socket's state in the hash by address. Socket memory is reused: a state is valid only
+ * for the ports it was created with (a new socket at the same address starts over), and
+ * none is created for a closed socket (it would outlive the socket). */
 static __always_inline struct sock_state *sock_state_by_addr(struct sock *sk, bool create)
 {
 	__u64 key = (__u64)sk;
 	struct sock_state *st = bpf_map_lookup_elem(&sock_states_by_addr, &key);
+	__u32 ports = BPF_CORE_READ(sk, __sk_common.skc_portpair);
 	struct sock_state fresh = {};
-	long err;
 
-	if (st || !create)
+	if (st && st->ports == ports)
 		return st;
+	if (!create || BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE)
+		return NULL;
 	fresh.id = draw_sock_id();
-	err = bpf_map_update_elem(&sock_states_by_addr, &key, &fresh, BPF_NOEXIST);
-	if (err && err != -EEXIST)
+	fresh.ports = ports;
+	if (bpf_map_update_elem(&sock_states_by_addr, &key, &fresh, BPF_ANY))
 		return NULL;
 	return bpf_map_lookup_elem(&sock_states_by_addr, &key);
 }
@@ -254,9 +261,13 @@ static __always_inline int socket_io(struct sock *sk, bool trusted, int ret, int
 		stat_inc(HT_STAT_PEEK_SKIPPED);
 		return 0;
 	}
-	st = sock_state_get(sk, trusted, true);
+	/* an end of file with no state: nothing was followed on that socket */
+	st = sock_state_get(sk, trusted, ret > 0);
 	if (!st) {
-		stat_inc(HT_STAT_STORAGE_FULL);
+		/* A socket closed by now (a reset handled while the syscall ran: its state and
+		 * its close event are gone already) is no loss; anything else is. */
+		if (ret > 0 && SK_READ(trusted, sk, __sk_common.skc_state) != TCP_CLOSE)
+			stat_inc(HT_STAT_STORAGE_FULL);
 		return 0;
 	}
 	pos = st->stream.pos[dir & 1];
