@@ -278,7 +278,9 @@ int ht_sock_close(struct trace_event_raw_inet_sock_set_state *ctx)
 
 	if (ctx->newstate != TCP_CLOSE)
 		return 0;
-	st = sock_state_by_addr(sk, false);
+	/* not sock_state_by_addr(): the local port is released (zeroed) before this
+	 * tracepoint, and a state at this address can only be this socket's */
+	st = bpf_map_lookup_elem(&sock_states_by_addr, &key);
 	if (st)
 		emit_close(sk, false, st, ctx->oldstate, ctx->newstate);
 	bpf_map_delete_elem(&sock_states_by_addr, &key);
