@@ -81,8 +81,8 @@ void kernel_probe(struct kernel_facts *k)
 	k->sock_length_tps = tp_btf_nargs(btf, "sock_send_length") >= 0 &&
 			     tp_btf_nargs(btf, "sock_recv_length") >= 0;
 	k->exit_group_dead = tp_btf_nargs(btf, "sched_process_exit") >= 2;
-	k->inet_msg_funcs =
-	    btf_has(btf, "inet_sendmsg", BTF_KIND_FUNC) && btf_has(btf, "inet_recvmsg", BTF_KIND_FUNC);
+	k->inet_msg_funcs = btf_has(btf, "inet_sendmsg", BTF_KIND_FUNC) &&
+			    btf_has(btf, "inet_recvmsg", BTF_KIND_FUNC);
 	k->inet6_msg_funcs = btf_has(btf, "inet6_sendmsg", BTF_KIND_FUNC) &&
 			     btf_has(btf, "inet6_recvmsg", BTF_KIND_FUNC);
 	k->inet_sendpage = btf_has(btf, "inet_sendpage", BTF_KIND_FUNC);

@@ -344,8 +344,8 @@ static const char *const capture_names[CAPTURE__COUNT] = {
 #define CAPTURE_MAX_PROGS 6
 static const char *const capture_progs[CAPTURE__COUNT][CAPTURE_MAX_PROGS] = {
     [CAPTURE_TP_BTF] = {"ht_sock_send", "ht_sock_recv", "ht_sock_state"},
-    [CAPTURE_FEXIT] = {"ht_inet_sendmsg", "ht_inet_recvmsg", "ht_inet6_sendmsg",
-		       "ht_inet6_recvmsg", "ht_inet_sendpage", "ht_sock_state"},
+    [CAPTURE_FEXIT] = {"ht_inet_sendmsg", "ht_inet_recvmsg", "ht_inet6_sendmsg", "ht_inet6_recvmsg",
+		       "ht_inet_sendpage", "ht_sock_state"},
     [CAPTURE_SYSCALLS] = {"ht_sys_enter3", "ht_sys_enter4", "ht_sys_exit", "ht_sock_close"},
 };
 
@@ -356,8 +356,8 @@ static const struct traced_syscall {
 	const char *name;
 	int nargs; /* 3: ht_sys_enter3, else ht_sys_enter4 */
 } traced_syscalls[] = {
-    {"read", 3},     {"write", 3},    {"readv", 3},    {"writev", 3},
-    {"sendto", 6},   {"recvfrom", 6}, {"sendmsg", 3},  {"recvmsg", 3},
+    {"read", 3},     {"write", 3},    {"readv", 3},	 {"writev", 3},
+    {"sendto", 6},   {"recvfrom", 6}, {"sendmsg", 3},	 {"recvmsg", 3},
     {"sendmmsg", 4}, {"recvmmsg", 5}, {"sendfile64", 4}, {"splice", 6},
 };
 #define REQUIRED_SYSCALLS 8
@@ -399,7 +399,8 @@ static const char *capture_unsupported(const struct kernel_facts *k, enum captur
 		return NULL;
 	case CAPTURE_SYSCALLS:
 		if (!k->syscall_tps)
-			return "tracefs does not list the syscall tracepoints (CONFIG_FTRACE_SYSCALLS; "
+			return "tracefs does not list the syscall tracepoints "
+			       "(CONFIG_FTRACE_SYSCALLS; "
 			       "mount tracefs at /sys/kernel/tracing)";
 		return NULL;
 	default:
@@ -543,8 +544,11 @@ static bool plan_fallback(struct loader *ld, const struct loader_config *cfg)
 	if (strncmp(name, "ht_ssl_", 7) == 0 && plan->tls != TLS_OFF) {
 		failure_why(plan->tls_why, name);
 		plan->tls = plan->tls == TLS_WITH_INJECT_CTX ? TLS_PLAIN : TLS_OFF;
-		log_warn("HTTPS %s: %s", plan->tls == TLS_OFF ? "is not traced" : "servers set no "
-			 "context for --repair=inject", plan->tls_why);
+		log_warn("HTTPS %s: %s",
+			 plan->tls == TLS_OFF ? "is not traced"
+					      : "servers set no "
+						"context for --repair=inject",
+			 plan->tls_why);
 		return true;
 	}
 	for (size_t i = 0; i < sizeof(inject_progs) / sizeof(inject_progs[0]); i++) {
@@ -570,7 +574,7 @@ static int attach_syscalls(struct loader *ld)
 		const struct traced_syscall *sc = &traced_syscalls[i];
 		struct bpf_program *progs[2] = {sc->nargs == 3 ? ld->skel->progs.ht_sys_enter3
 							       : ld->skel->progs.ht_sys_enter4,
-						 ld->skel->progs.ht_sys_exit};
+						ld->skel->progs.ht_sys_exit};
 
 		for (int j = 0; j < 2; j++) {
 			char tp[64];
@@ -582,8 +586,8 @@ static int attach_syscalls(struct loader *ld)
 				int err = -errno;
 
 				if (i < REQUIRED_SYSCALLS) {
-					snprintf(failure.object, sizeof(failure.object), "prog '%s'",
-						 bpf_program__name(progs[j]));
+					snprintf(failure.object, sizeof(failure.object),
+						 "prog '%s'", bpf_program__name(progs[j]));
 					snprintf(failure.reason, sizeof(failure.reason),
 						 "cannot attach to syscalls/%s: %s", tp,
 						 strerror(-err));
@@ -730,12 +734,14 @@ void loader__describe(const struct loader *ld, FILE *out)
 
 	fprintf(out, "kernel %s\n", k->release);
 	fprintf(out, "  %-10s %-9s %s\n", "capture", capture_names[p->capture],
-		p->capture == CAPTURE_TP_BTF  ? "tp_btf sock_send_length, sock_recv_length"
-		: p->capture == CAPTURE_FEXIT ? "fexit inet_sendmsg, inet_recvmsg"
-		: "tracepoints syscalls/sys_{enter,exit}_{read,write,...}");
+		p->capture == CAPTURE_TP_BTF ? "tp_btf sock_send_length, sock_recv_length"
+		: p->capture == CAPTURE_FEXIT
+		    ? "fexit inet_sendmsg, inet_recvmsg"
+		    : "tracepoints syscalls/sys_{enter,exit}_{read,write,...}");
 	if (p->capture == CAPTURE_FEXIT)
 		fprintf(out, "  %-10s %-9s %s%s\n", "", "",
-			k->inet6_msg_funcs ? "+ inet6_sendmsg, inet6_recvmsg" : "(no IPv6 functions)",
+			k->inet6_msg_funcs ? "+ inet6_sendmsg, inet6_recvmsg"
+					   : "(no IPv6 functions)",
 			k->inet_sendpage ? ", inet_sendpage" : "");
 	for (int b = CAPTURE_TP_BTF; b < CAPTURE__COUNT; b++)
 		if (b != (int)p->capture && p->capture_why[b][0])

@@ -234,8 +234,8 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		return 0;
 	case OPT_CAPTURE_BACKEND:
 		if (loader__parse_capture(arg, &o->bpf.capture))
-			argp_error(state, "invalid --capture '%s' (auto, tp_btf, fexit or syscalls)",
-				   arg);
+			argp_error(state,
+				   "invalid --capture '%s' (auto, tp_btf, fexit or syscalls)", arg);
 		return 0;
 	case OPT_RINGBUF:
 		if (parse_uint(arg, 1ULL << 30, &v))
@@ -496,8 +496,9 @@ int main(int argc, char **argv)
 		return audit_cli_main(argc - 1, argv + 1);
 	if (getenv("HOPTRACE_CAPTURE") && *getenv("HOPTRACE_CAPTURE") &&
 	    loader__parse_capture(getenv("HOPTRACE_CAPTURE"), &o.bpf.capture)) {
-		fprintf(stderr, "hoptrace: invalid HOPTRACE_CAPTURE '%s' (auto, tp_btf, fexit or "
-				"syscalls)\n",
+		fprintf(stderr,
+			"hoptrace: invalid HOPTRACE_CAPTURE '%s' (auto, tp_btf, fexit or "
+			"syscalls)\n",
 			getenv("HOPTRACE_CAPTURE"));
 		return 2;
 	}

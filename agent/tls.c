@@ -131,8 +131,8 @@ void tls__configure(struct hoptrace_bpf *skel, enum tls_variant variant)
 		for (int inject = 0; inject <= 1; inject++) {
 			struct bpf_program *prog = prog_of(skel, p, inject);
 
-			bpf_program__set_autoload(prog, variant == (inject ? TLS_WITH_INJECT_CTX
-									   : TLS_PLAIN));
+			bpf_program__set_autoload(
+			    prog, variant == (inject ? TLS_WITH_INJECT_CTX : TLS_PLAIN));
 			/* attached per library by tls__start, never by the skeleton */
 			bpf_program__set_autoattach(prog, false);
 		}
@@ -250,8 +250,8 @@ static int file_attach(struct tls_tracer *tt, struct tls_file *f, const char *pa
 
 		if (!off[ps->sym])
 			continue;
-		link = bpf_program__attach_uprobe_opts(tt->progs[ps->prog], -1, path,
-						       off[ps->sym], &opts);
+		link = bpf_program__attach_uprobe_opts(tt->progs[ps->prog], -1, path, off[ps->sym],
+						       &opts);
 		if (!link) {
 			err = -errno;
 			log_warn("cannot probe %s: attaching to %s failed: %s%s; HTTPS through "

@@ -91,8 +91,7 @@ static __always_inline struct sock_state *sock_state_by_addr(struct sock *sk, bo
 }
 
 /* The state of a socket, created on first use when create. NULL: none (or no room). */
-static __always_inline struct sock_state *sock_state_get(struct sock *sk, bool trusted,
-							 bool create)
+static __always_inline struct sock_state *sock_state_get(struct sock *sk, bool trusted, bool create)
 {
 	if (trusted)
 		return bpf_sk_storage_get(&sock_states, sk, 0,

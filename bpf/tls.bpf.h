@@ -107,8 +107,8 @@ static __always_inline bool tls_match_nested(struct sock *sk, bool trusted, __u6
 }
 
 /* Method 2: the socket's fd was handed to SSL_set_fd. */
-static __always_inline bool tls_match_fd(struct sock *sk, bool trusted, __u64 stored_id,
-					 __u32 tgid, __s32 fd)
+static __always_inline bool tls_match_fd(struct sock *sk, bool trusted, __u64 stored_id, __u32 tgid,
+					 __s32 fd)
 {
 	struct tls_fd_key key = {.tgid = tgid, .fd = fd};
 	__u64 *ssl = bpf_map_lookup_elem(&tls_fds, &key);

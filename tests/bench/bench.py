@@ -741,6 +741,148 @@ def scenario_noise(bench):
     return out
 
 
+BACKENDS = ("tp_btf", "fexit", "syscalls")
+
+
+def supported_backends(bench):
+    """The capture backends the agent loads on this kernel (its self-test, one each)."""
+    out = []
+    for b in BACKENDS:
+        r = subprocess.run([bench.agent, "--self-test", "--no-tls", "--capture", b],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+        if r.returncode == 0:
+            out.append(b)
+    return out
+
+
+def scenario_backends(bench):
+    """What each capture backend costs (issue 10): nginx under wrk untraced and traced (JSON
+    sink) with each backend this kernel runs, alternated and rotated, one bpf_stats run per
+    backend; then host noise (pipe and file I/O of a process the agent does not select),
+    which the syscall backend sees and the others do not."""
+    backends = supported_backends(bench)
+    if not backends:
+        raise BenchError("no capture backend loads on this kernel")
+    srv, port, url = start_server(bench, "nginx", bench.cpu_server)
+    runs = []
+    try:
+        run_wrk(bench, url, bench.conns, 2, bench.cpu_client)
+        modes = ["off", *backends]
+        for rep in range(bench.reps):
+            order = modes[rep % len(modes):] + modes[:rep % len(modes)]
+            for m in order:
+                r = measured_run(bench, srv, "off" if m == "off" else "json", port, url,
+                                 bench.duration, bench.conns,
+                                 extra_args=() if m == "off" else ("--capture", m))
+                r["mode"], r["rep"] = m, rep
+                runs.append(r)
+                log(f"backends rep {rep + 1}/{bench.reps} {m:8}: {r['wrk']['rps']:9.0f} req/s"
+                    f"  p99 {r['wrk']['p99_us']:8.0f} us")
+        set_bpf_stats(True)
+        try:
+            for b in backends:
+                r = measured_run(bench, srv, "json", port, url, bench.duration, bench.conns,
+                                 bpf_stats=True, extra_args=("--capture", b))
+                r["mode"], r["rep"] = b, "bpf_stats"
+                runs.append(r)
+        finally:
+            set_bpf_stats(bench.bpf_stats_saved)
+    finally:
+        srv.kill()
+    return {"backends": backends, "runs": runs, "noise": backend_noise(bench, backends)}
+
+
+def backend_noise(bench, backends):
+    """CPU time of pipe and file I/O of an unselected process, agent off and on (--port 1:
+    selects nothing, the hooks are the same), per backend; ns added per 4 KiB block."""
+    data = os.path.join(bench.tmp, "noise.dat")
+    jobs = [(name, cmd.format(n=n, f=data), n) for name, cmd, n in NOISE_JOBS]
+    for _, cmd, _ in jobs:
+        time_job(bench, cmd)
+    out = {}
+    for b in backends:
+        times = {name: {"off": [], "on": []} for name, _, _ in jobs}
+        for rep in range(bench.noise_reps):
+            for mode in (("off", "on") if rep % 2 == 0 else ("on", "off")):
+                agent = None
+                if mode == "on":
+                    agent = Agent(bench, ["-o", "json", "-O", os.devnull, "--port", "1",
+                                          "--capture", b], bench.cpu_agent)
+                try:
+                    for name, cmd, _ in jobs:
+                        times[name][mode].append(time_job(bench, cmd)[1])
+                finally:
+                    if agent:
+                        agent.stop()
+        out[b] = {name: {"ratio": med([a / o for a, o in zip(t["on"], t["off"])]),
+                         "delta_ns_per_block": (med(t["on"]) - med(t["off"])) / n * 1e9}
+                  for (name, _, n), t in zip(jobs, times.values())}
+        log(f"backends noise {b}: " + ", ".join(f"{k} x{v['ratio']:.3f}"
+                                                 for k, v in out[b].items()))
+    try:
+        os.unlink(data)
+    except OSError:
+        pass
+    return out
+
+
+def summarize_backends(res):
+    runs, rows = res["runs"], {}
+    for b in res["backends"]:
+        rs = [r for r in runs if r["mode"] == b and r["rep"] != "bpf_stats"]
+        st = next((r for r in runs if r["mode"] == b and r["rep"] == "bpf_stats"), None)
+        row = {"rps": med([r["wrk"]["rps"] for r in rs])}
+        for name, key in (("throughput", lambda r: r["wrk"]["rps"]),
+                          ("p50", lambda r: r["wrk"]["p50_us"]),
+                          ("p99", lambda r: r["wrk"]["p99_us"])):
+            pr = paired_ratios(runs, b, key)
+            row[name], row[name + "_range"] = med(pr), span_of(pr)
+        row["agent_ns_per_req"] = med([r["agent_cpu_ns"] / r["wrk"]["requests"] for r in rs])
+        row["drops"] = sum(v for r in rs for k, v in r["counters"].items() if "drop" in k)
+        row["spans"] = sum(r["delivered"]["server"] + r["delivered"]["client"] for r in rs)
+        row["requests"] = sum(r["wrk"]["requests"] for r in rs)
+        if st and st.get("bpf"):
+            req = st["wrk"]["requests"]
+            row["bpf_ns_per_req"] = sum(v["run_time_ns"] for v in st["bpf"].values()) / req
+            row["capture_ns_per_req"] = sum(v["run_time_ns"] for n, v in st["bpf"].items()
+                                            if is_capture_prog(n)) / req
+            row["capture_runs_per_req"] = sum(v["run_cnt"] for n, v in st["bpf"].items()
+                                              if is_capture_prog(n)) / req
+        rows[b] = row
+    off = [r for r in runs if r["mode"] == "off"]
+    return {"off_rps": med([r["wrk"]["rps"] for r in off]),
+            "off_p99_us": med([r["wrk"]["p99_us"] for r in off]), "rows": rows}
+
+
+def render_backends(res):
+    s = summarize_backends(res)
+    L = ["## Capture backends (nginx under wrk, JSON sink; issue 10)", "",
+         f"Untraced: {fmt(s['off_rps'], '.0f')} req/s, p99 {fmt(s['off_p99_us'], '.0f')} µs. "
+         "Ratios are to the untraced run of the same repetition. BPF figures from one run per "
+         "backend with kernel.bpf_stats_enabled=1; capture = the backend's own programs. Host "
+         "noise: CPU time of a process the agent does not select (dd through a pipe, dd "
+         "reading a tmpfs file), agent on (--port 1) / off.", "",
+         "| backend | req/s | throughput | p50 | p99 | BPF ns/req (capture) | capture runs/req "
+         "| agent CPU/req | drops | spans / requests | pipe I/O | file read |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for b, r in s["rows"].items():
+        nz = res["noise"].get(b, {})
+
+        def noise(name):
+            j = nz.get(name)
+            return "–" if not j else f"x{j['ratio']:.3f} ({j['delta_ns_per_block']:+.0f} ns/4K)"
+        L.append(f"| {b} | {fmt(r['rps'], '.0f')} | {fmt(r['throughput'], '.3f')}"
+                 f"{fmt_range(r['throughput_range'], '.3f')} | {fmt(r['p50'], '.2f')} | "
+                 f"{fmt(r['p99'], '.2f')} | {fmt(r.get('bpf_ns_per_req'), '.0f')} "
+                 f"({fmt(r.get('capture_ns_per_req'), '.0f')}) | "
+                 f"{fmt(r.get('capture_runs_per_req'), '.1f')} | "
+                 f"{fmt(r['agent_ns_per_req'] and r['agent_ns_per_req'] / 1e3, '.2f')} µs | "
+                 f"{r['drops']} | {r['spans']} / {r['requests']} | "
+                 f"{noise(NOISE_JOBS[0][0])} | {noise(NOISE_JOBS[2][0])} |")
+    L.append("")
+    return L
+
+
 def scenario_exporter(bench):
     if not bench.otlp_bench:
         return None
@@ -781,6 +923,14 @@ def paired_ratios(runs, mode, key):
     return out
 
 
+# The programs of the three capture backends (bpf/sockio.bpf.c, bpf/syscalls.bpf.c).
+CAPTURE_PROG_PREFIXES = ("ht_sock_", "ht_inet", "ht_sys_")
+
+
+def is_capture_prog(name):
+    return name.startswith(CAPTURE_PROG_PREFIXES)
+
+
 def summarize_server(runs):
     rows = {}
     stats_run = next((r for r in runs if r["rep"] == "bpf_stats"), None)
@@ -795,7 +945,7 @@ def summarize_server(runs):
                # the socket tracepoints: what HTTP/1.x capture costs. The others fire for
                # whatever else the host does (fork/exec/exit, libssl calls of any process)
                "sock_ns_per_req": sum(p["ns_per_req"] for n, p in progs.items()
-                                      if n.startswith("ht_sock_")),
+                                      if is_capture_prog(n)),
                "requests": req, "rps": stats_run["wrk"]["rps"],
                "spans_per_req": (stats_run["counters"].get("spans_server", 0)
                                  + stats_run["counters"].get("spans_client", 0)) / req}
@@ -1004,6 +1154,8 @@ def render(bench, results):
                      f"p99 {fmt(med(p99), '.2f')}) | server CPU {srv_on - srv_off:+.0f} ns/req; "
                      f"ht_sock_* {fmt(rej_ns, '.0f')} ns per rejected run (bpf_stats) | |")
         L.append("")
+    if results.get("backends"):
+        L.extend(render_backends(results["backends"]))
     ex = results.get("exporter")
     if ex:
         L.append("## Exporter micro-benchmark (build/otlp_bench, one core)")
@@ -1144,7 +1296,8 @@ def main():
     ap.add_argument("--sustain-rps", type=int,
                     default=int(os.environ.get("BENCH_SUSTAIN_RPS", 20000)))
     ap.add_argument("--only", default=os.environ.get("BENCH_ONLY", ""),
-                    help="comma list of nginx,node,sustained,noise,exporter (default all)")
+                    help="comma list of nginx,node,sustained,noise,exporter,backends "
+                    "(default all)")
     ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
                     help="1 repetition, short runs (a smoke test of the suite, not figures)")
     a = ap.parse_args()
@@ -1167,7 +1320,7 @@ def main():
     out_dir = a.out or os.path.join(a.build, "bench")
     os.makedirs(out_dir, exist_ok=True)
     only = set(filter(None, bench.only.split(","))) or {"nginx", "node", "sustained", "noise",
-                                                         "exporter"}
+                                                         "exporter", "backends"}
 
     t_start = time.time()
     bench.bpf_stats_saved = read(BPF_STATS_SYSCTL, "0").strip() == "1"
@@ -1217,6 +1370,9 @@ def main():
         if "noise" in only:
             log("host noise")
             results["noise"] = scenario_noise(bench)
+        if "backends" in only:
+            log("capture backends")
+            results["backends"] = scenario_backends(bench)
     except BenchError as e:
         log(f"error: {e}")
         return 1

@@ -18,6 +18,14 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 AGENT = os.environ.get("HOPTRACE_AGENT", os.path.join(ROOT, "build", "san", "hoptrace"))
 BUILD = os.environ.get("HOPTRACE_BUILD", os.path.join(ROOT, "build"))
 IN_CI = os.environ.get("CI", "") == "true"
+# Emulated kernels (tests/kernels/, qemu TCG) run everything several times slower: waits
+# for something to happen are multiplied by this (never the durations a test measures).
+SLOWDOWN = float(os.environ.get("HOPTRACE_TEST_SLOWDOWN", "1") or 1)
+
+
+def slow(seconds):
+    """A wait for something to happen, scaled for slow (emulated) machines."""
+    return seconds * SLOWDOWN
 
 
 class SkipTest(Exception):
@@ -35,6 +43,7 @@ def free_port():
 
 
 def wait_port(port, timeout=10.0, host="127.0.0.1"):
+    timeout = slow(timeout)
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
@@ -110,7 +119,7 @@ class Agent:
             return f.read()
 
     def _wait_ready(self, timeout=30.0):
-        deadline = time.time() + timeout
+        deadline = time.time() + slow(timeout)
         while time.time() < deadline:
             text = self.stderr()
             if "tracing HTTP/1.x" in text:
@@ -127,10 +136,10 @@ class Agent:
         """Stop with SIGINT (clean shutdown), return the list of spans."""
         if self.spans is not None:
             return self.spans
-        time.sleep(settle)
+        time.sleep(slow(settle))
         self.p.send_signal(signal.SIGINT)
         try:
-            rc = self.p.wait(timeout=30)
+            rc = self.p.wait(timeout=slow(30))
         except subprocess.TimeoutExpired:
             self.p.kill()
             raise AssertionError("agent did not stop within 30 s of SIGINT")

@@ -7,9 +7,21 @@ Prints one line per test and a closing "N passed, N failed, N skipped" line. In 
 import argparse
 import importlib
 import os
+import signal
 import sys
 import time
 import traceback
+
+# No test may hang the suite: each gets this long (scaled for emulated kernels).
+TEST_TIMEOUT_S = int(os.environ.get("HOPTRACE_TEST_TIMEOUT", "300"))
+
+
+class TestTimeout(Exception):
+    pass
+
+
+def on_alarm(signum, frame):
+    raise TestTimeout(f"the test ran for more than its {TEST_TIMEOUT_S} s (x slowdown)")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,6 +45,7 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     modules = sorted(f[:-3] for f in os.listdir(here) if f.startswith("test_") and f.endswith(".py"))
     passed = failed = skipped = 0
+    signal.signal(signal.SIGALRM, on_alarm)
     for name in modules:
         mod = importlib.import_module(name)
         for fname in sorted(n for n in dir(mod) if n.startswith("test_")):
@@ -40,6 +53,7 @@ def main():
             if args.pattern and args.pattern not in full:
                 continue
             t0 = time.time()
+            signal.alarm(int(lib.slow(TEST_TIMEOUT_S)))
             try:
                 getattr(mod, fname)()
                 passed += 1
@@ -57,6 +71,8 @@ def main():
             except Exception:
                 failed += 1
                 print(f"FAIL {full} ({time.time() - t0:.1f}s)\n{traceback.format_exc()}", flush=True)
+            finally:
+                signal.alarm(0)
     print(f"integration: {passed} passed, {failed} failed, {skipped} skipped")
     return 1 if failed else 0
 

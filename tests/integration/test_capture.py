@@ -6,7 +6,7 @@ import sys
 import tempfile
 import time
 
-from lib import (Agent, Proc, SkipTest, curl, free_port, one, python_server, run,
+from lib import (Agent, Proc, SkipTest, curl, free_port, one, python_server, run, slow,
                  spans_where, wait_port, HERE)
 
 TP_TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -267,11 +267,12 @@ def test_client_dies_mid_request():
     agent = Agent("--port", str(port))
     try:
         code = ("import socket,time;s=socket.create_connection(('127.0.0.1',%d));"
-                "s.sendall(b'GET /slow?ms=1500 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n');time.sleep(30)" % port)
+                "s.sendall(b'GET /slow?ms=%d HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n');time.sleep(30)"
+                % (port, slow(1500)))
         victim = Proc([sys.executable, "-c", code])
-        time.sleep(0.5)
+        time.sleep(slow(0.5))
         victim.stop()  # SIGKILL while waiting for the answer
-        time.sleep(2.0)  # the server answers into a dead connection
+        time.sleep(slow(2.0))  # the server answers into a dead connection (after 1.5 s)
         spans = agent.stop()
     finally:
         agent.kill()
