@@ -77,8 +77,9 @@ void inject__configure(struct hoptrace_bpf *skel, bool enabled)
 {
 	struct bpf_program *progs[] = {skel->progs.ht_inject_sockops, skel->progs.ht_inject_msg,
 				       skel->progs.ht_inject_skb};
-	struct bpf_map *maps[] = {skel->maps.inject_marks, skel->maps.inject_socks,
-				  skel->maps.inject_force, skel->maps.inject_heap};
+	/* inject_marks and inject_force are always created: the capture programs refer to
+	 * them (their code for injection is dead without it) */
+	struct bpf_map *maps[] = {skel->maps.inject_socks, skel->maps.inject_heap};
 
 	for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
 		bpf_program__set_autoload(progs[i], enabled);

@@ -205,30 +205,42 @@ static void note_failure(const char *msg)
 
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	char msg[8192];
+	char small[1024], *msg = small;
 	va_list copy;
 	int n;
 
 	if (level != LIBBPF_WARN && log_get_level() < LOG_DEBUG)
 		return 0;
+	/* verifier logs run to megabytes: whole, or the complaint at their end is lost */
 	va_copy(copy, ap);
-	n = vsnprintf(msg, sizeof(msg), fmt, copy);
+	n = vsnprintf(small, sizeof(small), fmt, copy);
 	va_end(copy);
 	if (n < 0)
 		return n;
+	if ((size_t)n >= sizeof(small)) {
+		msg = malloc((size_t)n + 1);
+		if (!msg)
+			return -ENOMEM;
+		va_copy(copy, ap);
+		vsnprintf(msg, (size_t)n + 1, fmt, copy);
+		va_end(copy);
+	}
 	if (level == LIBBPF_WARN)
 		note_failure(msg);
 	if (log_get_level() >= LOG_DEBUG) {
-		/* verifier logs are long multi-line messages: pass them through unchanged */
+		/* multi-line messages pass through unchanged */
 		fprintf(stderr, "hoptrace: %s", msg);
-		return n;
-	}
-	/* a failure the loader may recover from (another backend) is not the user's
-	 * problem: keep it until the outcome is known */
-	n = snprintf(failure.held + failure.held_len, sizeof(failure.held) - failure.held_len,
-		     "hoptrace: %s", msg);
-	if (n > 0)
+	} else {
+		/* a failure the loader may recover from (another backend) is not the user's
+		 * problem: keep it until the outcome is known */
+		size_t room = sizeof(failure.held) - failure.held_len;
+
+		if (room > 1)
+			snprintf(failure.held + failure.held_len, room, "hoptrace: %s", msg);
 		failure.held_len = strnlen(failure.held, sizeof(failure.held));
+	}
+	if (msg != small)
+		free(msg);
 	return n;
 }
 
@@ -629,9 +641,14 @@ static int try_start(struct loader *ld, const struct loader_config *cfg, const u
 		err = fill_selection(ld->skel, cfg);
 	if (err)
 		return err;
-	/* before the capture programs: the self-test's own traffic is not traced */
-	if (ld->plan.inject)
+	/* before the capture programs: the self-test's own traffic is not traced; but after
+	 * the program that marks the sockets of selected tasks as they connect */
+	if (ld->plan.inject) {
+		ld->skel->links.ht_sock_state = bpf_program__attach(ld->skel->progs.ht_sock_state);
+		if (!ld->skel->links.ht_sock_state)
+			return -errno;
 		ld->inject = inject__start(ld->skel);
+	}
 	*stage = "attach";
 	err = hoptrace_bpf__attach(ld->skel);
 	if (!err && ld->plan.capture == CAPTURE_SYSCALLS)

@@ -303,8 +303,11 @@ static int report_programs(const struct loader *ld)
 			log_error("program %s is not loaded", bpf_program__name(prog));
 			return -ENOENT;
 		}
-		printf("  %-16s loaded, %u instructions verified\n", bpf_program__name(prog),
-		       info.verified_insns);
+		if (info.verified_insns) /* reported from 5.16 */
+			printf("  %-16s loaded, %u instructions verified\n",
+			       bpf_program__name(prog), info.verified_insns);
+		else
+			printf("  %-16s loaded\n", bpf_program__name(prog));
 	}
 	return 0;
 }

@@ -26,10 +26,22 @@ struct stream_state {
 /* The event is assembled here (too big for the 512-byte stack). Offsets and lengths are
  * bounded with masks the verifier can see (offset <= MAX-1, length <= 2*MAX-1), so the data
  * area is three times the largest capture although at most MAX bytes are ever used. */
+/* --repair=inject: where the incoming traceparent header is in a captured header block. */
+struct tp_scan {
+	__u32 len;
+	__u32 line_start;
+	__u32 found; /* offset of the header + 1, 0: none */
+	__u32 in_headers;
+};
+
 struct capture_scratch {
 	struct ht_data_event ev;
 	__u8 data[3 * HT_MAX_CAPTURE];
 	__u32 have; /* bytes of the I/O already in data (capture_head) */
+	/* The bpf_loop scan's state lives here, not on the stack: before 6.7 the verifier did
+	 * not see a callback's writes to its caller's stack and pruned the code after the loop
+	 * as dead (measured on Debian's 6.1). A map value is unknown to it. */
+	struct tp_scan scan;
 };
 
 /* A single-buffer I/O of an HTTP stream up to this size is copied whole by capture_head:
@@ -314,21 +326,17 @@ static __always_inline int capture_head(struct capture_scratch *s, struct stream
 /* Programs built with HT_INJECT_CTX report the trace context of --repair=inject. The scan
  * needs bpf_loop (5.17); a program that merely contains a bpf_loop callback does not load
  * before 5.13, so the programs meant for older kernels are built without it. */
-/* --repair=inject: where the incoming traceparent header is in a captured header block. */
-struct tp_scan {
-	__u32 len;
-	__u32 line_start;
-	__u32 found; /* offset of the header + 1, 0: none */
-	__u32 in_headers;
-};
-
-static long tp_scan_cb(__u32 n, struct tp_scan *st)
+static long tp_scan_cb(__u32 n, void *unused)
 {
 	struct capture_scratch *s = scratch_get();
+	struct tp_scan *st;
 	__u64 i = n;
 
 	asm volatile("" : "+r"(i)); /* bound the register that is used */
-	if (!s || i >= HT_MAX_CAPTURE || i >= st->len)
+	if (!s)
+		return 1;
+	st = &s->scan;
+	if (i >= HT_MAX_CAPTURE || i >= st->len)
 		return 1;
 	if (st->in_headers && i == st->line_start && i + 12 <= st->len &&
 	    is_tp_name((const char *)&s->data[i])) {
@@ -349,8 +357,8 @@ static long tp_scan_cb(__u32 n, struct tp_scan *st)
 static __always_inline bool server_ctx_start(struct capture_scratch *s, __u32 copied,
 					     __u64 pid_tgid, struct ht_ctx_ids *ids)
 {
-	struct tp_scan st = {.len = copied};
 	struct server_ctx *sc, fresh = {};
+	bool found;
 	__u64 at;
 
 	sc = bpf_map_lookup_elem(&server_ctxs, &pid_tgid);
@@ -358,9 +366,12 @@ static __always_inline bool server_ctx_start(struct capture_scratch *s, __u32 co
 		sc->inflight++;
 		return false; /* an event loop: no guess which request a call belongs to */
 	}
-	bpf_loop(HT_MAX_CAPTURE, tp_scan_cb, &st, 0);
-	at = st.found ? st.found - 1 + 12 : 0;
-	if (st.found) {
+	__builtin_memset(&s->scan, 0, sizeof(s->scan));
+	s->scan.len = copied;
+	bpf_loop(HT_MAX_CAPTURE, tp_scan_cb, NULL, 0);
+	found = s->scan.found != 0;
+	at = found ? s->scan.found - 1 + 12 : 0;
+	if (found) {
 		BOUND(at, OFF_MASK);
 		/* optional whitespace, then the value */
 #pragma unroll
@@ -368,9 +379,9 @@ static __always_inline bool server_ctx_start(struct capture_scratch *s, __u32 co
 			if (s->data[at] == ' ' || s->data[at] == '\t')
 				at++;
 		if (at + 56 > copied || !parse_traceparent((const char *)&s->data[at], &fresh.ids))
-			st.found = 0;
+			found = false;
 	}
-	if (!st.found) {
+	if (!found) {
 		random_bytes(fresh.ids.trace_id, 16);
 		fresh.ids.flags = 1;
 	}

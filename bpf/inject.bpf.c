@@ -4,9 +4,10 @@
  * selected processes that lack one. Loaded and attached only when asked for (agent/inject.c);
  * without the option none of this is loaded.
  *
- *   ht_inject_sockops  sock_ops on the cgroup v2 root. TCP_CONNECT runs in the connecting
- *                      task: mark the socket when the task is selected. ACTIVE_ESTABLISHED
- *                      runs in softirq: put marked sockets in inject_socks.
+ *   ht_inject_sockops  sock_ops on the cgroup v2 root. ACTIVE_ESTABLISHED (in softirq): put
+ *                      the sockets marked when a selected task connected (sockio.bpf.c:
+ *                      inject_mark_connect) in inject_socks. sock_ops programs cannot tell
+ *                      the task before 6.10, so they do not choose.
  *   ht_inject_msg      sk_msg verdict on inject_socks, runs in the sending task: add one
  *                      traceparent line after the request line of a whole header block.
  *   ht_inject_skb      no-op sk_skb verdict on inject_socks. Without it any socket in a
@@ -27,30 +28,30 @@
 #define TP_NAME_LEN 12 /* "traceparent:" */
 
 struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, __u8);
-} inject_marks SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
 	__type(value, __u64);
 } inject_socks SEC(".maps");
 
-/* tgids enrolled whatever the selection (the start-up self-test's child). */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16);
-	__type(key, __u32);
-	__type(value, __u8);
-} inject_force SEC(".maps");
+struct scan_state {
+	__u32 len;	  /* scanned bytes */
+	__u32 line_start; /* offset of the current line */
+	__u32 first_crlf; /* offset just after the request line's CRLF, 0: not seen */
+	__u32 hdr_end;	  /* offset just after the blank line, 0: not seen */
+	__u32 has_tp;
+	char prev; /* the byte before the current one, 0 at the start */
+	char _pad[3];
+};
 
+/* The scan's state is kept here, not on the stack: before 6.7 the verifier did not see a
+ * bpf_loop callback's writes to its caller's stack and pruned the code after the loop as
+ * dead (measured on Debian's 6.1: nothing was ever injected). A map value is unknown to
+ * it. */
 struct inject_scratch {
 	char buf[INJECT_SCAN_MAX];
 	char line[TP_LINE_LEN + 2];
+	struct scan_state st;
 };
 
 struct {
@@ -64,75 +65,51 @@ SEC("sockops")
 int ht_inject_sockops(struct bpf_sock_ops *skops)
 {
 	struct bpf_sock *sk = skops->sk;
+	__u64 cookie;
 	__u8 *mark;
 
 	if (skops->family != AF_INET && skops->family != AF_INET6)
 		return 1;
-	if (!sk)
+	if (!sk || skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB)
 		return 1;
-	if (skops->op == BPF_SOCK_OPS_TCP_CONNECT_CB) {
-		__u64 pid_tgid = bpf_get_current_pid_tgid();
-		__u32 tgid = pid_tgid >> 32;
-
-		if (!bpf_map_lookup_elem(&inject_force, &tgid)) {
-			if (!task_selected(current_task(), tgid))
-				return 1;
-			if (filter_by_port) {
-				__u32 lport = skops->local_port;
-				__u32 rport = bpf_ntohl(skops->remote_port) & 0xffff;
-				__u8 *l = bpf_map_lookup_elem(&selected_ports, &lport);
-				__u8 *r = bpf_map_lookup_elem(&selected_ports, &rport);
-
-				if (!(l && *l) && !(r && *r))
-					return 1;
-			}
-		}
-		mark = bpf_sk_storage_get(&inject_marks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (!mark) {
-			stat_inc(HT_STAT_STORAGE_FULL);
-			return 1;
-		}
-		*mark = 1;
-	} else if (skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
-		__u64 cookie;
-
-		mark = bpf_sk_storage_get(&inject_marks, sk, 0, 0);
-		if (!mark || !*mark)
-			return 1;
-		cookie = bpf_get_socket_cookie(skops);
-		if (bpf_sock_hash_update(skops, &inject_socks, &cookie, BPF_NOEXIST))
-			stat_inc(HT_STAT_MAP_FULL);
-	}
+	/* marked by the capture side when a selected task connected (inject_mark_connect) */
+	mark = bpf_sk_storage_get(&inject_marks, sk, 0, 0);
+	if (!mark || !*mark)
+		return 1;
+	cookie = bpf_get_socket_cookie(skops);
+	if (bpf_sock_hash_update(skops, &inject_socks, &cookie, BPF_NOEXIST))
+		stat_inc(HT_STAT_MAP_FULL);
 	return 1;
 }
 
-struct scan_state {
-	__u32 len;	  /* scanned bytes */
-	__u32 line_start; /* offset of the current line */
-	__u32 first_crlf; /* offset just after the request line's CRLF, 0: not seen */
-	__u32 hdr_end;	  /* offset just after the blank line, 0: not seen */
-	__u32 has_tp;
-};
-
-static long scan_cb(__u32 n, struct scan_state *st)
+static long scan_cb(__u32 n, void *unused)
 {
 	__u32 zero = 0;
 	struct inject_scratch *s = bpf_map_lookup_elem(&inject_heap, &zero);
+	struct scan_state *st;
 	__u64 i = n;
+	char prev;
 
 	/* the verifier tracks the 64-bit register: bound that one (clang would check a copy) */
 	asm volatile("" : "+r"(i));
-	if (!s || i >= INJECT_SCAN_MAX || i >= st->len)
+	if (!s)
+		return 1;
+	st = &s->st;
+	if (i >= INJECT_SCAN_MAX || i >= st->len)
 		return 1;
 	if (st->first_crlf && i == st->line_start && i + TP_NAME_LEN <= st->len &&
 	    i < INJECT_SCAN_MAX - TP_NAME_LEN) {
 		if (is_tp_name(&s->buf[i]))
 			st->has_tp = 1;
 	}
+	/* the byte before is kept rather than read at i - 1: before 6.x the verifier does not
+	 * learn i >= 1 from i != 0 and refuses the read */
+	prev = st->prev;
+	st->prev = s->buf[i];
 	if (s->buf[i] != '\n')
 		return 0;
-	if (i == 0 || s->buf[i - 1] != '\r')
-		return 1; /* a bare LF: leave such a request alone */
+	if (prev != '\r')
+		return 1; /* a bare LF (or one at the start): leave such a request alone */
 	if (!st->first_crlf) {
 		st->first_crlf = i + 1;
 	} else if (i == st->line_start + 1) {
@@ -236,7 +213,7 @@ static __always_inline void build_line(struct inject_scratch *s, const struct ht
 SEC("sk_msg")
 int ht_inject_msg(struct sk_msg_md *msg)
 {
-	struct scan_state st = {};
+	struct scan_state *st;
 	struct handoff ho = {};
 	struct inject_scratch *s;
 	__u64 pid_tgid;
@@ -269,19 +246,21 @@ int ht_inject_msg(struct sk_msg_md *msg)
 		return SK_PASS;
 	if (bpf_probe_read_kernel(s->buf, len, data))
 		return SK_PASS;
-	st.len = len;
-	bpf_loop(INJECT_SCAN_MAX, scan_cb, &st, 0);
-	if (!st.first_crlf || !is_request_line(s, st.first_crlf))
+	st = &s->st;
+	__builtin_memset(st, 0, sizeof(*st));
+	st->len = len;
+	bpf_loop(INJECT_SCAN_MAX, scan_cb, NULL, 0);
+	if (!st->first_crlf || !is_request_line(s, st->first_crlf))
 		return SK_PASS;
-	if (!st.hdr_end) {
+	if (!st->hdr_end) {
 		stat_inc(HT_STAT_INJECT_PARTIAL);
 		return SK_PASS;
 	}
-	if (st.has_tp) {
+	if (st->has_tp) {
 		stat_inc(HT_STAT_INJECT_HAS_TP);
 		return SK_PASS;
 	}
-	at = st.first_crlf;
+	at = st->first_crlf;
 	if (at > INJECT_SCAN_MAX)
 		return SK_PASS;
 	pid_tgid = bpf_get_current_pid_tgid();

@@ -41,6 +41,23 @@ struct {
 	__type(value, struct server_ctx);
 } server_ctxs SEC(".maps") __shared;
 
+/* Sockets that selected tasks connected: enrolled by sock_ops once established. Always
+ * created (the capture programs refer to it), empty without --repair=inject. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u8);
+} inject_marks SEC(".maps") __shared;
+
+/* tgids enrolled whatever the selection (the start-up self-test's child). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16);
+	__type(key, __u32);
+	__type(value, __u8);
+} inject_force SEC(".maps") __shared;
+
 struct handoff {
 	struct ht_ctx_ids ids;
 	__u16 lport; /* the socket written to (sk_msg cannot read the socket cookie) */

@@ -81,12 +81,41 @@ int BPF_PROG(ht_inet_sendpage, struct socket *sock, struct page *page, int offse
 	return hooked_io(sock->sk, (int)ret, 0, HT_DIR_EGRESS);
 }
 
-/* Socket close for the two backends above (their state is in socket local storage). */
+#define TCP_SYN_SENT 2
+
+/* --repair=inject: a task starts a TCP connection (SYN_SENT, inside connect(), in its own
+ * context): mark the socket if the task is selected; sock_ops enrols it once established.
+ * The local port is not chosen yet: only the remote one can select it. */
+static __always_inline void inject_mark_connect(struct sock *sk)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u8 *mark;
+
+	if (!bpf_map_lookup_elem(&inject_force, &tgid)) {
+		if (!task_selected(current_task(), tgid))
+			return;
+		if (filter_by_port && !ports_selected(0, bpf_ntohs(sk->__sk_common.skc_dport)))
+			return;
+	}
+	mark = bpf_sk_storage_get(&inject_marks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!mark) {
+		stat_inc(HT_STAT_STORAGE_FULL);
+		return;
+	}
+	*mark = 1;
+}
+
+/* Socket close for the two backends above (their state is in socket local storage), and
+ * connection start for --repair=inject. */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(ht_sock_state, const struct sock *sk, int oldstate, int newstate)
 {
 	struct sock_state *st;
 
+	if (inject_enabled && newstate == TCP_SYN_SENT) {
+		inject_mark_connect((struct sock *)sk);
+		return 0;
+	}
 	if (newstate != TCP_CLOSE)
 		return 0;
 	st = sock_state_get((struct sock *)sk, true, false);

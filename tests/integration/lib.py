@@ -108,7 +108,11 @@ class Agent:
         self.p = subprocess.Popen(argv, stdout=self.outf, stderr=self.err, env=e)
         self.spans = None
         self.counters = {}
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.kill()  # an agent left running would trace (and break) the next tests
+            raise
 
     def stderr(self):
         with open(self.err_path) as f:

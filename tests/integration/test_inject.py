@@ -20,7 +20,18 @@ TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
 TP = f"00-{TRACE}-{PARENT}-01"
 TP_LINE = re.compile(rb"traceparent: 00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})\r\n")
-CGROUP = "/sys/fs/cgroup/unified"
+def cgroup2_root():
+    """Where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup/unified on hybrid hosts,
+    /sys/fs/cgroup on pure v2 ones (the agent attaches its sock_ops program there)."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f if " - cgroup2 " in line]
+    for p in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        if p in points:
+            return p
+    raise AssertionError(f"no cgroup2 mount: {points}")
+
+
+CGROUP = cgroup2_root()
 
 
 def sink(comm="rawsink"):
@@ -69,7 +80,9 @@ def match_writes(writes, got):
 
 def agent_with(*args):
     a = Agent(*args)
-    assert "traceparent injection on" in a.stderr(), a.stderr()[-2000:]
+    if "traceparent injection on" not in a.stderr():
+        a.kill()  # never leave an agent behind: the next tests would see its programs
+        raise AssertionError(a.stderr()[-2000:])
     return a
 
 
