@@ -88,7 +88,8 @@ try_mount sysfs rw /sys
 try_mount devtmpfs rw /dev
 try_mount devpts newinstance,ptmxmode=0666,mode=0620,gid=5 /dev/pts
 try_mount tmpfs mode=1777 /dev/shm
-try_mount tmpfs mode=1777 /tmp
+# /tmp stays the host's (seen through the overlay, writes kept in its tmpfs layer): the
+# repository may be checked out there, as CI's clean clones can be
 try_mount tmpfs mode=0755 /run
 try_mount bpf mode=0700 /sys/fs/bpf
 try_mount tracefs rw /sys/kernel/tracing

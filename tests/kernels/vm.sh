@@ -6,8 +6,8 @@
 # fetch.sh) booted in qemu, on the host's own userland: the guest sees the host's / at the
 # same paths (the repository, build/hoptrace, python3, curl, nginx...), starts in the
 # directory vm.sh was called from, and may write anywhere (an overlay with a tmpfs upper
-# layer: writes never reach the host; /tmp and /run are fresh tmpfs, so the host's /tmp is
-# not visible there). COMMAND's stdout and stderr come out on vm.sh's
+# layer: writes never reach the host; /run is a fresh tmpfs, /tmp the host's, as the
+# repository may be there). COMMAND's stdout and stderr come out on vm.sh's
 # stdout and stderr, and vm.sh exits with COMMAND's status.
 #
 # Options:
