@@ -331,8 +331,12 @@ static int size_maps(struct loader *ld, const struct loader_config *cfg, unsigne
 	ld->ring_bytes = ring_size_per_cpu(cfg->ringbuf_bytes, nonline);
 	err = create_rings(ld, nonline);
 	if (err) {
-		log_error("cannot create the ring buffers (%u x %u bytes): %s", nonline,
-			  ld->ring_bytes, strerror(-err));
+		log_error("cannot create the ring buffers (%u x %u bytes): %s%s", nonline,
+			  ld->ring_bytes, strerror(-err),
+			  err == -EINVAL ? " (BPF ring buffers need Linux 5.8+)"
+			  : (err == -ENOMEM || err == -EPERM) && geteuid() == 0
+			      ? " (too little memory, or a locked-memory limit: ulimit -l)"
+			      : "");
 		return err;
 	}
 	err = bpf_map__set_max_entries(ld->skel->maps.events, (uint32_t)ncpus);
@@ -622,20 +626,20 @@ static int try_start(struct loader *ld, const struct loader_config *cfg, const u
 {
 	int err;
 
-	*stage = "open";
+	*stage = "open the BPF object";
 	ld->skel = hoptrace_bpf__open();
 	if (!ld->skel)
 		return -errno;
 	configure(ld, cfg);
-	*stage = "size";
+	*stage = "create the BPF maps";
 	err = size_maps(ld, cfg, nonline);
 	if (err)
 		return err;
-	*stage = "load";
+	*stage = "load the BPF programs";
 	err = hoptrace_bpf__load(ld->skel);
 	if (err)
 		return err;
-	*stage = "prepare";
+	*stage = "fill the BPF maps";
 	err = install_rings(ld, cpus);
 	if (!err)
 		err = fill_selection(ld->skel, cfg);
@@ -649,7 +653,7 @@ static int try_start(struct loader *ld, const struct loader_config *cfg, const u
 			return -errno;
 		ld->inject = inject__start(ld->skel);
 	}
-	*stage = "attach";
+	*stage = "attach the BPF programs";
 	err = hoptrace_bpf__attach(ld->skel);
 	if (!err && ld->plan.capture == CAPTURE_SYSCALLS)
 		err = attach_syscalls(ld);
@@ -686,24 +690,23 @@ static void explain_failure(const struct loader *ld, const char *stage, int err)
 		return;
 	}
 	if ((err == -EPERM || err == -EACCES) && geteuid() != 0) {
-		log_error("cannot %s the BPF programs: %s (run as root, or grant CAP_BPF, "
-			  "CAP_PERFMON and CAP_SYS_ADMIN)",
+		log_error("cannot %s: %s (run as root, or grant CAP_BPF, CAP_PERFMON and "
+			  "CAP_SYS_ADMIN)",
 			  stage, strerror(-err));
 		return;
 	}
 	if (failure.object[0])
-		log_error("cannot %s the BPF programs on this kernel (%s): %s: %s (-v shows the "
-			  "verifier log)",
+		log_error("cannot %s on this kernel (%s): %s: %s (-v shows the verifier log)",
 			  stage, ld->kernel.release, failure.object, failure.reason);
 	else
-		log_error("cannot %s the BPF programs on this kernel (%s): %s", stage,
-			  ld->kernel.release, strerror(-err));
+		log_error("cannot %s on this kernel (%s): %s", stage, ld->kernel.release,
+			  strerror(-err));
 }
 
 int loader__start(struct loader *ld, const struct loader_config *cfg)
 {
 	uint32_t cpus[LOADER_MAX_CPUS];
-	const char *stage = "load";
+	const char *stage = "load the BPF programs";
 	int err, nonline;
 
 	memset(ld, 0, sizeof(*ld));

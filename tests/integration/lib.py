@@ -130,7 +130,8 @@ class Agent:
                 time.sleep(0.2)
                 return
             if self.p.poll() is not None:
-                if "cannot load" in text or "cannot attach" in text or "cannot open the BPF" in text:
+                if any(m in text for m in ("cannot load", "cannot attach", "cannot open the BPF",
+                                           "cannot create the BPF", "no capture backend")):
                     raise BpfUnavailable(text[-2000:])
                 raise AssertionError(f"agent exited early (rc={self.p.returncode}):\n{text[-3000:]}")
             time.sleep(0.05)
