@@ -442,7 +442,13 @@ static __always_inline void capture_emit(struct capture_scratch *s, struct strea
 	__u64 size;
 
 	s->ev.len = len;
-	copied = cap <= s->have ? (int)cap : copy_payload(s->data, src, cap, true);
+	/* What capture_head already copied goes out whole, even past a body peek: a small
+	 * read may hold the end of one message and the headers of the next (pipelined or
+	 * coalesced responses), which a 64-byte peek would cut into a gap. */
+	if (cap <= s->have)
+		copied = (int)(s->have < capture_bytes ? s->have : capture_bytes);
+	else
+		copied = copy_payload(s->data, src, cap, true);
 	if (copied < 0) {
 		stat_inc(HT_STAT_READ_FAULT);
 		s->ev.flags |= HT_DATA_READ_FAULT;
