@@ -800,9 +800,10 @@ def backend_noise(bench, backends):
     for _, cmd, _ in jobs:
         time_job(bench, cmd)
     out = {}
+    reps = bench.noise_reps if bench.quick else max(bench.noise_reps, 9)  # a few % apart
     for b in backends:
         times = {name: {"off": [], "on": []} for name, _, _ in jobs}
-        for rep in range(bench.noise_reps):
+        for rep in range(reps):
             for mode in (("off", "on") if rep % 2 == 0 else ("on", "off")):
                 agent = None
                 if mode == "on":
@@ -1019,74 +1020,75 @@ def render(bench, results):
         for w in meta["warnings"]:
             L.append(f"- **warning:** {w}")
     L.append("")
-    L.append("## Overhead on real servers (ratios to the untraced run)")
-    L.append("")
-    L.append("| server | sink | req/s | throughput | p50 | p99 | BPF ns/req | agent CPU/req "
-             "(user+sys) | ringbuf drops | other drops | spans srv / cli / requests | "
-             "agent peak RSS (anon at end) | other load |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for kind, s in results["servers"].items():
-        m = s["modes"]
-        off = m["off"]
-        L.append(f"| {kind} | none | {fmt(off['rps'], '.0f')} | 1 | 1 ({fmt(off['p50_us'], '.0f')}"
-                 f" µs) | 1 ({fmt(off['p99_us'], '.0f')} µs) | – | – | – | – | – | – | "
-                 f"{fmt(off['other_load_pct'][0], '.0f')}–{fmt(off['other_load_pct'][1], '.0f')}%"
-                 " |")
-        for mode in ("json", "otlp"):
-            r = m[mode]
-            bpf = r.get("bpf_ns_per_req")
-            L.append(
-                f"| {kind} | {mode} | {fmt(r['rps'], '.0f')} | "
-                f"{fmt(r['throughput'], '.3f')}{fmt_range(r['throughput_range'], '.3f')} | "
-                f"{fmt(r['p50'], '.2f')}{fmt_range(r['p50_range'], '.2f')} | "
-                f"{fmt(r['p99'], '.2f')}{fmt_range(r['p99_range'], '.2f')} | "
-                f"{fmt(bpf, '.0f')} | {r['agent_ns_per_req'] / 1e3:.2f} µs "
-                f"({r['agent_user_ns_per_req'] / 1e3:.2f}+{r['agent_sys_ns_per_req'] / 1e3:.2f})"
-                f" | {r['ringbuf_drops']} | {r['other_drops']} | "
-                f"{r['spans_server']} / {r['spans_client']} / {r['requests']} | "
-                f"{r['vmhwm_kib'] / 1024:.1f} MiB ({r['rssanon_kib'] / 1024:.1f}) | "
-                f"{fmt(r['other_load_pct'][0], '.0f')}–{fmt(r['other_load_pct'][1], '.0f')}% |")
-    L.append("")
-    L.append("Where the CPU goes, per request (medians; ns of on-CPU time from schedstat):")
-    L.append("")
-    L.append("| server | sink | server ns/req | wrk ns/req | agent ns/req | collector ns/req | "
-             "ring-buffer records/req | bytes captured/req |")
-    L.append("|---|---|---|---|---|---|---|---|")
-    for kind, s in results["servers"].items():
-        for mode in ("off", "json", "otlp"):
-            r = s["modes"][mode]
-            L.append(f"| {kind} | {mode if mode != 'off' else 'none'} | "
-                     f"{fmt(r['server_ns_per_req'], '.0f')} | {fmt(r['wrk_ns_per_req'], '.0f')} | "
-                     f"{fmt(r.get('agent_ns_per_req'), '.0f')} | "
-                     f"{fmt(r.get('collector_ns_per_req'), '.0f')} | "
-                     f"{fmt(r.get('events_per_req'), '.2f')} | {fmt(r.get('bytes_per_req'), '.0f')} |")
-    L.append("")
-    L.append("## BPF run time (kernel.bpf_stats_enabled=1, one extra JSON-sink run per server)")
-    L.append("")
-    L.append("Both ends of each request are on the host and selected by --port (wrk and the "
-             "server): one request is two traced exchanges, two spans. Runs/req counts every "
-             "run during the wrk run, including other traffic of the host rejected by the "
-             "filter; programs other than ht_sock_* fire for whatever else the host does.")
-    L.append("")
-    L.append("| server | program | runs/req | ns/run | ns/req |")
-    L.append("|---|---|---|---|---|")
-    for kind, s in results["servers"].items():
-        b = s["bpf"]
-        if not b:
-            L.append(f"| {kind} | (no figures: bpf_stats unavailable) | | | |")
-            continue
-        for name, p in sorted(b["progs"].items(), key=lambda kv: -kv[1]["ns_per_req"]):
-            if p["runs_per_req"] == 0:
+    if results["servers"]:
+        L.append("## Overhead on real servers (ratios to the untraced run)")
+        L.append("")
+        L.append("| server | sink | req/s | throughput | p50 | p99 | BPF ns/req | agent CPU/req "
+                 "(user+sys) | ringbuf drops | other drops | spans srv / cli / requests | "
+                 "agent peak RSS (anon at end) | other load |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for kind, s in results["servers"].items():
+            m = s["modes"]
+            off = m["off"]
+            L.append(f"| {kind} | none | {fmt(off['rps'], '.0f')} | 1 | 1 ({fmt(off['p50_us'], '.0f')}"
+                     f" µs) | 1 ({fmt(off['p99_us'], '.0f')} µs) | – | – | – | – | – | – | "
+                     f"{fmt(off['other_load_pct'][0], '.0f')}–{fmt(off['other_load_pct'][1], '.0f')}%"
+                     " |")
+            for mode in ("json", "otlp"):
+                r = m[mode]
+                bpf = r.get("bpf_ns_per_req")
+                L.append(
+                    f"| {kind} | {mode} | {fmt(r['rps'], '.0f')} | "
+                    f"{fmt(r['throughput'], '.3f')}{fmt_range(r['throughput_range'], '.3f')} | "
+                    f"{fmt(r['p50'], '.2f')}{fmt_range(r['p50_range'], '.2f')} | "
+                    f"{fmt(r['p99'], '.2f')}{fmt_range(r['p99_range'], '.2f')} | "
+                    f"{fmt(bpf, '.0f')} | {r['agent_ns_per_req'] / 1e3:.2f} µs "
+                    f"({r['agent_user_ns_per_req'] / 1e3:.2f}+{r['agent_sys_ns_per_req'] / 1e3:.2f})"
+                    f" | {r['ringbuf_drops']} | {r['other_drops']} | "
+                    f"{r['spans_server']} / {r['spans_client']} / {r['requests']} | "
+                    f"{r['vmhwm_kib'] / 1024:.1f} MiB ({r['rssanon_kib'] / 1024:.1f}) | "
+                    f"{fmt(r['other_load_pct'][0], '.0f')}–{fmt(r['other_load_pct'][1], '.0f')}% |")
+        L.append("")
+        L.append("Where the CPU goes, per request (medians; ns of on-CPU time from schedstat):")
+        L.append("")
+        L.append("| server | sink | server ns/req | wrk ns/req | agent ns/req | collector ns/req | "
+                 "ring-buffer records/req | bytes captured/req |")
+        L.append("|---|---|---|---|---|---|---|---|")
+        for kind, s in results["servers"].items():
+            for mode in ("off", "json", "otlp"):
+                r = s["modes"][mode]
+                L.append(f"| {kind} | {mode if mode != 'off' else 'none'} | "
+                         f"{fmt(r['server_ns_per_req'], '.0f')} | {fmt(r['wrk_ns_per_req'], '.0f')} | "
+                         f"{fmt(r.get('agent_ns_per_req'), '.0f')} | "
+                         f"{fmt(r.get('collector_ns_per_req'), '.0f')} | "
+                         f"{fmt(r.get('events_per_req'), '.2f')} | {fmt(r.get('bytes_per_req'), '.0f')} |")
+        L.append("")
+        L.append("## BPF run time (kernel.bpf_stats_enabled=1, one extra JSON-sink run per server)")
+        L.append("")
+        L.append("Both ends of each request are on the host and selected by --port (wrk and the "
+                 "server): one request is two traced exchanges, two spans. Runs/req counts every "
+                 "run during the wrk run, including other traffic of the host rejected by the "
+                 "filter; programs other than ht_sock_* fire for whatever else the host does.")
+        L.append("")
+        L.append("| server | program | runs/req | ns/run | ns/req |")
+        L.append("|---|---|---|---|---|")
+        for kind, s in results["servers"].items():
+            b = s["bpf"]
+            if not b:
+                L.append(f"| {kind} | (no figures: bpf_stats unavailable) | | | |")
                 continue
-            L.append(f"| {kind} | {name} | {p['runs_per_req']:.2f} | {p['ns_per_run']:.0f} | "
-                     f"{p['ns_per_req']:.0f} |")
-        L.append(f"| {kind} | **total** | | | **{b['ns_per_req']:.0f}** "
-                 f"({b['ns_per_req'] / max(b['spans_per_req'], 1e-9):.0f} per span) |")
-        L.append(f"| {kind} | ht_sock_* only | | | {b['sock_ns_per_req']:.0f} "
-                 f"({b['sock_ns_per_req'] / max(b['spans_per_req'], 1e-9):.0f} per span) |")
-        L.append(f"| {kind} | (this run: {b['rps']:.0f} req/s with stats on, JSON runs without: "
-                 f"{fmt(s['modes']['json']['rps'], '.0f')}) | | | |")
-    L.append("")
+            for name, p in sorted(b["progs"].items(), key=lambda kv: -kv[1]["ns_per_req"]):
+                if p["runs_per_req"] == 0:
+                    continue
+                L.append(f"| {kind} | {name} | {p['runs_per_req']:.2f} | {p['ns_per_run']:.0f} | "
+                         f"{p['ns_per_req']:.0f} |")
+            L.append(f"| {kind} | **total** | | | **{b['ns_per_req']:.0f}** "
+                     f"({b['ns_per_req'] / max(b['spans_per_req'], 1e-9):.0f} per span) |")
+            L.append(f"| {kind} | ht_sock_* only | | | {b['sock_ns_per_req']:.0f} "
+                     f"({b['sock_ns_per_req'] / max(b['spans_per_req'], 1e-9):.0f} per span) |")
+            L.append(f"| {kind} | (this run: {b['rps']:.0f} req/s with stats on, JSON runs without: "
+                     f"{fmt(s['modes']['json']['rps'], '.0f')}) | | | |")
+        L.append("")
     sus = results.get("sustained")
     if sus:
         o, t = sus["off"], sus["otlp"]
