@@ -14,6 +14,7 @@
 #include "hoptrace.skel.h"
 #include "inject.h"
 #include "log.h"
+#include "sysseed.h"
 #include "tls.h"
 
 #define LOADER_MAX_CPUS 4096
@@ -741,6 +742,10 @@ int loader__start(struct loader *ld, const struct loader_config *cfg)
 		return err;
 	}
 	ld->stats_fd = bpf_map__fd(ld->skel->maps.stats);
+	if (ld->plan.capture == CAPTURE_SYSCALLS)
+		log_debug(
+		    "reads already blocked on sockets, followed from now: %u",
+		    sysseed_blocked_reads(bpf_map__fd(ld->skel->maps.sys_ios), (uint32_t)getpid()));
 	/* without it HTTPS is not traced, everything else is */
 	if (ld->plan.tls != TLS_OFF)
 		ld->tls = tls__start(ld->skel, cfg, ld->plan.tls);

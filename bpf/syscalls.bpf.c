@@ -31,32 +31,11 @@
  * never returns must not hold its slot for ever. */
 #define HT_MAX_SYSCALLS_INFLIGHT 32768
 
-enum sys_io_kind {
-	SYS_IO_BUFFER, /* buf or iov/iovcnt locate the bytes */
-	SYS_IO_OPAQUE, /* bytes the program cannot read (sendfile, splice) */
-	SYS_IO_MMSG,   /* iov points to an mmsghdr array of iovcnt entries */
-};
-
-/* What a syscall's entry saw, for its exit. */
-struct sys_io {
-	__u64 sk;  /* struct sock address */
-	__u64 buf; /* single buffer, or 0 */
-	__u64 iov; /* iovec array (mmsghdr array for SYS_IO_MMSG), or 0 */
-	__u32 iovcnt;
-	__s32 fd;
-	__u32 flags; /* recv flags */
-	__u8 dir;
-	__u8 kind; /* enum sys_io_kind */
-	__u8 self; /* the agent's own I/O: only its local port is remembered */
-	__u8 _pad;
-	__u64 start_ns; /* when the syscall began */
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, HT_MAX_SYSCALLS_INFLIGHT);
 	__type(key, __u64); /* pid_tgid */
-	__type(value, struct sys_io);
+	__type(value, struct ht_sys_io);
 } sys_ios SEC(".maps");
 
 /* The TCP (IPv4/IPv6) socket behind fd in the current task, or NULL. */
@@ -90,12 +69,12 @@ static __always_inline struct sock *fd_to_tcp_sock(struct task_struct *task, lon
 
 /* Decode the arguments of a hooked syscall into io (fd, direction, where the bytes are).
  * Returns false for a syscall this program does not follow. */
-static __always_inline bool decode_args(long nr, const unsigned long *args, struct sys_io *io)
+static __always_inline bool decode_args(long nr, const unsigned long *args, struct ht_sys_io *io)
 {
 	struct user_msghdr mh;
 
 	io->fd = (__s32)args[0];
-	io->kind = SYS_IO_BUFFER;
+	io->kind = HT_SYS_IO_BUFFER;
 	switch (nr) {
 	case NR_write:
 	case NR_sendto:
@@ -122,7 +101,7 @@ static __always_inline bool decode_args(long nr, const unsigned long *args, stru
 		io->dir = nr == NR_sendmsg ? HT_DIR_EGRESS : HT_DIR_INGRESS;
 		io->flags = nr == NR_recvmsg ? (__u32)args[2] : 0;
 		if (bpf_probe_read_user(&mh, sizeof(mh), (const void *)args[1])) {
-			io->kind = SYS_IO_OPAQUE; /* the bytes still count */
+			io->kind = HT_SYS_IO_OPAQUE; /* the bytes still count */
 			return true;
 		}
 		io->iov = (__u64)mh.msg_iov;
@@ -132,16 +111,16 @@ static __always_inline bool decode_args(long nr, const unsigned long *args, stru
 	case NR_recvmmsg:
 		io->dir = nr == NR_sendmmsg ? HT_DIR_EGRESS : HT_DIR_INGRESS;
 		io->flags = (__u32)args[3];
-		io->kind = SYS_IO_MMSG;
+		io->kind = HT_SYS_IO_MMSG;
 		io->iov = args[1];
 		io->iovcnt = (__u32)args[2];
 		return true;
 	case NR_sendfile:
 		io->dir = HT_DIR_EGRESS; /* out_fd; the file read from is not ours */
-		io->kind = SYS_IO_OPAQUE;
+		io->kind = HT_SYS_IO_OPAQUE;
 		return true;
 	case NR_splice:
-		io->kind = SYS_IO_OPAQUE; /* which end is a socket: see the caller */
+		io->kind = HT_SYS_IO_OPAQUE; /* which end is a socket: see the caller */
 		return true;
 	}
 	return false;
@@ -157,7 +136,7 @@ static __always_inline int sys_enter(struct trace_event_raw_sys_enter *ctx, int 
 	/* __syscall_nr is an int; the 4 bytes after it are padding */
 	long nr = (int)ctx->id;
 	unsigned long args[4];
-	struct sys_io io = {};
+	struct ht_sys_io io = {};
 	struct sock *sk;
 
 	if ((pid_tgid >> 32) != self_tgid && !task_selected(task, pid_tgid >> 32))
@@ -187,7 +166,7 @@ static __always_inline int sys_enter(struct trace_event_raw_sys_enter *ctx, int 
 	if ((pid_tgid >> 32) == self_tgid) {
 		if (io.dir != HT_DIR_EGRESS)
 			return 0;
-		io.self = 1;
+		io.kind = HT_SYS_IO_SELF;
 	}
 	io.sk = (__u64)sk;
 	io.start_ns = bpf_ktime_get_ns();
@@ -210,9 +189,30 @@ int ht_sys_enter4(struct trace_event_raw_sys_enter *ctx)
 	return sys_enter(ctx, 4);
 }
 
+/* A read that was already blocked when the agent started (its entry was never seen): the
+ * agent put its arguments here from /proc/PID/task/TID/syscall (agent/sysseed.c). Decode
+ * them now, in the task, if this exit is that syscall's. */
+static __always_inline bool resolve_seed(struct ht_sys_io *io, long nr)
+{
+	struct task_struct *task = current_task();
+	/* the raw arguments, as struct ht_sys_io documents for a seed */
+	unsigned long args[4] = {(unsigned long)io->fd, io->buf, io->iov, io->flags};
+	struct sock *sk;
+
+	if (nr != io->nr || !task_selected(task, bpf_get_current_pid_tgid() >> 32))
+		return false;
+	io->buf = io->iov = 0;
+	io->iovcnt = io->flags = 0;
+	if (!decode_args(nr, args, io) || io->dir != HT_DIR_INGRESS)
+		return false;
+	sk = fd_to_tcp_sock(task, io->fd);
+	io->sk = (__u64)sk;
+	return sk != NULL;
+}
+
 /* Bytes moved by a sendmmsg/recvmmsg that moved n messages: each mmsghdr's msg_len. The
  * program cannot copy them message by message; they still count in the stream position. */
-static __always_inline long mmsg_bytes(const struct sys_io *io, long n)
+static __always_inline long mmsg_bytes(const struct ht_sys_io *io, long n)
 {
 	const struct mmsghdr *v = (const struct mmsghdr *)io->iov;
 	long total = 0;
@@ -236,9 +236,9 @@ SEC("tp")
 int ht_sys_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct sys_io *found = bpf_map_lookup_elem(&sys_ios, &pid_tgid);
+	struct ht_sys_io *found = bpf_map_lookup_elem(&sys_ios, &pid_tgid);
 	struct io_source src = {};
-	struct sys_io io;
+	struct ht_sys_io io;
 	long ret;
 
 	if (!found)
@@ -248,16 +248,18 @@ int ht_sys_exit(struct trace_event_raw_sys_exit *ctx)
 	ret = ctx->ret;
 	if (ret < 0)
 		return 0;
-	if (io.self) {
+	if (io.kind == HT_SYS_IO_SELF) {
 		remember_agent_port((struct sock *)io.sk, false);
 		return 0;
 	}
+	if (io.kind == HT_SYS_IO_SEED && !resolve_seed(&io, (int)ctx->id))
+		return 0;
 	src.fd = io.fd;
-	if (io.kind == SYS_IO_BUFFER) {
+	if (io.kind == HT_SYS_IO_BUFFER) {
 		src.buf = (const void *)io.buf;
 		src.iov = (const struct iovec *)io.iov;
 		src.iovcnt = io.iovcnt;
-	} else if (io.kind == SYS_IO_MMSG) {
+	} else if (io.kind == HT_SYS_IO_MMSG) {
 		ret = mmsg_bytes(&io, ret);
 	}
 	if (ret > 0x7fffffff)

@@ -170,6 +170,32 @@ struct ht_task_event {
 };
 _Static_assert(sizeof(struct ht_task_event) == 56, "ht_task_event layout");
 
+/* The syscall capture backend (bpf/syscalls.bpf.c): what a syscall's entry saw, for its
+ * exit, by thread (pid_tgid). The agent also writes HT_SYS_IO_SEED entries for reads that
+ * were already blocked when it started (agent/sysseed.c). */
+enum ht_sys_io_kind {
+	HT_SYS_IO_BUFFER = 0, /* buf or iov/iovcnt locate the bytes */
+	HT_SYS_IO_OPAQUE = 1, /* bytes the program cannot read (sendfile, splice) */
+	HT_SYS_IO_MMSG = 2,   /* iov points to an mmsghdr array of iovcnt entries */
+	HT_SYS_IO_SELF = 3,   /* the agent's own send: only its local port is remembered */
+	HT_SYS_IO_SEED = 4,   /* nr and the raw arguments: fd, buf = arg 1, iov = arg 2,
+			       * flags = arg 3; decoded at the exit of that syscall */
+};
+
+struct ht_sys_io {
+	__u64 sk;  /* struct sock address (0 in a seed) */
+	__u64 buf; /* single buffer, or 0 */
+	__u64 iov; /* iovec array (mmsghdr array for HT_SYS_IO_MMSG), or 0 */
+	__u32 iovcnt;
+	__s32 fd;
+	__u32 flags;	/* recv flags */
+	__u8 dir;	/* enum ht_dir */
+	__u8 kind;	/* enum ht_sys_io_kind */
+	__u16 nr;	/* HT_SYS_IO_SEED: the syscall number */
+	__u64 start_ns; /* when the syscall began */
+};
+_Static_assert(sizeof(struct ht_sys_io) == 48, "ht_sys_io layout");
+
 /* Per-socket state kept in socket local storage (freed with the socket). */
 enum ht_proto {
 	HT_PROTO_UNKNOWN = 0,

@@ -7,6 +7,8 @@ the span sets are compared, ids and times aside: which spans, their names, attri
 statuses, and who is whose parent.
 """
 import json
+import re
+import socket
 import subprocess
 
 from lib import (AGENT, Agent, curl, free_port, nginx, one, python_server, run,
@@ -33,14 +35,21 @@ def supported_backends():
 def scenario(backend):
     """Real processes: curl -> python app (hop) -> python app (leaf), with and without an
     incoming traceparent; a keep-alive connection with a chunked response and a POST body;
-    nginx sending a 3 MiB file with sendfile, then more requests on the same connection."""
+    nginx sending a 3 MiB file with sendfile, then more requests on the same connection; a
+    keep-alive connection opened before the agent, whose server thread is blocked reading
+    it when the agent starts."""
     front, back, ngx_port = free_port(), free_port(), free_port()
     a = python_server(front, script="app_server.py")
     b = python_server(back, script="app_server.py")
     ngx = nginx(ngx_port, "root {root};", http_extra="sendfile on;")
+    early = socket.create_connection(("127.0.0.1", back))
+    early.sendall(b"GET /leaf?before HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b"leaf" in read_response(early)
     agent = Agent("--port", str(front), "--port", str(back), "--port", str(ngx_port),
                   env={"HOPTRACE_CAPTURE": backend})
     try:
+        early.sendall(b"GET /status?code=202 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b" 202 " in read_response(early)
         assert curl("-H", f"traceparent: {TRACEPARENT}",
                     f"http://127.0.0.1:{front}/hop?to={back}&propagate=child").stdout == b"200"
         assert curl(f"http://127.0.0.1:{front}/hop?to={back}&propagate=none").stdout == b"200"
@@ -55,6 +64,7 @@ def scenario(backend):
              f"http://127.0.0.1:{ngx_port}/nope"])
         spans = agent.stop(settle=1.0)
     finally:
+        early.close()
         agent.kill()
         a.stop()
         b.stop()
@@ -64,6 +74,21 @@ def scenario(backend):
         if k.startswith("drop") or k.startswith("bpf_drop"):
             assert v == 0, (backend, k, agent.counters)
     return spans, (front, back, ngx_port)
+
+
+def read_response(sock):
+    """One response with a Content-Length body."""
+    data = b""
+    while True:
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if sep:
+            m = re.search(rb"content-length:\s*(\d+)", head, re.I)
+            if len(body) >= (int(m.group(1)) if m else 0):
+                return data
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
 
 
 def normalise(spans, ports):
@@ -111,8 +136,9 @@ def check_expected(spans, ports):
     assert leaf["parent_span_id"] == call["span_id"]
     assert leaf["end_unix_ns"] <= call["end_unix_ns"] <= entry["end_unix_ns"]
     servers = spans_where(spans, kind="SERVER")
-    # 2 hops x 2 requests, 3 keep-alive requests, 2 POSTs, 3 nginx requests
-    assert len(servers) == 2 + 2 + 3 + 2 + 3, [s["name"] for s in servers]
+    # 2 hops x 2 requests, 3 keep-alive requests, 2 POSTs, 3 nginx requests, 1 on the
+    # connection opened before the agent
+    assert len(servers) == 2 + 2 + 3 + 2 + 3 + 1, [s["name"] for s in servers]
     assert len(spans_where(spans, kind="CLIENT")) == len(servers)
     ngx = sorted(spans_where(spans, kind="SERVER", attr_server__port=ngx_port),
                  key=lambda s: s["start_unix_ns"])
@@ -121,7 +147,11 @@ def check_expected(spans, ports):
     assert [s["attributes"]["http.response.status_code"] for s in ngx] == [200, 200, 404]
     echoes = spans_where(spans, kind="SERVER", attr_url__path="/echo")
     assert [s["attributes"]["http.response.status_code"] for s in echoes] == [200, 200]
-    failed = one(spans, kind="SERVER", attr_url__path="/status")
+    early = one(spans, kind="SERVER", attr_url__path="/status",
+                attr_http__response__status_code=202)
+    assert early["status"] == "UNSET"
+    failed = one(spans, kind="SERVER", attr_url__path="/status",
+                 attr_http__response__status_code=503)
     assert failed["status"] == "ERROR" and failed["attributes"]["http.response.status_code"] == 503
 
 
