@@ -459,6 +459,8 @@ static void plan_inject(struct load_plan *plan, const struct kernel_facts *k)
 		plan->inject = false;
 		snprintf(plan->inject_why, LOADER_WHY_LEN, "no bpf_loop helper (Linux 5.17+)");
 	}
+	if (!plan->inject)
+		log_warn("header injection is off: %s", plan->inject_why);
 	if (plan->tls == TLS_WITH_INJECT_CTX && !plan->inject)
 		plan->tls = TLS_PLAIN;
 }

@@ -20,6 +20,11 @@ TP_PARENT = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TP_TRACE}-{TP_PARENT}-01"
 # differ from run to run whatever the backend
 VOLATILE_ATTRS = {"thread.id", "network.peer.port", "client.port", "network.local.port"}
+# A read already blocked when the agent starts: tp_btf sees its end (the tracepoint is
+# inside the read), the syscall backend completes it from /proc (agent/sysseed.c), fexit
+# cannot (a trampoline runs only for calls that enter after it is attached): that request
+# is lost there, and counted (drop_response_unmatched, when its response goes out).
+SEES_BLOCKED_READ = {"tp_btf": True, "fexit": False, "syscalls": True}
 
 
 def supported_backends():
@@ -70,9 +75,11 @@ def scenario(backend):
         b.stop()
         ngx.stop()
     assert f"capture backend: {backend}" in agent.stderr(), agent.stderr()[-2000:]
+    lost = 0 if SEES_BLOCKED_READ[backend] else 1
     for k, v in agent.counters.items():
         if k.startswith("drop") or k.startswith("bpf_drop"):
-            assert v == 0, (backend, k, agent.counters)
+            assert v == (lost if k == "drop_response_unmatched" else 0), (
+                backend, k, agent.counters)
     return spans, (front, back, ngx_port)
 
 
@@ -125,7 +132,13 @@ def normalise(spans, ports):
     return sorted(out)
 
 
-def check_expected(spans, ports):
+def is_early_span(s, kind=None):
+    """A span of the request on the connection opened before the agent."""
+    return ((kind is None or s["kind"] == kind) and s["attributes"].get("url.path") == "/status"
+            and s["attributes"].get("http.response.status_code") == 202)
+
+
+def check_expected(spans, ports, backend):
     """The scenario's spans as the host tests expect them, whatever the backend."""
     front, back, ngx_port = ports
     entry = one(spans, kind="SERVER", attr_url__path="/hop", trace_id=TP_TRACE)
@@ -137,9 +150,11 @@ def check_expected(spans, ports):
     assert leaf["end_unix_ns"] <= call["end_unix_ns"] <= entry["end_unix_ns"]
     servers = spans_where(spans, kind="SERVER")
     # 2 hops x 2 requests, 3 keep-alive requests, 2 POSTs, 3 nginx requests, 1 on the
-    # connection opened before the agent
-    assert len(servers) == 2 + 2 + 3 + 2 + 3 + 1, [s["name"] for s in servers]
-    assert len(spans_where(spans, kind="CLIENT")) == len(servers)
+    # connection opened before the agent (its client span whatever the backend)
+    assert len(spans_where(spans, kind="CLIENT")) == 2 + 2 + 3 + 2 + 3 + 1
+    early = [s for s in servers if is_early_span(s, "SERVER")]
+    assert len(early) == (1 if SEES_BLOCKED_READ[backend] else 0), early
+    assert len(servers) == 2 + 2 + 3 + 2 + 3 + len(early), [s["name"] for s in servers]
     ngx = sorted(spans_where(spans, kind="SERVER", attr_server__port=ngx_port),
                  key=lambda s: s["start_unix_ns"])
     # sendfile moved the body: the requests after it on the connection are still seen
@@ -147,9 +162,7 @@ def check_expected(spans, ports):
     assert [s["attributes"]["http.response.status_code"] for s in ngx] == [200, 200, 404]
     echoes = spans_where(spans, kind="SERVER", attr_url__path="/echo")
     assert [s["attributes"]["http.response.status_code"] for s in echoes] == [200, 200]
-    early = one(spans, kind="SERVER", attr_url__path="/status",
-                attr_http__response__status_code=202)
-    assert early["status"] == "UNSET"
+    assert all(s["status"] == "UNSET" for s in early)
     failed = one(spans, kind="SERVER", attr_url__path="/status",
                  attr_http__response__status_code=503)
     assert failed["status"] == "ERROR" and failed["attributes"]["http.response.status_code"] == 503
@@ -162,8 +175,10 @@ def test_every_backend_gives_the_same_spans():
     results = {}
     for b in backends:
         spans, ports = scenario(b)
-        check_expected(spans, ports)
-        results[b] = normalise(spans, ports)
+        check_expected(spans, ports, b)
+        # compared without the spans of the request fexit cannot see whole (checked above;
+        # without its server span, the client span has no hoptrace.callee.service either)
+        results[b] = normalise([s for s in spans if not is_early_span(s)], ports)
     first = backends[0]
     for b in backends[1:]:
         only_first = sorted(set(results[first]) - set(results[b]))

@@ -86,6 +86,51 @@ def agent_with(*args):
     return a
 
 
+def kernel_has_helper(name):
+    """Whether the running kernel has a BPF helper, from its own BTF: an oracle apart from
+    the agent's own probe."""
+    return f"'{name}'".encode() in run(["bpftool", "btf", "dump", "file",
+                                       "/sys/kernel/btf/vmlinux"], timeout=120).stdout
+
+
+def test_inject_where_the_kernel_allows_it():
+    """The kernel matrix's injection test. Injection needs bpf_loop (5.17) and a capture
+    backend with BPF socket pointers (tp_btf, fexit). Where the kernel has them, the
+    incoming trace continues into the downstream request: the bpf_loop scans found the
+    request line and the incoming traceparent (6.1's verifier pruned both until their state
+    left the stack). Where it does not, the agent says why in one line, injection stays off
+    and tracing goes on."""
+    has_loop = kernel_has_helper("BPF_FUNC_loop")
+    app_port = free_port()
+    app = python_server(app_port, script="app_server.py", service="app")
+    sk, sport, d = sink()
+    agent = Agent("--pid", str(app.pid), "--repair=inject")
+    try:
+        assert curl("-H", f"traceparent: {TP}",
+                    f"http://127.0.0.1:{app_port}/hop?to={sport}&propagate=none").stdout == b"200"
+        got = received(d)
+        spans = agent.stop()
+    finally:
+        agent.kill()
+        app.stop()
+        sk.stop()
+    err = agent.stderr()
+    backend = re.search(r"capture backend: (\w+)", err).group(1)
+    server = one(spans, kind="SERVER", attr_url__path="/hop")
+    client = one(spans, kind="CLIENT", attr_server__port=sport)
+    assert server["trace_id"] == TRACE and client["parent_span_id"] == server["span_id"]
+    if has_loop and backend in ("tp_btf", "fexit"):
+        assert "traceparent injection on" in err, err[-2000:]
+        assert len(got) == 1 and len(TP_LINE.findall(got[0])) == 1, got
+        trace, parent, _ = TP_LINE.search(got[0]).groups()
+        assert trace.decode() == TRACE and parent.decode() == client["span_id"]
+    else:
+        whys = ([] if has_loop else ["no bpf_loop helper"]) + (
+            [] if backend in ("tp_btf", "fexit") else ["needs the tp_btf or fexit capture backend"])
+        assert any(f"header injection is off: {w}" in err for w in whys), err[-2000:]
+        assert b"traceparent" not in got[0], got
+
+
 def test_inject_downstream_joins_the_trace():
     """curl -> app (traced, drops the context) -> untraced downstream: the downstream gets the
     incoming trace id and the agent's client span id as parent."""

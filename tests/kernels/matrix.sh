@@ -36,8 +36,10 @@ set -euo pipefail
 # issue 10: a two-hop chain with and without traceparent, keep-alive (and nginx sendfile,
 # pipelining, a client killed mid-request) under every capture backend the kernel runs,
 # and HTTPS through OpenSSL (nginx, Python, a TLS hop in a chain).
+# Also: injection where the kernel can (else off, with the reason), and HTTPS under load.
 DEFAULT_TESTS="test_backends test_two_hop test_keepalive test_pipelined test_client_dies
-	test_tls.test_nginx_https test_tls.test_python_ssl test_tls.test_https_hop_in_two_hop_chain"
+	test_tls.test_nginx_https test_tls.test_python_ssl test_tls.test_https_hop_in_two_hop_chain
+	test_tls.test_https_load test_inject.test_inject_where"
 
 KMATRIX_TESTS=${KMATRIX_TESTS-$DEFAULT_TESTS}
 KMATRIX_TIMEOUT=${KMATRIX_TIMEOUT:-900}
