@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * Socket I/O capture, whatever the hook. Three capture backends feed this one path; the
- * agent picks one at start-up by probing the kernel (agent/kprobe.c):
+ * agent picks one at start-up by probing the kernel (agent/kernel.c, agent/loader.c):
  *
  *   tp_btf    tp_btf/sock_send_length, sock_recv_length (6.3+)        sockio.bpf.c
  *   fexit     fexit on inet_sendmsg, inet6_sendmsg, inet_recvmsg,      sockio.bpf.c

@@ -115,6 +115,8 @@ ip link set lo up || ifconfig lo 127.0.0.1 up || say "warning: cannot bring lo u
 mkdir -p "$R/run/hoptrace-vm"
 cp /job/cmd "$R/run/hoptrace-vm/cmd"
 verbose "running the command"
+# vm.sh tells a kernel that died booting (boot again) from one the command crashed
+echo "HOPTRACE_VM_START $VM_NONCE" >"$OUT"
 chroot "$R" /bin/sh /run/hoptrace-vm/cmd <$R/dev/null >"$OUT" 2>/dev/ttyS0
 rc=$?
 verbose "command exited with $rc"

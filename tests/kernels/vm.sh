@@ -118,13 +118,15 @@ write_job() {
 	} >"$dir/job/cmd"
 }
 
-# filter_out NONCE RCFILE: the guest's stdout, minus the status marker (which may follow
-# output that did not end in a newline), with the serial line's \r removed
+# filter_out NONCE RCFILE: the guest's stdout, minus the start marker (RCFILE.started is
+# created then) and the status marker (which may follow output that did not end in a
+# newline), with the serial line's \r removed
 filter_out() {
 	local line marker="HOPTRACE_VM_EXIT $1 "
 	while IFS= read -r line || [ -n "$line" ]; do
 		line=${line%$'\r'}
 		case "$line" in
+		"HOPTRACE_VM_START $1") : >"$2.started" ;;
 		*"$marker"*)
 			printf '%s' "${line%%"$marker"*}"
 			echo "${line##*"$marker"}" >"$2"
@@ -162,8 +164,55 @@ now() {
 	date +%s.%N
 }
 
+# run_guest SERIES DIR: boot the guest once with the job in $TMP/initrd; the command's
+# status lands in $TMP/rc (empty if it never reported one), qemu's in QRC. Exits 124 on the
+# timeout. The nonce is main's.
+run_guest() {
+	local series=$1 dir=$2 t0 t1 accel=tcg out_pid err_pid
+	QRC=0
+	mkfifo "$TMP/out" "$TMP/err"
+	filter_out "$nonce" "$TMP/rc" <"$TMP/out" &
+	out_pid=$!
+	filter_err <"$TMP/err" >&2 &
+	err_pid=$!
+
+	[ "$SMP" -gt 1 ] && accel=tcg,thread=multi
+	t0=$(now)
+	# timeout puts qemu in a process group of its own: a terminal's ^C reaches vm.sh only,
+	# whose EXIT trap stops timeout, which passes the signal on to qemu
+	timeout -k 5 "$TIMEOUT" qemu-system-x86_64 \
+		-accel "$accel" -cpu max -smp "$SMP" -m "$MEM" \
+		-nographic -nodefaults -no-user-config -no-reboot -monitor none -nic none \
+		-kernel "$(boot_image "$dir")" -initrd "$TMP/initrd" \
+		-append "console=ttyS0 quiet loglevel=1 panic=-1 $APPEND" \
+		-chardev "file,id=console,path=$TMP/err" -serial chardev:console \
+		-chardev "file,id=stdout,path=$TMP/out" -serial chardev:stdout \
+		-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+		-device virtio-rng-pci \
+		-fw_cfg name=etc/sercon-port,string=0 \
+		</dev/null >"$TMP/qemu.log" 2>&1 &
+	QEMU_PID=$!
+	wait "$QEMU_PID" || QRC=$?
+	QEMU_PID=""
+	t1=$(now)
+	# if qemu died before opening the fifos, this releases the readers blocked in open()
+	: 1<>"$TMP/out" 2<>"$TMP/err"
+	wait "$out_pid" "$err_pid" || true
+
+	[ "$VERBOSE" = 1 ] && log "$series: qemu ran $(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }") s (boot, command, power-off)"
+	if [ "$QRC" = 124 ] || [ "$QRC" = 137 ]; then
+		log "$series: timed out after $TIMEOUT s; qemu killed"
+		exit 124
+	fi
+	if [ "$QRC" != 0 ]; then
+		log "$series: qemu failed (status $QRC):"
+		cat "$TMP/qemu.log" >&2
+	fi
+}
+
+
 main() {
-	local series nonce t0 t1 qrc=0 rc accel=tcg out_pid err_pid
+	local series nonce rc
 	[ $# -ge 1 ] || usage
 	series=$1
 	shift
@@ -196,47 +245,19 @@ main() {
 	(cd "$TMP" && find job | cpio -o -H newc -R 0:0 --quiet | gzip -1) >"$TMP/job.cpio.gz"
 	cat "$dir/initramfs.cpio.gz" "$TMP/job.cpio.gz" >"$TMP/initrd"
 
-	mkfifo "$TMP/out" "$TMP/err"
-	filter_out "$nonce" "$TMP/rc" <"$TMP/out" &
-	out_pid=$!
-	filter_err <"$TMP/err" >&2 &
-	err_pid=$!
-
-	[ "$SMP" -gt 1 ] && accel=tcg,thread=multi
-	t0=$(now)
-	# timeout puts qemu in a process group of its own: a terminal's ^C reaches vm.sh only,
-	# whose EXIT trap stops timeout, which passes the signal on to qemu
-	timeout -k 5 "$TIMEOUT" qemu-system-x86_64 \
-		-accel "$accel" -cpu max -smp "$SMP" -m "$MEM" \
-		-nographic -nodefaults -no-user-config -no-reboot -monitor none -nic none \
-		-kernel "$(boot_image "$dir")" -initrd "$TMP/initrd" \
-		-append "console=ttyS0 quiet loglevel=1 panic=-1 $APPEND" \
-		-chardev "file,id=console,path=$TMP/err" -serial chardev:console \
-		-chardev "file,id=stdout,path=$TMP/out" -serial chardev:stdout \
-		-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
-		-device virtio-rng-pci \
-		-fw_cfg name=etc/sercon-port,string=0 \
-		</dev/null >"$TMP/qemu.log" 2>&1 &
-	QEMU_PID=$!
-	wait "$QEMU_PID" || qrc=$?
-	QEMU_PID=""
-	t1=$(now)
-	# if qemu died before opening the fifos, this releases the readers blocked in open()
-	: 1<>"$TMP/out" 2<>"$TMP/err"
-	wait "$out_pid" "$err_pid" || true
-
-	[ "$VERBOSE" = 1 ] && log "$series: qemu ran $(awk "BEGIN { printf \"%.1f\", $t1 - $t0 }") s (boot, command, power-off)"
-	if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
-		log "$series: timed out after $TIMEOUT s; qemu killed"
-		exit 124
-	fi
-	if [ "$qrc" != 0 ]; then
-		log "$series: qemu failed (status $qrc):"
-		cat "$TMP/qemu.log" >&2
-	fi
+	# A kernel that dies while booting, before the command starts, is an emulation flake
+	# (seen once: an int3 oops in sched_clock_cpu at 1.5 s under multi-threaded TCG): boot
+	# once more. A crash once the command runs is the command's.
+	local attempt
+	for attempt in 1 2; do
+		rm -f "$TMP/out" "$TMP/err" "$TMP/rc" "$TMP/rc.started"
+		run_guest "$series" "$dir"
+		[ -s "$TMP/rc" ] || [ -e "$TMP/rc.started" ] || [ "$attempt" = 2 ] && break
+		log "$series: the kernel died while booting, before the command started: booting again"
+	done
 	if ! [ -s "$TMP/rc" ]; then
 		log "$series: the guest stopped without reporting a status (kernel panic? see above)"
-		[ "$qrc" = 0 ] && [ -s "$TMP/qemu.log" ] && cat "$TMP/qemu.log" >&2
+		[ "$QRC" = 0 ] && [ -s "$TMP/qemu.log" ] && cat "$TMP/qemu.log" >&2
 		exit 125
 	fi
 	rc=$(cat "$TMP/rc")
