@@ -132,14 +132,41 @@ static void utf8_sanitise(const char *s, char *out, size_t outlen)
 	out[o] = '\0';
 }
 
-void audit__record_unclassified(struct audit *a, bool serving)
+static void count_reason(struct audit *a, const char *reason)
+{
+	unsigned i;
+
+	for (i = 0; i < a->nreasons; i++)
+		if (strcmp(a->reasons[i].name, reason) == 0)
+			break;
+	if (i == a->nreasons) {
+		if (a->nreasons == AUDIT_MAX_REASONS - 1)
+			reason = "other"; /* the last slot */
+		for (i = 0; i < a->nreasons; i++)
+			if (strcmp(a->reasons[i].name, reason) == 0)
+				break;
+		if (i == a->nreasons) {
+			utf8_sanitise(reason, a->reasons[i].name, sizeof(a->reasons[i].name));
+			a->nreasons++;
+		}
+	}
+	a->reasons[i].calls++;
+}
+
+void audit__record_unclassified(struct audit *a, const char *reason)
 {
 	a->calls_seen++;
 	a->calls_unclassified++;
-	if (serving)
+	if (!reason || !*reason)
+		reason = "unknown";
+	if (strcmp(reason, AUDIT_REASON_WITHOUT_CONTEXT) == 0)
 		a->calls_without_context++;
-	else
+	else if (strcmp(reason, "no_request_in_flight") == 0 ||
+		 strcmp(reason, "after_response") == 0)
 		a->calls_not_serving++;
+	else
+		a->calls_unsound++;
+	count_reason(a, reason);
 }
 
 void audit__record(struct audit *a, const char *caller, const char *callee,
@@ -150,7 +177,7 @@ void audit__record(struct audit *a, const char *caller, const char *callee,
 	struct audit_edge *e;
 
 	if (r == PROP_NONE || r >= PROP__COUNT) {
-		audit__record_unclassified(a, true);
+		audit__record_unclassified(a, AUDIT_REASON_WITHOUT_CONTEXT);
 		return;
 	}
 	a->calls_seen++;
@@ -191,6 +218,7 @@ void audit__observe_span(struct audit *a, const struct span *s)
 	c.propagation = attr_str(s, "hoptrace.propagation");
 	c.confidence = attr_str(s, "hoptrace.propagation.confidence");
 	c.tracestate = attr_str(s, "hoptrace.propagation.tracestate");
+	c.unclassified = attr_str(s, "hoptrace.propagation.unclassified");
 	c.callee_service = attr_str(s, "hoptrace.callee.service");
 	c.parent_confidence = attr_str(s, "hoptrace.parent.confidence");
 	c.server_address = attr_str(s, "server.address");
@@ -212,9 +240,14 @@ void audit__observe_client(struct audit *a, const struct audit_client_span *c)
 		callee = addr;
 	}
 	if (!c->propagation) {
-		/* "none": the call was not made while serving a request we saw */
-		audit__record_unclassified(a, c->parent_confidence &&
-						  strcmp(c->parent_confidence, "none") != 0);
+		const char *why = c->unclassified;
+
+		/* files written before the reason was recorded: what the parent says */
+		if (!why)
+			why = c->parent_confidence && strcmp(c->parent_confidence, "none") != 0
+				  ? AUDIT_REASON_WITHOUT_CONTEXT
+				  : "no_request_in_flight";
+		audit__record_unclassified(a, why);
 		return;
 	}
 	audit__record(a, c->service ? c->service : "unknown_service", callee,
@@ -320,8 +353,16 @@ static void print_table(const struct audit *a, FILE *out, struct audit_edge **li
 	fprintf(out,
 		"propagation audit: %" PRIu64 " outgoing calls; not classified: %" PRIu64
 		" made outside any request seen, %" PRIu64
-		" serving a request without a valid traceparent (or with several candidates)\n",
-		a->calls_seen, a->calls_not_serving, a->calls_without_context);
+		" serving a request without a valid traceparent, %" PRIu64
+		" whose request is not known by sound evidence\n",
+		a->calls_seen, a->calls_not_serving, a->calls_without_context, a->calls_unsound);
+	if (a->nreasons) {
+		fprintf(out, "not classified, by reason:");
+		for (unsigned i = 0; i < a->nreasons; i++)
+			fprintf(out, "%s %s %" PRIu64, i ? "," : "", a->reasons[i].name,
+				a->reasons[i].calls);
+		fputc('\n', out);
+	}
 	if (!n) {
 		fprintf(out, "no classified calls\n");
 		return;
@@ -332,28 +373,29 @@ static void print_table(const struct audit *a, FILE *out, struct audit_edge **li
 		print_table_row(out, list[i]);
 }
 
+/* Names come from traced processes' environments: escape what JSON needs. */
+static void print_json_string(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fprintf(out, "\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			fprintf(out, "\\u%04x", *s);
+		else
+			fputc(*s, out);
+	}
+	fputc('"', out);
+}
+
 static void print_json_edge(FILE *out, const struct audit_edge *e, bool first)
 {
 	bool first_result = true;
 
-	/* service names come from traced processes' environments: escape what JSON needs */
 	fprintf(out, "%s{\"caller\":", first ? "" : ",");
-	for (int pass = 0; pass < 2; pass++) {
-		const char *s = pass ? e->callee : e->caller;
-
-		fputc('"', out);
-		for (; *s; s++) {
-			if (*s == '"' || *s == '\\')
-				fprintf(out, "\\%c", *s);
-			else if ((unsigned char)*s < 0x20)
-				fprintf(out, "\\u%04x", *s);
-			else
-				fputc(*s, out);
-		}
-		fputc('"', out);
-		if (!pass)
-			fprintf(out, ",\"callee\":");
-	}
+	print_json_string(out, e->caller);
+	fprintf(out, ",\"callee\":");
+	print_json_string(out, e->callee);
 	fprintf(out,
 		",\"calls\":%" PRIu64 ",\"verdict\":\"%s\",\"tracestate_dropped\":%" PRIu64
 		",\"results\":{",
@@ -383,9 +425,18 @@ void audit__print(const struct audit *a, FILE *out, bool json)
 	} else {
 		fprintf(out,
 			"{\"calls\":%" PRIu64 ",\"unclassified\":%" PRIu64
-			",\"not_serving\":%" PRIu64 ",\"without_context\":%" PRIu64 ",\"edges\":[",
+			",\"not_serving\":%" PRIu64 ",\"without_context\":%" PRIu64
+			",\"unsound\":%" PRIu64 ",\"unclassified_reasons\":{",
 			a->calls_seen, a->calls_unclassified, a->calls_not_serving,
-			a->calls_without_context);
+			a->calls_without_context, a->calls_unsound);
+		/* reason names are the agent's words or sanitised, and never hold quotes from
+		 * the agent; a file read back may: escaped like service names */
+		for (unsigned i = 0; i < a->nreasons; i++) {
+			fprintf(out, "%s", i ? "," : "");
+			print_json_string(out, a->reasons[i].name);
+			fprintf(out, ":%" PRIu64, a->reasons[i].calls);
+		}
+		fprintf(out, "},\"edges\":[");
 		for (size_t i = 0; i < n; i++)
 			print_json_edge(out, list[i], i == 0);
 		fprintf(out, "]}\n");

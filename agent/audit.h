@@ -57,13 +57,26 @@ struct audit_edge {
 	char confidence[PROP__COUNT][16];    /* evidence of the first finding per result */
 };
 
+/* Distinct reasons kept for unclassified calls (the agent has a dozen; a JSON file read
+ * back may hold anything: the rest are counted under "other"). */
+#define AUDIT_MAX_REASONS 16
+#define AUDIT_REASON_LEN 40
+
+struct audit_reason {
+	char name[AUDIT_REASON_LEN];
+	uint64_t calls;
+};
+
 struct audit {
 	struct u64map edges; /* hash(caller, callee) -> struct audit_edge */
 	uint64_t calls_seen;
-	uint64_t calls_unclassified;	/* total of the two below */
-	uint64_t calls_not_serving;	/* no request being served was found for the call */
-	uint64_t calls_without_context; /* the request served had no valid context, or the
-					 * candidates disagreed */
+	uint64_t calls_unclassified;	/* total of the three below */
+	uint64_t calls_not_serving;	/* made outside any request (none in flight, or after
+					 * the response of the thread's request) */
+	uint64_t calls_without_context; /* the request served had no valid context */
+	uint64_t calls_unsound;		/* the request served is not known by sound evidence */
+	unsigned nreasons;
+	struct audit_reason reasons[AUDIT_MAX_REASONS]; /* unclassified calls by reason */
 };
 
 int audit__init(struct audit *a);
@@ -72,8 +85,11 @@ void audit__free(struct audit *a);
 void audit__record(struct audit *a, const char *caller, const char *callee,
 		   enum propagation_result r, bool tracestate_dropped, const char *trace_id_hex,
 		   const char *confidence);
-/* Count a call that could not be classified; serving: a request served was found. */
-void audit__record_unclassified(struct audit *a, bool serving);
+/* The reason of a call whose request had no valid context. */
+#define AUDIT_REASON_WITHOUT_CONTEXT "request_without_context"
+/* Count a call that could not be classified, with the reason: AUDIT_REASON_WITHOUT_CONTEXT,
+ * or the hoptrace.parent.reason of a call without a sound parent. */
+void audit__record_unclassified(struct audit *a, const char *reason);
 /* Count a finished span (client spans carry the classification as attributes). */
 void audit__observe_span(struct audit *a, const struct span *s);
 /* The report: a table per edge, or one JSON document. */
@@ -87,6 +103,7 @@ struct audit_client_span {
 	const char *propagation;       /* attributes: hoptrace.propagation */
 	const char *confidence;	       /* hoptrace.propagation.confidence */
 	const char *tracestate;	       /* hoptrace.propagation.tracestate */
+	const char *unclassified;      /* hoptrace.propagation.unclassified: why not */
 	const char *callee_service;    /* hoptrace.callee.service */
 	const char *parent_confidence; /* hoptrace.parent.confidence */
 	const char *server_address;    /* server.address */

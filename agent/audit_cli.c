@@ -132,6 +132,8 @@ static const char *client_fields(const struct json_doc *d, const struct json_val
 		return "attribute hoptrace.propagation.confidence is not a string";
 	if (attr_str(d, attrs, "hoptrace.propagation.tracestate", &c->tracestate))
 		return "attribute hoptrace.propagation.tracestate is not a string";
+	if (attr_str(d, attrs, "hoptrace.propagation.unclassified", &c->unclassified))
+		return "attribute hoptrace.propagation.unclassified is not a string";
 	if (attr_str(d, attrs, "hoptrace.parent.confidence", &c->parent_confidence))
 		return "attribute hoptrace.parent.confidence is not a string";
 	if (attr_str(d, attrs, "hoptrace.callee.service", &c->callee_service))

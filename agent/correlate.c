@@ -9,11 +9,22 @@
 #define CORRELATE_MAX_PROCS 65536
 #define CORRELATE_MAX_THREADS 262144
 
+/* What a thread has shown about how it serves requests; sticky until it exits. */
+enum thread_mark {
+	MARK_NONBLOCKING = 1 << 0, /* read a request from a non-blocking socket */
+	MARK_INTERLEAVING = 1 << 1, /* read a request while serving one of another connection */
+	MARK_HANDOFF = 1 << 2,	    /* another thread answered a request it read */
+};
+
+/* thread_parent values: creator tid + 1, and this bit when the child is a process. */
+#define CREATED_PROCESS (1ULL << 32)
+
 int correlate__init(struct correlate *c)
 {
 	memset(c, 0, sizeof(*c));
 	if (u64map_init(&c->by_tgid, CORRELATE_MAX_PROCS) ||
 	    u64map_init(&c->by_tid, CORRELATE_MAX_THREADS) ||
+	    u64map_init(&c->thread_marks, CORRELATE_MAX_THREADS) ||
 	    u64map_init(&c->thread_parent, CORRELATE_MAX_THREADS) ||
 	    u64map_init(&c->thread_born, CORRELATE_MAX_THREADS)) {
 		correlate__free(c);
@@ -26,8 +37,35 @@ void correlate__free(struct correlate *c)
 {
 	u64map_free(&c->by_tgid);
 	u64map_free(&c->by_tid);
+	u64map_free(&c->thread_marks);
 	u64map_free(&c->thread_parent);
 	u64map_free(&c->thread_born);
+}
+
+static unsigned marks_of(const struct correlate *c, uint32_t tid)
+{
+	return (unsigned)(uintptr_t)u64map_get(&c->thread_marks, tid);
+}
+
+/* Best effort: when the table is full the thread is not marked; its calls can then still be
+ * refused by what its requests in flight show (non-blocking, several). */
+static void mark_thread(struct correlate *c, uint32_t tid, unsigned mark)
+{
+	unsigned marks = marks_of(c, tid);
+
+	if ((marks & mark) != mark)
+		u64map_put(&c->thread_marks, tid, (void *)(uintptr_t)(marks | mark));
+}
+
+/* A request read while the thread still serves one of another connection: the thread
+ * interleaves requests (an event loop on blocking sockets polled for readiness). Pipelined
+ * requests on one connection are no sign of that. */
+static bool serves_another_connection(const struct correlate *c, const struct inflight *in)
+{
+	for (const struct inflight *o = u64map_get(&c->by_tid, in->tid); o; o = o->thread_next)
+		if (!o->answered && o->conn != in->conn)
+			return true;
+	return false;
 }
 
 int correlate__add(struct correlate *c, struct inflight *in)
@@ -36,6 +74,10 @@ int correlate__add(struct correlate *c, struct inflight *in)
 	struct inflight *thread_head = u64map_get(&c->by_tid, in->tid);
 	int err;
 
+	if (in->nonblocking)
+		mark_thread(c, in->tid, MARK_NONBLOCKING);
+	if (serves_another_connection(c, in))
+		mark_thread(c, in->tid, MARK_INTERLEAVING);
 	err = u64map_put(&c->by_tgid, in->tgid, in);
 	if (err)
 		return err;
@@ -55,8 +97,16 @@ int correlate__add(struct correlate *c, struct inflight *in)
 	in->thread_next = thread_head;
 	if (thread_head)
 		thread_head->thread_prev = in;
-	in->linked = 1;
+	in->linked = true;
 	return 0;
+}
+
+void correlate__answered(struct correlate *c, struct inflight *in, uint32_t writer_tid)
+{
+	in->answered = true;
+	/* the reader is not the thread that serves: what it does later proves nothing */
+	if (in->linked && writer_tid != in->tid)
+		mark_thread(c, in->tid, MARK_HANDOFF);
 }
 
 void correlate__remove(struct correlate *c, struct inflight *in)
@@ -80,23 +130,27 @@ void correlate__remove(struct correlate *c, struct inflight *in)
 		u64map_del(&c->by_tid, in->tid);
 	if (in->thread_next)
 		in->thread_next->thread_prev = in->thread_prev;
-	in->linked = 0;
+	in->linked = false;
 	in->proc_prev = in->proc_next = in->thread_prev = in->thread_next = NULL;
 }
 
 void correlate__thread_created(struct correlate *c, uint32_t parent_tid, uint32_t child_tid,
-			       uint64_t ts_ns)
+			       bool is_process, uint64_t ts_ns)
 {
+	uint64_t v = ((uint64_t)parent_tid + 1) | (is_process ? CREATED_PROCESS : 0);
+
 	if (parent_tid == child_tid)
 		return;
-	/* best effort: when the table is full the thread just has no known ancestry */
-	if (u64map_put(&c->thread_parent, child_tid,
-		       (void *)(uintptr_t)((uint64_t)parent_tid + 1)) == 0)
+	/* a new task with a recycled id starts with no marks */
+	u64map_del(&c->thread_marks, child_tid);
+	/* best effort: when the table is full the task just has no known ancestry */
+	if (u64map_put(&c->thread_parent, child_tid, (void *)(uintptr_t)v) == 0)
 		u64map_put(&c->thread_born, child_tid, (void *)(uintptr_t)(ts_ns + 1));
 }
 
 void correlate__thread_exited(struct correlate *c, uint32_t tid)
 {
+	u64map_del(&c->thread_marks, tid);
 	u64map_del(&c->thread_parent, tid);
 	u64map_del(&c->thread_born, tid);
 }
@@ -108,81 +162,175 @@ static void add_candidate(struct parent_match *m, const struct inflight *in)
 	m->ntotal++;
 }
 
-/* Settle a candidate count: one is the parent, several are ambiguous. */
-static int settle(struct parent_match *m, enum parent_confidence conf)
+static void ambiguous(struct parent_match *m, enum parent_reason reason)
 {
-	if (m->ntotal == 1) {
-		m->conf = conf;
-		m->parent = m->candidates[0];
-		return 1;
-	}
-	if (m->ntotal > 1) {
-		m->conf = PARENT_AMBIGUOUS;
-		return 1;
-	}
-	return 0;
+	m->conf = PARENT_AMBIGUOUS;
+	m->reason = reason;
+	m->parent = NULL;
 }
 
-static void match_trace_id(const struct correlate *c, uint32_t tgid, uint32_t tid,
-			   const uint8_t *trace_id, struct parent_match *m)
+static void found(struct parent_match *m, enum parent_confidence conf, const struct inflight *in)
+{
+	m->conf = conf;
+	m->reason = REASON_NONE;
+	m->parent = in;
+	m->ncandidates = m->ntotal = 0;
+}
+
+/* Why tid's requests are no evidence whatever they are, or REASON_NONE. */
+static enum parent_reason thread_unsound(const struct correlate *c, uint32_t tid)
+{
+	unsigned marks = marks_of(c, tid);
+
+	if (marks & MARK_NONBLOCKING)
+		return REASON_NONBLOCKING;
+	if (marks & MARK_INTERLEAVING)
+		return REASON_INTERLEAVING;
+	if (marks & MARK_HANDOFF)
+		return REASON_HANDOFF;
+	return REASON_NONE;
+}
+
+static void match_trace_id(const struct correlate *c, const struct call_query *q,
+			   struct parent_match *m)
 {
 	const struct inflight *on_thread = NULL;
 	unsigned thread_matches = 0;
 
-	for (const struct inflight *in = u64map_get(&c->by_tgid, tgid); in; in = in->proc_next) {
-		if (memcmp(in->span->trace_id, trace_id, 16) != 0)
+	for (const struct inflight *in = u64map_get(&c->by_tgid, q->tgid); in;
+	     in = in->proc_next) {
+		if (memcmp(in->span->trace_id, q->out_trace_id, 16) != 0)
 			continue;
 		add_candidate(m, in);
-		if (in->tid == tid) {
+		if (in->tid == q->tid && !in->answered) {
 			on_thread = in;
 			thread_matches++;
 		}
 	}
-	/* several server spans of one trace in flight: the thread decides, if it can */
-	if (m->ntotal > 1 && thread_matches == 1) {
-		m->ncandidates = m->ntotal = 1;
-		m->candidates[0] = on_thread;
+	if (m->ntotal == 1) {
+		found(m, PARENT_EXACT, m->candidates[0]);
+		return;
 	}
-	settle(m, PARENT_EXACT);
+	if (!m->ntotal) {
+		m->conf = PARENT_NONE;
+		m->reason = REASON_TRACE_NOT_IN_FLIGHT;
+		return;
+	}
+	/* several requests of one trace in flight: a thread that is evidence decides */
+	if (thread_matches == 1 && thread_unsound(c, q->tid) == REASON_NONE &&
+	    !on_thread->nonblocking) {
+		found(m, PARENT_EXACT, on_thread);
+		return;
+	}
+	ambiguous(m, REASON_SEVERAL_OF_TRACE);
 }
 
-/* Server spans in flight on tid. born_before: for an ancestor, only requests that were
- * already being served when the descendant thread was created count; a thread pool made
- * by one request must not hand later, unrelated requests to whatever that creator thread
- * serves at the time. 0: no limit. */
-static int match_thread(const struct correlate *c, uint32_t tid, struct parent_match *m,
-			enum parent_confidence conf, uint64_t born_before)
+/*
+ * The requests in flight on tid as evidence for a call. born_before: for an ancestor, only
+ * requests that were being served when the calling process was created count (0: no limit).
+ * Returns false when tid has no request in flight that could be the parent (m untouched),
+ * true when m is settled (a parent, or ambiguous with the reason).
+ */
+static bool match_thread(const struct correlate *c, uint32_t tid, const struct call_query *q,
+			 enum parent_confidence conf, uint64_t born_before, struct parent_match *m)
 {
-	for (const struct inflight *in = u64map_get(&c->by_tid, tid); in; in = in->thread_next)
-		if (!born_before || in->start_ns <= born_before)
-			add_candidate(m, in);
-	return settle(m, conf);
+	const struct inflight *one = NULL;
+	enum parent_reason why = thread_unsound(c, tid);
+	unsigned unanswered = 0, answered = 0;
+
+	for (const struct inflight *in = u64map_get(&c->by_tid, tid); in; in = in->thread_next) {
+		if (born_before && in->start_ns > born_before)
+			continue;
+		if (in->answered) {
+			answered++;
+			continue;
+		}
+		unanswered++;
+		one = in;
+		add_candidate(m, in);
+		if (in->nonblocking)
+			why = REASON_NONBLOCKING;
+	}
+	if (!unanswered) {
+		if (!answered)
+			return false;
+		m->conf = PARENT_NONE;
+		m->reason = REASON_AFTER_RESPONSE;
+		return true;
+	}
+	if (why == REASON_NONE && unanswered > 1)
+		why = REASON_SEVERAL;
+	if (why == REASON_NONE &&
+	    ((q->ts_ns > one->start_ns && q->ts_ns - one->start_ns > ADOPT_MAX_AGE_NS) ||
+	     one->adopted >= ADOPT_MAX_CALLS))
+		why = REASON_ADOPTION_LIMIT;
+	if (why != REASON_NONE)
+		ambiguous(m, why);
+	else
+		found(m, conf, one);
+	return true;
 }
 
-void correlate__find_parent(const struct correlate *c, uint32_t tgid, uint32_t tid,
-			    const uint8_t *out_trace_id, struct parent_match *m)
+/* The thread that created t, and how: false when unknown. */
+static bool creator_of(const struct correlate *c, uint32_t t, uint32_t *creator, bool *process,
+		       uint64_t *born)
 {
-	uint32_t t = tid;
+	uint64_t v = (uint64_t)(uintptr_t)u64map_get(&c->thread_parent, t);
+	uint64_t b = (uint64_t)(uintptr_t)u64map_get(&c->thread_born, t);
 
+	if (!v || !b)
+		return false;
+	*creator = (uint32_t)((v & 0xffffffffULL) - 1);
+	*process = (v & CREATED_PROCESS) != 0;
+	*born = b - 1;
+	return true;
+}
+
+/* No request in flight on the calling thread: a process forked by a thread while it served
+ * a request serves that request (CGI, a subprocess). A thread created then does not: pools
+ * and runtimes create threads lazily, during whichever request comes first. */
+static bool match_ancestry(const struct correlate *c, const struct call_query *q,
+			   struct parent_match *m)
+{
+	uint32_t t = q->tid, creator;
+	uint64_t born;
+	bool process;
+
+	for (int depth = 0; depth < ANCESTRY_MAX_DEPTH; depth++) {
+		if (!creator_of(c, t, &creator, &process, &born))
+			return false;
+		if (!process) {
+			struct parent_match probe = {0};
+
+			if (!match_thread(c, creator, q, PARENT_ANCESTOR, born, &probe) ||
+			    probe.conf == PARENT_NONE)
+				return false;
+			*m = probe;
+			ambiguous(m, REASON_THREAD_CREATED);
+			return true;
+		}
+		if (match_thread(c, creator, q, PARENT_ANCESTOR, born, m))
+			return true;
+		t = creator;
+	}
+	return false;
+}
+
+void correlate__find_parent(const struct correlate *c, const struct call_query *q,
+			    struct parent_match *m)
+{
 	memset(m, 0, sizeof(*m));
-	if (out_trace_id) {
+	if (q->out_trace_id) {
 		/* the request carries its own context: only a server span of that trace can
 		 * be its parent */
-		match_trace_id(c, tgid, tid, out_trace_id, m);
+		match_trace_id(c, q, m);
 		return;
 	}
-	if (match_thread(c, tid, m, PARENT_THREAD, 0))
+	if (match_thread(c, q->tid, q, PARENT_THREAD, 0, m) || match_ancestry(c, q, m))
 		return;
-	for (int depth = 0; depth < ANCESTRY_MAX_DEPTH; depth++) {
-		void *v = u64map_get(&c->thread_parent, t);
-		void *born = u64map_get(&c->thread_born, t);
-
-		if (!v || !born)
-			return;
-		t = (uint32_t)((uintptr_t)v - 1);
-		if (match_thread(c, t, m, PARENT_ANCESTOR, (uint64_t)(uintptr_t)born - 1))
-			return;
-	}
+	m->conf = PARENT_NONE;
+	m->reason =
+	    u64map_get(&c->by_tgid, q->tgid) ? REASON_OTHER_THREADS : REASON_NO_REQUEST;
 }
 
 const char *parent_confidence_name(enum parent_confidence conf)
@@ -199,4 +347,28 @@ const char *parent_confidence_name(enum parent_confidence conf)
 	default:
 		return "none";
 	}
+}
+
+static const char *const reason_names[REASON__COUNT] = {
+    [REASON_NO_REQUEST] = "no_request_in_flight",
+    [REASON_AFTER_RESPONSE] = "after_response",
+    [REASON_OTHER_THREADS] = "requests_on_other_threads",
+    [REASON_NONBLOCKING] = "nonblocking_thread",
+    [REASON_INTERLEAVING] = "interleaving_thread",
+    [REASON_HANDOFF] = "handoff_thread",
+    [REASON_SEVERAL] = "several_requests_on_thread",
+    [REASON_ADOPTION_LIMIT] = "adoption_limit",
+    [REASON_THREAD_CREATED] = "thread_created_during_request",
+    [REASON_TRACE_NOT_IN_FLIGHT] = "trace_not_in_flight",
+    [REASON_SEVERAL_OF_TRACE] = "several_requests_of_trace",
+};
+
+const char *parent_reason_name(enum parent_reason r)
+{
+	return r > REASON_NONE && r < REASON__COUNT ? reason_names[r] : NULL;
+}
+
+bool parent_reason_outside_request(enum parent_reason r)
+{
+	return r == REASON_NO_REQUEST || r == REASON_AFTER_RESPONSE;
 }

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "audit.h"
-#include "conn.h"
+#include "tracker.h"
 #include "http1.h"
 #include "proc.h"
 #include "resource.h"
@@ -326,9 +326,9 @@ void exchange_link_peers(struct tracker *t, struct exchange *ex, struct exchange
 }
 
 struct exchange *exchange_start_server(struct tracker *t, const struct conn_info *ci,
-				       const struct http1_head *h, uint32_t tid)
+				       const struct http1_head *h, const struct record_ctx *rec)
 {
-	struct exchange *ex = exchange_new(t, ci, h, tid, SPAN_KIND_SERVER);
+	struct exchange *ex = exchange_new(t, ci, h, rec->tid, SPAN_KIND_SERVER);
 	struct trace_context in;
 	struct span *s;
 
@@ -350,20 +350,22 @@ struct exchange *exchange_start_server(struct tracker *t, const struct conn_info
 		s->trace_flags = W3C_FLAG_SAMPLED;
 	}
 	span_random_id(s->span_id, 8);
-	if (t->cur_ctx) {
+	if (rec->ids) {
 		/* --repair=inject: BPF chose these ids and injects them into this request's calls
 		 */
-		if (!ex->in_valid || memcmp(s->trace_id, t->cur_ctx->trace_id, 16) != 0)
+		if (!ex->in_valid || memcmp(s->trace_id, rec->ids->trace_id, 16) != 0)
 			memset(s->parent_span_id, 0, 8);
-		memcpy(s->trace_id, t->cur_ctx->trace_id, 16);
-		memcpy(s->span_id, t->cur_ctx->span_id, 8);
+		memcpy(s->trace_id, rec->ids->trace_id, 16);
+		memcpy(s->span_id, rec->ids->span_id, 8);
 	}
 	span_set_str(s, "hoptrace.traceparent.received",
 		     ex->in_valid ? "valid" : (h->traceparent_count ? "invalid" : "none"),
 		     ex->in_valid ? 5 : (h->traceparent_count ? 7 : 4));
 	set_server_attrs(s, h, ci);
 	ex->inflight.tgid = ci->tgid;
-	ex->inflight.tid = tid;
+	ex->inflight.tid = rec->tid;
+	ex->inflight.conn = ci->cookie;
+	ex->inflight.nonblocking = (rec->flags & HT_DATA_NONBLOCK) != 0;
 	ex->inflight.start_ns = ex->start_ns;
 	ex->inflight.span = s;
 	/* without registration the request still becomes a span, only without children */
@@ -394,58 +396,41 @@ static enum propagation_result classify_for(const struct exchange *sx, const str
 	return audit_classify(&in, ts_dropped);
 }
 
-/* Several requests could be the one served (an event loop): the call is still classified
- * when every candidate gives the same answer (no header sent while all of them had one is
- * "dropped" whichever it was). */
-static enum propagation_result classify_ambiguous(const struct parent_match *m,
-						  const struct http1_head *h,
-						  const struct trace_context *out, bool has_out,
-						  bool *ts_dropped)
+static void set_unclassified(struct span *s, const char *why)
 {
-	enum propagation_result r = PROP_NONE;
-	bool dropped_any = false;
-
-	if (m->ntotal != m->ncandidates)
-		return PROP_NONE; /* not all candidates known */
-	for (unsigned i = 0; i < m->ncandidates; i++) {
-		bool ts;
-		enum propagation_result ri =
-		    classify_for(exchange_of(m->candidates[i]), h, out, has_out, &ts);
-
-		if (ri == PROP_NONE || (i && ri != r))
-			return PROP_NONE;
-		r = ri;
-		dropped_any |= ts;
-	}
-	*ts_dropped = dropped_any;
-	return r;
+	span_set_str(s, "hoptrace.propagation.unclassified", why, strlen(why));
 }
 
-/* Audit the call: did the service pass on the context of the request it serves? The
- * request served is the parent, or, when the call carries another trace's header (so that
- * trace-id matching found nothing), the one the thread is serving. */
-static void audit_call(struct tracker *t, struct span *s, const struct conn_info *ci, uint32_t tid,
+/* Audit the call: did the service pass on the context of the request it serves? Only a
+ * request known by sound evidence is the one served: the parent, or, when the call carries
+ * another trace's header (so that trace-id matching found nothing), the request its thread
+ * serves by the same rules. Any other call is not classified, and says why. */
+static void audit_call(struct tracker *t, struct span *s, const struct call_query *q,
 		       const struct http1_head *h, const struct trace_context *out, bool has_out,
 		       const struct parent_match *m)
 {
 	const struct parent_match *pm = m;
 	struct parent_match by_thread;
+	struct call_query thread_q = *q;
 	enum propagation_result r;
 	bool ts_dropped = false;
 	const char *name;
 
-	if (!m->parent && has_out && m->conf == PARENT_NONE) {
-		correlate__find_parent(&t->corr, ci->tgid, tid, NULL, &by_thread);
+	if (!m->parent && has_out && m->reason == REASON_TRACE_NOT_IN_FLIGHT) {
+		thread_q.out_trace_id = NULL;
+		correlate__find_parent(&t->corr, &thread_q, &by_thread);
 		pm = &by_thread;
 	}
-	if (pm->parent)
-		r = classify_for(exchange_of(pm->parent), h, out, has_out, &ts_dropped);
-	else if (pm->conf == PARENT_AMBIGUOUS)
-		r = classify_ambiguous(pm, h, out, has_out, &ts_dropped);
-	else
+	if (!pm->parent) {
+		set_unclassified(s, parent_reason_name(pm->reason) ? parent_reason_name(pm->reason)
+								    : "no_request_in_flight");
 		return;
-	if (r == PROP_NONE)
+	}
+	r = classify_for(exchange_of(pm->parent), h, out, has_out, &ts_dropped);
+	if (r == PROP_NONE) {
+		set_unclassified(s, "request_without_context");
 		return;
+	}
 	name = propagation_result_name(r);
 	span_set_str(s, "hoptrace.propagation", name, strlen(name));
 	name = parent_confidence_name(pm->conf);
@@ -501,17 +486,38 @@ static void ids_from_parent(struct span *s, const struct span *parent)
 	span_random_id(s->span_id, 8);
 }
 
+/* Several requests in flight of which one surely is the parent (pipelined on one blocking
+ * thread, or several of the call's trace): each is linked as a possible parent. Requests
+ * of an event loop are not: the call may belong to none of them (a timer). */
 static void link_candidates(struct span *s, const struct parent_match *m)
 {
+	if (m->reason != REASON_SEVERAL && m->reason != REASON_SEVERAL_OF_TRACE)
+		return;
 	for (unsigned i = 0; i < m->ncandidates; i++)
 		span_add_link(s, m->candidates[i]->span->trace_id, m->candidates[i]->span->span_id,
 			      "ambiguous_parent");
 }
 
-struct exchange *exchange_start_client(struct tracker *t, const struct conn_info *ci,
-				       const struct http1_head *h, uint32_t tid)
+/* The parent was taken: the request records it (stitching must not move it to another
+ * trace now), and adoption by thread or ancestry is counted against its bound. */
+static void take_parent(const struct parent_match *m)
 {
-	struct exchange *ex = exchange_new(t, ci, h, tid, SPAN_KIND_CLIENT);
+	struct exchange *px;
+
+	if (!m->parent)
+		return;
+	px = exchange_of(m->parent);
+	px->has_children = true;
+	if (m->conf == PARENT_THREAD || m->conf == PARENT_ANCESTOR)
+		px->inflight.adopted++;
+}
+
+struct exchange *exchange_start_client(struct tracker *t, const struct conn_info *ci,
+				       const struct http1_head *h, const struct record_ctx *rec)
+{
+	struct exchange *ex = exchange_new(t, ci, h, rec->tid, SPAN_KIND_CLIENT);
+	struct call_query q = {.tgid = ci->tgid, .tid = rec->tid, .ts_ns = rec->ts_ns};
+	const char *reason;
 	struct parent_match m;
 	struct trace_context out;
 	bool has_out, injected;
@@ -521,21 +527,17 @@ struct exchange *exchange_start_client(struct tracker *t, const struct conn_info
 		return NULL;
 	s = ex->span;
 	has_out = request_context(h, &out, s->tracestate, sizeof(s->tracestate));
-	injected = !has_out && t->cur_ctx;
-	correlate__find_parent(&t->corr, ci->tgid, tid,
-			       has_out	  ? out.trace_id
-			       : injected ? t->cur_ctx->trace_id
-					  : NULL,
-			       &m);
+	injected = !has_out && rec->ids;
+	q.out_trace_id = has_out ? out.trace_id : injected ? rec->ids->trace_id : NULL;
+	correlate__find_parent(&t->corr, &q, &m);
 	count_parent(m.conf);
-	if (m.parent)
-		exchange_of(m.parent)->has_children = true;
+	take_parent(&m);
 	if (injected) {
 		/* --repair=inject: exactly the ids the request left with */
-		memcpy(s->trace_id, t->cur_ctx->trace_id, 16);
-		memcpy(s->span_id, t->cur_ctx->span_id, 8);
-		memcpy(s->parent_span_id, t->cur_ctx->parent_id, 8);
-		s->trace_flags = t->cur_ctx->flags & 0x03;
+		memcpy(s->trace_id, rec->ids->trace_id, 16);
+		memcpy(s->span_id, rec->ids->span_id, 8);
+		memcpy(s->parent_span_id, rec->ids->parent_id, 8);
+		s->trace_flags = rec->ids->flags & 0x03;
 	} else if (has_out) {
 		ids_from_outgoing(s, &out, &m);
 	} else if (m.parent) {
@@ -548,6 +550,9 @@ struct exchange *exchange_start_client(struct tracker *t, const struct conn_info
 	}
 	span_set_str(s, "hoptrace.parent.confidence", parent_confidence_name(m.conf),
 		     strlen(parent_confidence_name(m.conf)));
+	reason = parent_reason_name(m.reason);
+	if (reason)
+		span_set_str(s, "hoptrace.parent.reason", reason, strlen(reason));
 	span_set_str(s, "hoptrace.traceparent.sent",
 		     has_out	? "valid"
 		     : injected ? "injected"
@@ -555,14 +560,17 @@ struct exchange *exchange_start_client(struct tracker *t, const struct conn_info
 		     has_out	? 5
 		     : injected ? 8
 				: (h->traceparent_count ? 7 : 4));
-	audit_call(t, s, ci, tid, h, &out, has_out, &m);
+	audit_call(t, s, &q, h, &out, has_out, &m);
 	set_client_attrs(s, h, ci);
 	return ex;
 }
 
-void exchange_set_status(struct exchange *ex, uint16_t status)
+void exchange_answered(struct tracker *t, struct exchange *ex, uint16_t status,
+		       const struct record_ctx *rec)
 {
 	ex->status = status;
+	if (ex->span->kind == SPAN_KIND_SERVER)
+		correlate__answered(&t->corr, &ex->inflight, rec->tid);
 }
 
 static void set_outcome(struct span *s, uint16_t status, const char *error)

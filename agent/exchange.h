@@ -18,12 +18,22 @@ struct span;
 
 /* What the tracker knows of the connection an exchange travels on. */
 struct conn_info {
+	uint64_t cookie; /* the connection's identity */
 	uint32_t tgid;
 	uint64_t proc_start_ns;
 	int32_t fd;
 	struct ht_tuple tuple; /* family 0: unknown (TLS session whose socket was not seen) */
 	char comm[HT_COMM_LEN];
 	bool tls; /* plaintext of a TLS session (HT_DATA_TLS): https */
+};
+
+/* The ring-buffer record being handled when an exchange starts or answers: who did the
+ * I/O, when, and what BPF said about it. */
+struct record_ctx {
+	uint32_t tid;
+	uint64_t ts_ns;			/* monotonic */
+	uint16_t flags;			/* enum ht_data_flags */
+	const struct ht_ctx_ids *ids;	/* --repair=inject: BPF-chosen ids of this request */
 };
 
 struct exchange {
@@ -39,16 +49,19 @@ struct exchange {
 	bool has_children;	  /* server: a client span took this span as its parent */
 };
 
-/* A request received on a server connection. tid read it. NULL on allocation failure. */
+/* A request received on a server connection, in the record rec. NULL on allocation
+ * failure. */
 struct exchange *exchange_start_server(struct tracker *t, const struct conn_info *ci,
-				       const struct http1_head *h, uint32_t tid);
+				       const struct http1_head *h, const struct record_ctx *rec);
 /* Both ends of one request were seen on this host: name each side to the other, and stitch
  * the server span into the caller's trace when it lost the context (--repair=stitch). */
 void exchange_link_peers(struct tracker *t, struct exchange *server, struct exchange *client);
-/* A request sent on a client connection by tid; finds its parent. */
+/* A request sent on a client connection, in the record rec; finds its parent. */
 struct exchange *exchange_start_client(struct tracker *t, const struct conn_info *ci,
-				       const struct http1_head *h, uint32_t tid);
-void exchange_set_status(struct exchange *ex, uint16_t status);
+				       const struct http1_head *h, const struct record_ctx *rec);
+/* The (final) response head with this status was seen, in the record rec. */
+void exchange_answered(struct tracker *t, struct exchange *ex, uint16_t status,
+		       const struct record_ctx *rec);
 /* Finish at end_ns (monotonic) and hand the span to the sink. error: why the exchange
  * ended without a complete response, or NULL. Frees ex. */
 void exchange_finish(struct tracker *t, struct exchange *ex, uint64_t end_ns, const char *error);

@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "conn.h"
+#include "tracker.h"
 #include "log.h"
 #include "ringmerge.h"
 #include "sink.h"
@@ -41,15 +41,8 @@ static uint64_t now_monotonic(void)
 static void handle_record(void *ctx, const void *data, size_t len)
 {
 	struct loop *l = ctx;
-	struct ht_task_event ev;
 
 	tracker__handle_record(l->tracker, data, len);
-	if (l->tls && len >= sizeof(ev)) {
-		/* a new image may bring OpenSSL code to probe */
-		memcpy(&ev, data, sizeof(ev));
-		if (ev.kind == HT_EV_EXEC)
-			tls__on_exec(l->tls, ev.tgid, now_monotonic());
-	}
 }
 
 /* The rings, mapped once, read in time order. */

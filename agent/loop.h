@@ -19,7 +19,7 @@ struct loop {
 	uint32_t ring_bytes; /* size of each */
 	struct tracker *tracker;
 	struct sink *sink;
-	struct tls_tracer *tls;	     /* sees exec records and ticks; NULL: no HTTPS tracing */
+	struct tls_tracer *tls;	     /* ticks; NULL: no HTTPS tracing */
 	uint64_t duration_s;	     /* 0: until a signal */
 	void (*on_ready)(void *ctx); /* called once everything is attached and polling */
 	void *ready_ctx;

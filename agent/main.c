@@ -15,7 +15,7 @@
 #include <bpf/libbpf.h>
 
 #include "audit.h"
-#include "conn.h"
+#include "tracker.h"
 #include "export/otlp_config.h"
 #include "export/sink_otlp.h"
 #include "hoptrace.skel.h"
@@ -24,6 +24,7 @@
 #include "loop.h"
 #include "sink.h"
 #include "stats.h"
+#include "tls.h"
 
 enum output_kind {
 	OUTPUT_DEFAULT = 0,
@@ -403,6 +404,13 @@ static int resolve_output(struct options *o, struct otlp_config *otlp)
 	return 0;
 }
 
+/* Exec records reach the TLS tracer through the tracker, in record order. Their stamps are
+ * CLOCK_MONOTONIC, the clock the TLS tracer schedules its scans on. */
+static void tls_exec_hook(void *ctx, uint32_t tgid, uint64_t ts_ns)
+{
+	tls__on_exec(ctx, tgid, ts_ns);
+}
+
 static int run_agent(struct options *o)
 {
 	struct tracker_options topt = {
@@ -446,6 +454,8 @@ static int run_agent(struct options *o)
 	if (err)
 		goto err_tracker;
 	log_info("capture backend: %s", loader__capture_name(ld.plan.capture));
+	if (ld.tls)
+		tracker__on_exec(&tracker, tls_exec_hook, ld.tls);
 	loop = (struct loop){.ringbuf_fds = ld.ring_fds,
 			     .nrings = ld.nrings,
 			     .ring_bytes = ld.ring_bytes,

@@ -223,6 +223,19 @@ static __always_inline bool ends_header_block(const __u8 *data, __u32 len)
  * trusted is a constant in every caller, so only one side is compiled. */
 #define SK_READ(trusted, sk, field) ((trusted) ? (sk)->field : BPF_CORE_READ(sk, field))
 
+#ifndef O_NONBLOCK
+#define O_NONBLOCK 04000 /* asm-generic/fcntl.h: the same on x86-64 and arm64 */
+#endif
+
+/* HT_DATA_NONBLOCK when the socket's file is in non-blocking mode. Probe reads on every
+ * backend: socket->file is not a trusted pointer for the verifier. */
+static __always_inline __u16 sock_nonblock_flag(struct sock *sk)
+{
+	unsigned int f_flags = BPF_CORE_READ(sk, sk_socket, file, f_flags);
+
+	return (f_flags & O_NONBLOCK) ? HT_DATA_NONBLOCK : 0;
+}
+
 /* Endpoints of a socket as the owning process sees them. */
 static __always_inline void fill_tuple(struct sock *sk, struct ht_tuple *t, bool trusted)
 {
@@ -390,6 +403,7 @@ static __always_inline bool server_ctx_start(struct capture_scratch *s, __u32 co
 	fresh.ids.span_id[0] |= 1; /* never all zero */
 	fresh.start_ns = bpf_ktime_get_ns();
 	fresh.inflight = 1;
+	fresh.nonblocking = (s->ev.flags & HT_DATA_NONBLOCK) != 0;
 	if (bpf_map_update_elem(&server_ctxs, &pid_tgid, &fresh, BPF_ANY)) {
 		stat_inc(HT_STAT_MAP_FULL);
 		return false;

@@ -163,12 +163,13 @@ static __always_inline void hex_encode(char *dst, const __u8 *src, int n)
 	}
 }
 
-/* The ids to inject: a child of the server span the thread serves, else a new root. */
+/* The ids to inject: a child of the server span the thread serves (one request, read with
+ * blocking I/O), else a new root. */
 static __always_inline void choose_ids(struct ht_ctx_ids *ids, __u64 pid_tgid)
 {
 	struct server_ctx *sc = bpf_map_lookup_elem(&server_ctxs, &pid_tgid);
 
-	if (sc && sc->inflight == 1) {
+	if (sc && sc->inflight == 1 && !sc->nonblocking) {
 		__builtin_memcpy(ids->trace_id, sc->ids.trace_id, 16);
 		__builtin_memcpy(ids->parent_id, sc->ids.span_id, 8);
 		ids->flags = sc->ids.flags;

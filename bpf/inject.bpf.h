@@ -5,7 +5,8 @@
  *
  *   server_ctxs    per thread: the server request it serves (trace id, server span id),
  *                  set when a selected thread reads a request start line, cleared when it
- *                  writes a response start line; more than one in flight: no context.
+ *                  writes a response start line; more than one in flight, or a request
+ *                  read from a non-blocking socket (an event loop): no context.
  *   inject_handoff per thread: what the sk_msg program injected, taken by the send handler
  *                  of the same write (it runs after sk_msg within the same syscall).
  *
@@ -27,8 +28,9 @@ const volatile __u8 inject_enabled __shared = 0;
 struct server_ctx {
 	struct ht_ctx_ids ids;
 	__u64 start_ns;
-	__u32 inflight; /* requests read and not yet answered by this thread */
-	__u32 _pad;
+	__u32 inflight;	   /* requests read and not yet answered by this thread */
+	__u32 nonblocking; /* read from a non-blocking socket: the thread may multiplex, so
+			    * its calls get a new root, as in userspace (agent/correlate.h) */
 };
 
 /* Sized to 1 by the loader without --repair=inject: no cost then. Preallocated: uprobe

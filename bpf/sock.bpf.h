@@ -324,6 +324,7 @@ static __always_inline int socket_io(struct sock *sk, bool trusted, int ret, int
 	}
 	fill_event_header(&s->ev, sk, trusted, st, pid_tgid, pos, dir, ts_ns);
 	s->ev.fd = src.fd;
+	s->ev.flags |= sock_nonblock_flag(sk);
 	capture_emit(s, &st->stream, &src, (__u32)ret, dir, head);
 	return 0;
 }

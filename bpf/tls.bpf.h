@@ -31,7 +31,8 @@ struct tls_state {
 	__u64 sock_cookie;	    /* socket matched to the session, 0 while unknown */
 	__u64 cookie;		    /* cookie the session's events carry, 0 until the first */
 	__s32 fd;		    /* from SSL_set_fd, -1 when unknown */
-	__u32 _pad;
+	__u16 sock_flags;	    /* HT_DATA_NONBLOCK of sock_cookie when matched */
+	__u16 _pad;
 };
 
 /* A thread inside SSL_read/SSL_write/_ex: the arguments its return needs. */
@@ -89,8 +90,12 @@ static __always_inline bool tls_match_socket(struct sock *sk, bool trusted, __u6
 	if (!ts)
 		return false;
 	id = sock_id(sk, trusted, stored_id);
+	if (ts->sock_cookie && ts->sock_cookie != id)
+		return false;
+	/* refreshed whenever the session's socket is matched again (a later SSL_set_fd) */
+	ts->sock_flags = sock_nonblock_flag(sk);
 	if (ts->sock_cookie)
-		return ts->sock_cookie == id;
+		return true;
 	fill_tuple(sk, &ts->tuple, trusted);
 	ts->sock_cookie = id;
 	stat_inc(HT_STAT_TLS_SOCKETS);

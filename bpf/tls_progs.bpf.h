@@ -83,8 +83,10 @@ static __always_inline void tls_fill_header(struct ht_data_event *ev, const stru
 	ev->dir = dir;
 	ev->fd = ts->fd;
 	ev->flags = HT_DATA_TLS;
-	if (ts->cookie == ts->sock_cookie)
+	if (ts->cookie == ts->sock_cookie) {
 		ev->tuple = ts->tuple;
+		ev->flags |= ts->sock_flags;
+	}
 	current_proc_comm(task, ev->comm);
 }
 

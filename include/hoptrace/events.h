@@ -71,6 +71,10 @@ enum ht_data_flags {
 	HT_DATA_TAIL = 1 << 3,	     /* tail[] holds the last tail_len bytes of the I/O */
 	HT_DATA_TLS = 1 << 4,	     /* plaintext from a TLS library, not the socket */
 	HT_DATA_CTX = 1 << 5,	     /* ctx holds the ids of the request starting here (inject) */
+	/* The socket's file is in non-blocking mode (O_NONBLOCK): the thread doing this I/O
+	 * may multiplex many requests (event loop, Go's netpoller), so "the thread that read
+	 * a request" is no evidence that its later calls serve that request. */
+	HT_DATA_NONBLOCK = 1 << 6,
 };
 
 /* ht_stat index: per-CPU counters, summed by userspace. */

@@ -336,8 +336,9 @@ def test_audit_real_topology_stitched_is_one_trace():
     out, _ = offline(agent.out_path)
     assert out == table, f"live:\n{table}\noffline:\n{out}"
     print(f"\n{table}", end="")
-    rows = {tuple(line.split()[:2]): line.split()[3] for line in table.splitlines()[2:]
-            if len(line.split()) > 3 and not line.startswith(" ")}
+    head = ("propagation audit:", "not classified", "CALLER ")
+    rows = {tuple(line.split()[:2]): line.split()[3] for line in table.splitlines()
+            if len(line.split()) > 3 and not line.startswith((" ",) + head)}
     assert rows == EXPECTED_EDGES, table + summary(spans)
     # stitching repairs the trace; it does not hide the finding
     offline_json = json.loads(offline(agent.out_path, "--json")[0])

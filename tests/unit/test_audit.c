@@ -174,7 +174,8 @@ static void test_report_table(void **state)
 	t = capture(&c, &a, false);
 	assert_non_null(strstr(t, "propagation audit: 8 outgoing calls; not classified: 0 made "
 				  "outside any request seen, 1 serving a request without a valid "
-				  "traceparent (or with several candidates)\n"));
+				  "traceparent, 0 whose request is not known by sound evidence\n"
+				  "not classified, by reason: request_without_context 1\n"));
 	/* sorted by caller, then callee: gw first, then svc-a's two edges */
 	row = strstr(t, "gw ");
 	assert_non_null(row);

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: BSD-2-Clause
-/* Unit tests for the tracker's building blocks: hash map, parent correlation, request-target
+/* Unit tests for the tracker's building blocks: hash map, request-target
  * and address helpers, resource attribute parsing. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "correlate.h"
 #include "exchange.h"
 #include "hashmap.h"
 #include "proc.h"
@@ -60,88 +59,6 @@ static void test_hashmap_limit(void **state)
 	u64map_del(&m, 1);
 	assert_int_equal(u64map_put(&m, 4, (void *)4), 0);
 	u64map_free(&m);
-}
-
-static struct span *span_with_trace(uint8_t b)
-{
-	struct span *s = span_new();
-
-	memset(s->trace_id, b, 16);
-	memset(s->span_id, b, 8);
-	return s;
-}
-
-static void test_correlate_thread_exact_ambiguous(void **state)
-{
-	struct correlate c;
-	struct parent_match m;
-	struct span *s1 = span_with_trace(1), *s2 = span_with_trace(2);
-	struct inflight a = {.tgid = 10, .tid = 11, .span = s1};
-	struct inflight b = {.tgid = 10, .tid = 11, .span = s2};
-	uint8_t t2[16];
-
-	(void)state;
-	memset(t2, 2, 16);
-	assert_int_equal(correlate__init(&c), 0);
-	assert_int_equal(correlate__add(&c, &a), 0);
-	correlate__find_parent(&c, 10, 11, NULL, &m);
-	assert_int_equal(m.conf, PARENT_THREAD);
-	assert_ptr_equal(m.parent, &a);
-	/* another thread of the process: nothing */
-	correlate__find_parent(&c, 10, 12, NULL, &m);
-	assert_int_equal(m.conf, PARENT_NONE);
-	/* two server spans in flight on one thread (event loop): ambiguous, never a guess */
-	assert_int_equal(correlate__add(&c, &b), 0);
-	correlate__find_parent(&c, 10, 11, NULL, &m);
-	assert_int_equal(m.conf, PARENT_AMBIGUOUS);
-	assert_int_equal(m.ncandidates, 2);
-	assert_null(m.parent);
-	/* ... unless the outgoing traceparent names one of their traces */
-	correlate__find_parent(&c, 10, 11, t2, &m);
-	assert_int_equal(m.conf, PARENT_EXACT);
-	assert_ptr_equal(m.parent, &b);
-	/* a trace id no server span has: no parent at all */
-	t2[0] = 9;
-	correlate__find_parent(&c, 10, 11, t2, &m);
-	assert_int_equal(m.conf, PARENT_NONE);
-	correlate__remove(&c, &b);
-	correlate__find_parent(&c, 10, 11, NULL, &m);
-	assert_int_equal(m.conf, PARENT_THREAD);
-	correlate__remove(&c, &a);
-	correlate__remove(&c, &a); /* twice is harmless */
-	correlate__find_parent(&c, 10, 11, NULL, &m);
-	assert_int_equal(m.conf, PARENT_NONE);
-	correlate__free(&c);
-	span_free(s1);
-	span_free(s2);
-}
-
-static void test_correlate_ancestor_threads(void **state)
-{
-	struct correlate c;
-	struct parent_match m;
-	struct span *s1 = span_with_trace(1);
-	struct inflight a = {.tgid = 10, .tid = 11, .span = s1};
-
-	(void)state;
-	assert_int_equal(correlate__init(&c), 0);
-	assert_int_equal(correlate__add(&c, &a), 0);
-	a.start_ns = 100;
-	correlate__thread_created(&c, 11, 20, 150); /* 11 spawned 20, 20 spawned 30 */
-	correlate__thread_created(&c, 20, 30, 160);
-	correlate__find_parent(&c, 10, 30, NULL, &m);
-	assert_int_equal(m.conf, PARENT_ANCESTOR);
-	assert_ptr_equal(m.parent, &a);
-	/* a thread made before the request arrived (a pool) is not working for it */
-	correlate__thread_created(&c, 11, 40, 50);
-	correlate__find_parent(&c, 10, 40, NULL, &m);
-	assert_int_equal(m.conf, PARENT_NONE);
-	correlate__thread_exited(&c, 20);
-	correlate__find_parent(&c, 10, 30, NULL, &m);
-	assert_int_equal(m.conf, PARENT_NONE);
-	correlate__remove(&c, &a);
-	correlate__free(&c);
-	span_free(s1);
 }
 
 static void check_path(const char *target, const char *want)
@@ -248,8 +165,6 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_hashmap_put_get_del_grow),
 	    cmocka_unit_test(test_hashmap_limit),
-	    cmocka_unit_test(test_correlate_thread_exact_ambiguous),
-	    cmocka_unit_test(test_correlate_ancestor_threads),
 	    cmocka_unit_test(test_target_path),
 	    cmocka_unit_test(test_tuple_addr_string),
 	    cmocka_unit_test(test_text_put_u64),

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: BSD-2-Clause
-#include "conn.h"
+#include "tracker.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -48,6 +48,8 @@ struct conn {
 	struct ht_ctx_ids ctx[2]; /* BPF-chosen ids of the request that started (inject) */
 	unsigned qhead, qlen;	  /* FIFO of requests waiting for their response */
 	struct exchange *queue[CONN_MAX_PENDING];
+	/* the record being handled, for the parser callbacks it causes (NULL between) */
+	const struct record_ctx *rec;
 };
 
 static const struct http1_callbacks parser_callbacks;
@@ -62,6 +64,7 @@ static struct conn *conn_create(struct tracker *t, const struct ht_data_event *e
 		return NULL;
 	c->t = t;
 	c->cookie = ev->cookie;
+	c->info.cookie = ev->cookie;
 	c->info.tgid = ev->tgid;
 	c->info.proc_start_ns = ev->proc_start_ns;
 	c->info.fd = ev->fd;
@@ -267,15 +270,16 @@ static enum http1_body_rule on_request_head(struct conn *c, const struct http1_h
 {
 	struct tracker *t = c->t;
 	uint8_t d = c->role == ROLE_SERVER ? HT_DIR_INGRESS : HT_DIR_EGRESS;
+	struct record_ctx rec = *c->rec;
 	struct exchange *ex;
 
-	t->cur_ctx = c->has_ctx[d] ? &c->ctx[d] : NULL;
+	/* the ids BPF chose arrived with the record where this request began, maybe earlier */
+	rec.ids = c->has_ctx[d] ? &c->ctx[d] : NULL;
 	c->has_ctx[d] = false;
 	if (c->role == ROLE_SERVER)
-		ex = exchange_start_server(t, &c->info, h, t->cur_tid);
+		ex = exchange_start_server(t, &c->info, h, &rec);
 	else
-		ex = exchange_start_client(t, &c->info, h, t->cur_tid);
-	t->cur_ctx = NULL;
+		ex = exchange_start_client(t, &c->info, h, &rec);
 	if (!ex)
 		return HTTP1_BODY_AUTO;
 	if (queue_push(c, ex)) {
@@ -299,17 +303,17 @@ static enum http1_body_rule on_response_head(struct conn *c, const struct http1_
 	}
 	if (h->status == 101) {
 		/* protocol switch (websocket...): the exchange ends here, the rest is opaque */
-		exchange_set_status(ex, h->status);
-		exchange_finish(c->t, queue_pop(c), c->t->cur_ts, NULL);
+		exchange_answered(c->t, ex, h->status, c->rec);
+		exchange_finish(c->t, queue_pop(c), c->rec->ts_ns, NULL);
 		return HTTP1_BODY_TUNNEL;
 	}
 	if (h->status < 200) {
 		c->interim_response = true; /* 100 Continue and friends: the real answer follows */
 		return HTTP1_BODY_NONE;
 	}
-	exchange_set_status(ex, h->status);
+	exchange_answered(c->t, ex, h->status, c->rec);
 	if (ex->is_connect && h->status < 300) {
-		exchange_finish(c->t, queue_pop(c), c->t->cur_ts, NULL);
+		exchange_finish(c->t, queue_pop(c), c->rec->ts_ns, NULL);
 		return HTTP1_BODY_TUNNEL;
 	}
 	return ex->is_head ? HTTP1_BODY_NONE : HTTP1_BODY_AUTO;
@@ -388,9 +392,26 @@ static const struct http1_callbacks parser_callbacks = {
 
 /* ---- records ----------------------------------------------------------------------- */
 
+/* A data record of a connection whose role is known, with c->rec set. */
+static void conn_handle_data(struct conn *c, const struct ht_data_event *ev,
+			     const uint8_t *payload)
+{
+	if (ev->flags & HT_DATA_CTX) {
+		c->ctx[ev->dir & 1] = ev->ctx;
+		c->has_ctx[ev->dir & 1] = true;
+	}
+	if (ev->flags & HT_DATA_EOF) {
+		/* the peer closed its side: a response delimited by close is complete */
+		http1_parser_eof(&c->parser[HT_DIR_INGRESS], ev->ts_ns);
+		return;
+	}
+	conn_feed(c, ev, payload);
+}
+
 static void handle_data(struct tracker *t, const struct ht_data_event *ev, const uint8_t *payload)
 {
 	struct conn *c = u64map_get(&t->conns, ev->cookie);
+	struct record_ctx rec = {0};
 
 	STAT_INC(events_data);
 	STAT_ADD(bytes_captured, ev->cap_len);
@@ -405,20 +426,14 @@ static void handle_data(struct tracker *t, const struct ht_data_event *ev, const
 	}
 	c->last_activity = ev->ts_ns;
 	c->info.tgid = ev->tgid;
-	t->cur_tid = ev->tid;
-	t->cur_ts = ev->ts_ns;
 	if (c->role == ROLE_UNKNOWN && !conn_assign_role(c, ev, payload))
 		return;
-	if (ev->flags & HT_DATA_CTX) {
-		c->ctx[ev->dir & 1] = ev->ctx;
-		c->has_ctx[ev->dir & 1] = true;
-	}
-	if (ev->flags & HT_DATA_EOF) {
-		/* the peer closed its side: a response delimited by close is complete */
-		http1_parser_eof(&c->parser[HT_DIR_INGRESS], ev->ts_ns);
-		return;
-	}
-	conn_feed(c, ev, payload);
+	rec.tid = ev->tid;
+	rec.ts_ns = ev->ts_ns;
+	rec.flags = ev->flags;
+	c->rec = &rec;
+	conn_handle_data(c, ev, payload);
+	c->rec = NULL;
 }
 
 static void handle_close(struct tracker *t, const struct ht_close_event *ev)
@@ -429,10 +444,14 @@ static void handle_close(struct tracker *t, const struct ht_close_event *ev)
 	STAT_INC(events_close);
 	if (!c)
 		return;
-	t->cur_ts = ev->ts_ns;
 	if (c->role != ROLE_UNKNOWN) {
+		/* what the end of the stream completes happened at the close, on no thread */
+		struct record_ctx rec = {.ts_ns = ev->ts_ns};
+
+		c->rec = &rec;
 		http1_parser_eof(&c->parser[HT_DIR_INGRESS], ev->ts_ns);
 		http1_parser_eof(&c->parser[HT_DIR_EGRESS], ev->ts_ns);
+		c->rec = NULL;
 	}
 	why = proc_table__exited(&t->procs, c->info.tgid)
 		  ? "process exited before the response completed"
@@ -446,10 +465,13 @@ static void handle_task(struct tracker *t, const struct ht_task_event *ev)
 	STAT_INC(events_task);
 	switch (ev->kind) {
 	case HT_EV_FORK:
-		correlate__thread_created(&t->corr, ev->tid, ev->child_tid, ev->ts_ns);
+		correlate__thread_created(&t->corr, ev->tid, ev->child_tid,
+					  ev->child_tgid != ev->tgid, ev->ts_ns);
 		break;
 	case HT_EV_EXEC:
 		proc_table__forget(&t->procs, ev->tgid);
+		if (t->on_exec)
+			t->on_exec(t->on_exec_ctx, ev->tgid, ev->ts_ns);
 		break;
 	case HT_EV_EXIT:
 		correlate__thread_exited(&t->corr, ev->tid);
@@ -516,7 +538,7 @@ int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_opt
 	err = u64map_init(&t->conns_by_tuple, CONN_TABLE_MAX);
 	if (err)
 		goto err_conns;
-	err = proc_table__init(&t->procs, NULL);
+	err = proc_table__init(&t->procs, opt->proc_root);
 	if (err)
 		goto err_conns;
 	err = correlate__init(&t->corr);
@@ -580,6 +602,13 @@ void tracker__shutdown(struct tracker *t)
 	u64map_free(&t->conns_by_tuple);
 	correlate__free(&t->corr);
 	proc_table__free(&t->procs);
+}
+
+void tracker__on_exec(struct tracker *t, void (*fn)(void *ctx, uint32_t tgid, uint64_t ts_ns),
+		      void *ctx)
+{
+	t->on_exec = fn;
+	t->on_exec_ctx = ctx;
 }
 
 size_t tracker__conn_count(const struct tracker *t)

@@ -7,8 +7,8 @@
  * links client spans to the server request they serve, and hands finished spans to the
  * sink.
  */
-#ifndef HOPTRACE_CONN_H
-#define HOPTRACE_CONN_H
+#ifndef HOPTRACE_TRACKER_H
+#define HOPTRACE_TRACKER_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -24,6 +24,7 @@ struct tracker_options {
 	uint64_t idle_timeout_ns;    /* connections with nothing in flight are forgotten */
 	uint64_t request_timeout_ns; /* requests with no answer end with an error */
 	bool stitch;		     /* --repair=stitch: join same-host hops that lost context */
+	const char *proc_root;	     /* NULL: /proc (tests point elsewhere) */
 };
 
 struct tracker {
@@ -34,11 +35,9 @@ struct tracker {
 	struct correlate corr;
 	struct sink *sink;
 	int64_t mono_to_unix_ns; /* add to a bpf_ktime_get_ns() stamp to get unix time */
-	/* the record being processed, for the parser callbacks */
-	uint32_t cur_tid;
-	uint64_t cur_ts;
-	/* ids chosen in BPF for the request whose head is being handled (--repair=inject) */
-	const struct ht_ctx_ids *cur_ctx;
+	/* told of every exec record (a new image may bring OpenSSL code to probe) */
+	void (*on_exec)(void *ctx, uint32_t tgid, uint64_t ts_ns);
+	void *on_exec_ctx;
 };
 
 int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_options *opt);
@@ -48,6 +47,9 @@ void tracker__shutdown(struct tracker *t);
 void tracker__handle_record(struct tracker *t, const void *data, size_t len);
 /* Periodic work: idle connections, stale requests, exited processes. now is CLOCK_MONOTONIC. */
 void tracker__tick(struct tracker *t, uint64_t now_ns);
+/* Call fn(ctx, tgid, ts_ns) for each exec record, after the tracker has handled it. */
+void tracker__on_exec(struct tracker *t, void (*fn)(void *ctx, uint32_t tgid, uint64_t ts_ns),
+		      void *ctx);
 /* Connections currently tracked. */
 size_t tracker__conn_count(const struct tracker *t);
 
