@@ -312,6 +312,12 @@ void exchange_link_peers(struct tracker *t, struct exchange *ex, struct exchange
 	const char *svc = service_of(cs);
 
 	ex->peer_seen = caller->peer_seen = true;
+	ex->peer = caller;
+	caller->peer = ex;
+	/* the server read bytes the client had sent: the client's send event, stamped when
+	 * its send returned, may come after the server's read */
+	if (caller->start_ns > ex->start_ns)
+		caller->start_ns = ex->start_ns;
 	span_set_str(s, "hoptrace.caller.service", svc, strlen(svc));
 	svc = service_of(s);
 	span_set_str(cs, "hoptrace.callee.service", svc, strlen(svc));
@@ -603,8 +609,15 @@ void exchange_finish(struct tracker *t, struct exchange *ex, uint64_t end_ns, co
 		return;
 	s = ex->span;
 	correlate__remove(&t->corr, &ex->inflight);
+	if (ex->end_cap_ns && end_ns > ex->end_cap_ns)
+		end_ns = ex->end_cap_ns;
 	if (end_ns < ex->start_ns)
 		end_ns = ex->start_ns;
+	if (ex->peer) {
+		if (!error && s->kind == SPAN_KIND_CLIENT)
+			ex->peer->end_cap_ns = end_ns;
+		ex->peer->peer = NULL;
+	}
 	s->start_unix_ns = (uint64_t)((int64_t)ex->start_ns + t->mono_to_unix_ns);
 	s->end_unix_ns = (uint64_t)((int64_t)end_ns + t->mono_to_unix_ns);
 	set_outcome(s, ex->status, error);
@@ -619,6 +632,8 @@ void exchange_finish(struct tracker *t, struct exchange *ex, uint64_t end_ns, co
 
 void exchange_discard(struct tracker *t, struct exchange *ex)
 {
+	if (ex->peer)
+		ex->peer->peer = NULL;
 	correlate__remove(&t->corr, &ex->inflight);
 	span_free(ex->span);
 	free(ex);

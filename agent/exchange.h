@@ -47,6 +47,12 @@ struct exchange {
 	bool in_tracestate;	  /* server: ... and a tracestate */
 	bool peer_seen;		  /* the other end of the request was seen on this host */
 	bool has_children;	  /* server: a client span took this span as its parent */
+	/* The other end of this request on this host while both are open (same-host hop). */
+	struct exchange *peer;
+	/* server: the end of the client that received the whole response. Send events are
+	 * stamped when the send returns, and on loopback the receiver can read the last
+	 * byte before that: the response was sent by then. 0: none. */
+	uint64_t end_cap_ns;
 };
 
 /* A request received on a server connection, in the record rec. NULL on allocation

@@ -348,6 +348,25 @@ static void test_same_host_link(void **state)
 	assert_string_equal(attr(client, "hoptrace.callee.service"), "srv");
 }
 
+/* Send events are stamped when the send returns; on loopback the receiver's read can be
+ * stamped first. The spans of a same-host hop still nest. */
+static void test_same_host_hop_nests_when_stamps_cross(void **state)
+{
+	static const struct endpoint caller = {.cookie = 3, .tgid = 200, .server = false, .peer = 1};
+	struct fixture *f = *state;
+	struct span *server, *client;
+
+	recv_str(f, &srv, 7, "GET /work HTTP/1.1\r\nHost: a\r\n\r\n", 0);
+	send_str(f, &caller, 9, "GET /work HTTP/1.1\r\nHost: a\r\n\r\n", 0);
+	recv_str(f, &caller, 9, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0);
+	send_str(f, &srv, 7, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0);
+	server = find(f, SPAN_KIND_SERVER, "GET /work");
+	client = find(f, SPAN_KIND_CLIENT, "GET /work");
+	assert_true(client->start_unix_ns <= server->start_unix_ns);
+	assert_true(server->start_unix_ns <= server->end_unix_ns);
+	assert_true(server->end_unix_ns <= client->end_unix_ns);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -364,6 +383,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_gap_in_headers_and_body_gaps, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_mid_request, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_same_host_link, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_same_host_hop_nests_when_stamps_cross, setup,
+					    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
