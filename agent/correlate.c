@@ -11,7 +11,7 @@
 
 /* What a thread has shown about how it serves requests; sticky until it exits. */
 enum thread_mark {
-	MARK_NONBLOCKING = 1 << 0, /* read a request from a non-blocking socket */
+	MARK_NONBLOCKING = 1 << 0,  /* read a request from a non-blocking socket */
 	MARK_INTERLEAVING = 1 << 1, /* read a request while serving one of another connection */
 	MARK_HANDOFF = 1 << 2,	    /* another thread answered a request it read */
 };
@@ -197,8 +197,7 @@ static void match_trace_id(const struct correlate *c, const struct call_query *q
 	const struct inflight *on_thread = NULL;
 	unsigned thread_matches = 0;
 
-	for (const struct inflight *in = u64map_get(&c->by_tgid, q->tgid); in;
-	     in = in->proc_next) {
+	for (const struct inflight *in = u64map_get(&c->by_tgid, q->tgid); in; in = in->proc_next) {
 		if (memcmp(in->span->trace_id, q->out_trace_id, 16) != 0)
 			continue;
 		add_candidate(m, in);
@@ -329,8 +328,7 @@ void correlate__find_parent(const struct correlate *c, const struct call_query *
 	if (match_thread(c, q->tid, q, PARENT_THREAD, 0, m) || match_ancestry(c, q, m))
 		return;
 	m->conf = PARENT_NONE;
-	m->reason =
-	    u64map_get(&c->by_tgid, q->tgid) ? REASON_OTHER_THREADS : REASON_NO_REQUEST;
+	m->reason = u64map_get(&c->by_tgid, q->tgid) ? REASON_OTHER_THREADS : REASON_NO_REQUEST;
 }
 
 const char *parent_confidence_name(enum parent_confidence conf)

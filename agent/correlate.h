@@ -58,18 +58,18 @@ enum parent_confidence {
 
 /* Why a call has no parent (PARENT_NONE or PARENT_AMBIGUOUS). */
 enum parent_reason {
-	REASON_NONE = 0,		/* it has a parent */
-	REASON_NO_REQUEST,		/* no request in flight in its process */
-	REASON_AFTER_RESPONSE,		/* its thread's request had already answered */
-	REASON_OTHER_THREADS,		/* requests in flight, but on other threads */
-	REASON_NONBLOCKING,		/* its thread does non-blocking I/O: it may multiplex */
-	REASON_INTERLEAVING,		/* its thread serves requests of several connections */
-	REASON_HANDOFF,			/* its thread hands its requests to other threads */
-	REASON_SEVERAL,			/* several requests in flight on its thread */
-	REASON_ADOPTION_LIMIT,		/* the request is too old or adopted too many calls */
-	REASON_THREAD_CREATED,		/* made on a thread created while a request was served */
-	REASON_TRACE_NOT_IN_FLIGHT,	/* its traceparent names no request in flight */
-	REASON_SEVERAL_OF_TRACE,	/* several requests of its trace in flight */
+	REASON_NONE = 0,	    /* it has a parent */
+	REASON_NO_REQUEST,	    /* no request in flight in its process */
+	REASON_AFTER_RESPONSE,	    /* its thread's request had already answered */
+	REASON_OTHER_THREADS,	    /* requests in flight, but on other threads */
+	REASON_NONBLOCKING,	    /* its thread does non-blocking I/O: it may multiplex */
+	REASON_INTERLEAVING,	    /* its thread serves requests of several connections */
+	REASON_HANDOFF,		    /* its thread hands its requests to other threads */
+	REASON_SEVERAL,		    /* several requests in flight on its thread */
+	REASON_ADOPTION_LIMIT,	    /* the request is too old or adopted too many calls */
+	REASON_THREAD_CREATED,	    /* made on a thread created while a request was served */
+	REASON_TRACE_NOT_IN_FLIGHT, /* its traceparent names no request in flight */
+	REASON_SEVERAL_OF_TRACE,    /* several requests of its trace in flight */
 	REASON__COUNT,
 };
 

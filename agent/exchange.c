@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "audit.h"
-#include "tracker.h"
 #include "http1.h"
 #include "proc.h"
 #include "resource.h"
@@ -274,7 +273,7 @@ static bool request_context(const struct http1_head *h, struct trace_context *tc
 	return true;
 }
 
-static struct exchange *exchange_new(struct tracker *t, const struct conn_info *ci,
+static struct exchange *exchange_new(struct exchange_env *env, const struct conn_info *ci,
 				     const struct http1_head *h, uint32_t tid, uint8_t kind)
 {
 	struct exchange *ex = calloc(1, sizeof(*ex));
@@ -295,7 +294,7 @@ static struct exchange *exchange_new(struct tracker *t, const struct conn_info *
 	ex->start_ns = h->start_tag;
 	ex->is_head = str_eq(&h->method, "HEAD");
 	ex->is_connect = str_eq(&h->method, "CONNECT");
-	res = proc_table__resource(&t->procs, ci->tgid, ci->proc_start_ns, ci->comm);
+	res = proc_table__resource(env->procs, ci->tgid, ci->proc_start_ns, ci->comm);
 	if (res)
 		ex->span->resource = resource_get(res);
 	return ex;
@@ -306,7 +305,7 @@ static const char *service_of(const struct span *s)
 	return s->resource && s->resource->service_name ? s->resource->service_name : "?";
 }
 
-void exchange_link_peers(struct tracker *t, struct exchange *ex, struct exchange *caller)
+void exchange_link_peers(struct exchange_env *env, struct exchange *ex, struct exchange *caller)
 {
 	struct span *s = ex->span, *cs = caller->span;
 	const char *svc = service_of(cs);
@@ -322,7 +321,7 @@ void exchange_link_peers(struct tracker *t, struct exchange *ex, struct exchange
 	svc = service_of(s);
 	span_set_str(cs, "hoptrace.callee.service", svc, strlen(svc));
 	/* a span that already has children keeps its trace: rewriting it would orphan them */
-	if (ex->in_valid || !t->opt.stitch || ex->has_children)
+	if (ex->in_valid || !env->stitch || ex->has_children)
 		return;
 	memcpy(s->trace_id, cs->trace_id, 16);
 	memcpy(s->parent_span_id, cs->span_id, 8);
@@ -331,10 +330,10 @@ void exchange_link_peers(struct tracker *t, struct exchange *ex, struct exchange
 	STAT_INC(spans_stitched);
 }
 
-struct exchange *exchange_start_server(struct tracker *t, const struct conn_info *ci,
+struct exchange *exchange_start_server(struct exchange_env *env, const struct conn_info *ci,
 				       const struct http1_head *h, const struct record_ctx *rec)
 {
-	struct exchange *ex = exchange_new(t, ci, h, rec->tid, SPAN_KIND_SERVER);
+	struct exchange *ex = exchange_new(env, ci, h, rec->tid, SPAN_KIND_SERVER);
 	struct trace_context in;
 	struct span *s;
 
@@ -375,7 +374,7 @@ struct exchange *exchange_start_server(struct tracker *t, const struct conn_info
 	ex->inflight.start_ns = ex->start_ns;
 	ex->inflight.span = s;
 	/* without registration the request still becomes a span, only without children */
-	correlate__add(&t->corr, &ex->inflight);
+	correlate__add(env->corr, &ex->inflight);
 	return ex;
 }
 
@@ -411,7 +410,7 @@ static void set_unclassified(struct span *s, const char *why)
  * request known by sound evidence is the one served: the parent, or, when the call carries
  * another trace's header (so that trace-id matching found nothing), the request its thread
  * serves by the same rules. Any other call is not classified, and says why. */
-static void audit_call(struct tracker *t, struct span *s, const struct call_query *q,
+static void audit_call(struct exchange_env *env, struct span *s, const struct call_query *q,
 		       const struct http1_head *h, const struct trace_context *out, bool has_out,
 		       const struct parent_match *m)
 {
@@ -424,12 +423,12 @@ static void audit_call(struct tracker *t, struct span *s, const struct call_quer
 
 	if (!m->parent && has_out && m->reason == REASON_TRACE_NOT_IN_FLIGHT) {
 		thread_q.out_trace_id = NULL;
-		correlate__find_parent(&t->corr, &thread_q, &by_thread);
+		correlate__find_parent(env->corr, &thread_q, &by_thread);
 		pm = &by_thread;
 	}
 	if (!pm->parent) {
 		set_unclassified(s, parent_reason_name(pm->reason) ? parent_reason_name(pm->reason)
-								    : "no_request_in_flight");
+								   : "no_request_in_flight");
 		return;
 	}
 	r = classify_for(exchange_of(pm->parent), h, out, has_out, &ts_dropped);
@@ -518,10 +517,10 @@ static void take_parent(const struct parent_match *m)
 		px->inflight.adopted++;
 }
 
-struct exchange *exchange_start_client(struct tracker *t, const struct conn_info *ci,
+struct exchange *exchange_start_client(struct exchange_env *env, const struct conn_info *ci,
 				       const struct http1_head *h, const struct record_ctx *rec)
 {
-	struct exchange *ex = exchange_new(t, ci, h, rec->tid, SPAN_KIND_CLIENT);
+	struct exchange *ex = exchange_new(env, ci, h, rec->tid, SPAN_KIND_CLIENT);
 	struct call_query q = {.tgid = ci->tgid, .tid = rec->tid, .ts_ns = rec->ts_ns};
 	const char *reason;
 	struct parent_match m;
@@ -535,7 +534,7 @@ struct exchange *exchange_start_client(struct tracker *t, const struct conn_info
 	has_out = request_context(h, &out, s->tracestate, sizeof(s->tracestate));
 	injected = !has_out && rec->ids;
 	q.out_trace_id = has_out ? out.trace_id : injected ? rec->ids->trace_id : NULL;
-	correlate__find_parent(&t->corr, &q, &m);
+	correlate__find_parent(env->corr, &q, &m);
 	count_parent(m.conf);
 	take_parent(&m);
 	if (injected) {
@@ -566,17 +565,17 @@ struct exchange *exchange_start_client(struct tracker *t, const struct conn_info
 		     has_out	? 5
 		     : injected ? 8
 				: (h->traceparent_count ? 7 : 4));
-	audit_call(t, s, &q, h, &out, has_out, &m);
+	audit_call(env, s, &q, h, &out, has_out, &m);
 	set_client_attrs(s, h, ci);
 	return ex;
 }
 
-void exchange_answered(struct tracker *t, struct exchange *ex, uint16_t status,
+void exchange_answered(struct exchange_env *env, struct exchange *ex, uint16_t status,
 		       const struct record_ctx *rec)
 {
 	ex->status = status;
 	if (ex->span->kind == SPAN_KIND_SERVER)
-		correlate__answered(&t->corr, &ex->inflight, rec->tid);
+		correlate__answered(env->corr, &ex->inflight, rec->tid);
 }
 
 static void set_outcome(struct span *s, uint16_t status, const char *error)
@@ -601,14 +600,15 @@ static void set_outcome(struct span *s, uint16_t status, const char *error)
 	}
 }
 
-void exchange_finish(struct tracker *t, struct exchange *ex, uint64_t end_ns, const char *error)
+void exchange_finish(struct exchange_env *env, struct exchange *ex, uint64_t end_ns,
+		     const char *error)
 {
 	struct span *s;
 
 	if (!ex)
 		return;
 	s = ex->span;
-	correlate__remove(&t->corr, &ex->inflight);
+	correlate__remove(env->corr, &ex->inflight);
 	if (ex->end_cap_ns && end_ns > ex->end_cap_ns)
 		end_ns = ex->end_cap_ns;
 	if (end_ns < ex->start_ns)
@@ -618,8 +618,8 @@ void exchange_finish(struct tracker *t, struct exchange *ex, uint64_t end_ns, co
 			ex->peer->end_cap_ns = end_ns;
 		ex->peer->peer = NULL;
 	}
-	s->start_unix_ns = (uint64_t)((int64_t)ex->start_ns + t->mono_to_unix_ns);
-	s->end_unix_ns = (uint64_t)((int64_t)end_ns + t->mono_to_unix_ns);
+	s->start_unix_ns = (uint64_t)((int64_t)ex->start_ns + env->mono_to_unix_ns);
+	s->end_unix_ns = (uint64_t)((int64_t)end_ns + env->mono_to_unix_ns);
 	set_outcome(s, ex->status, error);
 	if (s->kind == SPAN_KIND_SERVER)
 		STAT_INC(spans_server);
@@ -627,14 +627,14 @@ void exchange_finish(struct tracker *t, struct exchange *ex, uint64_t end_ns, co
 		STAT_INC(spans_client);
 	ex->span = NULL;
 	free(ex);
-	t->sink->emit(t->sink, s);
+	env->sink->emit(env->sink, s);
 }
 
-void exchange_discard(struct tracker *t, struct exchange *ex)
+void exchange_discard(struct exchange_env *env, struct exchange *ex)
 {
 	if (ex->peer)
 		ex->peer->peer = NULL;
-	correlate__remove(&t->corr, &ex->inflight);
+	correlate__remove(env->corr, &ex->inflight);
 	span_free(ex->span);
 	free(ex);
 }

@@ -12,9 +12,19 @@
 #include "correlate.h"
 #include "hoptrace/events.h"
 
-struct tracker;
 struct http1_head;
+struct proc_table;
+struct sink;
 struct span;
+
+/* What building exchanges needs from the tracker, and nothing more. */
+struct exchange_env {
+	struct correlate *corr;	  /* requests in flight, for parents */
+	struct proc_table *procs; /* process resources */
+	struct sink *sink;	  /* where finished spans go */
+	int64_t mono_to_unix_ns;  /* add to a bpf_ktime_get_ns() stamp to get unix time */
+	bool stitch;		  /* --repair=stitch */
+};
 
 /* What the tracker knows of the connection an exchange travels on. */
 struct conn_info {
@@ -31,9 +41,9 @@ struct conn_info {
  * I/O, when, and what BPF said about it. */
 struct record_ctx {
 	uint32_t tid;
-	uint64_t ts_ns;			/* monotonic */
-	uint16_t flags;			/* enum ht_data_flags */
-	const struct ht_ctx_ids *ids;	/* --repair=inject: BPF-chosen ids of this request */
+	uint64_t ts_ns;		      /* monotonic */
+	uint16_t flags;		      /* enum ht_data_flags */
+	const struct ht_ctx_ids *ids; /* --repair=inject: BPF-chosen ids of this request */
 };
 
 struct exchange {
@@ -57,22 +67,24 @@ struct exchange {
 
 /* A request received on a server connection, in the record rec. NULL on allocation
  * failure. */
-struct exchange *exchange_start_server(struct tracker *t, const struct conn_info *ci,
+struct exchange *exchange_start_server(struct exchange_env *env, const struct conn_info *ci,
 				       const struct http1_head *h, const struct record_ctx *rec);
 /* Both ends of one request were seen on this host: name each side to the other, and stitch
  * the server span into the caller's trace when it lost the context (--repair=stitch). */
-void exchange_link_peers(struct tracker *t, struct exchange *server, struct exchange *client);
+void exchange_link_peers(struct exchange_env *env, struct exchange *server,
+			 struct exchange *client);
 /* A request sent on a client connection, in the record rec; finds its parent. */
-struct exchange *exchange_start_client(struct tracker *t, const struct conn_info *ci,
+struct exchange *exchange_start_client(struct exchange_env *env, const struct conn_info *ci,
 				       const struct http1_head *h, const struct record_ctx *rec);
 /* The (final) response head with this status was seen, in the record rec. */
-void exchange_answered(struct tracker *t, struct exchange *ex, uint16_t status,
+void exchange_answered(struct exchange_env *env, struct exchange *ex, uint16_t status,
 		       const struct record_ctx *rec);
 /* Finish at end_ns (monotonic) and hand the span to the sink. error: why the exchange
  * ended without a complete response, or NULL. Frees ex. */
-void exchange_finish(struct tracker *t, struct exchange *ex, uint64_t end_ns, const char *error);
+void exchange_finish(struct exchange_env *env, struct exchange *ex, uint64_t end_ns,
+		     const char *error);
 /* Drop without emitting (already counted by the caller). Frees ex. */
-void exchange_discard(struct tracker *t, struct exchange *ex);
+void exchange_discard(struct exchange_env *env, struct exchange *ex);
 
 /* Helpers exposed for unit tests. */
 /* The path of a request-target: no query, no fragment; origin-form or absolute-form. */

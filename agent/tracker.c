@@ -171,9 +171,9 @@ static void link_same_host(struct tracker *t, struct conn *c, struct exchange *e
 	if (!other)
 		return;
 	if (c->role == ROLE_SERVER)
-		exchange_link_peers(t, ex, other);
+		exchange_link_peers(&t->env, ex, other);
 	else
-		exchange_link_peers(t, other, ex);
+		exchange_link_peers(&t->env, other, ex);
 }
 
 /* End every request still waiting on c with an error saying why. */
@@ -183,7 +183,7 @@ static void conn_fail_pending(struct conn *c, uint64_t end_ns, const char *why)
 
 	while ((ex = queue_pop(c))) {
 		STAT_INC(spans_error_incomplete);
-		exchange_finish(c->t, ex, end_ns, why);
+		exchange_finish(&c->t->env, ex, end_ns, why);
 	}
 }
 
@@ -277,14 +277,14 @@ static enum http1_body_rule on_request_head(struct conn *c, const struct http1_h
 	rec.ids = c->has_ctx[d] ? &c->ctx[d] : NULL;
 	c->has_ctx[d] = false;
 	if (c->role == ROLE_SERVER)
-		ex = exchange_start_server(t, &c->info, h, &rec);
+		ex = exchange_start_server(&t->env, &c->info, h, &rec);
 	else
-		ex = exchange_start_client(t, &c->info, h, &rec);
+		ex = exchange_start_client(&t->env, &c->info, h, &rec);
 	if (!ex)
 		return HTTP1_BODY_AUTO;
 	if (queue_push(c, ex)) {
 		STAT_INC(drop_pending_overflow);
-		exchange_discard(t, ex);
+		exchange_discard(&t->env, ex);
 		return HTTP1_BODY_AUTO;
 	}
 	link_same_host(t, c, ex);
@@ -303,17 +303,17 @@ static enum http1_body_rule on_response_head(struct conn *c, const struct http1_
 	}
 	if (h->status == 101) {
 		/* protocol switch (websocket...): the exchange ends here, the rest is opaque */
-		exchange_answered(c->t, ex, h->status, c->rec);
-		exchange_finish(c->t, queue_pop(c), c->rec->ts_ns, NULL);
+		exchange_answered(&c->t->env, ex, h->status, c->rec);
+		exchange_finish(&c->t->env, queue_pop(c), c->rec->ts_ns, NULL);
 		return HTTP1_BODY_TUNNEL;
 	}
 	if (h->status < 200) {
 		c->interim_response = true; /* 100 Continue and friends: the real answer follows */
 		return HTTP1_BODY_NONE;
 	}
-	exchange_answered(c->t, ex, h->status, c->rec);
+	exchange_answered(&c->t->env, ex, h->status, c->rec);
 	if (ex->is_connect && h->status < 300) {
-		exchange_finish(c->t, queue_pop(c), c->rec->ts_ns, NULL);
+		exchange_finish(&c->t->env, queue_pop(c), c->rec->ts_ns, NULL);
 		return HTTP1_BODY_TUNNEL;
 	}
 	return ex->is_head ? HTTP1_BODY_NONE : HTTP1_BODY_AUTO;
@@ -345,7 +345,7 @@ static void on_complete(void *ctx, enum http1_kind kind, uint64_t end_tag)
 	}
 	ex = queue_pop(c);
 	if (ex)
-		exchange_finish(c->t, ex, end_tag, NULL);
+		exchange_finish(&c->t->env, ex, end_tag, NULL);
 }
 
 static void count_parse_error(enum http1_error err)
@@ -378,9 +378,9 @@ static void on_error(void *ctx, enum http1_error err)
 	/* the answer to the oldest request was lost or broken: end that request now rather
 	 * than pair its successors with the wrong responses */
 	if (ex->status)
-		exchange_finish(c->t, queue_pop(c), c->last_ts[cd->dir], NULL);
+		exchange_finish(&c->t->env, queue_pop(c), c->last_ts[cd->dir], NULL);
 	else if (err != HTTP1_ERR_NOT_HTTP)
-		exchange_finish(c->t, queue_pop(c), c->last_ts[cd->dir],
+		exchange_finish(&c->t->env, queue_pop(c), c->last_ts[cd->dir],
 				"response could not be parsed");
 }
 
@@ -393,8 +393,7 @@ static const struct http1_callbacks parser_callbacks = {
 /* ---- records ----------------------------------------------------------------------- */
 
 /* A data record of a connection whose role is known, with c->rec set. */
-static void conn_handle_data(struct conn *c, const struct ht_data_event *ev,
-			     const uint8_t *payload)
+static void conn_handle_data(struct conn *c, const struct ht_data_event *ev, const uint8_t *payload)
 {
 	if (ev->flags & HT_DATA_CTX) {
 		c->ctx[ev->dir & 1] = ev->ctx;
@@ -544,6 +543,11 @@ int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_opt
 	err = correlate__init(&t->corr);
 	if (err)
 		goto err_procs;
+	t->env = (struct exchange_env){.corr = &t->corr,
+				       .procs = &t->procs,
+				       .sink = sink,
+				       .mono_to_unix_ns = t->mono_to_unix_ns,
+				       .stitch = opt->stitch};
 	return 0;
 
 err_procs:
@@ -573,7 +577,8 @@ void tracker__tick(struct tracker *t, uint64_t now_ns)
 		while (ex && now_ns > ex->start_ns &&
 		       now_ns - ex->start_ns > t->opt.request_timeout_ns) {
 			STAT_INC(spans_error_incomplete);
-			exchange_finish(t, queue_pop(c), now_ns, "no response within the timeout");
+			exchange_finish(&t->env, queue_pop(c), now_ns,
+					"no response within the timeout");
 			ex = queue_front(c);
 		}
 		if (!c->qlen && conn_idle(t, c, now_ns)) {

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "correlate.h"
+#include "exchange.h"
 #include "hashmap.h"
 #include "hoptrace/events.h"
 #include "proc.h"
@@ -35,6 +36,7 @@ struct tracker {
 	struct correlate corr;
 	struct sink *sink;
 	int64_t mono_to_unix_ns; /* add to a bpf_ktime_get_ns() stamp to get unix time */
+	struct exchange_env env; /* the above, as exchange building sees them */
 	/* told of every exec record (a new image may bring OpenSSL code to probe) */
 	void (*on_exec)(void *ctx, uint32_t tgid, uint64_t ts_ns);
 	void *on_exec_ctx;

@@ -185,8 +185,7 @@ static const struct endpoint out = {.cookie = 2, .tgid = 100, .server = false, .
 
 /* The service (process 100) serves GET /work on thread tid, calling GET /leaf while doing
  * so, the incoming request read with read_flags. */
-static void serve_with_call(struct fixture *f, uint32_t tid, uint16_t read_flags,
-			    uint32_t call_tid)
+static void serve_with_call(struct fixture *f, uint32_t tid, uint16_t read_flags, uint32_t call_tid)
 {
 	recv_str(f, &srv, tid, "GET /work HTTP/1.1\r\nHost: a\r\n" TP_IN "\r\n", read_flags);
 	send_str(f, &out, call_tid, "GET /leaf HTTP/1.1\r\nHost: b\r\n\r\n", read_flags);
@@ -283,20 +282,20 @@ static void test_pipelined_requests_and_interim_responses(void **state)
 {
 	struct fixture *f = *state;
 
-	recv_str(f, &srv, 7,
-		 "POST /up HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
-		 0);
+	recv_str(
+	    f, &srv, 7,
+	    "POST /up HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n", 0);
 	send_str(f, &srv, 7, "HTTP/1.1 100 Continue\r\n\r\n", 0);
-	recv_str(f, &srv, 7, "okGET /b HTTP/1.1\r\nHost: a\r\n\r\nGET /c HTTP/1.1\r\nHost: a\r\n\r\n",
-		 0);
+	recv_str(f, &srv, 7,
+		 "okGET /b HTTP/1.1\r\nHost: a\r\n\r\nGET /c HTTP/1.1\r\nHost: a\r\n\r\n", 0);
 	send_str(f, &srv, 7,
 		 "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
 		 "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
 		 0);
 	send_str(f, &srv, 7, "HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n", 0);
 	assert_int_equal(f->out.n, 3);
-	assert_int_equal(int_attr(find(f, SPAN_KIND_SERVER, "POST /up"), "http.response.status_code"),
-			 201);
+	assert_int_equal(
+	    int_attr(find(f, SPAN_KIND_SERVER, "POST /up"), "http.response.status_code"), 201);
 	assert_int_equal(int_attr(find(f, SPAN_KIND_SERVER, "GET /b"), "http.response.status_code"),
 			 200);
 	assert_int_equal(find(f, SPAN_KIND_SERVER, "GET /c")->status, SPAN_STATUS_ERROR);
@@ -334,7 +333,8 @@ static void test_close_mid_request(void **state)
 /* Both ends of a hop on this host: the client of process 200 calls the server of 100. */
 static void test_same_host_link(void **state)
 {
-	static const struct endpoint caller = {.cookie = 3, .tgid = 200, .server = false, .peer = 1};
+	static const struct endpoint caller = {
+	    .cookie = 3, .tgid = 200, .server = false, .peer = 1};
 	struct fixture *f = *state;
 	struct span *server, *client;
 
@@ -352,7 +352,8 @@ static void test_same_host_link(void **state)
  * stamped first. The spans of a same-host hop still nest. */
 static void test_same_host_hop_nests_when_stamps_cross(void **state)
 {
-	static const struct endpoint caller = {.cookie = 3, .tgid = 200, .server = false, .peer = 1};
+	static const struct endpoint caller = {
+	    .cookie = 3, .tgid = 200, .server = false, .peer = 1};
 	struct fixture *f = *state;
 	struct span *server, *client;
 
