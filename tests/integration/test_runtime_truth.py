@@ -20,10 +20,8 @@ installs them all).
 import os
 import shutil
 import subprocess
-import sys
-import tempfile
 
-from lib import IN_CI, Proc, require, unavailable
+from lib import require, unavailable
 import truth
 from truth import APPS, SYSTEM_PYTHON, TIMER_MS, run_runtime, service_env, start_logged
 
@@ -55,20 +53,17 @@ def need_module(python, module, package):
 
 # ---- 1. Go net/http -----------------------------------------------------------------------
 
-def start_go(port, leaf, service, logdir):
+def start_go(port, leaf, service, work):
     require("go")
-    d = tempfile.mkdtemp(prefix="hoptrace-truth-go-")
-    try:
-        shutil.copy(os.path.join(APPS, "go_mid.go"), os.path.join(d, "main.go"))
-        env = dict(os.environ, GOCACHE=os.path.join(d, "cache"), GOPATH=os.path.join(d, "gopath"),
-                   GOFLAGS="", GO111MODULE="off", CGO_ENABLED="0")
-        r = subprocess.run(["go", "build", "-o", os.path.join(d, "mid"), "main.go"], cwd=d,
-                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
-        assert r.returncode == 0, f"go build failed:\n{r.stdout.decode()[-3000:]}"
-        return start_logged([os.path.join(d, "mid"), str(port), str(leaf), str(TIMER_MS)], port,
-                            "go", env=service_env(service), logdir=logdir)
-    finally:
-        shutil.rmtree(os.path.join(d, "cache"), ignore_errors=True)
+    shutil.copy(os.path.join(APPS, "go_mid.go"), os.path.join(work, "main.go"))
+    env = dict(os.environ, GOCACHE=os.path.join(work, "gocache"),
+               GOPATH=os.path.join(work, "gopath"), GOFLAGS="", GO111MODULE="off",
+               CGO_ENABLED="0")
+    r = subprocess.run(["go", "build", "-o", "mid", "main.go"], cwd=work, env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    assert r.returncode == 0, f"go build failed:\n{r.stdout.decode()[-3000:]}"
+    return start_logged([os.path.join(work, "mid"), str(port), str(leaf), str(TIMER_MS)], port,
+                        "go", env=service_env(service), work=work)
 
 
 def test_truth_go_net_http():
@@ -77,15 +72,15 @@ def test_truth_go_net_http():
 
 # ---- 2. JVM: com.sun.net.httpserver, HttpURLConnection and java.net.http.HttpClient -----------
 
-def start_jvm(port, leaf, service, logdir):
+def start_jvm(port, leaf, service, work):
     require("java")
     require("javac")
-    d = tempfile.mkdtemp(prefix="hoptrace-truth-jvm-")
+    d = os.path.join(work, "classes")
     r = subprocess.run(["javac", "-d", d, os.path.join(APPS, "Mid.java")],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
     assert r.returncode == 0, f"javac failed:\n{r.stdout.decode()[-3000:]}"
     return start_logged(["java", "-cp", d, "Mid", str(port), str(leaf), str(TIMER_MS)], port,
-                        "jvm", env=service_env(service), logdir=logdir)
+                        "jvm", env=service_env(service), work=work)
 
 
 def test_truth_jvm_httpserver():
@@ -94,12 +89,12 @@ def test_truth_jvm_httpserver():
 
 # ---- 3. Python asyncio: aiohttp server and client -------------------------------------------
 
-def start_aiohttp(port, leaf, service, logdir):
+def start_aiohttp(port, leaf, service, work):
     require(SYSTEM_PYTHON)
     need_module(SYSTEM_PYTHON, "aiohttp", "python3-aiohttp")
     return start_logged([SYSTEM_PYTHON, os.path.join(APPS, "aiohttp_mid.py"), str(port),
                          str(leaf), str(TIMER_MS)], port, "aiohttp",
-                        env=service_env(service), logdir=logdir)
+                        env=service_env(service), work=work)
 
 
 def test_truth_python_aiohttp():
@@ -111,11 +106,11 @@ def test_truth_python_aiohttp():
 PREFORK_WORKERS = 4
 
 
-def start_prefork(port, leaf, service, logdir):
+def start_prefork(port, leaf, service, work):
     require(SYSTEM_PYTHON)
     return start_logged([SYSTEM_PYTHON, os.path.join(APPS, "prefork_mid.py"), str(port),
                          str(leaf), str(TIMER_MS), str(PREFORK_WORKERS)], port, "prefork",
-                        env=service_env(service), logdir=logdir)
+                        env=service_env(service), work=work)
 
 
 def test_truth_python_prefork():
@@ -124,14 +119,14 @@ def test_truth_python_prefork():
 
 # ---- 5. Ruby: WEBrick and Net::HTTP -------------------------------------------------------
 
-def start_ruby(port, leaf, service, logdir):
+def start_ruby(port, leaf, service, work):
     require("ruby")
     r = subprocess.run(["ruby", "-rwebrick", "-e", "1"], stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
     if r.returncode != 0:
         unavailable("ruby cannot load webrick (Debian package ruby-webrick)")
     return start_logged(["ruby", os.path.join(APPS, "webrick_mid.rb"), str(port), str(leaf),
-                         str(TIMER_MS)], port, "ruby", env=service_env(service), logdir=logdir)
+                         str(TIMER_MS)], port, "ruby", env=service_env(service), work=work)
 
 
 def test_truth_ruby_webrick():
@@ -143,12 +138,12 @@ def test_truth_ruby_webrick():
 PHP_WORKERS = 4
 
 
-def start_php(port, leaf, service, logdir):
+def start_php(port, leaf, service, work):
     require("php")
     return start_logged(["php", "-S", f"127.0.0.1:{port}", os.path.join(APPS, "php_router.php")],
                         port, "php", env=service_env(service, TRUTH_LEAF_PORT=str(leaf),
                                                      PHP_CLI_SERVER_WORKERS=str(PHP_WORKERS)),
-                        logdir=logdir)
+                        work=work)
 
 
 def test_truth_php_builtin_server():
@@ -157,10 +152,9 @@ def test_truth_php_builtin_server():
 
 # ---- 7. HAProxy: a proxy with health checks -------------------------------------------------
 
-def start_haproxy(port, leaf, service, logdir):
+def start_haproxy(port, leaf, service, work):
     require("haproxy")
-    d = tempfile.mkdtemp(prefix="hoptrace-truth-haproxy-")
-    conf = os.path.join(d, "haproxy.cfg")
+    conf = os.path.join(work, "haproxy.cfg")
     with open(conf, "w") as f:
         f.write(f"""
 global
@@ -180,7 +174,7 @@ backend be
   server leaf 127.0.0.1:{leaf} check inter {TIMER_MS}
 """)
     return start_logged(["haproxy", "-db", "-f", conf], port, "haproxy",
-                        env=service_env(service), logdir=logdir)
+                        env=service_env(service), work=work)
 
 
 def test_truth_haproxy():
@@ -190,13 +184,12 @@ def test_truth_haproxy():
 # ---- 8. Apache httpd: mod_proxy_http, event MPM, mod_proxy_hcheck ----------------------------
 
 APACHE_MODULES = ("mpm_event", "authz_core", "headers", "proxy", "proxy_http", "proxy_balancer",
-                  "slotmem_shm", "lbmethod_byrequests", "watchdog", "proxy_hcheck")
+                  "slotmem_shm", "lbmethod_byrequests", "proxy_hcheck")
 
 
-def start_apache(port, leaf, service, logdir):
+def start_apache(port, leaf, service, work):
     require("apache2")
-    d = tempfile.mkdtemp(prefix="hoptrace-truth-apache-")
-    os.chmod(d, 0o755)
+    d = work
     mods = "\n".join(f"LoadModule {m}_module /usr/lib/apache2/modules/mod_{m}.so"
                      for m in APACHE_MODULES)
     conf = os.path.join(d, "httpd.conf")
@@ -204,7 +197,6 @@ def start_apache(port, leaf, service, logdir):
         f.write(f"""
 ServerRoot {d}
 {mods}
-LoadModule unixd_module /usr/lib/apache2/modules/mod_unixd.so
 User www-data
 Group www-data
 ServerName localhost
@@ -230,7 +222,7 @@ ProxyPass /work/ balancer://leaf/work/
 </Location>
 """)
     return start_logged(["apache2", "-f", conf, "-DFOREGROUND"], port, "apache",
-                        env=service_env(service), logdir=logdir)
+                        env=service_env(service), work=work)
 
 
 def test_truth_apache_mod_proxy():
@@ -239,10 +231,10 @@ def test_truth_apache_mod_proxy():
 
 # ---- 9. Node.js: http server and client, setInterval -----------------------------------------
 
-def start_node(port, leaf, service, logdir):
+def start_node(port, leaf, service, work):
     require("node")
     return start_logged(["node", os.path.join(APPS, "node_mid.js"), str(port), str(leaf),
-                         str(TIMER_MS)], port, "node", env=service_env(service), logdir=logdir)
+                         str(TIMER_MS)], port, "node", env=service_env(service), work=work)
 
 
 def test_truth_node():

@@ -23,7 +23,10 @@ import os
 import queue
 import re
 import secrets
+import shutil
+import socket
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -140,17 +143,26 @@ def start_leaf(port):
     return p
 
 
-def start_logged(argv, port, what, timeout=30, **kw):
-    """Proc whose output goes to a log file, shown when it does not start listening."""
-    log = open(os.path.join(kw.pop("logdir"), f"{what}.log"), "w+")
-    p = Proc(argv, stdout=log, stderr=subprocess.STDOUT, **kw)
-    try:
-        wait_port(port, timeout=timeout)
-    except AssertionError:
-        p.stop()
-        log.seek(0)
-        raise AssertionError(f"{what} did not start ({' '.join(argv)}):\n{log.read()[-3000:]}")
-    return p
+def start_logged(argv, port, what, work, timeout=30, env=None):
+    """Proc whose output goes to BUILD/runtime-truth/logs/WHAT.log, shown when it does not
+    start listening on port (at once when it exits)."""
+    logdir = os.path.join(BUILD, "runtime-truth", "logs")
+    os.makedirs(logdir, exist_ok=True)
+    log = open(os.path.join(logdir, f"{what}.log"), "w+")
+    p = Proc(argv, stdout=log, stderr=subprocess.STDOUT, cwd=work, env=env)
+    deadline = time.time() + slow(timeout)
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return p
+        except OSError:
+            pass
+        if p.p.poll() is not None or time.time() > deadline:
+            p.stop()
+            log.seek(0)
+            raise AssertionError(f"{what} did not start ({' '.join(argv)}):\n"
+                                 f"{log.read()[-3000:]}")
+        time.sleep(0.05)
 
 
 _audit_takes_file = None
@@ -167,8 +179,8 @@ def audit_args(dirpath):
     return ["--audit-json"]
 
 
-def audit_report(agent):
-    path = os.path.join(agent.dir, "audit.json")
+def audit_report(agent, dirpath):
+    path = os.path.join(dirpath, "audit.json")
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
@@ -178,8 +190,8 @@ def audit_report(agent):
 
 
 def run_runtime(name, start_mid, *, proxy=False, variants=("",), requests=REQUESTS):
-    """Start the leaf, the middle service (start_mid(port, leaf_port, service, logdir) ->
-    Proc), the agent on both ports; send the load, then the long requests one at a time
+    """Start the leaf, the middle service (start_mid(port, leaf_port, service, work) -> Proc,
+    work: a private directory removed at the end), the agent on both ports; send the load, then the long requests one at a time
     while the timers go on; check the spans against the plan."""
     leaf_port, mid_port = free_port(), free_port()
     service = f"truth-{name}"
@@ -187,37 +199,33 @@ def run_runtime(name, start_mid, *, proxy=False, variants=("",), requests=REQUES
     procs = []
     agent = None
     t0 = time.time()
+    work = tempfile.mkdtemp(prefix=f"hoptrace-truth-{name}-")
+    os.chmod(work, 0o755)  # servers that drop privileges (apache2) read their files here
     try:
         procs.append(start_leaf(leaf_port))
-        logdir = os.path.join(BUILD, "runtime-truth", "logs")
-        os.makedirs(logdir, exist_ok=True)
-        procs.append(start_mid(mid_port, leaf_port, service, logdir))
+        procs.append(start_mid(mid_port, leaf_port, service, work))
         t_started = time.time()
         agent = Agent("--port", str(mid_port), "--port", str(leaf_port),
-                      "--ringbuf-bytes", str(32 << 20), *audit_args(tempdir()))
+                      "--ringbuf-bytes", str(32 << 20), *audit_args(work))
         time.sleep(slow(0.3))  # a few timer calls before the load
         drive(mid_port, short, CONCURRENCY)
         for r in longs:  # alone in flight, timers going on
             drive(mid_port, [r], 1)
         time.sleep(slow(0.3))
         spans = agent.stop(settle=1.0)
-        report = audit_report(agent)
+        report = audit_report(agent, work)
     finally:
         if agent:
             agent.kill()
         for p in reversed(procs):
             p.stop()
+        shutil.rmtree(work, ignore_errors=True)
     res = check(name, spans, service, short + longs, proxy=proxy, report=report)
     res["seconds"] = round(time.time() - t0, 1)
     res["startup_seconds"] = round(t_started - t0, 1)
     res["counters"] = {k: v for k, v in agent.counters.items()
                        if v and (k.startswith("parent_") or "drop" in k or "lost" in k)}
     return res
-
-
-def tempdir():
-    import tempfile
-    return tempfile.mkdtemp(prefix="hoptrace-truth-")
 
 
 # ---- the checker --------------------------------------------------------------------------
