@@ -214,6 +214,7 @@ def run_runtime(name, start_mid, *, proxy=False, variants=("",), requests=REQUES
         time.sleep(slow(0.3))
         spans = agent.stop(settle=1.0)
         report = audit_report(agent, work)
+        shutil.copy(agent.out_path, os.path.join(BUILD, "runtime-truth", f"{name}.spans.jsonl"))
     finally:
         if agent:
             agent.kill()
@@ -273,6 +274,13 @@ def check(name, spans, service, plan, proxy=False, report=None):
     per_variant = collections.defaultdict(collections.Counter)
     false_parents, false_by_ev, false_examples = 0, collections.Counter(), []
     ev_all = collections.Counter()
+    # which threads do what (the tid of a span is the thread of its first I/O)
+    threads = {"server_pids": len({s.get("pid") for ss in servers.values() for s in ss}),
+               "server_tids": len({s.get("tid") for ss in servers.values() for s in ss}),
+               "client_tids": len({s.get("tid") for s in mine if s["kind"] == "CLIENT"}),
+               "timer_tids": len({s.get("tid") for s in mine if s["kind"] == "CLIENT" and
+                                  s["attributes"].get("url.path", "").startswith("/timer/")}),
+               "calls_on_server_thread": [0, 0]}
     timer_calls = parented = other_calls = 0
     audit_false, audit_false_examples = 0, []
     verdicts_seen = collections.Counter()     # verdict -> client spans carrying it
@@ -319,6 +327,9 @@ def check(name, spans, service, plan, proxy=False, report=None):
             continue
         calls_seen[r.id] += 1
         truth = servers.get(r.path, [])
+        if truth:
+            threads["calls_on_server_thread"][1] += 1
+            threads["calls_on_server_thread"][0] += s.get("tid") == truth[0].get("tid")
         ok_parent = {t["span_id"] for t in truth}
         stats = per_mode[r.mode]
         sound = False
@@ -356,6 +367,7 @@ def check(name, spans, service, plan, proxy=False, report=None):
     res["calls"] = sum(calls_seen.values()) + timer_calls
     res["parented"] = parented
     res["evidence"] = dict(ev_all)
+    res["threads"] = threads
     res["false_parents"] = false_parents
     res["false_parents_by_evidence"] = dict(false_by_ev)
     res["false_parent_examples"] = false_examples
