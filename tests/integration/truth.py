@@ -203,10 +203,12 @@ def run_runtime(name, start_mid, *, proxy=False, variants=("",), requests=REQUES
     os.chmod(work, 0o755)  # servers that drop privileges (apache2) read their files here
     try:
         procs.append(start_leaf(leaf_port))
-        procs.append(start_mid(mid_port, leaf_port, service, work))
-        t_started = time.time()
+        # the agent before the middle service: it sees every process and thread the service
+        # creates (ancestry), and every connection from its first byte
         agent = Agent("--port", str(mid_port), "--port", str(leaf_port),
                       "--ringbuf-bytes", str(32 << 20), *audit_args(work))
+        procs.append(start_mid(mid_port, leaf_port, service, work))
+        t_started = time.time()
         time.sleep(slow(0.3))  # a few timer calls before the load
         drive(mid_port, short, CONCURRENCY)
         for r in longs:  # alone in flight, timers going on
@@ -355,13 +357,15 @@ def check(name, spans, service, plan, proxy=False, report=None):
                         f"truth {EXPECTED_VERDICT[r.mode]} serving {r.path}"
                         f"{'' if sound or not s['parent_span_id'] else ' (false parent)'}")
 
-    lost_calls = 0
+    lost_calls, dup_calls = 0, 0
     for r in plan:
         per_mode[r.mode]["calls"] += r.calls
         per_variant[r.variant]["calls"] += r.calls
         lost_calls += max(0, r.calls - calls_seen[r.id])
+        dup_calls += max(0, calls_seen[r.id] - r.calls)
     res["calls_expected"] = sum(r.calls for r in plan)
     res["client_spans_lost"] = lost_calls
+    res["client_spans_duplicated"] = dup_calls
     res["timer_calls"] = timer_calls
     res["other_calls"] = other_calls
     res["calls"] = sum(calls_seen.values()) + timer_calls
@@ -454,4 +458,6 @@ def assert_truth(res, complete=True):
                             f"{res['server_spans_duplicated'][:5]}")
         if res["client_spans_lost"]:
             problems.append(f"{res['client_spans_lost']} calls without a client span")
+        if res["client_spans_duplicated"]:
+            problems.append(f"{res['client_spans_duplicated']} client spans more than calls")
     assert not problems, f"{res['runtime']}:\n  " + "\n  ".join(problems)
