@@ -190,9 +190,10 @@ def audit_report(agent, dirpath):
 
 
 def run_runtime(name, start_mid, *, proxy=False, variants=("",), requests=REQUESTS):
-    """Start the leaf, the middle service (start_mid(port, leaf_port, service, work) -> Proc,
-    work: a private directory removed at the end), the agent on both ports; send the load, then the long requests one at a time
-    while the timers go on; check the spans against the plan."""
+    """Start the leaf, the agent on both ports, the middle service (start_mid(port,
+    leaf_port, service, work) -> Proc; work: a private directory removed at the end); send
+    the load, then the long requests one at a time while the timers go on; check the spans
+    against the plan."""
     leaf_port, mid_port = free_port(), free_port()
     service = f"truth-{name}"
     short, longs = make_plan(requests, variants, proxy)
@@ -288,10 +289,13 @@ def check(name, spans, service, plan, proxy=False, report=None):
     verdicts_seen = collections.Counter()     # verdict -> client spans carrying it
     verdicts_correct = collections.Counter()  # verdict -> ... where ground truth agrees
 
+    false_by_call = collections.Counter()  # timer / leaf (proxied for proxies)
+
     def false_parent(s, why):
         nonlocal false_parents
         false_parents += 1
         false_by_ev[evidence(s)] += 1
+        false_by_call["timer" if "background" in why else "leaf"] += 1
         if len(false_examples) < 8:
             p = server_ids.get(s["parent_span_id"])
             false_examples.append(
@@ -374,6 +378,7 @@ def check(name, spans, service, plan, proxy=False, report=None):
     res["threads"] = threads
     res["false_parents"] = false_parents
     res["false_parents_by_evidence"] = dict(false_by_ev)
+    res["false_parents_by_call"] = dict(false_by_call)
     res["false_parent_examples"] = false_examples
     for mode in ("fwd", "drop"):
         res[f"sound_{mode}"] = [per_mode[mode]["sound"], per_mode[mode]["calls"]]
