@@ -16,6 +16,12 @@ BUILD/runtime-truth/<runtime>.json.
 
 A missing runtime skips the test outside CI and fails it under CI=true (build.sh test
 installs them all).
+
+  python3 tests/integration/run.py --agent build/san/hoptrace --build build -k runtime_truth
+  python3 tests/integration/truth_table.py build      # the results as one markdown table
+
+BUILD/runtime-truth/ also keeps each run's span file (<runtime>.spans.jsonl) and the
+services' output (logs/).
 """
 import os
 import shutil
