@@ -11,7 +11,8 @@ cd "$(dirname "$0")"
 BUILD_PKGS="make gcc clang llvm libc6-dev libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config
 	libcmocka-dev protobuf-c-compiler libprotobuf-c-dev libcurl4-openssl-dev"
 TEST_PKGS="python3 curl nginx-light apache2-utils wrk iproute2 procps openssl ca-certificates
-	qemu-system-x86 cpio kmod xz-utils zstd"
+	qemu-system-x86 cpio kmod xz-utils zstd
+	golang-go default-jdk-headless python3-aiohttp ruby ruby-webrick php-cli haproxy apache2"
 
 missing=""
 pkg_installed() {
