@@ -354,8 +354,13 @@ static struct sink *make_sink(struct options *o, struct otlp_config *otlp, FILE 
 			return NULL;
 		}
 	}
-	if (o->output == OUTPUT_JSON)
+	if (o->output == OUTPUT_JSON) {
+		/* the sink buffers whole lines itself: unbuffered, each of its drains is one
+		 * write(2) of whole lines, where a 4 KiB stdio buffer cut lines for a reader of
+		 * the file */
+		setvbuf(*out, NULL, _IONBF, 0);
 		return sink_json_new(*out);
+	}
 	return sink_waterfall_new(*out, o->quiet_ms, !o->no_color && isatty(fileno(*out)));
 }
 

@@ -157,6 +157,7 @@ class Agent:
                 time.sleep(0.2)
                 return
             if self.p.poll() is not None:
+                text = self.stderr()  # whole, now that it has exited
                 if any(m in text for m in ("cannot load", "cannot attach", "cannot open the BPF",
                                            "cannot create the BPF", "no capture backend")):
                     raise BpfUnavailable(text[-2000:])
