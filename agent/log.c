@@ -3,6 +3,8 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static enum log_level current_level = LOG_INFO;
@@ -17,12 +19,45 @@ enum log_level log_get_level(void)
 	return current_level;
 }
 
+/* The message after the prefix in line (of size cap, prefix bytes used), in a heap copy
+ * when it does not fit: the line pointer, NULL when out of memory (the caller truncates). */
+static char *format_rest(char *line, size_t cap, size_t prefix, size_t *len, const char *fmt,
+			 va_list ap)
+{
+	va_list again;
+	char *heap;
+	int n;
+
+	va_copy(again, ap);
+	n = vsnprintf(line + prefix, cap - prefix, fmt, ap);
+	if (n < 0)
+		n = 0;
+	*len = prefix + (size_t)n;
+	if (*len < cap - 1) { /* room for the newline too */
+		va_end(again);
+		return line;
+	}
+	heap = malloc(*len + 2);
+	if (heap) {
+		memcpy(heap, line, prefix);
+		vsnprintf(heap + prefix, (size_t)n + 1, fmt, again);
+	}
+	va_end(again);
+	return heap;
+}
+
+/*
+ * One fwrite per line, on unbuffered stderr one write(2): a reader of the log (a test
+ * harness polling a file) never sees a line cut between the prefix and the message, and
+ * lines of the export workers and the loop thread never interleave.
+ */
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {
 	static const char *const names[] = {"error", "warn", "info", "debug"};
+	char stamp[32], line[1024], *out;
 	struct timespec ts;
+	size_t prefix, len;
 	struct tm tm;
-	char stamp[32];
 	va_list ap;
 
 	if (lvl > current_level)
@@ -30,9 +65,17 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
-	fprintf(stderr, "hoptrace %s.%03ld %s: ", stamp, ts.tv_nsec / 1000000, names[lvl]);
+	prefix = (size_t)snprintf(line, sizeof(line), "hoptrace %s.%03ld %s: ", stamp,
+				  ts.tv_nsec / 1000000, names[lvl]);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	out = format_rest(line, sizeof(line), prefix, &len, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	if (!out) { /* no memory for a long line: its start, still one line */
+		out = line;
+		len = sizeof(line) - 2;
+	}
+	out[len] = '\n';
+	fwrite(out, 1, len + 1, stderr);
+	if (out != line)
+		free(out);
 }

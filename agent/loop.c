@@ -2,12 +2,10 @@
 #include "loop.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,6 +14,7 @@
 #include "log.h"
 #include "ringmerge.h"
 #include "sink.h"
+#include "stopsig.h"
 #include "tls.h"
 
 /* Drain period (wake-ups are batched in the kernel). Short: the agent shares CPUs with what
@@ -110,35 +109,6 @@ static int make_timer(void)
 	return fd;
 }
 
-/* SIGINT/SIGTERM stop the loop; they are read from a signalfd, so no handler races. */
-static int make_signalfd(sigset_t *old)
-{
-	sigset_t set;
-	int fd;
-
-	/* a shell's "cmd &" starts us with SIGINT ignored: take the default back, so the
-	 * signal is queued for the signalfd */
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	if (sigprocmask(SIG_BLOCK, &set, old))
-		return -errno;
-	fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	return fd < 0 ? -errno : fd;
-}
-
-static int read_signal(int fd)
-{
-	struct signalfd_siginfo si;
-
-	if (read(fd, &si, sizeof(si)) != sizeof(si))
-		return 0;
-	return (int)si.ssi_signo;
-}
-
 static void on_timer(struct loop *l, int timerfd, struct ringmerge *rb, uint64_t *next_hk)
 {
 	uint64_t expirations, now;
@@ -155,7 +125,7 @@ static void on_timer(struct loop *l, int timerfd, struct ringmerge *rb, uint64_t
 	}
 }
 
-static int dispatch(struct loop *l, struct epoll_event *evs, int n, int timerfd, int sigfd,
+static int dispatch(struct loop *l, struct epoll_event *evs, int n, int timerfd,
 		    struct ringmerge *rb, uint64_t *next_hk)
 {
 	for (int i = 0; i < n; i++) {
@@ -169,7 +139,7 @@ static int dispatch(struct loop *l, struct epoll_event *evs, int n, int timerfd,
 			on_timer(l, timerfd, rb, next_hk);
 			break;
 		case SRC_SIGNAL:
-			sig = read_signal(sigfd);
+			sig = stop_signals__read(l->stop);
 			if (sig) {
 				log_info("received %s, stopping", strsignal(sig));
 				return 1;
@@ -184,10 +154,9 @@ int loop_run(struct loop *l)
 {
 	uint64_t deadline = l->duration_s ? now_monotonic() + l->duration_s * 1000000000ULL : 0;
 	struct epoll_event evs[8];
-	int epfd, timerfd, sigfd, err = 0;
+	int epfd, timerfd, err = 0;
 	uint64_t next_hk = 0;
 	struct ringmerge *rings;
-	sigset_t old;
 
 	rings = rings_open(l);
 	if (!rings) {
@@ -197,9 +166,9 @@ int loop_run(struct loop *l)
 	}
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	timerfd = make_timer();
-	sigfd = make_signalfd(&old);
-	if (epfd < 0 || timerfd < 0 || sigfd < 0 || add_ring_fds(epfd, l) ||
-	    add_fd(epfd, timerfd, SRC_TIMER, EPOLLIN) || add_fd(epfd, sigfd, SRC_SIGNAL, EPOLLIN)) {
+	if (epfd < 0 || timerfd < 0 || add_ring_fds(epfd, l) ||
+	    add_fd(epfd, timerfd, SRC_TIMER, EPOLLIN) ||
+	    add_fd(epfd, l->stop->fd, SRC_SIGNAL, EPOLLIN)) {
 		log_error("cannot set up the event loop: %s", strerror(errno));
 		err = -EIO;
 		goto out;
@@ -214,7 +183,7 @@ int loop_run(struct loop *l)
 			log_error("epoll_wait: %s", strerror(errno));
 			break;
 		}
-		if (n > 0 && dispatch(l, evs, n, timerfd, sigfd, rings, &next_hk))
+		if (n > 0 && dispatch(l, evs, n, timerfd, rings, &next_hk))
 			break;
 		if (deadline && now_monotonic() >= deadline) {
 			log_info("duration reached, stopping");
@@ -224,10 +193,8 @@ int loop_run(struct loop *l)
 	/* whatever the kernel still holds is processed before shutdown */
 	rings_drain(rings, true);
 out:
-	if (sigfd >= 0) {
-		close(sigfd);
-		sigprocmask(SIG_SETMASK, &old, NULL);
-	}
+	/* the stop signals stay blocked (the caller owns them): the shutdown that follows
+	 * must not be cut short by a second one */
 	if (timerfd >= 0)
 		close(timerfd);
 	if (epfd >= 0)

@@ -2,7 +2,7 @@
 /*
  * The agent's reactor: one epoll over the ring buffers (one per CPU, merged back into time
  * order by ringmerge.c), a 5 ms timerfd (drain batched wake-ups, sink ticks, housekeeping)
- * and a signalfd (SIGINT/SIGTERM/SIGHUP stop).
+ * and the stop signals' signalfd (stopsig.h), which ends it at the first one.
  */
 #ifndef HOPTRACE_LOOP_H
 #define HOPTRACE_LOOP_H
@@ -12,6 +12,7 @@
 struct tracker;
 struct sink;
 struct tls_tracer;
+struct stop_signals;
 
 struct loop {
 	const int *ringbuf_fds; /* one ring buffer per CPU */
@@ -20,6 +21,7 @@ struct loop {
 	struct tracker *tracker;
 	struct sink *sink;
 	struct tls_tracer *tls;	     /* ticks; NULL: no HTTPS tracing */
+	struct stop_signals *stop;   /* open (stop_signals__open), read here, owned by the caller */
 	uint64_t duration_s;	     /* 0: until a signal */
 	void (*on_ready)(void *ctx); /* called once everything is attached and polling */
 	void *ready_ctx;

@@ -7,6 +7,7 @@
 #include <argp.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,11 @@
 #include "loop.h"
 #include "sink.h"
 #include "stats.h"
+#include "stopsig.h"
 #include "tls.h"
+
+/* How long the OTLP sink may take to deliver what it holds at exit (README: 5 s). */
+#define SHUTDOWN_FLUSH_MS 5000
 
 enum output_kind {
 	OUTPUT_DEFAULT = 0,
@@ -350,8 +355,13 @@ static struct sink *make_sink(struct options *o, struct otlp_config *otlp, FILE 
 			return NULL;
 		}
 	}
-	if (o->output == OUTPUT_JSON)
+	if (o->output == OUTPUT_JSON) {
+		/* the sink buffers whole lines itself: unbuffered, each of its drains is one
+		 * write(2) of whole lines, where a 4 KiB stdio buffer cut lines for a reader of
+		 * the file */
+		setvbuf(*out, NULL, _IONBF, 0);
 		return sink_json_new(*out);
+	}
 	return sink_waterfall_new(*out, o->quiet_ms, !o->no_color && isatty(fileno(*out)));
 }
 
@@ -411,6 +421,82 @@ static void tls_exec_hook(void *ctx, uint32_t tgid, uint64_t ts_ns)
 	tls__on_exec(ctx, tgid, ts_ns);
 }
 
+/* What a run leaves for the exit summary. */
+struct run_result {
+	bool ran; /* the loop ran: the counters and the audit report are printed */
+	uint64_t bpf_stats[HT_STAT__COUNT];
+	enum capture_backend capture;
+};
+
+/* Load and attach, run the loop until a stop signal or the duration, detach. */
+static int trace(struct options *o, struct tracker *tracker, struct sink *sink,
+		 struct stop_signals *stop, struct run_result *res)
+{
+	struct loader ld = {0};
+	struct loop loop;
+	int err;
+
+	err = loader__start(&ld, &o->bpf);
+	if (err)
+		return err;
+	log_info("capture backend: %s", loader__capture_name(ld.plan.capture));
+	if (ld.tls)
+		tracker__on_exec(tracker, tls_exec_hook, ld.tls);
+	err = stop_signals__open(stop);
+	if (err) {
+		log_error("cannot set up the stop signals: %s", strerror(-err));
+		loader__destroy(&ld);
+		return err;
+	}
+	loop = (struct loop){.ringbuf_fds = ld.ring_fds,
+			     .nrings = ld.nrings,
+			     .ring_bytes = ld.ring_bytes,
+			     .tracker = tracker,
+			     .sink = sink,
+			     .tls = ld.tls,
+			     .stop = stop,
+			     .duration_s = o->duration_s,
+			     .on_ready = announce_ready,
+			     .ready_ctx = o};
+	err = loop_run(&loop);
+	/* detach first so nothing new arrives; the caller ends what is open and flushes */
+	loader__read_stats(&ld, res->bpf_stats);
+	res->capture = ld.plan.capture;
+	res->ran = true;
+	loader__destroy(&ld);
+	return err;
+}
+
+/*
+ * Every way out once the sink exists, error exits included: the sink writes what it holds
+ * (OTLP within its deadline), then come the counters and the audit report when the loop
+ * ran, and stdout and the output file are flushed here, not left to exit(), so that a
+ * failed write is reported. 0 or -EIO.
+ */
+static int finish_output(const struct options *o, struct sink *sink, const struct audit *audit,
+			 FILE *out, const struct run_result *res)
+{
+	int err = 0;
+
+	sink->flush(sink, SHUTDOWN_FLUSH_MS);
+	if (res->ran)
+		print_summary(res->bpf_stats, sink, res->capture);
+	sink->destroy(sink);
+	if (res->ran && o->audit)
+		/* stdout may carry the spans themselves: keep the report off it then */
+		audit__print(audit, out == stdout && o->output != OUTPUT_OTLP ? stderr : stdout,
+			     o->audit == 2);
+	if (out && out != stdout && fclose(out)) {
+		log_error("cannot write %s: %s", o->output_file, strerror(errno));
+		err = -EIO;
+	}
+	if (fflush(stdout) || ferror(stdout)) {
+		log_error("cannot write the standard output: %s", strerror(errno));
+		err = -EIO;
+	}
+	return err;
+}
+
 static int run_agent(struct options *o)
 {
 	struct tracker_options topt = {
@@ -418,16 +504,14 @@ static int run_agent(struct options *o)
 	    .request_timeout_ns = 900ULL * 1000000000ULL,
 	    .stitch = o->stitch,
 	};
-	struct audit audit;
-	uint64_t bpf_stats[HT_STAT__COUNT];
+	struct stop_signals stop = {.fd = -1};
+	struct run_result res = {0};
 	struct otlp_config otlp;
 	struct tracker tracker;
-	struct loader ld = {0};
-	enum capture_backend capture;
+	struct audit audit;
 	struct sink *sink;
-	struct loop loop;
 	FILE *out = NULL;
-	int err;
+	int err, werr;
 
 	err = resolve_output(o, &otlp);
 	if (err)
@@ -445,48 +529,19 @@ static int run_agent(struct options *o)
 	}
 	if (!sink) {
 		err = -EINVAL;
+		if (out && out != stdout)
+			fclose(out);
 		goto out_audit;
 	}
 	err = tracker__init(&tracker, sink, &topt);
-	if (err)
-		goto err_sink;
-	err = loader__start(&ld, &o->bpf);
-	if (err)
-		goto err_tracker;
-	log_info("capture backend: %s", loader__capture_name(ld.plan.capture));
-	if (ld.tls)
-		tracker__on_exec(&tracker, tls_exec_hook, ld.tls);
-	loop = (struct loop){.ringbuf_fds = ld.ring_fds,
-			     .nrings = ld.nrings,
-			     .ring_bytes = ld.ring_bytes,
-			     .tracker = &tracker,
-			     .sink = sink,
-			     .tls = ld.tls,
-			     .duration_s = o->duration_s,
-			     .on_ready = announce_ready,
-			     .ready_ctx = o};
-	err = loop_run(&loop);
-	/* detach first so nothing new arrives, then end what is open and flush */
-	loader__read_stats(&ld, bpf_stats);
-	capture = ld.plan.capture;
-	loader__destroy(&ld);
-	tracker__shutdown(&tracker);
-	sink->flush(sink, 5000);
-	print_summary(bpf_stats, sink, capture);
-	sink->destroy(sink);
-	if (o->audit)
-		/* stdout may carry the spans themselves: keep the report off it then */
-		audit__print(&audit, out == stdout && o->output != OUTPUT_OTLP ? stderr : stdout,
-			     o->audit == 2);
-	goto out_file;
-
-err_tracker:
-	tracker__shutdown(&tracker);
-err_sink:
-	sink->destroy(sink);
-out_file:
-	if (out && out != stdout)
-		fclose(out);
+	if (!err) {
+		err = trace(o, &tracker, sink, &stop, &res);
+		/* open requests end here, as errors: spans the sink has yet to write */
+		tracker__shutdown(&tracker);
+	}
+	werr = finish_output(o, sink, &audit, out, &res);
+	err = err ?: werr;
+	stop_signals__close(&stop);
 out_audit:
 	audit__free(&audit);
 out_config:

@@ -564,7 +564,7 @@ static void json_span(FILE *f, const Span *s, const Resource *res, const Scope *
 	fputs("}\n", f);
 }
 
-static size_t write_spans(const Request *req)
+static size_t put_spans(FILE *f, const Request *req)
 {
 	size_t n = 0;
 
@@ -575,10 +575,32 @@ static size_t write_spans(const Request *req)
 			const Opentelemetry__Proto__Trace__V1__ScopeSpans *ss = rs->scope_spans[j];
 
 			for (size_t k = 0; k < ss->n_spans; k++, n++)
-				json_span(out, ss->spans[k], rs->resource, ss->scope);
+				json_span(f, ss->spans[k], rs->resource, ss->scope);
 		}
 	}
-	fflush(out);
+	return n;
+}
+
+/*
+ * A request's lines are built in memory and written with one fwrite on the unbuffered
+ * output, one write(2): through a stdio buffer they went out in 4 KiB pieces that cut
+ * lines, and a test reading the file while spans arrive parsed half a line. (A reader
+ * must still take only lines that end in "\n": a read can see part of a write.)
+ */
+static size_t write_spans(const Request *req)
+{
+	char *text = NULL;
+	size_t len = 0, n;
+	FILE *mem = open_memstream(&text, &len);
+
+	if (!mem) /* no memory: the spans still go out, in many writes */
+		return put_spans(out, req);
+	n = put_spans(mem, req);
+	if (fclose(mem) == 0)
+		fwrite(text, 1, len, out);
+	else /* ran out of memory on the way */
+		put_spans(out, req);
+	free(text);
 	return n;
 }
 
@@ -1660,6 +1682,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	setvbuf(out, NULL, _IONBF, 0); /* write_spans() hands it whole requests */
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);

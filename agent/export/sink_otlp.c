@@ -710,11 +710,11 @@ static int exporter_init(struct exporter *ex, struct sink_otlp *sk, unsigned id,
 }
 
 /*
- * The loop reads SIGINT/SIGTERM from a signalfd, which works only if no thread can take them:
- * a process-directed signal goes to any thread that does not block it, and its default
- * action ends the whole agent, unflushed. The loop blocks them in its own thread only, and
- * later than this one starts, so the export workers (and the resolver threads libcurl starts
- * from them, which inherit their mask) are created with every signal blocked.
+ * The agent reads SIGINT/SIGTERM from a signalfd (stopsig.c), which works only if no thread
+ * can take them: a process-directed signal goes to any thread that does not block it, and
+ * its default action ends the whole agent, unflushed. The main thread blocks them in itself
+ * only, and later than this one starts, so the export workers (and the resolver threads
+ * libcurl starts from them, which inherit their mask) are created with every signal blocked.
  */
 static int exporter_start(struct exporter *ex)
 {

@@ -62,6 +62,25 @@ def require(cmd):
         raise SkipTest(f"{cmd} not installed")
 
 
+def read_lines(path, whole, errors="replace"):
+    """A file another process writes, as text: while the writer runs (whole=False) only up
+    to its last newline, the rest being a line still being written. A reader of a regular
+    file can see part of a write(2), however the writer writes; once the writer has exited
+    (whole=True) nothing is in progress and a last line without a newline is real."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if not whole:
+        data = data[:data.rfind(b"\n") + 1]
+    return data.decode(errors=errors)
+
+
+def json_lines(path, whole):
+    """The JSON objects of a JSON-lines file (see read_lines for whole). Split on "\n"
+    only: str.splitlines() also splits at U+2028 and U+0085, which JSON leaves raw."""
+    return [json.loads(line) for line in read_lines(path, whole, errors="strict").split("\n")
+            if line]
+
+
 class Proc:
     """A background process killed at the end of the test."""
 
@@ -86,13 +105,18 @@ class Proc:
 class Agent:
     """Runs hoptrace with JSON output into a file; stop() returns the spans."""
 
-    def __init__(self, *args, output="json", env=None):
+    def __init__(self, *args, output="json", env=None, out_file=True, stdout=None, wrap=()):
+        """out_file: spans to a file (-O), else to stdout, which is a file unless stdout
+        says otherwise (subprocess.PIPE). wrap: a command the agent runs under (timeout),
+        in its own process group."""
         self.dir = tempfile.mkdtemp(prefix="hoptrace-test-")
         self.out_path = os.path.join(self.dir, "out")
         self.err_path = os.path.join(self.dir, "err")
-        argv = [AGENT, "-O", self.out_path, *args]
+        argv = [AGENT, *(["-O", self.out_path] if out_file else []), *args]
         if output:
             argv[1:1] = ["-o", output]
+        self.wrapped = bool(wrap)
+        argv[0:0] = wrap
         e = dict(os.environ)
         # LeakSanitizer: the agent must free everything it allocated
         e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
@@ -105,7 +129,8 @@ class Agent:
         self.err = open(self.err_path, "w")
         self.stdout_path = os.path.join(self.dir, "stdout")
         self.outf = open(self.stdout_path, "w")
-        self.p = subprocess.Popen(argv, stdout=self.outf, stderr=self.err, env=e)
+        self.p = subprocess.Popen(argv, stdout=self.outf if stdout is None else stdout,
+                                  stderr=self.err, env=e, start_new_session=self.wrapped)
         self.spans = None
         self.counters = {}
         try:
@@ -114,13 +139,15 @@ class Agent:
             self.kill()  # an agent left running would trace (and break) the next tests
             raise
 
+    def running(self):
+        return self.p.poll() is None
+
     def stderr(self):
-        with open(self.err_path) as f:
-            return f.read()
+        """The log so far: complete lines only while the agent runs."""
+        return read_lines(self.err_path, whole=not self.running())
 
     def stdout(self):
-        with open(self.stdout_path) as f:
-            return f.read()
+        return read_lines(self.stdout_path, whole=not self.running())
 
     def _wait_ready(self, timeout=30.0):
         deadline = time.time() + slow(timeout)
@@ -130,6 +157,7 @@ class Agent:
                 time.sleep(0.2)
                 return
             if self.p.poll() is not None:
+                text = self.stderr()  # whole, now that it has exited
                 if any(m in text for m in ("cannot load", "cannot attach", "cannot open the BPF",
                                            "cannot create the BPF", "no capture backend")):
                     raise BpfUnavailable(text[-2000:])
@@ -172,9 +200,16 @@ class Agent:
         return "-o" in self.p.args and self.p.args[self.p.args.index("-o") + 1] == "json"
 
     def kill(self):
+        if self.wrapped:
+            # the agent is the wrapper's child: the whole group goes, or it would outlive
+            # the test and trace the next ones
+            try:
+                os.killpg(self.p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self.p.poll() is None:
             self.p.kill()
-            self.p.wait()
+        self.p.wait()
 
 
 def parse_counters(text):

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Integration test runner: every test_* function of every test_*.py module here.
 
-Prints one line per test and a closing "N passed, N failed, N skipped" line. In CI
-(CI=true) a test that cannot load BPF fails; it is never skipped.
+Prints one line per test and a closing "N passed, N failed, N skipped" line. Each test
+gets HOPTRACE_TEST_TIMEOUT seconds (default 300, times HOPTRACE_TEST_SLOWDOWN). In CI
+(CI=true) a test that cannot load BPF fails; it is never skipped; and any other skip fails
+the run.
 """
 import argparse
 import importlib
@@ -74,6 +76,9 @@ def main():
             finally:
                 signal.alarm(0)
     print(f"integration: {passed} passed, {failed} failed, {skipped} skipped")
+    if lib.IN_CI and skipped:
+        print("integration: CI=true: a skipped test is a failure")
+        return 1
     return 1 if failed else 0
 
 

@@ -37,8 +37,8 @@ import tempfile
 import threading
 import time
 
-from lib import (npm_modules, unavailable, BUILD, HERE, IN_CI, ROOT, Agent, Proc, SkipTest, free_port, parse_counters,
-                 require, run, wait_port)
+from lib import (npm_modules, unavailable, BUILD, HERE, IN_CI, ROOT, Agent, Proc, SkipTest, free_port, json_lines,
+                 parse_counters, read_lines, require, run, wait_port)
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 PARENT = "b7ad6b7169203331"
@@ -131,14 +131,18 @@ class Collector:
             time.sleep(0.02)
         raise AssertionError(f"hoptrace-collect did not start:\n{self.stderr()[-2000:]}")
 
+    def running(self):
+        return self.p.poll() is None
+
     def stderr(self):
-        with open(self.err_path) as f:
-            return f.read()
+        """The log so far: complete lines only while the collector runs (a half-written
+        "listening ... port 4" is not port 4)."""
+        return read_lines(self.err_path, whole=not self.running())
 
     def spans(self):
+        """The spans written so far: complete lines only while the collector runs."""
         try:
-            with open(self.out_path) as f:
-                return [json.loads(line) for line in f]
+            return json_lines(self.out_path, whole=not self.running())
         except FileNotFoundError:
             return []
 
@@ -252,10 +256,10 @@ def start_agents(specs):
 def grpc_receiver(out_dir):
     """otlp_grpc_receiver.js (node's http2, h2c) keeping each request in out_dir."""
     log_path = os.path.join(out_dir, "log")
+    p = None
 
     def log():
-        with open(log_path) as f:
-            return f.read()
+        return read_lines(log_path, whole=p is not None and p.p.poll() is not None)
 
     with open(log_path, "w") as f:
         p = Proc(["node", os.path.join(HERE, "otlp_grpc_receiver.js"), "--out", out_dir],

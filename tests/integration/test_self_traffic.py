@@ -1,13 +1,15 @@
 """The agent's own export traffic, and its receiving end on this host, are never traced."""
 import json
 import os
+import tempfile
 
 from lib import Agent, BUILD, Proc, curl, free_port, python_server, wait_port
 
 
 def test_local_collector_receiving_side_is_not_traced():
     collector_port, app_port = free_port(), free_port()
-    out = os.path.join(BUILD, "self-traffic.jsonl")
+    # a fresh file: the collector appends, and a port of an earlier run may come again
+    out = os.path.join(tempfile.mkdtemp(prefix="hoptrace-self-"), "spans.jsonl")
     collector = Proc([os.path.join(BUILD, "hoptrace-collect"), "--port", str(collector_port),
                       "-o", out])
     wait_port(collector_port)
