@@ -14,6 +14,7 @@ enum thread_mark {
 	MARK_NONBLOCKING = 1 << 0,  /* read a request from a non-blocking socket */
 	MARK_INTERLEAVING = 1 << 1, /* read a request while serving one of another connection */
 	MARK_HANDOFF = 1 << 2,	    /* another thread answered a request it read */
+	MARK_WAITS_MANY = 1 << 3,   /* seen waiting for many descriptors (epoll, select) */
 };
 
 /* thread_parent values: creator tid + 1, and this bit when the child is a process. */
@@ -109,6 +110,18 @@ void correlate__answered(struct correlate *c, struct inflight *in, uint32_t writ
 		mark_thread(c, in->tid, MARK_HANDOFF);
 }
 
+void correlate__thread_waits_many(struct correlate *c, uint32_t tid)
+{
+	mark_thread(c, tid, MARK_WAITS_MANY);
+}
+
+bool correlate__wait_matters(const struct correlate *c, uint32_t tid)
+{
+	unsigned marks = marks_of(c, tid);
+
+	return (marks & MARK_NONBLOCKING) && !(marks & MARK_WAITS_MANY);
+}
+
 void correlate__remove(struct correlate *c, struct inflight *in)
 {
 	if (!in->linked)
@@ -177,12 +190,14 @@ static void found(struct parent_match *m, enum parent_confidence conf, const str
 	m->ncandidates = m->ntotal = 0;
 }
 
-/* Why tid's requests are no evidence whatever they are, or REASON_NONE. */
-static enum parent_reason thread_unsound(const struct correlate *c, uint32_t tid)
+/* Why tid's requests are no evidence whatever they are, or REASON_NONE. waits_one_fd: tid
+ * is the calling thread and was just seen waiting for one descriptor, as a thread that
+ * emulates blocking I/O on non-blocking sockets does. */
+static enum parent_reason thread_unsound(const struct correlate *c, uint32_t tid, bool waits_one_fd)
 {
 	unsigned marks = marks_of(c, tid);
 
-	if (marks & MARK_NONBLOCKING)
+	if ((marks & MARK_NONBLOCKING) && ((marks & MARK_WAITS_MANY) || !waits_one_fd))
 		return REASON_NONBLOCKING;
 	if (marks & MARK_INTERLEAVING)
 		return REASON_INTERLEAVING;
@@ -216,8 +231,7 @@ static void match_trace_id(const struct correlate *c, const struct call_query *q
 		return;
 	}
 	/* several requests of one trace in flight: a thread that is evidence decides */
-	if (thread_matches == 1 && thread_unsound(c, q->tid) == REASON_NONE &&
-	    !on_thread->nonblocking) {
+	if (thread_matches == 1 && thread_unsound(c, q->tid, q->waits_one_fd) == REASON_NONE) {
 		found(m, PARENT_EXACT, on_thread);
 		return;
 	}
@@ -234,7 +248,7 @@ static bool match_thread(const struct correlate *c, uint32_t tid, const struct c
 			 enum parent_confidence conf, uint64_t born_before, struct parent_match *m)
 {
 	const struct inflight *one = NULL;
-	enum parent_reason why = thread_unsound(c, tid);
+	enum parent_reason why = thread_unsound(c, tid, tid == q->tid && q->waits_one_fd);
 	unsigned unanswered = 0, answered = 0;
 
 	for (const struct inflight *in = u64map_get(&c->by_tid, tid); in; in = in->thread_next) {
@@ -247,7 +261,8 @@ static bool match_thread(const struct correlate *c, uint32_t tid, const struct c
 		unanswered++;
 		one = in;
 		add_candidate(m, in);
-		if (in->nonblocking)
+		/* a thread the marks table had no room for */
+		if (in->nonblocking && !(marks_of(c, tid) & MARK_NONBLOCKING))
 			why = REASON_NONBLOCKING;
 	}
 	if (!unanswered) {

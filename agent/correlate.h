@@ -10,9 +10,11 @@
  *    request: gunicorn sync workers, PHP, classic Java servlet pools) and serves one now;
  *  - ancestor: it comes from a process that such a thread forked while serving the request
  *    (CGI, a subprocess).
- * A thread that reads requests from non-blocking sockets (event loops, Go's netpoller,
- * asyncio, libuv), that interleaves requests of several connections, or that hands them to
- * other threads is no such evidence; nor is a thread created during a request (pools grow
+ * A thread that reads requests from non-blocking sockets is evidence only while it waits for
+ * one descriptor at a time (poll on one fd: Apache's APR, Ruby, PHP) and was never seen
+ * waiting for many (epoll, select: event loops, Go's netpoller, asyncio, libuv). A thread
+ * that interleaves requests of several connections, or that hands them to other threads,
+ * is no evidence; nor is a thread created during a request (pools grow
  * lazily), nor a request that has already answered. Such calls stay unparented, and the
  * reason says why (enum parent_reason).
  */
@@ -90,6 +92,7 @@ struct call_query {
 	uint32_t tgid, tid;
 	uint64_t ts_ns;		     /* monotonic: when it was sent */
 	const uint8_t *out_trace_id; /* its traceparent's trace id; NULL: none (or invalid) */
+	bool waits_one_fd;	     /* the calling thread was just seen waiting on one fd */
 };
 
 struct correlate {
@@ -106,6 +109,11 @@ void correlate__free(struct correlate *c);
 int correlate__add(struct correlate *c, struct inflight *in);
 /* The request's response began, written by writer_tid: it adopts no more calls. */
 void correlate__answered(struct correlate *c, struct inflight *in, uint32_t writer_tid);
+/* tid was seen waiting for many descriptors at once (an event loop): for good. */
+void correlate__thread_waits_many(struct correlate *c, uint32_t tid);
+/* Whether a call by tid is decided by what tid waits in now: it read requests from
+ * non-blocking sockets and was never seen waiting for many descriptors. */
+bool correlate__wait_matters(const struct correlate *c, uint32_t tid);
 /* Unregister it (no-op if not registered). */
 void correlate__remove(struct correlate *c, struct inflight *in);
 /* A task was created at ts_ns (monotonic): a process when is_process, else a thread. */

@@ -15,6 +15,7 @@
 #include "span.h"
 #include "stats.h"
 #include "text.h"
+#include "threadwait.h"
 #include "traceparent.h"
 
 #define W3C_FLAG_SAMPLED 0x01
@@ -330,6 +331,17 @@ void exchange_link_peers(struct exchange_env *env, struct exchange *ex, struct e
 	STAT_INC(spans_stitched);
 }
 
+/* What the thread waits in now; waiting for many descriptors marks it an event loop. */
+static enum thread_wait sample_wait(struct exchange_env *env, uint32_t tgid, uint32_t tid)
+{
+	enum thread_wait w = thread_wait_sample(env->proc_root, tgid, tid);
+
+	STAT_INC(thread_wait_samples);
+	if (w == THREAD_WAIT_MANY)
+		correlate__thread_waits_many(env->corr, tid);
+	return w;
+}
+
 struct exchange *exchange_start_server(struct exchange_env *env, const struct conn_info *ci,
 				       const struct http1_head *h, const struct record_ctx *rec)
 {
@@ -375,6 +387,9 @@ struct exchange *exchange_start_server(struct exchange_env *env, const struct co
 	ex->inflight.span = s;
 	/* without registration the request still becomes a span, only without children */
 	correlate__add(env->corr, &ex->inflight);
+	/* an event loop is idle in epoll when its request is read: mark it at once */
+	if (correlate__wait_matters(env->corr, rec->tid))
+		sample_wait(env, ci->tgid, rec->tid);
 	return ex;
 }
 
@@ -534,6 +549,10 @@ struct exchange *exchange_start_client(struct exchange_env *env, const struct co
 	has_out = request_context(h, &out, s->tracestate, sizeof(s->tracestate));
 	injected = !has_out && rec->ids;
 	q.out_trace_id = has_out ? out.trace_id : injected ? rec->ids->trace_id : NULL;
+	/* a thread on non-blocking sockets serves this request only if it now waits for this
+	 * call alone */
+	if (correlate__wait_matters(env->corr, rec->tid))
+		q.waits_one_fd = sample_wait(env, ci->tgid, rec->tid) == THREAD_WAIT_ONE_FD;
 	correlate__find_parent(env->corr, &q, &m);
 	count_parent(m.conf);
 	take_parent(&m);

@@ -24,6 +24,7 @@ struct exchange_env {
 	struct sink *sink;	  /* where finished spans go */
 	int64_t mono_to_unix_ns;  /* add to a bpf_ktime_get_ns() stamp to get unix time */
 	bool stitch;		  /* --repair=stitch */
+	const char *proc_root;	  /* where threads' waits are read (NULL: /proc) */
 };
 
 /* What the tracker knows of the connection an exchange travels on. */

@@ -33,7 +33,9 @@
 	X(parent_exact, "client spans parented by trace-id match")                                 \
 	X(parent_thread, "client spans parented by same thread")                                   \
 	X(parent_ancestor, "client spans parented by ancestor thread")                             \
-	X(parent_ambiguous, "client spans with several possible parents (left unparented)")        \
+	X(parent_ambiguous,                                                                        \
+	  "client spans with possible parents but no sound evidence (unparented)")                 \
+	X(thread_wait_samples, "reads of a thread's wait (non-blocking servers: one fd or many)")  \
 	X(parent_none, "client spans with no server span in flight")                               \
 	X(spans_stitched, "server spans stitched to a same-host caller (--repair=stitch)")         \
 	X(conns_http, "HTTP connections tracked")                                                  \

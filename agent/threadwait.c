@@ -48,8 +48,8 @@ enum thread_wait thread_wait_sample(const char *proc_root, uint32_t tgid, uint32
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/%u/task/%u/syscall", proc_root ? proc_root : "/proc",
-		 tgid, tid);
+	snprintf(path, sizeof(path), "%s/%u/task/%u/syscall", proc_root ? proc_root : "/proc", tgid,
+		 tid);
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return THREAD_WAIT_UNKNOWN;

@@ -547,7 +547,8 @@ int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_opt
 				       .procs = &t->procs,
 				       .sink = sink,
 				       .mono_to_unix_ns = t->mono_to_unix_ns,
-				       .stitch = opt->stitch};
+				       .stitch = opt->stitch,
+				       .proc_root = opt->proc_root};
 	return 0;
 
 err_procs:

@@ -10,6 +10,7 @@
 
 #include "correlate.h"
 #include "span.h"
+#include "threadwait.h"
 
 #define SEC 1000000000ULL
 
@@ -73,6 +74,16 @@ static struct parent_match call(struct fixture *f, uint32_t tid, uint8_t trace, 
 
 	memset(id, trace, sizeof(id));
 	q.out_trace_id = trace ? id : NULL;
+	correlate__find_parent(&f->c, &q, &m);
+	return m;
+}
+
+/* The same, by a thread just seen waiting on one descriptor. */
+static struct parent_match call_waiting_one_fd(struct fixture *f, uint32_t tid, uint64_t at_s)
+{
+	struct call_query q = {.tgid = 10, .tid = tid, .ts_ns = at_s * SEC, .waits_one_fd = true};
+	struct parent_match m;
+
 	correlate__find_parent(&f->c, &q, &m);
 	return m;
 }
@@ -251,6 +262,46 @@ static void test_ancestry(void **state)
 	expect(&m, PARENT_AMBIGUOUS, REASON_NONBLOCKING, NULL);
 }
 
+/* Apache, Ruby, PHP: non-blocking sockets, but one request per thread, waited on with poll
+ * on one descriptor. An event loop is seen waiting on many, and stays one. */
+static void test_nonblocking_thread_that_waits_on_one_fd(void **state)
+{
+	struct fixture *f = *state;
+	struct parent_match m;
+	struct inflight *a;
+
+	a = request(f, 11, 100, 1, true, 1);
+	assert_true(correlate__wait_matters(&f->c, 11));
+	m = call_waiting_one_fd(f, 11, 2);
+	expect(&m, PARENT_THREAD, REASON_NONE, a);
+	/* another thread waiting on one fd says nothing about thread 11's requests */
+	m = call_waiting_one_fd(f, 12, 2);
+	expect(&m, PARENT_NONE, REASON_OTHER_THREADS, NULL);
+	correlate__thread_waits_many(&f->c, 11);
+	assert_false(correlate__wait_matters(&f->c, 11));
+	m = call_waiting_one_fd(f, 11, 3);
+	expect(&m, PARENT_AMBIGUOUS, REASON_NONBLOCKING, NULL);
+}
+
+static void test_thread_wait_parse(void **state)
+{
+	(void)state;
+	assert_int_equal(thread_wait_parse("running"), THREAD_WAIT_UNKNOWN);
+	assert_int_equal(thread_wait_parse("-1 0x7ffd 0x4011"), THREAD_WAIT_UNKNOWN);
+#ifdef __x86_64__
+	/* x86-64: ppoll(fds, 1, ...), poll(fds, 3, ...), epoll_wait, futex */
+	assert_int_equal(thread_wait_parse("271 0x7ffc1000 0x1 0x7ffc2000 0x0 0x8 0x0 0x7ffc 0x4"),
+			 THREAD_WAIT_ONE_FD);
+	assert_int_equal(thread_wait_parse("7 0x7ffc1000 0x3 0x3e8 0x0 0x0 0x0 0x7ffc 0x4"),
+			 THREAD_WAIT_MANY);
+	assert_int_equal(thread_wait_parse("232 0x4 0x7ffc1000 0x400 0xffffffff 0x0 0x0 0x1 0x2"),
+			 THREAD_WAIT_MANY);
+	assert_int_equal(thread_wait_parse("202 0x7f001000 0x80 0x0 0x0 0x0 0x0 0x1 0x2"),
+			 THREAD_WAIT_UNKNOWN);
+#endif
+	assert_int_equal(thread_wait_sample("/nonexistent", 1, 1), THREAD_WAIT_UNKNOWN);
+}
+
 static void test_names(void **state)
 {
 	(void)state;
@@ -274,6 +325,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_adoption_bounds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_exact_match, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ancestry, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_nonblocking_thread_that_waits_on_one_fd, setup,
+					    teardown),
+	    cmocka_unit_test(test_thread_wait_parse),
 	    cmocka_unit_test(test_names),
 	};
 
