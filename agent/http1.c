@@ -237,6 +237,23 @@ bool http1_looks_like_start(const uint8_t *data, size_t len, enum http1_kind *ki
 	return true;
 }
 
+bool http1_is_start(const uint8_t *data, size_t len, enum http1_kind *kind)
+{
+	enum http1_kind k;
+
+	if (!data || len == 0)
+		return false;
+	if (match_status_start(data, len) == START_YES)
+		k = HTTP1_RESPONSE;
+	else if (match_request_start(data, len) == START_YES)
+		k = HTTP1_REQUEST;
+	else
+		return false;
+	if (kind)
+		*kind = k;
+	return true;
+}
+
 /* ---- state changes --------------------------------------------------------------------- */
 
 static void release_buffer(struct http1_parser *p)

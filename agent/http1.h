@@ -153,4 +153,9 @@ bool http1_parser_in_message(const struct http1_parser *p);
  * Used to classify connections and to resynchronise. */
 bool http1_looks_like_start(const uint8_t *data, size_t len, enum http1_kind *kind);
 
+/* True if the bytes begin an HTTP/1.x request or response line for certain, not only
+ * something that may grow into one ("G", "HT"): a method, a space and the first byte of a
+ * target, or "HTTP/1.". */
+bool http1_is_start(const uint8_t *data, size_t len, enum http1_kind *kind);
+
 #endif

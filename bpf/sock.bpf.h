@@ -314,7 +314,7 @@ static __always_inline int socket_io(struct sock *sk, bool trusted, int ret, int
 		return 0;
 	}
 
-	head = capture_head(s, &st->stream, &src, (__u32)ret);
+	head = capture_head(s, &st->stream, &src, (__u32)ret, dir, pos);
 	if (head < 0) {
 		/* a handshake record on an fd the process gave to SSL_set_fd */
 		if (tls_enabled && st->stream.tls_like &&
