@@ -10,8 +10,11 @@ cd "$(dirname "$0")"
 
 BUILD_PKGS="make gcc clang llvm libc6-dev libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config
 	libcmocka-dev protobuf-c-compiler libprotobuf-c-dev libcurl4-openssl-dev"
+# golang-go and apache2-bin: real programs that split requests (Go's server reads a byte ahead)
+# and write them in many segments (mod_proxy_http); apache2-bin is the server without the
+# apache2 package's system service, which would start on port 80.
 TEST_PKGS="python3 curl nginx-light apache2-utils wrk iproute2 procps openssl ca-certificates
-	qemu-system-x86 cpio kmod xz-utils zstd"
+	qemu-system-x86 cpio kmod xz-utils zstd golang-go apache2-bin"
 
 missing=""
 pkg_installed() {
