@@ -240,17 +240,19 @@ static void feed_captured(struct http1_parser *p, const struct ht_data_event *ev
 	}
 }
 
-/* The part of ev not fed yet, given the next position expected: the bytes a record replays
- * from earlier I/Os (the start of a start line, ev->replay_len) were fed already when their
- * own records came. False when ev holds nothing new (a stream position that went back). */
+/* The part of ev the parser has not had, given the next position expected. A record may
+ * replay bytes of earlier I/Os (ev->replay_len: the first bytes of a start line, too few to
+ * tell one on their own), which came with the records of those I/Os. They are fed again
+ * only to a parser that lost track: it dropped them, and finds its way back only at a start
+ * line that begins an I/O. False when ev holds nothing new (a position that went back). */
 static bool unseen_part(const struct ht_data_event *ev, const uint8_t *payload, uint64_t next_pos,
-			struct ht_data_event *part, const uint8_t **part_payload)
+			bool resyncing, struct ht_data_event *part, const uint8_t **part_payload)
 {
 	uint64_t seen = next_pos > ev->pos ? next_pos - ev->pos : 0;
 
 	*part = *ev;
 	*part_payload = payload;
-	if (!seen)
+	if (!seen || (resyncing && seen <= ev->replay_len))
 		return true;
 	if (seen > ev->replay_len || seen > ev->cap_len || seen >= ev->len)
 		return false;
@@ -274,7 +276,8 @@ static void conn_feed(struct conn *c, const struct ht_data_event *rec, const uin
 		c->have_pos[d] = true;
 		c->next_pos[d] = rec->pos;
 	}
-	if (!unseen_part(rec, rec_payload, c->next_pos[d], &part, &payload)) {
+	if (!unseen_part(rec, rec_payload, c->next_pos[d], http1_parser_resyncing(p), &part,
+			 &payload)) {
 		STAT_INC(drop_out_of_order);
 		return;
 	}

@@ -1061,6 +1061,11 @@ void http1_parser_eof(struct http1_parser *p, uint64_t tag)
 	p->last_tag = tag;
 }
 
+bool http1_parser_resyncing(const struct http1_parser *p)
+{
+	return p->state == HTTP1_ST_RESYNC || p->state == HTTP1_ST_CHUNK_LOST;
+}
+
 bool http1_parser_in_message(const struct http1_parser *p)
 {
 	switch (p->state) {

@@ -146,6 +146,10 @@ void http1_parser_gap(struct http1_parser *p, uint64_t n, uint64_t tag);
 /* The stream ended (peer closed, or connection gone). Completes an until-close body. */
 void http1_parser_eof(struct http1_parser *p, uint64_t tag);
 
+/* True if the parser lost track and waits for an I/O that starts with a start line: what
+ * it was fed since then changed nothing. */
+bool http1_parser_resyncing(const struct http1_parser *p);
+
 /* True if the parser is inside a message (head started or body not finished). */
 bool http1_parser_in_message(const struct http1_parser *p);
 
