@@ -120,11 +120,18 @@ static bool method_is_known(const struct http1_str *m)
 /* Split a Host header value into host and port (port 0 when absent or invalid). */
 static void split_host(const struct http1_str *host, struct http1_str *name, int *port)
 {
-	const char *p = host->p, *end = host->p + host->len;
+	const char *p = host->p, *end;
 	const char *colon = NULL;
 
 	*port = 0;
-	if (host->len && p[0] == '[') {
+	if (!host->len) {
+		/* no Host header (HTTP/1.0): p is NULL, which memchr must not be given */
+		name->p = NULL;
+		name->len = 0;
+		return;
+	}
+	end = p + host->len;
+	if (p[0] == '[') {
 		/* IPv6 literal: [::1]:8080 */
 		const char *close = memchr(p, ']', host->len);
 

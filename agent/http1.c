@@ -237,6 +237,23 @@ bool http1_looks_like_start(const uint8_t *data, size_t len, enum http1_kind *ki
 	return true;
 }
 
+bool http1_is_start(const uint8_t *data, size_t len, enum http1_kind *kind)
+{
+	enum http1_kind k;
+
+	if (!data || len == 0)
+		return false;
+	if (match_status_start(data, len) == START_YES)
+		k = HTTP1_RESPONSE;
+	else if (match_request_start(data, len) == START_YES)
+		k = HTTP1_REQUEST;
+	else
+		return false;
+	if (kind)
+		*kind = k;
+	return true;
+}
+
 /* ---- state changes --------------------------------------------------------------------- */
 
 static void release_buffer(struct http1_parser *p)
@@ -1042,6 +1059,11 @@ void http1_parser_eof(struct http1_parser *p, uint64_t tag)
 	release_buffer(p);
 	p->state = HTTP1_ST_IDLE;
 	p->last_tag = tag;
+}
+
+bool http1_parser_resyncing(const struct http1_parser *p)
+{
+	return p->state == HTTP1_ST_RESYNC || p->state == HTTP1_ST_CHUNK_LOST;
 }
 
 bool http1_parser_in_message(const struct http1_parser *p)

@@ -146,11 +146,20 @@ void http1_parser_gap(struct http1_parser *p, uint64_t n, uint64_t tag);
 /* The stream ended (peer closed, or connection gone). Completes an until-close body. */
 void http1_parser_eof(struct http1_parser *p, uint64_t tag);
 
+/* True if the parser lost track and waits for an I/O that starts with a start line: what
+ * it was fed since then changed nothing. */
+bool http1_parser_resyncing(const struct http1_parser *p);
+
 /* True if the parser is inside a message (head started or body not finished). */
 bool http1_parser_in_message(const struct http1_parser *p);
 
 /* True if the bytes look like the start of an HTTP/1.x request or response line.
  * Used to classify connections and to resynchronise. */
 bool http1_looks_like_start(const uint8_t *data, size_t len, enum http1_kind *kind);
+
+/* True if the bytes begin an HTTP/1.x request or response line for certain, not only
+ * something that may grow into one ("G", "HT"): a method, a space and the first byte of a
+ * target, or "HTTP/1.". */
+bool http1_is_start(const uint8_t *data, size_t len, enum http1_kind *kind);
 
 #endif

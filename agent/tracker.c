@@ -201,13 +201,15 @@ static void conn_free(struct tracker *t, struct conn *c)
 /* ---- roles and streams ------------------------------------------------------------- */
 
 /* The first start line seen decides the role: a request received means we are the server
- * side of this socket, a request sent means the client side (and likewise for responses). */
+ * side of this socket, a request sent means the client side (and likewise for responses).
+ * Only a whole one: "H" may begin a response or a HEAD request; the record that completes a
+ * start line split over several I/Os replays its beginning. */
 static bool conn_assign_role(struct conn *c, const struct ht_data_event *ev, const uint8_t *payload)
 {
 	enum http1_kind kind;
 	uint8_t req_dir;
 
-	if (!ev->cap_len || !http1_looks_like_start(payload, ev->cap_len, &kind))
+	if (!ev->cap_len || !http1_is_start(payload, ev->cap_len, &kind))
 		return false;
 	if ((ev->dir == HT_DIR_INGRESS) == (kind == HTTP1_REQUEST))
 		c->role = ROLE_SERVER;
@@ -241,16 +243,44 @@ static void feed_captured(struct http1_parser *p, const struct ht_data_event *ev
 	}
 }
 
-static void conn_feed(struct conn *c, const struct ht_data_event *ev, const uint8_t *payload)
+/* The part of ev the parser has not had, given the next position expected. A record may
+ * replay bytes of earlier I/Os (ev->replay_len: the first bytes of a start line, too few to
+ * tell one on their own), which came with the records of those I/Os. They are fed again
+ * only to a parser that lost track: it dropped them, and finds its way back only at a start
+ * line that begins an I/O. False when ev holds nothing new (a position that went back). */
+static bool unseen_part(const struct ht_data_event *ev, const uint8_t *payload, uint64_t next_pos,
+			bool resyncing, struct ht_data_event *part, const uint8_t **part_payload)
 {
-	uint8_t d = ev->dir & 1;
+	uint64_t seen = next_pos > ev->pos ? next_pos - ev->pos : 0;
+
+	*part = *ev;
+	*part_payload = payload;
+	if (!seen || (resyncing && seen <= ev->replay_len))
+		return true;
+	if (seen > ev->replay_len || seen > ev->cap_len || seen >= ev->len)
+		return false;
+	part->pos += seen;
+	part->len -= (uint32_t)seen;
+	part->cap_len -= (uint32_t)seen;
+	part->replay_len = 0;
+	*part_payload = payload + seen;
+	return true;
+}
+
+static void conn_feed(struct conn *c, const struct ht_data_event *rec, const uint8_t *rec_payload)
+{
+	uint8_t d = rec->dir & 1;
 	struct http1_parser *p = &c->parser[d];
+	struct ht_data_event part;
+	const struct ht_data_event *ev = &part;
+	const uint8_t *payload;
 
 	if (!c->have_pos[d]) {
 		c->have_pos[d] = true;
-		c->next_pos[d] = ev->pos;
+		c->next_pos[d] = rec->pos;
 	}
-	if (ev->pos < c->next_pos[d]) {
+	if (!unseen_part(rec, rec_payload, c->next_pos[d], http1_parser_resyncing(p), &part,
+			 &payload)) {
 		STAT_INC(drop_out_of_order);
 		return;
 	}

@@ -13,19 +13,21 @@
 #include "inject.bpf.h"
 #include <bpf/bpf_endian.h>
 
-/* Per-stream capture state: one per socket (sock_states) or per TLS session (tls_states). */
+/* Per-stream capture state: one per socket (sock_states) or per TLS session (tls_states).
+ * Arrays are per direction. */
 struct stream_state {
 	__u64 pos[2];	     /* bytes seen per direction since the state was created */
+	__u64 prefix[2];     /* bytes that may begin a start line (first byte lowest) */
 	__u32 hdr_window[2]; /* bytes still copied in full as a possible header block */
+	__u32 prefix_end[2]; /* low 32 bits of the stream position just past prefix */
+	__u32 hdr_last4[2];  /* the last 4 bytes copied in the header window (oldest lowest) */
+	__u8 prefix_len[2];  /* bytes in prefix (< HT_START_PROBE), 0: none */
 	__u8 proto;	     /* enum ht_proto */
 	__u8 tries;	     /* I/Os seen while unclassified */
 	__u8 tls_like;	     /* classified HT_PROTO_OTHER because it carried TLS records */
-	__u8 _pad[5];
+	__u8 _pad[3];
 };
 
-/* The event is assembled here (too big for the 512-byte stack). Offsets and lengths are
- * bounded with masks the verifier can see (offset <= MAX-1, length <= 2*MAX-1), so the data
- * area is three times the largest capture although at most MAX bytes are ever used. */
 /* --repair=inject: where the incoming traceparent header is in a captured header block. */
 struct tp_scan {
 	__u32 len;
@@ -34,10 +36,34 @@ struct tp_scan {
 	__u32 in_headers;
 };
 
+/* The walk over the segments of a vectored I/O done by ht_iov_walk_batch(), kept in the
+ * scratch between its calls (a global function takes no pointers on 5.10). */
+struct iov_walk {
+	__u64 iov;	 /* user address of the iovec array */
+	__u64 seg_start; /* offset in the I/O of segment next */
+	__u32 iovcnt;
+	__u32 next;    /* next segment to look at */
+	__u32 base;    /* where in data the copy starts (< HT_START_PROBE: replayed bytes first) */
+	__u32 off;     /* bytes copied */
+	__u32 want;    /* bytes to copy (<= HT_MAX_CAPTURE) */
+	__u32 tail_of; /* the I/O's length while its last HT_TAIL_BYTES are wanted, else 0 */
+	__u8 copying;  /* still copying (else only looking for the tail) */
+	__u8 stop_at_headers;
+	__u8 _pad[6];
+};
+
+/* The event is assembled here (too big for the 512-byte stack). Offsets and lengths are
+ * bounded with masks the verifier can see (offset <= MAX-1, length <= 2*MAX-1, after at most
+ * HT_START_PROBE-1 replayed bytes), so the data area is three times the largest capture
+ * although at most MAX+7 bytes are ever used. */
 struct capture_scratch {
 	struct ht_data_event ev;
-	__u8 data[3 * HT_MAX_CAPTURE];
-	__u32 have; /* bytes of the I/O already in data (capture_head) */
+	__u8 data[3 * HT_MAX_CAPTURE + HT_START_PROBE];
+	/* what capture_head found, for capture_emit */
+	__u32 have;	    /* bytes of the I/O already in data */
+	__u32 replay;	    /* bytes of earlier I/Os that begin the start line found here */
+	__u64 replay_bytes; /* those bytes, first lowest */
+	struct iov_walk walk;
 	/* The bpf_loop scan's state lives here, not on the stack: before 6.7 the verifier did
 	 * not see a callback's writes to its caller's stack and pruned the code after the loop
 	 * as dead (measured on Debian's 6.1). A map value is unknown to it. */
@@ -47,6 +73,8 @@ struct capture_scratch {
 /* A single-buffer I/O of an HTTP stream up to this size is copied whole by capture_head:
  * one copy instead of a head then the rest. Requests and small responses are that size. */
 #define HT_SMALL_IO 1024
+/* Segments looked at per call of ht_iov_walk_batch(). */
+#define HT_IOV_BATCH 16
 
 /* clang may re-materialise a value from an unbounded register after a range check; an AND
  * in inline asm pins the bound on the register the helper call actually uses. */
@@ -79,81 +107,142 @@ struct io_source {
 	__s32 fd;
 };
 
-static __always_inline bool ends_header_block(const __u8 *data, __u32 len);
-
-/* Copy up to want bytes (<= HT_MAX_CAPTURE) of the I/O into dst. Returns bytes copied, or
- * -1 on a read fault. stop_at_headers: for a vectored I/O, stop after the segment that ends
- * the header block (servers like nginx write the headers in their own iovec): the body that
- * follows is not needed, only its size. */
-static __always_inline int copy_payload(__u8 *dst, const struct io_source *src, __u32 want,
-					bool stop_at_headers)
+static __always_inline bool ends_header_block(const __u8 *data, __u32 len)
 {
-	__u64 off = 0;
+	__u64 i;
+
+	if (len < 4)
+		return false;
+	i = len - 4;
+	BOUND(i, LEN_MASK);
+	return data[i] == '\r' && data[i + 1] == '\n' && data[i + 2] == '\r' && data[i + 3] == '\n';
+}
+
+/* One segment of the walk: copy what is still wanted of it. -1 on a read fault. */
+static __always_inline int iov_copy_segment(struct capture_scratch *s, struct iov_walk *w,
+					    const struct iovec *v)
+{
+	__u32 want = w->want < HT_MAX_CAPTURE ? w->want : HT_MAX_CAPTURE;
+	__u64 off = w->off < want ? w->off : want;
+	__u64 n = v->iov_len > want - off ? want - off : v->iov_len;
+	__u64 base = w->base;
+
+	/* off < want <= MAX while copying */
+	BOUND(base, HT_START_PROBE - 1);
+	BOUND(off, OFF_MASK);
+	BOUND(n, LEN_MASK);
+	if (n && bpf_probe_read_user(s->data + base + off, n, v->iov_base))
+		return -1;
+	off += n;
+	w->off = (__u32)off;
+	if (off >= want || (w->stop_at_headers && n && ends_header_block(s->data + base, off)))
+		w->copying = 0;
+	return 0;
+}
+
+/* The segment holding the I/O's last byte: copy its last HT_TAIL_BYTES into ev.tail when they
+ * sit in it (a tail across two segments is rare, and skipped). */
+static __always_inline void iov_copy_tail(struct capture_scratch *s, const struct iov_walk *w,
+					  const struct iovec *v)
+{
+	__u64 in_seg = w->tail_of - w->seg_start;
+
+	if (in_seg < HT_TAIL_BYTES || in_seg > v->iov_len)
+		return;
+	if (!bpf_probe_read_user(s->ev.tail, HT_TAIL_BYTES, v->iov_base + in_seg - HT_TAIL_BYTES))
+		s->ev.tail_len = HT_TAIL_BYTES;
+}
+
+/*
+ * The next HT_IOV_BATCH segments of the walk in this CPU's scratch: their bytes are copied
+ * into data while wanted, and the I/O's last bytes into ev.tail when its last segment comes.
+ * Returns 0 when segments are left, 1 when the walk is over, -1 on a read fault of the copy.
+ *
+ * A global function, so the verifier checks it once, on its own: inlined, the branches of
+ * 1024 segments are more than it follows at once ("the sequence of 8193 jumps is too
+ * complex"). Weak: each object that includes this file defines it; the linker keeps one.
+ */
+__attribute__((weak)) __noinline int ht_iov_walk_batch(void)
+{
+	struct capture_scratch *s = scratch_get();
+	struct iov_walk *w;
+
+	if (!s)
+		return -1;
+	w = &s->walk;
+	for (int k = 0; k < HT_IOV_BATCH; k++) {
+		struct iovec v;
+		__u32 i = w->next;
+
+		if (i >= w->iovcnt || i >= HT_MAX_IOVECS || (!w->copying && !w->tail_of))
+			return 1;
+		if (bpf_probe_read_user(&v, sizeof(v),
+					(const void *)(w->iov + (__u64)i * sizeof(v))))
+			return w->copying ? -1 : 1;
+		w->next = i + 1;
+		if (w->copying && iov_copy_segment(s, w, &v) < 0)
+			return -1;
+		if (w->tail_of && w->seg_start + v.iov_len >= w->tail_of) {
+			iov_copy_tail(s, w, &v);
+			w->tail_of = 0;
+		}
+		w->seg_start += v.iov_len;
+	}
+	return 0;
+}
+
+/* The last HT_TAIL_BYTES of a single-buffer I/O of len bytes, into ev.tail. */
+static __always_inline void copy_buffer_tail(struct capture_scratch *s, const void *buf, __u32 len)
+{
+	if (len >= HT_TAIL_BYTES &&
+	    !bpf_probe_read_user(s->ev.tail, HT_TAIL_BYTES, buf + len - HT_TAIL_BYTES))
+		s->ev.tail_len = HT_TAIL_BYTES;
+}
+
+/*
+ * Copy up to want bytes (<= HT_MAX_CAPTURE) of the I/O into s->data at base (<
+ * HT_START_PROBE). Returns bytes copied, or -1 on a read fault. stop_at_headers: for a
+ * vectored I/O, stop after the segment that ends the header block (servers like nginx write
+ * the headers in their own iovec): the body that follows is not needed, only its size.
+ * tail_of: the I/O's length when its last HT_TAIL_BYTES are wanted in ev.tail should the
+ * copy not reach them, else 0.
+ */
+static __always_inline int copy_payload(struct capture_scratch *s, __u32 base,
+					const struct io_source *src, __u32 want,
+					bool stop_at_headers, __u32 tail_of)
+{
+	struct iov_walk *w = &s->walk;
+	int ret = 0;
 
 	if (want > HT_MAX_CAPTURE)
 		want = HT_MAX_CAPTURE;
 	if (src->buf) {
-		__u64 n = want;
+		__u64 n = want, b = base;
 
+		BOUND(b, HT_START_PROBE - 1);
 		BOUND(n, LEN_MASK);
-		if (bpf_probe_read_user(dst, n, src->buf))
+		if (bpf_probe_read_user(s->data + b, n, src->buf))
 			return -1;
+		if (want < tail_of)
+			copy_buffer_tail(s, src->buf, tail_of);
 		return (int)want;
 	}
-#pragma unroll
-	for (int i = 0; i < HT_MAX_IOVECS; i++) {
-		struct iovec v;
-		__u64 n;
-
-		if ((__u32)i >= src->iovcnt || off >= want)
-			break;
-		if (bpf_probe_read_user(&v, sizeof(v), &src->iov[i]))
-			return -1;
-		n = v.iov_len > want - off ? want - off : v.iov_len;
-		BOUND(off, OFF_MASK);
-		BOUND(n, LEN_MASK);
-		if (n && bpf_probe_read_user(dst + off, n, v.iov_base))
-			return -1;
-		off += n;
-		if (stop_at_headers && n && ends_header_block(dst, (__u32)off))
+	__builtin_memset(w, 0, sizeof(*w));
+	w->iov = (__u64)src->iov;
+	w->iovcnt = src->iovcnt;
+	w->base = base;
+	w->want = want;
+	w->tail_of = tail_of;
+	w->copying = want > 0;
+	w->stop_at_headers = stop_at_headers;
+	for (int c = 0; c < HT_MAX_IOVECS / HT_IOV_BATCH; c++) {
+		ret = ht_iov_walk_batch();
+		if (ret)
 			break;
 	}
-	return (int)off;
-}
-
-/* Copy the last HT_TAIL_BYTES of an I/O of len bytes when they sit in one segment. */
-static __always_inline __u8 copy_tail(__u8 *dst, const struct io_source *src, __u32 len)
-{
-	__u64 start = 0;
-
-	if (len < HT_TAIL_BYTES)
-		return 0;
-	if (src->buf) {
-		if (bpf_probe_read_user(dst, HT_TAIL_BYTES, src->buf + len - HT_TAIL_BYTES))
-			return 0;
-		return HT_TAIL_BYTES;
-	}
-#pragma unroll
-	for (int i = 0; i < HT_MAX_IOVECS; i++) {
-		struct iovec v;
-
-		if ((__u32)i >= src->iovcnt)
-			break;
-		if (bpf_probe_read_user(&v, sizeof(v), &src->iov[i]))
-			return 0;
-		if (start + v.iov_len >= len) {
-			__u64 in_seg = len - start;
-
-			if (in_seg < HT_TAIL_BYTES)
-				return 0; /* tail spans two segments: rare, skip it */
-			if (bpf_probe_read_user(dst, HT_TAIL_BYTES,
-						v.iov_base + in_seg - HT_TAIL_BYTES))
-				return 0;
-			return HT_TAIL_BYTES;
-		}
-		start += v.iov_len;
-	}
-	return 0;
+	if (ret < 0)
+		return -1;
+	return (int)w->off;
 }
 
 static __always_inline __u32 load_u32(const __u8 *p)
@@ -205,17 +294,6 @@ static __always_inline bool looks_like_start_line(const __u8 *p, __u32 len)
 static __always_inline bool looks_like_tls(const __u8 *p, __u32 len)
 {
 	return len >= 3 && p[0] >= 0x14 && p[0] <= 0x17 && p[1] == 3 && p[2] <= 4;
-}
-
-static __always_inline bool ends_header_block(const __u8 *data, __u32 len)
-{
-	__u64 i;
-
-	if (len < 4)
-		return false;
-	i = len - 4;
-	BOUND(i, LEN_MASK);
-	return data[i] == '\r' && data[i + 1] == '\n' && data[i + 2] == '\r' && data[i + 3] == '\n';
 }
 
 /* A field of a socket: a direct load through a BTF pointer (tp_btf and fexit programs hold
@@ -310,25 +388,119 @@ static __always_inline __u8 classify(struct stream_state *st, bool start, const 
 	return st->proto;
 }
 
-/* First step of a capture: copy the head of the I/O (len > 0 bytes) into s->data and
- * classify an unclassified stream. Returns 1 when a start line begins here, 0 for other
- * bytes of an HTTP stream, -1 when there is nothing to emit (not HTTP, or a read fault). */
-static __always_inline int capture_head(struct capture_scratch *s, struct stream_state *st,
-					const struct io_source *src, __u32 len)
+/* The first n (<= HT_START_PROBE) bytes at p as a word, first byte lowest, the rest zero.
+ * p has HT_START_PROBE readable bytes. */
+static __always_inline __u64 load_head(const __u8 *p, __u32 n)
 {
-	__u32 head_len = len < 8 ? len : 8;
+	__u64 w;
+
+	__builtin_memcpy(&w, p, sizeof(w));
+	return n < HT_START_PROBE ? w & ((1ULL << (8 * n)) - 1) : w;
+}
+
+#define WORD8(a, b, c, d, e, f, g, h) ((__u64)FOURCC(a, b, c, d) | (__u64)FOURCC(e, f, g, h) << 32)
+
+/* Do the first n (< HT_START_PROBE) bytes of w match the first bytes of a token of len
+ * bytes (what follows the token is not compared)? */
+static __always_inline bool begins_as(__u64 w, __u32 n, __u64 token, __u32 len)
+{
+	__u32 m = n < len ? n : len;
+
+	return ((w ^ token) & ((1ULL << (8 * m)) - 1)) == 0;
+}
+
+/* Do the first n (< HT_START_PROBE) bytes of w begin what looks_like_start_line() accepts:
+ * a method it knows and its space, or "HTTP/1"? */
+static __always_inline bool may_begin_start_line(__u64 w, __u32 n)
+{
+	if (n == 0 || n >= HT_START_PROBE)
+		return false;
+	return begins_as(w, n, WORD8('G', 'E', 'T', ' ', 0, 0, 0, 0), 4) ||
+	       begins_as(w, n, WORD8('P', 'U', 'T', ' ', 0, 0, 0, 0), 4) ||
+	       begins_as(w, n, WORD8('P', 'O', 'S', 'T', ' ', 0, 0, 0), 5) ||
+	       begins_as(w, n, WORD8('P', 'A', 'T', 'C', 'H', ' ', 0, 0), 6) ||
+	       begins_as(w, n, WORD8('H', 'E', 'A', 'D', ' ', 0, 0, 0), 5) ||
+	       begins_as(w, n, WORD8('H', 'T', 'T', 'P', '/', '1', 0, 0), 6) ||
+	       begins_as(w, n, WORD8('D', 'E', 'L', 'E', 'T', 'E', ' ', 0), 7) ||
+	       begins_as(w, n, WORD8('T', 'R', 'A', 'C', 'E', ' ', 0, 0), 6) ||
+	       begins_as(w, n, WORD8('O', 'P', 'T', 'I', 'O', 'N', 'S', 0), 7) ||
+	       begins_as(w, n, WORD8('C', 'O', 'N', 'N', 'E', 'C', 'T', 0), 7);
+}
+
+/*
+ * An I/O too short to tell a start line (Go's net/http reads one byte ahead of the next
+ * request, "G", then "ET / HTTP/1.1..."; a client may write a request byte by byte) is kept
+ * as st->prefix when it may begin one, and classified together with the I/Os after it, as
+ * long as they follow it in the stream. The head of this I/O, at stream position pos, is in
+ * s->data (s->have bytes). Returns the length of the kept prefix when it and this I/O begin
+ * a start line together (the prefix is then in s->replay_bytes), else 0; keeps what this
+ * I/O adds to a prefix for the next one.
+ */
+static __always_inline __u32 join_prefix(struct capture_scratch *s, struct stream_state *st,
+					 __u8 dir, __u64 pos, __u32 len)
+{
+	__u8 d = dir & 1;
+	__u32 k = st->prefix_len[d];
+	__u32 n = s->have < HT_START_PROBE ? s->have : HT_START_PROBE;
+	__u64 head = load_head(s->data, n), joined = 0;
+	__u8 probe[HT_START_PROBE];
+
+	st->prefix_len[d] = 0;
+	if (k >= HT_START_PROBE || st->prefix_end[d] != (__u32)pos)
+		k = 0;
+	if (k) {
+		joined = st->prefix[d] | head << (8 * k);
+		__builtin_memcpy(probe, &joined, sizeof(probe));
+		if (looks_like_start_line(probe, k + n < HT_START_PROBE ? k + n : HT_START_PROBE)) {
+			s->replay_bytes = st->prefix[d];
+			return k;
+		}
+	}
+	/* keep the prefix grown by this I/O, else this I/O alone, while too short to tell */
+	if (n != len)
+		return 0;
+	if (k && may_begin_start_line(joined, k + len)) {
+		st->prefix[d] = joined;
+		st->prefix_len[d] = k + len;
+	} else if (may_begin_start_line(head, len)) {
+		st->prefix[d] = head;
+		st->prefix_len[d] = len;
+	} else {
+		return 0;
+	}
+	st->prefix_end[d] = (__u32)(pos + len);
+	return 0;
+}
+
+/*
+ * First step of a capture: copy the head of the I/O (len > 0 bytes at stream position pos)
+ * into s->data and classify an unclassified stream. Returns 1 when a start line begins here
+ * (or began in the I/Os just before: s->replay), 0 for other bytes of an HTTP stream, -1
+ * when there is nothing to emit (not HTTP, or a read fault).
+ */
+static __always_inline int capture_head(struct capture_scratch *s, struct stream_state *st,
+					const struct io_source *src, __u32 len, __u8 dir, __u64 pos)
+{
+	__u32 head_len = len < HT_START_PROBE ? len : HT_START_PROBE;
 	int copied;
 	bool start;
 
+	s->replay = 0;
 	if (st->proto == HT_PROTO_HTTP1 && src->buf && len <= HT_SMALL_IO)
 		head_len = len;
-	copied = copy_payload(s->data, src, head_len, false);
+	copied = copy_payload(s, 0, src, head_len, false, 0);
 	if (copied < 0) {
+		st->prefix_len[dir & 1] = 0;
 		stat_inc(HT_STAT_READ_FAULT);
 		return -1;
 	}
 	s->have = (__u32)copied;
 	start = looks_like_start_line(s->data, (__u32)copied);
+	if (start)
+		st->prefix_len[dir & 1] = 0;
+	else
+		s->replay = join_prefix(s, st, dir, pos, len);
+	start = start || s->replay;
 	if (st->proto == HT_PROTO_UNKNOWN &&
 	    classify(st, start, s->data, (__u32)copied) != HT_PROTO_HTTP1)
 		return -1;
@@ -445,43 +617,79 @@ static __always_inline void capture_ctx(struct capture_scratch *s, __u8 dir, __u
 }
 #endif
 
-/* Second step, once the caller has filled s->ev's header: copy what the header window
- * allows (plus the tail of a truncated I/O) and emit the record. */
+/* The last four bytes of a header window after n more bytes at data, given the four before
+ * them (oldest lowest). */
+static __always_inline __u32 window_last4(__u32 before, const __u8 *data, __u32 n)
+{
+	__u64 i;
+
+	if (n >= 4) {
+		i = n - 4;
+		BOUND(i, LEN_MASK);
+		return load_u32(data + i);
+	}
+	if (n == 0)
+		return before;
+	return before >> (8 * n) | (__u32)load_head(data, n) << (8 * (4 - n));
+}
+
+/*
+ * Second step, once the caller has filled s->ev's header: copy what the header window
+ * allows (plus the tail of a truncated I/O) and emit the record. A start line that began in
+ * earlier I/Os is replayed whole at the head of the payload (a connection seen for the first
+ * time is created from it).
+ */
 static __always_inline void capture_emit(struct capture_scratch *s, struct stream_state *st,
 					 const struct io_source *src, __u32 len, __u8 dir,
 					 bool start)
 {
 	__u32 cap = capture_size(st, dir, start, len);
+	__u32 k = s->replay < HT_START_PROBE ? s->replay : 0;
+	__u32 last4;
 	int copied;
 	__u64 size;
 
-	s->ev.len = len;
-	/* What capture_head already copied goes out whole, even past a body peek: a small
-	 * read may hold the end of one message and the headers of the next (pipelined or
-	 * coalesced responses), which a 64-byte peek would cut into a gap. */
-	if (cap <= s->have)
+	if (k) {
+		__builtin_memcpy(s->data, &s->replay_bytes, sizeof(s->replay_bytes));
+		copied = copy_payload(s, k, src, cap, true, len);
+	} else if (cap <= s->have) {
+		/* What capture_head already copied goes out whole, even past a body peek: a
+		 * small read may hold the end of one message and the headers of the next
+		 * (pipelined or coalesced responses), which a 64-byte peek would cut into a
+		 * gap. */
 		copied = (int)(s->have < capture_bytes ? s->have : capture_bytes);
-	else
-		copied = copy_payload(s->data, src, cap, true);
+		if ((__u32)copied < len && src->buf)
+			copy_buffer_tail(s, src->buf, len);
+	} else {
+		copied = copy_payload(s, 0, src, cap, true, len);
+	}
 	if (copied < 0) {
 		stat_inc(HT_STAT_READ_FAULT);
 		s->ev.flags |= HT_DATA_READ_FAULT;
 		copied = 0;
 	}
-	if (ends_header_block(s->data, (__u32)copied))
+	/* the empty line may be split between this copy and the ones before (a client that
+	 * writes each header line on its own, then "\r\n") */
+	last4 = window_last4(start ? 0 : st->hdr_last4[dir & 1], s->data, k + (__u32)copied);
+	if (last4 == FOURCC('\r', '\n', '\r', '\n'))
 		st->hdr_window[dir & 1] = 0;
+	st->hdr_last4[dir & 1] = (__u32)copied < len ? 0 : last4;
 	if ((__u32)copied < len) {
 		s->ev.flags |= HT_DATA_TRUNCATED;
-		s->ev.tail_len = copy_tail(s->ev.tail, src, len);
 		if (s->ev.tail_len)
 			s->ev.flags |= HT_DATA_TAIL;
+	} else {
+		s->ev.tail_len = 0;
 	}
-	s->ev.cap_len = (__u32)copied;
+	s->ev.pos -= k;
+	s->ev.len = len + k;
+	s->ev.replay_len = (__u8)k;
+	s->ev.cap_len = k + (__u32)copied;
 #ifdef HT_INJECT_CTX
 	if (inject_enabled && start)
-		capture_ctx(s, dir, (__u32)copied);
+		capture_ctx(s, dir, k + (__u32)copied);
 #endif
-	size = (__u64)copied;
+	size = (__u64)k + (__u64)copied;
 	BOUND(size, LEN_MASK);
 	emit_event(s, sizeof(s->ev) + size);
 }

@@ -52,8 +52,9 @@ struct {
 
 /* Created only for the syscall backend. LRU: a state whose socket never reported TCP_CLOSE
  * to us must not stay for ever (least recently used first: idle sockets). Preallocated
- * (about 7 MiB): before 6.1 a tracepoint program using a hash allocated at run time makes
- * the kernel WARN, and a PREEMPT_RT kernel refuses the program. */
+ * (88-byte values, 10 MiB of memlock): before 6.1 a tracepoint program using a hash
+ * allocated at run time makes the kernel WARN, and a PREEMPT_RT kernel refuses the
+ * program. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, HT_MAX_SOCKETS);
@@ -314,7 +315,7 @@ static __always_inline int socket_io(struct sock *sk, bool trusted, int ret, int
 		return 0;
 	}
 
-	head = capture_head(s, &st->stream, &src, (__u32)ret);
+	head = capture_head(s, &st->stream, &src, (__u32)ret, dir, pos);
 	if (head < 0) {
 		/* a handshake record on an fd the process gave to SSL_set_fd */
 		if (tls_enabled && st->stream.tls_like &&

@@ -218,7 +218,7 @@ static __always_inline long mmsg_bytes(const struct ht_sys_io *io, long n)
 	long total = 0;
 
 #pragma unroll
-	for (int i = 0; i < HT_MAX_IOVECS; i++) {
+	for (int i = 0; i < HT_MAX_MMSGS; i++) {
 		__u32 len = 0;
 
 		if (i >= n)
@@ -227,7 +227,7 @@ static __always_inline long mmsg_bytes(const struct ht_sys_io *io, long n)
 			break;
 		total += len;
 	}
-	if (n > HT_MAX_IOVECS)
+	if (n > HT_MAX_MMSGS)
 		stat_inc(HT_STAT_NO_SYSCALL); /* messages past the 8th: their bytes are lost */
 	return total;
 }

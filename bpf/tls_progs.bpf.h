@@ -146,9 +146,12 @@ static __always_inline int tls_capture(__u64 pid_tgid, const struct ssl_call *ca
 		emit_event(&s->ev, sizeof(s->ev));
 		return 0;
 	}
+	/* a plain buffer, never a vector: without this the compiler keeps the iovec walk */
+	if (!call->buf)
+		return 0;
 	src.buf = (const void *)call->buf;
 	src.fd = ts->fd;
-	head = capture_head(s, &ts->stream, &src, len);
+	head = capture_head(s, &ts->stream, &src, len, dir, pos);
 	if (head < 0)
 		return 0;
 	session_fix_cookie(ts);

@@ -30,7 +30,16 @@
 /* Unclassified reads/writes allowed before a connection is declared not HTTP. Connections
  * that predate the agent may start mid-body. */
 #define HT_CLASSIFY_TRIES 64
-#define HT_MAX_IOVECS 8
+/* Bytes that tell an HTTP/1.x start line from other data ("OPTIONS ", "HTTP/1.1"). An I/O
+ * shorter than this at a message boundary may hold only the start of one (Go's server reads
+ * one byte ahead): it is kept and classified together with the next I/O. */
+#define HT_START_PROBE 8
+/* Segments of a vectored I/O (readv, writev, sendmsg, recvmsg) whose bytes are copied:
+ * UIO_MAXIOV, every segment a vectored syscall may have. Apache's mod_proxy_http writes a
+ * request with one segment per header line. */
+#define HT_MAX_IOVECS 1024
+/* Messages of a sendmmsg/recvmmsg whose byte counts are added to the stream position. */
+#define HT_MAX_MMSGS 8
 #define HT_COMM_LEN 16
 
 /* 8 MiB holds several hundred ms of traffic at 20k requests/s (~2 KiB each) while the
@@ -140,7 +149,11 @@ struct ht_data_event {
 	__u16 flags;   /* enum ht_data_flags */
 	__u8 dir;      /* enum ht_dir */
 	__u8 tail_len; /* valid bytes in tail[] */
-	__u8 _pad[4];
+	/* The payload starts with this many bytes of earlier I/Os of the same direction, the
+	 * start of a start line too short to classify on its own (pos and len include them).
+	 * Userspace may have seen them already, in the records of those I/Os. */
+	__u8 replay_len;
+	__u8 _pad[3];
 	char comm[HT_COMM_LEN]; /* thread group leader's comm */
 	__u8 tail[HT_TAIL_BYTES];
 	struct ht_ctx_ids ctx; /* valid with HT_DATA_CTX */

@@ -1403,6 +1403,48 @@ static void test_looks_like_start(void **state)
 	assert_true(http1_looks_like_start((const uint8_t *)"GET /", 5, NULL));
 }
 
+/* Only a whole start line: the tracker gives a connection its role from one. */
+static void test_is_start(void **state)
+{
+	static const struct {
+		const char *s;
+		bool want;
+		enum http1_kind kind;
+	} cases[] = {
+	    {"GET / HTTP/1.1\r\n", true, HTTP1_REQUEST},
+	    {"GET /", true, HTTP1_REQUEST},
+	    {"HEAD /", true, HTTP1_REQUEST},
+	    {"CONNECT example.com:443", true, HTTP1_REQUEST},
+	    {"FOO http", true, HTTP1_REQUEST},
+	    {"HTTP/1.1 200 OK", true, HTTP1_RESPONSE},
+	    {"HTTP/1.", true, HTTP1_RESPONSE},
+	    {"G", false, 0},
+	    {"GET", false, 0},
+	    {"GET ", false, 0},
+	    {"H", false, 0},
+	    {"HE", false, 0},
+	    {"HEAD ", false, 0},
+	    {"HTTP/1", false, 0},
+	    {"FOO ht", false, 0},
+	    {"ET /x HTTP/1.1", true, HTTP1_REQUEST}, /* what a lost first byte leaves: a guess */
+	    {"HTTP/2 200", false, 0},
+	    {"", false, 0},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len = strlen(cases[i].s);
+		enum http1_kind kind = 42;
+		bool got = http1_is_start((const uint8_t *)cases[i].s, len, &kind);
+
+		if (got != cases[i].want)
+			fail_msg("\"%s\": want %d", cases[i].s, cases[i].want);
+		if (got)
+			assert_int_equal(kind, cases[i].kind);
+	}
+	assert_false(http1_is_start(NULL, 4, NULL));
+}
+
 static void test_no_callbacks(void **state)
 {
 	struct http1_parser p;
@@ -1473,6 +1515,7 @@ int main(void)
 	    cmocka_unit_test(test_other_fields),
 	    cmocka_unit_test(test_absolute_form_and_unknown_method),
 	    cmocka_unit_test(test_looks_like_start),
+	    cmocka_unit_test(test_is_start),
 	    cmocka_unit_test(test_no_callbacks),
 	};
 
