@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "conn.h"
+#include "tracker.h"
 #include "sink.h"
 #include "span.h"
 #include "stats.h"
