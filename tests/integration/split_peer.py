@@ -4,9 +4,13 @@ and response is moved by a planned list of syscalls (send, sendmsg or writev of 
 pieces; recv, recvmsg or readv of planned sizes), so a test knows exactly how the bytes were
 cut on both sides of the socket, whatever the timing.
 
-  split_peer.py server PORT PLAN         serve the plan's connections, one after the other
-  split_peer.py client PORT PLAN OUT     run them; write the exchanges done to OUT (JSON)
-  split_peer.py count PLAN               print how many exchanges the plan has
+  split_peer.py server PORT PLAN [CERTDIR]      serve the plan's connections, one after the other
+  split_peer.py client PORT PLAN OUT [CERTDIR]  run them; write the exchanges done to OUT (JSON)
+  split_peer.py count PLAN                      print how many exchanges the plan has
+
+With CERTDIR (cert.pem, key.pem) the connections are TLS (Python's ssl, the system's
+libssl): each send is one SSL_write, each recv one SSL_read or more (plans of send and
+recv only).
 
 Plans (both ends compute the same one):
   splits   every request split in two at every byte of its request line (each method), and
@@ -168,11 +172,24 @@ def do_write(s, ops):
         assert n == total, f"{style} moved {n} of {total} bytes"
 
 
+def recv_exactly(s, n):
+    """n bytes in one recv, or (TLS, which takes no MSG_WAITALL) as few as they come in."""
+    if not hasattr(s, "version"):
+        return s.recv(n, socket.MSG_WAITALL)
+    data = b""
+    while len(data) < n:
+        more = s.recv(n - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
 def do_read(s, ops):
     got = b""
     for style, sizes in ops:
         if style == "recv":
-            data = s.recv(sizes[0], socket.MSG_WAITALL)
+            data = recv_exactly(s, sizes[0])
             assert len(data) == sizes[0], (len(data), sizes[0])
             got += data
             continue
@@ -202,11 +219,21 @@ def connections(plan):
     return [plan[i:i + EXCHANGES_PER_CONN] for i in range(0, len(plan), EXCHANGES_PER_CONN)]
 
 
-def serve(port, plan):
+def tls_context(certdir, server):
+    import ssl
+    if not server:
+        return ssl._create_unverified_context()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(os.path.join(certdir, "cert.pem"), os.path.join(certdir, "key.pem"))
+    return ctx
+
+
+def serve(port, plan, certdir):
     ls = socket.socket()
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("127.0.0.1", port))
     ls.listen(4)
+    ctx = tls_context(certdir, True) if certdir else None
     for conn in connections(plan):
         s, _ = ls.accept()
         # a connection closed unused is someone waiting for the port to open
@@ -214,6 +241,8 @@ def serve(port, plan):
             s.close()
             s, _ = ls.accept()
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ctx:
+            s = ctx.wrap_socket(s, server_side=True)
         for ex in conn:
             req = do_read(s, ex.req_read)
             assert req == ex.req, f"exchange {ex.i}: request differs"
@@ -222,11 +251,14 @@ def serve(port, plan):
         s.close()
 
 
-def run_client(port, plan, out):
+def run_client(port, plan, out, certdir):
     done = []
+    ctx = tls_context(certdir, False) if certdir else None
     for conn in connections(plan):
         s = socket.create_connection(("127.0.0.1", port))
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ctx:
+            s = ctx.wrap_socket(s, server_hostname="localhost")
         for ex in conn:
             do_write(s, ex.req_write)
             assert do_read(s, ex.resp_read) == ex.resp, f"exchange {ex.i}: response differs"
@@ -243,9 +275,9 @@ def main():
         return
     port, plan = int(sys.argv[2]), PLANS[sys.argv[3]]()
     if mode == "server":
-        serve(port, plan)
+        serve(port, plan, sys.argv[4] if len(sys.argv) > 4 else None)
     else:
-        run_client(port, plan, sys.argv[4])
+        run_client(port, plan, sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else None)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import http.client
 from lib import (Agent, Proc, free_port, python_server, require, run, slow, spans_where,
                  wait_port, HERE)
 from test_backends import supported_backends
+from test_tls import make_cert
 
 PEER = os.path.join(HERE, "split_peer.py")
 _backends = []
@@ -24,6 +25,7 @@ def backends():
     """Every capture backend this kernel runs: each must keep every request."""
     if not _backends:
         _backends.extend(supported_backends())
+        print(f"  capture backends: {', '.join(_backends)}")
     return _backends
 
 
@@ -46,17 +48,19 @@ def assert_no_drops(counters):
     assert counters.get("spans_error_incomplete", 0) == 0, counters
 
 
-def planned(plan, backend):
-    """Run split_peer.py's plan under the agent; the exchanges done, spans and counters."""
+def planned(plan, backend, certdir=None):
+    """Run split_peer.py's plan under the agent (over TLS with the certificate in certdir);
+    the exchanges done, spans and counters."""
     port = free_port()
     out = os.path.join(tempfile.mkdtemp(prefix="hoptrace-split-"), "done.json")
     agent = traced(backend, "--port", str(port))
     server = None
     try:
-        server = Proc([sys.executable, PEER, "server", str(port), plan],
+        tls = [certdir] if certdir else []
+        server = Proc([sys.executable, PEER, "server", str(port), plan, *tls],
                       stderr=subprocess.PIPE)
         wait_port(port)
-        run([sys.executable, PEER, "client", str(port), plan, out], timeout=slow(240))
+        run([sys.executable, PEER, "client", str(port), plan, out, *tls], timeout=slow(240))
         server.p.wait(timeout=slow(30))
         assert server.p.returncode == 0, server.p.stderr.read().decode()[-2000:]
         spans = stop(agent, backend)
@@ -96,6 +100,16 @@ def test_request_split_at_every_byte():
         done, spans, counters = planned("splits", backend)
         assert len(done) > 1500
         check_exchanges(backend, done, spans, counters)
+
+
+def test_https_request_split_at_every_byte():
+    """The same over TLS: the plaintext of SSL_write/SSL_read calls cut the same way goes
+    through the same capture (OpenSSL uprobes), under the kernel's preferred backend."""
+    certs = make_cert()
+    backend = backends()[0]
+    done, spans, counters = planned("splits", backend, certs)
+    assert all(s["attributes"]["url.scheme"] == "https" for s in spans)
+    check_exchanges(backend, done, spans, counters)
 
 
 def test_request_written_in_pieces():

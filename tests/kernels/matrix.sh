@@ -37,12 +37,14 @@ set -euo pipefail
 # pipelining, a client killed mid-request) under every capture backend the kernel runs,
 # and HTTPS through OpenSSL (nginx, Python, a TLS hop in a chain).
 # Also: injection where the kernel can (else off, with the reason), and HTTPS under load.
-# And requests cut anywhere, under every backend (issue 15): at every byte, in pieces, in
-# 1..1024 iovec segments, Go's read-ahead byte, Apache's one segment per header line.
+# And requests cut anywhere, under every backend (issue 15): at every byte (also over TLS),
+# in pieces, in 1..1024 iovec segments, Go's read-ahead byte, Apache's one segment per
+# header line.
 DEFAULT_TESTS="test_backends test_two_hop test_keepalive test_pipelined test_client_dies
 	test_tls.test_nginx_https test_tls.test_python_ssl test_tls.test_https_hop_in_two_hop_chain
 	test_tls.test_https_load test_inject.test_inject_where
-	test_splits.test_request_split test_splits.test_request_written test_splits.test_vectored
+	test_splits.test_request_split test_splits.test_https test_splits.test_request_written
+	test_splits.test_vectored
 	test_splits.test_go_server test_splits.test_apache"
 
 KMATRIX_TESTS=${KMATRIX_TESTS-$DEFAULT_TESTS}
