@@ -158,7 +158,7 @@ bpf-test: $(OUT)/hoptrace
 integration-test: asan all
 	$(Q)python3 tests/integration/run.py --agent $(OUT)/san/hoptrace --build $(OUT)
 
-test: all asan $(UNIT_TESTS)
+test: all asan $(UNIT_TESTS) $(FUZZ_TARGETS)
 	$(Q)tests/run-all.sh $(OUT)
 
 bench: all $(OUT)/otlp_bench
@@ -168,27 +168,29 @@ $(OUT)/otlp_bench: $(OUT)/rel/tests/bench/otlp_bench.o $(OUT)/rel/libhoptrace.a
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LIBS) -o $@
 
-# libFuzzer harnesses for the pure parsers (not part of the test suite).
-# make fuzz FUZZ_SECONDS=600 runs each for that long; corpora in $(OUT)/fuzz/corpus-*.
+# libFuzzer harnesses (tests/fuzz/, run by tests/fuzz/run.sh; corpora in $(OUT)/fuzz/corpus-*).
+#   make fuzz                       every harness for FUZZ_SECONDS (default 60) each
+#   make fuzz FUZZ_RUNS=10000000    every harness for that many executions
+#   make fuzz-short                 the kept crash inputs, then a few seconds each (the test suite)
 FUZZ_SECONDS ?= 60
+FUZZ_SHORT_SECONDS ?= 5
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(OUT)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SRCS_fuzz_http1 := agent/http1.c agent/text.c
 FUZZ_SRCS_fuzz_traceparent := agent/traceparent.c
 FUZZ_SRCS_fuzz_json_read := agent/json_read.c agent/text.c
 
-$(OUT)/fuzz/%: tests/fuzz/%.c $(wildcard agent/*.h)
+$(OUT)/fuzz/%: tests/fuzz/%.c $(wildcard agent/*.h) | $(GENERATED)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iagent -Iinclude \
-		$< $(FUZZ_SRCS_$*) -o $@
+	$(Q)$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		$(CPPFLAGS) $< $(FUZZ_SRCS_$*) $(FUZZ_LIBS_$*) -o $@
 
+.PHONY: fuzz-short
 fuzz: $(FUZZ_TARGETS)
-	$(Q)for f in $(FUZZ_TARGETS); do \
-		n=$$(basename $$f); mkdir -p $(OUT)/fuzz/corpus-$$n; \
-		echo "=== $$n ($(FUZZ_SECONDS) s)"; \
-		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(OUT)/fuzz/corpus-$$n \
-			|| exit 1; \
-	done
+	$(Q)FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) tests/fuzz/run.sh $(OUT)
+
+fuzz-short: $(FUZZ_TARGETS)
+	$(Q)FUZZ_SECONDS=$(FUZZ_SHORT_SECONDS) FUZZ_RUNS= tests/fuzz/run.sh $(OUT)
 
 lint:
 	$(Q)clang-format --dry-run --Werror agent/*.c agent/*.h agent/export/*.c agent/export/*.h \

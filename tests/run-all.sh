@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite (what `./build.sh test` and CI run): unit tests under ASan/UBSan,
+# The whole test suite (what `./build.sh test` and CI run): unit tests under ASan/UBSan, a
+# short pass of every fuzz harness,
 # the BPF load test (verifier regression), integration tests against real processes, and
 # the kernel matrix on Debian 12's kernel (6.1, under qemu: the README's own platform;
 # `make test-kernels` runs every kernel). Ends with one "N passed, N failed, N skipped"
@@ -46,6 +47,8 @@ suite() {
 }
 
 suite unit tests/run-unit.sh "$OUT"/san/tests/test_*
+# every libFuzzer harness: its kept crash inputs, then a short exploration (make fuzz: longer)
+suite fuzz env FUZZ_SECONDS="${FUZZ_SHORT_SECONDS:-5}" FUZZ_RUNS= tests/fuzz/run.sh "$OUT"
 # the other suites time out per test (unit: per binary, kernel: per check); this is one
 suite bpf-load timeout -k 10 600 "$OUT"/san/hoptrace --self-test
 suite integration python3 tests/integration/run.py --agent "$OUT"/san/hoptrace --build "$OUT"
