@@ -1,0 +1,83 @@
+"""Secrets and identity (issue 11): what a traced process sends or sets must not leak through
+the agent's spans, logs or terminal output, nor pass for what the agent observes itself."""
+import json
+import os
+import sys
+import tempfile
+
+from lib import Agent, Proc, free_port, python_server, run, wait_port, HERE
+
+SECRET = "SECRETx9"  # every secret below contains it: no span may
+
+
+def hostile_heads(port):
+    """Request heads whose targets (or Host) carry secrets, as a client or proxy sends them."""
+    host = f"127.0.0.1:{port}"
+    heads = [
+        f"GET /login;jsessionid={SECRET}1?token={SECRET}2 HTTP/1.1\r\nHost: {host}\r\n",
+        f"GET /a;sid={SECRET}3/b;x={SECRET}4/c HTTP/1.1\r\nHost: {host}\r\n",
+        f"GET HTTP://user:{SECRET}5@{host}/abs;jsessionid={SECRET}6?q={SECRET}7 HTTP/1.1\r\n"
+        f"Host: {host}\r\n",
+        f"GET ftp://ftpuser:{SECRET}8@files.example/pub/f.txt HTTP/1.1\r\nHost: {host}\r\n",
+        f"GET HtTpS://tok{SECRET}9@h.example:8443/p HTTP/1.1\r\nHost: {host}\r\n",
+        f"GET //user:{SECRET}10@evil.example/net HTTP/1.1\r\nHost: {host}\r\n",
+        f"GET /hosted HTTP/1.1\r\nHost: user:{SECRET}11@{host}\r\n",
+        f"OPTIONS * HTTP/1.1\r\nHost: {host}\r\n",
+        f"CONNECT user:{SECRET}12@example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n",
+        f"GET /keep;lang=en;jsessionid={SECRET}13 HTTP/1.1\r\nHost: {host}\r\n",
+    ]
+    return [h + "Connection: close\r\n\r\n" for h in heads]
+
+
+def keepalive_server(port, directory):
+    """python3 -m http.server speaking HTTP/1.1 (keep-alive after a 200)."""
+    p = Proc([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+              "-p", "HTTP/1.1", "--directory", directory])
+    wait_port(port)
+    return p
+
+
+def test_url_secrets_never_exported():
+    """Userinfo (any scheme, any case, Host too), path parameters and queries sent by a real
+    client to a real server: none reaches a span; odd forms give sane spans."""
+    port = free_port()
+    d = tempfile.mkdtemp(prefix="hoptrace-hostile-")
+    srv = keepalive_server(port, d)
+    heads = os.path.join(d, "heads.json")
+    with open(heads, "w") as f:
+        json.dump(hostile_heads(port), f)
+    agent = Agent("--port", str(port), "--keep-path-params", "lang")
+    try:
+        run([sys.executable, os.path.join(HERE, "hostile_client.py"), str(port), heads])
+        spans = agent.stop()
+    finally:
+        agent.kill()
+        srv.stop()
+    text = json.dumps(spans)
+    assert SECRET not in text, [s for s in spans if SECRET in json.dumps(s)]
+    assert "user" not in text.replace("user_agent", "")
+    spans = [s for s in spans if s["name"] != "GET /"]  # the warm-up requests
+    servers = {s["attributes"].get("url.path"): s for s in spans if s["kind"] == "SERVER"}
+    clients = [s for s in spans if s["kind"] == "CLIENT"]
+    assert sum(1 for s in spans if s["kind"] == "SERVER") == 10, text
+    assert len(clients) == 10, text
+    assert servers["/login"]["name"] == "GET /login"
+    assert "/a/b/c" in servers
+    assert servers["/abs"]["name"] == "GET /abs"
+    assert "/pub/f.txt" in servers and "/p" in servers
+    assert "//evil.example/net" in servers
+    assert servers["/hosted"]["attributes"]["server.address"] == "127.0.0.1"
+    assert servers["/keep;lang=en"]["name"] == "GET /keep;lang=en"
+    # OPTIONS * and CONNECT: no path at all, the method alone names the span
+    opts = [s for s in spans if s["attributes"]["http.request.method"] == "OPTIONS"]
+    conn = [s for s in spans if s["attributes"]["http.request.method"] == "CONNECT"]
+    assert len(opts) == 2 and len(conn) == 2, text
+    for s in opts + conn:
+        assert s["name"] in ("OPTIONS", "CONNECT"), s
+        assert "url.path" not in s["attributes"] and "url.full" not in s["attributes"], s
+    # a client's url.full: the proxy form names the resource with its own scheme
+    fulls = sorted(c["attributes"].get("url.full", "") for c in clients)
+    assert "ftp://files.example/pub/f.txt" in fulls, fulls
+    assert "https://h.example:8443/p" in fulls, fulls
+    assert f"http://127.0.0.1:{port}/abs" in fulls, fulls
+    assert f"http://127.0.0.1:{port}/login" in fulls, fulls
