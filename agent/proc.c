@@ -13,6 +13,7 @@
 #include "export/otlp_config.h"
 #include "log.h"
 #include "resource.h"
+#include "stats.h"
 #include "text.h"
 
 #define PROC_TABLE_MAX 65536
@@ -92,25 +93,63 @@ static const char *environ_lookup(const char *env, size_t len, const char *name)
 	return NULL;
 }
 
+/*
+ * Keys a traced process may not set: what the agent observes of it (process.*, container.id,
+ * k8s.pod.uid) or of the host it runs on (host.*, os.*, k8s.node.*), and what says who made
+ * the telemetry (telemetry.*). Any process could otherwise pass for another host or node.
+ */
+static bool resource_key_reserved(const char *key)
+{
+	static const char *const prefixes[] = {"host.", "os.", "k8s.node.", "telemetry.",
+					       "process."};
+	static const char *const exact[] = {"container.id", "k8s.pod.uid"};
+
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+		if (strncmp(key, prefixes[i], strlen(prefixes[i])) == 0)
+			return true;
+	for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+		if (strcmp(key, exact[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Whether one attribute of the process's list may join its resource, given the bytes the
+ * resource's extras already hold: every span of the process carries them. */
+static bool resource_attr_fits(const struct resource *r, const struct otlp_kv *kv, size_t used)
+{
+	size_t klen = strlen(kv->key), vlen = strlen(kv->value);
+
+	return !resource_key_reserved(kv->key) && klen <= RESOURCE_KEY_MAX &&
+	       vlen <= RESOURCE_VALUE_MAX && used + klen + vlen <= RESOURCE_EXTRA_BYTES_MAX &&
+	       r->nextra < RESOURCE_MAX_EXTRA;
+}
+
 /* OTEL_RESOURCE_ATTRIBUTES has one grammar, parsed in one place (otlp_kv_parse). As the
- * OTel spec asks of SDKs, a malformed value is discarded whole. */
+ * OTel spec asks of SDKs, a malformed value is discarded whole. Reserved keys and
+ * attributes over the caps are dropped one by one, each counted. */
 void resource_parse_attributes(struct resource *r, const char *s)
 {
 	struct otlp_kv *kv;
+	size_t used = 0;
 	char msg[160];
 	unsigned n;
 
 	if (!s || otlp_kv_parse(s, "OTEL_RESOURCE_ATTRIBUTES", &kv, &n, msg, sizeof(msg))) {
-		if (s)
-			log_debug("process %u: %s (ignored)", r->pid, msg);
+		if (s) {
+			STAT_INC(resource_attrs_malformed);
+			log_debug("process %u: malformed OTEL_RESOURCE_ATTRIBUTES (ignored)",
+				  r->pid);
+		}
 		return;
 	}
 	for (unsigned i = 0; i < n; i++) {
-		if (r->nextra < RESOURCE_MAX_EXTRA) {
+		if (resource_attr_fits(r, &kv[i], used)) {
+			used += strlen(kv[i].key) + strlen(kv[i].value);
 			r->extra[r->nextra].key = kv[i].key;
 			r->extra[r->nextra].value = kv[i].value;
 			r->nextra++;
 		} else {
+			STAT_INC(resource_attrs_dropped);
 			free(kv[i].key);
 			free(kv[i].value);
 		}
@@ -129,7 +168,9 @@ static void read_environment(const struct proc_table *pt, struct resource *r)
 	n = read_proc_file(pt, r->pid, "environ", env, ENVIRON_MAX);
 	if (n > 0) {
 		v = environ_lookup(env, (size_t)n, "OTEL_SERVICE_NAME");
-		if (v && *v)
+		if (v && strlen(v) > RESOURCE_VALUE_MAX)
+			STAT_INC(resource_attrs_dropped); /* the executable names it instead */
+		else if (v && *v)
 			r->service_name = strdup(v);
 		v = environ_lookup(env, (size_t)n, "OTEL_RESOURCE_ATTRIBUTES");
 		if (v)

@@ -81,3 +81,34 @@ def test_url_secrets_never_exported():
     assert "https://h.example:8443/p" in fulls, fulls
     assert f"http://127.0.0.1:{port}/abs" in fulls, fulls
     assert f"http://127.0.0.1:{port}/login" in fulls, fulls
+
+
+def test_process_cannot_override_observed_resource():
+    """A real traced process whose environment claims another host, node and pid, and
+    carries a 120 KiB attribute (execve allows 128 KiB per string): what the agent observes
+    wins, the huge value is dropped and counted, the rest is kept."""
+    port = free_port()
+    huge = "h" * (120 * 1024)
+    env = dict(os.environ, OTEL_RESOURCE_ATTRIBUTES=(
+        f"host.name=evil,k8s.node.name=evil-node,process.pid=1,process.executable.name=evil,"
+        f"team=core,big={huge}"))
+    env.pop("OTEL_SERVICE_NAME", None)
+    srv = Proc([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], env=env)
+    wait_port(port)
+    agent = Agent("--port", str(port))
+    try:
+        run(["curl", "-sS", "-o", "/dev/null", f"http://127.0.0.1:{port}/"])
+        spans = agent.stop()
+    finally:
+        agent.kill()
+        srv.stop()
+    server = [s for s in spans if s["kind"] == "SERVER"]
+    assert len(server) == 1, spans
+    res = server[0]["resource"]
+    assert res.get("team") == "core", res
+    for key in ("host.name", "k8s.node.name", "process.pid", "big"):
+        assert key not in res, res
+    assert res["process.executable.name"].startswith("python"), res
+    assert server[0]["pid"] == srv.pid
+    assert len(json.dumps(server[0])) < 8192
+    assert agent.counters.get("resource_attrs_dropped", 0) >= 5, agent.counters
