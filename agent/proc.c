@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "export/otlp_config.h"
@@ -51,16 +52,14 @@ void proc_table__free(struct proc_table *pt)
 	u64map_free(&pt->by_tgid);
 }
 
-/* Read a whole small /proc file (environ, cgroup). Returns bytes read or -errno. */
-static ssize_t read_proc_file(const struct proc_table *pt, uint32_t tgid, const char *name,
-			      char *buf, size_t cap)
+/* Read a whole small file of a /proc/PID directory (stat, environ, cgroup). Returns bytes
+ * read or -errno. */
+static ssize_t read_proc_file(int dirfd, const char *name, char *buf, size_t cap)
 {
-	char path[64];
 	size_t got = 0;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/%u/%s", pt->proc_root, tgid, name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return -errno;
 	while (got < cap - 1) {
@@ -75,6 +74,84 @@ static ssize_t read_proc_file(const struct proc_table *pt, uint32_t tgid, const 
 	close(fd);
 	buf[got] = '\0';
 	return (ssize_t)got;
+}
+
+int proc_stat_start_ticks(const char *stat, size_t len, uint64_t *ticks)
+{
+	const char *p = NULL, *end = stat + len;
+	unsigned field = 2; /* the one ending at the last ')': comm may hold ") " itself */
+	uint64_t v = 0;
+
+	for (size_t i = len; i > 0; i--) {
+		if (stat[i - 1] == ')') {
+			p = stat + i;
+			break;
+		}
+	}
+	if (!p)
+		return -EINVAL;
+	while (p < end && field < 22) {
+		if (*p++ == ' ')
+			field++;
+	}
+	if (field != 22 || p == end || *p < '0' || *p > '9')
+		return -EINVAL;
+	for (; p < end && *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	*ticks = v;
+	return 0;
+}
+
+bool proc_start_matches(uint64_t stat_ticks, uint64_t hz, uint64_t start_ns,
+			uint64_t suspended_ns)
+{
+	uint64_t tick_ns, lo, hi;
+
+	if (!hz || hz > 1000000000ULL)
+		return false;
+	tick_ns = 1000000000ULL / hz;
+	/* stat counts from boot including suspend (start_boottime), BPF's start_time
+	 * does not: the gap is the time spent suspended before the process started, at most
+	 * what has been suspended so far. A tick either way for the rounding. */
+	lo = start_ns / tick_ns;
+	hi = (start_ns + suspended_ns) / tick_ns;
+	return stat_ticks + 1 >= lo && stat_ticks <= hi + 1;
+}
+
+/* Time this host has spent suspended so far: CLOCK_BOOTTIME minus CLOCK_MONOTONIC. */
+static uint64_t suspended_ns_now(void)
+{
+	struct timespec boot, mono;
+	int64_t d;
+
+	if (clock_gettime(CLOCK_BOOTTIME, &boot) || clock_gettime(CLOCK_MONOTONIC, &mono))
+		return 0;
+	d = (boot.tv_sec - mono.tv_sec) * 1000000000LL + (boot.tv_nsec - mono.tv_nsec);
+	return d > 0 ? (uint64_t)d : 0;
+}
+
+/*
+ * Is the process behind dirfd the one the records named (start_ns: its leader's start_time,
+ * CLOCK_MONOTONIC)? The records are read some time after they were made: by then the pid may
+ * belong to another process, whose name, environment and container would pass for the first
+ * one's. start_ns 0: unknown (records that do not carry it), trusted as before.
+ */
+static bool proc_is_same(int dirfd, uint64_t start_ns)
+{
+	char stat[1024];
+	uint64_t ticks;
+	ssize_t n;
+
+	if (!start_ns)
+		return true;
+	n = read_proc_file(dirfd, "stat", stat, sizeof(stat));
+	if (n <= 0 || proc_stat_start_ticks(stat, (size_t)n, &ticks))
+		return false;
+	return proc_start_matches(ticks, (uint64_t)sysconf(_SC_CLK_TCK), start_ns,
+				  suspended_ns_now());
 }
 
 /* Find NAME=value in a NUL-separated environment block. */
@@ -157,7 +234,7 @@ void resource_parse_attributes(struct resource *r, const char *s)
 	free(kv); /* the strings now belong to r */
 }
 
-static void read_environment(const struct proc_table *pt, struct resource *r)
+static void read_environment(int dirfd, struct resource *r)
 {
 	char *env = malloc(ENVIRON_MAX);
 	const char *v;
@@ -165,7 +242,7 @@ static void read_environment(const struct proc_table *pt, struct resource *r)
 
 	if (!env)
 		return;
-	n = read_proc_file(pt, r->pid, "environ", env, ENVIRON_MAX);
+	n = read_proc_file(dirfd, "environ", env, ENVIRON_MAX);
 	if (n > 0) {
 		v = environ_lookup(env, (size_t)n, "OTEL_SERVICE_NAME");
 		if (v && strlen(v) > RESOURCE_VALUE_MAX)
@@ -179,13 +256,12 @@ static void read_environment(const struct proc_table *pt, struct resource *r)
 	free(env);
 }
 
-static void read_executable(const struct proc_table *pt, struct resource *r)
+static void read_executable(int dirfd, struct resource *r)
 {
-	char path[64], exe[PATH_MAX];
+	char exe[PATH_MAX];
 	ssize_t n;
 
-	snprintf(path, sizeof(path), "%s/%u/exe", pt->proc_root, r->pid);
-	n = readlink(path, exe, sizeof(exe) - 1);
+	n = readlinkat(dirfd, "exe", exe, sizeof(exe) - 1);
 	if (n <= 0)
 		return;
 	exe[n] = '\0';
@@ -233,11 +309,11 @@ static char *find_pod_uid(const char *cg)
 	return NULL;
 }
 
-static void read_cgroup(const struct proc_table *pt, struct resource *r)
+static void read_cgroup(int dirfd, struct resource *r)
 {
 	char buf[4096];
 
-	if (read_proc_file(pt, r->pid, "cgroup", buf, sizeof(buf)) <= 0)
+	if (read_proc_file(dirfd, "cgroup", buf, sizeof(buf)) <= 0)
 		return;
 	r->container_id = find_container_id(buf);
 	r->pod_uid = find_pod_uid(buf);
@@ -247,12 +323,26 @@ static struct resource *resource_from_proc(const struct proc_table *pt, uint32_t
 					   uint64_t start_ns, const char *comm)
 {
 	struct resource *r = resource_new(tgid, start_ns);
+	char path[64];
+	int dirfd;
 
 	if (!r)
 		return NULL;
-	read_environment(pt, r);
-	read_executable(pt, r);
-	read_cgroup(pt, r);
+	/* everything is read through one /proc/PID descriptor: once the process is gone, its
+	 * files fail (ESRCH) rather than show a process that took the pid since */
+	snprintf(path, sizeof(path), "%s/%u", pt->proc_root, tgid);
+	dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd >= 0 && !proc_is_same(dirfd, start_ns)) {
+		STAT_INC(proc_identity_mismatch);
+		close(dirfd);
+		dirfd = -1;
+	}
+	if (dirfd >= 0) {
+		read_environment(dirfd, r);
+		read_executable(dirfd, r);
+		read_cgroup(dirfd, r);
+		close(dirfd);
+	}
 	if (!r->exe_name && comm && *comm)
 		r->exe_name = strndup(comm, 16);
 	/* OTel SDK precedence: OTEL_SERVICE_NAME, then service.name in

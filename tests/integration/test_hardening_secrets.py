@@ -2,6 +2,7 @@
 the agent's spans, logs or terminal output, nor pass for what the agent observes itself."""
 import json
 import os
+import signal
 import sys
 import tempfile
 
@@ -112,3 +113,60 @@ def test_process_cannot_override_observed_resource():
     assert server[0]["pid"] == srv.pid
     assert len(json.dumps(server[0])) < 8192
     assert agent.counters.get("resource_attrs_dropped", 0) >= 5, agent.counters
+
+
+def take_pid(pid, argv, env, tries=200):
+    """Start argv as process `pid` (just freed), through /proc/sys/kernel/ns_last_pid: the
+    kernel gives the next fork the pid after it. Other processes of the host may fork in
+    between: retry."""
+    for _ in range(tries):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(pid - 1))
+        p = Proc(argv, env=env)
+        if p.pid == pid:
+            return p
+        p.stop()
+    raise AssertionError(f"could not start a process as pid {pid} in {tries} tries")
+
+
+CLIENT = """
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /reused HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+while s.recv(65536):
+    pass
+"""
+
+
+def test_reused_pid_does_not_take_the_identity():
+    """A client makes a request and exits while the agent is stopped (its ring holds the
+    records); its pid goes to an impostor with another environment before the agent reads
+    /proc. The client's span must not carry the impostor's identity."""
+    port = free_port()
+    srv = python_server(port)
+    agent = Agent("--port", str(port))
+    impostor = None
+    try:
+        agent.p.send_signal(signal.SIGSTOP)
+        try:
+            env = dict(os.environ, OTEL_SERVICE_NAME="real-client")
+            c = Proc([sys.executable, "-c", CLIENT, str(port)], env=env)
+            c.p.wait(timeout=10)
+            pid = c.pid
+            impostor = take_pid(pid, ["sleep", "30"],
+                                dict(os.environ, OTEL_SERVICE_NAME="impostor",
+                                     OTEL_RESOURCE_ATTRIBUTES="team=impostor"))
+        finally:
+            agent.p.send_signal(signal.SIGCONT)
+        spans = agent.stop()
+    finally:
+        agent.kill()
+        srv.stop()
+        if impostor:
+            impostor.stop()
+    mine = [s for s in spans if s["kind"] == "CLIENT" and s["pid"] == pid]
+    assert len(mine) == 1, spans
+    text = json.dumps(mine[0])
+    assert "impostor" not in text and "sleep" not in text, mine[0]
+    assert mine[0]["service.name"].startswith("python"), mine[0]
+    assert agent.counters.get("proc_identity_mismatch", 0) >= 1, agent.counters

@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,11 +96,61 @@ static void test_caps(void **state)
 	resource_put(r);
 }
 
+/* Field 22 of /proc/PID/stat, whatever the command name holds (spaces, parentheses). */
+static void test_stat_start_ticks(void **state)
+{
+	static const char *const ok[] = {
+	    "1234 (python3) S 1 1234 1234 0 -1 4194560 100 0 0 0 5 1 0 0 20 0 1 0 987654 "
+	    "12345678 100 18446744073709551615",
+	    "7 (a) b) c 1 2) R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 987654 0 0",
+	    "7 (x) R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 987654",
+	};
+	static const char *const bad[] = {
+	    "",
+	    "1234 python3 S 1",
+	    "1234 (python3) S 1 1234 1234 0 -1 4194560 100 0 0 0 5 1 0 0 20 0 1 0",
+	    "1234 (python3) S 1 1234 1234 0 -1 4194560 100 0 0 0 5 1 0 0 20 0 1 0 x12",
+	    "1 (p) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99999999999999999999999",
+	};
+	uint64_t t;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		t = 0;
+		assert_int_equal(proc_stat_start_ticks(ok[i], strlen(ok[i]), &t), 0);
+		assert_int_equal(t, 987654);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(proc_stat_start_ticks(bad[i], strlen(bad[i]), &t), -EINVAL);
+}
+
+/* The same process: its ticks at 100 Hz, give or take one. A process that took the pid
+ * later: not the same. Suspend widens the window by what was suspended, no more. */
+static void test_start_matches(void **state)
+{
+	const uint64_t ms = 1000000ULL, start = 5000 * 1000 * ms + 3 * ms; /* 5000.003 s */
+
+	(void)state;
+	assert_true(proc_start_matches(500000, 100, start, 0));
+	assert_true(proc_start_matches(500001, 100, start, 0));
+	assert_true(proc_start_matches(499999, 100, start, 0));
+	assert_false(proc_start_matches(500003, 100, start, 0)); /* 30 ms later */
+	assert_false(proc_start_matches(400000, 100, start, 0));
+	assert_false(proc_start_matches(500000, 0, start, 0));
+	/* suspended 60 s before the process started: stat is 60 s ahead */
+	assert_true(proc_start_matches(506000, 100, start, 60000 * ms));
+	assert_false(proc_start_matches(506100, 100, start, 60000 * ms));
+	assert_true(proc_start_matches(5000003, 1000, start, 0));
+	assert_false(proc_start_matches(5000009, 1000, start, 0));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_reserved_keys_dropped),
 	    cmocka_unit_test(test_caps),
+	    cmocka_unit_test(test_stat_start_ticks),
+	    cmocka_unit_test(test_start_matches),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
