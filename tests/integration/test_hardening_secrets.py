@@ -5,6 +5,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 
 from lib import Agent, Proc, free_port, python_server, run, wait_port, HERE
 
@@ -170,3 +171,62 @@ def test_reused_pid_does_not_take_the_identity():
     assert "impostor" not in text and "sleep" not in text, mine[0]
     assert mine[0]["service.name"].startswith("python"), mine[0]
     assert agent.counters.get("proc_identity_mismatch", 0) >= 1, agent.counters
+
+
+def run_agent_briefly(args, env=None, timeout=30):
+    """The agent with args; its exit code and stderr (it exits by itself: -d, or an error)."""
+    from lib import AGENT
+    e = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0")
+    e.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    e.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
+    e.update(env or {})
+    r = run([AGENT, *args], env=e, timeout=timeout, check=False)
+    return r.returncode, r.stderr.decode("utf-8", "replace")
+
+
+def test_logged_urls_and_header_errors_hide_credentials():
+    """The OTLP endpoint's user:token@ and query never reach the log, whether the export
+    fails or the URL is refused; a malformed OTEL_EXPORTER_OTLP_HEADERS names its key, not
+    its value."""
+    dead = free_port()  # nothing listens: every export fails and is logged
+    rc, err = run_agent_briefly(
+        ["-v", "-d", "2", "--port", str(free_port()), "--otlp-endpoint",
+         f"http://user:TOKx9@127.0.0.1:{dead}/base?key=QRYx9"],
+        env={"OTEL_BSP_SCHEDULE_DELAY": "100"})
+    assert f"127.0.0.1:{dead}" in err, err  # the URL is there, without its secrets
+    assert "TOKx9" not in err and "QRYx9" not in err, err
+    rc, err = run_agent_briefly(["--otlp-endpoint", "ftp://user:TOKx9@collector:21/"])
+    assert rc != 0 and "ftp://collector:21/" in err and "TOKx9" not in err, err
+    rc, err = run_agent_briefly(["-o", "otlp"], env={
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-ok=1,Authorization=Bearer%zzTOKx9"})
+    assert rc != 0 and "Authorization" in err and "TOKx9" not in err, err
+    rc, err = run_agent_briefly(["-o", "otlp"], env={
+        "OTEL_EXPORTER_OTLP_HEADERS": "Bearer TOKx9"})
+    assert rc != 0 and "member 1" in err and "TOKx9" not in err, err
+
+
+def test_escape_sequences_never_reach_the_log():
+    """A process maps an OpenSSL library from a directory whose name holds terminal escape
+    sequences; the agent logs that it traces HTTPS through it: shown escaped, no raw ESC,
+    CR or C1 byte in the log."""
+    d = tempfile.mkdtemp(prefix="hoptrace-esc-").encode()
+    evil = os.path.join(d, b"x\x1b[2J\x1b]0;pwned\x07\r\xc2\x9b31m")
+    os.makedirs(evil)
+    lib = os.path.join(evil, b"libssl.so.3")
+    with open("/usr/lib/x86_64-linux-gnu/libssl.so.3", "rb") as src, open(lib, "wb") as dst:
+        dst.write(src.read())
+    agent = Agent("--comm", "sleep")
+    try:
+        env = dict(os.environb)
+        env[b"LD_PRELOAD"] = lib
+        p = Proc(["sleep", "30"], env=env)
+        deadline = time.time() + 10
+        while "x\\x1b[2J" not in agent.stderr() and time.time() < deadline:
+            time.sleep(0.1)
+        p.stop()
+        agent.stop()
+    finally:
+        agent.kill()
+    err = open(agent.err_path, "rb").read()
+    assert b"x\\x1b[2J\\x1b]0;pwned\\x07\\x0d\\xc2\\x9b31m" in err, err
+    assert b"\x1b" not in err and b"\r" not in err and b"\x9b" not in err, err
