@@ -154,8 +154,7 @@ static bool proc_is_same(int dirfd, uint64_t start_ns)
 				  suspended_ns_now());
 }
 
-/* Find NAME=value in a NUL-separated environment block. */
-static const char *environ_lookup(const char *env, size_t len, const char *name)
+const char *proc_environ_lookup(const char *env, size_t len, const char *name)
 {
 	size_t nlen = strlen(name);
 
@@ -244,12 +243,12 @@ static void read_environment(int dirfd, struct resource *r)
 		return;
 	n = read_proc_file(dirfd, "environ", env, ENVIRON_MAX);
 	if (n > 0) {
-		v = environ_lookup(env, (size_t)n, "OTEL_SERVICE_NAME");
+		v = proc_environ_lookup(env, (size_t)n, "OTEL_SERVICE_NAME");
 		if (v && strlen(v) > RESOURCE_VALUE_MAX)
 			STAT_INC(resource_attrs_dropped); /* the executable names it instead */
 		else if (v && *v)
 			r->service_name = strdup(v);
-		v = environ_lookup(env, (size_t)n, "OTEL_RESOURCE_ATTRIBUTES");
+		v = proc_environ_lookup(env, (size_t)n, "OTEL_RESOURCE_ATTRIBUTES");
 		if (v)
 			resource_parse_attributes(r, v);
 	}

@@ -38,6 +38,10 @@ void proc_table__expire(struct proc_table *pt, uint64_t now_ns);
  * malformed value is discarded whole, as the OTel spec asks. Exposed for tests. */
 void resource_parse_attributes(struct resource *r, const char *s);
 
+/* The value of NAME in a NUL-separated environment block env[0..len) (/proc/PID/environ, its
+ * last entry possibly unterminated), or NULL. The value is NUL-terminated only when env[len]
+ * is NUL (callers read the block into a buffer with a NUL after it). Exposed for tests. */
+const char *proc_environ_lookup(const char *env, size_t len, const char *name);
 /* Field 22 of /proc/PID/stat (starttime, clock ticks since boot) into *ticks: 0 or -EINVAL.
  * Exposed for tests. */
 int proc_stat_start_ticks(const char *stat, size_t len, uint64_t *ticks);
