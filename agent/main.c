@@ -594,8 +594,9 @@ int main(int argc, char **argv)
 	}
 	if (getenv("HOPTRACE_KEEP_PATH_PARAMS") &&
 	    path_param_allow_parse(&o.keep_path_params, getenv("HOPTRACE_KEEP_PATH_PARAMS"))) {
-		fprintf(stderr, "hoptrace: invalid HOPTRACE_KEEP_PATH_PARAMS (comma-separated "
-				"names, each 1..%d bytes, at most %d)\n",
+		fprintf(stderr,
+			"hoptrace: invalid HOPTRACE_KEEP_PATH_PARAMS (comma-separated "
+			"names, each 1..%d bytes, at most %d)\n",
 			TARGET_PARAM_NAME_MAX, TARGET_KEEP_PARAMS_MAX);
 		return 2;
 	}

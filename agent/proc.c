@@ -105,8 +105,7 @@ int proc_stat_start_ticks(const char *stat, size_t len, uint64_t *ticks)
 	return 0;
 }
 
-bool proc_start_matches(uint64_t stat_ticks, uint64_t hz, uint64_t start_ns,
-			uint64_t suspended_ns)
+bool proc_start_matches(uint64_t stat_ticks, uint64_t hz, uint64_t start_ns, uint64_t suspended_ns)
 {
 	uint64_t tick_ns, lo, hi;
 

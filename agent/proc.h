@@ -48,7 +48,6 @@ int proc_stat_start_ticks(const char *stat, size_t len, uint64_t *ticks);
 /* Does a stat starttime (at hz ticks a second) name the process whose leader started at
  * start_ns (CLOCK_MONOTONIC, as BPF reads task->start_time)? suspended_ns: CLOCK_BOOTTIME
  * minus CLOCK_MONOTONIC now. Exposed for tests. */
-bool proc_start_matches(uint64_t stat_ticks, uint64_t hz, uint64_t start_ns,
-			uint64_t suspended_ns);
+bool proc_start_matches(uint64_t stat_ticks, uint64_t hz, uint64_t start_ns, uint64_t suspended_ns);
 
 #endif

@@ -34,7 +34,7 @@
 	  "process resource attributes dropped: a key the agent observes, or over a size cap")     \
 	X(resource_attrs_malformed, "process OTEL_RESOURCE_ATTRIBUTES discarded: malformed")       \
 	X(proc_identity_mismatch,                                                                  \
-	  "processes whose pid was taken by another before /proc was read (named by comm)")       \
+	  "processes whose pid was taken by another before /proc was read (named by comm)")        \
 	X(parent_exact, "client spans parented by trace-id match")                                 \
 	X(parent_thread, "client spans parented by same thread")                                   \
 	X(parent_ancestor, "client spans parented by ancestor thread")                             \

@@ -37,8 +37,8 @@ struct target_parts {
 	char scheme[16];  /* absolute-form: the scheme in lower case, else "" */
 	const char *host; /* absolute- and authority-form: host, no userinfo, no port, no [] */
 	size_t host_len;
-	int port;			  /* from the target, 0 when absent or invalid */
-	char path[TARGET_PATH_MAX + 1];	  /* origin- and absolute-form, redacted; else "" */
+	int port;			/* from the target, 0 when absent or invalid */
+	char path[TARGET_PATH_MAX + 1]; /* origin- and absolute-form, redacted; else "" */
 	size_t path_len;
 };
 

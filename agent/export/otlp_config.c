@@ -175,9 +175,8 @@ static void key_for_msg(char *out, size_t cap, const char *p, size_t len)
 	size_t o = 0;
 
 	for (size_t i = 0; i < len && o + 1 < cap && o < 64; i++)
-		out[o++] = isalnum((unsigned char)p[i]) || strchr("!#$%&'*+-.^_`|~", p[i])
-			       ? p[i]
-			       : '?';
+		out[o++] =
+		    isalnum((unsigned char)p[i]) || strchr("!#$%&'*+-.^_`|~", p[i]) ? p[i] : '?';
 	out[o] = '\0';
 }
 
@@ -220,8 +219,9 @@ int otlp_kv_parse(const char *list, const char *what, struct otlp_kv **out, unsi
 		val = key ? decode_part(eq + 1, (size_t)(end - eq - 1), &bad) : NULL;
 		if (!key || !val) {
 			free(key);
-			err = bad ? fail(msg, msglen, "%s: bad percent-escape in member %u (key '%s')",
-					 what, member, shown)
+			err = bad ? fail(msg, msglen,
+					 "%s: bad percent-escape in member %u (key '%s')", what,
+					 member, shown)
 				  : -ENOMEM;
 			goto err_free;
 		}

@@ -32,7 +32,8 @@ static void check_resource(const struct resource *r)
 
 		if (!k || k > RESOURCE_KEY_MAX || v > RESOURCE_VALUE_MAX)
 			abort();
-		if (!strncmp(r->extra[i].key, "host.", 5) || !strcmp(r->extra[i].key, "k8s.pod.uid"))
+		if (!strncmp(r->extra[i].key, "host.", 5) ||
+		    !strcmp(r->extra[i].key, "k8s.pod.uid"))
 			abort();
 		total += k + v;
 	}

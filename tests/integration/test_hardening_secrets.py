@@ -230,3 +230,25 @@ def test_escape_sequences_never_reach_the_log():
     err = open(agent.err_path, "rb").read()
     assert b"x\\x1b[2J\\x1b]0;pwned\\x07\\x0d\\xc2\\x9b31m" in err, err
     assert b"\x1b" not in err and b"\r" not in err and b"\x9b" not in err, err
+
+
+def test_keep_path_params_from_the_environment():
+    """HOPTRACE_KEEP_PATH_PARAMS allows parameters as the flag does; an invalid list is a
+    one-line error naming the variable, before anything is attached."""
+    rc, err = run_agent_briefly([], env={"HOPTRACE_KEEP_PATH_PARAMS": "a,,b"})
+    assert rc == 2 and "HOPTRACE_KEEP_PATH_PARAMS" in err and len(err.splitlines()) == 1, err
+    port = free_port()
+    d = tempfile.mkdtemp(prefix="hoptrace-keep-")
+    srv = keepalive_server(port, d)
+    heads = os.path.join(d, "heads.json")
+    with open(heads, "w") as f:
+        json.dump([f"GET /k;v=2;lang=fr;sid={SECRET} HTTP/1.1\r\nHost: x\r\n\r\n"], f)
+    agent = Agent("--port", str(port), env={"HOPTRACE_KEEP_PATH_PARAMS": "v,lang"})
+    try:
+        run([sys.executable, os.path.join(HERE, "hostile_client.py"), str(port), heads])
+        spans = agent.stop()
+    finally:
+        agent.kill()
+        srv.stop()
+    paths = sorted(s["attributes"].get("url.path") for s in spans if s["name"] != "GET /")
+    assert paths == ["/k;v=2;lang=fr", "/k;v=2;lang=fr"], spans

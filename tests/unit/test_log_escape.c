@@ -28,11 +28,15 @@ static void test_escape_terminal(void **state)
 	check_escape("plain /path", 11, 0, "plain /path");
 	check_escape("\x1b[2Jx", 5, 0, "\\x1b[2Jx");
 	check_escape("a\r\nb\t\x7f", 6, 0, "a\\x0d\\x0ab\\x09\\x7f");
-	check_escape("caf\xc3\xa9", 5, 0, "caf\xc3\xa9");	  /* UTF-8 kept */
+	check_escape("caf\xc3\xa9", 5, 0, "caf\xc3\xa9");		 /* UTF-8 kept */
 	check_escape("caf\xc3\xa9", 5, TEXT_ESC_ASCII, "caf\\xc3\\xa9"); /* one column a byte */
-	check_escape("\xc2\x9b" "31m", 5, 0, "\\xc2\\x9b31m");	  /* C1 CSI */
-	check_escape("\x9b" "31m", 4, 0, "\\x9b31m");		  /* raw 8-bit CSI */
-	check_escape("\xe2\x82", 2, 0, "\\xe2\\x82");		  /* cut sequence */
+	check_escape("\xc2\x9b"
+		     "31m",
+		     5, 0, "\\xc2\\x9b31m"); /* C1 CSI */
+	check_escape("\x9b"
+		     "31m",
+		     4, 0, "\\x9b31m");		      /* raw 8-bit CSI */
+	check_escape("\xe2\x82", 2, 0, "\\xe2\\x82"); /* cut sequence */
 	check_escape("a\0b", 3, 0, "a\\x00b");
 }
 
@@ -46,9 +50,8 @@ static void test_escape_cut(void **state)
 	assert_string_equal(out, "ab\\x1b");
 	assert_int_equal(text_escape_terminal(out, 3, "\x1b", 1, 0), 0);
 	assert_string_equal(out, "");
-	assert_int_equal(text_escape_terminal(out, sizeof(out), "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9",
-					      8, 0),
-			 6);
+	assert_int_equal(
+	    text_escape_terminal(out, sizeof(out), "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 8, 0), 6);
 	assert_int_equal(text_escape_terminal(out, 0, "x", 1, 0), 0);
 }
 
@@ -79,9 +82,8 @@ static void check_kv_error(const char *list, const char *want, const char *secre
 	unsigned n;
 	char msg[256];
 
-	assert_int_not_equal(otlp_kv_parse(list, "OTEL_EXPORTER_OTLP_HEADERS", &kv, &n, msg,
-					   sizeof(msg)),
-			     0);
+	assert_int_not_equal(
+	    otlp_kv_parse(list, "OTEL_EXPORTER_OTLP_HEADERS", &kv, &n, msg, sizeof(msg)), 0);
 	if (!strstr(msg, want))
 		fail_msg("'%s' does not say '%s'", msg, want);
 	if (strstr(msg, secret))

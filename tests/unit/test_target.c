@@ -41,8 +41,8 @@ static const struct target_case cases[] = {
     {"http://example.com/x/y?q=1", false, TARGET_ABSOLUTE, "/x/y", "http", "example.com", 0},
     {"https://example.com", false, TARGET_ABSOLUTE, "/", "https", "example.com", 0},
     {"HTTP://user:pass@host/", false, TARGET_ABSOLUTE, "/", "http", "host", 0},
-    {"HtTpS://user:pass@host:8443/p;jsessionid=S?x", false, TARGET_ABSOLUTE, "/p", "https",
-     "host", 8443},
+    {"HtTpS://user:pass@host:8443/p;jsessionid=S?x", false, TARGET_ABSOLUTE, "/p", "https", "host",
+     8443},
     {"ftp://u:p@files.example/pub/f.txt", false, TARGET_ABSOLUTE, "/pub/f.txt", "ftp",
      "files.example", 0},
     {"http://u:p@host?q=secret", false, TARGET_ABSOLUTE, "/", "http", "host", 0},
@@ -74,12 +74,11 @@ static void check_case(const struct target_case *c, const struct path_param_allo
 	struct target_parts t;
 
 	target_split(c->target, strlen(c->target), c->connect, allow, &t);
-	if (t.form != c->form || strcmp(t.path, want_path) != 0 ||
-	    t.path_len != strlen(t.path) || strcmp(t.scheme, c->scheme) != 0 ||
-	    t.host_len != strlen(c->host) || memcmp(t.host, c->host, t.host_len) != 0 ||
-	    t.port != c->port)
-		fail_msg("target '%s': form %d path '%s' scheme '%s' host '%.*s' port %d", c->target,
-			 t.form, t.path, t.scheme, (int)t.host_len, t.host, t.port);
+	if (t.form != c->form || strcmp(t.path, want_path) != 0 || t.path_len != strlen(t.path) ||
+	    strcmp(t.scheme, c->scheme) != 0 || t.host_len != strlen(c->host) ||
+	    memcmp(t.host, c->host, t.host_len) != 0 || t.port != c->port)
+		fail_msg("target '%s': form %d path '%s' scheme '%s' host '%.*s' port %d",
+			 c->target, t.form, t.path, t.scheme, (int)t.host_len, t.host, t.port);
 	/* whatever the form, no secret of the table is in any output */
 	assert_null(strstr(t.path, "pass"));
 	assert_null(strstr(t.path, "SECRET"));
@@ -97,8 +96,8 @@ static void test_hostile_targets(void **state)
 static void test_keep_path_params(void **state)
 {
 	struct path_param_allow allow = {0};
-	struct target_case c = {"/a;v=2;jsessionid=S;lang=en/b;lang/c;langx=1", false,
-				TARGET_ORIGIN, "", "", "", 0};
+	struct target_case c = {
+	    "/a;v=2;jsessionid=S;lang=en/b;lang/c;langx=1", false, TARGET_ORIGIN, "", "", "", 0};
 
 	(void)state;
 	assert_int_equal(path_param_allow_parse(&allow, "lang,v"), 0);
@@ -182,10 +181,8 @@ static void test_authority_split(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_hostile_targets),
-	    cmocka_unit_test(test_keep_path_params),
-	    cmocka_unit_test(test_allow_parse_errors),
-	    cmocka_unit_test(test_long_path),
+	    cmocka_unit_test(test_hostile_targets),    cmocka_unit_test(test_keep_path_params),
+	    cmocka_unit_test(test_allow_parse_errors), cmocka_unit_test(test_long_path),
 	    cmocka_unit_test(test_authority_split),
 	};
 
