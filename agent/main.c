@@ -27,6 +27,7 @@
 #include "stats.h"
 #include "stopsig.h"
 #include "target.h"
+#include "text.h"
 #include "tls.h"
 
 /* How long the OTLP sink may take to deliver what it holds at exit (README: 5 s). */
@@ -586,10 +587,14 @@ int main(int argc, char **argv)
 		return audit_cli_main(argc - 1, argv + 1);
 	if (getenv("HOPTRACE_CAPTURE") && *getenv("HOPTRACE_CAPTURE") &&
 	    loader__parse_capture(getenv("HOPTRACE_CAPTURE"), &o.bpf.capture)) {
+		char shown[128];
+
+		text_escape_terminal(shown, sizeof(shown), getenv("HOPTRACE_CAPTURE"),
+				     strlen(getenv("HOPTRACE_CAPTURE")), 0);
 		fprintf(stderr,
 			"hoptrace: invalid HOPTRACE_CAPTURE '%s' (auto, tp_btf, fexit or "
 			"syscalls)\n",
-			getenv("HOPTRACE_CAPTURE"));
+			shown);
 		return 2;
 	}
 	if (getenv("HOPTRACE_KEEP_PATH_PARAMS") &&

@@ -97,7 +97,7 @@ size_t text_escape_terminal(char *out, size_t cap, const char *in, size_t len, u
 	while (p < end) {
 		size_t n = 1;
 
-		if (*p >= 0x20 && *p < 0x7f) {
+		if ((*p >= 0x20 && *p < 0x7f) || (*p == '\n' && (flags & TEXT_ESC_KEEP_LF))) {
 			if (o == last)
 				break;
 			*o++ = (char)*p++;

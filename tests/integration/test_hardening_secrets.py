@@ -215,7 +215,7 @@ def test_escape_sequences_never_reach_the_log():
     lib = os.path.join(evil, b"libssl.so.3")
     with open("/usr/lib/x86_64-linux-gnu/libssl.so.3", "rb") as src, open(lib, "wb") as dst:
         dst.write(src.read())
-    agent = Agent("--comm", "sleep")
+    agent = Agent("-v", "--comm", "sleep")  # libbpf's lines too, which name attach paths
     try:
         env = dict(os.environb)
         env[b"LD_PRELOAD"] = lib

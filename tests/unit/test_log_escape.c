@@ -38,6 +38,7 @@ static void test_escape_terminal(void **state)
 		     4, 0, "\\x9b31m");		      /* raw 8-bit CSI */
 	check_escape("\xe2\x82", 2, 0, "\\xe2\\x82"); /* cut sequence */
 	check_escape("a\0b", 3, 0, "a\\x00b");
+	check_escape("l1\nl2\x1b\r\n", 8, TEXT_ESC_KEEP_LF, "l1\nl2\\x1b\\x0d\n");
 }
 
 /* The output is cut between whole escapes and always terminated. */
