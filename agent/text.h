@@ -27,7 +27,7 @@ size_t utf8_sequence_len(const unsigned char *p, size_t avail);
 char *text_put_u64(char *out, uint64_t v);
 
 /* Flags of text_escape_terminal. */
-#define TEXT_ESC_ASCII 1u	 /* every byte outside printable ASCII escaped: one column a byte */
+#define TEXT_ESC_ASCII 1u   /* every byte outside printable ASCII escaped: one column a byte */
 #define TEXT_ESC_KEEP_LF 2u /* '\n' kept: multi-line text (libbpf's and the verifier's logs) */
 
 /* Longest escape of one input byte ("\xNN"): out needs 4 bytes an input byte, plus 1. */
