@@ -178,6 +178,9 @@ FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(OUT)/fuzz/%,$(wildcard tests/fuzz/fu
 FUZZ_SRCS_fuzz_http1 := agent/http1.c agent/text.c
 FUZZ_SRCS_fuzz_traceparent := agent/traceparent.c
 FUZZ_SRCS_fuzz_json_read := agent/json_read.c agent/text.c
+FUZZ_SRCS_fuzz_target := agent/target.c
+FUZZ_SRCS_fuzz_otlp_kv := agent/proc.c agent/resource.c agent/export/otlp_config.c agent/log.c \
+	agent/stats.c agent/text.c agent/hashmap.c
 
 $(OUT)/fuzz/%: tests/fuzz/%.c $(wildcard agent/*.h) | $(GENERATED)
 	$(call msg,FUZZ,$@)

@@ -302,24 +302,11 @@ static struct audit_edge **sorted_edges(const struct audit *a, size_t *n)
 	return list;
 }
 
-/* For the terminal: control characters (C0, DEL, C1) from traced processes become '?', so
+/* For the terminal: control characters (C0, DEL, C1) from traced processes are shown escaped, so
  * no process can drive the operator's terminal through its service name. */
 static void terminal_safe(const char *s, char *out, size_t outlen)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	size_t o = 0;
-
-	for (; *p && o + 1 < outlen; p++) {
-		bool c1 = p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f;
-
-		if (*p < 0x20 || *p == 0x7f || c1) {
-			out[o++] = '?';
-			p += c1;
-		} else {
-			out[o++] = (char)*p;
-		}
-	}
-	out[o] = '\0';
+	text_escape_terminal(out, outlen, s, strlen(s), 0);
 }
 
 static void print_table_row(FILE *out, const struct audit_edge *e)

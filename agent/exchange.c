@@ -14,6 +14,7 @@
 #include "sink.h"
 #include "span.h"
 #include "stats.h"
+#include "target.h"
 #include "text.h"
 #include "threadwait.h"
 #include "traceparent.h"
@@ -21,28 +22,6 @@
 #define W3C_FLAG_SAMPLED 0x01
 
 /* ---- small helpers ----------------------------------------------------------------- */
-
-size_t http_target_path(const char *target, size_t len, const char **path)
-{
-	const char *p = target, *end = target + len;
-	const char *q;
-
-	/* absolute-form (requests to proxies): scheme://authority/path */
-	if (len > 7 &&
-	    (memcmp(p, "http://", 7) == 0 || (len > 8 && memcmp(p, "https://", 8) == 0))) {
-		p = memchr(p, '/', len) + 2;
-		q = memchr(p, '/', (size_t)(end - p));
-		if (!q) {
-			*path = "/";
-			return 1;
-		}
-		p = q;
-	}
-	for (q = p; q < end && *q != '?' && *q != '#'; q++)
-		;
-	*path = p;
-	return (size_t)(q - p);
-}
 
 /* Text built into a fixed buffer, truncated to fit and always NUL-terminated: the span
  * strings of every request are assembled with this rather than snprintf, which was a tenth
@@ -117,56 +96,36 @@ static bool method_is_known(const struct http1_str *m)
 	return false;
 }
 
-/* Split a Host header value into host and port (port 0 when absent or invalid). */
+/* Split a Host header value into host and port (port 0 when absent or invalid); a userinfo
+ * ("Host: user:pass@host" is invalid, and a password) is never exported. */
 static void split_host(const struct http1_str *host, struct http1_str *name, int *port)
 {
-	const char *p = host->p, *end;
-	const char *colon = NULL;
-
+	name->p = NULL;
+	name->len = 0;
 	*port = 0;
-	if (!host->len) {
-		/* no Host header (HTTP/1.0): p is NULL, which memchr must not be given */
-		name->p = NULL;
-		name->len = 0;
-		return;
-	}
-	end = p + host->len;
-	if (p[0] == '[') {
-		/* IPv6 literal: [::1]:8080 */
-		const char *close = memchr(p, ']', host->len);
-
-		name->p = p + 1;
-		name->len = close ? (size_t)(close - p - 1) : host->len - 1;
-		colon = close && close + 1 < end && close[1] == ':' ? close + 1 : NULL;
-	} else {
-		colon = memchr(p, ':', host->len);
-		name->p = p;
-		name->len = colon ? (size_t)(colon - p) : host->len;
-	}
-	if (colon) {
-		int v = 0;
-		const char *d = colon + 1;
-
-		for (; d < end && *d >= '0' && *d <= '9' && v <= 65535; d++)
-			v = v * 10 + (*d - '0');
-		if (d == end && d > colon + 1 && v <= 65535)
-			*port = v;
-	}
+	if (!host->len)
+		return; /* no Host header (HTTP/1.0): p is NULL */
+	authority_split(host->p, host->len, &name->p, &name->len, port);
 }
 
 /* ---- attributes -------------------------------------------------------------------- */
 
-static void set_name_and_method(struct span *s, const struct http1_head *h, bool tls)
+/* span name "METHOD path"; url.path. The path is the redacted one (no query, userinfo or
+ * path parameters: they carry secrets). Asterisk-form (OPTIONS *), authority-form (CONNECT
+ * host:port) and anything unrecognised have no path: the name is the method alone
+ * (semconv: "{method}" when there is no route). */
+static void set_name_and_method(struct span *s, const struct http1_head *h,
+				const struct target_parts *t, bool tls)
 {
-	const char *path;
-	size_t plen = http_target_path(h->target.p, h->target.len, &path);
 	bool known = method_is_known(&h->method);
+	bool has_path = t->form == TARGET_ORIGIN || t->form == TARGET_ABSOLUTE;
 	struct text_out name = {.buf = s->name, .cap = sizeof(s->name)};
 
-	/* span name "METHOD path"; the query string is never exported (it carries secrets) */
 	out_put(&name, known ? h->method.p : "HTTP", known ? h->method.len : 4);
-	out_put(&name, " ", 1);
-	out_put(&name, path, plen > 100 ? 100 : plen);
+	if (has_path) {
+		out_put(&name, " ", 1);
+		out_put(&name, t->path, t->path_len > 100 ? 100 : t->path_len);
+	}
 	if (known) {
 		span_set_str(s, "http.request.method", h->method.p, h->method.len);
 	} else {
@@ -174,15 +133,17 @@ static void set_name_and_method(struct span *s, const struct http1_head *h, bool
 		span_set_str(s, "http.request.method_original", h->method.p,
 			     h->method.len > 32 ? 32 : h->method.len);
 	}
-	span_set_str(s, "url.path", path, plen > 512 ? 512 : plen);
+	if (has_path)
+		span_set_str(s, "url.path", t->path, t->path_len);
 	span_set_str(s, "url.scheme", tls ? "https" : "http", tls ? 5 : 4);
 }
 
-static void set_common_attrs(struct span *s, const struct http1_head *h, const struct conn_info *ci)
+static void set_common_attrs(struct span *s, const struct http1_head *h,
+			     const struct target_parts *t, const struct conn_info *ci)
 {
 	char addr[INET6_ADDRSTRLEN];
 
-	set_name_and_method(s, h, ci->tls);
+	set_name_and_method(s, h, t, ci->tls);
 	span_set_str(s, "network.protocol.version", h->version_minor ? "1.1" : "1.0", 3);
 	if (ci->tuple.family) {
 		tuple_addr_string(ci->tuple.raddr, addr, sizeof(addr));
@@ -195,13 +156,14 @@ static void set_common_attrs(struct span *s, const struct http1_head *h, const s
 }
 
 /* Server side: server.* describes this server as the client addressed it. */
-static void set_server_attrs(struct span *s, const struct http1_head *h, const struct conn_info *ci)
+static void set_server_attrs(struct span *s, const struct http1_head *h,
+			     const struct target_parts *t, const struct conn_info *ci)
 {
 	char addr[INET6_ADDRSTRLEN];
 	struct http1_str host = {0};
 	int port = 0;
 
-	set_common_attrs(s, h, ci);
+	set_common_attrs(s, h, t, ci);
 	split_host(&h->host, &host, &port);
 	if (host.len) {
 		span_set_str(s, "server.address", host.p, host.len > 255 ? 255 : host.len);
@@ -218,16 +180,53 @@ static void set_server_attrs(struct span *s, const struct http1_head *h, const s
 	}
 }
 
-/* Client side: server.* is the peer the request went to. */
-static void set_client_attrs(struct span *s, const struct http1_head *h, const struct conn_info *ci)
+/* url.full of a client request: an absolute-form target (a request to a proxy) names the
+ * resource itself, with its own scheme (userinfo gone); otherwise the connection's scheme,
+ * the server and the path. Requests with no path (CONNECT, OPTIONS *) have none. */
+static void set_url_full(struct span *s, const struct target_parts *t, struct http1_str host,
+			 int port, bool tls)
 {
-	char addr[INET6_ADDRSTRLEN], url[640];
+	char url[640];
+	struct text_out o = {.buf = url, .cap = sizeof(url)};
+	const char *scheme = tls ? "https" : "http";
+	bool v6;
+
+	if (t->form == TARGET_ABSOLUTE) {
+		scheme = t->scheme;
+		host.p = t->host;
+		host.len = t->host_len;
+		port = t->port;
+	} else if (t->form != TARGET_ORIGIN) {
+		return;
+	}
+	if (!host.len)
+		return;
+	/* an IPv6 literal goes in brackets (RFC 3986 3.2.2) */
+	v6 = memchr(host.p, ':', host.len) != NULL;
+	out_put(&o, scheme, strlen(scheme));
+	out_put(&o, "://", 3);
+	if (v6)
+		out_put(&o, "[", 1);
+	out_put(&o, host.p, host.len > 255 ? 255 : host.len);
+	if (v6)
+		out_put(&o, "]", 1);
+	if (port) {
+		out_put(&o, ":", 1);
+		out_put_uint(&o, (unsigned)port);
+	}
+	out_put(&o, t->path, t->path_len > 300 ? 300 : t->path_len);
+	span_set_str(s, "url.full", url, o.len);
+}
+
+/* Client side: server.* is the peer the request went to. */
+static void set_client_attrs(struct span *s, const struct http1_head *h,
+			     const struct target_parts *t, const struct conn_info *ci)
+{
+	char addr[INET6_ADDRSTRLEN];
 	struct http1_str host = {0};
-	const char *path;
-	size_t plen = http_target_path(h->target.p, h->target.len, &path);
 	int port = 0;
 
-	set_common_attrs(s, h, ci);
+	set_common_attrs(s, h, t, ci);
 	split_host(&h->host, &host, &port);
 	if (!host.len && ci->tuple.family) {
 		tuple_addr_string(ci->tuple.raddr, addr, sizeof(addr));
@@ -239,20 +238,19 @@ static void set_client_attrs(struct span *s, const struct http1_head *h, const s
 	if (host.len)
 		span_set_str(s, "server.address", host.p, host.len > 255 ? 255 : host.len);
 	span_set_int(s, "server.port", port);
-	if (!host.len)
-		return; /* no Host header and no socket: where it went is unknown */
-	/* an IPv6 literal goes in brackets (RFC 3986 3.2.2) */
-	bool v6 = memchr(host.p, ':', host.len) != NULL;
-	struct text_out o = {.buf = url, .cap = sizeof(url)};
+	/* no Host header and no socket: where it went is unknown */
+	set_url_full(s, t, host, port, ci->tls);
+}
 
-	out_put(&o, ci->tls ? "https://" : "http://", ci->tls ? 8 : 7);
-	if (v6)
-		out_put(&o, "[", 1);
-	out_put(&o, host.p, host.len > 255 ? 255 : host.len);
-	out_put(&o, v6 ? "]:" : ":", v6 ? 2 : 1);
-	out_put_uint(&o, (unsigned)port);
-	out_put(&o, path, plen > 300 ? 300 : plen);
-	span_set_str(s, "url.full", url, o.len);
+/* The request-target as spans may show it (see target.h). */
+static void split_request_target(const struct exchange_env *env, const struct http1_head *h,
+				 struct target_parts *t)
+{
+	static const struct http1_str connect = {.p = "CONNECT", .len = 7};
+
+	target_split(h->target.p, h->target.len,
+		     h->method.len == connect.len && memcmp(h->method.p, connect.p, 7) == 0,
+		     env->keep_path_params, t);
 }
 
 /* ---- trace context ----------------------------------------------------------------- */
@@ -353,6 +351,7 @@ struct exchange *exchange_start_server(struct exchange_env *env, const struct co
 				       const struct http1_head *h, const struct record_ctx *rec)
 {
 	struct exchange *ex = exchange_new(env, ci, h, rec->tid, SPAN_KIND_SERVER);
+	struct target_parts target;
 	struct trace_context in;
 	struct span *s;
 
@@ -385,7 +384,8 @@ struct exchange *exchange_start_server(struct exchange_env *env, const struct co
 	span_set_str(s, "hoptrace.traceparent.received",
 		     ex->in_valid ? "valid" : (h->traceparent_count ? "invalid" : "none"),
 		     ex->in_valid ? 5 : (h->traceparent_count ? 7 : 4));
-	set_server_attrs(s, h, ci);
+	split_request_target(env, h, &target);
+	set_server_attrs(s, h, &target, ci);
 	ex->inflight.tgid = ci->tgid;
 	ex->inflight.tid = rec->tid;
 	ex->inflight.conn = ci->cookie;
@@ -544,6 +544,7 @@ struct exchange *exchange_start_client(struct exchange_env *env, const struct co
 {
 	struct exchange *ex = exchange_new(env, ci, h, rec->tid, SPAN_KIND_CLIENT);
 	struct call_query q = {.tgid = ci->tgid, .tid = rec->tid, .ts_ns = rec->ts_ns};
+	struct target_parts target;
 	const char *reason;
 	struct parent_match m;
 	struct trace_context out;
@@ -592,7 +593,8 @@ struct exchange *exchange_start_client(struct exchange_env *env, const struct co
 		     : injected ? 8
 				: (h->traceparent_count ? 7 : 4));
 	audit_call(env, s, &q, h, &out, has_out, &m);
-	set_client_attrs(s, h, ci);
+	split_request_target(env, h, &target);
+	set_client_attrs(s, h, &target, ci);
 	return ex;
 }
 

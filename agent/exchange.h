@@ -13,6 +13,7 @@
 #include "hoptrace/events.h"
 
 struct http1_head;
+struct path_param_allow;
 struct proc_table;
 struct sink;
 struct span;
@@ -25,6 +26,8 @@ struct exchange_env {
 	int64_t mono_to_unix_ns;  /* add to a bpf_ktime_get_ns() stamp to get unix time */
 	bool stitch;		  /* --repair=stitch */
 	const char *proc_root;	  /* where threads' waits are read (NULL: /proc) */
+	/* path parameters exported (--keep-path-params); NULL: none */
+	const struct path_param_allow *keep_path_params;
 };
 
 /* What the tracker knows of the connection an exchange travels on. */
@@ -88,8 +91,6 @@ void exchange_finish(struct exchange_env *env, struct exchange *ex, uint64_t end
 void exchange_discard(struct exchange_env *env, struct exchange *ex);
 
 /* Helpers exposed for unit tests. */
-/* The path of a request-target: no query, no fragment; origin-form or absolute-form. */
-size_t http_target_path(const char *target, size_t len, const char **path);
 /* Text form of an address from struct ht_tuple (IPv4-mapped shown as IPv4). */
 void tuple_addr_string(const uint8_t addr[16], char *out, size_t outlen);
 

@@ -15,6 +15,7 @@
 #include "inject.h"
 #include "log.h"
 #include "sysseed.h"
+#include "text.h"
 #include "tls.h"
 
 #define LOADER_MAX_CPUS 4096
@@ -206,7 +207,7 @@ static void note_failure(const char *msg)
 
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	char small[1024], *msg = small;
+	char small[1024], *msg = small, *shown;
 	va_list copy;
 	int n;
 
@@ -228,20 +229,28 @@ static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap
 	}
 	if (level == LIBBPF_WARN)
 		note_failure(msg);
+	/* libbpf names the files it attaches to: paths a traced process chose */
+	shown = malloc(TEXT_ESC_MAX_PER_BYTE * (size_t)n + 1);
+	if (shown)
+		text_escape_terminal(shown, TEXT_ESC_MAX_PER_BYTE * (size_t)n + 1, msg, (size_t)n,
+				     TEXT_ESC_KEEP_LF);
+	if (msg != small)
+		free(msg);
+	if (!shown)
+		return -ENOMEM;
 	if (log_get_level() >= LOG_DEBUG) {
-		/* multi-line messages pass through unchanged */
-		fprintf(stderr, "hoptrace: %s", msg);
+		/* multi-line messages pass through, lines kept */
+		fprintf(stderr, "hoptrace: %s", shown);
 	} else {
 		/* a failure the loader may recover from (another backend) is not the user's
 		 * problem: keep it until the outcome is known */
 		size_t room = sizeof(failure.held) - failure.held_len;
 
 		if (room > 1)
-			snprintf(failure.held + failure.held_len, room, "hoptrace: %s", msg);
+			snprintf(failure.held + failure.held_len, room, "hoptrace: %s", shown);
 		failure.held_len = strnlen(failure.held, sizeof(failure.held));
 	}
-	if (msg != small)
-		free(msg);
+	free(shown);
 	return n;
 }
 

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "text.h"
+
 static enum log_level current_level = LOG_INFO;
 
 void log_set_level(enum log_level lvl)
@@ -46,10 +48,33 @@ static char *format_rest(char *line, size_t cap, size_t prefix, size_t *len, con
 	return heap;
 }
 
+/* Write prefix and the escaped message msg[0..len) as one line (see log_msg). */
+static void write_line(const char *prefix, size_t plen, const char *msg, size_t len)
+{
+	char line[4096], *buf = line;
+	size_t need = plen + TEXT_ESC_MAX_PER_BYTE * len + 2, n;
+
+	if (need > sizeof(line)) {
+		buf = malloc(need);
+		if (!buf) { /* no memory for a long line: its start, still one line */
+			buf = line;
+			need = sizeof(line);
+		}
+	}
+	memcpy(buf, prefix, plen);
+	n = plen + text_escape_terminal(buf + plen, need - plen - 1, msg, len, 0);
+	buf[n] = '\n';
+	fwrite(buf, 1, n + 1, stderr);
+	if (buf != line)
+		free(buf);
+}
+
 /*
  * One fwrite per line, on unbuffered stderr one write(2): a reader of the log (a test
  * harness polling a file) never sees a line cut between the prefix and the message, and
- * lines of the export workers and the loop thread never interleave.
+ * lines of the export workers and the loop thread never interleave. Messages carry paths,
+ * names and values from processes and the environment: control bytes and escape sequences
+ * in them are shown escaped, never sent to the terminal, and a line stays one line.
  */
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {
@@ -74,8 +99,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 		out = line;
 		len = sizeof(line) - 2;
 	}
-	out[len] = '\n';
-	fwrite(out, 1, len + 1, stderr);
+	write_line(out, prefix, out + prefix, len - prefix);
 	if (out != line)
 		free(out);
 }

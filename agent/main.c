@@ -26,6 +26,8 @@
 #include "sink.h"
 #include "stats.h"
 #include "stopsig.h"
+#include "target.h"
+#include "text.h"
 #include "tls.h"
 
 /* How long the OTLP sink may take to deliver what it holds at exit (README: 5 s). */
@@ -52,6 +54,10 @@ struct options {
 	const char *otlp_exporters;
 	int audit;  /* 1: table at exit, 2: JSON at exit */
 	int stitch; /* --repair=stitch */
+	/* --keep-path-params, else HOPTRACE_KEEP_PATH_PARAMS: every other ";name=value" in a
+	 * path is dropped before export (session ids travel there) */
+	struct path_param_allow keep_path_params;
+	bool keep_path_params_set;
 };
 
 enum {
@@ -68,6 +74,7 @@ enum {
 	OPT_AUDIT,
 	OPT_AUDIT_JSON,
 	OPT_REPAIR,
+	OPT_KEEP_PATH_PARAMS,
 };
 
 static const char doc[] =
@@ -113,6 +120,11 @@ static const struct argp_option argp_opts[] = {
      "the caller's trace; inject: add a traceparent header to outgoing HTTP/1.x requests "
      "that lack one (sock_ops + sk_msg, after a start-up self-test); combine with a comma, "
      "e.g. stitch,inject (none: default)",
+     2},
+    {"keep-path-params", OPT_KEEP_PATH_PARAMS, "NAME,...", 0,
+     "Path parameters (;NAME=value in a URL path) exported as they are; all others are "
+     "dropped from span names, url.path and url.full, since they carry session ids "
+     "(default: none; overrides HOPTRACE_KEEP_PATH_PARAMS)",
      2},
     {"capture", OPT_CAPTURE_BACKEND, "BACKEND", 0,
      "How socket I/O is captured: auto (default: the cheapest this kernel runs), tp_btf "
@@ -279,6 +291,16 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		return 0;
 	case OPT_REPAIR:
 		return parse_repair(o, arg, state);
+	case OPT_KEEP_PATH_PARAMS:
+		if (!o->keep_path_params_set)
+			o->keep_path_params.n = 0; /* the flag replaces the environment's list */
+		o->keep_path_params_set = true;
+		if (path_param_allow_parse(&o->keep_path_params, arg))
+			argp_error(state,
+				   "invalid --keep-path-params (comma-separated names, each 1..%d "
+				   "bytes, at most %d)",
+				   TARGET_PARAM_NAME_MAX, TARGET_KEEP_PARAMS_MAX);
+		return 0;
 	case ARGP_KEY_ARG:
 		argp_error(state, "unexpected argument '%s'", arg);
 		return 0;
@@ -503,6 +525,7 @@ static int run_agent(struct options *o)
 	    .idle_timeout_ns = 300ULL * 1000000000ULL,
 	    .request_timeout_ns = 900ULL * 1000000000ULL,
 	    .stitch = o->stitch,
+	    .keep_path_params = &o->keep_path_params,
 	};
 	struct stop_signals stop = {.fd = -1};
 	struct run_result res = {0};
@@ -564,10 +587,22 @@ int main(int argc, char **argv)
 		return audit_cli_main(argc - 1, argv + 1);
 	if (getenv("HOPTRACE_CAPTURE") && *getenv("HOPTRACE_CAPTURE") &&
 	    loader__parse_capture(getenv("HOPTRACE_CAPTURE"), &o.bpf.capture)) {
+		char shown[128];
+
+		text_escape_terminal(shown, sizeof(shown), getenv("HOPTRACE_CAPTURE"),
+				     strlen(getenv("HOPTRACE_CAPTURE")), 0);
 		fprintf(stderr,
 			"hoptrace: invalid HOPTRACE_CAPTURE '%s' (auto, tp_btf, fexit or "
 			"syscalls)\n",
-			getenv("HOPTRACE_CAPTURE"));
+			shown);
+		return 2;
+	}
+	if (getenv("HOPTRACE_KEEP_PATH_PARAMS") &&
+	    path_param_allow_parse(&o.keep_path_params, getenv("HOPTRACE_KEEP_PATH_PARAMS"))) {
+		fprintf(stderr,
+			"hoptrace: invalid HOPTRACE_KEEP_PATH_PARAMS (comma-separated "
+			"names, each 1..%d bytes, at most %d)\n",
+			TARGET_PARAM_NAME_MAX, TARGET_KEEP_PARAMS_MAX);
 		return 2;
 	}
 	err = argp_parse(&argp, argc, argv, 0, NULL, &o);

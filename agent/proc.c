@@ -8,11 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "export/otlp_config.h"
 #include "log.h"
 #include "resource.h"
+#include "stats.h"
 #include "text.h"
 
 #define PROC_TABLE_MAX 65536
@@ -50,16 +52,14 @@ void proc_table__free(struct proc_table *pt)
 	u64map_free(&pt->by_tgid);
 }
 
-/* Read a whole small /proc file (environ, cgroup). Returns bytes read or -errno. */
-static ssize_t read_proc_file(const struct proc_table *pt, uint32_t tgid, const char *name,
-			      char *buf, size_t cap)
+/* Read a whole small file of a /proc/PID directory (stat, environ, cgroup). Returns bytes
+ * read or -errno. */
+static ssize_t read_proc_file(int dirfd, const char *name, char *buf, size_t cap)
 {
-	char path[64];
 	size_t got = 0;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/%u/%s", pt->proc_root, tgid, name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return -errno;
 	while (got < cap - 1) {
@@ -76,8 +76,84 @@ static ssize_t read_proc_file(const struct proc_table *pt, uint32_t tgid, const 
 	return (ssize_t)got;
 }
 
-/* Find NAME=value in a NUL-separated environment block. */
-static const char *environ_lookup(const char *env, size_t len, const char *name)
+int proc_stat_start_ticks(const char *stat, size_t len, uint64_t *ticks)
+{
+	const char *p = NULL, *end = stat + len;
+	unsigned field = 2; /* the one ending at the last ')': comm may hold ") " itself */
+	uint64_t v = 0;
+
+	for (size_t i = len; i > 0; i--) {
+		if (stat[i - 1] == ')') {
+			p = stat + i;
+			break;
+		}
+	}
+	if (!p)
+		return -EINVAL;
+	while (p < end && field < 22) {
+		if (*p++ == ' ')
+			field++;
+	}
+	if (field != 22 || p == end || *p < '0' || *p > '9')
+		return -EINVAL;
+	for (; p < end && *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	*ticks = v;
+	return 0;
+}
+
+bool proc_start_matches(uint64_t stat_ticks, uint64_t hz, uint64_t start_ns, uint64_t suspended_ns)
+{
+	uint64_t tick_ns, lo, hi;
+
+	if (!hz || hz > 1000000000ULL)
+		return false;
+	tick_ns = 1000000000ULL / hz;
+	/* stat counts from boot including suspend (start_boottime), BPF's start_time
+	 * does not: the gap is the time spent suspended before the process started, at most
+	 * what has been suspended so far. A tick either way for the rounding. */
+	lo = start_ns / tick_ns;
+	hi = (start_ns + suspended_ns) / tick_ns;
+	return stat_ticks + 1 >= lo && stat_ticks <= hi + 1;
+}
+
+/* Time this host has spent suspended so far: CLOCK_BOOTTIME minus CLOCK_MONOTONIC. */
+static uint64_t suspended_ns_now(void)
+{
+	struct timespec boot, mono;
+	int64_t d;
+
+	if (clock_gettime(CLOCK_BOOTTIME, &boot) || clock_gettime(CLOCK_MONOTONIC, &mono))
+		return 0;
+	d = (boot.tv_sec - mono.tv_sec) * 1000000000LL + (boot.tv_nsec - mono.tv_nsec);
+	return d > 0 ? (uint64_t)d : 0;
+}
+
+/*
+ * Is the process behind dirfd the one the records named (start_ns: its leader's start_time,
+ * CLOCK_MONOTONIC)? The records are read some time after they were made: by then the pid may
+ * belong to another process, whose name, environment and container would pass for the first
+ * one's. start_ns 0: unknown (records that do not carry it), trusted as before.
+ */
+static bool proc_is_same(int dirfd, uint64_t start_ns)
+{
+	char stat[1024];
+	uint64_t ticks;
+	ssize_t n;
+
+	if (!start_ns)
+		return true;
+	n = read_proc_file(dirfd, "stat", stat, sizeof(stat));
+	if (n <= 0 || proc_stat_start_ticks(stat, (size_t)n, &ticks))
+		return false;
+	return proc_start_matches(ticks, (uint64_t)sysconf(_SC_CLK_TCK), start_ns,
+				  suspended_ns_now());
+}
+
+const char *proc_environ_lookup(const char *env, size_t len, const char *name)
 {
 	size_t nlen = strlen(name);
 
@@ -92,25 +168,63 @@ static const char *environ_lookup(const char *env, size_t len, const char *name)
 	return NULL;
 }
 
+/*
+ * Keys a traced process may not set: what the agent observes of it (process.*, container.id,
+ * k8s.pod.uid) or of the host it runs on (host.*, os.*, k8s.node.*), and what says who made
+ * the telemetry (telemetry.*). Any process could otherwise pass for another host or node.
+ */
+static bool resource_key_reserved(const char *key)
+{
+	static const char *const prefixes[] = {"host.", "os.", "k8s.node.", "telemetry.",
+					       "process."};
+	static const char *const exact[] = {"container.id", "k8s.pod.uid"};
+
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+		if (strncmp(key, prefixes[i], strlen(prefixes[i])) == 0)
+			return true;
+	for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+		if (strcmp(key, exact[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Whether one attribute of the process's list may join its resource, given the bytes the
+ * resource's extras already hold: every span of the process carries them. */
+static bool resource_attr_fits(const struct resource *r, const struct otlp_kv *kv, size_t used)
+{
+	size_t klen = strlen(kv->key), vlen = strlen(kv->value);
+
+	return !resource_key_reserved(kv->key) && klen <= RESOURCE_KEY_MAX &&
+	       vlen <= RESOURCE_VALUE_MAX && used + klen + vlen <= RESOURCE_EXTRA_BYTES_MAX &&
+	       r->nextra < RESOURCE_MAX_EXTRA;
+}
+
 /* OTEL_RESOURCE_ATTRIBUTES has one grammar, parsed in one place (otlp_kv_parse). As the
- * OTel spec asks of SDKs, a malformed value is discarded whole. */
+ * OTel spec asks of SDKs, a malformed value is discarded whole. Reserved keys and
+ * attributes over the caps are dropped one by one, each counted. */
 void resource_parse_attributes(struct resource *r, const char *s)
 {
 	struct otlp_kv *kv;
+	size_t used = 0;
 	char msg[160];
 	unsigned n;
 
 	if (!s || otlp_kv_parse(s, "OTEL_RESOURCE_ATTRIBUTES", &kv, &n, msg, sizeof(msg))) {
-		if (s)
-			log_debug("process %u: %s (ignored)", r->pid, msg);
+		if (s) {
+			STAT_INC(resource_attrs_malformed);
+			log_debug("process %u: malformed OTEL_RESOURCE_ATTRIBUTES (ignored)",
+				  r->pid);
+		}
 		return;
 	}
 	for (unsigned i = 0; i < n; i++) {
-		if (r->nextra < RESOURCE_MAX_EXTRA) {
+		if (resource_attr_fits(r, &kv[i], used)) {
+			used += strlen(kv[i].key) + strlen(kv[i].value);
 			r->extra[r->nextra].key = kv[i].key;
 			r->extra[r->nextra].value = kv[i].value;
 			r->nextra++;
 		} else {
+			STAT_INC(resource_attrs_dropped);
 			free(kv[i].key);
 			free(kv[i].value);
 		}
@@ -118,7 +232,7 @@ void resource_parse_attributes(struct resource *r, const char *s)
 	free(kv); /* the strings now belong to r */
 }
 
-static void read_environment(const struct proc_table *pt, struct resource *r)
+static void read_environment(int dirfd, struct resource *r)
 {
 	char *env = malloc(ENVIRON_MAX);
 	const char *v;
@@ -126,25 +240,26 @@ static void read_environment(const struct proc_table *pt, struct resource *r)
 
 	if (!env)
 		return;
-	n = read_proc_file(pt, r->pid, "environ", env, ENVIRON_MAX);
+	n = read_proc_file(dirfd, "environ", env, ENVIRON_MAX);
 	if (n > 0) {
-		v = environ_lookup(env, (size_t)n, "OTEL_SERVICE_NAME");
-		if (v && *v)
+		v = proc_environ_lookup(env, (size_t)n, "OTEL_SERVICE_NAME");
+		if (v && strlen(v) > RESOURCE_VALUE_MAX)
+			STAT_INC(resource_attrs_dropped); /* the executable names it instead */
+		else if (v && *v)
 			r->service_name = strdup(v);
-		v = environ_lookup(env, (size_t)n, "OTEL_RESOURCE_ATTRIBUTES");
+		v = proc_environ_lookup(env, (size_t)n, "OTEL_RESOURCE_ATTRIBUTES");
 		if (v)
 			resource_parse_attributes(r, v);
 	}
 	free(env);
 }
 
-static void read_executable(const struct proc_table *pt, struct resource *r)
+static void read_executable(int dirfd, struct resource *r)
 {
-	char path[64], exe[PATH_MAX];
+	char exe[PATH_MAX];
 	ssize_t n;
 
-	snprintf(path, sizeof(path), "%s/%u/exe", pt->proc_root, r->pid);
-	n = readlink(path, exe, sizeof(exe) - 1);
+	n = readlinkat(dirfd, "exe", exe, sizeof(exe) - 1);
 	if (n <= 0)
 		return;
 	exe[n] = '\0';
@@ -192,11 +307,11 @@ static char *find_pod_uid(const char *cg)
 	return NULL;
 }
 
-static void read_cgroup(const struct proc_table *pt, struct resource *r)
+static void read_cgroup(int dirfd, struct resource *r)
 {
 	char buf[4096];
 
-	if (read_proc_file(pt, r->pid, "cgroup", buf, sizeof(buf)) <= 0)
+	if (read_proc_file(dirfd, "cgroup", buf, sizeof(buf)) <= 0)
 		return;
 	r->container_id = find_container_id(buf);
 	r->pod_uid = find_pod_uid(buf);
@@ -206,12 +321,26 @@ static struct resource *resource_from_proc(const struct proc_table *pt, uint32_t
 					   uint64_t start_ns, const char *comm)
 {
 	struct resource *r = resource_new(tgid, start_ns);
+	char path[64];
+	int dirfd;
 
 	if (!r)
 		return NULL;
-	read_environment(pt, r);
-	read_executable(pt, r);
-	read_cgroup(pt, r);
+	/* everything is read through one /proc/PID descriptor: once the process is gone, its
+	 * files fail (ESRCH) rather than show a process that took the pid since */
+	snprintf(path, sizeof(path), "%s/%u", pt->proc_root, tgid);
+	dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd >= 0 && !proc_is_same(dirfd, start_ns)) {
+		STAT_INC(proc_identity_mismatch);
+		close(dirfd);
+		dirfd = -1;
+	}
+	if (dirfd >= 0) {
+		read_environment(dirfd, r);
+		read_executable(dirfd, r);
+		read_cgroup(dirfd, r);
+		close(dirfd);
+	}
 	if (!r->exe_name && comm && *comm)
 		r->exe_name = strndup(comm, 16);
 	/* OTel SDK precedence: OTEL_SERVICE_NAME, then service.name in

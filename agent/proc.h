@@ -8,6 +8,7 @@
 #define HOPTRACE_PROC_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "hashmap.h"
@@ -36,5 +37,17 @@ void proc_table__expire(struct proc_table *pt, uint64_t now_ns);
 /* Parse "k1=v1,k2=v2" (OTEL_RESOURCE_ATTRIBUTES, percent-decoded) into r->extra. A
  * malformed value is discarded whole, as the OTel spec asks. Exposed for tests. */
 void resource_parse_attributes(struct resource *r, const char *s);
+
+/* The value of NAME in a NUL-separated environment block env[0..len) (/proc/PID/environ, its
+ * last entry possibly unterminated), or NULL. The value is NUL-terminated only when env[len]
+ * is NUL (callers read the block into a buffer with a NUL after it). Exposed for tests. */
+const char *proc_environ_lookup(const char *env, size_t len, const char *name);
+/* Field 22 of /proc/PID/stat (starttime, clock ticks since boot) into *ticks: 0 or -EINVAL.
+ * Exposed for tests. */
+int proc_stat_start_ticks(const char *stat, size_t len, uint64_t *ticks);
+/* Does a stat starttime (at hz ticks a second) name the process whose leader started at
+ * start_ns (CLOCK_MONOTONIC, as BPF reads task->start_time)? suspended_ns: CLOCK_BOOTTIME
+ * minus CLOCK_MONOTONIC now. Exposed for tests. */
+bool proc_start_matches(uint64_t stat_ticks, uint64_t hz, uint64_t start_ns, uint64_t suspended_ns);
 
 #endif

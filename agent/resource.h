@@ -9,7 +9,12 @@
 
 #include <stdint.h>
 
+/* Caps on what one process's OTEL_RESOURCE_ATTRIBUTES (and OTEL_SERVICE_NAME) may add to
+ * every span it makes: attributes, bytes of a key, of a value, of all keys and values. */
 #define RESOURCE_MAX_EXTRA 16
+#define RESOURCE_KEY_MAX 128
+#define RESOURCE_VALUE_MAX 256
+#define RESOURCE_EXTRA_BYTES_MAX 4096
 
 struct resource_kv {
 	char *key;

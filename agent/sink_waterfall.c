@@ -21,12 +21,14 @@
  * (narrowed here: the name column is WF_LEFT_WIDTH wide, the bar WF_BAR_WIDTH)
  *
  * Text taken from spans (service names, paths) comes from untrusted processes and traffic:
- * only printable ASCII reaches the terminal, every other byte is shown as '?', so no escape
- * sequence can be injected and column arithmetic stays exact.
+ * only printable ASCII reaches the terminal, every other byte is shown as \xNN
+ * (text_escape_terminal), so no escape sequence can be injected and column arithmetic stays
+ * exact.
  */
 #include "sink.h"
 #include "resource.h"
 #include "span.h"
+#include "text.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -207,16 +209,14 @@ static void put_hex(FILE *out, const uint8_t *bytes, size_t n)
 		fprintf(out, "%02x", bytes[i]);
 }
 
-static bool is_printable_ascii(unsigned char c)
-{
-	return c >= 0x20 && c < 0x7f;
-}
-
 /* Untrusted text on the terminal: see the comment at the top of the file. */
 static void put_sanitized(FILE *out, const char *str, size_t maxlen)
 {
+	char esc[TEXT_ESC_MAX_PER_BYTE + 1];
+
 	for (size_t i = 0; i < maxlen && str[i]; i++)
-		putc(is_printable_ascii((unsigned char)str[i]) ? str[i] : '?', out);
+		fputs((text_escape_terminal(esc, sizeof(esc), str + i, 1, TEXT_ESC_ASCII), esc),
+		      out);
 }
 
 static const char *service_name_of(const struct span *s)
@@ -241,20 +241,26 @@ struct column {
 
 static void column_put(struct column *c, const char *str, size_t maxlen)
 {
+	char esc[TEXT_ESC_MAX_PER_BYTE + 1];
+
 	for (size_t i = 0; i < maxlen && str[i]; i++) {
-		if (c->len == c->width) {
+		size_t n = text_escape_terminal(esc, sizeof(esc), str + i, 1, TEXT_ESC_ASCII);
+
+		if (c->len + n > c->width) {
 			c->cut = true;
 			return;
 		}
-		c->buf[c->len++] = is_printable_ascii((unsigned char)str[i]) ? str[i] : '?';
+		memcpy(c->buf + c->len, esc, n);
+		c->len += n;
 	}
 }
 
 static void column_finish(struct column *c)
 {
-	if (c->cut && c->width >= 3)
-		memcpy(c->buf + c->width - 3, "...", 3);
 	memset(c->buf + c->len, ' ', c->width - c->len);
+	/* an escape that did not fit whole leaves the column short of its width */
+	if (c->cut && c->width >= 3)
+		memcpy(c->buf + (c->len < c->width - 3 ? c->len : c->width - 3), "...", 3);
 	c->buf[c->width] = '\0';
 }
 

@@ -30,6 +30,11 @@
 	X(traceparent_valid, "incoming traceparent headers accepted")                              \
 	X(traceparent_invalid, "incoming traceparent headers rejected (new trace started)")        \
 	X(tracestate_invalid, "tracestate headers rejected")                                       \
+	X(resource_attrs_dropped,                                                                  \
+	  "process resource attributes dropped: a key the agent observes, or over a size cap")     \
+	X(resource_attrs_malformed, "process OTEL_RESOURCE_ATTRIBUTES discarded: malformed")       \
+	X(proc_identity_mismatch,                                                                  \
+	  "processes whose pid was taken by another before /proc was read (named by comm)")        \
 	X(parent_exact, "client spans parented by trace-id match")                                 \
 	X(parent_thread, "client spans parented by same thread")                                   \
 	X(parent_ancestor, "client spans parented by ancestor thread")                             \

@@ -73,3 +73,86 @@ char *text_put_u64(char *out, uint64_t v)
 	memcpy(out, t, n);
 	return out + n;
 }
+
+/* "\xNN" at out; returns the end. */
+static char *put_hex_escape(char *out, unsigned char c)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	*out++ = '\\';
+	*out++ = 'x';
+	*out++ = digits[c >> 4];
+	*out++ = digits[c & 15];
+	return out;
+}
+
+size_t text_escape_terminal(char *out, size_t cap, const char *in, size_t len, unsigned flags)
+{
+	const unsigned char *p = (const unsigned char *)in, *end = p + len;
+	char *o = out, *last;
+
+	if (!cap)
+		return 0;
+	last = out + cap - 1; /* room for the NUL */
+	while (p < end) {
+		size_t n = 1;
+
+		if ((*p >= 0x20 && *p < 0x7f) || (*p == '\n' && (flags & TEXT_ESC_KEEP_LF))) {
+			if (o == last)
+				break;
+			*o++ = (char)*p++;
+			continue;
+		}
+		if (*p >= 0x80 && !(flags & TEXT_ESC_ASCII)) {
+			n = utf8_sequence_len(p, (size_t)(end - p));
+			/* U+0080..U+009F: C2 80..C2 9F */
+			if (n > 1 && !(p[0] == 0xc2 && p[1] <= 0x9f)) {
+				if ((size_t)(last - o) < n)
+					break;
+				memcpy(o, p, n);
+				o += n;
+				p += n;
+				continue;
+			}
+			n = n ? n : 1;
+		}
+		/* escape each byte of what is not shown (a C1 control: both of its bytes) */
+		if ((size_t)(last - o) < 4 * n)
+			break;
+		for (size_t i = 0; i < n; i++)
+			o = put_hex_escape(o, p[i]);
+		p += n;
+	}
+	*o = '\0';
+	return (size_t)(o - out);
+}
+
+void text_url_for_log(char *out, size_t cap, const char *url)
+{
+	const char *auth, *aend, *at = NULL, *pend;
+	size_t used = 0;
+
+	if (!cap)
+		return;
+	if (!url)
+		url = "(none)";
+	auth = strstr(url, "://");
+	auth = auth ? auth + 3 : url;
+	aend = auth + strcspn(auth, "/?#");
+	for (const char *p = auth; p < aend; p++)
+		if (*p == '@')
+			at = p;
+	pend = aend + strcspn(aend, "?#");
+#define PUT(s, n)                                                                                  \
+	do {                                                                                       \
+		size_t m_ = (n) < cap - 1 - used ? (n) : cap - 1 - used;                           \
+		memcpy(out + used, (s), m_);                                                       \
+		used += m_;                                                                        \
+	} while (0)
+	PUT(url, (size_t)(auth - url));
+	if (at)
+		auth = at + 1;
+	PUT(auth, (size_t)(pend - auth));
+#undef PUT
+	out[used] = '\0';
+}

@@ -26,4 +26,28 @@ size_t utf8_sequence_len(const unsigned char *p, size_t avail);
  * a step: span timestamps and attributes are formatted for every span. */
 char *text_put_u64(char *out, uint64_t v);
 
+/* Flags of text_escape_terminal. */
+#define TEXT_ESC_ASCII 1u   /* every byte outside printable ASCII escaped: one column a byte */
+#define TEXT_ESC_KEEP_LF 2u /* '\n' kept: multi-line text (libbpf's and the verifier's logs) */
+
+/* Longest escape of one input byte ("\xNN"): out needs 4 bytes an input byte, plus 1. */
+#define TEXT_ESC_MAX_PER_BYTE 4
+
+/*
+ * in[0..len) made safe for a terminal or a line-oriented log, into out (cap bytes, always
+ * NUL-terminated, cut only between whole escapes): control bytes (C0 with CR, LF, TAB and
+ * ESC; DEL), the C1 controls U+0080..U+009F (CSI starts escape sequences on some terminals)
+ * and bytes that are not well-formed UTF-8 become "\xNN". With TEXT_ESC_ASCII every byte
+ * outside printable ASCII does. The one function every text from processes, traffic,
+ * configuration or the environment goes through on its way to a terminal or log. Returns
+ * the length written.
+ */
+size_t text_escape_terminal(char *out, size_t cap, const char *in, size_t len, unsigned flags);
+
+/*
+ * url without what may be a secret, for logs and messages: no userinfo (user:token@), no
+ * query, no fragment; into out (cap bytes, NUL-terminated, cut to fit). "(none)" for NULL.
+ */
+void text_url_for_log(char *out, size_t cap, const char *url);
+
 #endif

@@ -26,6 +26,8 @@ struct tracker_options {
 	uint64_t request_timeout_ns; /* requests with no answer end with an error */
 	bool stitch;		     /* --repair=stitch: join same-host hops that lost context */
 	const char *proc_root;	     /* NULL: /proc (tests point elsewhere) */
+	/* path parameters exported (--keep-path-params); NULL: none. Outlives the tracker. */
+	const struct path_param_allow *keep_path_params;
 };
 
 struct tracker {

@@ -168,11 +168,24 @@ static char *decode_part(const char *s, size_t len, bool *bad)
 	return out;
 }
 
+/* A key as an error message may show it: token characters (RFC 9110), others as '?', at
+ * most 64. Values never appear in messages: in OTEL_EXPORTER_OTLP_HEADERS they are tokens. */
+static void key_for_msg(char *out, size_t cap, const char *p, size_t len)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < len && o + 1 < cap && o < 64; i++)
+		out[o++] =
+		    isalnum((unsigned char)p[i]) || strchr("!#$%&'*+-.^_`|~", p[i]) ? p[i] : '?';
+	out[o] = '\0';
+}
+
 int otlp_kv_parse(const char *list, const char *what, struct otlp_kv **out, unsigned *n, char *msg,
 		  size_t msglen)
 {
 	struct otlp_kv *kv = NULL;
-	unsigned cnt = 0, cap = 0;
+	unsigned cnt = 0, cap = 0, member = 0;
+	char shown[72];
 	const char *p = list;
 	int err;
 
@@ -185,6 +198,7 @@ int otlp_kv_parse(const char *list, const char *what, struct otlp_kv **out, unsi
 		if (!end)
 			end = p + strlen(p);
 		len = (size_t)(end - p);
+		member++;
 		eq = memchr(p, '=', len);
 		if (!eq) {
 			/* an empty member (",," or a trailing comma) is tolerated, as in baggage */
@@ -193,26 +207,28 @@ int otlp_kv_parse(const char *list, const char *what, struct otlp_kv **out, unsi
 			for (size_t i = 0; i < len; i++)
 				blank = blank && isspace((unsigned char)p[i]);
 			if (!blank) {
-				err = fail(msg, msglen, "%s: '%.*s' is not key=value", what,
-					   (int)len, p);
+				err = fail(msg, msglen, "%s: member %u is not key=value", what,
+					   member);
 				goto err_free;
 			}
 			p = *end ? end + 1 : end;
 			continue;
 		}
+		key_for_msg(shown, sizeof(shown), p, (size_t)(eq - p));
 		key = decode_part(p, (size_t)(eq - p), &bad);
 		val = key ? decode_part(eq + 1, (size_t)(end - eq - 1), &bad) : NULL;
 		if (!key || !val) {
 			free(key);
-			err = bad ? fail(msg, msglen, "%s: bad percent-escape in '%.*s'", what,
-					 (int)len, p)
+			err = bad ? fail(msg, msglen,
+					 "%s: bad percent-escape in member %u (key '%s')", what,
+					 member, shown)
 				  : -ENOMEM;
 			goto err_free;
 		}
 		if (!*key) {
 			free(key);
 			free(val);
-			err = fail(msg, msglen, "%s: empty key in '%.*s'", what, (int)len, p);
+			err = fail(msg, msglen, "%s: member %u has an empty key", what, member);
 			goto err_free;
 		}
 		if (cnt == cap) {
@@ -266,10 +282,13 @@ static int parse_headers(struct otlp_config *cfg, const char *src, const char *v
 	for (unsigned i = 0; i < n; i++) {
 		/* a decoded CR or LF would let a value smuggle in another header */
 		if (!is_token(kv[i].key) || strpbrk(kv[i].value, "\r\n")) {
+			char shown[72];
+
+			key_for_msg(shown, sizeof(shown), kv[i].key, strlen(kv[i].key));
 			err = fail(msg, msglen,
-				   "%s: '%s' is not a valid header (name must be a token, value "
+				   "%s: header '%s' is not valid (name must be a token, value "
 				   "without line breaks)",
-				   src, kv[i].key);
+				   src, shown);
 			otlp_kv_free(kv, n);
 			return err;
 		}
@@ -560,10 +579,14 @@ static int resolve_http(struct otlp_config *cfg, char *msg, size_t msglen)
 	if (!ep)
 		return url_join(&cfg->url, OTLP_DEFAULT_HTTP_ENDPOINT,
 				strlen(OTLP_DEFAULT_HTTP_ENDPOINT), OTLP_HTTP_TRACES_PATH);
-	if (!has_scheme(ep))
+	if (!has_scheme(ep)) {
+		char shown[512];
+
+		text_url_for_log(shown, sizeof(shown), ep);
 		return fail(msg, msglen,
 			    "%s=%s: an OTLP/HTTP endpoint must start with http:// or https://", src,
-			    ep);
+			    shown);
+	}
 	if (cfg->traces_endpoint)
 		return set_str(&cfg->url, ep);
 	/* the spec appends the signal path to the base endpoint, whatever path it has */
@@ -579,15 +602,16 @@ static int resolve_grpc(struct otlp_config *cfg, char *msg, size_t msglen)
 	const char *src = cfg->traces_endpoint ? cfg->traces_endpoint_src : cfg->base_endpoint_src;
 	const char *ep = cfg->traces_endpoint ? cfg->traces_endpoint : cfg->base_endpoint;
 	const char *auth, *slash;
-	char *full;
+	char *full, shown[512];
 	int err;
 
 	if (!ep)
 		ep = OTLP_DEFAULT_GRPC_ENDPOINT;
+	text_url_for_log(shown, sizeof(shown), ep);
 	if (!has_scheme(ep)) {
 		if (strstr(ep, "://"))
 			return fail(msg, msglen, "%s=%s: unsupported scheme (use http or https)",
-				    src, ep);
+				    src, shown);
 		if (asprintf(&full, "%s://%s", cfg->insecure ? "http" : "https", ep) < 0)
 			return -ENOMEM;
 	} else {
@@ -598,7 +622,7 @@ static int resolve_grpc(struct otlp_config *cfg, char *msg, size_t msglen)
 	auth = strstr(full, "://") + 3;
 	if (!*auth || *auth == '/') {
 		free(full);
-		return fail(msg, msglen, "%s=%s: no host in the endpoint", src, ep);
+		return fail(msg, msglen, "%s=%s: no host in the endpoint", src, shown);
 	}
 	slash = strchr(auth, '/');
 	err = url_join(&cfg->url, full, slash ? (size_t)(slash - full) : strlen(full),

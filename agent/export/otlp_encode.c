@@ -523,10 +523,19 @@ static bool key_in(const char *const *keys, unsigned n, const char *key)
 	return false;
 }
 
+static bool agent_has_key(const struct otlp_encoder *enc, const char *key)
+{
+	for (unsigned i = 0; i < enc->nagent; i++)
+		if (!strcmp(enc->agent[i].key, key))
+			return true;
+	return false;
+}
+
 /*
  * The Resource payload of one traced process into enc->res. When keys collide, what hoptrace
- * observed of the process wins, then the process's own OTEL_RESOURCE_ATTRIBUTES, then the
- * agent's list.
+ * observed of the process wins, then the agent's list (host.name, its own
+ * OTEL_RESOURCE_ATTRIBUTES: host-level, set by whoever runs the agent), then the process's
+ * own OTEL_RESOURCE_ATTRIBUTES: a process must not pass for another host or node.
  */
 static int resource_encode(struct otlp_encoder *enc, const struct resource *r)
 {
@@ -564,7 +573,8 @@ static int resource_encode(struct otlp_encoder *enc, const struct resource *r)
 		for (unsigned i = 0; i < r->nextra && i < RESOURCE_MAX_EXTRA; i++) {
 			const struct resource_kv *x = &r->extra[i];
 
-			if (x->key && x->value && *x->key && !key_in(keys, nkeys, x->key))
+			if (x->key && x->value && *x->key && !key_in(keys, nkeys, x->key) &&
+			    !agent_has_key(enc, x->key))
 				PUT_STR(x->key, x->value);
 		}
 	}

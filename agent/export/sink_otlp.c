@@ -46,6 +46,7 @@
 #include "otlp_transport.h"
 #include "span.h"
 #include "stats.h"
+#include "text.h"
 
 #define BACKOFF_INITIAL_MS 500
 #define BACKOFF_MAX_MS 5000
@@ -107,7 +108,7 @@ struct sink_otlp {
 	uint64_t delay_ns;
 	uint64_t export_timeout_ns;
 	bool gzip;
-	char *url;
+	char *url; /* as logs show it: no userinfo, no query (text_url_for_log) */
 	const char *protocol;
 	unsigned nworkers;
 	struct exporter *workers;
@@ -740,7 +741,7 @@ struct sink *sink_otlp_new(const struct otlp_config *cfg)
 	struct sink_otlp *sk = calloc(1, sizeof(*sk));
 	unsigned nworkers = cfg->exporters > 0 ? (unsigned)cfg->exporters : 1;
 	size_t by_bytes;
-	char msg[512] = "";
+	char msg[512] = "", shown_url[1024];
 	int err;
 
 	if (!sk) {
@@ -765,7 +766,8 @@ struct sink *sink_otlp_new(const struct otlp_config *cfg)
 	sk->export_timeout_ns = (uint64_t)cfg->export_timeout_ms * 1000000ull;
 	sk->gzip = cfg->gzip;
 	sk->protocol = otlp_protocol_name(cfg->protocol);
-	sk->url = strdup(cfg->url ? cfg->url : "");
+	text_url_for_log(shown_url, sizeof(shown_url), cfg->url ? cfg->url : "");
+	sk->url = strdup(shown_url);
 	sk->ring = calloc(sk->cap, sizeof(*sk->ring));
 	sk->queued_ns = calloc(sk->cap, sizeof(*sk->queued_ns));
 	sk->workers = calloc(nworkers, sizeof(*sk->workers));

@@ -194,9 +194,10 @@ static void test_encode_fields(void **state)
 	r->extra[0] = (struct resource_kv){strdup("team"), strdup("core")};
 	/* observed service.name wins over the process's own list */
 	r->extra[1] = (struct resource_kv){strdup("service.name"), strdup("ignored")};
-	/* the process's list wins over the agent's */
+	/* the agent's list (host-level) wins over the process's */
 	r->extra[2] = (struct resource_kv){strdup("deployment.environment"), strdup("staging")};
-	r->nextra = 3;
+	r->extra[3] = (struct resource_kv){strdup("host.name"), strdup("evil")};
+	r->nextra = 4;
 	spans[0] = server_span(r);
 	spans[1] = client_span(r);
 	assert_int_equal(otlp_encoder__encode(enc, spans, 2, &out), 0);
@@ -214,7 +215,7 @@ static void test_encode_fields(void **state)
 	assert_str_attr(ra, nra, "container.id", "abcdef0123");
 	assert_str_attr(ra, nra, "k8s.pod.uid", "pod-uid-1");
 	assert_str_attr(ra, nra, "team", "core");
-	assert_str_attr(ra, nra, "deployment.environment", "staging");
+	assert_str_attr(ra, nra, "deployment.environment", "prod");
 	assert_str_attr(ra, nra, "host.name", "node-7");
 	assert_str_attr(ra, nra, "os.type", "linux");
 	assert_str_attr(ra, nra, "telemetry.sdk.name", "hoptrace");

@@ -630,7 +630,7 @@ static void test_waterfall_color_and_sanitizing(void **state)
 	sk->emit(sk, bad);
 	sk->flush(sk, 100);
 	assert_non_null(
-	    strstr(capture_text(&c), "\033[31m  unknown_service SERVER GET /?[2Jevil??"));
+	    strstr(capture_text(&c), "\033[31m  unknown_service SERVER GET /\\x1b[2Jevil\\xc3"));
 	assert_null(strstr(capture_text(&c), "\033[2J"));
 	sk->destroy(sk);
 	capture_close(&c);

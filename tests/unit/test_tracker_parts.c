@@ -61,27 +61,6 @@ static void test_hashmap_limit(void **state)
 	u64map_free(&m);
 }
 
-static void check_path(const char *target, const char *want)
-{
-	const char *p;
-	size_t n = http_target_path(target, strlen(target), &p);
-
-	assert_int_equal(n, strlen(want));
-	assert_memory_equal(p, want, n);
-}
-
-static void test_target_path(void **state)
-{
-	(void)state;
-	check_path("/a/b?token=secret", "/a/b");
-	check_path("/a#frag", "/a");
-	check_path("/", "/");
-	check_path("*", "*");
-	check_path("http://example.com/x/y?q=1", "/x/y");
-	check_path("https://example.com", "/");
-	check_path("?only=query", "");
-}
-
 static void test_tuple_addr_string(void **state)
 {
 	uint8_t v4[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
@@ -165,7 +144,6 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_hashmap_put_get_del_grow),
 	    cmocka_unit_test(test_hashmap_limit),
-	    cmocka_unit_test(test_target_path),
 	    cmocka_unit_test(test_tuple_addr_string),
 	    cmocka_unit_test(test_text_put_u64),
 	    cmocka_unit_test(test_resource_attributes),
