@@ -43,8 +43,9 @@ typedef Opentelemetry__Proto__Common__V1__InstrumentationScope Scope;
 
 /*
  * What one client, or all of them, may make this receiver hold (it may listen on 0.0.0.0).
- * When every slot is taken, a new connection evicts the one idle longest (else the slowest
- * request): a client that opens MAX_CONNS connections and sends nothing blocks no one.
+ * When every slot is taken, a new connection evicts the one that has waited longest (idle,
+ * or with a request still arriving): a client that opens MAX_CONNS connections and holds
+ * them blocks no one.
  */
 #define MAX_CONNS 128
 /* a request body, on the wire and again after gunzip: the agent's batches are far smaller */
@@ -1512,24 +1513,55 @@ static void consume(struct conn *c, size_t n)
 	c->in_len -= n;
 }
 
-/* Input held for all connections together (--max-buffered). */
-static size_t buffered_bytes(void)
+static size_t conn_buffered(const struct conn *c)
+{
+	return c->in_cap + c->body.cap;
+}
+
+/* Input held for all connections together (--max-buffered), and who holds the most. */
+static size_t buffered_bytes(struct conn **biggest)
 {
 	size_t total = 0;
 
-	for (int i = 0; i < MAX_CONNS; i++)
-		total += conns[i].in_cap + conns[i].body.cap;
+	*biggest = NULL;
+	for (int i = 0; i < MAX_CONNS; i++) {
+		total += conn_buffered(&conns[i]);
+		if (conns[i].out_len) /* its answer is on its way: not to be replaced */
+			continue;
+		if (!*biggest || conn_buffered(&conns[i]) > conn_buffered(*biggest))
+			*biggest = &conns[i];
+	}
 	return total;
 }
 
-/* May a connection's buffers grow by more bytes? If not, it is answered 503 and closed. */
-static bool may_buffer(struct conn *c, size_t more)
+/* Answer 503 and drop the input at once: the request will not be read further. */
+static void shed(struct conn *c)
 {
-	if (buffered_bytes() + more <= env.max_buffered)
-		return true;
 	cnt.busy++;
 	answer_error(c, 503, 8, "receiver buffers full: retry later", true, false);
-	return false;
+	free(c->in);
+	c->in = NULL;
+	c->in_len = c->in_cap = 0;
+	otlp_buf_free(&c->body);
+}
+
+/*
+ * May a connection's buffers grow by more bytes (--max-buffered)? While they may not, the
+ * connection holding the most is shed: clients that fill the buffers with slow bodies
+ * cannot keep a small request out. False if that is c itself.
+ */
+static bool may_buffer(struct conn *c, size_t more)
+{
+	struct conn *biggest;
+
+	while (buffered_bytes(&biggest) + more > env.max_buffered) {
+		if (!biggest || biggest == c || conn_buffered(biggest) <= conn_buffered(c)) {
+			shed(c);
+			return false;
+		}
+		shed(biggest);
+	}
+	return true;
 }
 
 /* Where parsing a request stands after one step. */
@@ -1913,28 +1945,28 @@ static void on_signal(int sig)
 }
 
 /*
- * The connection to close for a new one when every slot is taken: the one idle longest,
- * else the one whose request has been arriving longest (a slow client, likely one holding
- * slots on purpose; it gets a 408). One whose answer is on its way is left alone. NULL if
- * every connection is waiting for its answer.
+ * The connection to close for a new one when every slot is taken: the one that has waited
+ * longest, idle since its last answer or with a request that has been arriving since
+ * (a slow client, likely one holding slots on purpose; it gets a 408). A new connection
+ * has not waited at all, so it is read before it can be evicted. One whose answer is on its
+ * way is left alone. NULL if every connection is waiting for its answer.
  */
 static struct conn *pick_victim(void)
 {
-	struct conn *idle = NULL, *slow = NULL;
+	struct conn *victim = NULL;
+	uint64_t oldest = UINT64_MAX;
 
 	for (int i = 0; i < MAX_CONNS; i++) {
 		struct conn *c = &conns[i];
+		uint64_t since = c->request_start && !c->lingering ? c->request_start
+								  : c->last_active;
 
-		if (c->out_len)
-			continue;
-		if (c->lingering || !c->request_start) {
-			if (!idle || c->last_active < idle->last_active)
-				idle = c;
-		} else if (!slow || c->request_start < slow->request_start) {
-			slow = c;
+		if (!c->out_len && since < oldest) {
+			oldest = since;
+			victim = c;
 		}
 	}
-	return idle ? idle : slow;
+	return victim;
 }
 
 static void evict(struct conn *c)
