@@ -175,12 +175,18 @@ FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(OUT)/fuzz/%,$(wildcard tests/fuzz/fu
 FUZZ_SRCS_fuzz_http1 := agent/http1.c agent/text.c
 FUZZ_SRCS_fuzz_traceparent := agent/traceparent.c
 FUZZ_SRCS_fuzz_json_read := agent/json_read.c agent/text.c
+# the receiver's request path: the tool itself without its main(), and what it links
+FUZZ_SRCS_fuzz_collect := tools/hoptrace-collect.c agent/export/otlp_gzip.c \
+	agent/export/otlp_encode.c agent/export/otlp_config.c agent/text.c agent/log.c $(PROTO_C)
+FUZZ_FLAGS_fuzz_collect := -Itools -I$(GEN) -DHOPTRACE_COLLECT_NO_MAIN -DHOPTRACE_VERSION='"fuzz"'
+FUZZ_LIBS_fuzz_collect := -lprotobuf-c -lz -lm
+$(OUT)/fuzz/fuzz_collect: tools/hoptrace-collect.c tools/hoptrace-collect.h | $(PROTO_H)
 
 $(OUT)/fuzz/%: tests/fuzz/%.c $(wildcard agent/*.h)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iagent -Iinclude \
-		$< $(FUZZ_SRCS_$*) -o $@
+		$(FUZZ_FLAGS_$*) $< $(FUZZ_SRCS_$*) $(FUZZ_LIBS_$*) -o $@
 
 fuzz: $(FUZZ_TARGETS)
 	$(Q)for f in $(FUZZ_TARGETS); do \

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hoptrace-collect.h"
 #include "export/otlp_encode.h"
 #include "export/otlp_gzip.h"
 #include "log.h"
@@ -992,10 +993,10 @@ struct conn {
 	size_t in_cap;
 	size_t scanned; /* PH_HEAD: bytes of in already searched for the end of the head */
 	enum conn_phase phase;
-	struct request rq;     /* past PH_HEAD: the request's head */
-	struct otlp_buf body;  /* a chunked body, decoded so far */
-	uint64_t chunk_left;   /* PH_CHUNK_DATA: bytes of the chunk still to come */
-	size_t trailer_len;    /* PH_TRAILER: bytes of trailer lines so far */
+	struct request rq;	/* past PH_HEAD: the request's head */
+	struct otlp_buf body;	/* a chunked body, decoded so far */
+	uint64_t chunk_left;	/* PH_CHUNK_DATA: bytes of the chunk still to come */
+	size_t trailer_len;	/* PH_TRAILER: bytes of trailer lines so far */
 	uint64_t request_start; /* ms: first byte of the request in progress; 0 if none */
 	uint64_t last_active;	/* ms: accepted, or an answer written */
 	char *outbuf;
@@ -1648,7 +1649,8 @@ static enum progress step_chunk_size(struct conn *c)
 	size_t len = line_len(c, 1024, &too_long), i;
 
 	if (!len)
-		return too_long ? answer_malformed(c, 400, "malformed chunked body") : await_body(c);
+		return too_long ? answer_malformed(c, 400, "malformed chunked body")
+				: await_body(c);
 	for (i = 0; i < len; i++) {
 		uint8_t ch = c->in[i];
 		int h = ch >= '0' && ch <= '9'	 ? ch - '0'
@@ -1768,6 +1770,70 @@ static bool try_request(struct conn *c)
 		}
 	} while (p == P_NEXT);
 	return p == P_ANSWERED;
+}
+
+/* The status of the answer queued in outbuf (0 if none), as a client would read it. */
+static int queued_status(const struct conn *c)
+{
+	int status = 0;
+
+	if (c->out_len > 12 && !strncmp(c->outbuf, "HTTP/1.1 ", 9))
+		status = atoi(c->outbuf + 9);
+	return status;
+}
+
+/*
+ * The request path without a socket: data arrives as recvs of at most piece bytes, each
+ * answer is taken as soon as it is queued (as if written at once), until the input ends
+ * or an answer closes the connection. Returns the status of the last answer, 0 if none.
+ * tests/fuzz/fuzz_collect.c drives it; the receiver itself goes through on_readable().
+ */
+int collect_feed(const uint8_t *data, size_t len, size_t piece)
+{
+	struct conn c = {.fd = -1};
+	int status = 0;
+
+	for (size_t off = 0; off < len && !c.close_after;) {
+		size_t n = len - off < piece ? len - off : piece;
+
+		if (c.in_cap - c.in_len < n) {
+			uint8_t *nin = realloc(c.in, c.in_len + n);
+
+			if (!nin)
+				break;
+			c.in = nin;
+			c.in_cap = c.in_len + n;
+		}
+		memcpy(c.in + c.in_len, data + off, n);
+		c.in_len += n;
+		off += n;
+		while (try_request(&c)) {
+			status = queued_status(&c);
+			free(c.outbuf);
+			c.outbuf = NULL;
+			c.out_len = c.out_off = 0;
+			if (c.close_after)
+				break;
+		}
+	}
+	conn_close(&c);
+	return status;
+}
+
+/*
+ * Set up for collect_feed(): spans to sink, small limits so that each input runs fast,
+ * only errors logged. 0, or -EINVAL as schema_init().
+ */
+int collect_feed_setup(FILE *sink)
+{
+	out = sink;
+	env.quiet = true;
+	env.max_body = 1u << 20;
+	env.max_unpack = 16u << 20;
+	log_set_level(LOG_ERROR);
+	for (int i = 0; i < MAX_CONNS; i++)
+		conns[i].fd = -1;
+	return schema_init();
 }
 
 static void send_continue(struct conn *c)
@@ -1958,8 +2024,8 @@ static struct conn *pick_victim(void)
 
 	for (int i = 0; i < MAX_CONNS; i++) {
 		struct conn *c = &conns[i];
-		uint64_t since = c->request_start && !c->lingering ? c->request_start
-								  : c->last_active;
+		uint64_t since =
+		    c->request_start && !c->lingering ? c->request_start : c->last_active;
 
 		if (!c->out_len && since < oldest) {
 			oldest = since;
@@ -2081,6 +2147,7 @@ static void serve(int lfd)
 	}
 }
 
+#ifndef HOPTRACE_COLLECT_NO_MAIN /* the fuzzer brings its own */
 int main(int argc, char **argv)
 {
 	static const struct argp argp = {opts, parse_arg, NULL, doc};
@@ -2149,3 +2216,4 @@ int main(int argc, char **argv)
 		 cnt.dump_errors ? ", some request dumps failed" : "");
 	return err ? 1 : 0;
 }
+#endif
