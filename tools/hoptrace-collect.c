@@ -1688,11 +1688,11 @@ static enum progress step_chunk_data(struct conn *c)
 	if (!n)
 		return await_body(c);
 	if (need > c->body.cap) {
-		size_t grow = (c->body.cap ? c->body.cap : 4096);
+		size_t ncap = c->body.cap ? c->body.cap : 4096;
 
-		while (c->body.cap + grow < need)
-			grow *= 2; /* what otlp_buf_reserve will add */
-		if (!may_buffer(c, grow))
+		while (ncap < need)
+			ncap *= 2; /* as otlp_buf_reserve will */
+		if (!may_buffer(c, ncap - c->body.cap))
 			return P_ANSWERED;
 		if (otlp_buf_reserve(&c->body, need))
 			return answer_malformed(c, 503, "out of memory");
@@ -1870,6 +1870,15 @@ static void drain(struct conn *c)
 		conn_close(c);
 }
 
+/*
+ * The most a connection's input buffer holds: a whole head and body (the head is consumed
+ * once parsed, a body is read only while no answer is pending) and a read more.
+ */
+static size_t in_limit(void)
+{
+	return env.max_body + MAX_HEADER + IO_CHUNK * 2;
+}
+
 static void on_readable(struct conn *c)
 {
 	ssize_t n;
@@ -1878,14 +1887,12 @@ static void on_readable(struct conn *c)
 		drain(c);
 		return;
 	}
-	if (c->in_cap - c->in_len < IO_CHUNK) {
+	if (c->in_cap - c->in_len < IO_CHUNK && c->in_cap < in_limit()) {
 		size_t ncap = c->in_cap ? c->in_cap * 2 : IO_CHUNK * 2;
 		uint8_t *nin;
 
-		if (ncap > env.max_body + MAX_HEADER + IO_CHUNK * 2 + (env.max_body / 2)) {
-			conn_close(c); /* a client that sends more than it may: drop it */
-			return;
-		}
+		if (ncap > in_limit())
+			ncap = in_limit();
 		if (!may_buffer(c, ncap - c->in_cap))
 			return;
 		nin = realloc(c->in, ncap);
@@ -1895,6 +1902,10 @@ static void on_readable(struct conn *c)
 		}
 		c->in = nin;
 		c->in_cap = ncap;
+	}
+	if (c->in_len == c->in_cap) {
+		conn_close(c); /* a client that sends more than it may: drop it */
+		return;
 	}
 	n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
 	if (n <= 0) {
