@@ -254,6 +254,12 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 	case ARGP_KEY_END:
 		if (env.count_file && env.output)
 			argp_error(state, "--count-only writes no spans: leave out -o");
+		/* a chunked body's buffer doubles: it may take twice --max-body */
+		if (env.max_buffered / 2 < env.max_body + (1u << 20))
+			argp_error(
+			    state,
+			    "--max-buffered must be at least twice --max-body and 2 MiB more, "
+			    "or no request that large could be received");
 		break;
 	default:
 		return ARGP_ERR_UNKNOWN;
