@@ -12,7 +12,6 @@
 #include <argp.h>
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <netdb.h>
