@@ -181,12 +181,18 @@ FUZZ_SRCS_fuzz_json_read := agent/json_read.c agent/text.c
 FUZZ_SRCS_fuzz_target := agent/target.c
 FUZZ_SRCS_fuzz_otlp_kv := agent/proc.c agent/resource.c agent/export/otlp_config.c agent/log.c \
 	agent/stats.c agent/text.c agent/hashmap.c
+# the receiver's request path: the tool itself without its main(), and what it links
+FUZZ_SRCS_fuzz_collect := tools/hoptrace-collect.c agent/export/otlp_gzip.c \
+	agent/export/otlp_encode.c agent/export/otlp_config.c agent/text.c agent/log.c $(PROTO_C)
+FUZZ_FLAGS_fuzz_collect := -Itools -DHOPTRACE_COLLECT_NO_MAIN
+FUZZ_LIBS_fuzz_collect := -lprotobuf-c -lz -lm
+$(OUT)/fuzz/fuzz_collect: tools/hoptrace-collect.c tools/hoptrace-collect.h | $(PROTO_H)
 
 $(OUT)/fuzz/%: tests/fuzz/%.c $(wildcard agent/*.h) | $(GENERATED)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-		$(CPPFLAGS) $< $(FUZZ_SRCS_$*) $(FUZZ_LIBS_$*) -o $@
+		$(CPPFLAGS) $(FUZZ_FLAGS_$*) $< $(FUZZ_SRCS_$*) $(FUZZ_LIBS_$*) -o $@
 
 .PHONY: fuzz-short
 fuzz: $(FUZZ_TARGETS)

@@ -19,6 +19,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hoptrace-collect.h"
 #include "export/otlp_encode.h"
 #include "export/otlp_gzip.h"
 #include "log.h"
@@ -39,7 +41,25 @@ typedef Opentelemetry__Proto__Trace__V1__Span Span;
 typedef Opentelemetry__Proto__Resource__V1__Resource Resource;
 typedef Opentelemetry__Proto__Common__V1__InstrumentationScope Scope;
 
+/*
+ * What one client, or all of them, may make this receiver hold (it may listen on 0.0.0.0).
+ * When every slot is taken, a new connection evicts the one that has waited longest (idle,
+ * or with a request still arriving): a client that opens MAX_CONNS connections and holds
+ * them blocks no one.
+ */
 #define MAX_CONNS 128
+/* a request body, on the wire and again after gunzip: the agent's batches are far smaller */
+#define DEFAULT_MAX_BODY (8u << 20)
+/* what protobuf-c may allocate to unpack one request (see struct unpack_budget) */
+#define DEFAULT_MAX_UNPACK (64u << 20)
+/* input buffered over all connections together */
+#define DEFAULT_MAX_BUFFERED (64u << 20)
+/* a kept-alive connection with no request in progress is closed after this */
+#define DEFAULT_IDLE_TIMEOUT_S 60
+/* a request (head and body) must arrive within this of its first byte, else 408 */
+#define DEFAULT_REQUEST_TIMEOUT_S 30
+/* a connection answered with "close" may take this long to stop sending (see conn_linger) */
+#define LINGER_MS 2000
 /* the link attribute hoptrace puts a link's reason in (otlp_encode.h) */
 #define LINK_REASON OTLP_LINK_REASON_KEY
 #define STR_(x) #x
@@ -60,12 +80,20 @@ static struct env {
 	int retry_after;
 	int delay_ms;
 	size_t max_body;
+	size_t max_unpack;
+	size_t max_buffered;
+	uint64_t idle_timeout_ms;
+	uint64_t request_timeout_ms;
 	bool quiet;
 } env = {
     .listen = "127.0.0.1",
     .port = 4318,
     .retry_after = -1,
-    .max_body = 64u << 20,
+    .max_body = DEFAULT_MAX_BODY,
+    .max_unpack = DEFAULT_MAX_UNPACK,
+    .max_buffered = DEFAULT_MAX_BUFFERED,
+    .idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_S * 1000,
+    .request_timeout_ms = DEFAULT_REQUEST_TIMEOUT_S * 1000,
 };
 
 static struct counters {
@@ -80,6 +108,11 @@ static struct counters {
 	uint64_t kind_client;
 	uint64_t kind_other;
 	uint64_t summary_errors;
+	uint64_t timeouts;    /* 408: a request that did not arrive in time; or a slow reader */
+	uint64_t idle_closed; /* kept-alive connections closed for idling */
+	uint64_t evicted;     /* connections closed to make room for a new one */
+	uint64_t too_large;   /* 413: body, gunzipped body or unpacked request too large */
+	uint64_t busy;	      /* 503: the buffers of all connections together were full */
 } cnt;
 
 static volatile sig_atomic_t exiting;
@@ -105,6 +138,10 @@ enum {
 	OPT_RETRY_AFTER,
 	OPT_DELAY_MS,
 	OPT_MAX_BODY,
+	OPT_MAX_UNPACK,
+	OPT_MAX_BUFFERED,
+	OPT_IDLE_TIMEOUT,
+	OPT_REQUEST_TIMEOUT,
 	OPT_DUMP,
 	OPT_COUNT_ONLY,
 };
@@ -120,7 +157,17 @@ static const struct argp_option opts[] = {
      "fail only the first N requests (with --fail-status, default 503)"},
     {"retry-after", OPT_RETRY_AFTER, "S", 0, "add Retry-After: S to failure answers"},
     {"delay-ms", OPT_DELAY_MS, "MS", 0, "answer every request MS milliseconds late"},
-    {"max-body", OPT_MAX_BODY, "BYTES", 0, "largest request body, after gunzip (64 MiB)"},
+    {"max-body", OPT_MAX_BODY, "BYTES", 0,
+     "largest request body, on the wire and after gunzip (default 8 MiB; 413 beyond)"},
+    {"max-unpack", OPT_MAX_UNPACK, "BYTES", 0,
+     "most memory one request may take once decoded (default 64 MiB; 413 beyond)"},
+    {"max-buffered", OPT_MAX_BUFFERED, "BYTES", 0,
+     "most input held for all connections together (default 64 MiB; 503 beyond)"},
+    {"idle-timeout", OPT_IDLE_TIMEOUT, "S", 0,
+     "close a kept-alive connection idle this many seconds (default 60)"},
+    {"request-timeout", OPT_REQUEST_TIMEOUT, "S", 0,
+     "answer 408 to a request not received whole this many seconds after its first byte, "
+     "and close a connection that does not read its answer for as long (default 30)"},
     {"dump", OPT_DUMP, "DIR", 0,
      "also write each accepted request body (gunzipped: an ExportTraceServiceRequest) to "
      "DIR/request-N.bin, N counting from 1"},
@@ -140,6 +187,19 @@ static long parse_num(const char *arg, long min, long max, struct argp_state *st
 	if (errno || end == arg || *end || v < min || v > max)
 		argp_error(state, "'%s' is not a number from %ld to %ld", arg, min, max);
 	return v;
+}
+
+/* Seconds, with a fraction (tests use 0.5), as milliseconds. */
+static uint64_t parse_ms(const char *arg, struct argp_state *state)
+{
+	char *end;
+	double s;
+
+	errno = 0;
+	s = strtod(arg, &end);
+	if (errno || end == arg || *end || !(s >= 0.001 && s <= 86400))
+		argp_error(state, "'%s' is not a number of seconds from 0.001 to 86400", arg);
+	return (uint64_t)(s * 1000 + 0.5);
 }
 
 static error_t parse_arg(int key, char *arg, struct argp_state *state)
@@ -172,6 +232,18 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 	case OPT_MAX_BODY:
 		env.max_body = (size_t)parse_num(arg, 1, 1L << 32, state);
 		break;
+	case OPT_MAX_UNPACK:
+		env.max_unpack = (size_t)parse_num(arg, 1, 1L << 34, state);
+		break;
+	case OPT_MAX_BUFFERED:
+		env.max_buffered = (size_t)parse_num(arg, 1, 1L << 34, state);
+		break;
+	case OPT_IDLE_TIMEOUT:
+		env.idle_timeout_ms = parse_ms(arg, state);
+		break;
+	case OPT_REQUEST_TIMEOUT:
+		env.request_timeout_ms = parse_ms(arg, state);
+		break;
 	case OPT_DUMP:
 		env.dump_dir = arg;
 		break;
@@ -181,6 +253,12 @@ static error_t parse_arg(int key, char *arg, struct argp_state *state)
 	case ARGP_KEY_END:
 		if (env.count_file && env.output)
 			argp_error(state, "--count-only writes no spans: leave out -o");
+		/* a chunked body's buffer doubles: it may take twice --max-body */
+		if (env.max_buffered / 2 < env.max_body + (1u << 20))
+			argp_error(
+			    state,
+			    "--max-buffered must be at least twice --max-body and 2 MiB more, "
+			    "or no request that large could be received");
 		break;
 	default:
 		return ARGP_ERR_UNKNOWN;
@@ -886,19 +964,6 @@ static const char *invalid_ids(const Request *req)
 
 /* ---- HTTP ------------------------------------------------------------------------------ */
 
-struct conn {
-	int fd;
-	uint8_t *in;
-	size_t in_len;
-	size_t in_cap;
-	char *outbuf;
-	size_t out_len;
-	size_t out_off;
-	uint64_t respond_at; /* ms; the answer waits in outbuf until then */
-	bool close_after;    /* close once the answer is written */
-	bool sent_continue;
-};
-
 struct request {
 	char method[16];
 	char target[256];
@@ -910,6 +975,43 @@ struct request {
 	char content_type[128];
 	char content_encoding[128];
 	size_t header_len;
+};
+
+/*
+ * Where a connection is in its request. Input is parsed once: each step consumes what it
+ * has read, so a body that arrives in many small pieces (or chunks) is not parsed again on
+ * every recv.
+ */
+enum conn_phase {
+	PH_HEAD,       /* request line and headers */
+	PH_BODY,       /* a Content-Length body */
+	PH_CHUNK_SIZE, /* a chunk-size line (RFC 9112 7.1) */
+	PH_CHUNK_DATA, /* a chunk's data */
+	PH_CHUNK_CRLF, /* the CRLF after a chunk's data */
+	PH_TRAILER,    /* trailer lines after the last chunk, up to an empty line */
+};
+
+struct conn {
+	int fd;
+	uint8_t *in; /* received bytes not consumed yet */
+	size_t in_len;
+	size_t in_cap;
+	size_t scanned; /* PH_HEAD: bytes of in already searched for the end of the head */
+	enum conn_phase phase;
+	struct request rq;	/* past PH_HEAD: the request's head */
+	struct otlp_buf body;	/* a chunked body, decoded so far */
+	uint64_t chunk_left;	/* PH_CHUNK_DATA: bytes of the chunk still to come */
+	size_t trailer_len;	/* PH_TRAILER: bytes of trailer lines so far */
+	uint64_t request_start; /* ms: first byte of the request in progress; 0 if none */
+	uint64_t last_active;	/* ms: accepted, or an answer written */
+	char *outbuf;
+	size_t out_len;
+	size_t out_off;
+	uint64_t respond_at; /* ms; the answer waits in outbuf until then */
+	bool close_after;    /* close once the answer is written */
+	bool lingering;	     /* answered and shut down for writing: reading what is left */
+	bool continue_due;   /* a 100 Continue is to be sent */
+	bool sent_continue;
 };
 
 struct answer {
@@ -1020,12 +1122,16 @@ static void answer_error(struct conn *c, int status, int rpc_code, const char *m
 	queue_answer(c, &a, fault);
 }
 
-/* Find the end of the header block; 0 while incomplete. */
-static size_t header_end(const uint8_t *b, size_t len)
+/*
+ * Find the end of the header block; 0 while incomplete. *scanned: how far earlier calls
+ * looked, so that a head sent a byte at a time is searched once, not once per byte.
+ */
+static size_t header_end(const uint8_t *b, size_t len, size_t *scanned)
 {
-	for (size_t i = 3; i < len; i++)
+	for (size_t i = *scanned > 3 ? *scanned : 3; i < len; i++)
 		if (b[i] == '\n' && b[i - 1] == '\r' && b[i - 2] == '\n' && b[i - 3] == '\r')
 			return i + 1;
+	*scanned = len;
 	return 0;
 }
 
@@ -1101,64 +1207,6 @@ static int parse_head(const char *h, size_t len, struct request *rq)
 	return 0;
 }
 
-/*
- * Decode a chunked body (RFC 9112 7.1) from b. Returns bytes consumed (through the final
- * CRLF) with the data in *body, 0 while incomplete, -EBADMSG if malformed, -EFBIG if large.
- */
-static long dechunk(const uint8_t *b, size_t len, struct otlp_buf *body)
-{
-	size_t pos = 0;
-
-	body->len = 0;
-	for (;;) {
-		const uint8_t *eol = memchr(b + pos, '\n', len - pos);
-		unsigned long long size = 0;
-		size_t i = pos;
-		int digits = 0;
-
-		if (!eol)
-			return len - pos > 1024 ? -EBADMSG : 0;
-		for (; b + i < eol; i++, digits++) {
-			int h = b[i] >= '0' && b[i] <= '9'   ? b[i] - '0'
-				: b[i] >= 'a' && b[i] <= 'f' ? b[i] - 'a' + 10
-				: b[i] >= 'A' && b[i] <= 'F' ? b[i] - 'A' + 10
-							     : -1;
-
-			if (h < 0)
-				break;
-			if (digits >= 15)
-				return -EBADMSG;
-			size = size * 16 + (unsigned)h;
-		}
-		if (!digits)
-			return -EBADMSG;
-		pos = (size_t)(eol - b) + 1; /* chunk extensions, if any, are skipped */
-		if (size == 0) {
-			/* trailer section, then an empty line */
-			for (;;) {
-				const uint8_t *e = memchr(b + pos, '\n', len - pos);
-
-				if (!e)
-					return 0;
-				if (e - (b + pos) <= 1)
-					return (long)((size_t)(e - b) + 1);
-				pos = (size_t)(e - b) + 1;
-			}
-		}
-		if (body->len + size > env.max_body)
-			return -EFBIG;
-		if (len - pos < size + 2)
-			return 0;
-		if (b[pos + size] != '\r' || b[pos + size + 1] != '\n')
-			return -EBADMSG;
-		if (otlp_buf_reserve(body, body->len + size))
-			return -ENOMEM;
-		memcpy(otlp_buf_payload(body) + body->len, b + pos, size);
-		body->len += size;
-		pos += size + 2;
-	}
-}
-
 /* --dump: the body as received (after gunzip), for decoders other than this one. */
 static void dump_body(const uint8_t *body, size_t len)
 {
@@ -1194,9 +1242,12 @@ static int write_summary(void)
 	fprintf(f,
 		"{\"requests\":%" PRIu64 ",\"accepted\":%" PRIu64 ",\"bad_requests\":%" PRIu64
 		",\"faults\":%" PRIu64 ",\"spans\":%" PRIu64 ",\"server\":%" PRIu64
-		",\"client\":%" PRIu64 ",\"other\":%" PRIu64 "}\n",
+		",\"client\":%" PRIu64 ",\"other\":%" PRIu64 ",\"timeouts\":%" PRIu64
+		",\"idle_closed\":%" PRIu64 ",\"evicted\":%" PRIu64 ",\"too_large\":%" PRIu64
+		",\"busy\":%" PRIu64 "}\n",
 		cnt.requests, cnt.accepted, cnt.bad_requests, cnt.faults, cnt.spans,
-		cnt.kind_server, cnt.kind_client, cnt.kind_other);
+		cnt.kind_server, cnt.kind_client, cnt.kind_other, cnt.timeouts, cnt.idle_closed,
+		cnt.evicted, cnt.too_large, cnt.busy);
 	if (ferror(f))
 		err = -EIO;
 	if (fclose(f) && !err)
@@ -1233,9 +1284,62 @@ static void update_summary(void)
 	written = cnt;
 }
 
+/*
+ * protobuf-c allocates every element of a message on its own: an empty KeyValue is 2 bytes
+ * on the wire and some 60 once unpacked, so a body within --max-body (or a gzip bomb within
+ * it) can still unpack to gigabytes. Its allocator gets a byte budget: an allocation past
+ * it fails, which fails the unpack (protobuf-c frees what it had), and the request is a 413.
+ */
+struct unpack_budget {
+	size_t left;
+	bool exceeded;
+};
+
+/* Each block remembers its cost, so that free gives it back (protobuf-c's free has no size). */
+union block_head {
+	size_t cost;
+	max_align_t align;
+};
+
+/* malloc's own overhead per block, counted so that tiny blocks cost what they really do */
+#define MALLOC_OVERHEAD 16
+
+static void *budget_alloc(void *data, size_t size)
+{
+	struct unpack_budget *b = data;
+	size_t cost = size + sizeof(union block_head) + MALLOC_OVERHEAD;
+	union block_head *h;
+
+	if (size > b->left || cost > b->left) {
+		b->exceeded = true;
+		return NULL;
+	}
+	h = malloc(size + sizeof(*h));
+	if (!h)
+		return NULL;
+	h->cost = cost;
+	b->left -= cost;
+	return h + 1;
+}
+
+static void budget_free(void *data, void *p)
+{
+	struct unpack_budget *b = data;
+	union block_head *h;
+
+	if (!p)
+		return;
+	h = (union block_head *)p - 1;
+	b->left += h->cost;
+	free(h);
+}
+
 /* Unpack a request and write its spans as JSON lines; *n of them. Errors as take_spans. */
 static int write_request(const uint8_t *body, size_t len, size_t *n, const char **why)
 {
+	struct unpack_budget budget = {.left = env.max_unpack};
+	ProtobufCAllocator alloc = {
+	    .alloc = budget_alloc, .free = budget_free, .allocator_data = &budget};
 	struct walk w = {0};
 	Request *req;
 	int err;
@@ -1244,9 +1348,9 @@ static int write_request(const uint8_t *body, size_t len, size_t *n, const char 
 	if (err)
 		return err;
 	req = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
-	    NULL, len, body);
+	    &alloc, len, body);
 	if (!req)
-		return -EBADMSG;
+		return budget.exceeded ? -E2BIG : -EBADMSG;
 	*why = invalid_ids(req);
 	if (*why) {
 		err = -EINVAL;
@@ -1255,7 +1359,7 @@ static int write_request(const uint8_t *body, size_t len, size_t *n, const char 
 	*n = write_spans(req);
 out_free:
 	opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(
-	    req, NULL);
+	    req, &alloc);
 	return err;
 }
 
@@ -1284,7 +1388,8 @@ static int count_request(const uint8_t *body, size_t len, size_t *n, const char 
 /*
  * Take the spans of an ExportTraceServiceRequest: write them, or count them. 0 and their
  * number in *n; -ELOOP if values nest too deep, -EBADMSG if it is not an
- * ExportTraceServiceRequest, -EINVAL for invalid ids; *why says which, for the 400.
+ * ExportTraceServiceRequest, -EINVAL for invalid ids (all three a 400), -E2BIG if it would
+ * unpack to more than --max-unpack (a 413); *why says which.
  */
 static int take_spans(const uint8_t *body, size_t len, size_t *n, const char **why)
 {
@@ -1295,6 +1400,8 @@ static int take_spans(const uint8_t *body, size_t len, size_t *n, const char **w
 	err = env.count_file ? count_request(body, len, n, why) : write_request(body, len, n, why);
 	if (err == -ELOOP)
 		*why = "attribute values nested deeper than " STR(MAX_VALUE_DEPTH) " levels";
+	else if (err == -E2BIG)
+		*why = "request too large once decoded (see --max-unpack)";
 	else if (err && !*why)
 		*why = "body is not an ExportTraceServiceRequest";
 	return err;
@@ -1315,6 +1422,7 @@ static void handle_traces(struct conn *c, const struct request *rq, const uint8_
 	if (rq->content_encoding[0] && !strcasecmp(rq->content_encoding, "gzip")) {
 		err = otlp_gunzip(body, len, env.max_body, &plain);
 		if (err) {
+			cnt.too_large += err == -EFBIG;
 			answer_error(c, err == -EFBIG ? 413 : 400, 3,
 				     err == -EFBIG
 					 ? "body too large after gunzip"
@@ -1338,7 +1446,8 @@ static void handle_traces(struct conn *c, const struct request *rq, const uint8_
 	}
 	err = take_spans(body, len, &n, &why);
 	if (err) {
-		answer_error(c, 400, 3, why, !rq->keep_alive, false);
+		cnt.too_large += err == -E2BIG;
+		answer_error(c, err == -E2BIG ? 413 : 400, 3, why, !rq->keep_alive, false);
 		goto out;
 	}
 	cnt.spans += n;
@@ -1395,9 +1504,11 @@ static void handle_request(struct conn *c, const struct request *rq, const uint8
 
 static void conn_close(struct conn *c)
 {
-	close(c->fd);
+	if (c->fd >= 0)
+		close(c->fd);
 	free(c->in);
 	free(c->outbuf);
+	otlp_buf_free(&c->body);
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;
 }
@@ -1408,79 +1519,387 @@ static void consume(struct conn *c, size_t n)
 	c->in_len -= n;
 }
 
-/* Parse and answer one request if it is complete. Returns true if one was handled. */
+static size_t conn_buffered(const struct conn *c)
+{
+	return c->in_cap + c->body.cap;
+}
+
+/* Input held for all connections together (--max-buffered), and who holds the most. */
+static size_t buffered_bytes(struct conn **biggest)
+{
+	size_t total = 0;
+
+	*biggest = NULL;
+	for (int i = 0; i < MAX_CONNS; i++) {
+		total += conn_buffered(&conns[i]);
+		if (conns[i].out_len) /* its answer is on its way: not to be replaced */
+			continue;
+		if (!*biggest || conn_buffered(&conns[i]) > conn_buffered(*biggest))
+			*biggest = &conns[i];
+	}
+	return total;
+}
+
+/* Answer 503 and drop the input at once: the request will not be read further. */
+static void shed(struct conn *c)
+{
+	cnt.busy++;
+	answer_error(c, 503, 8, "receiver buffers full: retry later", true, false);
+	free(c->in);
+	c->in = NULL;
+	c->in_len = c->in_cap = 0;
+	otlp_buf_free(&c->body);
+}
+
+/*
+ * May a connection's buffers grow by more bytes (--max-buffered)? While they may not, the
+ * connection holding the most is shed: clients that fill the buffers with slow bodies
+ * cannot keep a small request out. False if that is c itself.
+ */
+static bool may_buffer(struct conn *c, size_t more)
+{
+	struct conn *biggest;
+
+	while (buffered_bytes(&biggest) + more > env.max_buffered) {
+		if (!biggest || biggest == c || conn_buffered(biggest) <= conn_buffered(c)) {
+			shed(c);
+			return false;
+		}
+		shed(biggest);
+	}
+	return true;
+}
+
+/* Where parsing a request stands after one step. */
+enum progress {
+	P_MORE,	    /* waits for more input */
+	P_NEXT,	    /* took a step: try the next one */
+	P_ANSWERED, /* the request, or an error, has been answered */
+};
+
+/* Ready for the next request on a kept-alive connection. */
+static void request_done(struct conn *c, uint64_t now)
+{
+	c->phase = PH_HEAD;
+	c->scanned = 0;
+	otlp_buf_free(&c->body); /* an idle connection holds no body buffer */
+	c->sent_continue = false;
+	c->continue_due = false;
+	c->request_start = c->in_len ? now : 0; /* a pipelined request has begun */
+}
+
+static enum progress answer_malformed(struct conn *c, int status, const char *why)
+{
+	cnt.too_large += status == 413;
+	answer_error(c, status, 3, why, true, false);
+	return P_ANSWERED;
+}
+
+/* A body is awaited: the client may want a 100 Continue first (RFC 9110 10.1.1). */
+static enum progress await_body(struct conn *c)
+{
+	if (c->rq.expect_continue && !c->sent_continue)
+		c->continue_due = true;
+	return P_MORE;
+}
+
+static enum progress step_head(struct conn *c)
+{
+	size_t hend = header_end(c->in, c->in_len, &c->scanned);
+
+	if (!hend)
+		return c->in_len > MAX_HEADER ? answer_malformed(c, 431, "header block too large")
+					      : P_MORE;
+	if (parse_head((const char *)c->in, hend, &c->rq))
+		return answer_malformed(c, 400, "malformed HTTP request");
+	consume(c, hend);
+	if (c->rq.chunked) {
+		c->phase = PH_CHUNK_SIZE;
+		return P_NEXT;
+	}
+	if (c->rq.content_length < 0)
+		c->rq.content_length = 0;
+	if ((unsigned long long)c->rq.content_length > env.max_body)
+		return answer_malformed(c, 413, "body too large");
+	c->phase = PH_BODY;
+	return P_NEXT;
+}
+
+static enum progress step_body(struct conn *c, uint64_t now)
+{
+	size_t len = (size_t)c->rq.content_length;
+
+	if (c->in_len < len)
+		return await_body(c);
+	handle_request(c, &c->rq, c->in, len);
+	consume(c, len);
+	request_done(c, now);
+	return P_ANSWERED;
+}
+
+/* One line of at most max bytes (with its LF) at the start of the input; 0 if incomplete. */
+static size_t line_len(const struct conn *c, size_t max, bool *too_long)
+{
+	const uint8_t *eol = memchr(c->in, '\n', c->in_len < max ? c->in_len : max);
+
+	*too_long = !eol && c->in_len >= max;
+	return eol ? (size_t)(eol - c->in) + 1 : 0;
+}
+
+/* chunk-size [ chunk-ext ] CRLF; extensions are skipped. */
+static enum progress step_chunk_size(struct conn *c)
+{
+	unsigned long long size = 0;
+	bool too_long;
+	size_t len = line_len(c, 1024, &too_long), i;
+
+	if (!len)
+		return too_long ? answer_malformed(c, 400, "malformed chunked body")
+				: await_body(c);
+	for (i = 0; i < len; i++) {
+		uint8_t ch = c->in[i];
+		int h = ch >= '0' && ch <= '9'	 ? ch - '0'
+			: ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+			: ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+						 : -1;
+
+		if (h < 0)
+			break;
+		if (i >= 15)
+			return answer_malformed(c, 400, "malformed chunked body");
+		size = size * 16 + (unsigned)h;
+	}
+	if (!i)
+		return answer_malformed(c, 400, "malformed chunked body");
+	consume(c, len);
+	if (size == 0) {
+		c->phase = PH_TRAILER;
+		c->trailer_len = 0;
+		return P_NEXT;
+	}
+	if (c->body.len + size > env.max_body)
+		return answer_malformed(c, 413, "body too large");
+	c->chunk_left = size;
+	c->phase = PH_CHUNK_DATA;
+	return P_NEXT;
+}
+
+/* Chunk data is moved to the body as it arrives, whole chunk or not. */
+static enum progress step_chunk_data(struct conn *c)
+{
+	size_t n = c->in_len < c->chunk_left ? c->in_len : (size_t)c->chunk_left;
+	size_t need = c->body.len + n;
+
+	if (!n)
+		return await_body(c);
+	if (need > c->body.cap) {
+		size_t ncap = c->body.cap ? c->body.cap : 4096;
+
+		while (ncap < need)
+			ncap *= 2; /* as otlp_buf_reserve will */
+		if (!may_buffer(c, ncap - c->body.cap))
+			return P_ANSWERED;
+		if (otlp_buf_reserve(&c->body, need))
+			return answer_malformed(c, 503, "out of memory");
+	}
+	memcpy(otlp_buf_payload(&c->body) + c->body.len, c->in, n);
+	c->body.len += n;
+	c->chunk_left -= n;
+	consume(c, n);
+	if (!c->chunk_left)
+		c->phase = PH_CHUNK_CRLF;
+	return P_NEXT;
+}
+
+static enum progress step_chunk_crlf(struct conn *c)
+{
+	if (c->in_len < 2)
+		return await_body(c);
+	if (c->in[0] != '\r' || c->in[1] != '\n')
+		return answer_malformed(c, 400, "malformed chunked body");
+	consume(c, 2);
+	c->phase = PH_CHUNK_SIZE;
+	return P_NEXT;
+}
+
+/* trailer-section CRLF: lines up to an empty one, ignored, all within MAX_HEADER */
+static enum progress step_trailer(struct conn *c, uint64_t now)
+{
+	bool too_long;
+	size_t len = line_len(c, MAX_HEADER - c->trailer_len + 1, &too_long);
+
+	if (!len)
+		return too_long ? answer_malformed(c, 431, "trailer section too large") : P_MORE;
+	consume(c, len);
+	c->trailer_len += len;
+	if (len > 2) /* not the empty line that ends the section */
+		return P_NEXT;
+	handle_request(c, &c->rq, otlp_buf_payload(&c->body), c->body.len);
+	request_done(c, now);
+	return P_ANSWERED;
+}
+
+/*
+ * Parse what has arrived and answer the request if it is complete; socket-free, so that
+ * the fuzzer drives it too. The answer is queued in outbuf: pipelined requests wait for it.
+ * Returns true if a request was answered.
+ */
 static bool try_request(struct conn *c)
 {
-	struct otlp_buf chunked = {0};
-	struct request rq;
-	size_t hend;
-	long used;
+	uint64_t now = now_ms();
+	enum progress p;
 
-	if (c->out_len)
-		return false; /* one answer at a time: pipelined requests wait */
-	hend = header_end(c->in, c->in_len);
-	if (!hend) {
-		if (c->in_len > MAX_HEADER) {
-			answer_error(c, 431, 3, "header block too large", true, false);
-			return true;
-		}
+	if (c->out_len || c->close_after || c->lingering)
 		return false;
-	}
-	if (parse_head((const char *)c->in, hend, &rq)) {
-		answer_error(c, 400, 3, "malformed HTTP request", true, false);
-		return true;
-	}
-	if (rq.chunked) {
-		used = dechunk(c->in + hend, c->in_len - hend, &chunked);
-		if (used < 0) {
-			answer_error(c, used == -EFBIG ? 413 : 400, 3,
-				     used == -EFBIG ? "body too large" : "malformed chunked body",
-				     true, false);
-			otlp_buf_free(&chunked);
-			return true;
+	if (c->in_len && !c->request_start)
+		c->request_start = now;
+	do {
+		switch (c->phase) {
+		case PH_HEAD:
+			p = step_head(c);
+			break;
+		case PH_BODY:
+			p = step_body(c, now);
+			break;
+		case PH_CHUNK_SIZE:
+			p = step_chunk_size(c);
+			break;
+		case PH_CHUNK_DATA:
+			p = step_chunk_data(c);
+			break;
+		case PH_CHUNK_CRLF:
+			p = step_chunk_crlf(c);
+			break;
+		default:
+			p = step_trailer(c, now);
 		}
-		if (used == 0) {
-			otlp_buf_free(&chunked);
-			goto need_more;
+	} while (p == P_NEXT);
+	return p == P_ANSWERED;
+}
+
+/* The status of the answer queued in outbuf (0 if none), as a client would read it. */
+static int queued_status(const struct conn *c)
+{
+	int status = 0;
+
+	if (c->out_len > 12 && !strncmp(c->outbuf, "HTTP/1.1 ", 9))
+		status = atoi(c->outbuf + 9);
+	return status;
+}
+
+/*
+ * The request path without a socket: data arrives as recvs of at most piece bytes, each
+ * answer is taken as soon as it is queued (as if written at once), until the input ends
+ * or an answer closes the connection. Returns the status of the last answer, 0 if none.
+ * tests/fuzz/fuzz_collect.c drives it; the receiver itself goes through on_readable().
+ */
+int collect_feed(const uint8_t *data, size_t len, size_t piece)
+{
+	struct conn c = {.fd = -1};
+	int status = 0;
+
+	for (size_t off = 0; off < len && !c.close_after;) {
+		size_t n = len - off < piece ? len - off : piece;
+
+		if (c.in_cap - c.in_len < n) {
+			uint8_t *nin = realloc(c.in, c.in_len + n);
+
+			if (!nin)
+				break;
+			c.in = nin;
+			c.in_cap = c.in_len + n;
 		}
-		handle_request(c, &rq, otlp_buf_payload(&chunked), chunked.len);
-		otlp_buf_free(&chunked);
-		consume(c, hend + (size_t)used);
-		return true;
+		memcpy(c.in + c.in_len, data + off, n);
+		c.in_len += n;
+		off += n;
+		while (try_request(&c)) {
+			status = queued_status(&c);
+			free(c.outbuf);
+			c.outbuf = NULL;
+			c.out_len = c.out_off = 0;
+			if (c.close_after)
+				break;
+		}
 	}
-	if (rq.content_length < 0)
-		rq.content_length = 0;
-	if ((unsigned long long)rq.content_length > env.max_body) {
-		answer_error(c, 413, 3, "body too large", true, false);
-		return true;
-	}
-	if (c->in_len - hend < (size_t)rq.content_length)
-		goto need_more;
-	handle_request(c, &rq, c->in + hend, (size_t)rq.content_length);
-	consume(c, hend + (size_t)rq.content_length);
-	return true;
+	conn_close(&c);
+	return status;
+}
 
-need_more:
-	if (rq.expect_continue && !c->sent_continue) {
-		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+/*
+ * Set up for collect_feed(): spans to sink, small limits so that each input runs fast,
+ * only errors logged. 0, or -EINVAL as schema_init().
+ */
+int collect_feed_setup(FILE *sink)
+{
+	out = sink;
+	env.quiet = true;
+	env.max_body = 1u << 20;
+	env.max_unpack = 16u << 20;
+	log_set_level(LOG_ERROR);
+	for (int i = 0; i < MAX_CONNS; i++)
+		conns[i].fd = -1;
+	return schema_init();
+}
 
-		c->sent_continue = send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL) > 0;
-	}
-	return false;
+static void send_continue(struct conn *c)
+{
+	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+	c->continue_due = false;
+	c->sent_continue = send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL) > 0;
+}
+
+/*
+ * A connection answered with "close" while its client may still be sending (a body past
+ * --max-body): closing with unread input would reset the connection, and the client
+ * would likely lose the answer. So shut down writing and read until the client closes, for
+ * LINGER_MS at most.
+ */
+static void conn_linger(struct conn *c)
+{
+	c->lingering = true;
+	c->last_active = now_ms();
+	free(c->in);
+	c->in = NULL;
+	c->in_len = c->in_cap = 0;
+	otlp_buf_free(&c->body);
+	shutdown(c->fd, SHUT_WR);
+}
+
+static void drain(struct conn *c)
+{
+	char sink[4096];
+	ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
+
+	if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+		conn_close(c);
+}
+
+/*
+ * The most a connection's input buffer holds: a whole head and body (the head is consumed
+ * once parsed, a body is read only while no answer is pending) and a read more.
+ */
+static size_t in_limit(void)
+{
+	return env.max_body + MAX_HEADER + IO_CHUNK * 2;
 }
 
 static void on_readable(struct conn *c)
 {
 	ssize_t n;
 
-	if (c->in_cap - c->in_len < IO_CHUNK) {
+	if (c->lingering) {
+		drain(c);
+		return;
+	}
+	if (c->in_cap - c->in_len < IO_CHUNK && c->in_cap < in_limit()) {
 		size_t ncap = c->in_cap ? c->in_cap * 2 : IO_CHUNK * 2;
 		uint8_t *nin;
 
-		if (ncap > env.max_body + MAX_HEADER + IO_CHUNK * 2 + (env.max_body / 2)) {
-			conn_close(c); /* a client that sends more than it may: drop it */
+		if (ncap > in_limit())
+			ncap = in_limit();
+		if (!may_buffer(c, ncap - c->in_cap))
 			return;
-		}
 		nin = realloc(c->in, ncap);
 		if (!nin) {
 			conn_close(c);
@@ -1488,6 +1907,10 @@ static void on_readable(struct conn *c)
 		}
 		c->in = nin;
 		c->in_cap = ncap;
+	}
+	if (c->in_len == c->in_cap) {
+		conn_close(c); /* a client that sends more than it may: drop it */
+		return;
 	}
 	n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
 	if (n <= 0) {
@@ -1498,6 +1921,8 @@ static void on_readable(struct conn *c)
 	}
 	c->in_len += (size_t)n;
 	try_request(c);
+	if (c->continue_due)
+		send_continue(c);
 }
 
 static void on_writable(struct conn *c)
@@ -1515,12 +1940,47 @@ static void on_writable(struct conn *c)
 	free(c->outbuf);
 	c->outbuf = NULL;
 	c->out_len = c->out_off = 0;
-	c->sent_continue = false;
+	c->last_active = now_ms();
 	if (c->close_after) {
-		conn_close(c);
+		conn_linger(c);
 		return;
 	}
 	try_request(c); /* a pipelined request may already be buffered */
+}
+
+/*
+ * When a connection must next have made progress (ms): a request must arrive whole within
+ * --request-timeout of its first byte and its answer be read as fast; a kept-alive
+ * connection may idle for --idle-timeout.
+ */
+static uint64_t conn_deadline(const struct conn *c)
+{
+	if (c->lingering)
+		return c->last_active + LINGER_MS;
+	if (c->out_len)
+		return c->respond_at + env.request_timeout_ms;
+	if (c->request_start)
+		return c->request_start + env.request_timeout_ms;
+	return c->last_active + env.idle_timeout_ms;
+}
+
+static void conn_expire(struct conn *c, uint64_t now)
+{
+	if (now < conn_deadline(c))
+		return;
+	if (c->lingering) {
+		conn_close(c);
+	} else if (c->out_len) {
+		cnt.timeouts++; /* a client that does not read its answer */
+		conn_close(c);
+	} else if (c->request_start) {
+		cnt.timeouts++;
+		answer_error(c, 408, 4, "request not received in time", true, false);
+		c->respond_at = now;
+	} else {
+		cnt.idle_closed++;
+		conn_close(c);
+	}
 }
 
 static int listen_on(const char *addr, int port)
@@ -1540,7 +2000,8 @@ static int listen_on(const char *addr, int port)
 		log_error("cannot resolve listen address %s: %s", addr, gai_strerror(rc));
 		return -EINVAL;
 	}
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* non-blocking: serve() accepts until none is left */
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
 	    bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 64)) {
 		rc = -errno;
@@ -1565,20 +2026,80 @@ static void on_signal(int sig)
 	exiting = 1;
 }
 
-static void accept_one(int lfd)
+/*
+ * The connection to close for a new one when every slot is taken: the one that has waited
+ * longest, idle since its last answer or with a request that has been arriving since
+ * (a slow client, likely one holding slots on purpose; it gets a 408). A new connection
+ * has not waited at all, so it is read before it can be evicted. One whose answer is on its
+ * way is left alone. NULL if every connection is waiting for its answer.
+ */
+static struct conn *pick_victim(void)
 {
-	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	struct conn *victim = NULL;
+	uint64_t oldest = UINT64_MAX;
 
-	if (fd < 0)
-		return;
 	for (int i = 0; i < MAX_CONNS; i++) {
-		if (conns[i].fd < 0) {
-			conns[i].fd = fd;
-			cnt.connections++;
-			return;
+		struct conn *c = &conns[i];
+		uint64_t since =
+		    c->request_start && !c->lingering ? c->request_start : c->last_active;
+
+		if (!c->out_len && since < oldest) {
+			oldest = since;
+			victim = c;
 		}
 	}
-	close(fd); /* full: the client retries */
+	return victim;
+}
+
+static void evict(struct conn *c)
+{
+	static const char timeout[] = "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"
+				      "Connection: close\r\n\r\n";
+
+	cnt.evicted++;
+	if (c->request_start && !c->lingering) /* best effort: the socket does not block */
+		(void)!send(c->fd, timeout, sizeof(timeout) - 1, MSG_NOSIGNAL);
+	conn_close(c);
+}
+
+static struct conn *free_slot(void)
+{
+	for (int i = 0; i < MAX_CONNS; i++)
+		if (conns[i].fd < 0)
+			return &conns[i];
+	return NULL;
+}
+
+/* Accept every pending connection. */
+static void accept_all(int lfd)
+{
+	for (;;) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		struct conn *c;
+
+		if (fd < 0)
+			return;
+		c = free_slot();
+		if (!c) {
+			c = pick_victim();
+			if (!c) {
+				close(fd); /* every slot awaits its answer: the client retries */
+				continue;
+			}
+			evict(c);
+		}
+		c->fd = fd;
+		c->last_active = now_ms();
+		cnt.connections++;
+	}
+}
+
+/* What a connection waits for: input, a chance to write its answer, or nothing yet. */
+static short conn_events(const struct conn *c, uint64_t now)
+{
+	if (c->out_len)
+		return c->respond_at > now ? 0 : POLLOUT;
+	return POLLIN;
 }
 
 static void serve(int lfd)
@@ -1588,38 +2109,35 @@ static void serve(int lfd)
 	uint64_t next_summary = now_ms() + SUMMARY_MS;
 
 	while (!exiting) {
-		uint64_t now = now_ms();
-		int n = 0, timeout = -1;
+		uint64_t now = now_ms(), wake = UINT64_MAX;
+		int n = 0, timeout;
 
 		if (env.count_file) {
 			if (now >= next_summary) {
 				update_summary();
 				next_summary = now + SUMMARY_MS;
 			}
-			timeout = (int)(next_summary - now);
+			wake = next_summary;
 		}
-
 		pfd[n] = (struct pollfd){.fd = lfd, .events = POLLIN};
 		idx[n++] = -1;
 		for (int i = 0; i < MAX_CONNS; i++) {
 			struct conn *c = &conns[i];
-			short ev = POLLIN;
+			uint64_t deadline;
 
 			if (c->fd < 0)
 				continue;
-			if (c->out_len) {
-				if (c->respond_at > now) {
-					int wait = (int)(c->respond_at - now);
-
-					timeout = timeout < 0 || wait < timeout ? wait : timeout;
-					ev = 0; /* answer not due yet; keep reading nothing */
-				} else {
-					ev = POLLOUT;
-				}
-			}
-			pfd[n] = (struct pollfd){.fd = c->fd, .events = ev};
+			conn_expire(c, now);
+			if (c->fd < 0)
+				continue;
+			deadline = conn_deadline(c);
+			if (c->out_len && c->respond_at > now && c->respond_at < deadline)
+				deadline = c->respond_at;
+			wake = deadline < wake ? deadline : wake;
+			pfd[n] = (struct pollfd){.fd = c->fd, .events = conn_events(c, now)};
 			idx[n++] = i;
 		}
+		timeout = wake == UINT64_MAX ? -1 : wake <= now ? 0 : (int)(wake - now);
 		if (poll(pfd, (nfds_t)n, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -1631,7 +2149,7 @@ static void serve(int lfd)
 
 			if (idx[k] < 0) {
 				if (pfd[k].revents & POLLIN)
-					accept_one(lfd);
+					accept_all(lfd);
 				continue;
 			}
 			c = &conns[idx[k]];
@@ -1645,6 +2163,7 @@ static void serve(int lfd)
 	}
 }
 
+#ifndef HOPTRACE_COLLECT_NO_MAIN /* the fuzzer brings its own */
 int main(int argc, char **argv)
 {
 	static const struct argp argp = {opts, parse_arg, NULL, doc};
@@ -1706,8 +2225,11 @@ int main(int argc, char **argv)
 	if (err)
 		log_error("cannot write %s: %s", env.count_file, strerror(-err));
 	log_info("exit: %" PRIu64 " connections, %" PRIu64 " requests, %" PRIu64 " spans, %" PRIu64
-		 " bad requests, %" PRIu64 " injected failures%s",
+		 " bad requests, %" PRIu64 " injected failures, %" PRIu64 " timed out, %" PRIu64
+		 " idle closed, %" PRIu64 " evicted, %" PRIu64 " too large, %" PRIu64 " busy%s",
 		 cnt.connections, cnt.requests, cnt.spans, cnt.bad_requests, cnt.faults,
+		 cnt.timeouts, cnt.idle_closed, cnt.evicted, cnt.too_large, cnt.busy,
 		 cnt.dump_errors ? ", some request dumps failed" : "");
 	return err ? 1 : 0;
 }
+#endif
