@@ -188,7 +188,7 @@ FUZZ_FLAGS_fuzz_collect := -Itools -DHOPTRACE_COLLECT_NO_MAIN
 FUZZ_LIBS_fuzz_collect := -lprotobuf-c -lz -lm
 $(OUT)/fuzz/fuzz_collect: tools/hoptrace-collect.c tools/hoptrace-collect.h | $(PROTO_H)
 
-$(OUT)/fuzz/%: tests/fuzz/%.c $(wildcard agent/*.h) | $(GENERATED)
+$(OUT)/fuzz/%: tests/fuzz/%.c $(wildcard agent/*.h agent/export/*.h include/hoptrace/*.h) | $(GENERATED)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \

@@ -1344,6 +1344,8 @@ static int write_request(const uint8_t *body, size_t len, size_t *n, const char 
 	Request *req;
 	int err;
 
+	if (!body) /* an empty body has no buffer; NULL + 0 is undefined behaviour */
+		body = (const uint8_t *)"";
 	err = walk_message(body, body + len, M_REQUEST, 0, &w);
 	if (err)
 		return err;

@@ -27,9 +27,10 @@ struct otlp_buf {
 	size_t cap; /* payload capacity */
 };
 
+/* NULL while nothing was reserved: an offset from a null pointer is undefined behaviour. */
 static inline uint8_t *otlp_buf_payload(const struct otlp_buf *b)
 {
-	return b->data + OTLP_HEADROOM;
+	return b->data ? b->data + OTLP_HEADROOM : NULL;
 }
 
 /* Make room for at least cap payload bytes (contents kept). Returns 0 or -ENOMEM. */
