@@ -548,7 +548,8 @@ static __always_inline bool server_ctx_start(struct capture_scratch *s, __u32 co
 	__u64 at;
 
 	sc = bpf_map_lookup_elem(&server_ctxs, &pid_tgid);
-	if (sc && server_ctx_live(sc)) {
+	/* by age only: an answered context may still count the thread's other requests */
+	if (sc && bpf_ktime_get_ns() - sc->start_ns < HT_CTX_MAX_AGE_NS) {
 		sc->inflight++;
 		return false; /* an event loop: no guess which request a call belongs to */
 	}

@@ -72,12 +72,16 @@ struct scan_state {
 	char _pad[6];
 };
 
+/* Room past the scanned bytes for the verifier: a header name is compared at any line start
+ * below INJECT_SCAN_MAX (only on bytes of the message: framing_headers checks). */
+#define NAME_PROBE 20
+
 /* The scan's state is kept here, not on the stack: before 6.7 the verifier did not see a
  * bpf_loop callback's writes to its caller's stack and pruned the code after the loop as
  * dead (measured on Debian's 6.1: nothing was ever injected). A map value is unknown to
  * it. */
 struct inject_scratch {
-	char buf[INJECT_SCAN_MAX];
+	char buf[INJECT_SCAN_MAX + NAME_PROBE];
 	char line[TP_LINE_LEN + 2];
 	struct scan_state st;
 };
@@ -121,6 +125,8 @@ static __always_inline bool is_cl_name(const char *b)
 	       LC(b, 10, 'n') && LC(b, 11, 'g') && LC(b, 12, 't') && LC(b, 13, 'h');
 }
 #define CL_NAME_LEN 14
+#define TE_NAME_LEN 17
+#define UPGRADE_NAME_LEN 8 /* with its separator */
 
 static __always_inline bool is_te_name(const char *b)
 {
@@ -136,10 +142,6 @@ static __always_inline bool is_upgrade_name(const char *b)
 	return LC(b, 0, 'u') && LC(b, 1, 'p') && LC(b, 2, 'g') && LC(b, 3, 'r') && LC(b, 4, 'a') &&
 	       LC(b, 5, 'd') && LC(b, 6, 'e') && (b[7] == ':' || b[7] == ' ' || b[7] == '\t');
 }
-
-/* Bytes a header line needs from its start for the names above to be looked at: the
- * longest name, its colon, and the blank line that must follow within the message. */
-#define NAME_PROBE 20
 
 static __always_inline bool is_ows(char c)
 {
@@ -184,14 +186,17 @@ static __always_inline void cl_step(struct scan_state *st, char c)
 	}
 }
 
-/* At the start of a header line (i): note the headers that decide the framing. */
-static __always_inline void framing_headers(struct scan_state *st, const char *b, __u32 i)
+/* At the start of a header line (i, avail bytes left in the message): note the headers
+ * that decide the framing. */
+static __always_inline void framing_headers(struct scan_state *st, const char *b, __u32 i,
+					    __u32 avail)
 {
-	if (is_cl_name(b)) {
+	if (avail >= CL_NAME_LEN && is_cl_name(b)) {
 		st->cl_count++;
 		st->cl_state = CL_NAME;
 		st->cl_name_end = i + CL_NAME_LEN;
-	} else if (is_te_name(b) || is_upgrade_name(b)) {
+	} else if ((avail >= TE_NAME_LEN && is_te_name(b)) ||
+		   (avail >= UPGRADE_NAME_LEN && is_upgrade_name(b))) {
 		st->unframed = 1;
 	}
 }
@@ -216,9 +221,8 @@ static long scan_cb(__u32 n, void *unused)
 		if (is_tp_name(&s->buf[i]))
 			st->has_tp = 1;
 	}
-	if (st->first_crlf && i == st->line_start && i + NAME_PROBE <= st->len &&
-	    i < INJECT_SCAN_MAX - NAME_PROBE)
-		framing_headers(st, &s->buf[i], (__u32)i);
+	if (st->first_crlf && i == st->line_start)
+		framing_headers(st, &s->buf[i], (__u32)i, st->len - (__u32)i);
 	if (st->cl_state == CL_NAME && i + 1 == st->cl_name_end)
 		st->cl_state = CL_COLON; /* the name's last byte: the parse starts after it */
 	else if (st->cl_state > CL_NAME && st->cl_state < CL_DONE)
@@ -466,7 +470,7 @@ int ht_inject_msg(struct sk_msg_md *msg)
 	__u64 pid_tgid;
 	int inserted;
 
-	if (!sk)
+	if (!sk || !size)
 		return SK_PASS;
 	/* every enrolled socket has it: sock_ops enrolled it because it was marked */
 	is = bpf_sk_storage_get(&inject_marks, sk, 0, 0);
