@@ -25,13 +25,14 @@
 #include <stdint.h>
 
 #include "hashmap.h"
+#include "hoptrace/events.h"
 
 struct span;
 
 /* Adoption by thread or ancestry is bounded: a request older than this, or one that already
  * adopted this many calls, adopts no more (a long-poll or a stuck handler must not collect
  * everything its thread does for minutes). Exact matches are not bounded. */
-#define ADOPT_MAX_AGE_NS (60ULL * 1000000000ULL)
+#define ADOPT_MAX_AGE_NS HT_CTX_MAX_AGE_NS
 #define ADOPT_MAX_CALLS 256
 
 /* A server request in flight; embedded in the request record that owns the span. */

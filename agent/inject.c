@@ -91,6 +91,7 @@ void inject__configure(struct hoptrace_bpf *skel, bool enabled)
 		/* used by the capture path only when inject_enabled: keep them minimal */
 		bpf_map__set_max_entries(skel->maps.server_ctxs, 1);
 		bpf_map__set_max_entries(skel->maps.inject_handoff, 1);
+		bpf_map__set_max_entries(skel->maps.server_conns, 1);
 	}
 }
 

@@ -864,6 +864,7 @@ const char *loader__stat_name(int idx)
 	    [HT_STAT_INJECT_HAS_TP] = "bpf_inject_skip_has_tp",
 	    [HT_STAT_INJECT_PARTIAL] = "bpf_inject_skip_partial",
 	    [HT_STAT_INJECT_PUSH_FAIL] = "bpf_inject_push_failed",
+	    [HT_STAT_INJECT_UNFRAMED] = "bpf_inject_skip_unframed",
 	};
 
 	return idx >= 0 && idx < HT_STAT__COUNT && names[idx] ? names[idx] : "?";

@@ -537,16 +537,18 @@ static long tp_scan_cb(__u32 n, void *unused)
 	return 0;
 }
 
-/* A selected thread read a request start line: it now serves that request. Returns true
- * with the ids of its server span in ids when it serves only this one. */
+/* A selected thread read a request start line on connection conn: it now serves that
+ * request. Returns true with the ids of its server span in ids when it serves only this one. */
 static __always_inline bool server_ctx_start(struct capture_scratch *s, __u32 copied,
-					     __u64 pid_tgid, struct ht_ctx_ids *ids)
+					     __u64 pid_tgid, __u64 conn, struct ht_ctx_ids *ids)
 {
 	struct server_ctx *sc, fresh = {};
+	struct server_conn owner = {};
 	bool found;
 	__u64 at;
 
 	sc = bpf_map_lookup_elem(&server_ctxs, &pid_tgid);
+	/* by age only: an answered context may still count the thread's other requests */
 	if (sc && bpf_ktime_get_ns() - sc->start_ns < HT_CTX_MAX_AGE_NS) {
 		sc->inflight++;
 		return false; /* an event loop: no guess which request a call belongs to */
@@ -576,11 +578,42 @@ static __always_inline bool server_ctx_start(struct capture_scratch *s, __u32 co
 	fresh.start_ns = bpf_ktime_get_ns();
 	fresh.inflight = 1;
 	fresh.nonblocking = (s->ev.flags & HT_DATA_NONBLOCK) != 0;
-	if (bpf_map_update_elem(&server_ctxs, &pid_tgid, &fresh, BPF_ANY)) {
+	fresh.conn = conn;
+	/* the connection first: without it no other thread could end the context */
+	owner.pid_tgid = pid_tgid;
+	owner.start_ns = fresh.start_ns;
+	if (bpf_map_update_elem(&server_conns, &conn, &owner, BPF_ANY) ||
+	    bpf_map_update_elem(&server_ctxs, &pid_tgid, &fresh, BPF_ANY)) {
+		bpf_map_delete_elem(&server_ctxs, &pid_tgid); /* no stale one stays either */
 		stat_inc(HT_STAT_MAP_FULL);
 		return false;
 	}
 	*ids = fresh.ids;
+	return true;
+}
+
+/* The request read on connection conn is answered (a response starts on it, whatever the
+ * thread) or can no longer be (it closed): the context it set is never used again. Returns
+ * true when there was such a context. */
+static __always_inline bool server_conn_done(__u64 conn)
+{
+	struct server_conn *owner = bpf_map_lookup_elem(&server_conns, &conn);
+	struct server_ctx *sc;
+	__u64 pid_tgid;
+
+	if (!owner)
+		return false;
+	pid_tgid = owner->pid_tgid;
+	sc = bpf_map_lookup_elem(&server_ctxs, &pid_tgid);
+	if (sc && sc->start_ns == owner->start_ns && sc->conn == conn) {
+		if (sc->inflight > 1) {
+			sc->inflight--;
+			sc->answered = 1; /* the thread still holds others: unusable anyway */
+		} else {
+			bpf_map_delete_elem(&server_ctxs, &pid_tgid);
+		}
+	}
+	bpf_map_delete_elem(&server_conns, &conn);
 	return true;
 }
 
@@ -594,11 +627,15 @@ static __always_inline void capture_ctx(struct capture_scratch *s, __u8 dir, __u
 		return;
 	response = s->data[0] == 'H' && s->data[1] == 'T' && s->data[2] == 'T' && s->data[3] == 'P';
 	if (dir == HT_DIR_INGRESS && !response) {
-		if (server_ctx_start(s, copied, pid_tgid, &s->ev.ctx))
+		if (server_ctx_start(s, copied, pid_tgid, s->ev.cookie, &s->ev.ctx))
 			s->ev.flags |= HT_DATA_CTX;
 	} else if (dir == HT_DIR_EGRESS && response) {
-		struct server_ctx *sc = bpf_map_lookup_elem(&server_ctxs, &pid_tgid);
+		struct server_ctx *sc;
 
+		if (server_conn_done(s->ev.cookie))
+			return;
+		/* a request of this thread that set no context (it held another) */
+		sc = bpf_map_lookup_elem(&server_ctxs, &pid_tgid);
 		if (sc && sc->inflight > 1)
 			sc->inflight--;
 		else if (sc)

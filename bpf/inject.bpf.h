@@ -4,9 +4,14 @@
  * too late to choose the ids a downstream call carries:
  *
  *   server_ctxs    per thread: the server request it serves (trace id, server span id),
- *                  set when a selected thread reads a request start line, cleared when it
- *                  writes a response start line; more than one in flight, or a request
- *                  read from a non-blocking socket (an event loop): no context.
+ *                  set when a selected thread reads a request start line; more than one in
+ *                  flight, or a request read from a non-blocking socket (an event loop): no
+ *                  context. Never used once the request is answered (a response start line
+ *                  on its connection, by any thread), once its connection closed, or past
+ *                  HT_CTX_MAX_AGE_NS: a thread that served a request and later calls out on
+ *                  its own (a timer) must not carry that old trace.
+ *   server_conns   per connection: the thread whose context its request set, so that the
+ *                  response written by another thread, or the close, ends that context.
  *   inject_handoff per thread: what the sk_msg program injected, taken by the send handler
  *                  of the same write (it runs after sk_msg within the same syscall).
  *
@@ -19,9 +24,8 @@
 #include "common.bpf.h"
 
 #define HT_MAX_CTX_THREADS 16384
-/* A server context older than this is stale (its response was written by another thread,
- * or the thread died): the thread starts over. */
-#define HT_CTX_MAX_AGE_NS (60ULL * 1000000000ULL)
+/* HT_CTX_MAX_AGE_NS (include/hoptrace/events.h): a server context older than this is stale
+ * whatever else was seen (its answer or close went unseen): it is never used. */
 
 const volatile __u8 inject_enabled __shared = 0;
 
@@ -31,6 +35,9 @@ struct server_ctx {
 	__u32 inflight;	   /* requests read and not yet answered by this thread */
 	__u32 nonblocking; /* read from a non-blocking socket: the thread may multiplex, so
 			    * its calls get a new root, as in userspace (agent/correlate.h) */
+	__u64 conn;	   /* connection of the request that set it (ev.cookie) */
+	__u32 answered;	   /* that request was answered: never used again */
+	__u32 _pad;
 };
 
 /* Sized to 1 by the loader without --repair=inject: no cost then. Preallocated: uprobe
@@ -43,13 +50,46 @@ struct {
 	__type(value, struct server_ctx);
 } server_ctxs SEC(".maps") __shared;
 
-/* Sockets that selected tasks connected: enrolled by sock_ops once established. Always
- * created (the capture programs refer to it), empty without --repair=inject. */
+/* Which thread's context a connection's request set (server_ctx.start_ns tells that the
+ * context is still the one this request set). LRU: an entry whose answer and close went
+ * unseen must not stay; a context whose entry was evicted ends by its age. Preallocated, as
+ * server_ctxs; sized to 1 without --repair=inject. */
+struct server_conn {
+	__u64 pid_tgid;
+	__u64 start_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, HT_MAX_CTX_THREADS);
+	__type(key, __u64); /* ev.cookie of the connection */
+	__type(value, struct server_conn);
+} server_conns SEC(".maps") __shared;
+
+/* Where an enrolled socket's outgoing stream is in its HTTP/1 framing: the sk_msg program
+ * injects only into a message that starts at a request boundary, never into a body. */
+enum inject_framing {
+	HT_FRAME_BOUNDARY = 0, /* the next byte written starts a request */
+	HT_FRAME_BODY,	       /* body_left bytes of a Content-Length body come first */
+	HT_FRAME_UNKNOWN,      /* lost track (chunked, split header block, not HTTP, an
+				* upgrade): nothing more is injected on this socket */
+};
+
+struct inject_sock {
+	__u8 marked;  /* a selected task connected it: sock_ops enrols it */
+	__u8 framing; /* enum inject_framing */
+	__u8 _pad[6];
+	__u64 body_left;
+};
+
+/* Sockets that selected tasks connected: enrolled by sock_ops once established, and their
+ * framing. Always created (the capture programs refer to it), empty without
+ * --repair=inject. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, __u8);
+	__type(value, struct inject_sock);
 } inject_marks SEC(".maps") __shared;
 
 /* tgids enrolled whatever the selection (the start-up self-test's child). */
@@ -73,6 +113,12 @@ struct {
 	__type(key, __u64); /* pid_tgid */
 	__type(value, struct handoff);
 } inject_handoff SEC(".maps") __shared;
+
+/* A context that may still lend its trace: its request not answered, and fresh. */
+static __always_inline bool server_ctx_live(const struct server_ctx *sc)
+{
+	return !sc->answered && bpf_ktime_get_ns() - sc->start_ns < HT_CTX_MAX_AGE_NS;
+}
 
 static __always_inline void random_bytes(__u8 *dst, int n)
 {

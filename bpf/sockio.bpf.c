@@ -89,7 +89,7 @@ int BPF_PROG(ht_inet_sendpage, struct socket *sock, struct page *page, int offse
 static __always_inline void inject_mark_connect(struct sock *sk)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u8 *mark;
+	struct inject_sock *mark;
 
 	if (!bpf_map_lookup_elem(&inject_force, &tgid)) {
 		if (!task_selected(current_task(), tgid))
@@ -102,7 +102,10 @@ static __always_inline void inject_mark_connect(struct sock *sk)
 		stat_inc(HT_STAT_STORAGE_FULL);
 		return;
 	}
-	*mark = 1;
+	/* the first byte written starts a request */
+	mark->framing = HT_FRAME_BOUNDARY;
+	mark->body_left = 0;
+	mark->marked = 1;
 }
 
 /* Socket close for the two backends above (their state is in socket local storage), and
@@ -119,7 +122,11 @@ int BPF_PROG(ht_sock_state, const struct sock *sk, int oldstate, int newstate)
 	if (newstate != TCP_CLOSE)
 		return 0;
 	st = sock_state_get((struct sock *)sk, true, false);
-	if (st)
-		emit_close((struct sock *)sk, true, st, oldstate, newstate);
+	if (!st)
+		return 0;
+	/* a request read here that was never answered: its server context ends now */
+	if (inject_enabled)
+		server_conn_done(sock_id((struct sock *)sk, true, st->id));
+	emit_close((struct sock *)sk, true, st, oldstate, newstate);
 	return 0;
 }

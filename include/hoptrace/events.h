@@ -59,6 +59,11 @@
  * bit set (and HT_COOKIE_SYNTHETIC clear), so it never equals a socket cookie. */
 #define HT_COOKIE_DRAWN (1ULL << 62)
 
+/* How long a server request may lend its trace to calls of the thread that serves it: BPF's
+ * context for --repair=inject (bpf/inject.bpf.h) and userspace's adoption by thread
+ * (agent/correlate.h) use the same bound, so the two never disagree about a late call. */
+#define HT_CTX_MAX_AGE_NS (60ULL * 1000000000ULL)
+
 enum ht_event_kind {
 	HT_EV_DATA = 1,	 /* bytes read from or written to an HTTP socket */
 	HT_EV_CLOSE = 2, /* an HTTP socket left the established state */
@@ -107,6 +112,9 @@ enum ht_stat {
 	HT_STAT_INJECT_PARTIAL, /* requests sent unchanged: header block not whole in the message */
 	HT_STAT_INJECT_PUSH_FAIL, /* bpf_msg_push_data/pull_data failed: sent unchanged or dropped
 				   */
+	HT_STAT_INJECT_UNFRAMED,  /* request-like messages sent unchanged: the connection's
+				   * framing was lost (chunked body, split header block...), so
+				   * they may be body bytes */
 	HT_STAT__COUNT,
 };
 
