@@ -6,11 +6,14 @@
  */
 #include <argp.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -23,6 +26,7 @@
 #include "loader.h"
 #include "log.h"
 #include "loop.h"
+#include "outbuf.h"
 #include "sink.h"
 #include "stats.h"
 #include "stopsig.h"
@@ -30,6 +34,9 @@
 
 /* How long the OTLP sink may take to deliver what it holds at exit (README: 5 s). */
 #define SHUTDOWN_FLUSH_MS 5000
+/* How long stdout or -O may take to take the spans still buffered at exit: a reader that
+ * does not read within it does not hold the shutdown up (the lines are counted as dropped). */
+#define OUTPUT_FLUSH_MS 1000
 
 enum output_kind {
 	OUTPUT_DEFAULT = 0,
@@ -42,6 +49,7 @@ struct options {
 	struct loader_config bpf;
 	enum output_kind output;
 	const char *output_file;
+	size_t output_buffer_bytes;
 	uint64_t duration_s;
 	int verbose;
 	int no_color;
@@ -68,6 +76,7 @@ enum {
 	OPT_AUDIT,
 	OPT_AUDIT_JSON,
 	OPT_REPAIR,
+	OPT_OUTPUT_BUFFER,
 };
 
 static const char doc[] =
@@ -96,6 +105,10 @@ static const struct argp_option argp_opts[] = {
      "configured, else waterfall)",
      1},
     {"output-file", 'O', "FILE", 0, "Write waterfall/json output to FILE instead of stdout", 1},
+    {"output-buffer-bytes", OPT_OUTPUT_BUFFER, "N", 0,
+     "Bytes of output held for a slow reader of stdout or -O, 4096..1 GiB (default 4 MiB); "
+     "beyond that, whole lines are dropped and counted (output_drops)",
+     1},
     {"duration", 'd', "SECONDS", 0, "Run for SECONDS, flush, print counters and exit", 1},
     {"otlp-endpoint", OPT_OTLP_ENDPOINT, "URL", 0,
      "OTLP endpoint (overrides OTEL_EXPORTER_OTLP_ENDPOINT)", 2},
@@ -248,6 +261,12 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 			argp_error(state, "invalid --ringbuf-bytes '%s'", arg);
 		o->bpf.ringbuf_bytes = (uint32_t)v;
 		return 0;
+	case OPT_OUTPUT_BUFFER:
+		if (parse_uint(arg, OUTBUF_MAX_BYTES, &v) || v < OUTBUF_MIN_BYTES)
+			argp_error(state, "invalid --output-buffer-bytes '%s' (4096..%u)", arg,
+				   OUTBUF_MAX_BYTES);
+		o->output_buffer_bytes = (size_t)v;
+		return 0;
 	case OPT_NO_COLOR:
 		o->no_color = 1;
 		return 0;
@@ -343,30 +362,138 @@ static int run_self_test(const struct options *o)
 
 /* ---- sinks and summary ------------------------------------------------------------- */
 
-static struct sink *make_sink(struct options *o, struct otlp_config *otlp, FILE **out)
+/* Where the agent writes, each behind an outbuf (outbuf.h): the loop never blocks on them. */
+struct outputs {
+	struct outbuf *std;  /* stdout: the spans without -O, the --audit report with it or OTLP */
+	struct outbuf *file; /* -O FILE; NULL without */
+};
+
+/* The outbuf the spans go to (waterfall and json). */
+static struct outbuf *spans_output(const struct outputs *outs)
 {
-	*out = stdout;
+	return outs->file ? outs->file : outs->std;
+}
+
+/* An existing -O file is written only if this user owns it and it has no other name: in a
+ * shared directory another user could have planted it (to read the spans) or hard-linked a
+ * file of ours to it (to have it truncated). Devices and FIFOs are taken (-O /dev/null). */
+static int check_output_file(const char *path, int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st))
+		return -errno;
+	if (S_ISREG(st.st_mode)) {
+		if (st.st_uid != geteuid() || st.st_nlink != 1) {
+			log_error("-O %s: refused: the file exists and %s", path,
+				  st.st_uid != geteuid() ? "belongs to another user"
+							 : "has other hard links");
+			return -EPERM;
+		}
+		return ftruncate(fd, 0) ? -errno : 0;
+	}
+	if (!S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode)) {
+		log_error("-O %s: refused: not a regular file, a FIFO or a character device", path);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * Open -O FILE for the spans: never through a symbolic link (O_NOFOLLOW; as root, a link
+ * planted at the path would otherwise truncate any file), created 0600 (spans hold URLs and
+ * headers), truncated only after check_output_file. Non-blocking for the open only, so that
+ * a FIFO without a reader fails (ENXIO) instead of holding the start-up. The fd, or -errno
+ * (logged).
+ */
+static int open_output_file(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC | O_NONBLOCK,
+		      0600);
+	int err, flags;
+
+	if (fd < 0) {
+		err = -errno;
+		if (err == -ELOOP)
+			log_error("-O %s: refused: it is a symbolic link", path);
+		else
+			log_error("-O %s: cannot open: %s", path, strerror(-err));
+		return err;
+	}
+	err = check_output_file(path, fd);
+	if (!err) {
+		flags = fcntl(fd, F_GETFL);
+		if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK))
+			err = -errno;
+		if (err)
+			log_error("-O %s: %s", path, strerror(-err));
+	} else if (err != -EPERM && err != -EINVAL) {
+		log_error("-O %s: %s", path, strerror(-err));
+	}
+	if (err) {
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static void close_outputs(struct outputs *outs, int *err)
+{
+	if (outs->file && outbuf__close(outs->file, OUTPUT_FLUSH_MS))
+		*err = -EIO;
+	if (outs->std && outbuf__close(outs->std, OUTPUT_FLUSH_MS))
+		*err = -EIO;
+	outs->file = outs->std = NULL;
+}
+
+/* stdout, and the -O file, behind their outbufs. 0 or -errno (logged). */
+static int open_outputs(const struct options *o, struct outputs *outs)
+{
+	size_t cap = o->output_buffer_bytes;
+	int fd, err = 0;
+
+	outs->std = outbuf__new(STDOUT_FILENO, 0, cap, "the standard output");
+	if (!outs->std) {
+		err = -errno;
+		log_error("cannot set up the output: %s", strerror(-err));
+		return err;
+	}
+	if (!o->output_file || o->output == OUTPUT_OTLP)
+		return 0;
+	fd = open_output_file(o->output_file);
+	if (fd < 0) {
+		err = fd;
+	} else if (!(outs->file = outbuf__new(fd, 1, cap, o->output_file))) {
+		err = -errno;
+		close(fd);
+		log_error("cannot set up the output: %s", strerror(-err));
+	}
+	if (err)
+		close_outputs(outs, &(int){0});
+	return err;
+}
+
+static struct sink *make_sink(struct options *o, struct otlp_config *otlp,
+			      const struct outputs *outs)
+{
+	struct outbuf *ob = spans_output(outs);
+	int fd = outs->file ? -1 : STDOUT_FILENO;
+	FILE *out;
+
 	if (o->output == OUTPUT_OTLP)
 		return sink_otlp_new(otlp);
-	if (o->output_file) {
-		*out = fopen(o->output_file, "w");
-		if (!*out) {
-			log_error("cannot open %s: %s", o->output_file, strerror(errno));
-			return NULL;
-		}
-	}
+	out = outbuf__stream(ob);
 	if (o->output == OUTPUT_JSON) {
 		/* the sink buffers whole lines itself: unbuffered, each of its drains is one
-		 * write(2) of whole lines, where a 4 KiB stdio buffer cut lines for a reader of
-		 * the file */
-		setvbuf(*out, NULL, _IONBF, 0);
-		return sink_json_new(*out);
+		 * hand-over of whole lines to the outbuf */
+		setvbuf(out, NULL, _IONBF, 0);
+		return sink_json_new(out);
 	}
-	return sink_waterfall_new(*out, o->quiet_ms, !o->no_color && isatty(fileno(*out)));
+	return sink_waterfall_new(out, o->quiet_ms, !o->no_color && fd >= 0 && isatty(fd));
 }
 
 static void print_summary(const uint64_t bpf[HT_STAT__COUNT], struct sink *sink,
-			  enum capture_backend capture)
+			  enum capture_backend capture, struct outbuf *output)
 {
 	fprintf(stderr, "hoptrace: counters (capture backend: %s)\n",
 		loader__capture_name(capture));
@@ -374,6 +501,7 @@ static void print_summary(const uint64_t bpf[HT_STAT__COUNT], struct sink *sink,
 		fprintf(stderr, "  %-28s %12" PRIu64 "\n", loader__stat_name(i), bpf[i]);
 	stats_print(stderr, 1);
 	sink->print_stats(sink, stderr);
+	outbuf__print_stats(output, stderr);
 }
 
 static void announce_ready(void *ctx)
@@ -471,29 +599,26 @@ static int trace(struct options *o, struct tracker *tracker, struct sink *sink,
  * Every way out once the sink exists, error exits included: the sink writes what it holds
  * (OTLP within its deadline), then come the counters and the audit report when the loop
  * ran, and stdout and the output file are flushed here, not left to exit(), so that a
- * failed write is reported. 0 or -EIO.
+ * failed write is reported. Output that the reader does not take within OUTPUT_FLUSH_MS is
+ * dropped (counted): a stopped reader does not hold the exit. 0 or -EIO.
  */
 static int finish_output(const struct options *o, struct sink *sink, const struct audit *audit,
-			 FILE *out, const struct run_result *res)
+			 struct outputs *outs, const struct run_result *res)
 {
 	int err = 0;
 
 	sink->flush(sink, SHUTDOWN_FLUSH_MS);
+	outbuf__drain(spans_output(outs), OUTPUT_FLUSH_MS);
 	if (res->ran)
-		print_summary(res->bpf_stats, sink, res->capture);
+		print_summary(res->bpf_stats, sink, res->capture, spans_output(outs));
 	sink->destroy(sink);
 	if (res->ran && o->audit)
 		/* stdout may carry the spans themselves: keep the report off it then */
-		audit__print(audit, out == stdout && o->output != OUTPUT_OTLP ? stderr : stdout,
+		audit__print(audit,
+			     !outs->file && o->output != OUTPUT_OTLP ? stderr
+								      : outbuf__stream(outs->std),
 			     o->audit == 2);
-	if (out && out != stdout && fclose(out)) {
-		log_error("cannot write %s: %s", o->output_file, strerror(errno));
-		err = -EIO;
-	}
-	if (fflush(stdout) || ferror(stdout)) {
-		log_error("cannot write the standard output: %s", strerror(errno));
-		err = -EIO;
-	}
+	close_outputs(outs, &err);
 	return err;
 }
 
@@ -509,8 +634,8 @@ static int run_agent(struct options *o)
 	struct otlp_config otlp;
 	struct tracker tracker;
 	struct audit audit;
+	struct outputs outs = {0};
 	struct sink *sink;
-	FILE *out = NULL;
 	int err, werr;
 
 	err = resolve_output(o, &otlp);
@@ -519,7 +644,10 @@ static int run_agent(struct options *o)
 	err = audit__init(&audit);
 	if (err)
 		goto out_config;
-	sink = make_sink(o, &otlp, &out);
+	err = open_outputs(o, &outs);
+	if (err)
+		goto out_audit;
+	sink = make_sink(o, &otlp, &outs);
 	if (sink && o->audit) {
 		struct sink *wrapped = sink_audit_new(sink, &audit);
 
@@ -529,8 +657,7 @@ static int run_agent(struct options *o)
 	}
 	if (!sink) {
 		err = -EINVAL;
-		if (out && out != stdout)
-			fclose(out);
+		close_outputs(&outs, &err);
 		goto out_audit;
 	}
 	err = tracker__init(&tracker, sink, &topt);
@@ -539,7 +666,7 @@ static int run_agent(struct options *o)
 		/* open requests end here, as errors: spans the sink has yet to write */
 		tracker__shutdown(&tracker);
 	}
-	werr = finish_output(o, sink, &audit, out, &res);
+	werr = finish_output(o, sink, &audit, &outs, &res);
 	err = err ?: werr;
 	stop_signals__close(&stop);
 out_audit:
@@ -556,10 +683,14 @@ int main(int argc, char **argv)
 		    .ringbuf_bytes = HT_DEFAULT_RINGBUF_BYTES,
 		    .wakeup_bytes = 256 * 1024},
 	    .quiet_ms = 500,
+	    .output_buffer_bytes = OUTBUF_DEFAULT_BYTES,
 	};
 	struct argp argp = {argp_opts, parse_opt, NULL, doc, NULL, NULL, NULL};
 	int err;
 
+	/* no core dump, and no ptrace or /proc/PID/mem of the agent by its own user: its memory
+	 * holds the plaintext of other processes' requests */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	if (argc > 1 && strcmp(argv[1], "audit") == 0)
 		return audit_cli_main(argc - 1, argv + 1);
 	if (getenv("HOPTRACE_CAPTURE") && *getenv("HOPTRACE_CAPTURE") &&
