@@ -27,6 +27,7 @@
 #include "log.h"
 #include "loop.h"
 #include "outbuf.h"
+#include "privilege.h"
 #include "sink.h"
 #include "stats.h"
 #include "stopsig.h"
@@ -556,6 +557,22 @@ struct run_result {
 	enum capture_backend capture;
 };
 
+/* Everything is attached and every file is open: keep only what tracing needs from now on
+ * (privilege.h). A failure is logged, not fatal: the agent works as it did before. */
+static void drop_privileges(const struct loader *ld)
+{
+	capmask_t keep = privilege__runtime_set(ld->tls != NULL, ld->inject != NULL);
+	char names[256];
+	int err = privilege__restrict(keep);
+
+	if (err)
+		log_warn("cannot drop the capabilities not needed after start-up: %s",
+			 strerror(-err));
+	else
+		log_debug("capabilities kept after start-up: %s; no_new_privs set",
+			  privilege__names(privilege__effective(), names, sizeof(names)));
+}
+
 /* Load and attach, run the loop until a stop signal or the duration, detach. */
 static int trace(struct options *o, struct tracker *tracker, struct sink *sink,
 		 struct stop_signals *stop, struct run_result *res)
@@ -576,6 +593,7 @@ static int trace(struct options *o, struct tracker *tracker, struct sink *sink,
 		loader__destroy(&ld);
 		return err;
 	}
+	drop_privileges(&ld);
 	loop = (struct loop){.ringbuf_fds = ld.ring_fds,
 			     .nrings = ld.nrings,
 			     .ring_bytes = ld.ring_bytes,

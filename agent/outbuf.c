@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "privilege.h"
 
 #define WHAT_LEN 128
 
@@ -175,6 +176,7 @@ static void *writer_main(void *arg)
 {
 	struct outbuf *ob = arg;
 
+	privilege__restrict(0); /* writing to an open fd needs no capability */
 	pthread_mutex_lock(&ob->lock);
 	for (;;) {
 		size_t n = writable(ob);
