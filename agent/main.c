@@ -723,9 +723,10 @@ int main(int argc, char **argv)
 	if (err)
 		return 2;
 	log_set_level(o.verbose ? LOG_DEBUG : LOG_INFO);
-	if (geteuid() != 0)
-		log_warn("not running as root: loading BPF programs will likely fail "
-			 "(run with sudo, or grant CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)");
+	if (!(privilege__effective() & (CAPMASK(CAP_BPF) | CAPMASK(CAP_SYS_ADMIN))))
+		log_warn("no CAP_BPF: loading BPF programs will fail (run as root, or grant "
+			 "CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, CAP_SYS_PTRACE and "
+			 "CAP_DAC_READ_SEARCH; README \"Privileges\")");
 	err = o.self_test ? run_self_test(&o) : run_agent(&o);
 	return err ? 1 : 0;
 }

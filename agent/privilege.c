@@ -2,19 +2,12 @@
 #include "privilege.h"
 
 #include <errno.h>
-#include <linux/capability.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#ifndef CAP_PERFMON
-#define CAP_PERFMON 38
-#endif
-#ifndef CAP_BPF
-#define CAP_BPF 39
-#endif
 #define CAP_MAX_KNOWN 63
 
 capmask_t privilege__runtime_set(bool tls, bool inject)

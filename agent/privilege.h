@@ -9,8 +9,17 @@
 #ifndef HOPTRACE_PRIVILEGE_H
 #define HOPTRACE_PRIVILEGE_H
 
+#include <linux/capability.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+/* Linux 5.8; older uapi headers lack them */
+#ifndef CAP_PERFMON
+#define CAP_PERFMON 38
+#endif
+#ifndef CAP_BPF
+#define CAP_BPF 39
+#endif
 
 /* A capability set as a bit mask: bit N is capability N (linux/capability.h). */
 typedef uint64_t capmask_t;
