@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,6 +155,22 @@ static const struct argp_option argp_opts[] = {
     {0},
 };
 
+/* A bad value on the command line: one line that names the setting, then exit before
+ * anything is loaded (argp_error would add a second line pointing to --help). */
+static void __attribute__((noreturn, format(printf, 2, 3)))
+bad_setting(struct argp_state *state, const char *fmt, ...)
+{
+	va_list ap;
+
+	(void)state;
+	fputs("hoptrace: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("; see hoptrace --help\n", stderr);
+	exit(argp_err_exit_status);
+}
+
 static int parse_uint(const char *s, unsigned long long max, unsigned long long *out)
 {
 	char *end;
@@ -186,13 +203,13 @@ static error_t parse_selection(struct options *o, int key, char *arg, struct arg
 	switch (key) {
 	case 'p':
 		if (parse_uint(arg, UINT32_MAX, &v) || !v || b->npids == LOADER_MAX_FILTERS)
-			argp_error(state, "invalid --pid '%s' (a process id; at most %d)", arg,
+			bad_setting(state, "invalid --pid '%s' (a process id; at most %d)", arg,
 				   LOADER_MAX_FILTERS);
 		b->pids[b->npids++] = (uint32_t)v;
 		return 0;
 	case 'c':
 		if (!*arg || strlen(arg) >= HT_COMM_LEN || b->ncomms == LOADER_MAX_FILTERS)
-			argp_error(state,
+			bad_setting(state,
 				   "invalid --comm '%s' (1 to %d characters, as in "
 				   "/proc/PID/comm)",
 				   arg, HT_COMM_LEN - 1);
@@ -200,7 +217,7 @@ static error_t parse_selection(struct options *o, int key, char *arg, struct arg
 		return 0;
 	case 'P':
 		if (parse_uint(arg, 65535, &v) || !v || b->nports == LOADER_MAX_FILTERS)
-			argp_error(state, "invalid --port '%s' (1..65535)", arg);
+			bad_setting(state, "invalid --port '%s' (1..65535)", arg);
 		b->ports[b->nports++] = (uint16_t)v;
 		return 0;
 	}
@@ -213,7 +230,7 @@ static error_t parse_repair(struct options *o, const char *arg, struct argp_stat
 	char buf[64], *save = NULL, *tok;
 
 	if (strlen(arg) >= sizeof(buf))
-		argp_error(state, "invalid --repair '%s' (stitch, inject or none)", arg);
+		bad_setting(state, "invalid --repair '%s' (stitch, inject or none)", arg);
 	strcpy(buf, arg);
 	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		if (strcmp(tok, "stitch") == 0)
@@ -221,7 +238,7 @@ static error_t parse_repair(struct options *o, const char *arg, struct argp_stat
 		else if (strcmp(tok, "inject") == 0)
 			o->bpf.inject = true;
 		else if (strcmp(tok, "none") != 0)
-			argp_error(state, "invalid --repair '%s' (stitch, inject or none)", arg);
+			bad_setting(state, "invalid --repair '%s' (stitch, inject or none)", arg);
 	}
 	return 0;
 }
@@ -234,14 +251,14 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 	switch (key) {
 	case 'o':
 		if (parse_output(arg, &o->output))
-			argp_error(state, "invalid --output '%s' (waterfall, json or otlp)", arg);
+			bad_setting(state, "invalid --output '%s' (waterfall, json or otlp)", arg);
 		return 0;
 	case 'O':
 		o->output_file = arg;
 		return 0;
 	case 'd':
 		if (parse_uint(arg, 365ULL * 86400, &v) || !v)
-			argp_error(state, "invalid --duration '%s' (seconds, > 0)", arg);
+			bad_setting(state, "invalid --duration '%s' (seconds, > 0)", arg);
 		o->duration_s = v;
 		return 0;
 	case 'v':
@@ -249,22 +266,22 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		return 0;
 	case OPT_CAPTURE:
 		if (parse_uint(arg, HT_MAX_CAPTURE, &v))
-			argp_error(state, "invalid --capture-bytes '%s'", arg);
+			bad_setting(state, "invalid --capture-bytes '%s'", arg);
 		o->bpf.capture_bytes = (uint32_t)v;
 		return 0;
 	case OPT_CAPTURE_BACKEND:
 		if (loader__parse_capture(arg, &o->bpf.capture))
-			argp_error(state,
+			bad_setting(state,
 				   "invalid --capture '%s' (auto, tp_btf, fexit or syscalls)", arg);
 		return 0;
 	case OPT_RINGBUF:
 		if (parse_uint(arg, 1ULL << 30, &v))
-			argp_error(state, "invalid --ringbuf-bytes '%s'", arg);
+			bad_setting(state, "invalid --ringbuf-bytes '%s'", arg);
 		o->bpf.ringbuf_bytes = (uint32_t)v;
 		return 0;
 	case OPT_OUTPUT_BUFFER:
 		if (parse_uint(arg, OUTBUF_MAX_BYTES, &v) || v < OUTBUF_MIN_BYTES)
-			argp_error(state, "invalid --output-buffer-bytes '%s' (4096..%u)", arg,
+			bad_setting(state, "invalid --output-buffer-bytes '%s' (4096..%u)", arg,
 				   OUTBUF_MAX_BYTES);
 		o->output_buffer_bytes = (size_t)v;
 		return 0;
@@ -273,7 +290,7 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		return 0;
 	case OPT_QUIET_MS:
 		if (parse_uint(arg, 3600000, &v))
-			argp_error(state, "invalid --quiet-ms '%s'", arg);
+			bad_setting(state, "invalid --quiet-ms '%s'", arg);
 		o->quiet_ms = (int)v;
 		return 0;
 	case OPT_SELF_TEST:
@@ -300,7 +317,7 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 	case OPT_REPAIR:
 		return parse_repair(o, arg, state);
 	case ARGP_KEY_ARG:
-		argp_error(state, "unexpected argument '%s'", arg);
+		bad_setting(state, "unexpected argument '%s'", arg);
 		return 0;
 	}
 	return parse_selection(o, key, arg, state);
@@ -518,6 +535,29 @@ static void announce_ready(void *ctx)
 					    : "waterfall");
 }
 
+/* OTEL_TRACES_EXPORTER (OpenTelemetry SDK configuration): otlp, or console (the terminal
+ * waterfall); -o wins. Any other value is an error, not silently ignored: it would send
+ * spans somewhere the operator did not ask for. */
+static int traces_exporter_from_env(struct options *o)
+{
+	const char *v = getenv("OTEL_TRACES_EXPORTER");
+	enum output_kind kind;
+
+	if (!v || !*v)
+		return 0;
+	if (strcmp(v, "otlp") == 0) {
+		kind = OUTPUT_OTLP;
+	} else if (strcmp(v, "console") == 0) {
+		kind = OUTPUT_WATERFALL;
+	} else {
+		log_error("invalid OTEL_TRACES_EXPORTER (otlp or console; or -o)");
+		return -EINVAL;
+	}
+	if (o->output == OUTPUT_DEFAULT)
+		o->output = kind;
+	return 0;
+}
+
 /* Output: flags win, then OTEL_* (an endpoint means OTLP), then the terminal waterfall. */
 static int resolve_output(struct options *o, struct otlp_config *otlp)
 {
@@ -538,6 +578,9 @@ static int resolve_output(struct options *o, struct otlp_config *otlp)
 		log_error("OTLP configuration: %s", msg[0] ? msg : strerror(-err));
 		return err;
 	}
+	err = traces_exporter_from_env(o);
+	if (err)
+		return err;
 	if (o->output == OUTPUT_DEFAULT)
 		o->output = otlp->endpoint_set ? OUTPUT_OTLP : OUTPUT_WATERFALL;
 	return 0;
