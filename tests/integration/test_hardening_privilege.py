@@ -7,7 +7,6 @@ Each test runs the real agent against real processes and shows one attack or fau
 - after start-up the agent keeps only the capabilities it needs at run time, and it works
   with exactly the set that README and deploy/hoptrace.service document.
 """
-import errno
 import json
 import os
 import re
@@ -85,7 +84,8 @@ def test_stdout_that_nobody_reads_does_not_stop_the_loop():
     rfd, wfd = os.pipe()
     agent = None
     try:
-        agent = Agent("--port", str(port), "--output-buffer-bytes", "65536", out_file=False,
+        agent = Agent("--port", str(port), "--no-tls", "--output-buffer-bytes", "65536",
+                      out_file=False,
                       stdout=wfd)
         os.close(wfd)
         wfd = -1
@@ -175,7 +175,7 @@ def test_output_file_is_private():
     umask (was 0644 with the usual umask: readable by every local user)."""
     old = os.umask(0o022)
     try:
-        agent = Agent("--port", "1")
+        agent = Agent("--port", "1", "--no-tls")
     finally:
         os.umask(old)
     try:
@@ -352,3 +352,235 @@ def test_unit_verifies():
     # outside a systemd-booted host it may say so; it must find nothing wrong in the unit
     problems = [line for line in out.split("\n") if "hoptrace.service" in line]
     assert r.returncode == 0 and not problems, out
+
+
+# ---- faults ----------------------------------------------------------------------------
+
+def padded_requests(port, n, pad=7000):
+    """n requests with a pad-byte header: each fills a ring buffer record of its own."""
+    code = ("import http.client\n"
+            "for i in range(%d):\n"
+            "    c=http.client.HTTPConnection('127.0.0.1',%d)\n"
+            "    c.request('GET','/?i=%%d'%%i,headers={'X-Pad':'p'*%d})\n"
+            "    r=c.getresponse();r.read();c.close()\n" % (n, port, pad))
+    run([sys.executable, "-c", code], timeout=120)
+
+
+def test_ring_buffer_too_small_is_counted():
+    """The smallest rings (--ringbuf-bytes: 512 KiB per CPU) and an agent that falls
+    behind (stopped for the burst): the kernel side cannot reserve records and counts each
+    (bpf_drop_ringbuf_full); the requests that lost a record are missing from the spans,
+    and the agent goes on once it runs again."""
+    port = free_port()
+    srv = python_server(port)
+    ncpu = os.sysconf("SC_NPROCESSORS_ONLN")
+    agent = Agent("--port", str(port), "--no-tls", "--ringbuf-bytes", str(512 * 1024 * ncpu))
+    n = 300  # 300 x 2 x 7 KB records: several times the rings
+    try:
+        os.kill(agent.p.pid, signal.SIGSTOP)
+        try:
+            padded_requests(port, n)
+        finally:
+            os.kill(agent.p.pid, signal.SIGCONT)
+        padded_requests(port, 5)  # after the burst: traced again
+        spans = agent.stop()
+    finally:
+        agent.kill()
+        srv.stop()
+    c = agent.counters
+    assert c["bpf_drop_ringbuf_full"] > 0, c
+    assert c["spans_server"] < n, c  # a loss, and a counter that names it
+    paths = {s["attributes"].get("url.query") for s in spans if s["kind"] == "SERVER"}
+    assert {f"i={i}" for i in range(5)} <= paths, sorted(p for p in paths if p)[:20]
+
+
+def test_sigterm_under_load():
+    """SIGTERM while a client sends requests as fast as it can: the agent exits within its
+    flush deadline with status 0, the counters printed, and its output file holds whole
+    JSON lines, as many as it counts written."""
+    import threading
+    port = free_port()
+    srv = python_server(port)
+    agent = Agent("--port", str(port), "--no-tls")
+    stop = threading.Event()
+
+    def load():
+        import http.client
+        while not stop.is_set():
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                c.request("GET", "/")
+                c.getresponse().read()
+                c.close()
+            except OSError:
+                pass
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(slow(2))
+        took, c = sigterm_and_wait(agent, 15)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        agent.kill()
+        srv.stop()
+    assert took < 6, f"SIGTERM under load took {took:.1f} s"
+    with open(agent.out_path, "rb") as f:
+        data = f.read()
+    assert data.endswith(b"\n"), data[-200:]
+    lines = data.decode().split("\n")[:-1]
+    for line in lines:
+        json.loads(line)
+    assert c["spans_server"] > 0 and len(lines) == c["json_spans_written"], (len(lines), c)
+
+
+def bpftool_ours(kind, pid):
+    """IDs of the BPF programs or links (kind) that process pid holds."""
+    r = run(["bpftool", "-j", kind, "show"])
+    return {o["id"] for o in json.loads(r.stdout or b"[]")
+            if any(p.get("pid") == pid for p in o.get("pids", []))}
+
+
+def test_sigkill_leaves_no_programs_or_links():
+    """SIGKILL gives no chance to detach: nothing is pinned, so the kernel frees every
+    program and link of the agent once its file descriptors close (other agents on the
+    host keep theirs: only the ones this agent held are checked)."""
+    require("bpftool")
+    agent = Agent("--port", "1")  # with TLS: uprobe links too
+    try:
+        progs, links = bpftool_ours("prog", agent.p.pid), bpftool_ours("link", agent.p.pid)
+        assert progs and links, (progs, links)
+        agent.p.send_signal(signal.SIGKILL)
+        agent.p.wait(timeout=10)
+    finally:
+        agent.kill()
+    deadline = time.time() + slow(10)  # programs are freed after an RCU grace period
+    while True:
+        r = run(["bpftool", "-j", "prog", "show"])
+        left_progs = progs & {o["id"] for o in json.loads(r.stdout or b"[]")}
+        r = run(["bpftool", "-j", "link", "show"])
+        left_links = links & {o["id"] for o in json.loads(r.stdout or b"[]")}
+        if not left_progs and not left_links:
+            break
+        assert time.time() < deadline, (left_progs, left_links)
+        time.sleep(0.1)
+    assert not [f for f in os.listdir("/sys/fs/bpf") if "ht" in f or "hoptrace" in f]
+
+
+def in_mount_namespace(script, *args, limit=30):
+    """Run AGENT with args in a private mount namespace after script (sh) changed it; the
+    completed process (the host's mounts are untouched)."""
+    require("unshare")
+    argv = ["unshare", "-m", "--propagation", "private", "sh", "-ec",
+            script + '\nexec "$@"', "sh", AGENT, *args]
+    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=limit)
+
+
+def test_btf_missing():
+    """No /sys/kernel/btf/vmlinux (an empty file mounted over it): one error line that
+    says what the kernel lacks, exit status non-zero, nothing left running."""
+    empty = tempfile.NamedTemporaryFile(prefix="hoptrace-nobtf-", delete=False)
+    empty.close()
+    r = in_mount_namespace(f"mount --bind {empty.name} /sys/kernel/btf/vmlinux",
+                           "--port", "1", "-d", "1")
+    err = r.stderr.decode(errors="replace")
+    lines = [line for line in err.split("\n") if line]
+    assert r.returncode != 0, err
+    assert len(lines) == 1 and "no BTF" in lines[0] and "CONFIG_DEBUG_INFO_BTF" in lines[0], err
+
+
+UNMOUNT_TRACEFS = ("umount -l /sys/kernel/tracing 2>/dev/null || true\n"
+                   "umount -l /sys/kernel/debug 2>/dev/null || true\n"
+                   "! ls /sys/kernel/tracing/events >/dev/null 2>&1")
+
+
+def test_tracefs_missing_is_mounted():
+    """tracefs not mounted and the syscall backend asked for (the only one older kernels
+    run; it needs tracefs): the agent mounts it and traces."""
+    port = free_port()
+    srv = python_server(port)
+    script = UNMOUNT_TRACEFS
+    d = tempfile.mkdtemp(prefix="hoptrace-notracefs-")
+    out = os.path.join(d, "out")
+    code = ("import http.client,time\ntime.sleep(%f)\n"
+            "c=http.client.HTTPConnection('127.0.0.1',%d);c.request('GET','/x')\n"
+            "c.getresponse().read()\n" % (slow(3), port))
+    client = Proc([sys.executable, "-c", code])
+    try:
+        r = in_mount_namespace(script, "--capture", "syscalls", "--no-tls", "-o", "json",
+                               "-O", out, "--port", str(port), "-d", str(int(slow(5))))
+    finally:
+        client.stop()
+        srv.stop()
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 0, err
+    assert "mounted tracefs" in err, err
+    with open(out) as f:
+        spans = [json.loads(line) for line in f]
+    assert [s["kind"] for s in spans if s["attributes"].get("url.path") == "/x"] \
+        in (["SERVER", "CLIENT"], ["CLIENT", "SERVER"]), spans
+
+
+def test_tracefs_missing_and_not_mountable():
+    """tracefs not mounted and no CAP_SYS_ADMIN to mount it: the error says what is needed
+    (not libbpf's "No such file or directory" about a tracepoint), exit status non-zero."""
+    script = UNMOUNT_TRACEFS + "\nexec setpriv --bounding-set=-all,+bpf,+perfmon -- \"$@\""
+    r = in_mount_namespace(script, "--capture", "syscalls", "--no-tls", "--port", "1",
+                           "-d", "1")
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode != 0, err
+    assert "mount tracefs at /sys/kernel/tracing" in err and "libbpf" not in err, err
+
+
+# ---- configuration errors --------------------------------------------------------------
+
+def test_configuration_errors_are_one_line_and_fast():
+    """Each bad setting: one stderr line that names it, a non-zero exit, well under a
+    second (nothing loaded: loading takes longer, and a bad setting must not leave the host
+    traced)."""
+    ca_dir = tempfile.mkdtemp(prefix="hoptrace-ca-")
+    unreadable = os.path.join(ca_dir, "ca.pem")
+    with open(unreadable, "w") as f:
+        f.write("not a certificate\n")
+    os.chmod(unreadable, 0)
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
+    cases = [
+        ({}, ["-o", "bogus"], "--output"),
+        ({}, ["--capture", "bogus"], "--capture"),
+        ({}, ["--ringbuf-bytes", "lots"], "--ringbuf-bytes"),
+        ({}, ["--output-buffer-bytes", "12"], "--output-buffer-bytes"),
+        ({}, ["--otlp-endpoint", "ftp://collector:4318"], "--otlp-endpoint"),
+        ({}, ["--otlp-endpoint", "http://[::1"], "--otlp-endpoint"),
+        ({}, ["--otlp-endpoint", "http://"], "--otlp-endpoint"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}, [], "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ({"OTEL_TRACES_EXPORTER": "bogus"}, [], "OTEL_TRACES_EXPORTER"),
+        ({"HOPTRACE_CAPTURE": "bogus"}, [], "HOPTRACE_CAPTURE"),
+        ({**endpoint, "OTEL_EXPORTER_OTLP_CERTIFICATE": os.path.join(ca_dir, "missing.pem")},
+         [], "OTEL_EXPORTER_OTLP_CERTIFICATE"),
+        # unreadable even to root: run without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH below
+        ({**endpoint, "OTEL_EXPORTER_OTLP_CERTIFICATE": unreadable}, [],
+         "OTEL_EXPORTER_OTLP_CERTIFICATE"),
+    ]
+    failures = []
+    for env, args, name in cases:
+        e = dict(os.environ)
+        for k in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                  "OTEL_TRACES_EXPORTER", "HOPTRACE_CAPTURE"):
+            e.pop(k, None)
+        e.update(env, ASAN_OPTIONS="detect_leaks=0")
+        wrap = []
+        if env.get("OTEL_EXPORTER_OTLP_CERTIFICATE") == unreadable:
+            os.chown(unreadable, NOBODY, NOBODY)  # root reads it only with DAC caps
+            wrap = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+        t0 = time.time()
+        r = subprocess.run([*wrap, AGENT, "--port", "1", "-d", "1", "--no-tls", *args], env=e,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        took = time.time() - t0
+        err = r.stderr.decode(errors="replace")
+        lines = [line for line in err.split("\n") if line]
+        if r.returncode == 0 or len(lines) != 1 or name not in lines[0] or took > 1.0:
+            failures.append(f"{env} {args}: rc={r.returncode} {took:.2f}s {err!r}")
+    assert not failures, "\n".join(failures)
