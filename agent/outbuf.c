@@ -3,12 +3,14 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,6 +41,7 @@ struct outbuf {
 	bool writer_done; /* the writer thread has ended */
 	int err;	  /* the first write error (errno), after which output is dropped */
 	int fd, own_fd;
+	size_t atomic_max; /* pipes: PIPE_BUF, the most one write(2) puts in all or nothing */
 	char what[WHAT_LEN];
 	struct outbuf *next_abandoned;
 };
@@ -149,12 +152,24 @@ static void drop_ring(struct outbuf *ob)
 	ob->head = ob->len = ob->complete = 0;
 }
 
-/* What the writer may write now, contiguous from head. Called with the lock held. */
+/*
+ * What the writer may write now, contiguous from head. Into a pipe, at most PIPE_BUF bytes
+ * ending with a newline when there is one: such a write is all or nothing, so a writer
+ * that is given up on while blocked (exit with a reader that does not read) leaves no cut
+ * line in the pipe. Called with the lock held.
+ */
 static size_t writable(const struct outbuf *ob)
 {
 	size_t n = ob->stopping ? ob->len : ob->complete;
+	const char *nl;
 
-	return n < ob->cap - ob->head ? n : ob->cap - ob->head;
+	if (n > ob->cap - ob->head)
+		n = ob->cap - ob->head;
+	if (n > ob->atomic_max) {
+		nl = memrchr(ob->data + ob->head, '\n', ob->atomic_max);
+		n = nl ? (size_t)(nl - (ob->data + ob->head)) + 1 : ob->atomic_max;
+	}
+	return n;
 }
 
 /* One write(2), without the lock. A descriptor that someone made non-blocking (stdout shares
@@ -246,12 +261,14 @@ struct outbuf *outbuf__new(int fd, int own_fd, size_t cap, const char *what)
 	cookie_io_functions_t io = {.write = cookie_write};
 	struct outbuf *ob = calloc(1, sizeof(*ob));
 	int err = -ENOMEM;
+	struct stat st;
 
 	if (!ob)
 		goto err;
 	ob->fd = fd;
 	ob->own_fd = own_fd;
 	ob->cap = cap;
+	ob->atomic_max = fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) ? PIPE_BUF : SIZE_MAX;
 	snprintf(ob->what, sizeof(ob->what), "%s", what);
 	ob->data = malloc(cap);
 	if (!ob->data || init_sync(ob))
