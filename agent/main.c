@@ -204,15 +204,15 @@ static error_t parse_selection(struct options *o, int key, char *arg, struct arg
 	case 'p':
 		if (parse_uint(arg, UINT32_MAX, &v) || !v || b->npids == LOADER_MAX_FILTERS)
 			bad_setting(state, "invalid --pid '%s' (a process id; at most %d)", arg,
-				   LOADER_MAX_FILTERS);
+				    LOADER_MAX_FILTERS);
 		b->pids[b->npids++] = (uint32_t)v;
 		return 0;
 	case 'c':
 		if (!*arg || strlen(arg) >= HT_COMM_LEN || b->ncomms == LOADER_MAX_FILTERS)
 			bad_setting(state,
-				   "invalid --comm '%s' (1 to %d characters, as in "
-				   "/proc/PID/comm)",
-				   arg, HT_COMM_LEN - 1);
+				    "invalid --comm '%s' (1 to %d characters, as in "
+				    "/proc/PID/comm)",
+				    arg, HT_COMM_LEN - 1);
 		strcpy(b->comms[b->ncomms++], arg);
 		return 0;
 	case 'P':
@@ -271,8 +271,8 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		return 0;
 	case OPT_CAPTURE_BACKEND:
 		if (loader__parse_capture(arg, &o->bpf.capture))
-			bad_setting(state,
-				   "invalid --capture '%s' (auto, tp_btf, fexit or syscalls)", arg);
+			bad_setting(
+			    state, "invalid --capture '%s' (auto, tp_btf, fexit or syscalls)", arg);
 		return 0;
 	case OPT_RINGBUF:
 		if (parse_uint(arg, 1ULL << 30, &v))
@@ -282,7 +282,7 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 	case OPT_OUTPUT_BUFFER:
 		if (parse_uint(arg, OUTBUF_MAX_BYTES, &v) || v < OUTBUF_MIN_BYTES)
 			bad_setting(state, "invalid --output-buffer-bytes '%s' (4096..%u)", arg,
-				   OUTBUF_MAX_BYTES);
+				    OUTBUF_MAX_BYTES);
 		o->output_buffer_bytes = (size_t)v;
 		return 0;
 	case OPT_NO_COLOR:
@@ -426,8 +426,8 @@ static int check_output_file(const char *path, int fd)
  */
 static int open_output_file(const char *path)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC | O_NONBLOCK,
-		      0600);
+	int fd =
+	    open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC | O_NONBLOCK, 0600);
 	int err, flags;
 
 	if (fd < 0) {
@@ -677,7 +677,7 @@ static int finish_output(const struct options *o, struct sink *sink, const struc
 		/* stdout may carry the spans themselves: keep the report off it then */
 		audit__print(audit,
 			     !outs->file && o->output != OUTPUT_OTLP ? stderr
-								      : outbuf__stream(outs->std),
+								     : outbuf__stream(outs->std),
 			     o->audit == 2);
 	close_outputs(outs, &err);
 	return err;

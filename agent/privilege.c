@@ -94,8 +94,8 @@ const char *privilege__names(capmask_t m, char *buf, unsigned len)
 
 	buf[0] = '\0';
 	for (unsigned cap = 0; cap <= CAP_MAX_KNOWN && used < len; cap++) {
-		const char *name = cap < sizeof(cap_names) / sizeof(cap_names[0]) ? cap_names[cap]
-										    : NULL;
+		const char *name =
+		    cap < sizeof(cap_names) / sizeof(cap_names[0]) ? cap_names[cap] : NULL;
 		int n;
 
 		if (!(m & CAPMASK(cap)))
