@@ -7,6 +7,9 @@
 #include <sys/mount.h>
 #include <sys/utsname.h>
 #include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
+#include "log.h"
 
 /* Where libbpf 1.1 looks for tracepoints, in its order (debugfs first). */
 static const char *const tracefs_dirs[] = {"/sys/kernel/debug/tracing", "/sys/kernel/tracing"};
@@ -65,6 +68,21 @@ static bool syscall_tracepoints_listed(void)
 	return false;
 }
 
+/* The kernel's BTF, NULL when it has none. libbpf's own line about a missing BTF is kept
+ * for -v: the loader reports it in one line that says what to do. */
+static struct btf *load_vmlinux_btf(void)
+{
+	libbpf_print_fn_t printer = NULL;
+	struct btf *btf;
+
+	if (log_get_level() < LOG_DEBUG)
+		printer = libbpf_set_print(NULL);
+	btf = btf__load_vmlinux_btf();
+	if (printer)
+		libbpf_set_print(printer);
+	return btf;
+}
+
 void kernel_probe(struct kernel_facts *k)
 {
 	struct utsname u;
@@ -74,7 +92,7 @@ void kernel_probe(struct kernel_facts *k)
 	if (uname(&u) == 0)
 		snprintf(k->release, sizeof(k->release), "%s", u.release);
 	k->syscall_tps = syscall_tracepoints_listed();
-	btf = btf__load_vmlinux_btf();
+	btf = load_vmlinux_btf();
 	if (!btf)
 		return;
 	k->btf = true;

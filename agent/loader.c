@@ -427,7 +427,8 @@ static const char *capture_unsupported(const struct kernel_facts *k, enum captur
 		if (!k->syscall_tps)
 			return "tracefs does not list the syscall tracepoints "
 			       "(CONFIG_FTRACE_SYSCALLS; "
-			       "mount tracefs at /sys/kernel/tracing)";
+			       "mount tracefs at /sys/kernel/tracing, or grant CAP_SYS_ADMIN "
+			       "for hoptrace to mount it)";
 		return NULL;
 	default:
 		return "unknown backend";
@@ -445,8 +446,10 @@ static enum capture_backend next_capture(struct load_plan *plan, struct kernel_f
 			continue;
 		if (b == CAPTURE_SYSCALLS && !k->syscall_tps && kernel_mount_tracefs(k))
 			log_info("mounted tracefs at /sys/kernel/tracing (syscall tracepoints)");
-		if (forced != CAPTURE_AUTO)
-			return forced; /* tried whatever the facts say: the load will tell */
+		/* tried whatever the facts say, the load will tell; but without tracefs the
+		 * syscall tracepoints cannot even be named: say that, not libbpf's ENOENTs */
+		if (forced != CAPTURE_AUTO && (b != CAPTURE_SYSCALLS || k->syscall_tps))
+			return forced;
 		why = capture_unsupported(k, (enum capture_backend)b);
 		if (!why)
 			return (enum capture_backend)b;

@@ -6,11 +6,15 @@
  */
 #include <argp.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -23,6 +27,8 @@
 #include "loader.h"
 #include "log.h"
 #include "loop.h"
+#include "outbuf.h"
+#include "privilege.h"
 #include "sink.h"
 #include "stats.h"
 #include "stopsig.h"
@@ -32,6 +38,9 @@
 
 /* How long the OTLP sink may take to deliver what it holds at exit (README: 5 s). */
 #define SHUTDOWN_FLUSH_MS 5000
+/* How long stdout or -O may take to take the spans still buffered at exit: a reader that
+ * does not read within it does not hold the shutdown up (the lines are counted as dropped). */
+#define OUTPUT_FLUSH_MS 1000
 
 enum output_kind {
 	OUTPUT_DEFAULT = 0,
@@ -44,6 +53,7 @@ struct options {
 	struct loader_config bpf;
 	enum output_kind output;
 	const char *output_file;
+	size_t output_buffer_bytes;
 	uint64_t duration_s;
 	int verbose;
 	int no_color;
@@ -75,6 +85,7 @@ enum {
 	OPT_AUDIT_JSON,
 	OPT_REPAIR,
 	OPT_KEEP_PATH_PARAMS,
+	OPT_OUTPUT_BUFFER,
 };
 
 static const char doc[] =
@@ -103,6 +114,10 @@ static const struct argp_option argp_opts[] = {
      "configured, else waterfall)",
      1},
     {"output-file", 'O', "FILE", 0, "Write waterfall/json output to FILE instead of stdout", 1},
+    {"output-buffer-bytes", OPT_OUTPUT_BUFFER, "N", 0,
+     "Bytes of output held for a slow reader of stdout or -O, 4096..1 GiB (default 4 MiB); "
+     "beyond that, whole lines are dropped and counted (output_drops)",
+     1},
     {"duration", 'd', "SECONDS", 0, "Run for SECONDS, flush, print counters and exit", 1},
     {"otlp-endpoint", OPT_OTLP_ENDPOINT, "URL", 0,
      "OTLP endpoint (overrides OTEL_EXPORTER_OTLP_ENDPOINT)", 2},
@@ -152,6 +167,22 @@ static const struct argp_option argp_opts[] = {
     {0},
 };
 
+/* A bad value on the command line: one line that names the setting, then exit before
+ * anything is loaded (argp_error would add a second line pointing to --help). */
+static void __attribute__((noreturn, format(printf, 2, 3)))
+bad_setting(struct argp_state *state, const char *fmt, ...)
+{
+	va_list ap;
+
+	(void)state;
+	fputs("hoptrace: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("; see hoptrace --help\n", stderr);
+	exit(argp_err_exit_status);
+}
+
 static int parse_uint(const char *s, unsigned long long max, unsigned long long *out)
 {
 	char *end;
@@ -184,21 +215,21 @@ static error_t parse_selection(struct options *o, int key, char *arg, struct arg
 	switch (key) {
 	case 'p':
 		if (parse_uint(arg, UINT32_MAX, &v) || !v || b->npids == LOADER_MAX_FILTERS)
-			argp_error(state, "invalid --pid '%s' (a process id; at most %d)", arg,
-				   LOADER_MAX_FILTERS);
+			bad_setting(state, "invalid --pid '%s' (a process id; at most %d)", arg,
+				    LOADER_MAX_FILTERS);
 		b->pids[b->npids++] = (uint32_t)v;
 		return 0;
 	case 'c':
 		if (!*arg || strlen(arg) >= HT_COMM_LEN || b->ncomms == LOADER_MAX_FILTERS)
-			argp_error(state,
-				   "invalid --comm '%s' (1 to %d characters, as in "
-				   "/proc/PID/comm)",
-				   arg, HT_COMM_LEN - 1);
+			bad_setting(state,
+				    "invalid --comm '%s' (1 to %d characters, as in "
+				    "/proc/PID/comm)",
+				    arg, HT_COMM_LEN - 1);
 		strcpy(b->comms[b->ncomms++], arg);
 		return 0;
 	case 'P':
 		if (parse_uint(arg, 65535, &v) || !v || b->nports == LOADER_MAX_FILTERS)
-			argp_error(state, "invalid --port '%s' (1..65535)", arg);
+			bad_setting(state, "invalid --port '%s' (1..65535)", arg);
 		b->ports[b->nports++] = (uint16_t)v;
 		return 0;
 	}
@@ -211,7 +242,7 @@ static error_t parse_repair(struct options *o, const char *arg, struct argp_stat
 	char buf[64], *save = NULL, *tok;
 
 	if (strlen(arg) >= sizeof(buf))
-		argp_error(state, "invalid --repair '%s' (stitch, inject or none)", arg);
+		bad_setting(state, "invalid --repair '%s' (stitch, inject or none)", arg);
 	strcpy(buf, arg);
 	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		if (strcmp(tok, "stitch") == 0)
@@ -219,7 +250,7 @@ static error_t parse_repair(struct options *o, const char *arg, struct argp_stat
 		else if (strcmp(tok, "inject") == 0)
 			o->bpf.inject = true;
 		else if (strcmp(tok, "none") != 0)
-			argp_error(state, "invalid --repair '%s' (stitch, inject or none)", arg);
+			bad_setting(state, "invalid --repair '%s' (stitch, inject or none)", arg);
 	}
 	return 0;
 }
@@ -232,14 +263,14 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 	switch (key) {
 	case 'o':
 		if (parse_output(arg, &o->output))
-			argp_error(state, "invalid --output '%s' (waterfall, json or otlp)", arg);
+			bad_setting(state, "invalid --output '%s' (waterfall, json or otlp)", arg);
 		return 0;
 	case 'O':
 		o->output_file = arg;
 		return 0;
 	case 'd':
 		if (parse_uint(arg, 365ULL * 86400, &v) || !v)
-			argp_error(state, "invalid --duration '%s' (seconds, > 0)", arg);
+			bad_setting(state, "invalid --duration '%s' (seconds, > 0)", arg);
 		o->duration_s = v;
 		return 0;
 	case 'v':
@@ -247,25 +278,31 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		return 0;
 	case OPT_CAPTURE:
 		if (parse_uint(arg, HT_MAX_CAPTURE, &v))
-			argp_error(state, "invalid --capture-bytes '%s'", arg);
+			bad_setting(state, "invalid --capture-bytes '%s'", arg);
 		o->bpf.capture_bytes = (uint32_t)v;
 		return 0;
 	case OPT_CAPTURE_BACKEND:
 		if (loader__parse_capture(arg, &o->bpf.capture))
-			argp_error(state,
-				   "invalid --capture '%s' (auto, tp_btf, fexit or syscalls)", arg);
+			bad_setting(
+			    state, "invalid --capture '%s' (auto, tp_btf, fexit or syscalls)", arg);
 		return 0;
 	case OPT_RINGBUF:
 		if (parse_uint(arg, 1ULL << 30, &v))
-			argp_error(state, "invalid --ringbuf-bytes '%s'", arg);
+			bad_setting(state, "invalid --ringbuf-bytes '%s'", arg);
 		o->bpf.ringbuf_bytes = (uint32_t)v;
+		return 0;
+	case OPT_OUTPUT_BUFFER:
+		if (parse_uint(arg, OUTBUF_MAX_BYTES, &v) || v < OUTBUF_MIN_BYTES)
+			bad_setting(state, "invalid --output-buffer-bytes '%s' (4096..%u)", arg,
+				    OUTBUF_MAX_BYTES);
+		o->output_buffer_bytes = (size_t)v;
 		return 0;
 	case OPT_NO_COLOR:
 		o->no_color = 1;
 		return 0;
 	case OPT_QUIET_MS:
 		if (parse_uint(arg, 3600000, &v))
-			argp_error(state, "invalid --quiet-ms '%s'", arg);
+			bad_setting(state, "invalid --quiet-ms '%s'", arg);
 		o->quiet_ms = (int)v;
 		return 0;
 	case OPT_SELF_TEST:
@@ -296,13 +333,13 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 			o->keep_path_params.n = 0; /* the flag replaces the environment's list */
 		o->keep_path_params_set = true;
 		if (path_param_allow_parse(&o->keep_path_params, arg))
-			argp_error(state,
-				   "invalid --keep-path-params (comma-separated names, each 1..%d "
-				   "bytes, at most %d)",
-				   TARGET_PARAM_NAME_MAX, TARGET_KEEP_PARAMS_MAX);
+			bad_setting(state,
+				    "invalid --keep-path-params (comma-separated names, each 1..%d "
+				    "bytes, at most %d)",
+				    TARGET_PARAM_NAME_MAX, TARGET_KEEP_PARAMS_MAX);
 		return 0;
 	case ARGP_KEY_ARG:
-		argp_error(state, "unexpected argument '%s'", arg);
+		bad_setting(state, "unexpected argument '%s'", arg);
 		return 0;
 	}
 	return parse_selection(o, key, arg, state);
@@ -365,30 +402,138 @@ static int run_self_test(const struct options *o)
 
 /* ---- sinks and summary ------------------------------------------------------------- */
 
-static struct sink *make_sink(struct options *o, struct otlp_config *otlp, FILE **out)
+/* Where the agent writes, each behind an outbuf (outbuf.h): the loop never blocks on them. */
+struct outputs {
+	struct outbuf *std;  /* stdout: the spans without -O, the --audit report with it or OTLP */
+	struct outbuf *file; /* -O FILE; NULL without */
+};
+
+/* The outbuf the spans go to (waterfall and json). */
+static struct outbuf *spans_output(const struct outputs *outs)
 {
-	*out = stdout;
+	return outs->file ? outs->file : outs->std;
+}
+
+/* An existing -O file is written only if this user owns it and it has no other name: in a
+ * shared directory another user could have planted it (to read the spans) or hard-linked a
+ * file of ours to it (to have it truncated). Devices and FIFOs are taken (-O /dev/null). */
+static int check_output_file(const char *path, int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st))
+		return -errno;
+	if (S_ISREG(st.st_mode)) {
+		if (st.st_uid != geteuid() || st.st_nlink != 1) {
+			log_error("-O %s: refused: the file exists and %s", path,
+				  st.st_uid != geteuid() ? "belongs to another user"
+							 : "has other hard links");
+			return -EPERM;
+		}
+		return ftruncate(fd, 0) ? -errno : 0;
+	}
+	if (!S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode)) {
+		log_error("-O %s: refused: not a regular file, a FIFO or a character device", path);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * Open -O FILE for the spans: never through a symbolic link (O_NOFOLLOW; as root, a link
+ * planted at the path would otherwise truncate any file), created 0600 (spans hold URLs and
+ * headers), truncated only after check_output_file. Non-blocking for the open only, so that
+ * a FIFO without a reader fails (ENXIO) instead of holding the start-up. The fd, or -errno
+ * (logged).
+ */
+static int open_output_file(const char *path)
+{
+	int fd =
+	    open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC | O_NONBLOCK, 0600);
+	int err, flags;
+
+	if (fd < 0) {
+		err = -errno;
+		if (err == -ELOOP)
+			log_error("-O %s: refused: it is a symbolic link", path);
+		else
+			log_error("-O %s: cannot open: %s", path, strerror(-err));
+		return err;
+	}
+	err = check_output_file(path, fd);
+	if (!err) {
+		flags = fcntl(fd, F_GETFL);
+		if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK))
+			err = -errno;
+		if (err)
+			log_error("-O %s: %s", path, strerror(-err));
+	} else if (err != -EPERM && err != -EINVAL) {
+		log_error("-O %s: %s", path, strerror(-err));
+	}
+	if (err) {
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static void close_outputs(struct outputs *outs, int *err)
+{
+	if (outs->file && outbuf__close(outs->file, OUTPUT_FLUSH_MS))
+		*err = -EIO;
+	if (outs->std && outbuf__close(outs->std, OUTPUT_FLUSH_MS))
+		*err = -EIO;
+	outs->file = outs->std = NULL;
+}
+
+/* stdout, and the -O file, behind their outbufs. 0 or -errno (logged). */
+static int open_outputs(const struct options *o, struct outputs *outs)
+{
+	size_t cap = o->output_buffer_bytes;
+	int fd, err = 0;
+
+	outs->std = outbuf__new(STDOUT_FILENO, 0, cap, "the standard output");
+	if (!outs->std) {
+		err = -errno;
+		log_error("cannot set up the output: %s", strerror(-err));
+		return err;
+	}
+	if (!o->output_file || o->output == OUTPUT_OTLP)
+		return 0;
+	fd = open_output_file(o->output_file);
+	if (fd < 0) {
+		err = fd;
+	} else if (!(outs->file = outbuf__new(fd, 1, cap, o->output_file))) {
+		err = -errno;
+		close(fd);
+		log_error("cannot set up the output: %s", strerror(-err));
+	}
+	if (err)
+		close_outputs(outs, &(int){0});
+	return err;
+}
+
+static struct sink *make_sink(struct options *o, struct otlp_config *otlp,
+			      const struct outputs *outs)
+{
+	struct outbuf *ob = spans_output(outs);
+	int fd = outs->file ? -1 : STDOUT_FILENO;
+	FILE *out;
+
 	if (o->output == OUTPUT_OTLP)
 		return sink_otlp_new(otlp);
-	if (o->output_file) {
-		*out = fopen(o->output_file, "w");
-		if (!*out) {
-			log_error("cannot open %s: %s", o->output_file, strerror(errno));
-			return NULL;
-		}
-	}
+	out = outbuf__stream(ob);
 	if (o->output == OUTPUT_JSON) {
 		/* the sink buffers whole lines itself: unbuffered, each of its drains is one
-		 * write(2) of whole lines, where a 4 KiB stdio buffer cut lines for a reader of
-		 * the file */
-		setvbuf(*out, NULL, _IONBF, 0);
-		return sink_json_new(*out);
+		 * hand-over of whole lines to the outbuf */
+		setvbuf(out, NULL, _IONBF, 0);
+		return sink_json_new(out);
 	}
-	return sink_waterfall_new(*out, o->quiet_ms, !o->no_color && isatty(fileno(*out)));
+	return sink_waterfall_new(out, o->quiet_ms, !o->no_color && fd >= 0 && isatty(fd));
 }
 
 static void print_summary(const uint64_t bpf[HT_STAT__COUNT], struct sink *sink,
-			  enum capture_backend capture)
+			  enum capture_backend capture, struct outbuf *output)
 {
 	fprintf(stderr, "hoptrace: counters (capture backend: %s)\n",
 		loader__capture_name(capture));
@@ -396,6 +541,7 @@ static void print_summary(const uint64_t bpf[HT_STAT__COUNT], struct sink *sink,
 		fprintf(stderr, "  %-28s %12" PRIu64 "\n", loader__stat_name(i), bpf[i]);
 	stats_print(stderr, 1);
 	sink->print_stats(sink, stderr);
+	outbuf__print_stats(output, stderr);
 }
 
 static void announce_ready(void *ctx)
@@ -409,6 +555,29 @@ static void announce_ready(void *ctx)
 		 o->output == OUTPUT_JSON   ? "json"
 		 : o->output == OUTPUT_OTLP ? "otlp"
 					    : "waterfall");
+}
+
+/* OTEL_TRACES_EXPORTER (OpenTelemetry SDK configuration): otlp, or console (the terminal
+ * waterfall); -o wins. Any other value is an error, not silently ignored: it would send
+ * spans somewhere the operator did not ask for. */
+static int traces_exporter_from_env(struct options *o)
+{
+	const char *v = getenv("OTEL_TRACES_EXPORTER");
+	enum output_kind kind;
+
+	if (!v || !*v)
+		return 0;
+	if (strcmp(v, "otlp") == 0) {
+		kind = OUTPUT_OTLP;
+	} else if (strcmp(v, "console") == 0) {
+		kind = OUTPUT_WATERFALL;
+	} else {
+		log_error("invalid OTEL_TRACES_EXPORTER (otlp or console; or -o)");
+		return -EINVAL;
+	}
+	if (o->output == OUTPUT_DEFAULT)
+		o->output = kind;
+	return 0;
 }
 
 /* Output: flags win, then OTEL_* (an endpoint means OTLP), then the terminal waterfall. */
@@ -431,6 +600,9 @@ static int resolve_output(struct options *o, struct otlp_config *otlp)
 		log_error("OTLP configuration: %s", msg[0] ? msg : strerror(-err));
 		return err;
 	}
+	err = traces_exporter_from_env(o);
+	if (err)
+		return err;
 	if (o->output == OUTPUT_DEFAULT)
 		o->output = otlp->endpoint_set ? OUTPUT_OTLP : OUTPUT_WATERFALL;
 	return 0;
@@ -449,6 +621,22 @@ struct run_result {
 	uint64_t bpf_stats[HT_STAT__COUNT];
 	enum capture_backend capture;
 };
+
+/* Everything is attached and every file is open: keep only what tracing needs from now on
+ * (privilege.h). A failure is logged, not fatal: the agent works as it did before. */
+static void drop_privileges(const struct loader *ld)
+{
+	capmask_t keep = privilege__runtime_set(ld->tls != NULL, ld->inject != NULL);
+	char names[256];
+	int err = privilege__restrict(keep);
+
+	if (err)
+		log_warn("cannot drop the capabilities not needed after start-up: %s",
+			 strerror(-err));
+	else
+		log_debug("capabilities kept after start-up: %s; no_new_privs set",
+			  privilege__names(privilege__effective(), names, sizeof(names)));
+}
 
 /* Load and attach, run the loop until a stop signal or the duration, detach. */
 static int trace(struct options *o, struct tracker *tracker, struct sink *sink,
@@ -470,6 +658,7 @@ static int trace(struct options *o, struct tracker *tracker, struct sink *sink,
 		loader__destroy(&ld);
 		return err;
 	}
+	drop_privileges(&ld);
 	loop = (struct loop){.ringbuf_fds = ld.ring_fds,
 			     .nrings = ld.nrings,
 			     .ring_bytes = ld.ring_bytes,
@@ -493,29 +682,26 @@ static int trace(struct options *o, struct tracker *tracker, struct sink *sink,
  * Every way out once the sink exists, error exits included: the sink writes what it holds
  * (OTLP within its deadline), then come the counters and the audit report when the loop
  * ran, and stdout and the output file are flushed here, not left to exit(), so that a
- * failed write is reported. 0 or -EIO.
+ * failed write is reported. Output that the reader does not take within OUTPUT_FLUSH_MS is
+ * dropped (counted): a stopped reader does not hold the exit. 0 or -EIO.
  */
 static int finish_output(const struct options *o, struct sink *sink, const struct audit *audit,
-			 FILE *out, const struct run_result *res)
+			 struct outputs *outs, const struct run_result *res)
 {
 	int err = 0;
 
 	sink->flush(sink, SHUTDOWN_FLUSH_MS);
+	outbuf__drain(spans_output(outs), OUTPUT_FLUSH_MS);
 	if (res->ran)
-		print_summary(res->bpf_stats, sink, res->capture);
+		print_summary(res->bpf_stats, sink, res->capture, spans_output(outs));
 	sink->destroy(sink);
 	if (res->ran && o->audit)
 		/* stdout may carry the spans themselves: keep the report off it then */
-		audit__print(audit, out == stdout && o->output != OUTPUT_OTLP ? stderr : stdout,
+		audit__print(audit,
+			     !outs->file && o->output != OUTPUT_OTLP ? stderr
+								     : outbuf__stream(outs->std),
 			     o->audit == 2);
-	if (out && out != stdout && fclose(out)) {
-		log_error("cannot write %s: %s", o->output_file, strerror(errno));
-		err = -EIO;
-	}
-	if (fflush(stdout) || ferror(stdout)) {
-		log_error("cannot write the standard output: %s", strerror(errno));
-		err = -EIO;
-	}
+	close_outputs(outs, &err);
 	return err;
 }
 
@@ -532,8 +718,8 @@ static int run_agent(struct options *o)
 	struct otlp_config otlp;
 	struct tracker tracker;
 	struct audit audit;
+	struct outputs outs = {0};
 	struct sink *sink;
-	FILE *out = NULL;
 	int err, werr;
 
 	err = resolve_output(o, &otlp);
@@ -542,7 +728,10 @@ static int run_agent(struct options *o)
 	err = audit__init(&audit);
 	if (err)
 		goto out_config;
-	sink = make_sink(o, &otlp, &out);
+	err = open_outputs(o, &outs);
+	if (err)
+		goto out_audit;
+	sink = make_sink(o, &otlp, &outs);
 	if (sink && o->audit) {
 		struct sink *wrapped = sink_audit_new(sink, &audit);
 
@@ -552,8 +741,7 @@ static int run_agent(struct options *o)
 	}
 	if (!sink) {
 		err = -EINVAL;
-		if (out && out != stdout)
-			fclose(out);
+		close_outputs(&outs, &err);
 		goto out_audit;
 	}
 	err = tracker__init(&tracker, sink, &topt);
@@ -562,7 +750,7 @@ static int run_agent(struct options *o)
 		/* open requests end here, as errors: spans the sink has yet to write */
 		tracker__shutdown(&tracker);
 	}
-	werr = finish_output(o, sink, &audit, out, &res);
+	werr = finish_output(o, sink, &audit, &outs, &res);
 	err = err ?: werr;
 	stop_signals__close(&stop);
 out_audit:
@@ -579,10 +767,14 @@ int main(int argc, char **argv)
 		    .ringbuf_bytes = HT_DEFAULT_RINGBUF_BYTES,
 		    .wakeup_bytes = 256 * 1024},
 	    .quiet_ms = 500,
+	    .output_buffer_bytes = OUTBUF_DEFAULT_BYTES,
 	};
 	struct argp argp = {argp_opts, parse_opt, NULL, doc, NULL, NULL, NULL};
 	int err;
 
+	/* no core dump, and no ptrace or /proc/PID/mem of the agent by its own user: its memory
+	 * holds the plaintext of other processes' requests */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	if (argc > 1 && strcmp(argv[1], "audit") == 0)
 		return audit_cli_main(argc - 1, argv + 1);
 	if (getenv("HOPTRACE_CAPTURE") && *getenv("HOPTRACE_CAPTURE") &&
@@ -609,9 +801,10 @@ int main(int argc, char **argv)
 	if (err)
 		return 2;
 	log_set_level(o.verbose ? LOG_DEBUG : LOG_INFO);
-	if (geteuid() != 0)
-		log_warn("not running as root: loading BPF programs will likely fail "
-			 "(run with sudo, or grant CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)");
+	if (!(privilege__effective() & (CAPMASK(CAP_BPF) | CAPMASK(CAP_SYS_ADMIN))))
+		log_warn("no CAP_BPF: loading BPF programs will fail (run as root, or grant "
+			 "CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, CAP_SYS_PTRACE and "
+			 "CAP_DAC_READ_SEARCH; README \"Privileges\")");
 	err = o.self_test ? run_self_test(&o) : run_agent(&o);
 	return err ? 1 : 0;
 }

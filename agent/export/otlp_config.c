@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include <curl/curl.h>
 
 extern char **environ;
 
@@ -631,6 +632,30 @@ static int resolve_grpc(struct otlp_config *cfg, char *msg, size_t msglen)
 	return err;
 }
 
+/* The endpoint as libcurl will parse it at the first export: a malformed one (no host, a
+ * bad port, an unclosed IPv6 bracket) is refused at start-up, not retried forever. */
+static int check_url(const struct otlp_config *cfg, char *msg, size_t msglen)
+{
+	const char *src = cfg->traces_endpoint ? cfg->traces_endpoint_src : cfg->base_endpoint_src;
+	const char *ep = cfg->traces_endpoint ? cfg->traces_endpoint : cfg->base_endpoint;
+	const char *auth = ep ? strstr(ep, "://") : NULL;
+	CURLU *u;
+	CURLUcode rc;
+
+	/* "http:///v1/traces" parses, with the path's first segment as the host */
+	if (auth && (auth[3] == '\0' || auth[3] == '/'))
+		return fail(msg, msglen, "%s=%s: no host in the endpoint", src, ep);
+	u = curl_url();
+	if (!u)
+		return -ENOMEM;
+	rc = curl_url_set(u, CURLUPART_URL, cfg->url, 0);
+	curl_url_cleanup(u);
+	if (rc == CURLUE_OK)
+		return 0;
+	return fail(msg, msglen, "%s=%s: not a valid URL (%s)", src ? src : "endpoint",
+		    ep ? ep : cfg->url, curl_url_strerror(rc));
+}
+
 int otlp_config_finish(struct otlp_config *cfg, char *msg, size_t msglen)
 {
 	int err;
@@ -639,6 +664,8 @@ int otlp_config_finish(struct otlp_config *cfg, char *msg, size_t msglen)
 		err = resolve_grpc(cfg, msg, msglen);
 	else
 		err = resolve_http(cfg, msg, msglen);
+	if (!err)
+		err = check_url(cfg, msg, msglen);
 	if (err)
 		return err;
 	if (cfg->client_key && !cfg->client_cert)

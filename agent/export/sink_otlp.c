@@ -44,6 +44,7 @@
 #include "otlp_encode.h"
 #include "otlp_gzip.h"
 #include "otlp_transport.h"
+#include "privilege.h"
 #include "span.h"
 #include "stats.h"
 #include "text.h"
@@ -543,6 +544,8 @@ static void *exporter_main(void *arg)
 	struct exporter *ex = arg;
 	struct sink_otlp *sk = ex->sk;
 
+	/* exporting needs no capability; libcurl's resolver threads inherit this */
+	privilege__restrict(0);
 	pthread_mutex_lock(&sk->lock);
 	while (wait_for_batch(sk)) {
 		size_t n = sk->count < sk->max_batch ? sk->count : sk->max_batch;
