@@ -6,9 +6,6 @@
 
 #include "span.h"
 
-#define CORRELATE_MAX_PROCS 65536
-#define CORRELATE_MAX_THREADS 262144
-
 /* What a thread has shown about how it serves requests; sticky until it exits. */
 enum thread_mark {
 	MARK_NONBLOCKING = 1 << 0,  /* read a request from a non-blocking socket */
@@ -22,9 +19,14 @@ enum thread_mark {
 
 int correlate__init(struct correlate *c)
 {
+	return correlate__init_sized(c, 0, 0);
+}
+
+int correlate__init_sized(struct correlate *c, size_t max_procs, size_t max_threads)
+{
 	memset(c, 0, sizeof(*c));
-	if (u64map_init(&c->by_tgid, CORRELATE_MAX_PROCS) ||
-	    u64map_init(&c->by_tid, CORRELATE_MAX_THREADS) ||
+	if (u64map_init(&c->by_tgid, max_procs ? max_procs : CORRELATE_MAX_PROCS) ||
+	    u64map_init(&c->by_tid, max_threads ? max_threads : CORRELATE_MAX_THREADS) ||
 	    u64map_init(&c->thread_marks, CORRELATE_MAX_THREADS) ||
 	    u64map_init(&c->thread_parent, CORRELATE_MAX_THREADS) ||
 	    u64map_init(&c->thread_born, CORRELATE_MAX_THREADS)) {

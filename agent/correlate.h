@@ -103,7 +103,13 @@ struct correlate {
 	struct u64map thread_born;   /* tid -> creation time, monotonic ns (+ 1) */
 };
 
+#define CORRELATE_MAX_PROCS 65536
+#define CORRELATE_MAX_THREADS 262144
+
 int correlate__init(struct correlate *c);
+/* The same with room for max_procs processes and max_threads threads with requests in flight
+ * (0: the defaults above). */
+int correlate__init_sized(struct correlate *c, size_t max_procs, size_t max_threads);
 void correlate__free(struct correlate *c);
 /* Register a server request in flight. Returns 0 or -ENOSPC/-ENOMEM. */
 int correlate__add(struct correlate *c, struct inflight *in);

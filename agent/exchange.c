@@ -393,7 +393,8 @@ struct exchange *exchange_start_server(struct exchange_env *env, const struct co
 	ex->inflight.start_ns = ex->start_ns;
 	ex->inflight.span = s;
 	/* without registration the request still becomes a span, only without children */
-	correlate__add(env->corr, &ex->inflight);
+	if (correlate__add(env->corr, &ex->inflight))
+		STAT_INC(drop_correlate_full);
 	/* an event loop is idle in epoll when its request is read: mark it at once */
 	if (correlate__wait_matters(env->corr, rec->tid))
 		sample_wait(env, ci->tgid, rec->tid);

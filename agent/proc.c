@@ -13,9 +13,9 @@
 #include "export/otlp_config.h"
 #include "log.h"
 #include "resource.h"
+#include "stats.h"
 #include "text.h"
 
-#define PROC_TABLE_MAX 65536
 #define ENVIRON_MAX (256 * 1024)
 
 struct proc_entry {
@@ -28,10 +28,16 @@ struct proc_entry {
  * why. */
 #define EXITED_LINGER_NS (10ULL * 1000000000ULL)
 
-int proc_table__init(struct proc_table *pt, const char *proc_root)
+int proc_table__init_sized(struct proc_table *pt, const char *proc_root, size_t max)
 {
 	pt->proc_root = proc_root ? proc_root : "/proc";
-	return u64map_init(&pt->by_tgid, PROC_TABLE_MAX);
+	pt->overflow = NULL;
+	return u64map_init(&pt->by_tgid, max ? max : PROC_TABLE_MAX);
+}
+
+int proc_table__init(struct proc_table *pt, const char *proc_root)
+{
+	return proc_table__init_sized(pt, proc_root, 0);
 }
 
 static void entry_free(struct proc_entry *e)
@@ -48,6 +54,8 @@ void proc_table__free(struct proc_table *pt)
 	for (size_t it = 0; u64map_next(&pt->by_tgid, &it, &k, &v);)
 		entry_free(v);
 	u64map_free(&pt->by_tgid);
+	resource_put(pt->overflow);
+	pt->overflow = NULL;
 }
 
 /* Read a whole small /proc file (environ, cgroup). Returns bytes read or -errno. */
@@ -224,6 +232,44 @@ static struct resource *resource_from_proc(const struct proc_table *pt, uint32_t
 	return r;
 }
 
+/* Forget every process that exited, however recently: room for a running one. */
+static void drop_exited(struct proc_table *pt)
+{
+	uint64_t k;
+	void *v;
+
+	for (size_t it = 0; u64map_next(&pt->by_tgid, &it, &k, &v);) {
+		struct proc_entry *e = v;
+
+		if (e->exited_at) {
+			u64map_del(&pt->by_tgid, k);
+			entry_free(e);
+		}
+	}
+}
+
+/* A process the full table has no room for: a resource named after comm, with nothing read
+ * from /proc (256 KiB of environ per request would let whoever filled the table make every
+ * request cost that). Kept until another process overflows, so a burst of requests of one
+ * such process builds it once. */
+static struct resource *overflow_resource(struct proc_table *pt, uint32_t tgid, uint64_t start_ns,
+					  const char *comm)
+{
+	struct resource *r = pt->overflow;
+
+	STAT_INC(drop_proc_table_full);
+	if (r && r->pid == tgid && r->start_ns == start_ns)
+		return r;
+	r = resource_new(tgid, start_ns);
+	if (!r)
+		return NULL;
+	r->exe_name = strndup(comm && *comm ? comm : "unknown_service", 16);
+	r->service_name = r->exe_name ? strdup(r->exe_name) : NULL;
+	resource_put(pt->overflow);
+	pt->overflow = r;
+	return r;
+}
+
 struct resource *proc_table__resource(struct proc_table *pt, uint32_t tgid, uint64_t start_ns,
 				      const char *comm)
 {
@@ -236,6 +282,10 @@ struct resource *proc_table__resource(struct proc_table *pt, uint32_t tgid, uint
 		u64map_del(&pt->by_tgid, tgid);
 		entry_free(e);
 	}
+	if (pt->by_tgid.count >= pt->by_tgid.max_count)
+		drop_exited(pt);
+	if (pt->by_tgid.count >= pt->by_tgid.max_count)
+		return overflow_resource(pt, tgid, start_ns, comm);
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;

@@ -39,7 +39,15 @@
 	X(parent_none, "client spans with no server span in flight")                               \
 	X(spans_stitched, "server spans stitched to a same-host caller (--repair=stitch)")         \
 	X(conns_http, "HTTP connections tracked")                                                  \
-	X(conns_idle_expired, "idle connections expired")
+	X(conns_idle_expired, "idle connections expired")                                          \
+	X(span_attrs_dropped, "span attributes dropped: the span's attribute room was full")       \
+	X(drop_correlate_full,                                                                     \
+	  "server requests not registered for parenting: in-flight table full")                    \
+	X(drop_conns_by_tuple_full,                                                                \
+	  "connections not indexed by address: same-host hops on them not joined")                 \
+	X(drop_proc_table_full,                                                                    \
+	  "spans given a minimal resource: process table full (/proc not read)")                   \
+	X(budget_drops, "allocations refused: --memory-limit reached (requests not traced)")
 
 struct agent_stats {
 #define X(name, desc) uint64_t name;

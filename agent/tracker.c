@@ -215,9 +215,9 @@ static bool conn_assign_role(struct conn *c, const struct ht_data_event *ev, con
 		c->role = ROLE_SERVER;
 	else
 		c->role = ROLE_CLIENT;
-	/* best effort: without the entry a same-host hop is just not recognised */
-	if (c->info.tuple.family)
-		u64map_put(&c->t->conns_by_tuple, tuple_key(&c->info.tuple), c);
+	/* without the entry a same-host hop is just not recognised: counted */
+	if (c->info.tuple.family && u64map_put(&c->t->conns_by_tuple, tuple_key(&c->info.tuple), c))
+		STAT_INC(drop_conns_by_tuple_full);
 	req_dir = c->role == ROLE_SERVER ? HT_DIR_INGRESS : HT_DIR_EGRESS;
 	http1_parser_init(&c->parser[req_dir], HTTP1_REQUEST, &parser_callbacks, &c->dctx[req_dir]);
 	http1_parser_init(&c->parser[!req_dir], HTTP1_RESPONSE, &parser_callbacks,
@@ -561,16 +561,18 @@ int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_opt
 	t->opt = *opt;
 	t->sink = sink;
 	t->mono_to_unix_ns = monotonic_to_unix_offset();
-	err = u64map_init(&t->conns, CONN_TABLE_MAX);
+	err = u64map_init(&t->conns, opt->limits.conns ? opt->limits.conns : CONN_TABLE_MAX);
 	if (err)
 		return err;
-	err = u64map_init(&t->conns_by_tuple, CONN_TABLE_MAX);
+	err = u64map_init(&t->conns_by_tuple,
+			  opt->limits.tuple_index ? opt->limits.tuple_index : CONN_TABLE_MAX);
 	if (err)
 		goto err_conns;
-	err = proc_table__init(&t->procs, opt->proc_root);
+	err = proc_table__init_sized(&t->procs, opt->proc_root, opt->limits.procs);
 	if (err)
 		goto err_conns;
-	err = correlate__init(&t->corr);
+	err = correlate__init_sized(&t->corr, opt->limits.inflight_procs,
+				    opt->limits.inflight_threads);
 	if (err)
 		goto err_procs;
 	t->env = (struct exchange_env){.corr = &t->corr,

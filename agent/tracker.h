@@ -21,11 +21,21 @@
 
 struct sink;
 
+/* Table sizes; 0: the default. Tests use small ones to reach the limits fast. */
+struct tracker_limits {
+	size_t conns;		 /* connections tracked */
+	size_t tuple_index;	 /* connections indexed by address, for same-host hops */
+	size_t procs;		 /* processes with a cached resource */
+	size_t inflight_procs;	 /* processes with server requests in flight */
+	size_t inflight_threads; /* threads with server requests in flight */
+};
+
 struct tracker_options {
 	uint64_t idle_timeout_ns;    /* connections with nothing in flight are forgotten */
 	uint64_t request_timeout_ns; /* requests with no answer end with an error */
 	bool stitch;		     /* --repair=stitch: join same-host hops that lost context */
 	const char *proc_root;	     /* NULL: /proc (tests point elsewhere) */
+	struct tracker_limits limits;
 };
 
 struct tracker {

@@ -1,0 +1,286 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/* Unit tests for the agent's bounded tables: each loss when a table is full has a counter,
+ * and a full table costs no unbounded work per request. Tables are made small through
+ * struct tracker_limits so the limits are reached with a few records. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "export/otlp_encode.h"
+#include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+#include "resource.h"
+#include "sink.h"
+#include "span.h"
+#include "stats.h"
+#include "tracker.h"
+
+#define MAX_SPANS 16
+
+/* A sink that keeps "KIND service" of each span. */
+struct record_sink {
+	struct sink base;
+	unsigned n;
+	char got[MAX_SPANS][80];
+};
+
+static void record_emit(struct sink *sk, struct span *s)
+{
+	struct record_sink *rs = (struct record_sink *)sk;
+
+	if (rs->n < MAX_SPANS)
+		snprintf(rs->got[rs->n++], sizeof(rs->got[0]), "%s %s",
+			 s->kind == SPAN_KIND_SERVER ? "SERVER" : "CLIENT",
+			 s->resource && s->resource->service_name ? s->resource->service_name
+								  : "(none)");
+	span_free(s);
+}
+
+struct fixture {
+	struct record_sink sink;
+	struct tracker t;
+	char proc_root[64];
+	uint64_t ts;
+};
+
+/* A fake /proc/PID with an environ naming the service. */
+static void fake_proc(struct fixture *f, uint32_t tgid, const char *service)
+{
+	char path[128], env[96];
+	int fd, n;
+
+	snprintf(path, sizeof(path), "%s/%u", f->proc_root, tgid);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/%u/environ", f->proc_root, tgid);
+	n = snprintf(env, sizeof(env), "OTEL_SERVICE_NAME=%s", service);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, env, (size_t)n + 1), n + 1);
+	close(fd);
+}
+
+static struct fixture *start(const struct tracker_limits *limits)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct tracker_options opt = {.idle_timeout_ns = 60e9, .request_timeout_ns = 60e9};
+
+	assert_non_null(f);
+	strcpy(f->proc_root, "/tmp/hoptrace-limits-XXXXXX");
+	assert_non_null(mkdtemp(f->proc_root));
+	opt.proc_root = f->proc_root;
+	opt.limits = *limits;
+	f->sink.base.name = "record";
+	f->sink.base.emit = record_emit;
+	f->ts = 1000;
+	memset(&g_stats, 0, sizeof(g_stats));
+	assert_int_equal(tracker__init(&f->t, &f->sink.base, &opt), 0);
+	return f;
+}
+
+static void stop(struct fixture *f)
+{
+	char cmd[128];
+
+	tracker__shutdown(&f->t);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->proc_root);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+}
+
+/* A request received on connection cookie by process tgid (server side, port 8080). */
+static void request_in(struct fixture *f, uint64_t cookie, uint32_t tgid, uint16_t rport)
+{
+	static const char req[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+	uint8_t buf[sizeof(struct ht_data_event) + sizeof(req)];
+	struct ht_data_event *ev = (struct ht_data_event *)buf;
+
+	memset(ev, 0, sizeof(*ev));
+	ev->kind = HT_EV_DATA;
+	ev->tgid = tgid;
+	ev->tid = tgid;
+	ev->ts_ns = f->ts += 1000;
+	ev->proc_start_ns = 77;
+	ev->cookie = cookie;
+	ev->len = ev->cap_len = sizeof(req) - 1;
+	ev->dir = HT_DIR_INGRESS;
+	ev->fd = 3;
+	ev->tuple.family = 2;
+	ev->tuple.lport = 8080;
+	ev->tuple.rport = rport;
+	snprintf(ev->comm, sizeof(ev->comm), "comm%u", tgid);
+	memcpy(ev + 1, req, sizeof(req) - 1);
+	tracker__handle_record(&f->t, buf, sizeof(*ev) + ev->cap_len);
+}
+
+static void close_conn(struct fixture *f, uint64_t cookie)
+{
+	struct ht_close_event ev = {.kind = HT_EV_CLOSE, .ts_ns = f->ts += 1000, .cookie = cookie};
+
+	tracker__handle_record(&f->t, &ev, sizeof(ev));
+}
+
+static void process_exit(struct fixture *f, uint32_t tgid)
+{
+	struct ht_task_event ev = {
+	    .kind = HT_EV_EXIT, .tgid = tgid, .tid = tgid, .ts_ns = f->ts += 1000, .group_dead = 1};
+
+	tracker__handle_record(&f->t, &ev, sizeof(ev));
+}
+
+/* A second process with a request in flight finds no room among the requests in flight: its
+ * span has no children, and the loss is counted. */
+static void test_correlate_full_counted(void **state)
+{
+	struct tracker_limits lim = {.inflight_procs = 1};
+	struct fixture *f = start(&lim);
+
+	(void)state;
+	request_in(f, 1, 100, 40001);
+	assert_int_equal(g_stats.drop_correlate_full, 0);
+	request_in(f, 2, 200, 40002);
+	assert_int_equal(g_stats.drop_correlate_full, 1);
+	stop(f);
+}
+
+/* A connection the address index has no room for is counted (its same-host hop is lost). */
+static void test_tuple_index_full_counted(void **state)
+{
+	struct tracker_limits lim = {.tuple_index = 1};
+	struct fixture *f = start(&lim);
+
+	(void)state;
+	request_in(f, 1, 100, 40001);
+	request_in(f, 2, 100, 40002);
+	assert_int_equal(g_stats.drop_conns_by_tuple_full, 1);
+	stop(f);
+}
+
+/* With the process table full, another process's requests read nothing from /proc (its
+ * environ may be 256 KiB, and every request would read it again): they get a resource named
+ * after the command, counted. A process that exits makes room. */
+static void test_proc_table_full(void **state)
+{
+	struct tracker_limits lim = {.procs = 1};
+	struct fixture *f = start(&lim);
+
+	(void)state;
+	fake_proc(f, 100, "svc-a");
+	fake_proc(f, 200, "svc-b");
+	request_in(f, 1, 100, 40001);
+	close_conn(f, 1);
+	request_in(f, 2, 200, 40002);
+	close_conn(f, 2);
+	request_in(f, 3, 200, 40003);
+	close_conn(f, 3);
+	assert_int_equal(f->sink.n, 3);
+	assert_string_equal(f->sink.got[0], "SERVER svc-a");
+	assert_string_equal(f->sink.got[1], "SERVER comm200");
+	assert_string_equal(f->sink.got[2], "SERVER comm200");
+	assert_int_equal(g_stats.drop_proc_table_full, 2);
+
+	process_exit(f, 100);
+	request_in(f, 4, 200, 40004);
+	close_conn(f, 4);
+	assert_string_equal(f->sink.got[3], "SERVER svc-b");
+	assert_int_equal(g_stats.drop_proc_table_full, 2);
+	stop(f);
+}
+
+/* One caller with many callees (Host values it picks) takes its share of edges, then its new
+ * callees are counted under one "other" edge; other callers keep theirs. A full table counts
+ * the calls it could not place. */
+static void test_audit_edges_bounded(void **state)
+{
+	struct audit a;
+	char callee[32];
+
+	(void)state;
+	assert_int_equal(audit__init_sized(&a, 6, 3), 0);
+	for (int i = 0; i < 10; i++) {
+		snprintf(callee, sizeof(callee), "host-%d:80", i);
+		audit__record(&a, "flooder", callee, PROP_OK, false, "00", "exact");
+	}
+	assert_int_equal(a.edges.count, 4); /* 3 callees and the "other" edge */
+	assert_int_equal(a.calls_merged, 7);
+	audit__record(&a, "good", "db:5432", PROP_OK, false, "00", "exact");
+	audit__record(&a, "good2", "db:5432", PROP_OK, false, "00", "exact");
+	assert_int_equal(a.edges.count, 6);
+	assert_int_equal(a.calls_lost, 0);
+	audit__record(&a, "good3", "db:5432", PROP_OK, false, "00", "exact");
+	assert_int_equal(a.calls_lost, 1);
+
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+
+	assert_non_null(out);
+	audit__print(&a, out, true);
+	fclose(out);
+	assert_non_null(strstr(text, "\"merged_into_other_callees\":7"));
+	assert_non_null(strstr(text, "\"lost_edge_table_full\":1"));
+	free(text);
+	audit__free(&a);
+}
+
+/* Attributes that find no room are counted on the span, exported as OTLP's
+ * dropped_attributes_count, and in the agent's counter. */
+static void test_span_attrs_dropped(void **state)
+{
+	struct otlp_encoder *enc = otlp_encoder_new(NULL, 0);
+	struct resource *r = resource_new(7, 1);
+	struct span *s = span_new();
+	struct otlp_buf out = {0};
+	char big[SPAN_STRBUF];
+	Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest *req;
+
+	(void)state;
+	memset(&g_stats, 0, sizeof(g_stats));
+	assert_non_null(enc);
+	r->service_name = strdup("svc");
+	s->resource = r;
+	s->span_id[0] = s->trace_id[0] = 1;
+	memset(big, 'v', sizeof(big));
+	assert_int_equal(span_set_str(s, "big", big, sizeof(big)), 0); /* truncated to fit */
+	assert_int_equal(span_set_str(s, "lost", "x", 1), -ENOSPC);
+	assert_int_equal(s->dropped_attrs, 1);
+	while (s->nattrs < SPAN_MAX_ATTRS)
+		span_set_int(s, "k", 1);
+	assert_int_equal(span_set_int(s, "lost2", 1), -ENOSPC);
+	assert_int_equal(span_set_bool(s, "lost3", true), -ENOSPC);
+	assert_int_equal(s->dropped_attrs, 3);
+	assert_int_equal(g_stats.span_attrs_dropped, 3);
+
+	assert_int_equal(otlp_encoder__encode(enc, &s, 1, &out), 0);
+	req = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
+	    NULL, out.len, otlp_buf_payload(&out));
+	assert_non_null(req);
+	assert_int_equal(req->resource_spans[0]->scope_spans[0]->spans[0]->dropped_attributes_count,
+			 3);
+	opentelemetry__proto__collector__trace__v1__export_trace_service_request__free_unpacked(
+	    req, NULL);
+	span_free(s);
+	otlp_buf_free(&out);
+	otlp_encoder_free(enc);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_correlate_full_counted),
+	    cmocka_unit_test(test_tuple_index_full_counted),
+	    cmocka_unit_test(test_proc_table_full),
+	    cmocka_unit_test(test_audit_edges_bounded),
+	    cmocka_unit_test(test_span_attrs_dropped),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
