@@ -50,8 +50,9 @@ struct options {
 	const char *otlp_endpoint;
 	const char *otlp_protocol;
 	const char *otlp_exporters;
-	int audit;  /* 1: table at exit, 2: JSON at exit */
-	int stitch; /* --repair=stitch */
+	int audit;	     /* 1: table at exit, 2: JSON at exit */
+	int stitch;	     /* --repair=stitch */
+	size_t memory_limit; /* --memory-limit: bytes, 0: none */
 };
 
 enum {
@@ -68,6 +69,7 @@ enum {
 	OPT_AUDIT,
 	OPT_AUDIT_JSON,
 	OPT_REPAIR,
+	OPT_MEMORY_LIMIT,
 };
 
 static const char doc[] =
@@ -127,6 +129,10 @@ static const struct argp_option argp_opts[] = {
      "Ring buffer bytes, all CPUs together (one ring per CPU, each at least 512 KiB), power of two "
      "(default 8 MiB)",
      3},
+    {"memory-limit", OPT_MEMORY_LIMIT, "BYTES", 0,
+     "Bytes of connection and request state kept, with a K, M or G suffix (default 128M; "
+     "0: no limit). Past it new connections and requests are not followed (budget_drops)",
+     3},
     {"no-tls", OPT_NO_TLS, NULL, 0,
      "Do not trace HTTPS (no uprobes on OpenSSL libraries and binaries)", 3},
     {"no-color", OPT_NO_COLOR, NULL, 0, "No colors in the waterfall", 3},
@@ -148,6 +154,31 @@ static int parse_uint(const char *s, unsigned long long max, unsigned long long 
 	*out = strtoull(s, &end, 0);
 	if (errno || end == s || *end || *out > max || s[0] == '-')
 		return -EINVAL;
+	return 0;
+}
+
+/* A byte count with an optional K, M or G suffix (powers of 1024). */
+static int parse_bytes(const char *s, unsigned long long *out)
+{
+	char num[32], *end;
+	size_t n = strlen(s);
+	unsigned shift = 0;
+
+	if (!n || n >= sizeof(num))
+		return -EINVAL;
+	memcpy(num, s, n + 1);
+	end = num + n - 1;
+	if (*end == 'K' || *end == 'k')
+		shift = 10;
+	else if (*end == 'M' || *end == 'm')
+		shift = 20;
+	else if (*end == 'G' || *end == 'g')
+		shift = 30;
+	if (shift)
+		*end = '\0';
+	if (parse_uint(num, 1ULL << (40 - shift), out))
+		return -EINVAL;
+	*out <<= shift;
 	return 0;
 }
 
@@ -279,6 +310,12 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		return 0;
 	case OPT_REPAIR:
 		return parse_repair(o, arg, state);
+	case OPT_MEMORY_LIMIT:
+		if (parse_bytes(arg, &v))
+			argp_error(state, "invalid --memory-limit '%s' (bytes, e.g. 64M; 0: none)",
+				   arg);
+		o->memory_limit = (size_t)v;
+		return 0;
 	case ARGP_KEY_ARG:
 		argp_error(state, "unexpected argument '%s'", arg);
 		return 0;
@@ -503,6 +540,7 @@ static int run_agent(struct options *o)
 	    .idle_timeout_ns = 300ULL * 1000000000ULL,
 	    .request_timeout_ns = 900ULL * 1000000000ULL,
 	    .stitch = o->stitch,
+	    .memory_limit = o->memory_limit,
 	};
 	struct stop_signals stop = {.fd = -1};
 	struct run_result res = {0};
@@ -556,6 +594,7 @@ int main(int argc, char **argv)
 		    .ringbuf_bytes = HT_DEFAULT_RINGBUF_BYTES,
 		    .wakeup_bytes = 256 * 1024},
 	    .quiet_ms = 500,
+	    .memory_limit = MEM_BUDGET_DEFAULT,
 	};
 	struct argp argp = {argp_opts, parse_opt, NULL, doc, NULL, NULL, NULL};
 	int err;

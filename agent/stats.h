@@ -47,7 +47,8 @@
 	  "connections not indexed by address: same-host hops on them not joined")                 \
 	X(drop_proc_table_full,                                                                    \
 	  "spans given a minimal resource: process table full (/proc not read)")                   \
-	X(budget_drops, "allocations refused: --memory-limit reached (requests not traced)")
+	X(budget_drops, "allocations refused: --memory-limit reached (requests not traced)")       \
+	X(budget_peak_bytes, "most bytes of connection and request state held at once")
 
 struct agent_stats {
 #define X(name, desc) uint64_t name;

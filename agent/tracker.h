@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "budget.h"
 #include "correlate.h"
 #include "exchange.h"
 #include "hashmap.h"
@@ -36,6 +37,7 @@ struct tracker_options {
 	bool stitch;		     /* --repair=stitch: join same-host hops that lost context */
 	const char *proc_root;	     /* NULL: /proc (tests point elsewhere) */
 	struct tracker_limits limits;
+	size_t memory_limit; /* --memory-limit: bytes of connection and request state, 0: none */
 };
 
 struct tracker {
@@ -45,8 +47,9 @@ struct tracker {
 	struct proc_table procs;
 	struct correlate corr;
 	struct sink *sink;
-	int64_t mono_to_unix_ns; /* add to a bpf_ktime_get_ns() stamp to get unix time */
-	struct exchange_env env; /* the above, as exchange building sees them */
+	struct mem_budget budget; /* connections, requests waiting, parser buffers */
+	int64_t mono_to_unix_ns;  /* add to a bpf_ktime_get_ns() stamp to get unix time */
+	struct exchange_env env;  /* the above, as exchange building sees them */
 	/* told of every exec record (a new image may bring OpenSSL code to probe) */
 	void (*on_exec)(void *ctx, uint32_t tgid, uint64_t ts_ns);
 	void *on_exec_ctx;
@@ -64,5 +67,7 @@ void tracker__on_exec(struct tracker *t, void (*fn)(void *ctx, uint32_t tgid, ui
 		      void *ctx);
 /* Connections currently tracked. */
 size_t tracker__conn_count(const struct tracker *t);
+/* Bytes of the memory budget in use. */
+size_t tracker__budget_used(const struct tracker *t);
 
 #endif

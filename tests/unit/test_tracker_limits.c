@@ -68,10 +68,11 @@ static void fake_proc(struct fixture *f, uint32_t tgid, const char *service)
 	close(fd);
 }
 
-static struct fixture *start(const struct tracker_limits *limits)
+static struct fixture *start_budget(const struct tracker_limits *limits, size_t memory_limit)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	struct tracker_options opt = {.idle_timeout_ns = 60e9, .request_timeout_ns = 60e9};
+	struct tracker_options opt = {
+	    .idle_timeout_ns = 60e9, .request_timeout_ns = 60e9, .memory_limit = memory_limit};
 
 	assert_non_null(f);
 	strcpy(f->proc_root, "/tmp/hoptrace-limits-XXXXXX");
@@ -86,6 +87,11 @@ static struct fixture *start(const struct tracker_limits *limits)
 	return f;
 }
 
+static struct fixture *start(const struct tracker_limits *limits)
+{
+	return start_budget(limits, 0);
+}
+
 static void stop(struct fixture *f)
 {
 	char cmd[128];
@@ -94,6 +100,36 @@ static void stop(struct fixture *f)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->proc_root);
 	assert_int_equal(system(cmd), 0);
 	free(f);
+}
+
+/* One I/O on the server side (port 8080) of connection cookie, by process tgid, at the
+ * stream position pos. */
+static void io_at(struct fixture *f, uint64_t cookie, uint32_t tgid, uint16_t rport, uint8_t dir,
+		  uint64_t pos, const char *data)
+{
+	size_t n = strlen(data);
+	uint8_t *buf = malloc(sizeof(struct ht_data_event) + n);
+	struct ht_data_event *ev = (struct ht_data_event *)buf;
+
+	assert_non_null(buf);
+	memset(ev, 0, sizeof(*ev));
+	ev->kind = HT_EV_DATA;
+	ev->tgid = tgid;
+	ev->tid = tgid;
+	ev->ts_ns = f->ts += 1000;
+	ev->proc_start_ns = 77;
+	ev->cookie = cookie;
+	ev->pos = pos;
+	ev->len = ev->cap_len = (uint32_t)n;
+	ev->dir = dir;
+	ev->fd = 3;
+	ev->tuple.family = 2;
+	ev->tuple.lport = 8080;
+	ev->tuple.rport = rport;
+	snprintf(ev->comm, sizeof(ev->comm), "comm%u", tgid);
+	memcpy(ev + 1, data, n);
+	tracker__handle_record(&f->t, buf, sizeof(*ev) + n);
+	free(buf);
 }
 
 /* A request received on connection cookie by process tgid (server side, port 8080). */
@@ -272,6 +308,48 @@ static void test_span_attrs_dropped(void **state)
 	otlp_encoder_free(enc);
 }
 
+/* Connections that pipeline requests nobody answers take what the budget allows and no
+ * more; the rest is refused and counted, a connection refused a request ends its requests
+ * (their responses could no longer be paired), and the budget comes back whole when the
+ * connections go: a request afterwards is traced. */
+static void test_budget_bounds_pending_requests(void **state)
+{
+	const size_t limit = 256 * 1024;
+	struct tracker_limits lim = {0};
+	struct fixture *f = start_budget(&lim, limit);
+	char pipelined[32 * 40] = "";
+	size_t peak = 0;
+
+	(void)state;
+	for (int i = 0; i < 32; i++)
+		strcat(pipelined, "GET /p HTTP/1.1\r\nHost: a\r\n\r\n");
+	for (uint64_t cookie = 1; cookie <= 100; cookie++) {
+		io_at(f, cookie, 100, (uint16_t)(40000 + cookie), HT_DIR_INGRESS, 0, pipelined);
+		if (tracker__budget_used(&f->t) > peak)
+			peak = tracker__budget_used(&f->t);
+	}
+	assert_true(peak <= limit);
+	assert_true(peak > limit / 2);
+	assert_true(g_stats.budget_drops > 0);
+	assert_true(g_stats.budget_peak_bytes >= peak && g_stats.budget_peak_bytes <= limit);
+	/* abandoned connections ended their requests, as errors */
+	assert_true(f->sink.n > 0);
+
+	/* a head split over reads is charged while it waits for its end */
+	for (uint64_t cookie = 1; cookie <= 100; cookie++)
+		close_conn(f, cookie);
+	assert_int_equal(tracker__budget_used(&f->t), 0);
+	io_at(f, 500, 100, 50000, HT_DIR_INGRESS, 0, "GET /split HTTP/1.1\r\nHost: a\r\n");
+	size_t held = tracker__budget_used(&f->t);
+	io_at(f, 500, 100, 50000, HT_DIR_INGRESS, 32, "\r\n");
+	assert_true(tracker__budget_used(&f->t) < held); /* the buffer went with the head */
+	io_at(f, 500, 100, 50000, HT_DIR_EGRESS, 0, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+	assert_string_equal(f->sink.got[f->sink.n - 1], "SERVER comm100");
+	close_conn(f, 500);
+	assert_int_equal(tracker__budget_used(&f->t), 0);
+	stop(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -280,6 +358,7 @@ int main(void)
 	    cmocka_unit_test(test_proc_table_full),
 	    cmocka_unit_test(test_audit_edges_bounded),
 	    cmocka_unit_test(test_span_attrs_dropped),
+	    cmocka_unit_test(test_budget_bounds_pending_requests),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
