@@ -175,6 +175,10 @@ FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(OUT)/fuzz/%,$(wildcard tests/fuzz/fu
 FUZZ_SRCS_fuzz_http1 := agent/http1.c agent/text.c
 FUZZ_SRCS_fuzz_traceparent := agent/traceparent.c
 FUZZ_SRCS_fuzz_json_read := agent/json_read.c agent/text.c
+FUZZ_SRCS_fuzz_tracker := agent/tracker.c agent/exchange.c agent/correlate.c agent/http1.c \
+	agent/span.c agent/proc.c agent/resource.c agent/stats.c agent/hashmap.c agent/audit.c \
+	agent/budget.c agent/text.c agent/traceparent.c agent/threadwait.c agent/log.c \
+	agent/export/otlp_config.c
 
 $(OUT)/fuzz/%: tests/fuzz/%.c $(wildcard agent/*.h)
 	$(call msg,FUZZ,$@)
