@@ -344,6 +344,7 @@ void exchange_link_peers(struct exchange_env *env, struct exchange *ex, struct e
 	memcpy(s->trace_id, cs->trace_id, 16);
 	memcpy(s->parent_span_id, cs->span_id, 8);
 	s->trace_flags = cs->trace_flags;
+	correlate__trace_changed(env->corr, &ex->inflight);
 	span_set_str(s, "hoptrace.repair", "stitched", 8);
 	STAT_INC(spans_stitched);
 }
