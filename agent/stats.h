@@ -48,7 +48,9 @@
 	X(drop_proc_table_full,                                                                    \
 	  "spans given a minimal resource: process table full (/proc not read)")                   \
 	X(budget_drops, "allocations refused: --memory-limit reached (requests not traced)")       \
-	X(budget_peak_bytes, "most bytes of connection and request state held at once")
+	X(budget_peak_bytes, "most bytes of connection and request state held at once")            \
+	X(budget_expired, "requests ended after 30 s unanswered: over 3/4 of --memory-limit in "   \
+			  "use")
 
 struct agent_stats {
 #define X(name, desc) uint64_t name;

@@ -16,6 +16,11 @@
 
 #define CONN_TABLE_MAX 65536
 #define CONN_MAX_PENDING 32
+/* Past three quarters of the memory budget, a request unanswered for this long ends (as an
+ * error that says why) instead of holding its share until the usual timeout: requests that
+ * nobody answers must not keep out the ones that will be. Below that, long polls keep their
+ * full timeout. */
+#define PRESSURE_REQUEST_TIMEOUT_NS (30ULL * 1000000000ULL)
 
 enum conn_role {
 	ROLE_UNKNOWN = 0,
@@ -650,20 +655,33 @@ static bool conn_idle(const struct tracker *t, const struct conn *c, uint64_t no
 
 /* Requests unanswered for too long end with an error; connections idle for long are
  * forgotten (their socket may have gone without a close we could see). */
+static bool budget_pressed(const struct mem_budget *b)
+{
+	return b->limit && b->used > b->limit / 4 * 3;
+}
+
 void tracker__tick(struct tracker *t, uint64_t now_ns)
 {
-	uint64_t k;
+	bool pressed = budget_pressed(&t->budget);
+	uint64_t timeout = t->opt.request_timeout_ns, k;
 	void *v;
 
+	if (pressed && timeout > PRESSURE_REQUEST_TIMEOUT_NS)
+		timeout = PRESSURE_REQUEST_TIMEOUT_NS;
 	for (size_t it = 0; u64map_next(&t->conns, &it, &k, &v);) {
 		struct conn *c = v;
 		struct exchange *ex = queue_front(c);
 
-		while (ex && now_ns > ex->start_ns &&
-		       now_ns - ex->start_ns > t->opt.request_timeout_ns) {
+		while (ex && now_ns > ex->start_ns && now_ns - ex->start_ns > timeout) {
+			bool early = now_ns - ex->start_ns <= t->opt.request_timeout_ns;
+
 			STAT_INC(spans_error_incomplete);
+			if (early)
+				STAT_INC(budget_expired);
 			exchange_finish(&t->env, queue_pop(c), now_ns,
-					"no response within the timeout");
+					early ? "no response within 30 s while the memory limit "
+						"was near"
+					      : "no response within the timeout");
 			ex = queue_front(c);
 		}
 		if (!c->qlen && conn_idle(t, c, now_ns)) {

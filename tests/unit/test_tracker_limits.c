@@ -350,6 +350,37 @@ static void test_budget_bounds_pending_requests(void **state)
 	stop(f);
 }
 
+/* Near the memory limit, requests unanswered for 30 s end (counted, with the reason) and
+ * give their share back; below it, they keep the usual timeout. */
+static void test_budget_pressure_shortens_timeout(void **state)
+{
+	struct tracker_limits lim = {0};
+	struct fixture *f = start_budget(&lim, 64 * 1024);
+	uint64_t cookie = 1;
+
+	(void)state;
+	/* a quarter of the budget: no pressure */
+	while (tracker__budget_used(&f->t) < 16 * 1024) {
+		request_in(f, cookie, 100, (uint16_t)(40000 + cookie));
+		cookie++;
+	}
+	tracker__tick(&f->t, f->ts + 31 * 1000000000ULL);
+	assert_int_equal(f->sink.n, 0);
+	/* past three quarters */
+	while (tracker__budget_used(&f->t) <= 48 * 1024) {
+		request_in(f, cookie, 100, (uint16_t)(40000 + cookie));
+		cookie++;
+	}
+	tracker__tick(&f->t, f->ts + 10 * 1000000000ULL);
+	assert_int_equal(f->sink.n, 0); /* not yet 30 s */
+	tracker__tick(&f->t, f->ts + 31 * 1000000000ULL);
+	assert_true(f->sink.n > 0);
+	assert_int_equal(g_stats.budget_expired, cookie - 1);
+	assert_int_equal(g_stats.budget_drops, 0);
+	assert_true(tracker__budget_used(&f->t) < 48 * 1024);
+	stop(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -359,6 +390,7 @@ int main(void)
 	    cmocka_unit_test(test_audit_edges_bounded),
 	    cmocka_unit_test(test_span_attrs_dropped),
 	    cmocka_unit_test(test_budget_bounds_pending_requests),
+	    cmocka_unit_test(test_budget_pressure_shortens_timeout),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
