@@ -32,12 +32,23 @@ int proc_table__init_sized(struct proc_table *pt, const char *proc_root, size_t 
 {
 	pt->proc_root = proc_root ? proc_root : "/proc";
 	pt->overflow = NULL;
+	pt->n_exited = 0;
 	return u64map_init(&pt->by_tgid, max ? max : PROC_TABLE_MAX);
 }
 
 int proc_table__init(struct proc_table *pt, const char *proc_root)
 {
 	return proc_table__init_sized(pt, proc_root, 0);
+}
+
+/* Remove the entry of tgid from the table and free it. */
+static void entry_remove(struct proc_table *pt, uint32_t tgid, struct proc_entry *e)
+{
+	u64map_del(&pt->by_tgid, tgid);
+	if (e->exited_at)
+		pt->n_exited--;
+	resource_put(e->res);
+	free(e);
 }
 
 static void entry_free(struct proc_entry *e)
@@ -241,10 +252,8 @@ static void drop_exited(struct proc_table *pt)
 	for (size_t it = 0; u64map_next(&pt->by_tgid, &it, &k, &v);) {
 		struct proc_entry *e = v;
 
-		if (e->exited_at) {
-			u64map_del(&pt->by_tgid, k);
-			entry_free(e);
-		}
+		if (e->exited_at)
+			entry_remove(pt, (uint32_t)k, e);
 	}
 }
 
@@ -279,10 +288,10 @@ struct resource *proc_table__resource(struct proc_table *pt, uint32_t tgid, uint
 		return e->res;
 	if (e) {
 		/* same pid, new process: pid reuse */
-		u64map_del(&pt->by_tgid, tgid);
-		entry_free(e);
+		entry_remove(pt, tgid, e);
 	}
-	if (pt->by_tgid.count >= pt->by_tgid.max_count)
+	/* the walk only when it frees something: not once per request of an overflow */
+	if (pt->by_tgid.count >= pt->by_tgid.max_count && pt->n_exited)
 		drop_exited(pt);
 	if (pt->by_tgid.count >= pt->by_tgid.max_count)
 		return overflow_resource(pt, tgid, start_ns, comm);
@@ -300,18 +309,20 @@ struct resource *proc_table__resource(struct proc_table *pt, uint32_t tgid, uint
 
 void proc_table__forget(struct proc_table *pt, uint32_t tgid)
 {
-	struct proc_entry *e = u64map_del(&pt->by_tgid, tgid);
+	struct proc_entry *e = u64map_get(&pt->by_tgid, tgid);
 
 	if (e)
-		entry_free(e);
+		entry_remove(pt, tgid, e);
 }
 
 void proc_table__mark_exited(struct proc_table *pt, uint32_t tgid, uint64_t now_ns)
 {
 	struct proc_entry *e = u64map_get(&pt->by_tgid, tgid);
 
-	if (e)
+	if (e && !e->exited_at) {
 		e->exited_at = now_ns ? now_ns : 1;
+		pt->n_exited++;
+	}
 }
 
 bool proc_table__exited(const struct proc_table *pt, uint32_t tgid)
@@ -329,9 +340,7 @@ void proc_table__expire(struct proc_table *pt, uint64_t now_ns)
 	for (size_t it = 0; u64map_next(&pt->by_tgid, &it, &k, &v);) {
 		struct proc_entry *e = v;
 
-		if (e->exited_at && now_ns - e->exited_at > EXITED_LINGER_NS) {
-			u64map_del(&pt->by_tgid, k);
-			entry_free(e);
-		}
+		if (e->exited_at && now_ns - e->exited_at > EXITED_LINGER_NS)
+			entry_remove(pt, (uint32_t)k, e);
 	}
 }
