@@ -13,10 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "audit.h"
 #include "export/otlp_encode.h"
+#include "proc.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "resource.h"
 #include "sink.h"
@@ -231,6 +233,35 @@ static void test_proc_table_full(void **state)
 	stop(f);
 }
 
+static double cpu_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A process the full table has no room for costs little per request: no walk over the
+ * table each time (to look for exited processes), no /proc read. */
+static void test_proc_table_full_is_cheap(void **state)
+{
+	struct proc_table pt;
+	double t0;
+
+	(void)state;
+	memset(&g_stats, 0, sizeof(g_stats));
+	assert_int_equal(proc_table__init_sized(&pt, "/nonexistent-proc", 8192), 0);
+	for (uint32_t tgid = 1; tgid <= 8192; tgid++)
+		assert_non_null(proc_table__resource(&pt, tgid, 1, "filler"));
+	t0 = cpu_seconds();
+	for (int i = 0; i < 20000; i++)
+		assert_non_null(proc_table__resource(&pt, 9000, 1, "late"));
+	/* a walk per request: 20,000 x 16,384 slots, seconds under the sanitizers */
+	assert_true(cpu_seconds() - t0 < 0.2);
+	assert_int_equal(g_stats.drop_proc_table_full, 20000);
+	proc_table__free(&pt);
+}
+
 /* One caller with many callees (Host values it picks) takes its share of edges, then its new
  * callees are counted under one "other" edge; other callers keep theirs. A full table counts
  * the calls it could not place. */
@@ -387,6 +418,7 @@ int main(void)
 	    cmocka_unit_test(test_correlate_full_counted),
 	    cmocka_unit_test(test_tuple_index_full_counted),
 	    cmocka_unit_test(test_proc_table_full),
+	    cmocka_unit_test(test_proc_table_full_is_cheap),
 	    cmocka_unit_test(test_audit_edges_bounded),
 	    cmocka_unit_test(test_span_attrs_dropped),
 	    cmocka_unit_test(test_budget_bounds_pending_requests),
