@@ -69,7 +69,7 @@ def flood_growth(memory_limit, nconns=1500, depth=16):
     normal = python_server(normal_port)
     # freed blocks go back at once: ASan's quarantine would otherwise hold 256 MiB
     agent = Agent("--port", str(flood_port), "--port", str(normal_port),
-                  "--memory-limit", str(memory_limit),
+                  "--memory-limit", str(memory_limit), "--no-tls",
                   env={"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:quarantine_size_mb=0"})
     client = None
     try:
@@ -106,3 +106,21 @@ def test_pipelined_flood_stays_within_memory_limit():
     assert counters["budget_peak_bytes"] <= limit, counters
     assert [s for s in spans if s["name"] == "GET /after" and s["kind"] == "SERVER"], \
         [s["name"] for s in spans][-5:]
+
+
+def test_attributes_that_find_no_room_are_counted():
+    # curl's request with a long path, User-Agent and Host: its CLIENT span's url.path,
+    # url.full, user_agent.original and server.address outgrow the span's string room
+    port = free_port()
+    server = python_server(port)
+    agent = Agent("--port", str(port), "--no-tls")
+    try:
+        path = "/" + "p" * 600
+        curl(f"http://127.0.0.1:{port}{path}", "-A", "u" * 300, "-H", "Host: " + "h" * 250)
+        spans = agent.stop()
+    finally:
+        agent.kill()
+        server.stop()
+    client = [s for s in spans if s["kind"] == "CLIENT"]
+    assert client, [s["name"] for s in spans]
+    assert agent.counters.get("span_attrs_dropped", 0) > 0, agent.counters
