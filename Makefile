@@ -187,12 +187,16 @@ FUZZ_SRCS_fuzz_collect := tools/hoptrace-collect.c agent/export/otlp_gzip.c \
 FUZZ_FLAGS_fuzz_collect := -Itools -DHOPTRACE_COLLECT_NO_MAIN
 FUZZ_LIBS_fuzz_collect := -lprotobuf-c -lz -lm
 $(OUT)/fuzz/fuzz_collect: tools/hoptrace-collect.c tools/hoptrace-collect.h | $(PROTO_H)
+FUZZ_SRCS_fuzz_tracker := agent/tracker.c agent/exchange.c agent/correlate.c agent/http1.c \
+	agent/span.c agent/proc.c agent/resource.c agent/stats.c agent/hashmap.c agent/audit.c \
+	agent/budget.c agent/text.c agent/traceparent.c agent/threadwait.c agent/log.c \
+	agent/export/otlp_config.c agent/target.c
 
 $(OUT)/fuzz/%: tests/fuzz/%.c $(wildcard agent/*.h agent/export/*.h include/hoptrace/*.h) | $(GENERATED)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-		$(CPPFLAGS) $(FUZZ_FLAGS_$*) $< $(FUZZ_SRCS_$*) $(FUZZ_LIBS_$*) -o $@
+		$(CPPFLAGS) $(FUZZ_FLAGS_$*) $< $(FUZZ_SRCS_$*) $(FUZZ_LIBS_$*) -lcurl -o $@
 
 .PHONY: fuzz-short
 fuzz: $(FUZZ_TARGETS)

@@ -11,8 +11,6 @@
 #include "traceparent.h"
 #include "text.h"
 
-#define AUDIT_MAX_EDGES 4096
-
 static const char *const result_names[PROP__COUNT] = {
     [PROP_NONE] = "unclassified",   [PROP_OK] = "ok",		[PROP_FORWARDED] = "forwarded",
     [PROP_RESTARTED] = "restarted", [PROP_DROPPED] = "dropped", [PROP_INVALID] = "invalid",
@@ -62,10 +60,33 @@ static uint64_t edge_key(const char *caller, const char *callee)
 	return h;
 }
 
+static uint64_t caller_key(const char *caller)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+	for (const char *p = caller; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+	return h;
+}
+
+int audit__init_sized(struct audit *a, size_t max_edges, size_t max_per_caller)
+{
+	int err;
+
+	memset(a, 0, sizeof(*a));
+	a->max_per_caller = max_per_caller;
+	err = u64map_init(&a->edges, max_edges);
+	if (err)
+		return err;
+	err = u64map_init(&a->callers, max_edges);
+	if (err)
+		u64map_free(&a->edges);
+	return err;
+}
+
 int audit__init(struct audit *a)
 {
-	memset(a, 0, sizeof(*a));
-	return u64map_init(&a->edges, AUDIT_MAX_EDGES);
+	return audit__init_sized(a, AUDIT_MAX_EDGES, AUDIT_MAX_EDGES_PER_CALLER);
 }
 
 static void edge_free(struct audit_edge *e)
@@ -83,18 +104,40 @@ void audit__free(struct audit *a)
 	for (size_t it = 0; u64map_next(&a->edges, &it, &k, &v);)
 		edge_free(v);
 	u64map_free(&a->edges);
+	u64map_free(&a->callers);
 }
 
-static struct audit_edge *edge_get(struct audit *a, const char *caller, const char *callee)
+static struct audit_edge *edge_find(const struct audit *a, const char *caller, const char *callee,
+				    uint64_t *key)
 {
-	uint64_t key = edge_key(caller, callee);
-	struct audit_edge *e = u64map_get(&a->edges, key);
+	struct audit_edge *e;
 
+	*key = edge_key(caller, callee);
+	e = u64map_get(&a->edges, *key);
 	/* a hash collision between two edges is astronomically rare: probe linearly */
 	while (e && (strcmp(e->caller, caller) != 0 || strcmp(e->callee, callee) != 0))
-		e = u64map_get(&a->edges, ++key);
+		e = u64map_get(&a->edges, ++*key);
+	return e;
+}
+
+/* The edge of a call; a caller past its share of edges gets its "other callees" edge. NULL
+ * when the table is full (the caller counts the call as lost). */
+static struct audit_edge *edge_get(struct audit *a, const char *caller, const char *callee)
+{
+	uintptr_t nedges = (uintptr_t)u64map_get(&a->callers, caller_key(caller));
+	struct audit_edge *e;
+	uint64_t key;
+
+	e = edge_find(a, caller, callee, &key);
 	if (e)
 		return e;
+	if (nedges >= a->max_per_caller) {
+		a->calls_merged++;
+		callee = AUDIT_OTHER_CALLEE;
+		e = edge_find(a, caller, callee, &key);
+		if (e)
+			return e;
+	}
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;
@@ -104,6 +147,8 @@ static struct audit_edge *edge_get(struct audit *a, const char *caller, const ch
 		edge_free(e);
 		return NULL;
 	}
+	/* a caller the callers table has no room for is bounded by the edge table alone */
+	u64map_put(&a->callers, caller_key(caller), (void *)(nedges + 1));
 	return e;
 }
 
@@ -184,8 +229,10 @@ void audit__record(struct audit *a, const char *caller, const char *callee,
 	utf8_sanitise(caller, caller_ok, sizeof(caller_ok));
 	utf8_sanitise(callee, callee_ok, sizeof(callee_ok));
 	e = edge_get(a, caller_ok, callee_ok);
-	if (!e)
+	if (!e) {
+		a->calls_lost++;
 		return;
+	}
 	e->counts[r]++;
 	e->tracestate_dropped += tracestate_dropped;
 	if (!e->example_trace[r][0]) {
@@ -350,6 +397,12 @@ static void print_table(const struct audit *a, FILE *out, struct audit_edge **li
 				a->reasons[i].calls);
 		fputc('\n', out);
 	}
+	if (a->calls_merged || a->calls_lost)
+		fprintf(out,
+			"edge limits: %" PRIu64 " call(s) counted under \"" AUDIT_OTHER_CALLEE
+			"\" (over %zu callees for one caller), %" PRIu64
+			" call(s) on no edge (edge table full)\n",
+			a->calls_merged, a->max_per_caller, a->calls_lost);
 	if (!n) {
 		fprintf(out, "no classified calls\n");
 		return;
@@ -413,9 +466,10 @@ void audit__print(const struct audit *a, FILE *out, bool json)
 		fprintf(out,
 			"{\"calls\":%" PRIu64 ",\"unclassified\":%" PRIu64
 			",\"not_serving\":%" PRIu64 ",\"without_context\":%" PRIu64
-			",\"unsound\":%" PRIu64 ",\"unclassified_reasons\":{",
+			",\"unsound\":%" PRIu64 ",\"merged_into_other_callees\":%" PRIu64
+			",\"lost_edge_table_full\":%" PRIu64 ",\"unclassified_reasons\":{",
 			a->calls_seen, a->calls_unclassified, a->calls_not_serving,
-			a->calls_without_context, a->calls_unsound);
+			a->calls_without_context, a->calls_unsound, a->calls_merged, a->calls_lost);
 		/* reason names are the agent's words or sanitised, and never hold quotes from
 		 * the agent; a file read back may: escaped like service names */
 		for (unsigned i = 0; i < a->nreasons; i++) {

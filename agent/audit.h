@@ -67,8 +67,19 @@ struct audit_reason {
 	uint64_t calls;
 };
 
+/* Edges kept: in all, and per caller. Callees are Host values and addresses a traced process
+ * picks, so one caller past its share has its new callees counted under AUDIT_OTHER_CALLEE
+ * rather than filling the table for every other service. */
+#define AUDIT_MAX_EDGES 4096
+#define AUDIT_MAX_EDGES_PER_CALLER 256
+#define AUDIT_OTHER_CALLEE "(other callees)"
+
 struct audit {
-	struct u64map edges; /* hash(caller, callee) -> struct audit_edge */
+	struct u64map edges;   /* hash(caller, callee) -> struct audit_edge */
+	struct u64map callers; /* hash(caller) -> its number of edges (as a pointer) */
+	size_t max_per_caller;
+	uint64_t calls_merged; /* classified calls counted under AUDIT_OTHER_CALLEE */
+	uint64_t calls_lost;   /* classified calls on no edge: the edge table was full */
 	uint64_t calls_seen;
 	uint64_t calls_unclassified;	/* total of the three below */
 	uint64_t calls_not_serving;	/* made outside any request (none in flight, or after
@@ -80,6 +91,8 @@ struct audit {
 };
 
 int audit__init(struct audit *a);
+/* The same with other table bounds (tests). */
+int audit__init_sized(struct audit *a, size_t max_edges, size_t max_per_caller);
 void audit__free(struct audit *a);
 /* Count one classified client call. */
 void audit__record(struct audit *a, const char *caller, const char *callee,

@@ -2,12 +2,10 @@
 #include "correlate.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "span.h"
-
-#define CORRELATE_MAX_PROCS 65536
-#define CORRELATE_MAX_THREADS 262144
 
 /* What a thread has shown about how it serves requests; sticky until it exits. */
 enum thread_mark {
@@ -20,11 +18,38 @@ enum thread_mark {
 /* thread_parent values: creator tid + 1, and this bit when the child is a process. */
 #define CREATED_PROCESS (1ULL << 32)
 
+/* The requests in flight read by one thread. Answered ones are kept apart: a call asks for
+ * the unanswered ones, and only whether answered ones exist. */
+struct thread_inflight {
+	struct inflight *unanswered; /* newest first */
+	struct inflight *answered;
+	unsigned n_unanswered;
+	unsigned n_nonblocking; /* of the unanswered: read from non-blocking sockets */
+	unsigned n_answered;
+};
+
+static uint64_t trace_key(uint32_t tgid, const uint8_t *trace_id)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+	for (int i = 0; i < 4; i++)
+		h = (h ^ ((tgid >> (8 * i)) & 0xff)) * 1099511628211ULL;
+	for (int i = 0; i < 16; i++)
+		h = (h ^ trace_id[i]) * 1099511628211ULL;
+	return h;
+}
+
 int correlate__init(struct correlate *c)
 {
+	return correlate__init_sized(c, 0, 0);
+}
+
+int correlate__init_sized(struct correlate *c, size_t max_procs, size_t max_threads)
+{
 	memset(c, 0, sizeof(*c));
-	if (u64map_init(&c->by_tgid, CORRELATE_MAX_PROCS) ||
-	    u64map_init(&c->by_tid, CORRELATE_MAX_THREADS) ||
+	if (u64map_init(&c->by_tgid, max_procs ? max_procs : CORRELATE_MAX_PROCS) ||
+	    u64map_init(&c->by_tid, max_threads ? max_threads : CORRELATE_MAX_THREADS) ||
+	    u64map_init(&c->by_trace, max_threads ? max_threads : CORRELATE_MAX_THREADS) ||
 	    u64map_init(&c->thread_marks, CORRELATE_MAX_THREADS) ||
 	    u64map_init(&c->thread_parent, CORRELATE_MAX_THREADS) ||
 	    u64map_init(&c->thread_born, CORRELATE_MAX_THREADS)) {
@@ -36,8 +61,14 @@ int correlate__init(struct correlate *c)
 
 void correlate__free(struct correlate *c)
 {
+	uint64_t k;
+	void *v;
+
+	for (size_t it = 0; u64map_next(&c->by_tid, &it, &k, &v);)
+		free(v);
 	u64map_free(&c->by_tgid);
 	u64map_free(&c->by_tid);
+	u64map_free(&c->by_trace);
 	u64map_free(&c->thread_marks);
 	u64map_free(&c->thread_parent);
 	u64map_free(&c->thread_born);
@@ -60,50 +91,168 @@ static void mark_thread(struct correlate *c, uint32_t tid, unsigned mark)
 
 /* A request read while the thread still serves one of another connection: the thread
  * interleaves requests (an event loop on blocking sockets polled for readiness). Pipelined
- * requests on one connection are no sign of that. */
-static bool serves_another_connection(const struct correlate *c, const struct inflight *in)
+ * requests on one connection are no sign of that. A thread marked already is not looked at
+ * again; one that is not has all its unanswered requests on one connection (else it would be
+ * marked), so the scan ends at the first or after one connection's pending requests. */
+static bool serves_another_connection(const struct correlate *c, const struct thread_inflight *th,
+				      const struct inflight *in)
 {
-	for (const struct inflight *o = u64map_get(&c->by_tid, in->tid); o; o = o->thread_next)
-		if (!o->answered && o->conn != in->conn)
+	if (marks_of(c, in->tid) & MARK_INTERLEAVING)
+		return false;
+	for (const struct inflight *o = th->unanswered; o; o = o->thread_next)
+		if (o->conn != in->conn)
 			return true;
 	return false;
+}
+
+static void thread_list_push(struct inflight **head, struct inflight *in)
+{
+	in->thread_prev = NULL;
+	in->thread_next = *head;
+	if (*head)
+		(*head)->thread_prev = in;
+	*head = in;
+}
+
+static void thread_list_unlink(struct inflight **head, struct inflight *in)
+{
+	if (in->thread_prev)
+		in->thread_prev->thread_next = in->thread_next;
+	else
+		*head = in->thread_next;
+	if (in->thread_next)
+		in->thread_next->thread_prev = in->thread_prev;
+	in->thread_prev = in->thread_next = NULL;
+}
+
+/* List in under its (process, trace id), the newest registered first. */
+static int trace_link(struct correlate *c, struct inflight *in)
+{
+	uint64_t key = trace_key(in->tgid, in->span->trace_id);
+	struct inflight *head = u64map_get(&c->by_trace, key), *after = NULL;
+
+	for (struct inflight *o = head; o && o->seq > in->seq; o = o->trace_next)
+		after = o;
+	if (!after) {
+		int err = u64map_put(&c->by_trace, key, in);
+
+		if (err)
+			return err;
+		in->trace_next = head;
+		if (head)
+			head->trace_prev = in;
+	} else {
+		in->trace_next = after->trace_next;
+		if (after->trace_next)
+			after->trace_next->trace_prev = in;
+		after->trace_next = in;
+	}
+	in->trace_prev = after;
+	in->trace_key = key;
+	in->trace_linked = true;
+	return 0;
+}
+
+static void trace_unlink(struct correlate *c, struct inflight *in)
+{
+	if (!in->trace_linked)
+		return;
+	if (in->trace_prev)
+		in->trace_prev->trace_next = in->trace_next;
+	else if (in->trace_next)
+		u64map_put(&c->by_trace, in->trace_key, in->trace_next);
+	else
+		u64map_del(&c->by_trace, in->trace_key);
+	if (in->trace_next)
+		in->trace_next->trace_prev = in->trace_prev;
+	in->trace_prev = in->trace_next = NULL;
+	in->trace_linked = false;
+}
+
+/* The thread's record, created for its first request in flight; NULL when there is no room. */
+static struct thread_inflight *thread_get(struct correlate *c, uint32_t tid, int *err)
+{
+	struct thread_inflight *th = u64map_get(&c->by_tid, tid);
+
+	if (th)
+		return th;
+	th = calloc(1, sizeof(*th));
+	if (!th) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	*err = u64map_put(&c->by_tid, tid, th);
+	if (*err) {
+		free(th);
+		return NULL;
+	}
+	return th;
+}
+
+static void thread_put_if_empty(struct correlate *c, uint32_t tid, struct thread_inflight *th)
+{
+	if (!th->n_unanswered && !th->n_answered) {
+		u64map_del(&c->by_tid, tid);
+		free(th);
+	}
 }
 
 int correlate__add(struct correlate *c, struct inflight *in)
 {
 	struct inflight *proc_head = u64map_get(&c->by_tgid, in->tgid);
-	struct inflight *thread_head = u64map_get(&c->by_tid, in->tid);
-	int err;
+	struct thread_inflight *th;
+	int err = 0;
 
 	if (in->nonblocking)
 		mark_thread(c, in->tid, MARK_NONBLOCKING);
-	if (serves_another_connection(c, in))
+	th = thread_get(c, in->tid, &err);
+	if (!th)
+		return err;
+	if (serves_another_connection(c, th, in))
 		mark_thread(c, in->tid, MARK_INTERLEAVING);
+	in->seq = ++c->next_seq;
 	err = u64map_put(&c->by_tgid, in->tgid, in);
 	if (err)
-		return err;
-	err = u64map_put(&c->by_tid, in->tid, in);
-	if (err) {
-		if (proc_head)
-			u64map_put(&c->by_tgid, in->tgid, proc_head);
-		else
-			u64map_del(&c->by_tgid, in->tgid);
-		return err;
-	}
+		goto err_thread;
+	err = trace_link(c, in);
+	if (err)
+		goto err_proc;
 	in->proc_prev = NULL;
 	in->proc_next = proc_head;
 	if (proc_head)
 		proc_head->proc_prev = in;
-	in->thread_prev = NULL;
-	in->thread_next = thread_head;
-	if (thread_head)
-		thread_head->thread_prev = in;
+	if (in->answered) {
+		thread_list_push(&th->answered, in);
+		th->n_answered++;
+	} else {
+		thread_list_push(&th->unanswered, in);
+		th->n_unanswered++;
+		th->n_nonblocking += in->nonblocking;
+	}
 	in->linked = true;
 	return 0;
+
+err_proc:
+	if (proc_head)
+		u64map_put(&c->by_tgid, in->tgid, proc_head);
+	else
+		u64map_del(&c->by_tgid, in->tgid);
+err_thread:
+	thread_put_if_empty(c, in->tid, th);
+	return err;
 }
 
 void correlate__answered(struct correlate *c, struct inflight *in, uint32_t writer_tid)
 {
+	if (in->linked && !in->answered) {
+		struct thread_inflight *th = u64map_get(&c->by_tid, in->tid);
+
+		thread_list_unlink(&th->unanswered, in);
+		th->n_unanswered--;
+		th->n_nonblocking -= in->nonblocking;
+		thread_list_push(&th->answered, in);
+		th->n_answered++;
+	}
 	in->answered = true;
 	/* the reader is not the thread that serves: what it does later proves nothing */
 	if (in->linked && writer_tid != in->tid)
@@ -124,6 +273,8 @@ bool correlate__wait_matters(const struct correlate *c, uint32_t tid)
 
 void correlate__remove(struct correlate *c, struct inflight *in)
 {
+	struct thread_inflight *th;
+
 	if (!in->linked)
 		return;
 	if (in->proc_prev)
@@ -135,16 +286,28 @@ void correlate__remove(struct correlate *c, struct inflight *in)
 	if (in->proc_next)
 		in->proc_next->proc_prev = in->proc_prev;
 
-	if (in->thread_prev)
-		in->thread_prev->thread_next = in->thread_next;
-	else if (in->thread_next)
-		u64map_put(&c->by_tid, in->tid, in->thread_next);
-	else
-		u64map_del(&c->by_tid, in->tid);
-	if (in->thread_next)
-		in->thread_next->thread_prev = in->thread_prev;
+	th = u64map_get(&c->by_tid, in->tid);
+	if (in->answered) {
+		thread_list_unlink(&th->answered, in);
+		th->n_answered--;
+	} else {
+		thread_list_unlink(&th->unanswered, in);
+		th->n_unanswered--;
+		th->n_nonblocking -= in->nonblocking;
+	}
+	thread_put_if_empty(c, in->tid, th);
+	trace_unlink(c, in);
 	in->linked = false;
-	in->proc_prev = in->proc_next = in->thread_prev = in->thread_next = NULL;
+	in->proc_prev = in->proc_next = NULL;
+}
+
+void correlate__trace_changed(struct correlate *c, struct inflight *in)
+{
+	if (!in->linked)
+		return;
+	trace_unlink(c, in);
+	/* without room it can no longer be found by trace id; by thread it still can */
+	trace_link(c, in);
 }
 
 void correlate__thread_created(struct correlate *c, uint32_t parent_tid, uint32_t child_tid,
@@ -212,9 +375,11 @@ static void match_trace_id(const struct correlate *c, const struct call_query *q
 	const struct inflight *on_thread = NULL;
 	unsigned thread_matches = 0;
 
-	for (const struct inflight *in = u64map_get(&c->by_tgid, q->tgid); in; in = in->proc_next) {
-		if (memcmp(in->span->trace_id, q->out_trace_id, 16) != 0)
-			continue;
+	const struct inflight *in = u64map_get(&c->by_trace, trace_key(q->tgid, q->out_trace_id));
+
+	for (; in; in = in->trace_next) {
+		if (in->tgid != q->tgid || memcmp(in->span->trace_id, q->out_trace_id, 16) != 0)
+			continue; /* another key of the same hash */
 		add_candidate(m, in);
 		if (in->tid == q->tid && !in->answered) {
 			on_thread = in;
@@ -244,27 +409,65 @@ static void match_trace_id(const struct correlate *c, const struct call_query *q
  * Returns false when tid has no request in flight that could be the parent (m untouched),
  * true when m is settled (a parent, or ambiguous with the reason).
  */
+/* What a thread has in flight, from its counts: the call of no ancestor (born_before 0). */
+static void count_thread(const struct correlate *c, const struct thread_inflight *th, uint32_t tid,
+			 struct parent_match *m, unsigned *unanswered, unsigned *answered,
+			 const struct inflight **one, enum parent_reason *why)
+{
+	unsigned listed = 0;
+
+	/* the candidates named are the newest; the others are only counted */
+	for (const struct inflight *in = th->unanswered; in && listed < PARENT_MAX_CANDIDATES;
+	     in = in->thread_next, listed++)
+		add_candidate(m, in);
+	m->ntotal += th->n_unanswered - listed;
+	*unanswered = th->n_unanswered;
+	*answered = th->n_answered;
+	*one = th->unanswered;
+	/* a thread the marks table had no room for */
+	if (th->n_nonblocking && !(marks_of(c, tid) & MARK_NONBLOCKING))
+		*why = REASON_NONBLOCKING;
+}
+
+/* The same for an ancestor: only requests it was serving when the caller was born count. */
+static void count_thread_before(const struct correlate *c, const struct thread_inflight *th,
+				uint32_t tid, uint64_t born_before, struct parent_match *m,
+				unsigned *unanswered, unsigned *answered,
+				const struct inflight **one, enum parent_reason *why)
+{
+	for (const struct inflight *in = th->answered; in; in = in->thread_next)
+		*answered += in->start_ns <= born_before;
+	for (const struct inflight *in = th->unanswered; in; in = in->thread_next) {
+		if (in->start_ns > born_before)
+			continue;
+		(*unanswered)++;
+		*one = in;
+		add_candidate(m, in);
+		if (in->nonblocking && !(marks_of(c, tid) & MARK_NONBLOCKING))
+			*why = REASON_NONBLOCKING;
+	}
+}
+
+/*
+ * The requests in flight on tid as evidence for a call. born_before: for an ancestor, only
+ * requests that were being served when the calling process was created count (0: no limit).
+ * Returns false when tid has no request in flight that could be the parent (m untouched),
+ * true when m is settled (a parent, or ambiguous with the reason).
+ */
 static bool match_thread(const struct correlate *c, uint32_t tid, const struct call_query *q,
 			 enum parent_confidence conf, uint64_t born_before, struct parent_match *m)
 {
+	const struct thread_inflight *th = u64map_get(&c->by_tid, tid);
 	const struct inflight *one = NULL;
 	enum parent_reason why = thread_unsound(c, tid, tid == q->tid && q->waits_one_fd);
 	unsigned unanswered = 0, answered = 0;
 
-	for (const struct inflight *in = u64map_get(&c->by_tid, tid); in; in = in->thread_next) {
-		if (born_before && in->start_ns > born_before)
-			continue;
-		if (in->answered) {
-			answered++;
-			continue;
-		}
-		unanswered++;
-		one = in;
-		add_candidate(m, in);
-		/* a thread the marks table had no room for */
-		if (in->nonblocking && !(marks_of(c, tid) & MARK_NONBLOCKING))
-			why = REASON_NONBLOCKING;
-	}
+	if (!th)
+		return false;
+	if (born_before)
+		count_thread_before(c, th, tid, born_before, m, &unanswered, &answered, &one, &why);
+	else
+		count_thread(c, th, tid, m, &unanswered, &answered, &one, &why);
 	if (!unanswered) {
 		if (!answered)
 			return false;

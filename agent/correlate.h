@@ -43,11 +43,17 @@ struct inflight {
 	uint64_t start_ns; /* monotonic: when the request arrived */
 	const struct span *span;
 	struct inflight *proc_prev, *proc_next;
+	/* in its thread's list of unanswered requests, or of answered ones */
 	struct inflight *thread_prev, *thread_next;
-	unsigned adopted; /* calls given this request as parent by thread or ancestry */
-	bool nonblocking; /* read from a non-blocking socket */
-	bool answered;	  /* its response has begun: it adopts nothing more */
+	/* in the list of requests of its process with its trace id (see by_trace) */
+	struct inflight *trace_prev, *trace_next;
+	uint64_t trace_key; /* by_trace key it is listed under */
+	uint64_t seq;	    /* order of registration: lists keep the newest first */
+	unsigned adopted;   /* calls given this request as parent by thread or ancestry */
+	bool nonblocking;   /* read from a non-blocking socket */
+	bool answered;	    /* its response has begun: it adopts nothing more */
 	bool linked;
+	bool trace_linked; /* listed in by_trace */
 };
 
 enum parent_confidence {
@@ -96,15 +102,25 @@ struct call_query {
 	bool waits_one_fd;	     /* the calling thread was just seen waiting on one fd */
 };
 
+/* Lookups cost what the call's own thread or trace has in flight, never what its whole
+ * process has (an event loop may serve thousands of requests at once). */
 struct correlate {
-	struct u64map by_tgid;	     /* tgid -> first struct inflight */
-	struct u64map by_tid;	     /* tid -> first struct inflight */
+	struct u64map by_tgid;	/* tgid -> first struct inflight */
+	struct u64map by_tid;	/* tid -> struct thread_inflight (correlate.c) */
+	struct u64map by_trace; /* hash(tgid, trace id) -> first struct inflight */
+	uint64_t next_seq;
 	struct u64map thread_marks;  /* tid -> enum thread_mark bits (never 0) */
 	struct u64map thread_parent; /* tid -> creator tid, see correlate.c */
 	struct u64map thread_born;   /* tid -> creation time, monotonic ns (+ 1) */
 };
 
+#define CORRELATE_MAX_PROCS 65536
+#define CORRELATE_MAX_THREADS 262144
+
 int correlate__init(struct correlate *c);
+/* The same with room for max_procs processes and max_threads threads with requests in flight
+ * (0: the defaults above). */
+int correlate__init_sized(struct correlate *c, size_t max_procs, size_t max_threads);
 void correlate__free(struct correlate *c);
 /* Register a server request in flight. Returns 0 or -ENOSPC/-ENOMEM. */
 int correlate__add(struct correlate *c, struct inflight *in);
@@ -115,6 +131,8 @@ void correlate__thread_waits_many(struct correlate *c, uint32_t tid);
 /* Whether a call by tid is decided by what tid waits in now: it read requests from
  * non-blocking sockets and was never seen waiting for many descriptors. */
 bool correlate__wait_matters(const struct correlate *c, uint32_t tid);
+/* Its span's trace id changed (stitched into the caller's trace): index it anew. */
+void correlate__trace_changed(struct correlate *c, struct inflight *in);
 /* Unregister it (no-op if not registered). */
 void correlate__remove(struct correlate *c, struct inflight *in);
 /* A task was created at ts_ns (monotonic): a process when is_process, else a thread. */

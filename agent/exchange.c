@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "audit.h"
+#include "budget.h"
 #include "http1.h"
 #include "proc.h"
 #include "resource.h"
@@ -279,17 +280,26 @@ static bool request_context(const struct http1_head *h, struct trace_context *tc
 	return true;
 }
 
+/* What a request waiting for its response costs: the exchange and the span it becomes. */
+static size_t exchange_cost(void)
+{
+	return mem_budget__cost(sizeof(struct exchange)) + mem_budget__cost(sizeof(struct span));
+}
+
 static struct exchange *exchange_new(struct exchange_env *env, const struct conn_info *ci,
 				     const struct http1_head *h, uint32_t tid, uint8_t kind)
 {
-	struct exchange *ex = calloc(1, sizeof(*ex));
+	struct exchange *ex;
 	struct resource *res;
 
-	if (!ex)
+	if (!mem_budget__charge(env->budget, exchange_cost()))
 		return NULL;
-	ex->span = span_new();
-	if (!ex->span) {
+	ex = calloc(1, sizeof(*ex));
+	if (ex)
+		ex->span = span_new();
+	if (!ex || !ex->span) {
 		free(ex);
+		mem_budget__release(env->budget, exchange_cost());
 		return NULL;
 	}
 	ex->span->kind = kind;
@@ -332,6 +342,7 @@ void exchange_link_peers(struct exchange_env *env, struct exchange *ex, struct e
 	memcpy(s->trace_id, cs->trace_id, 16);
 	memcpy(s->parent_span_id, cs->span_id, 8);
 	s->trace_flags = cs->trace_flags;
+	correlate__trace_changed(env->corr, &ex->inflight);
 	span_set_str(s, "hoptrace.repair", "stitched", 8);
 	STAT_INC(spans_stitched);
 }
@@ -393,7 +404,8 @@ struct exchange *exchange_start_server(struct exchange_env *env, const struct co
 	ex->inflight.start_ns = ex->start_ns;
 	ex->inflight.span = s;
 	/* without registration the request still becomes a span, only without children */
-	correlate__add(env->corr, &ex->inflight);
+	if (correlate__add(env->corr, &ex->inflight))
+		STAT_INC(drop_correlate_full);
 	/* an event loop is idle in epoll when its request is read: mark it at once */
 	if (correlate__wait_matters(env->corr, rec->tid))
 		sample_wait(env, ci->tgid, rec->tid);
@@ -655,6 +667,8 @@ void exchange_finish(struct exchange_env *env, struct exchange *ex, uint64_t end
 		STAT_INC(spans_client);
 	ex->span = NULL;
 	free(ex);
+	/* the span is the sink's now, under the sink's own bound (its queue) */
+	mem_budget__release(env->budget, exchange_cost());
 	env->sink->emit(env->sink, s);
 }
 
@@ -665,4 +679,5 @@ void exchange_discard(struct exchange_env *env, struct exchange *ex)
 	correlate__remove(env->corr, &ex->inflight);
 	span_free(ex->span);
 	free(ex);
+	mem_budget__release(env->budget, exchange_cost());
 }

@@ -14,18 +14,20 @@
 
 struct http1_head;
 struct path_param_allow;
+struct mem_budget;
 struct proc_table;
 struct sink;
 struct span;
 
 /* What building exchanges needs from the tracker, and nothing more. */
 struct exchange_env {
-	struct correlate *corr;	  /* requests in flight, for parents */
-	struct proc_table *procs; /* process resources */
-	struct sink *sink;	  /* where finished spans go */
-	int64_t mono_to_unix_ns;  /* add to a bpf_ktime_get_ns() stamp to get unix time */
-	bool stitch;		  /* --repair=stitch */
-	const char *proc_root;	  /* where threads' waits are read (NULL: /proc) */
+	struct correlate *corr;	   /* requests in flight, for parents */
+	struct mem_budget *budget; /* charged for each exchange until it finishes */
+	struct proc_table *procs;  /* process resources */
+	struct sink *sink;	   /* where finished spans go */
+	int64_t mono_to_unix_ns;   /* add to a bpf_ktime_get_ns() stamp to get unix time */
+	bool stitch;		   /* --repair=stitch */
+	const char *proc_root;	   /* where threads' waits are read (NULL: /proc) */
 	/* path parameters exported (--keep-path-params); NULL: none */
 	const struct path_param_allow *keep_path_params;
 };
@@ -70,7 +72,7 @@ struct exchange {
 };
 
 /* A request received on a server connection, in the record rec. NULL on allocation
- * failure. */
+ * failure or when the memory budget refuses it (counted in budget_drops). */
 struct exchange *exchange_start_server(struct exchange_env *env, const struct conn_info *ci,
 				       const struct http1_head *h, const struct record_ctx *rec);
 /* Both ends of one request were seen on this host: name each side to the other, and stitch

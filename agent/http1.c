@@ -258,6 +258,8 @@ bool http1_is_start(const uint8_t *data, size_t len, enum http1_kind *kind)
 
 static void release_buffer(struct http1_parser *p)
 {
+	if (p->hdr_cap && p->cb->on_buffer)
+		p->cb->on_buffer(p->ctx, p->hdr_cap, 0);
 	free(p->hdr);
 	p->hdr = NULL;
 	p->hdr_cap = 0;
@@ -713,9 +715,14 @@ static bool buffer_append(struct http1_parser *p, const uint8_t *d, size_t n)
 			cap = HTTP1_MAX_HEADER_BLOCK;
 		if (cap < need)
 			return false;
-		nb = realloc(p->hdr, cap);
-		if (!nb)
+		if (p->cb->on_buffer && p->cb->on_buffer(p->ctx, p->hdr_cap, cap))
 			return false;
+		nb = realloc(p->hdr, cap);
+		if (!nb) {
+			if (p->cb->on_buffer)
+				p->cb->on_buffer(p->ctx, cap, p->hdr_cap);
+			return false;
+		}
 		p->hdr = nb;
 		p->hdr_cap = cap;
 	}
@@ -742,13 +749,16 @@ static size_t consume_head(struct http1_parser *p, const uint8_t *d, size_t n, u
 		deliver_head(p, (const char *)d, end, tag);
 		return end;
 	}
-	/* An allocation failure also loses the head; it is counted as too large to hold. */
+	/* least_size fits: only the allocation (or its owner's budget) can refuse */
 	if (!buffer_append(p, d, end)) {
-		fail(p, HTTP1_ERR_HEADER_TOO_LARGE);
+		fail(p, HTTP1_ERR_NO_MEMORY);
 		return n;
 	}
-	if (found)
+	if (found) {
 		deliver_head(p, p->hdr, p->hdr_len, tag);
+		/* heads split over reads are rare: an idle connection holds no buffer */
+		release_buffer(p);
+	}
 	return end;
 }
 

@@ -72,6 +72,7 @@ enum http1_error {
 	HTTP1_ERR_BAD_CHUNK = 4,
 	HTTP1_ERR_GAP_IN_HEADERS = 5, /* bytes of a header block were not captured */
 	HTTP1_ERR_NOT_HTTP = 6,	      /* stream does not start with an HTTP start line */
+	HTTP1_ERR_NO_MEMORY = 7,      /* on_buffer refused (or malloc failed) to hold a head */
 };
 
 struct http1_callbacks {
@@ -87,6 +88,10 @@ struct http1_callbacks {
 	 * a start line. If a head was reported and not completed, that message is abandoned
 	 * (no on_complete follows). */
 	void (*on_error)(void *ctx, enum http1_error err);
+	/* Optional: the buffer for a head split over reads grows from old_cap to new_cap
+	 * bytes, or is freed (new_cap 0). A non-zero return refuses a growth: the message is
+	 * then lost with HTTP1_ERR_NO_MEMORY. Lets the owner bound what parsers hold. */
+	int (*on_buffer)(void *ctx, size_t old_cap, size_t new_cap);
 };
 
 enum http1_state {

@@ -68,6 +68,7 @@ struct options {
 	 * path is dropped before export (session ids travel there) */
 	struct path_param_allow keep_path_params;
 	bool keep_path_params_set;
+	size_t memory_limit; /* --memory-limit: bytes, 0: none */
 };
 
 enum {
@@ -86,6 +87,7 @@ enum {
 	OPT_REPAIR,
 	OPT_KEEP_PATH_PARAMS,
 	OPT_OUTPUT_BUFFER,
+	OPT_MEMORY_LIMIT,
 };
 
 static const char doc[] =
@@ -154,6 +156,10 @@ static const struct argp_option argp_opts[] = {
      "Ring buffer bytes, all CPUs together (one ring per CPU, each at least 512 KiB), power of two "
      "(default 8 MiB)",
      3},
+    {"memory-limit", OPT_MEMORY_LIMIT, "BYTES", 0,
+     "Bytes of connection and request state kept, with a K, M or G suffix (default 128M; "
+     "0: no limit). Past it new connections and requests are not followed (budget_drops)",
+     3},
     {"no-tls", OPT_NO_TLS, NULL, 0,
      "Do not trace HTTPS (no uprobes on OpenSSL libraries and binaries)", 3},
     {"no-color", OPT_NO_COLOR, NULL, 0, "No colors in the waterfall", 3},
@@ -191,6 +197,31 @@ static int parse_uint(const char *s, unsigned long long max, unsigned long long 
 	*out = strtoull(s, &end, 0);
 	if (errno || end == s || *end || *out > max || s[0] == '-')
 		return -EINVAL;
+	return 0;
+}
+
+/* A byte count with an optional K, M or G suffix (powers of 1024). */
+static int parse_bytes(const char *s, unsigned long long *out)
+{
+	char num[32], *end;
+	size_t n = strlen(s);
+	unsigned shift = 0;
+
+	if (!n || n >= sizeof(num))
+		return -EINVAL;
+	memcpy(num, s, n + 1);
+	end = num + n - 1;
+	if (*end == 'K' || *end == 'k')
+		shift = 10;
+	else if (*end == 'M' || *end == 'm')
+		shift = 20;
+	else if (*end == 'G' || *end == 'g')
+		shift = 30;
+	if (shift)
+		*end = '\0';
+	if (parse_uint(num, 1ULL << (40 - shift), out))
+		return -EINVAL;
+	*out <<= shift;
 	return 0;
 }
 
@@ -337,6 +368,12 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 				    "invalid --keep-path-params (comma-separated names, each 1..%d "
 				    "bytes, at most %d)",
 				    TARGET_PARAM_NAME_MAX, TARGET_KEEP_PARAMS_MAX);
+		return 0;
+	case OPT_MEMORY_LIMIT:
+		if (parse_bytes(arg, &v))
+			bad_setting(state, "invalid --memory-limit '%s' (bytes, e.g. 64M; 0: none)",
+				    arg);
+		o->memory_limit = (size_t)v;
 		return 0;
 	case ARGP_KEY_ARG:
 		bad_setting(state, "unexpected argument '%s'", arg);
@@ -712,6 +749,7 @@ static int run_agent(struct options *o)
 	    .request_timeout_ns = 900ULL * 1000000000ULL,
 	    .stitch = o->stitch,
 	    .keep_path_params = &o->keep_path_params,
+	    .memory_limit = o->memory_limit,
 	};
 	struct stop_signals stop = {.fd = -1};
 	struct run_result res = {0};
@@ -768,6 +806,7 @@ int main(int argc, char **argv)
 		    .wakeup_bytes = 256 * 1024},
 	    .quiet_ms = 500,
 	    .output_buffer_bytes = OUTBUF_DEFAULT_BYTES,
+	    .memory_limit = MEM_BUDGET_DEFAULT,
 	};
 	struct argp argp = {argp_opts, parse_opt, NULL, doc, NULL, NULL, NULL};
 	int err;

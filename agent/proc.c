@@ -17,7 +17,6 @@
 #include "stats.h"
 #include "text.h"
 
-#define PROC_TABLE_MAX 65536
 #define ENVIRON_MAX (256 * 1024)
 
 struct proc_entry {
@@ -30,10 +29,27 @@ struct proc_entry {
  * why. */
 #define EXITED_LINGER_NS (10ULL * 1000000000ULL)
 
-int proc_table__init(struct proc_table *pt, const char *proc_root)
+int proc_table__init_sized(struct proc_table *pt, const char *proc_root, size_t max)
 {
 	pt->proc_root = proc_root ? proc_root : "/proc";
-	return u64map_init(&pt->by_tgid, PROC_TABLE_MAX);
+	pt->overflow = NULL;
+	pt->n_exited = 0;
+	return u64map_init(&pt->by_tgid, max ? max : PROC_TABLE_MAX);
+}
+
+int proc_table__init(struct proc_table *pt, const char *proc_root)
+{
+	return proc_table__init_sized(pt, proc_root, 0);
+}
+
+/* Remove the entry of tgid from the table and free it. */
+static void entry_remove(struct proc_table *pt, uint32_t tgid, struct proc_entry *e)
+{
+	u64map_del(&pt->by_tgid, tgid);
+	if (e->exited_at)
+		pt->n_exited--;
+	resource_put(e->res);
+	free(e);
 }
 
 static void entry_free(struct proc_entry *e)
@@ -50,6 +66,8 @@ void proc_table__free(struct proc_table *pt)
 	for (size_t it = 0; u64map_next(&pt->by_tgid, &it, &k, &v);)
 		entry_free(v);
 	u64map_free(&pt->by_tgid);
+	resource_put(pt->overflow);
+	pt->overflow = NULL;
 }
 
 /* Read a whole small file of a /proc/PID directory (stat, environ, cgroup). Returns bytes
@@ -353,6 +371,42 @@ static struct resource *resource_from_proc(const struct proc_table *pt, uint32_t
 	return r;
 }
 
+/* Forget every process that exited, however recently: room for a running one. */
+static void drop_exited(struct proc_table *pt)
+{
+	uint64_t k;
+	void *v;
+
+	for (size_t it = 0; u64map_next(&pt->by_tgid, &it, &k, &v);) {
+		struct proc_entry *e = v;
+
+		if (e->exited_at)
+			entry_remove(pt, (uint32_t)k, e);
+	}
+}
+
+/* A process the full table has no room for: a resource named after comm, with nothing read
+ * from /proc (256 KiB of environ per request would let whoever filled the table make every
+ * request cost that). Kept until another process overflows, so a burst of requests of one
+ * such process builds it once. */
+static struct resource *overflow_resource(struct proc_table *pt, uint32_t tgid, uint64_t start_ns,
+					  const char *comm)
+{
+	struct resource *r = pt->overflow;
+
+	STAT_INC(drop_proc_table_full);
+	if (r && r->pid == tgid && r->start_ns == start_ns)
+		return r;
+	r = resource_new(tgid, start_ns);
+	if (!r)
+		return NULL;
+	r->exe_name = strndup(comm && *comm ? comm : "unknown_service", 16);
+	r->service_name = r->exe_name ? strdup(r->exe_name) : NULL;
+	resource_put(pt->overflow);
+	pt->overflow = r;
+	return r;
+}
+
 struct resource *proc_table__resource(struct proc_table *pt, uint32_t tgid, uint64_t start_ns,
 				      const char *comm)
 {
@@ -362,9 +416,13 @@ struct resource *proc_table__resource(struct proc_table *pt, uint32_t tgid, uint
 		return e->res;
 	if (e) {
 		/* same pid, new process: pid reuse */
-		u64map_del(&pt->by_tgid, tgid);
-		entry_free(e);
+		entry_remove(pt, tgid, e);
 	}
+	/* the walk only when it frees something: not once per request of an overflow */
+	if (pt->by_tgid.count >= pt->by_tgid.max_count && pt->n_exited)
+		drop_exited(pt);
+	if (pt->by_tgid.count >= pt->by_tgid.max_count)
+		return overflow_resource(pt, tgid, start_ns, comm);
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;
@@ -379,18 +437,20 @@ struct resource *proc_table__resource(struct proc_table *pt, uint32_t tgid, uint
 
 void proc_table__forget(struct proc_table *pt, uint32_t tgid)
 {
-	struct proc_entry *e = u64map_del(&pt->by_tgid, tgid);
+	struct proc_entry *e = u64map_get(&pt->by_tgid, tgid);
 
 	if (e)
-		entry_free(e);
+		entry_remove(pt, tgid, e);
 }
 
 void proc_table__mark_exited(struct proc_table *pt, uint32_t tgid, uint64_t now_ns)
 {
 	struct proc_entry *e = u64map_get(&pt->by_tgid, tgid);
 
-	if (e)
+	if (e && !e->exited_at) {
 		e->exited_at = now_ns ? now_ns : 1;
+		pt->n_exited++;
+	}
 }
 
 bool proc_table__exited(const struct proc_table *pt, uint32_t tgid)
@@ -408,9 +468,7 @@ void proc_table__expire(struct proc_table *pt, uint64_t now_ns)
 	for (size_t it = 0; u64map_next(&pt->by_tgid, &it, &k, &v);) {
 		struct proc_entry *e = v;
 
-		if (e->exited_at && now_ns - e->exited_at > EXITED_LINGER_NS) {
-			u64map_del(&pt->by_tgid, k);
-			entry_free(e);
-		}
+		if (e->exited_at && now_ns - e->exited_at > EXITED_LINGER_NS)
+			entry_remove(pt, (uint32_t)k, e);
 	}
 }

@@ -18,12 +18,21 @@ struct resource;
 struct proc_table {
 	struct u64map by_tgid; /* tgid -> struct proc_entry */
 	const char *proc_root; /* "/proc" (tests may point elsewhere) */
+	/* the last process the full table had no room for: its minimal resource */
+	struct resource *overflow;
+	size_t n_exited; /* entries of processes that exited, kept a while */
 };
 
+#define PROC_TABLE_MAX 65536
+
 int proc_table__init(struct proc_table *pt, const char *proc_root);
+/* The same with room for max processes (0: PROC_TABLE_MAX). */
+int proc_table__init_sized(struct proc_table *pt, const char *proc_root, size_t max);
 void proc_table__free(struct proc_table *pt);
 /* The resource of a process, read on first use. comm is the fallback service name when
- * /proc no longer has the process. Never NULL unless out of memory. Borrowed reference. */
+ * /proc no longer has the process. Never NULL unless out of memory. Borrowed reference.
+ * When the table is full (after dropping exited processes) /proc is not read: the process
+ * gets a resource named after comm, counted in drop_proc_table_full. */
 struct resource *proc_table__resource(struct proc_table *pt, uint32_t tgid, uint64_t start_ns,
 				      const char *comm);
 /* The process exec'd or exited: forget its cached resource. */

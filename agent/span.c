@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-2-Clause
 #include "span.h"
 #include "resource.h"
+#include "stats.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -34,12 +35,21 @@ void span_free(struct span *s)
 	free(s);
 }
 
+/* An attribute lost: the exporters say how many (OTLP dropped_attributes_count). */
+static void span_count_dropped(struct span *s)
+{
+	s->dropped_attrs++;
+	STAT_INC(span_attrs_dropped);
+}
+
 static struct span_attr *span_add_attr(struct span *s, const char *key, uint8_t type)
 {
 	struct span_attr *a;
 
-	if (s->nattrs >= SPAN_MAX_ATTRS)
+	if (s->nattrs >= SPAN_MAX_ATTRS) {
+		span_count_dropped(s);
 		return NULL;
+	}
 	a = &s->attrs[s->nattrs++];
 	memset(a, 0, sizeof(*a));
 	a->key = key;
@@ -52,8 +62,11 @@ int span_set_str(struct span *s, const char *key, const char *val, size_t len)
 	size_t room = SPAN_STRBUF - s->strbuf_used;
 	struct span_attr *a;
 
-	if (room == 0)
+	/* a non-empty value needs a byte besides its NUL: an empty one would hide the loss */
+	if (room < (len ? 2U : 1U)) {
+		span_count_dropped(s);
 		return -ENOSPC;
+	}
 	a = span_add_attr(s, key, SPAN_ATTR_STR);
 	if (!a)
 		return -ENOSPC;

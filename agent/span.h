@@ -65,7 +65,8 @@ struct span {
 	uint64_t start_unix_ns;
 	uint64_t end_unix_ns;
 	struct resource *resource; /* counted reference, released by span_free */
-	char name[SPAN_NAME_MAX];  /* "METHOD path" */
+	uint32_t dropped_attrs; /* attributes that found no room (OTLP dropped_attributes_count) */
+	char name[SPAN_NAME_MAX]; /* "METHOD path" */
 	char status_message[64];
 	char tracestate[512 + 1]; /* W3C tracestate to propagate, may be empty */
 	struct span_link links[SPAN_MAX_LINKS];
@@ -81,7 +82,9 @@ struct span *span_new(void);
 /* Free a span and drop its resource reference. NULL is ignored. */
 void span_free(struct span *s);
 
-/* Add a string attribute (value copied, truncated to what fits). Returns 0 or -ENOSPC. */
+/* Add a string attribute (value copied, truncated to what fits). Returns 0 or -ENOSPC; an
+ * attribute that finds no room (slots or string buffer full) is counted in dropped_attrs and
+ * in the span_attrs_dropped counter. */
 int span_set_str(struct span *s, const char *key, const char *val, size_t len);
 /* Add an integer attribute. Returns 0 or -ENOSPC. */
 int span_set_int(struct span *s, const char *key, int64_t val);

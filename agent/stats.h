@@ -44,7 +44,18 @@
 	X(parent_none, "client spans with no server span in flight")                               \
 	X(spans_stitched, "server spans stitched to a same-host caller (--repair=stitch)")         \
 	X(conns_http, "HTTP connections tracked")                                                  \
-	X(conns_idle_expired, "idle connections expired")
+	X(conns_idle_expired, "idle connections expired")                                          \
+	X(span_attrs_dropped, "span attributes dropped: the span's attribute room was full")       \
+	X(drop_correlate_full,                                                                     \
+	  "server requests not registered for parenting: in-flight table full")                    \
+	X(drop_conns_by_tuple_full,                                                                \
+	  "connections not indexed by address: same-host hops on them not joined")                 \
+	X(drop_proc_table_full,                                                                    \
+	  "spans given a minimal resource: process table full (/proc not read)")                   \
+	X(budget_drops, "allocations refused: --memory-limit reached (requests not traced)")       \
+	X(budget_peak_bytes, "most bytes of connection and request state held at once")            \
+	X(budget_expired, "requests ended after 30 s unanswered: over 3/4 of --memory-limit in "   \
+			  "use")
 
 struct agent_stats {
 #define X(name, desc) uint64_t name;

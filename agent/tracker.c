@@ -16,6 +16,11 @@
 
 #define CONN_TABLE_MAX 65536
 #define CONN_MAX_PENDING 32
+/* Past three quarters of the memory budget, a request unanswered for this long ends (as an
+ * error that says why) instead of holding its share until the usual timeout: requests that
+ * nobody answers must not keep out the ones that will be. Below that, long polls keep their
+ * full timeout. */
+#define PRESSURE_REQUEST_TIMEOUT_NS (30ULL * 1000000000ULL)
 
 enum conn_role {
 	ROLE_UNKNOWN = 0,
@@ -50,7 +55,15 @@ struct conn {
 	struct exchange *queue[CONN_MAX_PENDING];
 	/* the record being handled, for the parser callbacks it causes (NULL between) */
 	const struct record_ctx *rec;
+	/* the memory budget refused this connection a request or a buffer: its requests can
+	 * no longer be paired with their responses. It is forgotten after the record. */
+	bool abandoned;
 };
+
+static size_t conn_cost(void)
+{
+	return mem_budget__cost(sizeof(struct conn));
+}
 
 static const struct http1_callbacks parser_callbacks;
 
@@ -58,10 +71,15 @@ static const struct http1_callbacks parser_callbacks;
 
 static struct conn *conn_create(struct tracker *t, const struct ht_data_event *ev)
 {
-	struct conn *c = calloc(1, sizeof(*c));
+	struct conn *c;
 
-	if (!c)
+	if (!mem_budget__charge(&t->budget, conn_cost()))
 		return NULL;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		mem_budget__release(&t->budget, conn_cost());
+		return NULL;
+	}
 	c->t = t;
 	c->cookie = ev->cookie;
 	c->info.cookie = ev->cookie;
@@ -79,6 +97,7 @@ static struct conn *conn_create(struct tracker *t, const struct ht_data_event *e
 	if (u64map_put(&t->conns, c->cookie, c)) {
 		STAT_INC(drop_conn_table_full);
 		free(c);
+		mem_budget__release(&t->budget, conn_cost());
 		return NULL;
 	}
 	STAT_INC(conns_http);
@@ -196,6 +215,16 @@ static void conn_free(struct tracker *t, struct conn *c)
 	for (int d = 0; d < 2; d++)
 		http1_parser_free(&c->parser[d]);
 	free(c);
+	mem_budget__release(&t->budget, conn_cost());
+}
+
+/* The budget refused c something: its requests end now, with the reason, and everything it
+ * holds is freed. Its next start line makes a new connection, as for one that began before
+ * the agent. */
+static void conn_abandon(struct tracker *t, struct conn *c, uint64_t now_ns)
+{
+	conn_fail_pending(c, now_ns, "memory limit reached: request not followed");
+	conn_free(t, c);
 }
 
 /* ---- roles and streams ------------------------------------------------------------- */
@@ -215,9 +244,9 @@ static bool conn_assign_role(struct conn *c, const struct ht_data_event *ev, con
 		c->role = ROLE_SERVER;
 	else
 		c->role = ROLE_CLIENT;
-	/* best effort: without the entry a same-host hop is just not recognised */
-	if (c->info.tuple.family)
-		u64map_put(&c->t->conns_by_tuple, tuple_key(&c->info.tuple), c);
+	/* without the entry a same-host hop is just not recognised: counted */
+	if (c->info.tuple.family && u64map_put(&c->t->conns_by_tuple, tuple_key(&c->info.tuple), c))
+		STAT_INC(drop_conns_by_tuple_full);
 	req_dir = c->role == ROLE_SERVER ? HT_DIR_INGRESS : HT_DIR_EGRESS;
 	http1_parser_init(&c->parser[req_dir], HTTP1_REQUEST, &parser_callbacks, &c->dctx[req_dir]);
 	http1_parser_init(&c->parser[!req_dir], HTTP1_RESPONSE, &parser_callbacks,
@@ -303,6 +332,8 @@ static enum http1_body_rule on_request_head(struct conn *c, const struct http1_h
 	struct record_ctx rec = *c->rec;
 	struct exchange *ex;
 
+	if (c->abandoned)
+		return HTTP1_BODY_AUTO;
 	/* the ids BPF chose arrived with the record where this request began, maybe earlier */
 	rec.ids = c->has_ctx[d] ? &c->ctx[d] : NULL;
 	c->has_ctx[d] = false;
@@ -310,8 +341,12 @@ static enum http1_body_rule on_request_head(struct conn *c, const struct http1_h
 		ex = exchange_start_server(&t->env, &c->info, h, &rec);
 	else
 		ex = exchange_start_client(&t->env, &c->info, h, &rec);
-	if (!ex)
+	if (!ex) {
+		/* out of budget (or memory): the responses to come would answer the wrong
+		 * requests, so the connection is given up */
+		c->abandoned = true;
 		return HTTP1_BODY_AUTO;
+	}
 	if (queue_push(c, ex)) {
 		STAT_INC(drop_pending_overflow);
 		exchange_discard(&t->env, ex);
@@ -325,6 +360,8 @@ static enum http1_body_rule on_response_head(struct conn *c, const struct http1_
 {
 	struct exchange *ex = queue_front(c);
 
+	if (c->abandoned)
+		return HTTP1_BODY_AUTO;
 	if (!ex) {
 		/* the agent started between request and response, or the request was lost */
 		STAT_INC(drop_response_unmatched);
@@ -363,7 +400,7 @@ static void on_complete(void *ctx, enum http1_kind kind, uint64_t end_tag)
 	struct conn *c = ((struct conn_dir *)ctx)->c;
 	struct exchange *ex;
 
-	if (kind == HTTP1_REQUEST)
+	if (kind == HTTP1_REQUEST || c->abandoned)
 		return;
 	if (c->interim_response) {
 		c->interim_response = false;
@@ -389,6 +426,8 @@ static void count_parse_error(enum http1_error err)
 		break;
 	case HTTP1_ERR_NOT_HTTP:
 		break; /* joined mid-stream: expected once per pre-existing connection */
+	case HTTP1_ERR_NO_MEMORY:
+		break; /* the budget counted it (budget_drops) */
 	default:
 		STAT_INC(drop_parse_error);
 	}
@@ -403,7 +442,9 @@ static void on_error(void *ctx, enum http1_error err)
 	count_parse_error(err);
 	c->interim_response = false;
 	c->orphan_response = false;
-	if (c->parser[cd->dir].kind != HTTP1_RESPONSE || !ex)
+	if (err == HTTP1_ERR_NO_MEMORY)
+		c->abandoned = true; /* a head lost: pairing is lost too */
+	if (c->abandoned || c->parser[cd->dir].kind != HTTP1_RESPONSE || !ex)
 		return;
 	/* the answer to the oldest request was lost or broken: end that request now rather
 	 * than pair its successors with the wrong responses */
@@ -414,10 +455,22 @@ static void on_error(void *ctx, enum http1_error err)
 				"response could not be parsed");
 }
 
+/* Header bytes held between reads are charged to the budget. */
+static int on_buffer(void *ctx, size_t old_cap, size_t new_cap)
+{
+	struct mem_budget *b = &((struct conn_dir *)ctx)->c->t->budget;
+
+	if (new_cap > old_cap)
+		return mem_budget__charge(b, new_cap - old_cap) ? 0 : -ENOMEM;
+	mem_budget__release(b, old_cap - new_cap);
+	return 0;
+}
+
 static const struct http1_callbacks parser_callbacks = {
     .on_head = on_head,
     .on_complete = on_complete,
     .on_error = on_error,
+    .on_buffer = on_buffer,
 };
 
 /* ---- records ----------------------------------------------------------------------- */
@@ -463,6 +516,8 @@ static void handle_data(struct tracker *t, const struct ht_data_event *ev, const
 	c->rec = &rec;
 	conn_handle_data(c, ev, payload);
 	c->rec = NULL;
+	if (c->abandoned)
+		conn_abandon(t, c, ev->ts_ns);
 }
 
 static void handle_close(struct tracker *t, const struct ht_close_event *ev)
@@ -561,19 +616,23 @@ int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_opt
 	t->opt = *opt;
 	t->sink = sink;
 	t->mono_to_unix_ns = monotonic_to_unix_offset();
-	err = u64map_init(&t->conns, CONN_TABLE_MAX);
+	err = u64map_init(&t->conns, opt->limits.conns ? opt->limits.conns : CONN_TABLE_MAX);
 	if (err)
 		return err;
-	err = u64map_init(&t->conns_by_tuple, CONN_TABLE_MAX);
+	err = u64map_init(&t->conns_by_tuple,
+			  opt->limits.tuple_index ? opt->limits.tuple_index : CONN_TABLE_MAX);
 	if (err)
 		goto err_conns;
-	err = proc_table__init(&t->procs, opt->proc_root);
+	err = proc_table__init_sized(&t->procs, opt->proc_root, opt->limits.procs);
 	if (err)
 		goto err_conns;
-	err = correlate__init(&t->corr);
+	err = correlate__init_sized(&t->corr, opt->limits.inflight_procs,
+				    opt->limits.inflight_threads);
 	if (err)
 		goto err_procs;
+	t->budget.limit = opt->memory_limit;
 	t->env = (struct exchange_env){.corr = &t->corr,
+				       .budget = &t->budget,
 				       .procs = &t->procs,
 				       .sink = sink,
 				       .mono_to_unix_ns = t->mono_to_unix_ns,
@@ -597,20 +656,33 @@ static bool conn_idle(const struct tracker *t, const struct conn *c, uint64_t no
 
 /* Requests unanswered for too long end with an error; connections idle for long are
  * forgotten (their socket may have gone without a close we could see). */
+static bool budget_pressed(const struct mem_budget *b)
+{
+	return b->limit && b->used > b->limit / 4 * 3;
+}
+
 void tracker__tick(struct tracker *t, uint64_t now_ns)
 {
-	uint64_t k;
+	bool pressed = budget_pressed(&t->budget);
+	uint64_t timeout = t->opt.request_timeout_ns, k;
 	void *v;
 
+	if (pressed && timeout > PRESSURE_REQUEST_TIMEOUT_NS)
+		timeout = PRESSURE_REQUEST_TIMEOUT_NS;
 	for (size_t it = 0; u64map_next(&t->conns, &it, &k, &v);) {
 		struct conn *c = v;
 		struct exchange *ex = queue_front(c);
 
-		while (ex && now_ns > ex->start_ns &&
-		       now_ns - ex->start_ns > t->opt.request_timeout_ns) {
+		while (ex && now_ns > ex->start_ns && now_ns - ex->start_ns > timeout) {
+			bool early = now_ns - ex->start_ns <= t->opt.request_timeout_ns;
+
 			STAT_INC(spans_error_incomplete);
+			if (early)
+				STAT_INC(budget_expired);
 			exchange_finish(&t->env, queue_pop(c), now_ns,
-					"no response within the timeout");
+					early ? "no response within 30 s while the memory limit "
+						"was near"
+					      : "no response within the timeout");
 			ex = queue_front(c);
 		}
 		if (!c->qlen && conn_idle(t, c, now_ns)) {
@@ -651,4 +723,9 @@ void tracker__on_exec(struct tracker *t, void (*fn)(void *ctx, uint32_t tgid, ui
 size_t tracker__conn_count(const struct tracker *t)
 {
 	return t->conns.count;
+}
+
+size_t tracker__budget_used(const struct tracker *t)
+{
+	return t->budget.used;
 }

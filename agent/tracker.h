@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "budget.h"
 #include "correlate.h"
 #include "exchange.h"
 #include "hashmap.h"
@@ -21,6 +22,15 @@
 
 struct sink;
 
+/* Table sizes; 0: the default. Tests use small ones to reach the limits fast. */
+struct tracker_limits {
+	size_t conns;		 /* connections tracked */
+	size_t tuple_index;	 /* connections indexed by address, for same-host hops */
+	size_t procs;		 /* processes with a cached resource */
+	size_t inflight_procs;	 /* processes with server requests in flight */
+	size_t inflight_threads; /* threads with server requests in flight */
+};
+
 struct tracker_options {
 	uint64_t idle_timeout_ns;    /* connections with nothing in flight are forgotten */
 	uint64_t request_timeout_ns; /* requests with no answer end with an error */
@@ -28,6 +38,8 @@ struct tracker_options {
 	const char *proc_root;	     /* NULL: /proc (tests point elsewhere) */
 	/* path parameters exported (--keep-path-params); NULL: none. Outlives the tracker. */
 	const struct path_param_allow *keep_path_params;
+	struct tracker_limits limits;
+	size_t memory_limit; /* --memory-limit: bytes of connection and request state, 0: none */
 };
 
 struct tracker {
@@ -37,8 +49,9 @@ struct tracker {
 	struct proc_table procs;
 	struct correlate corr;
 	struct sink *sink;
-	int64_t mono_to_unix_ns; /* add to a bpf_ktime_get_ns() stamp to get unix time */
-	struct exchange_env env; /* the above, as exchange building sees them */
+	struct mem_budget budget; /* connections, requests waiting, parser buffers */
+	int64_t mono_to_unix_ns;  /* add to a bpf_ktime_get_ns() stamp to get unix time */
+	struct exchange_env env;  /* the above, as exchange building sees them */
 	/* told of every exec record (a new image may bring OpenSSL code to probe) */
 	void (*on_exec)(void *ctx, uint32_t tgid, uint64_t ts_ns);
 	void *on_exec_ctx;
@@ -56,5 +69,7 @@ void tracker__on_exec(struct tracker *t, void (*fn)(void *ctx, uint32_t tgid, ui
 		      void *ctx);
 /* Connections currently tracked. */
 size_t tracker__conn_count(const struct tracker *t);
+/* Bytes of the memory budget in use. */
+size_t tracker__budget_used(const struct tracker *t);
 
 #endif

@@ -629,7 +629,7 @@ static size_t plan_attrs(struct span_plan *pl, const struct span *s)
 	size_t size = 0;
 
 	pl->nattrs = s->nattrs < SPAN_MAX_ATTRS ? s->nattrs : SPAN_MAX_ATTRS;
-	pl->dropped = s->nattrs - pl->nattrs;
+	pl->dropped = s->dropped_attrs + (s->nattrs - pl->nattrs);
 	for (unsigned i = 0; i < pl->nattrs; i++) {
 		const struct span_attr *a = &s->attrs[i];
 		struct anyval *v = &pl->vals[i];

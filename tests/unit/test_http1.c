@@ -114,6 +114,8 @@ static const char *error_name(enum http1_error err)
 		return "GAP_IN_HEADERS";
 	case HTTP1_ERR_NOT_HTTP:
 		return "NOT_HTTP";
+	case HTTP1_ERR_NO_MEMORY:
+		return "NO_MEMORY";
 	}
 	fail_msg("unknown error %d", (int)err);
 	return "?";
