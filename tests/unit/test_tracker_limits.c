@@ -68,6 +68,14 @@ static void fake_proc(struct fixture *f, uint32_t tgid, const char *service)
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, env, (size_t)n + 1), n + 1);
 	close(fd);
+	/* starttime (field 22) 0 ticks: the process the records name (proc_start_ns 77) */
+	snprintf(path, sizeof(path), "%s/%u/stat", f->proc_root, tgid);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	n = snprintf(env, sizeof(env), "%u (svc) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 0 0\n",
+		     tgid);
+	assert_int_equal(write(fd, env, (size_t)n), n);
+	close(fd);
 }
 
 static struct fixture *start_budget(const struct tracker_limits *limits, size_t memory_limit)
