@@ -68,7 +68,8 @@ struct options {
 	 * path is dropped before export (session ids travel there) */
 	struct path_param_allow keep_path_params;
 	bool keep_path_params_set;
-	size_t memory_limit; /* --memory-limit: bytes, 0: none */
+	size_t memory_limit;	/* --memory-limit: bytes, 0: none */
+	size_t max_connections; /* --max-connections: connections followed at once */
 };
 
 enum {
@@ -88,6 +89,7 @@ enum {
 	OPT_KEEP_PATH_PARAMS,
 	OPT_OUTPUT_BUFFER,
 	OPT_MEMORY_LIMIT,
+	OPT_MAX_CONNECTIONS,
 };
 
 static const char doc[] =
@@ -159,6 +161,10 @@ static const struct argp_option argp_opts[] = {
     {"memory-limit", OPT_MEMORY_LIMIT, "BYTES", 0,
      "Bytes of connection and request state kept, with a K, M or G suffix (default 128M; "
      "0: no limit). Past it new connections and requests are not followed (budget_drops)",
+     3},
+    {"max-connections", OPT_MAX_CONNECTIONS, "N", 0,
+     "Connections followed at once, 1..1048576 (default 65536). Records of connections past it are "
+     "dropped and counted (drop_conn_table_full)",
      3},
     {"no-tls", OPT_NO_TLS, NULL, 0,
      "Do not trace HTTPS (no uprobes on OpenSSL libraries and binaries)", 3},
@@ -374,6 +380,11 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 			bad_setting(state, "invalid --memory-limit '%s' (bytes, e.g. 64M; 0: none)",
 				    arg);
 		o->memory_limit = (size_t)v;
+		return 0;
+	case OPT_MAX_CONNECTIONS:
+		if (parse_uint(arg, 1u << 20, &v) || v < 1)
+			bad_setting(state, "invalid --max-connections '%s' (1..1048576)", arg);
+		o->max_connections = (size_t)v;
 		return 0;
 	case ARGP_KEY_ARG:
 		bad_setting(state, "unexpected argument '%s'", arg);
@@ -750,6 +761,7 @@ static int run_agent(struct options *o)
 	    .stitch = o->stitch,
 	    .keep_path_params = &o->keep_path_params,
 	    .memory_limit = o->memory_limit,
+	    .limits = {.conns = o->max_connections},
 	};
 	struct stop_signals stop = {.fd = -1};
 	struct run_result res = {0};

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -595,3 +596,67 @@ def test_configuration_errors_are_one_line_and_fast():
         if r.returncode == 0 or len(lines) != 1 or name not in lines[0] or took > 1.0:
             failures.append(f"{env} {args}: rc={r.returncode} {took:.2f}s {err!r}")
     assert not failures, "\n".join(failures)
+
+
+# Answers every request on a connection and keeps it open (HTTP/1.1 keep-alive).
+KEEPALIVE_SERVER = r"""
+import selectors, socket, sys
+port = int(sys.argv[1])
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", port)); ls.listen(256); ls.setblocking(False)
+sel = selectors.DefaultSelector(); sel.register(ls, selectors.EVENT_READ)
+ans = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+while True:
+    for key, _ in sel.select():
+        s = key.fileobj
+        if s is ls:
+            c, _ = ls.accept(); c.setblocking(False); sel.register(c, selectors.EVENT_READ)
+            continue
+        try:
+            data = s.recv(65536)
+        except (BlockingIOError, ConnectionError):
+            continue
+        if not data:
+            sel.unregister(s); s.close()
+        elif data.endswith(b"\r\n\r\n"):
+            s.sendall(ans)
+"""
+
+
+def keepalive_requests(port, n, path):
+    """n connections at once, one request each, all kept open until every answer came."""
+    conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+    try:
+        for i, c in enumerate(conns):
+            c.sendall(f"GET /{path}-{i} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        for c in conns:
+            assert c.recv(4096).startswith(b"HTTP/1.1 200"), "no answer"
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_connection_table_full_is_counted():
+    """--max-connections 4 and 12 keep-alive connections open at once (24 ends traced):
+    the connections past the table's room lose their records, counted
+    (drop_conn_table_full), and the requests of those it follows are traced. Once they
+    close, the table has room again."""
+    port = free_port()
+    srv = Proc([sys.executable, "-c", KEEPALIVE_SERVER, str(port)])
+    wait_port(port)
+    agent = Agent("--port", str(port), "--no-tls", "--max-connections", "4")
+    try:
+        keepalive_requests(port, 12, "crowd")
+        time.sleep(slow(1))
+        keepalive_requests(port, 1, "after")
+        spans = agent.stop()
+    finally:
+        agent.kill()
+        srv.stop()
+    c = agent.counters
+    assert c["drop_conn_table_full"] > 0, c
+    # the table fills with whichever ends speak first (here the clients' ends)
+    crowd = [s for s in spans if (s["attributes"].get("url.path") or "").startswith("/crowd-")]
+    assert 0 < len(crowd) <= 4, [(s["kind"], s["name"]) for s in crowd]
+    after = {s["kind"] for s in spans if s["attributes"].get("url.path") == "/after-0"}
+    assert after == {"SERVER", "CLIENT"}, after
