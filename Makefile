@@ -175,6 +175,7 @@ FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(OUT)/fuzz/%,$(wildcard tests/fuzz/fu
 FUZZ_SRCS_fuzz_http1 := agent/http1.c agent/text.c
 FUZZ_SRCS_fuzz_traceparent := agent/traceparent.c
 FUZZ_SRCS_fuzz_json_read := agent/json_read.c agent/text.c
+FUZZ_SRCS_fuzz_maps := agent/procmaps.c agent/text.c
 
 $(OUT)/fuzz/%: tests/fuzz/%.c $(wildcard agent/*.h)
 	$(call msg,FUZZ,$@)

@@ -38,6 +38,17 @@ def fifo_writer(path):
     return Proc([sys.executable, "-c", "import os,sys;os.open(sys.argv[1],os.O_WRONLY)", path])
 
 
+def release_fifo(path):
+    """Other tracers on this host (older builds) may be blocked opening the FIFO for
+    reading: a writer's open and close lets them go on. Then the FIFO goes."""
+    for _ in range(20):
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            break  # ENXIO: no reader left
+    os.unlink(path)
+
+
 def stop_promptly(agent, sig=signal.SIGTERM, timeout=10):
     """The agent exits within timeout s of sig (its event thread was never stuck), then its
     spans (stop() checks the exit code and sanitizers)."""
@@ -60,7 +71,9 @@ def private_libssl(d):
 def test_low_mapped_replaced_libssl_is_probed_through_map_files():
     """libssl mapped below 0x10000000 (maps prints 0fe15000-...), then unlinked with a FIFO
     at its path: the agent must find the mapped inode through map_files (named without
-    leading zeros), trace HTTPS through it, and never open the FIFO."""
+    leading zeros) and trace HTTPS through it. Opening the path instead blocked the event
+    thread for good (the FIFO has no writer), before the agent was even ready. (No writer
+    sentinel here: other tracers on a shared host open that FIFO too.)"""
     certs = make_cert()
     libdir = tempfile.mkdtemp(prefix="hoptrace-lowssl-")
     lib = private_libssl(libdir)
@@ -69,20 +82,17 @@ def test_low_mapped_replaced_libssl_is_probed_through_map_files():
                         "fifo", env=dict(os.environ, LD_LIBRARY_PATH=libdir))
     wait_port(port)
     assert where[0].startswith("0"), where  # really below 0x10000000, leading zeros
-    os.unlink(lib)
-    writer = fifo_writer(lib)
     agent = None
     try:
         agent = Agent("--port", str(port))
         assert f"tracing HTTPS through {lib}" in agent.stderr(), agent.stderr()
         assert curl("-k", f"https://127.0.0.1:{port}/leaf").stdout == b"200"
         spans = stop_promptly(agent)
-        assert writer.p.poll() is None, "the agent opened the FIFO left at the library's path"
     finally:
         if agent:
             agent.kill()
         srv.stop()
-        writer.stop()
+        release_fifo(lib)
     server = one(spans, kind="SERVER", pid=srv.pid)
     assert server["attributes"]["url.scheme"] == "https" and server["attributes"]["url.path"] == "/leaf"
 
@@ -125,6 +135,8 @@ def test_paths_inside_a_root_never_block_or_escape():
             agent.kill()
         for p in procs:
             p.stop()
+        release_fifo(root_a + lib_a)
+        release_fifo(outside)
     assert agent.counters["tls_open_refused"] >= 2, agent.counters
 
 
@@ -149,25 +161,34 @@ def test_huge_symbol_table_is_refused_within_budget():
     print(f"    agent ready {started:.2f} s after start with a 1.5M-symbol libssl mapped")
 
 
-def test_library_truncated_while_read_is_a_clean_failure():
-    """The owner truncates the mapped file as soon as the agent opens it: reading it must
-    fail cleanly (counted), never raise SIGBUS (libelf's mmap did, killing the agent)."""
+def test_library_truncated_by_its_owner_is_a_clean_failure():
+    """Two processes truncate the "libssl" they map: one before the agent looks at it, one
+    2 ms after the agent opened it (while libelf's mmap of it was walked: SIGBUS, which
+    killed the agent and left a core dump with plaintext in it). Reading must fail cleanly
+    and be counted."""
     d = tempfile.mkdtemp(prefix="hoptrace-elf-")
-    lib = os.path.join(d, "libssl.so.3")
-    elf_craft.write_elf(lib, 1_000_000)
-    holder, _ = victim("map-truncate", lib)
+    before, during = os.path.join(d, "a", "libssl.so.3"), os.path.join(d, "b", "libssl.so.3")
+    for lib in (before, during):
+        os.makedirs(os.path.dirname(lib))
+        elf_craft.write_elf(lib, 1_000_000)
+    holders = [victim("map-truncated", before)[0]]
     port = free_port()
     agent = None
     try:
         agent = Agent("--port", str(port))
-        assert holder.p.stdout.readline().strip() == b"truncated"
+        # started after the agent: found by its exec rescans, 100 ms and more after exec
+        holders.append(victim("map-truncate", during, "2", str(agent.p.pid))[0])
+        line = holders[1].p.stdout.readline().strip()
+        assert line == b"truncated", line
+        time.sleep(slow(0.5))
         assert agent.running(), agent.stderr()[-3000:]
         stop_promptly(agent)
     finally:
         if agent:
             agent.kill()
-        holder.stop()
-    assert os.path.getsize(lib) == 4096
+        for h in holders:
+            h.stop()
+    assert os.path.getsize(before) == os.path.getsize(during) == 4096
     assert agent.counters["tls_elf_read_failed"] >= 1, agent.counters
 
 
@@ -186,10 +207,8 @@ for i in range(n):
     os.write(fd, binary)
     live.append(os.posix_spawn(f"/proc/self/fd/{fd}", ["storm"], {}))
     os.close(fd)
-    if len(live) > 200:  # at most 200 at a time
-        old = live.pop(0)
-        os.kill(old, signal.SIGKILL)
-        os.waitpid(old, 0)
+print("spawned", flush=True)
+sys.stdin.read()  # all stay until the test is done with them
 for pid in live:
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
@@ -198,9 +217,10 @@ for pid in live:
 
 def test_exec_storm_of_distinct_binaries():
     """4,500 processes, each exec'ing its own copy of a tiny program (memfd: a new inode
-    each; x86-64 code, as SYSTEM_LIBSSL's path): the
-    agent keeps draining another process's HTTP meanwhile, and a libssl that appears after
-    the storm is still probed (files without OpenSSL cannot fill the probed files' table)."""
+    each; x86-64 code, as SYSTEM_LIBSSL's path), all alive at once: the agent keeps
+    draining another process's HTTP meanwhile, and a libssl that appears after the storm
+    is still probed (files without OpenSSL filled the 4,096-entry files table, and the
+    library's probes were dropped for want of a place)."""
     certs = make_cert()
     port, tls_port = free_port(), free_port()
     app = Proc([sys.executable, os.path.join(HERE, "app_server.py"), str(port)])
@@ -211,40 +231,44 @@ def test_exec_storm_of_distinct_binaries():
     storm = None
     try:
         agent = Agent("--port", str(port), "--port", str(tls_port))
-        storm = subprocess.Popen([sys.executable, "-c", STORM, "4500"])
+        storm = subprocess.Popen([sys.executable, "-c", STORM, "4500"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE)
         n = 0
         t0 = time.time()
-        while storm.poll() is None:
+        os.set_blocking(storm.stdout.fileno(), False)
+        while not storm.stdout.readline():
+            assert storm.poll() is None, storm.returncode
             assert curl(f"http://127.0.0.1:{port}/leaf?n={n}").stdout == b"200"
             n += 1
-            time.sleep(0.02)
+            time.sleep(0.1)
         storm_s = time.time() - t0
-        assert storm.returncode == 0
         srv, _ = victim("low-server", str(tls_port), f"{certs}/cert.pem", f"{certs}/key.pem",
                         os.path.join(libdir, "libssl.so.3"),
                         env=dict(os.environ, LD_LIBRARY_PATH=libdir))
         wait_port(tls_port)
-        deadline = time.time() + slow(15)
+        deadline = time.time() + slow(20)
         while f"tracing HTTPS through {libdir}" not in agent.stderr():
             assert time.time() < deadline, agent.stderr()[-3000:]
             time.sleep(0.1)
         assert curl("-k", f"https://127.0.0.1:{tls_port}/leaf").stdout == b"200"
         spans = stop_promptly(agent)
     finally:
-        if storm and storm.poll() is None:
-            storm.kill()
+        if storm:
+            storm.stdin.close()
+            storm.wait(timeout=60)
         for p in (app, srv):
             if p:
                 p.stop()
         if agent:
             agent.kill()
     c = agent.counters
-    assert len(spans_where(spans, kind="SERVER", pid=app.pid)) == n, (n, c)
     assert one(spans, kind="SERVER", pid=srv.pid)["attributes"]["url.scheme"] == "https"
+    assert len(spans_where(spans, kind="SERVER", pid=app.pid)) == n, (n, c)
     for k, v in c.items():
         if "drop" in k and not k.startswith("tls_"):
             assert v == 0, (k, c)
-    assert c["tls_scans"] >= 4096, c
+    # each exec was queued, or counted as dropped
+    assert c["tls_scans"] + c.get("tls_scans_dropped", 0) >= 4500, c
     print(f"    {n} requests traced during a {storm_s:.1f} s storm; tls_scans={c['tls_scans']} "
           f"deferred={c.get('tls_scans_deferred', 0)} dropped={c.get('tls_scans_dropped', 0)} "
           f"seen_resets={c.get('tls_seen_cache_resets', 0)}")

@@ -10,14 +10,19 @@ tests (test_hardening_tls.py). Each prints one line starting with "ready" once s
   tls_victim.py map-chroot LIB ROOT
       Maps LIB, then chroot()s into ROOT (a container's view: its maps paths are not paths
       inside its root), and sleeps.
-  tls_victim.py map-truncate LIB
-      Maps LIB, then truncates it to 4 KiB as soon as someone else opens it (inotify).
+  tls_victim.py map-truncate LIB DELAY_MS PID
+      Maps LIB, then truncates it to 4 KiB DELAY_MS after process PID opened it, and prints
+      "truncated". fanotify tells who opens it (other processes, other tracers on this
+      host, are let through and ignored).
+  tls_victim.py map-truncated LIB
+      Maps LIB, then truncates it to 4 KiB at once.
   tls_victim.py map LIB
       Maps LIB and sleeps.
 """
 import ctypes
 import mmap
 import os
+import struct
 import sys
 import time
 
@@ -93,6 +98,36 @@ def map_file(lib):
     return fd, m
 
 
+FAN_CLASS_CONTENT, FAN_MARK_ADD, FAN_OPEN_PERM, FAN_ALLOW = 0x04, 0x01, 0x00010000, 0x01
+EVENT = struct.Struct("<IBBHQii")
+
+
+def truncate_after_open_by(lib, delay_ms, pid):
+    c = libc()
+    c.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int,
+                                ctypes.c_char_p]
+    wfd = os.open(lib, os.O_WRONLY)  # before the mark: the listener's own open would wait on itself
+    fan = c.fanotify_init(FAN_CLASS_CONTENT, os.O_RDONLY)
+    if fan < 0 or c.fanotify_mark(fan, FAN_MARK_ADD, FAN_OPEN_PERM, -100, lib.encode()) < 0:
+        raise SystemExit("fanotify failed: %s" % os.strerror(ctypes.get_errno()))
+    print("ready", flush=True)
+    while True:
+        buf = os.read(fan, 4096)
+        hit = False
+        for off in range(0, len(buf), EVENT.size):
+            _, _, _, _, _, fd, who = EVENT.unpack_from(buf, off)
+            os.write(fan, struct.pack("<iI", fd, FAN_ALLOW))
+            os.close(fd)
+            hit = hit or who == pid
+        if hit:
+            break
+    time.sleep(delay_ms / 1000)
+    os.ftruncate(wfd, 4096)
+    print("truncated", flush=True)
+    os.close(fan)
+    time.sleep(3600)
+
+
 def main():
     mode = sys.argv[1]
     if mode == "low-server":
@@ -104,16 +139,9 @@ def main():
         os.chroot(sys.argv[3])
         os.chdir("/")
     elif mode == "map-truncate":
-        c = libc()
-        ino = c.inotify_init()
-        in_open = 0x20
-        if ino < 0 or c.inotify_add_watch(ino, sys.argv[2].encode(), in_open) < 0:
-            raise SystemExit("inotify failed")
-        print("ready", flush=True)
-        os.read(ino, 4096)  # someone opened the mapped file
+        truncate_after_open_by(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif mode == "map-truncated":
         os.ftruncate(os.open(sys.argv[2], os.O_WRONLY), 4096)
-        print("truncated", flush=True)
-        time.sleep(3600)
     print("ready", flush=True)
     time.sleep(3600)
     del m
