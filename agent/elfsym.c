@@ -103,7 +103,8 @@ static int check_budget(struct elf_file *f, uint64_t new_symbols)
 	if (f->symbols_seen > f->budget->max_symbols)
 		return fail(f, -E2BIG, "more symbols than the budget allows");
 	if (monotonic_ns() > f->deadline_ns)
-		return fail(f, -ETIMEDOUT, "reading its symbols took longer than the budget allows");
+		return fail(f, -ETIMEDOUT,
+			    "reading its symbols took longer than the budget allows");
 	return 0;
 }
 
@@ -223,7 +224,7 @@ int elfsym_find_funcs(int fd, const char *const names[], unsigned n, unsigned wa
 	err = read_exact(&f, &eh, sizeof(eh), 0);
 	if (err)
 		return err == -EIO && f.size < sizeof(eh) ? fail(&f, -ENOEXEC, "not an ELF file")
-							   : err;
+							  : err;
 	err = check_header(&f, &eh);
 	if (!err)
 		err = read_sections(&f, &eh);

@@ -17,10 +17,10 @@ struct procmaps_entry {
 	uint64_t offset;     /* file offset of start */
 	uint64_t inode;	     /* 0: not a file */
 	uint32_t dev_major, dev_minor;
-	char perms[4];	     /* "r-xp": [r-][w-][x-][ps] */
-	const char *path;    /* inside the line, not NUL-terminated; NULL when none */
-	size_t path_len;     /* without " (deleted)" */
-	bool deleted;	     /* " (deleted)": the path no longer names the mapped file */
+	char perms[4];	  /* "r-xp": [r-][w-][x-][ps] */
+	const char *path; /* inside the line, not NUL-terminated; NULL when none */
+	size_t path_len;  /* without " (deleted)" */
+	bool deleted;	  /* " (deleted)": the path no longer names the mapped file */
 };
 
 /* Longest name procmaps_map_files_name writes, with its NUL ("%lx-%lx" of two u64). */

@@ -322,8 +322,8 @@ static void probe_fd(struct tls_tracer *tt, int fd, const char *name, bool is_ex
 	if (err) {
 		count_elf_failure(err);
 		if (!is_exe || err != -ENOEXEC)
-			log_warn("cannot probe %s: %s; HTTPS through this file is not traced",
-				 name, why);
+			log_warn("cannot probe %s: %s; HTTPS through this file is not traced", name,
+				 why);
 	} else if (!off[SYM_READ] || !off[SYM_WRITE]) {
 		if (!is_exe)
 			log_warn("cannot probe %s: %s not found in its symbol tables (stripped, or "
