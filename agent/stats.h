@@ -49,7 +49,8 @@
 	X(tls_scans, "processes scanned for OpenSSL")                                              \
 	X(tls_scans_dropped,                                                                       \
 	  "process scans dropped: scan queue full (left to the periodic rescan)")                  \
-	X(tls_scans_deferred, "due process scans left for a later tick: per-tick budget spent")    \
+	X(tls_scans_deferred,                                                                      \
+	  "due process scans postponed by a tick (once per tick each): budget spent")              \
 	X(conns_http, "HTTP connections tracked")                                                  \
 	X(conns_idle_expired, "idle connections expired")
 

@@ -31,10 +31,11 @@
  * full: a process that execs thousands of distinct binaries costs re-parsing, never the
  * probed files' places. */
 #define TLS_MAX_SEEN 4096
-#define TLS_MAX_PENDING 1024
+/* Processes waiting for a scan after their exec (16 bytes each). */
+#define TLS_MAX_PENDING 4096
 /* Work per loop tick (the loop ticks every 5 ms): scans of processes for OpenSSL happen on
  * the event thread, and an exec storm must not keep it from draining the rings. */
-#define TLS_TICK_MAX_SCANS 16
+#define TLS_TICK_MAX_SCANS 64
 #define TLS_TICK_BUDGET_NS (1000000ULL)
 /* What one file's symbols may cost. Real OpenSSL builds have a few thousand symbols
  * (node's dynamic symbols: ~60k); a crafted file gets refused, not parsed for seconds. */
@@ -679,6 +680,17 @@ static struct pending_scan *pending_find(struct tls_tracer *tt, uint32_t tgid)
 	return NULL;
 }
 
+/* The pending scan furthest along its steps (the least likely to find something new). */
+static struct pending_scan *latest_step(struct tls_tracer *tt)
+{
+	struct pending_scan *latest = NULL;
+
+	for (unsigned i = 0; i < tt->npending; i++)
+		if (!latest || tt->pending[i].step > latest->step)
+			latest = &tt->pending[i];
+	return latest;
+}
+
 static void schedule(struct tls_tracer *tt, uint32_t tgid, unsigned step, uint64_t now_ns)
 {
 	struct pending_scan *ps;
@@ -687,12 +699,15 @@ static void schedule(struct tls_tracer *tt, uint32_t tgid, unsigned step, uint64
 		return;
 	/* one entry per process: a process exec'ing in a loop restarts its steps */
 	ps = pending_find(tt, tgid);
-	if (!ps) {
-		if (tt->npending == TLS_MAX_PENDING) {
-			STAT_INC(tls_scans_dropped);
-			return;
-		}
+	if (!ps && tt->npending < TLS_MAX_PENDING)
 		ps = &tt->pending[tt->npending++];
+	if (!ps) {
+		/* full (an exec storm): a later look at an older process gives way to an
+		 * earlier look at a newer one; the periodic rescan still covers both */
+		ps = latest_step(tt);
+		STAT_INC(tls_scans_dropped);
+		if (!ps || ps->step <= step)
+			return;
 	}
 	ps->tgid = tgid;
 	ps->step = step;
