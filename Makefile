@@ -191,6 +191,7 @@ FUZZ_SRCS_fuzz_tracker := agent/tracker.c agent/exchange.c agent/correlate.c age
 	agent/span.c agent/proc.c agent/resource.c agent/stats.c agent/hashmap.c agent/audit.c \
 	agent/budget.c agent/text.c agent/traceparent.c agent/threadwait.c agent/log.c \
 	agent/export/otlp_config.c agent/target.c
+FUZZ_SRCS_fuzz_maps := agent/procmaps.c agent/text.c
 
 $(OUT)/fuzz/%: tests/fuzz/%.c $(wildcard agent/*.h agent/export/*.h include/hoptrace/*.h) | $(GENERATED)
 	$(call msg,FUZZ,$@)

@@ -43,6 +43,19 @@
 	X(thread_wait_samples, "reads of a thread's wait (non-blocking servers: one fd or many)")  \
 	X(parent_none, "client spans with no server span in flight")                               \
 	X(spans_stitched, "server spans stitched to a same-host caller (--repair=stitch)")         \
+	X(tls_open_refused,                                                                        \
+	  "OpenSSL candidates not opened: not a regular file, a symlink, or busy")                 \
+	X(tls_elf_over_budget,                                                                     \
+	  "files not probed: symbol tables over the size, count or time budget")                   \
+	X(tls_elf_read_failed, "files not probed: changed or truncated while being read")          \
+	X(tls_maps_lines_skipped, "/proc/PID/maps lines skipped: malformed or too long")           \
+	X(tls_probed_table_full, "OpenSSL files not probed: table of probed files full")           \
+	X(tls_seen_cache_resets, "caches of files without OpenSSL emptied when full")              \
+	X(tls_scans, "processes scanned for OpenSSL")                                              \
+	X(tls_scans_dropped,                                                                       \
+	  "process scans dropped: scan queue full (left to the periodic rescan)")                  \
+	X(tls_scans_deferred,                                                                      \
+	  "due process scans postponed by a tick (once per tick each): budget spent")              \
 	X(conns_http, "HTTP connections tracked")                                                  \
 	X(conns_idle_expired, "idle connections expired")                                          \
 	X(span_attrs_dropped, "span attributes dropped: the span's attribute room was full")       \

@@ -5,23 +5,48 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <gelf.h>
-#include <libelf.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <bpf/libbpf.h>
 
+#include "elfsym.h"
 #include "hashmap.h"
 #include "hoptrace.skel.h"
 #include "loader.h"
 #include "log.h"
+#include "procmaps.h"
+#include "stats.h"
 
-#define TLS_MAX_FILES 4096
-#define TLS_MAX_PENDING 1024
+/* Files with probes attached (each holds NPROBES uprobes). */
+#define TLS_MAX_PROBED 1024
+/* Files looked at that are not probed (executables without OpenSSL, libraries that could
+ * not be probed): remembered so an exec storm of one binary parses it once. Emptied when
+ * full: a process that execs thousands of distinct binaries costs re-parsing, never the
+ * probed files' places. */
+#define TLS_MAX_SEEN 4096
+/* Processes waiting for a scan after their exec (16 bytes each). */
+#define TLS_MAX_PENDING 4096
+/* Work per loop tick (the loop ticks every 5 ms): scans of processes for OpenSSL happen on
+ * the event thread, and an exec storm must not keep it from draining the rings. */
+#define TLS_TICK_MAX_SCANS 64
+#define TLS_TICK_BUDGET_NS (1000000ULL)
+/* What one file's symbols may cost. Real OpenSSL builds have a few thousand symbols
+ * (node's dynamic symbols: ~60k); a crafted file gets refused, not parsed for seconds. */
+static const struct elfsym_budget elf_budget = {
+    .max_table_bytes = 32ULL << 20,
+    .max_symbols = 1ULL << 20,
+    .max_ns = 100ULL * 1000000ULL,
+};
+/* A /proc/PID/maps line: fields, padding and a path of up to PATH_MAX bytes. Longer lines
+ * (paths with escaped newlines) are skipped and counted. */
+#define MAPS_LINE_MAX (PATH_MAX + 256)
 /* Every selected process is looked at again this often, for libraries loaded late
  * (dlopen) by processes whose exec we did not see. */
 #define TLS_RESCAN_NS (30ULL * 1000000000ULL)
@@ -85,16 +110,9 @@ static const struct probe_spec {
 };
 #define NPROBES (sizeof(probe_specs) / sizeof(probe_specs[0]))
 
-enum file_state {
-	FILE_PROBED,	 /* probes attached */
-	FILE_FAILED,	 /* OpenSSL-looking but could not be probed: logged once */
-	FILE_NOT_OPENSSL /* an executable without the OpenSSL entry points */
-};
-
-/* A file looked at, by inode: each is probed (or rejected) once. */
+/* A file with probes, by inode: each is probed once, for every process. */
 struct tls_file {
 	uint64_t dev, ino;
-	enum file_state state;
 	unsigned nlinks;
 	struct bpf_link *links[NPROBES];
 };
@@ -110,12 +128,16 @@ struct tls_tracer {
 	struct bpf_program *progs[PROG__COUNT]; /* the loaded variant */
 	const struct loader_config *cfg;
 	uint32_t self;
-	struct u64map files; /* file_key(dev, ino) -> struct tls_file */
-	unsigned nprobed;
+	struct u64map probed; /* file_key(dev, ino) -> struct tls_file */
+	struct u64map seen;   /* seen_key(stat) -> &seen_marker: looked at, not probed */
+	bool probed_full_logged;
 	unsigned npending;
 	struct pending_scan pending[TLS_MAX_PENDING];
+	DIR *rescan; /* the periodic rescan's place in /proc, across ticks; NULL: none */
 	uint64_t next_rescan_ns;
 };
+
+static char seen_marker; /* the value of every entry of tls_tracer.seen */
 
 static struct bpf_program *prog_of(struct hoptrace_bpf *skel, enum tls_prog p, bool inject)
 {
@@ -137,77 +159,6 @@ void tls__configure(struct hoptrace_bpf *skel, enum tls_variant variant)
 			bpf_program__set_autoattach(prog, false);
 		}
 	}
-}
-
-/* ---- ELF: where the OpenSSL entry points are -------------------------------------- */
-
-/* File offset of a symbol: its address relative to its section, plus the section's
- * offset in the file (what a uprobe wants). */
-static size_t sym_file_offset(Elf *elf, const GElf_Sym *sym)
-{
-	Elf_Scn *scn = elf_getscn(elf, sym->st_shndx);
-	GElf_Shdr sh;
-
-	if (!scn || !gelf_getshdr(scn, &sh) || sh.sh_type != SHT_PROGBITS ||
-	    !(sh.sh_flags & SHF_EXECINSTR) || sym->st_value < sh.sh_addr)
-		return 0;
-	return (size_t)(sym->st_value - sh.sh_addr + sh.sh_offset);
-}
-
-static void scan_symtab(Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, size_t off[SYM__COUNT])
-{
-	Elf_Data *data = elf_getdata(scn, NULL);
-	size_t n = sh->sh_entsize ? sh->sh_size / sh->sh_entsize : 0;
-
-	for (size_t i = 0; data && i < n; i++) {
-		GElf_Sym sym;
-		const char *name;
-
-		if (!gelf_getsym(data, (int)i, &sym) || GELF_ST_TYPE(sym.st_info) != STT_FUNC ||
-		    sym.st_shndx == SHN_UNDEF || sym.st_shndx >= SHN_LORESERVE || !sym.st_value)
-			continue;
-		name = elf_strptr(elf, sh->sh_link, sym.st_name);
-		if (!name || name[0] != 'S' || strncmp(name, "SSL_", 4) != 0)
-			continue;
-		for (int s = 0; s < SYM__COUNT; s++)
-			if (!off[s] && strcmp(name, sym_names[s]) == 0)
-				off[s] = sym_file_offset(elf, &sym);
-	}
-}
-
-/* Offsets of the OpenSSL entry points in the ELF file open at fd (0: absent), from its
- * dynamic symbols, then its full symbol table when it has one. Returns 0, or -errno with
- * *why set. */
-static int elf_find_ssl(int fd, size_t off[SYM__COUNT], const char **why)
-{
-	Elf_Scn *scn = NULL;
-	Elf *elf;
-
-	memset(off, 0, sizeof(size_t) * SYM__COUNT);
-	if (elf_version(EV_CURRENT) == EV_NONE) {
-		*why = "libelf is unusable";
-		return -EINVAL;
-	}
-	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	if (!elf || elf_kind(elf) != ELF_K_ELF) {
-		*why = "not an ELF file";
-		if (elf)
-			elf_end(elf);
-		return -ENOEXEC;
-	}
-	for (int pass = 0; pass < 2; pass++) {
-		while ((scn = elf_nextscn(elf, scn))) {
-			GElf_Shdr sh;
-
-			if (gelf_getshdr(scn, &sh) &&
-			    sh.sh_type == (pass == 0 ? SHT_DYNSYM : SHT_SYMTAB))
-				scan_symtab(elf, scn, &sh, off);
-		}
-		if (off[SYM_READ] && off[SYM_WRITE])
-			break;
-	}
-	elf_end(elf);
-	return 0;
 }
 
 /* ---- probing files ----------------------------------------------------------------- */
@@ -240,7 +191,7 @@ static const char *attach_hint(int err)
 
 /* Attach every probe the file supports. path names the open file for the kernel. */
 static int file_attach(struct tls_tracer *tt, struct tls_file *f, const char *path,
-		       const char *name, const size_t off[SYM__COUNT])
+		       const char *name, const uint64_t off[SYM__COUNT])
 {
 	for (unsigned i = 0; i < NPROBES; i++) {
 		const struct probe_spec *ps = &probe_specs[i];
@@ -265,7 +216,7 @@ static int file_attach(struct tls_tracer *tt, struct tls_file *f, const char *pa
 	return 0;
 }
 
-static void log_probed(const char *name, const size_t off[SYM__COUNT], uint32_t tgid)
+static void log_probed(const char *name, const uint64_t off[SYM__COUNT], uint32_t tgid)
 {
 	char missing[96] = "";
 
@@ -282,70 +233,182 @@ static void log_probed(const char *name, const size_t off[SYM__COUNT], uint32_t 
 		log_info("tracing HTTPS through %s (the system's OpenSSL)%s", name, missing);
 }
 
-/* Probe the file open at fd (named name in messages) unless done before. is_exe: a
+static uint64_t seen_key(const struct stat *st)
+{
+	uint64_t k = file_key(st->st_dev, st->st_ino);
+
+	k ^= (uint64_t)st->st_size * 0xc2b2ae3d27d4eb4fULL;
+	k ^= ((uint64_t)st->st_mtim.tv_sec * 1000000000ULL + (uint64_t)st->st_mtim.tv_nsec) *
+	     0x165667b19e3779f9ULL;
+	return k;
+}
+
+/* Remember a file that is not probed. A full cache is emptied: what it held is parsed again
+ * when seen again (within the budgets), and no process can push out the probed files. */
+static void remember_seen(struct tls_tracer *tt, const struct stat *st)
+{
+	uint64_t k;
+	void *v;
+
+	if (tt->seen.count >= TLS_MAX_SEEN) {
+		for (size_t it = 0; u64map_next(&tt->seen, &it, &k, &v);)
+			u64map_del(&tt->seen, k);
+		STAT_INC(tls_seen_cache_resets);
+	}
+	if (u64map_put(&tt->seen, seen_key(st), &seen_marker))
+		log_debug("TLS: cannot remember a file without OpenSSL: out of memory");
+}
+
+static void count_elf_failure(int err)
+{
+	if (err == -EFBIG || err == -E2BIG || err == -ETIMEDOUT)
+		STAT_INC(tls_elf_over_budget);
+	else if (err == -EIO)
+		STAT_INC(tls_elf_read_failed);
+}
+
+/* Attach the probes to a file with both SSL_read and SSL_write; 0 or -errno. */
+static int probe_openssl(struct tls_tracer *tt, int fd, const struct stat *st, const char *name,
+			 const uint64_t off[SYM__COUNT], uint32_t tgid)
+{
+	struct tls_file *f;
+	char path[64];
+	int err;
+
+	if (tt->probed.count >= TLS_MAX_PROBED) {
+		STAT_INC(tls_probed_table_full);
+		if (!tt->probed_full_logged)
+			log_warn("cannot probe %s: %u OpenSSL files are probed already; HTTPS "
+				 "through new ones is not traced",
+				 name, TLS_MAX_PROBED);
+		tt->probed_full_logged = true;
+		return -ENOSPC;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->dev = st->st_dev;
+	f->ino = st->st_ino;
+	/* the kernel resolves the path to the inode now: go through our own fd, so a
+	 * process exiting meanwhile or a mount namespace changes nothing */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	err = file_attach(tt, f, path, name, off);
+	if (!err)
+		err = u64map_put(&tt->probed, file_key(f->dev, f->ino), f);
+	if (err) {
+		file_detach(f);
+		free(f);
+		return err;
+	}
+	log_probed(name, off, tgid);
+	return 0;
+}
+
+/* Probe the regular file open at fd (named name in messages) unless done before. is_exe: a
  * program's executable, which is usually not OpenSSL (not worth a message). */
 static void probe_fd(struct tls_tracer *tt, int fd, const char *name, bool is_exe, uint32_t tgid)
 {
-	size_t off[SYM__COUNT];
-	char path[64];
+	uint64_t off[SYM__COUNT];
 	const char *why = NULL;
-	struct tls_file *f;
 	struct stat st;
+	int err;
 
-	if (fstat(fd, &st))
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode))
 		return;
 	/* seen before (a 64-bit key collision between two files would skip the second) */
-	if (u64map_get(&tt->files, file_key(st.st_dev, st.st_ino)))
+	if (u64map_get(&tt->probed, file_key(st.st_dev, st.st_ino)) ||
+	    u64map_get(&tt->seen, seen_key(&st)))
 		return;
-	f = calloc(1, sizeof(*f));
-	if (!f)
-		return;
-	f->dev = st.st_dev;
-	f->ino = st.st_ino;
-	f->state = FILE_FAILED;
-	if (elf_find_ssl(fd, off, &why)) {
-		if (!is_exe)
+	err = elfsym_find_funcs(fd, sym_names, SYM__COUNT, SYM_WRITE + 1, off, &elf_budget, &why);
+	if (err) {
+		count_elf_failure(err);
+		if (!is_exe || err != -ENOEXEC)
 			log_warn("cannot probe %s: %s; HTTPS through this file is not traced", name,
 				 why);
-		f->state = is_exe ? FILE_NOT_OPENSSL : FILE_FAILED;
 	} else if (!off[SYM_READ] || !off[SYM_WRITE]) {
 		if (!is_exe)
 			log_warn("cannot probe %s: %s not found in its symbol tables (stripped, or "
 				 "not OpenSSL); HTTPS through this file is not traced",
 				 name, off[SYM_READ] ? "SSL_write" : "SSL_read");
-		f->state = is_exe ? FILE_NOT_OPENSSL : FILE_FAILED;
-	} else {
-		/* the kernel resolves the path to the inode now: go through our own fd, so a
-		 * process exiting meanwhile or a mount namespace changes nothing */
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-		if (file_attach(tt, f, path, name, off) == 0) {
-			f->state = FILE_PROBED;
-			tt->nprobed++;
-			log_probed(name, off, tgid);
-		}
+	} else if (probe_openssl(tt, fd, &st, name, off, tgid) == 0) {
+		return;
 	}
-	if (u64map_put(&tt->files, file_key(f->dev, f->ino), f)) {
-		file_detach(f);
-		if (f->state == FILE_PROBED)
-			tt->nprobed--;
-		free(f);
+	remember_seen(tt, &st);
+}
+
+/* ---- opening files a process names ------------------------------------------------- */
+
+/* How a candidate is opened for reading: never blocking (a FIFO, or a file its owner holds
+ * a lease on, would stop the event thread), never a controlling terminal. */
+#define READ_FLAGS (O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+
+/* pathfd (O_PATH, consumed) reopened for reading when it is a regular file. The O_PATH step
+ * means a FIFO, device or socket is never opened (no driver's open runs as root). */
+static int reopen_regular(int pathfd)
+{
+	char p[64];
+	struct stat st;
+	int fd;
+
+	if (fstat(pathfd, &st) || !S_ISREG(st.st_mode)) {
+		STAT_INC(tls_open_refused);
+		close(pathfd);
+		return -EPERM;
 	}
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", pathfd);
+	fd = open(p, READ_FLAGS);
+	if (fd < 0) {
+		fd = -errno;
+		if (fd == -EWOULDBLOCK)
+			STAT_INC(tls_open_refused);
+	}
+	close(pathfd);
+	return fd;
+}
+
+/* path (absolute, as the process's maps show it) resolved inside the process's root: its
+ * symlinks, absolute or "..", cannot leave it (containers, chroots), the last component is
+ * never followed, and /proc magic links are refused. */
+static int open_in_root(uint32_t tgid, const char *path)
+{
+	struct open_how how = {
+	    .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+	    .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+	};
+	char p[64];
+	int root, fd;
+
+	snprintf(p, sizeof(p), "/proc/%u/root", tgid);
+	root = open(p, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		return -errno;
+	fd = (int)syscall(SYS_openat2, root, path, &how, sizeof(how));
+	if (fd < 0) {
+		fd = -errno;
+		if (fd == -ELOOP || fd == -EXDEV)
+			STAT_INC(tls_open_refused);
+	}
+	close(root);
+	return fd < 0 ? fd : reopen_regular(fd);
 }
 
 /* Open a file a process maps: through map_files (the exact mapped inode, even when the
  * file was replaced or deleted since, e.g. by a package upgrade), else through the
- * process's root (containers). */
-static int open_mapped(uint32_t tgid, const char *range, const char *path)
+ * process's root (map_files needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE). A deleted
+ * file's path names something else now, if anything: never opened by path. */
+static int open_mapped(uint32_t tgid, const struct procmaps_entry *e, const char *path)
 {
-	char p[PATH_MAX + 64];
+	char name[PROCMAPS_MAP_FILES_NAME_MAX], p[96];
 	int fd;
 
-	snprintf(p, sizeof(p), "/proc/%u/map_files/%s", tgid, range);
-	fd = open(p, O_RDONLY | O_CLOEXEC);
+	procmaps_map_files_name(e, name, sizeof(name));
+	snprintf(p, sizeof(p), "/proc/%u/map_files/%s", tgid, name);
+	fd = open(p, O_PATH | O_CLOEXEC);
 	if (fd >= 0)
-		return fd;
-	snprintf(p, sizeof(p), "/proc/%u/root%s", tgid, path);
-	return open(p, O_RDONLY | O_CLOEXEC);
+		return reopen_regular(fd);
+	if (e->deleted)
+		return -ENOENT;
+	return open_in_root(tgid, path);
 }
 
 static bool is_libssl(const char *path)
@@ -355,54 +418,99 @@ static bool is_libssl(const char *path)
 	return base && strncmp(base + 1, "libssl.so", 9) == 0;
 }
 
-/* The process's executable (node and others link OpenSSL in and export it) and every
- * libssl.so* it maps. */
+/* The next line of f into buf (NUL-terminated, '\n' kept). A line longer than the buffer
+ * is consumed whole and reported as too long: its tail must never be read as a line of its
+ * own (the path, which the process chose, could look like one). Returns 1, 0 at the end,
+ * or -E2BIG. */
+static int read_line(FILE *f, char *buf, size_t size)
+{
+	size_t n;
+	int c;
+
+	if (!fgets(buf, (int)size, f))
+		return 0;
+	n = strlen(buf);
+	if ((n && buf[n - 1] == '\n') || feof(f))
+		return 1;
+	while ((c = getc(f)) != EOF && c != '\n')
+		;
+	return -E2BIG;
+}
+
+/* One maps line: a libssl.so* file mapping not seen on the previous line is probed. */
+static void scan_maps_line(struct tls_tracer *tt, uint32_t tgid, const char *line,
+			   struct procmaps_entry *prev)
+{
+	struct procmaps_entry e;
+	char path[PATH_MAX];
+	int fd;
+
+	if (procmaps_parse_line(line, strlen(line), &e)) {
+		STAT_INC(tls_maps_lines_skipped);
+		return;
+	}
+	if (!e.inode || !e.path || e.path[0] != '/' || e.path_len >= sizeof(path))
+		return;
+	/* a library is several consecutive mappings of one file */
+	if (e.inode == prev->inode && e.dev_major == prev->dev_major &&
+	    e.dev_minor == prev->dev_minor)
+		return;
+	*prev = e;
+	memcpy(path, e.path, e.path_len);
+	path[e.path_len] = '\0';
+	if (!is_libssl(path))
+		return;
+	fd = open_mapped(tgid, &e, path);
+	if (fd < 0)
+		return;
+	probe_fd(tt, fd, path, false, tgid);
+	close(fd);
+}
+
+/* The process's executable (node and others link OpenSSL in and export it). */
+static void scan_exe(struct tls_tracer *tt, uint32_t tgid)
+{
+	char p[64], exe[PATH_MAX];
+	ssize_t n;
+	int fd;
+
+	snprintf(p, sizeof(p), "/proc/%u/exe", tgid);
+	fd = open(p, O_PATH | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	fd = reopen_regular(fd);
+	if (fd < 0)
+		return;
+	n = readlink(p, exe, sizeof(exe) - 1);
+	exe[n > 0 ? n : 0] = '\0';
+	probe_fd(tt, fd, n > 0 ? exe : p, true, tgid);
+	close(fd);
+}
+
+/* The process's executable and every libssl.so* it maps. */
 static void scan_process(struct tls_tracer *tt, uint32_t tgid)
 {
-	char p[64], line[PATH_MAX + 128], exe[PATH_MAX];
-	uint64_t last_ino = 0;
-	ssize_t n;
+	struct procmaps_entry prev = {0};
+	char p[64], *line;
 	FILE *maps;
-	int fd;
+	int r;
 
 	if (tgid == tt->self)
 		return;
-	snprintf(p, sizeof(p), "/proc/%u/exe", tgid);
-	fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		n = readlink(p, exe, sizeof(exe) - 1);
-		exe[n > 0 ? n : 0] = '\0';
-		probe_fd(tt, fd, n > 0 ? exe : p, true, tgid);
-		close(fd);
-	}
+	STAT_INC(tls_scans);
+	scan_exe(tt, tgid);
 	snprintf(p, sizeof(p), "/proc/%u/maps", tgid);
 	maps = fopen(p, "re");
 	if (!maps)
 		return;
-	while (fgets(line, sizeof(line), maps)) {
-		char range[64], *path, *nl;
-		unsigned long long ino;
-		int pos = 0;
-
-		if (sscanf(line, "%63s %*s %*s %*s %llu %n", range, &ino, &pos) < 2 || !pos ||
-		    !ino || ino == last_ino)
-			continue;
-		path = line + pos;
-		nl = strchr(path, '\n');
-		if (nl)
-			*nl = '\0';
-		if (path[0] != '/' || !is_libssl(path))
-			continue;
-		last_ino = ino; /* a library is several consecutive mappings */
-		nl = strstr(path, " (deleted)");
-		if (nl)
-			*nl = '\0';
-		fd = open_mapped(tgid, range, path);
-		if (fd < 0)
-			continue;
-		probe_fd(tt, fd, path, false, tgid);
-		close(fd);
+	line = malloc(MAPS_LINE_MAX);
+	while (line && (r = read_line(maps, line, MAPS_LINE_MAX)) != 0) {
+		if (r < 0)
+			STAT_INC(tls_maps_lines_skipped);
+		else
+			scan_maps_line(tt, tgid, line, &prev);
 	}
+	free(line);
 	fclose(maps);
 }
 
@@ -436,24 +544,28 @@ static bool tgid_selected(const struct tls_tracer *tt, uint32_t tgid)
 	return false;
 }
 
-static void scan_all(struct tls_tracer *tt)
+/* Only --pid: the selected processes are known; else every process in /proc. */
+static bool rescan_lists_proc(const struct tls_tracer *tt)
 {
-	const struct loader_config *cfg = tt->cfg;
-	struct dirent *de;
-	DIR *d;
+	return !(tt->cfg->npids && !tt->cfg->ncomms);
+}
 
-	if (cfg->npids && !cfg->ncomms) {
-		for (unsigned i = 0; i < cfg->npids; i++)
-			scan_process(tt, cfg->pids[i]);
-		return;
-	}
-	d = opendir("/proc");
-	if (!d) {
+static DIR *open_proc(void)
+{
+	DIR *d = opendir("/proc");
+
+	if (!d)
 		log_warn("cannot list /proc: %s; HTTPS is traced only for processes that start "
 			 "from now on",
 			 strerror(errno));
-		return;
-	}
+	return d;
+}
+
+/* The next selected process of a /proc listing, or 0 at its end. */
+static uint32_t next_selected(struct tls_tracer *tt, DIR *d)
+{
+	struct dirent *de;
+
 	while ((de = readdir(d))) {
 		char *end;
 		unsigned long tgid = strtoul(de->d_name, &end, 10);
@@ -461,8 +573,28 @@ static void scan_all(struct tls_tracer *tt)
 		if (!isdigit((unsigned char)de->d_name[0]) || *end || !tgid || tgid > UINT32_MAX)
 			continue;
 		if (tgid_selected(tt, (uint32_t)tgid))
-			scan_process(tt, (uint32_t)tgid);
+			return (uint32_t)tgid;
 	}
+	return 0;
+}
+
+/* Every selected process at once: at start-up, before the loop runs. */
+static void scan_all(struct tls_tracer *tt)
+{
+	const struct loader_config *cfg = tt->cfg;
+	uint32_t tgid;
+	DIR *d;
+
+	if (!rescan_lists_proc(tt)) {
+		for (unsigned i = 0; i < cfg->npids; i++)
+			scan_process(tt, cfg->pids[i]);
+		return;
+	}
+	d = open_proc();
+	if (!d)
+		return;
+	while ((tgid = next_selected(tt, d)))
+		scan_process(tt, tgid);
 	closedir(d);
 }
 
@@ -492,7 +624,7 @@ static void probe_system_libssl(struct tls_tracer *tt)
 			int fd;
 
 			snprintf(path, sizeof(path), "%s/%s", dirs[d], names[n]);
-			fd = open(path, O_RDONLY | O_CLOEXEC);
+			fd = open(path, READ_FLAGS);
 			if (fd < 0)
 				continue;
 			probe_fd(tt, fd, path, false, 0);
@@ -508,7 +640,12 @@ struct tls_tracer *tls__start(struct hoptrace_bpf *skel, const struct loader_con
 {
 	struct tls_tracer *tt = calloc(1, sizeof(*tt));
 
-	if (!tt || u64map_init(&tt->files, TLS_MAX_FILES)) {
+	if (!tt || u64map_init(&tt->probed, TLS_MAX_PROBED) ||
+	    u64map_init(&tt->seen, TLS_MAX_SEEN)) {
+		if (tt) {
+			u64map_free(&tt->probed);
+			u64map_free(&tt->seen);
+		}
 		free(tt);
 		log_error("cannot start HTTPS tracing: out of memory");
 		return NULL;
@@ -521,10 +658,37 @@ struct tls_tracer *tls__start(struct hoptrace_bpf *skel, const struct loader_con
 	if (!cfg->npids)
 		probe_system_libssl(tt);
 	scan_all(tt);
-	if (!tt->nprobed)
+	if (!tt->probed.count)
 		log_info("no OpenSSL library or binary in use by the selected processes yet; "
 			 "HTTPS is traced once one starts");
 	return tt;
+}
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static struct pending_scan *pending_find(struct tls_tracer *tt, uint32_t tgid)
+{
+	for (unsigned i = 0; i < tt->npending; i++)
+		if (tt->pending[i].tgid == tgid)
+			return &tt->pending[i];
+	return NULL;
+}
+
+/* The pending scan furthest along its steps (the least likely to find something new). */
+static struct pending_scan *latest_step(struct tls_tracer *tt)
+{
+	struct pending_scan *latest = NULL;
+
+	for (unsigned i = 0; i < tt->npending; i++)
+		if (!latest || tt->pending[i].step > latest->step)
+			latest = &tt->pending[i];
+	return latest;
 }
 
 static void schedule(struct tls_tracer *tt, uint32_t tgid, unsigned step, uint64_t now_ns)
@@ -533,29 +697,44 @@ static void schedule(struct tls_tracer *tt, uint32_t tgid, unsigned step, uint64
 
 	if (step >= EXEC_STEPS)
 		return;
-	if (tt->npending == TLS_MAX_PENDING) {
-		log_debug("TLS: too many recent execs, pid %u is found by the periodic rescan",
-			  tgid);
-		return;
+	/* one entry per process: a process exec'ing in a loop restarts its steps */
+	ps = pending_find(tt, tgid);
+	if (!ps && tt->npending < TLS_MAX_PENDING)
+		ps = &tt->pending[tt->npending++];
+	if (!ps) {
+		/* full (an exec storm): a later look at an older process gives way to an
+		 * earlier look at a newer one; the periodic rescan still covers both */
+		ps = latest_step(tt);
+		STAT_INC(tls_scans_dropped);
+		if (!ps || ps->step <= step)
+			return;
 	}
-	ps = &tt->pending[tt->npending++];
 	ps->tgid = tgid;
 	ps->step = step;
 	ps->due_ns = now_ns + exec_rescan_ms[step] * NS_PER_MS;
 }
 
+/* The exec is only queued: the scan runs in a tick, within its budget. */
 void tls__on_exec(struct tls_tracer *tt, uint32_t tgid, uint64_t now_ns)
 {
-	if (!tt)
+	if (!tt || tgid == tt->self)
 		return;
-	scan_process(tt, tgid);
-	schedule(tt, tgid, 1, now_ns);
+	schedule(tt, tgid, 0, now_ns);
 }
 
-void tls__tick(struct tls_tracer *tt, uint64_t now_ns)
+/* What one tick may still do. */
+struct tick_budget {
+	uint64_t end_ns;
+	unsigned scans;
+};
+
+static bool budget_left(const struct tick_budget *b)
 {
-	if (!tt)
-		return;
+	return b->scans < TLS_TICK_MAX_SCANS && monotonic_ns() < b->end_ns;
+}
+
+static void run_pending(struct tls_tracer *tt, uint64_t now_ns, struct tick_budget *b)
+{
 	for (unsigned i = 0; i < tt->npending;) {
 		struct pending_scan ps = tt->pending[i];
 		char p[32];
@@ -564,18 +743,60 @@ void tls__tick(struct tls_tracer *tt, uint64_t now_ns)
 			i++;
 			continue;
 		}
+		if (!budget_left(b)) {
+			STAT_INC(tls_scans_deferred);
+			i++;
+			continue;
+		}
 		tt->pending[i] = tt->pending[--tt->npending];
 		snprintf(p, sizeof(p), "/proc/%u", ps.tgid);
 		if (access(p, F_OK) != 0)
 			continue; /* exited */
 		scan_process(tt, ps.tgid);
+		b->scans++;
 		schedule(tt, ps.tgid, ps.step + 1, now_ns);
 	}
-	if (now_ns >= tt->next_rescan_ns) {
-		if (tt->next_rescan_ns)
-			scan_all(tt);
+}
+
+/* The periodic rescan walks /proc a few processes a tick. */
+static void run_rescan(struct tls_tracer *tt, uint64_t now_ns, struct tick_budget *b)
+{
+	uint32_t tgid;
+
+	if (!tt->rescan && now_ns >= tt->next_rescan_ns) {
+		bool first = tt->next_rescan_ns == 0; /* tls__start scanned everything */
+
 		tt->next_rescan_ns = now_ns + TLS_RESCAN_NS;
+		if (first)
+			return;
+		if (!rescan_lists_proc(tt)) {
+			/* the processes --pid names: a handful, given by the operator */
+			for (unsigned i = 0; i < tt->cfg->npids; i++)
+				scan_process(tt, tt->cfg->pids[i]);
+			return;
+		}
+		tt->rescan = open_proc();
 	}
+	while (tt->rescan && budget_left(b)) {
+		tgid = next_selected(tt, tt->rescan);
+		if (!tgid) {
+			closedir(tt->rescan);
+			tt->rescan = NULL;
+			break;
+		}
+		scan_process(tt, tgid);
+		b->scans++;
+	}
+}
+
+void tls__tick(struct tls_tracer *tt, uint64_t now_ns)
+{
+	struct tick_budget b = {.end_ns = monotonic_ns() + TLS_TICK_BUDGET_NS};
+
+	if (!tt)
+		return;
+	run_pending(tt, now_ns, &b);
+	run_rescan(tt, now_ns, &b);
 }
 
 void tls__destroy(struct tls_tracer *tt)
@@ -585,10 +806,13 @@ void tls__destroy(struct tls_tracer *tt)
 
 	if (!tt)
 		return;
-	for (size_t it = 0; u64map_next(&tt->files, &it, &k, &v);) {
+	for (size_t it = 0; u64map_next(&tt->probed, &it, &k, &v);) {
 		file_detach(v);
 		free(v);
 	}
-	u64map_free(&tt->files);
+	u64map_free(&tt->probed);
+	u64map_free(&tt->seen);
+	if (tt->rescan)
+		closedir(tt->rescan);
 	free(tt);
 }
