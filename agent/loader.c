@@ -331,6 +331,23 @@ static int install_rings(struct loader *ld, const uint32_t *cpus)
 	return 0;
 }
 
+/* Tests only (not documented): a smaller tls_states, so that a test floods it with a few
+ * thousand sessions instead of 32k. Out of range or unset: the built-in size. */
+static uint32_t tls_sessions_room(void)
+{
+	const char *v = getenv("HOPTRACE_TEST_TLS_SESSIONS");
+	char *end;
+	unsigned long n;
+
+	if (!v || !*v)
+		return HT_MAX_TLS_SESSIONS;
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno || *end || n < 64 || n > HT_MAX_TLS_SESSIONS)
+		return HT_MAX_TLS_SESSIONS;
+	return (uint32_t)n;
+}
+
 static int size_maps(struct loader *ld, const struct loader_config *cfg, unsigned nonline)
 {
 	int ncpus = libbpf_num_possible_cpus();
@@ -352,6 +369,8 @@ static int size_maps(struct loader *ld, const struct loader_config *cfg, unsigne
 	err = bpf_map__set_max_entries(ld->skel->maps.events, (uint32_t)ncpus);
 	if (!err)
 		err = bpf_map__set_max_entries(ld->skel->maps.capture_heap, (uint32_t)ncpus);
+	if (!err)
+		err = bpf_map__set_max_entries(ld->skel->maps.tls_states, tls_sessions_room());
 	if (err)
 		log_error("cannot size the BPF maps: %s", strerror(-err));
 	return err;
@@ -868,6 +887,8 @@ const char *loader__stat_name(int idx)
 	    [HT_STAT_INJECT_PARTIAL] = "bpf_inject_skip_partial",
 	    [HT_STAT_INJECT_PUSH_FAIL] = "bpf_inject_push_failed",
 	    [HT_STAT_INJECT_UNFRAMED] = "bpf_inject_skip_unframed",
+	    [HT_STAT_TLS_RECREATED] = "bpf_tls_state_recreated",
+	    [HT_STAT_TLS_RELEARNED] = "bpf_tls_sockets_relearned",
 	};
 
 	return idx >= 0 && idx < HT_STAT__COUNT && names[idx] ? names[idx] : "?";

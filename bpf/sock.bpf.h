@@ -273,10 +273,11 @@ static __always_inline int socket_io(struct sock *sk, bool trusted, int ret, int
 	pos = st->stream.pos[dir & 1];
 	st->stream.pos[dir & 1] = pos + (__u32)ret;
 	st->tgid = pid_tgid >> 32;
-	/* ciphertext of a TLS session: its plaintext is captured from the TLS library */
-	if (tls_enabled && !st->tls &&
-	    (st->stream.proto == HT_PROTO_UNKNOWN || st->stream.tls_like) &&
-	    tls_match_nested(sk, trusted, st->id, pid_tgid)) {
+	/* ciphertext of a TLS session: its plaintext is captured from the TLS library. A socket
+	 * already known as TLS is matched again: its session may have lost its state. */
+	if (tls_enabled &&
+	    (st->tls || st->stream.proto == HT_PROTO_UNKNOWN || st->stream.tls_like) &&
+	    tls_match_nested(sk, trusted, st->id, pid_tgid, st->tls)) {
 		st->tls = 1;
 		st->stream.proto = HT_PROTO_OTHER;
 	}

@@ -32,7 +32,9 @@ struct tls_state {
 	__u64 cookie;		    /* cookie the session's events carry, 0 until the first */
 	__s32 fd;		    /* from SSL_set_fd, -1 when unknown */
 	__u16 sock_flags;	    /* HT_DATA_NONBLOCK of sock_cookie when matched */
-	__u16 _pad;
+	__u8 relearned;		    /* sock_cookie already carried TLS when matched: this state
+				     * replaces one that was lost (evicted), see session_fix_cookie */
+	__u8 _pad;
 };
 
 /* A thread inside SSL_read/SSL_write/_ex: the arguments its return needs. */
@@ -77,16 +79,34 @@ static __always_inline __u64 sock_id(struct sock *sk, bool trusted, __u64 stored
 	return trusted ? bpf_get_socket_cookie(sk) : stored_id;
 }
 
+/* The state of a session that had one and lost it (evicted while its thread waited inside
+ * SSL_read, say): a new one, so that the I/O under way is captured. NULL when the map
+ * refuses it. */
+static __always_inline struct tls_state *tls_state_recreate(const struct tls_key *key)
+{
+	struct tls_state fresh = {.fd = -1};
+	struct tls_state *ts;
+
+	bpf_map_update_elem(&tls_states, key, &fresh, BPF_NOEXIST);
+	ts = bpf_map_lookup_elem(&tls_states, key);
+	stat_inc(ts ? HT_STAT_TLS_RECREATED : HT_STAT_MAP_FULL);
+	return ts;
+}
+
 /* Socket sk, used by the current task, belongs to session ssl: record it unless the session
  * already runs on another socket (a custom BIO juggling several sockets: trust neither).
+ * sk_was_tls: sk was matched to a session before, so a session without a socket that meets
+ * it now lost its state (evicted from tls_states by a flood of other sessions) and relearns.
  * Returns true when sk is the session's socket. */
 static __always_inline bool tls_match_socket(struct sock *sk, bool trusted, __u64 stored_id,
-					     __u32 tgid, __u64 ssl)
+					     __u32 tgid, __u64 ssl, bool sk_was_tls)
 {
 	struct tls_key key = {.ssl = ssl, .tgid = tgid};
 	struct tls_state *ts = bpf_map_lookup_elem(&tls_states, &key);
 	__u64 id;
 
+	if (!ts && sk_was_tls)
+		ts = tls_state_recreate(&key);
 	if (!ts)
 		return false;
 	id = sock_id(sk, trusted, stored_id);
@@ -98,17 +118,24 @@ static __always_inline bool tls_match_socket(struct sock *sk, bool trusted, __u6
 		return true;
 	fill_tuple(sk, &ts->tuple, trusted);
 	ts->sock_cookie = id;
+	if (sk_was_tls) {
+		ts->relearned = 1;
+		stat_inc(HT_STAT_TLS_RELEARNED);
+		return true;
+	}
 	stat_inc(HT_STAT_TLS_SOCKETS);
 	return true;
 }
 
-/* Method 1: the current thread is inside an SSL call. */
+/* Method 1: the current thread is inside an SSL call. Also for sockets matched before
+ * (sk_was_tls): that is how a session whose state was lost finds its socket again. */
 static __always_inline bool tls_match_nested(struct sock *sk, bool trusted, __u64 stored_id,
-					     __u64 pid_tgid)
+					     __u64 pid_tgid, bool sk_was_tls)
 {
 	struct ssl_call *call = bpf_map_lookup_elem(&ssl_calls, &pid_tgid);
 
-	return call && tls_match_socket(sk, trusted, stored_id, pid_tgid >> 32, call->ssl);
+	return call &&
+	       tls_match_socket(sk, trusted, stored_id, pid_tgid >> 32, call->ssl, sk_was_tls);
 }
 
 /* Method 2: the socket's fd was handed to SSL_set_fd. */
@@ -118,7 +145,7 @@ static __always_inline bool tls_match_fd(struct sock *sk, bool trusted, __u64 st
 	struct tls_fd_key key = {.tgid = tgid, .fd = fd};
 	__u64 *ssl = bpf_map_lookup_elem(&tls_fds, &key);
 
-	return ssl && tls_match_socket(sk, trusted, stored_id, tgid, *ssl);
+	return ssl && tls_match_socket(sk, trusted, stored_id, tgid, *ssl, false);
 }
 
 #endif

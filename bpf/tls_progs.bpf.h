@@ -47,6 +47,8 @@ static __always_inline struct tls_state *session_get(__u32 tgid, __u64 ssl, bool
 	ts = bpf_map_lookup_elem(&tls_states, &key);
 	if (!ts)
 		stat_inc(HT_STAT_MAP_FULL);
+	else
+		stat_inc(HT_STAT_TLS_RECREATED); /* its socket is matched again on nested I/O */
 	return ts;
 }
 
@@ -90,13 +92,30 @@ static __always_inline void tls_fill_header(struct ht_data_event *ev, const stru
 	current_proc_comm(task, ev->comm);
 }
 
+/* A state that replaces a lost one (relearned) restarts its stream positions at 0 under
+ * the socket's cookie, which userspace may still hold at later positions (it would drop
+ * the new bytes as out of order): end that connection first, just before the first new
+ * event (ts_ns), in the same ring so that it comes first. */
+static __always_inline void session_end_lost(const struct tls_state *ts, __u32 tgid, __u64 ts_ns)
+{
+	struct ht_close_event ev = {};
+
+	ev.kind = HT_EV_CLOSE;
+	ev.tgid = tgid;
+	ev.ts_ns = ts_ns - 1;
+	ev.cookie = ts->sock_cookie;
+	emit_event(&ev, sizeof(ev));
+}
+
 /* The cookie a session's events carry is chosen at its first event and then kept: a
  * connection must not change identity in userspace when its socket is learned late. */
-static __always_inline void session_fix_cookie(struct tls_state *ts)
+static __always_inline void session_fix_cookie(struct tls_state *ts, __u32 tgid, __u64 ts_ns)
 {
 	if (ts->cookie)
 		return;
 	if (ts->sock_cookie) {
+		if (ts->relearned)
+			session_end_lost(ts, tgid, ts_ns);
 		ts->cookie = ts->sock_cookie;
 		return;
 	}
@@ -140,7 +159,7 @@ static __always_inline int tls_capture(__u64 pid_tgid, const struct ssl_call *ca
 	if (eof) {
 		if (ts->stream.proto != HT_PROTO_HTTP1 || dir != HT_DIR_INGRESS)
 			return 0;
-		session_fix_cookie(ts);
+		session_fix_cookie(ts, pid_tgid >> 32, ts_ns);
 		tls_fill_header(&s->ev, ts, pid_tgid, pos, dir, ts_ns);
 		s->ev.flags |= HT_DATA_EOF;
 		emit_event(&s->ev, sizeof(s->ev));
@@ -154,7 +173,7 @@ static __always_inline int tls_capture(__u64 pid_tgid, const struct ssl_call *ca
 	head = capture_head(s, &ts->stream, &src, len, dir, pos);
 	if (head < 0)
 		return 0;
-	session_fix_cookie(ts);
+	session_fix_cookie(ts, pid_tgid >> 32, ts_ns);
 	tls_fill_header(&s->ev, ts, pid_tgid, pos, dir, ts_ns);
 	capture_emit(s, &ts->stream, &src, len, dir, head);
 	return 0;

@@ -115,6 +115,9 @@ enum ht_stat {
 	HT_STAT_INJECT_UNFRAMED,  /* request-like messages sent unchanged: the connection's
 				   * framing was lost (chunked body, split header block...), so
 				   * they may be body bytes */
+	HT_STAT_TLS_RECREATED,	  /* SSL calls on a session with no state: it was evicted from
+				   * tls_states (or began before the agent, or has no SSL_set_fd) */
+	HT_STAT_TLS_RELEARNED,	  /* such sessions matched again to their socket (already TLS) */
 	HT_STAT__COUNT,
 };
 
