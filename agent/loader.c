@@ -41,10 +41,29 @@ static int check_config(const struct loader_config *cfg)
 	return 0;
 }
 
+/* Tests only (not documented): a smaller tls_states, so that a test floods it with a few
+ * thousand sessions instead of 32k. Out of range or unset: the built-in size. */
+static uint32_t tls_sessions_room(void)
+{
+	const char *v = getenv("HOPTRACE_TEST_TLS_SESSIONS");
+	char *end;
+	unsigned long n;
+
+	if (!v || !*v)
+		return HT_MAX_TLS_SESSIONS;
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno || *end || n < 64 || n > HT_MAX_TLS_SESSIONS)
+		return HT_MAX_TLS_SESSIONS;
+	return (uint32_t)n;
+}
+
 static void set_rodata(struct hoptrace_bpf *skel, const struct loader_config *cfg,
 		       const struct load_plan *plan)
 {
 	skel->rodata->self_tgid = (uint32_t)getpid();
+	/* one process may hold half the session table: the rest stays for the others */
+	skel->rodata->tls_session_share = tls_sessions_room() / 2;
 	skel->rodata->capture_bytes = cfg->capture_bytes;
 	skel->rodata->wakeup_bytes = cfg->wakeup_bytes;
 	skel->rodata->filter_by_tgid = cfg->npids > 0;
@@ -329,23 +348,6 @@ static int install_rings(struct loader *ld, const uint32_t *cpus)
 		if (bpf_map_update_elem(outer_fd, &cpus[i], &ld->ring_fds[i], BPF_ANY))
 			return -errno;
 	return 0;
-}
-
-/* Tests only (not documented): a smaller tls_states, so that a test floods it with a few
- * thousand sessions instead of 32k. Out of range or unset: the built-in size. */
-static uint32_t tls_sessions_room(void)
-{
-	const char *v = getenv("HOPTRACE_TEST_TLS_SESSIONS");
-	char *end;
-	unsigned long n;
-
-	if (!v || !*v)
-		return HT_MAX_TLS_SESSIONS;
-	errno = 0;
-	n = strtoul(v, &end, 10);
-	if (errno || *end || n < 64 || n > HT_MAX_TLS_SESSIONS)
-		return HT_MAX_TLS_SESSIONS;
-	return (uint32_t)n;
 }
 
 static int size_maps(struct loader *ld, const struct loader_config *cfg, unsigned nonline)
@@ -889,6 +891,7 @@ const char *loader__stat_name(int idx)
 	    [HT_STAT_INJECT_UNFRAMED] = "bpf_inject_skip_unframed",
 	    [HT_STAT_TLS_RECREATED] = "bpf_tls_state_recreated",
 	    [HT_STAT_TLS_RELEARNED] = "bpf_tls_sockets_relearned",
+	    [HT_STAT_TLS_SHARE_FULL] = "bpf_tls_share_full",
 	};
 
 	return idx >= 0 && idx < HT_STAT__COUNT && names[idx] ? names[idx] : "?";

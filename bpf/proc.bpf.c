@@ -3,7 +3,7 @@
  * Process and thread lifecycle of traced tasks: fork (thread ancestry, used to find the
  * request a thread works for), exec (new image: new service name) and exit (cleanup).
  */
-#include "common.bpf.h"
+#include "tls.bpf.h"
 
 static __always_inline void emit_task_event(__u32 kind, struct task_struct *task,
 					    struct task_struct *child, bool group_dead)
@@ -59,6 +59,9 @@ static __always_inline int process_exit(struct task_struct *task, bool group_dea
 	emit_task_event(HT_EV_EXIT, task, NULL, group_dead);
 	if (group_dead && filter_by_tgid)
 		bpf_map_delete_elem(&selected_tgids, &tgid);
+	/* its session states go idle and are the LRU's first victims: its share ends */
+	if (group_dead)
+		bpf_map_delete_elem(&tls_owners, &tgid);
 	return 0;
 }
 

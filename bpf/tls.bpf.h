@@ -72,6 +72,47 @@ struct {
 	__type(value, __u64); /* SSL* */
 } tls_fds SEC(".maps") __shared;
 
+/* Session states each process holds in tls_states, so that one process cannot take the
+ * whole table: past tls_session_share its new sessions get no state (counted) instead of
+ * evicting other processes' sessions. States the LRU evicts are not subtracted: a process
+ * that lost some is refused a little early. LRU: a process that never exits from the
+ * map's view (its exit missed) must not pin an entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, HT_MAX_TLS_OWNERS);
+	__type(key, __u32); /* tgid */
+	__type(value, __u32);
+} tls_owners SEC(".maps") __shared;
+
+const volatile __u32 tls_session_share __shared = HT_MAX_TLS_SESSIONS / 2;
+
+/* Room for one more session state of process tgid: taken and true, or false (counted). */
+static __always_inline bool tls_owner_admit(__u32 tgid)
+{
+	__u32 *held = bpf_map_lookup_elem(&tls_owners, &tgid);
+	__u32 one = 1;
+
+	if (!held) {
+		bpf_map_update_elem(&tls_owners, &tgid, &one, BPF_NOEXIST);
+		return true;
+	}
+	if (*held >= tls_session_share) {
+		stat_inc(HT_STAT_TLS_SHARE_FULL);
+		return false;
+	}
+	__sync_fetch_and_add(held, 1);
+	return true;
+}
+
+/* Process tgid gave back a session state (freed, or refused by the map after admission). */
+static __always_inline void tls_owner_release(__u32 tgid)
+{
+	__u32 *held = bpf_map_lookup_elem(&tls_owners, &tgid);
+
+	if (held && *held)
+		__sync_fetch_and_add(held, (__u32)-1); /* no atomic sub before BPF v3 */
+}
+
 /* The identity of a socket: its cookie where the program may ask for it (tp_btf, fexit),
  * else the id its state was given when created (stored_id, see sock.bpf.h). */
 static __always_inline __u64 sock_id(struct sock *sk, bool trusted, __u64 stored_id)
@@ -87,7 +128,10 @@ static __always_inline struct tls_state *tls_state_recreate(const struct tls_key
 	struct tls_state fresh = {.fd = -1};
 	struct tls_state *ts;
 
-	bpf_map_update_elem(&tls_states, key, &fresh, BPF_NOEXIST);
+	if (!tls_owner_admit(key->tgid))
+		return NULL;
+	if (bpf_map_update_elem(&tls_states, key, &fresh, BPF_NOEXIST))
+		tls_owner_release(key->tgid);
 	ts = bpf_map_lookup_elem(&tls_states, key);
 	stat_inc(ts ? HT_STAT_TLS_RECREATED : HT_STAT_MAP_FULL);
 	return ts;

@@ -42,8 +42,12 @@ static __always_inline struct tls_state *session_get(__u32 tgid, __u64 ssl, bool
 
 	if (ts || !create)
 		return ts;
-	if (bpf_map_update_elem(&tls_states, &key, &fresh, BPF_NOEXIST) == -EEXIST)
+	if (!tls_owner_admit(tgid))
+		return NULL;
+	if (bpf_map_update_elem(&tls_states, &key, &fresh, BPF_NOEXIST) == -EEXIST) {
+		tls_owner_release(tgid); /* another thread created it first */
 		return bpf_map_lookup_elem(&tls_states, &key);
+	}
 	ts = bpf_map_lookup_elem(&tls_states, &key);
 	if (!ts)
 		stat_inc(HT_STAT_MAP_FULL);
@@ -275,12 +279,18 @@ int BPF_KPROBE(ht_ssl_set_fd, void *ssl, int fd)
 	ts = bpf_map_lookup_elem(&tls_states, &key);
 	if (ts && !ts->cookie && !ts->sock_cookie) {
 		ts->fd = fd;
-	} else {
-		/* new, or reused for another connection after SSL_clear */
-		if (ts)
-			session_emit_close(ts, tgid);
+	} else if (ts) {
+		/* reused for another connection after SSL_clear */
+		session_emit_close(ts, tgid);
 		if (bpf_map_update_elem(&tls_states, &key, &fresh, BPF_ANY))
 			stat_inc(HT_STAT_MAP_FULL);
+	} else {
+		if (!tls_owner_admit(tgid))
+			return 0;
+		if (bpf_map_update_elem(&tls_states, &key, &fresh, BPF_NOEXIST)) {
+			tls_owner_release(tgid);
+			stat_inc(HT_STAT_MAP_FULL);
+		}
 	}
 	if (bpf_map_update_elem(&tls_fds, &fkey, &ssl_v, BPF_ANY))
 		stat_inc(HT_STAT_MAP_FULL);
@@ -303,7 +313,8 @@ int BPF_KPROBE(ht_ssl_free, void *ssl)
 	owner = ts->fd >= 0 ? bpf_map_lookup_elem(&tls_fds, &fkey) : NULL;
 	if (owner && *owner == (__u64)ssl)
 		bpf_map_delete_elem(&tls_fds, &fkey);
-	bpf_map_delete_elem(&tls_states, &key);
+	if (!bpf_map_delete_elem(&tls_states, &key))
+		tls_owner_release(tgid);
 	return 0;
 }
 

@@ -48,6 +48,7 @@
 #define HT_MAX_SELECTED 1024
 /* TLS sessions (SSL objects) followed at once, and threads inside an SSL call at once. */
 #define HT_MAX_TLS_SESSIONS 32768
+#define HT_MAX_TLS_OWNERS 4096 /* processes whose session states are counted (fairness) */
 #define HT_MAX_TLS_CALLS 16384
 
 /* A TLS session whose socket is not known (memory BIO, or no socket I/O seen yet) is
@@ -118,6 +119,8 @@ enum ht_stat {
 	HT_STAT_TLS_RECREATED,	  /* SSL calls on a session with no state: it was evicted from
 				   * tls_states (or began before the agent, or has no SSL_set_fd) */
 	HT_STAT_TLS_RELEARNED,	  /* such sessions matched again to their socket (already TLS) */
+	HT_STAT_TLS_SHARE_FULL,	  /* session states refused: the process holds its share of
+				   * tls_states (a flood of sessions must not evict the others') */
 	HT_STAT__COUNT,
 };
 
