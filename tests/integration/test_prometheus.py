@@ -1,0 +1,223 @@
+"""The Prometheus endpoint (--metrics-listen, issue 12): the agent serves /metrics, /healthz
+and /readyz over HTTP. Checked with real tools: requests to a real server show up in the
+scraped counters, `promtool check metrics` accepts the page, a real prometheus server
+scrapes the agent and answers a query through its HTTP API, and hundreds of idle
+connections to the endpoint neither stop tracing nor keep another client from scraping.
+"""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+from lib import AGENT, Agent, Proc, curl, free_port, python_server, require, run, slow, wait_port
+
+
+def endpoint(agent):
+    """The endpoint's base URL, as the agent logs it (it binds port 0: a free one)."""
+    m = re.search(r"metrics endpoint on (http://[0-9.:\[\]]+)/metrics", agent.stderr())
+    assert m, agent.stderr()[-2000:]
+    return m.group(1)
+
+
+def get(url, method="GET"):
+    """(status, headers, body) of one request, errors included."""
+    req = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()
+
+
+def samples(text):
+    """{'name{labels}': value} of an exposition page."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            out[key] = float(value)
+    return out
+
+
+def scrape_until(base, pred, timeout=10.0):
+    """The samples of the first scrape for which pred holds (the page is rendered once a
+    second)."""
+    deadline = time.time() + slow(timeout)
+    while True:
+        status, _, body = get(base + "/metrics")
+        s = samples(body) if status == 200 else {}
+        if status == 200 and pred(s):
+            return s, body
+        if time.time() > deadline:
+            raise AssertionError(f"/metrics never matched (status {status}):\n{body[:3000]}")
+        time.sleep(0.2)
+
+
+def traffic(port, ok=3, missing=2):
+    """ok requests for an existing file, missing for a missing one."""
+    for _ in range(ok):
+        assert curl(f"http://127.0.0.1:{port}/").stdout == b"200"
+    for _ in range(missing):
+        assert curl(f"http://127.0.0.1:{port}/nope").stdout == b"404"
+
+
+def test_metrics_count_the_requests_and_pass_promtool():
+    require("promtool")
+    port = free_port()
+    srv = python_server(port)
+    agent = Agent("--port", str(port), "--metrics-listen", "0")
+    try:
+        base = endpoint(agent)
+        assert base.startswith("http://127.0.0.1:")  # a bare port binds loopback
+        traffic(port)
+        s, body = scrape_until(base, lambda s: s.get("hoptrace_spans_server_total") == 5)
+        assert s["hoptrace_drops_total{reason=\"parse_error\"}"] == 0
+        assert s["hoptrace_bpf_events_total"] > 0
+        assert s["hoptrace_traced_processes"] >= 1
+        assert s["hoptrace_ring_size_bytes{ring=\"0\"}"] > 0
+        assert "hoptrace_budget_peak_bytes" in s  # a gauge, not a counter
+        assert "# TYPE hoptrace_budget_peak_bytes gauge" in body
+        assert "# TYPE hoptrace_drops_total counter" in body
+        r = run(["promtool", "check", "metrics"], input=body.encode(), check=False)
+        assert r.returncode == 0, (r.stdout + r.stderr).decode() + body[:2000]
+
+        status, headers, _ = get(base + "/metrics")
+        assert status == 200
+        assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        assert get(base + "/healthz")[0] == 200
+        assert get(base + "/readyz")[0] == 200
+        assert get(base + "/metrics/x")[0] == 404
+        assert get(base + "/metrics", method="POST")[0] == 405
+        assert get(base + "/metrics", method="HEAD")[0] == 200
+    finally:
+        spans = agent.stop()
+        srv.stop()
+    # the scrape counted what the agent traced
+    assert len([x for x in spans if x["kind"] == "SERVER"]) == 5
+
+
+def test_readyz_waits_for_the_loop():
+    """/readyz is 503 while the BPF programs load, 200 once the loop has ticked; /healthz is
+    200 throughout (starting is being alive)."""
+    port = free_port()
+    log = tempfile.NamedTemporaryFile(prefix="hoptrace-prom-", suffix=".err", delete=False)
+    p = subprocess.Popen([AGENT, "-o", "json", "-O", "/dev/null", "--port", str(free_port()),
+                          "--metrics-listen", f"127.0.0.1:{port}"], stderr=log,
+                         stdout=subprocess.DEVNULL)
+    seen = []
+    try:
+        wait_port(port)
+        deadline = time.time() + slow(30)
+        while time.time() < deadline:
+            ready, alive = get(f"http://127.0.0.1:{port}/readyz")[0], \
+                get(f"http://127.0.0.1:{port}/healthz")[0]
+            seen.append((ready, alive))
+            if ready == 200:
+                break
+            time.sleep(0.01)
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+    assert seen[0][0] == 503, seen  # bound before the programs load: not ready yet
+    assert seen[-1][0] == 200, seen
+    assert all(alive == 200 for _, alive in seen), seen
+
+
+def test_bind_failure_is_one_line():
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        started = time.time()
+        r = run([AGENT, "--metrics-listen", f"127.0.0.1:{port}", "-d", "5"], check=False,
+                timeout=30)
+        took = time.time() - started
+    err = r.stderr.decode()
+    assert r.returncode != 0
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1, err
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in lines[0], err
+    assert took < 5, took  # refused before anything is loaded
+    r = run([AGENT, "--metrics-listen", "localhost:80"], check=False)
+    assert r.returncode != 0 and "invalid --metrics-listen" in r.stderr.decode()
+    assert len(r.stderr.decode().strip().splitlines()) == 1
+
+
+def test_prometheus_server_scrapes_the_agent():
+    require("prometheus")
+    port = free_port()
+    srv = python_server(port)
+    mport = free_port()
+    agent = Agent("--port", str(port), "--metrics-listen", f":{mport}")
+    d = tempfile.mkdtemp(prefix="hoptrace-prometheus-")
+    prom = None
+    try:
+        with open(os.path.join(d, "prometheus.yml"), "w") as f:
+            f.write(f"""global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: hoptrace
+    static_configs:
+      - targets: ["127.0.0.1:{mport}"]
+""")
+        pport = free_port()
+        prom = Proc(["prometheus", f"--config.file={d}/prometheus.yml",
+                     f"--storage.tsdb.path={d}/data", f"--web.listen-address=127.0.0.1:{pport}"])
+        traffic(port, ok=4, missing=3)
+        wait_port(pport, timeout=20)
+        query = urllib.request.quote('hoptrace_spans_server_total{job="hoptrace"}')
+        deadline = time.time() + slow(20)
+        result = None
+        while time.time() < deadline:
+            status, _, body = get(f"http://127.0.0.1:{pport}/api/v1/query?query={query}")
+            if status == 200:
+                result = json.loads(body)["data"]["result"]
+                if result and float(result[0]["value"][1]) == 7:
+                    break
+            time.sleep(0.3)
+        assert result and float(result[0]["value"][1]) == 7, result
+        up = json.loads(get(f"http://127.0.0.1:{pport}/api/v1/query?query=up")[2])
+        assert up["data"]["result"][0]["value"][1] == "1", up
+    finally:
+        if prom:
+            prom.stop()
+        shutil.rmtree(d, ignore_errors=True)
+        agent.stop()
+        srv.stop()
+
+
+def test_idle_connections_do_not_stop_tracing():
+    """500 idle connections to the endpoint from one address (127.0.0.2): the agent still
+    traces, and a scraper from another address (127.0.0.1) is still answered."""
+    port = free_port()
+    srv = python_server(port)
+    agent = Agent("--port", str(port), "--metrics-listen", "0")
+    idle = []
+    try:
+        base = endpoint(agent)
+        mport = int(base.rsplit(":", 1)[1])
+        for _ in range(500):
+            s = socket.socket()
+            s.bind(("127.0.0.2", 0))
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", mport))
+            idle.append(s)
+        time.sleep(slow(0.5))
+        traffic(port, ok=3, missing=0)
+        s, _ = scrape_until(base, lambda s: s.get("hoptrace_spans_server_total") == 3)
+        # the per-address limit held the rest off
+        assert s["hoptrace_http_open_connections"] <= 16 + 1, s
+        assert get(base + "/healthz")[0] == 200
+    finally:
+        for s in idle:
+            s.close()
+        spans = agent.stop()
+        srv.stop()
+    assert len([x for x in spans if x["kind"] == "SERVER"]) == 3
