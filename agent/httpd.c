@@ -27,8 +27,8 @@
 struct snapshot {
 	char *text;
 	size_t len;
-	unsigned refs;	/* under httpd.lock */
-	bool replaced;	/* no longer current: counted in httpd.retained while referenced */
+	unsigned refs; /* under httpd.lock */
+	bool replaced; /* no longer current: counted in httpd.retained while referenced */
 };
 
 struct httpd {
@@ -430,14 +430,14 @@ fail:
 
 static struct MHD_Daemon *start_daemon(struct httpd *h, int fd)
 {
-	return MHD_start_daemon(
-	    MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, h,
-	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h, MHD_OPTION_LISTEN_SOCKET, fd,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTPD_CONN_MAX,
-	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTPD_CONN_PER_IP,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTPD_IDLE_TIMEOUT_S,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTPD_CONN_MEMORY,
-	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
+	return MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+				on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+				MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+				(unsigned)HTTPD_CONN_MAX, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+				(unsigned)HTTPD_CONN_PER_IP, MHD_OPTION_CONNECTION_TIMEOUT,
+				(unsigned)HTTPD_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+				(size_t)HTTPD_CONN_MEMORY, MHD_OPTION_NOTIFY_CONNECTION,
+				on_connection, h, MHD_OPTION_END);
 }
 
 struct starter {

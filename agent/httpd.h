@@ -40,12 +40,12 @@ struct httpd_stats {
 	uint64_t requests_metrics; /* /metrics answered with the metrics */
 	uint64_t requests_healthz;
 	uint64_t requests_readyz;
-	uint64_t requests_other;    /* 404 and 405 */
-	uint64_t requests_busy;	    /* /metrics refused: HTTPD_RETAINED_MAX held by slow readers */
-	uint64_t connections;	    /* accepted (within the limits) */
-	uint64_t connections_open;  /* now */
-	uint64_t retained_bytes;    /* replaced snapshots still being sent, now */
-	uint64_t snapshot_bytes;    /* the latest snapshot's size */
+	uint64_t requests_other;   /* 404 and 405 */
+	uint64_t requests_busy;	   /* /metrics refused: HTTPD_RETAINED_MAX held by slow readers */
+	uint64_t connections;	   /* accepted (within the limits) */
+	uint64_t connections_open; /* now */
+	uint64_t retained_bytes;   /* replaced snapshots still being sent, now */
+	uint64_t snapshot_bytes;   /* the latest snapshot's size */
 };
 
 /*

@@ -274,8 +274,9 @@ static int render_http(struct prom_writer *w, const struct httpd_stats *h)
 			  "Scrapes refused (503): slow readers hold too many older snapshots",
 			  h->requests_busy);
 	if (!err)
-		err = one(w, PREFIX "http_connections", PROM_COUNTER,
-			  "Connections to this endpoint accepted within its limits", h->connections);
+		err =
+		    one(w, PREFIX "http_connections", PROM_COUNTER,
+			"Connections to this endpoint accepted within its limits", h->connections);
 	if (!err)
 		err = one(w, PREFIX "http_open_connections", PROM_GAUGE,
 			  "Connections to this endpoint open now", h->connections_open);
@@ -408,7 +409,8 @@ static void gather_bpf(const struct metrics_page *p, const struct ringmerge *rin
 	if (loader__read_stats(ld, v->stats) == 0)
 		in->bpf = v->stats;
 	if (rings) {
-		in->nrings = ld->nrings < SELFMETRICS_RINGS_MAX ? ld->nrings : SELFMETRICS_RINGS_MAX;
+		in->nrings =
+		    ld->nrings < SELFMETRICS_RINGS_MAX ? ld->nrings : SELFMETRICS_RINGS_MAX;
 		for (unsigned i = 0; i < in->nrings; i++)
 			v->ring_used[i] = ringmerge__used_bytes(rings, i);
 		in->ring_used = v->ring_used;

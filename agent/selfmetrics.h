@@ -45,10 +45,10 @@ struct selfmetrics_input {
 	const char *capture; /* the capture backend's name */
 	uint64_t start_time_unix_s;
 	const struct agent_stats *stats;
-	const uint64_t *bpf;		     /* [HT_STAT__COUNT] */
-	const struct sink_otlp_stats *otlp;  /* when exporting OTLP */
-	const uint64_t *output_drops;	     /* lines of -o json/waterfall dropped */
-	const uint64_t *ring_used;	     /* [nrings] */
+	const uint64_t *bpf;		    /* [HT_STAT__COUNT] */
+	const struct sink_otlp_stats *otlp; /* when exporting OTLP */
+	const uint64_t *output_drops;	    /* lines of -o json/waterfall dropped */
+	const uint64_t *ring_used;	    /* [nrings] */
 	unsigned nrings;
 	uint64_t ring_bytes; /* size of each ring */
 	uint64_t processes;  /* processes whose resource the agent holds (live ones) */

@@ -221,3 +221,38 @@ def test_idle_connections_do_not_stop_tracing():
         spans = agent.stop()
         srv.stop()
     assert len([x for x in spans if x["kind"] == "SERVER"]) == 3
+
+
+def test_bpf_run_time_per_program():
+    """With kernel.bpf_stats_enabled on, each program's run time and count are exported
+    (restored to what it was afterwards)."""
+    knob = "/proc/sys/kernel/bpf_stats_enabled"
+    with open(knob) as f:
+        before = f.read().strip()
+    port = free_port()
+    srv = python_server(port)
+    agent = Agent("--port", str(port), "--metrics-listen", "0")
+    try:
+        base = endpoint(agent)
+        s, _ = scrape_until(base, lambda s: "hoptrace_bpf_stats_enabled" in s)
+        if before == "0":
+            assert s["hoptrace_bpf_stats_enabled"] == 0
+            assert not any(k.startswith("hoptrace_bpf_program_runs_total") for k in s)
+        with open(knob, "w") as f:
+            f.write("1")
+        traffic(port, ok=2, missing=0)
+
+        def counted(s):
+            runs = {k: v for k, v in s.items() if k.startswith("hoptrace_bpf_program_runs_total")}
+            return s.get("hoptrace_bpf_stats_enabled") == 1 and any(v > 0 for v in runs.values())
+
+        s, body = scrape_until(base, counted)
+        busy = [k for k, v in s.items()
+                if k.startswith("hoptrace_bpf_program_run_seconds_total") and v > 0]
+        assert busy, body
+        assert re.search(r'hoptrace_bpf_program_runs_total\{program="ht_\w+"\} [1-9]', body), body
+    finally:
+        with open(knob, "w") as f:
+            f.write(before)
+        agent.stop()
+        srv.stop()
