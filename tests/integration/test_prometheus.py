@@ -256,3 +256,24 @@ def test_bpf_run_time_per_program():
             f.write(before)
         agent.stop()
         srv.stop()
+
+
+def test_endpoint_thread_holds_no_capability():
+    """The thread that parses what clients send holds no capability (only the loop thread
+    keeps the run-time set), and cannot regain any."""
+    agent = Agent("--port", str(free_port()), "--metrics-listen", "0")
+    try:
+        base = endpoint(agent)
+        assert get(base + "/healthz")[0] == 200
+        threads = {}
+        for tid in os.listdir(f"/proc/{agent.p.pid}/task"):
+            with open(f"/proc/{agent.p.pid}/task/{tid}/status") as f:
+                st = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+            threads[int(tid)] = st
+    finally:
+        agent.stop()
+    others = {t: s for t, s in threads.items() if t != agent.p.pid}
+    assert len(others) >= 2, threads  # the output writer and the endpoint at least
+    for tid, st in others.items():
+        assert int(st["CapEff"], 16) == 0 and int(st["CapPrm"], 16) == 0, (tid, st["Name"], st)
+        assert st["NoNewPrivs"] == "1", (tid, st["Name"])
