@@ -277,3 +277,30 @@ def test_endpoint_thread_holds_no_capability():
     for tid, st in others.items():
         assert int(st["CapEff"], 16) == 0 and int(st["CapPrm"], 16) == 0, (tid, st["Name"], st)
         assert st["NoNewPrivs"] == "1", (tid, st["Name"])
+
+
+def test_export_results_with_a_real_collector():
+    """-o otlp to hoptrace-collect: the spans the collector received are the spans the page
+    counts as exported, and the queue drains to 0."""
+    from test_otlp_export import Collector
+    port = free_port()
+    srv = python_server(port)
+    col = Collector()
+    agent = Agent("--port", str(port), "--metrics-listen", "0", "--otlp-endpoint", col.url,
+                  output="otlp", out_file=False)
+    try:
+        base = endpoint(agent)
+        traffic(port, ok=2, missing=1)  # 3 server and 3 client spans
+        spans = col.wait_spans(6, timeout=slow(15))
+        s, body = scrape_until(base,
+                               lambda s: s.get('hoptrace_export_spans_total{result="exported"}') == 6)
+        assert len(spans) == 6
+        assert s['hoptrace_export_spans_total{result="failed"}'] == 0
+        assert s["hoptrace_export_queue_spans"] == 0
+        assert s["hoptrace_export_requests_total"] >= 1
+        assert s["hoptrace_export_sent_bytes_total"] > 0
+        assert 'reason="output_buffer_full"' not in body  # no json/waterfall output
+    finally:
+        agent.stop()
+        col.stop()
+        srv.stop()
