@@ -124,6 +124,8 @@ def test_readyz_waits_for_the_loop():
     finally:
         p.terminate()
         p.wait(timeout=30)
+        log.close()
+        os.unlink(log.name)
     assert seen[0][0] == 503, seen  # bound before the programs load: not ready yet
     assert seen[-1][0] == 200, seen
     assert all(alive == 200 for _, alive in seen), seen
