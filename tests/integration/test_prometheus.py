@@ -306,3 +306,38 @@ def test_export_results_with_a_real_collector():
         agent.stop()
         col.stop()
         srv.stop()
+
+
+def raw_request(port, data, read_timeout=5.0):
+    """Send data on a fresh connection; the status line of the answer ('' if closed)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=read_timeout) as s:
+        try:
+            s.sendall(data)
+        except OSError:
+            pass  # the server may close before taking it all
+        try:
+            first = s.recv(256)
+        except OSError:
+            first = b""
+    return first.split(b"\r\n", 1)[0].decode(errors="replace")
+
+
+def test_hostile_requests_are_bounded():
+    """A header block over the per-connection memory, and a large body, are refused without
+    being buffered; the endpoint keeps answering."""
+    agent = Agent("--port", str(free_port()), "--metrics-listen", "0")
+    try:
+        base = endpoint(agent)
+        mport = int(base.rsplit(":", 1)[1])
+        huge = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 65536 + b"\r\n\r\n"
+        line = raw_request(mport, huge)
+        assert line == "" or line.split()[1] in ("400", "413", "414", "431"), line
+        body = b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n"
+        started = time.time()
+        line = raw_request(mport, body + b"b" * (1 << 20))
+        assert line.startswith("HTTP/1.1 405"), line
+        assert time.time() - started < 3
+        status, _, text = get(base + "/metrics")
+        assert status == 200 and "hoptrace_http_requests_total" in text
+    finally:
+        agent.stop()
