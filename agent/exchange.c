@@ -113,16 +113,16 @@ static void split_host(const struct http1_str *host, struct http1_str *name, int
 
 /* Each piece is kept cut where the span would cut it, so the span built at the end is the
  * one the head would have given at once. */
-#define KEEP_METHOD_MAX 32     /* http.request.method_original */
-#define KEEP_HOST_MAX 255      /* server.address, url.full's host */
+#define KEEP_METHOD_MAX 32	/* http.request.method_original */
+#define KEEP_HOST_MAX 255	/* server.address, url.full's host */
 #define KEEP_USER_AGENT_MAX 256 /* user_agent.original */
 #define KEEP_TRACESTATE_MAX 512 /* W3C: what a span propagates */
 
 /* Text gathered on the stack while a request is looked at, then copied with its record into
  * one allocation of exactly the size used. Larger than the sum of the caps above. */
 struct text_room {
-	char buf[KEEP_METHOD_MAX + TARGET_PATH_MAX + 16 + 2 * KEEP_HOST_MAX +
-		 KEEP_USER_AGENT_MAX + KEEP_TRACESTATE_MAX];
+	char buf[KEEP_METHOD_MAX + TARGET_PATH_MAX + 16 + 2 * KEEP_HOST_MAX + KEEP_USER_AGENT_MAX +
+		 KEEP_TRACESTATE_MAX];
 	uint16_t used;
 };
 
@@ -215,8 +215,8 @@ static void set_server_attrs(struct span *s, const struct exchange *ex)
 /* url.full of a client request: an absolute-form target (a request to a proxy) names the
  * resource itself, with its own scheme (userinfo gone); otherwise the connection's scheme,
  * the server and the path. Requests with no path (CONNECT, OPTIONS *) have none. */
-static void set_url_full(struct span *s, const struct exchange *ex, struct http1_str host,
-			 bool v6, int port)
+static void set_url_full(struct span *s, const struct exchange *ex, struct http1_str host, bool v6,
+			 int port)
 {
 	char url[640];
 	struct text_out o = {.buf = url, .cap = sizeof(url)};

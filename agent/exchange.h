@@ -92,15 +92,15 @@ struct exchange {
 	uint8_t span_id[8];
 	uint8_t parent_span_id[8]; /* all zero: root */
 	uint8_t trace_flags;
-	uint8_t kind;		   /* enum span_kind */
-	uint8_t version_minor;	   /* HTTP/1.x */
-	uint8_t target_form;	   /* enum target_form */
-	bool tls;		   /* https */
-	bool method_known;	   /* one of the semconv methods, else exported as _OTHER */
-	bool host_v6;		   /* the Host header's host is an IPv6 literal */
-	bool target_host_v6;	   /* ... and the absolute-form target's */
-	bool stitched;		   /* --repair=stitch joined it to its same-host caller */
-	uint8_t nlinks;		   /* client: ambiguous parents linked */
+	uint8_t kind;	       /* enum span_kind */
+	uint8_t version_minor; /* HTTP/1.x */
+	uint8_t target_form;   /* enum target_form */
+	bool tls;	       /* https */
+	bool method_known;     /* one of the semconv methods, else exported as _OTHER */
+	bool host_v6;	       /* the Host header's host is an IPv6 literal */
+	bool target_host_v6;   /* ... and the absolute-form target's */
+	bool stitched;	       /* --repair=stitch joined it to its same-host caller */
+	uint8_t nlinks;	       /* client: ambiguous parents linked */
 	uint32_t pid, tid;
 	int32_t host_port;	   /* from the Host header; 0: none */
 	int32_t target_port;	   /* from an absolute-form target; 0: none */
