@@ -72,7 +72,8 @@
 	X(budget_drops, "allocations refused: --memory-limit reached (requests not traced)")       \
 	X(budget_peak_bytes, "most bytes of connection and request state held at once")            \
 	X(budget_expired, "requests ended after 30 s unanswered: over 3/4 of --memory-limit in "   \
-			  "use")
+			  "use")                                                                   \
+	X(drop_span_no_memory, "spans lost: no memory to build them when their exchange ended")
 
 struct agent_stats {
 #define X(name, desc) uint64_t name;
