@@ -68,7 +68,9 @@
 	X(budget_drops, "allocations refused: --memory-limit reached (requests not traced)")       \
 	X(budget_peak_bytes, "most bytes of connection and request state held at once")            \
 	X(budget_expired, "requests ended after 30 s unanswered: over 3/4 of --memory-limit in "   \
-			  "use")
+			  "use")                                                                   \
+	X(metrics_overflow,                                                                        \
+	  "metric observations counted in an otel.metric.overflow series: series table full")
 
 struct agent_stats {
 #define X(name, desc) uint64_t name;
