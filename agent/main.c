@@ -23,6 +23,8 @@
 #include "tracker.h"
 #include "export/otlp_config.h"
 #include "export/sink_otlp.h"
+#include "export/metrics_otlp.h"
+#include "metrics.h"
 #include "hoptrace.skel.h"
 #include "loader.h"
 #include "log.h"
@@ -753,6 +755,67 @@ static int finish_output(const struct options *o, struct sink *sink, const struc
 	return err;
 }
 
+/*
+ * OTLP metrics (README "Metrics"): exported when OTEL_METRICS_EXPORTER is unset or otlp and an
+ * OTLP endpoint is configured (traces' or OTEL_EXPORTER_OTLP_METRICS_ENDPOINT), or when
+ * OTEL_METRICS_EXPORTER=otlp asks for it (default endpoint). none: no export. Returns the
+ * exporter in *exp (NULL when off), 0 or -EINVAL.
+ */
+static int metrics_exporter_from_env(const struct options *o, const struct otlp_config *otlp,
+				     struct metrics_exporter **exp)
+{
+	const char *which = getenv("OTEL_METRICS_EXPORTER");
+	const char *ep = getenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT");
+	const char *iv = getenv("OTEL_METRIC_EXPORT_INTERVAL");
+	long interval = METRICS_DEFAULT_INTERVAL_MS;
+	char msg[256] = "", *url = NULL, *end;
+	bool asked = which && !strcmp(which, "otlp");
+	int err;
+
+	*exp = NULL;
+	if (which && *which && strcmp(which, "otlp") && strcmp(which, "none")) {
+		log_error("invalid OTEL_METRICS_EXPORTER (otlp or none)");
+		return -EINVAL;
+	}
+	if ((which && !strcmp(which, "none")) ||
+	    !(asked || (ep && *ep) || o->output == OUTPUT_OTLP))
+		return 0;
+	if (iv && *iv) {
+		errno = 0;
+		interval = strtol(iv, &end, 10);
+		if (errno || *end || interval <= 0 || interval > 86400000) {
+			log_error("invalid OTEL_METRIC_EXPORT_INTERVAL (milliseconds, 1..86400000)");
+			return -EINVAL;
+		}
+	}
+	err = metrics_otlp_url(otlp, ep, &url, msg, sizeof(msg));
+	if (err) {
+		log_error("OTLP metrics configuration: %s", msg[0] ? msg : strerror(-err));
+		return err;
+	}
+	*exp = metrics_exporter_new(otlp, url, (int)interval);
+	free(url);
+	return *exp ? 0 : -EINVAL;
+}
+
+/* Put the metrics sink in front of sink when metrics are exported. */
+static struct sink *wrap_metrics(struct sink *sink, struct metrics *m,
+				 struct metrics_exporter *exp)
+{
+	struct sink *wrapped;
+
+	if (!sink || !exp)
+		return sink;
+	wrapped = sink_metrics_new(sink, m);
+	if (!wrapped) {
+		sink->destroy(sink);
+		metrics_exporter_free(exp);
+		return NULL;
+	}
+	sink_metrics_set_exporter(wrapped, exp);
+	return wrapped;
+}
+
 static int run_agent(struct options *o)
 {
 	struct tracker_options topt = {
@@ -769,18 +832,33 @@ static int run_agent(struct options *o)
 	struct tracker tracker;
 	struct audit audit;
 	struct outputs outs = {0};
+	struct metrics_exporter *mexp = NULL;
+	struct metrics *metrics = NULL;
 	struct sink *sink;
 	int err, werr;
 
 	err = resolve_output(o, &otlp);
 	if (err)
 		goto out_config;
-	err = audit__init(&audit);
+	err = metrics_exporter_from_env(o, &otlp, &mexp);
 	if (err)
 		goto out_config;
+	metrics = mexp ? metrics_new(0) : NULL;
+	if (mexp && !metrics) {
+		metrics_exporter_free(mexp);
+		err = -ENOMEM;
+		goto out_config;
+	}
+	err = audit__init(&audit);
+	if (err) {
+		metrics_exporter_free(mexp);
+		goto out_config;
+	}
 	err = open_outputs(o, &outs);
-	if (err)
+	if (err) {
+		metrics_exporter_free(mexp);
 		goto out_audit;
+	}
 	sink = make_sink(o, &otlp, &outs);
 	if (sink && o->audit) {
 		struct sink *wrapped = sink_audit_new(sink, &audit);
@@ -789,6 +867,9 @@ static int run_agent(struct options *o)
 			sink->destroy(sink);
 		sink = wrapped;
 	}
+	if (!sink)
+		metrics_exporter_free(mexp);
+	sink = wrap_metrics(sink, metrics, mexp);
 	if (!sink) {
 		err = -EINVAL;
 		close_outputs(&outs, &err);
@@ -806,6 +887,7 @@ static int run_agent(struct options *o)
 out_audit:
 	audit__free(&audit);
 out_config:
+	metrics_free(metrics);
 	otlp_config_free(&otlp);
 	return err;
 }
