@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -599,6 +600,8 @@ struct metrics_exporter *metrics_exporter_new(const struct otlp_config *cfg, con
 	struct metrics_exporter *e = calloc(1, sizeof(*e));
 	struct otlp_config mcfg = *cfg; /* the transport copies what it keeps */
 	char msg[256] = "";
+	sigset_t all, old;
+	int err;
 
 	if (!e)
 		return NULL;
@@ -617,7 +620,12 @@ struct metrics_exporter *metrics_exporter_new(const struct otlp_config *cfg, con
 		metrics_exporter_free(e);
 		return NULL;
 	}
-	if (pthread_create(&e->thread, NULL, export_thread, e)) {
+	/* every signal blocked in the thread: the stop signals are the loop's (signalfd) */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	err = pthread_create(&e->thread, NULL, export_thread, e);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err) {
 		log_error("otlp metrics: cannot start the export thread");
 		metrics_exporter_free(e);
 		return NULL;
