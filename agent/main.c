@@ -49,6 +49,7 @@ enum output_kind {
 	OUTPUT_WATERFALL,
 	OUTPUT_JSON,
 	OUTPUT_OTLP,
+	OUTPUT_NONE, /* no spans written (-o none, OTEL_TRACES_EXPORTER=none): metrics only */
 };
 
 struct options {
@@ -116,7 +117,7 @@ static const struct argp_option argp_opts[] = {
     {"comm", 'c', "NAME", 0, "Trace processes with this command name (repeatable)", 0},
     {"port", 'P', "PORT", 0, "Trace connections with this local or remote port (repeatable)", 0},
     {"output", 'o', "KIND", 0,
-     "waterfall, json or otlp (default: otlp when an endpoint is "
+     "waterfall, json, otlp or none (metrics only) (default: otlp when an endpoint is "
      "configured, else waterfall)",
      1},
     {"output-file", 'O', "FILE", 0, "Write waterfall/json output to FILE instead of stdout", 1},
@@ -241,6 +242,8 @@ static int parse_output(const char *arg, enum output_kind *out)
 		*out = OUTPUT_JSON;
 	else if (strcmp(arg, "otlp") == 0)
 		*out = OUTPUT_OTLP;
+	else if (strcmp(arg, "none") == 0)
+		*out = OUTPUT_NONE;
 	else
 		return -EINVAL;
 	return 0;
@@ -302,7 +305,7 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 	switch (key) {
 	case 'o':
 		if (parse_output(arg, &o->output))
-			bad_setting(state, "invalid --output '%s' (waterfall, json or otlp)", arg);
+			bad_setting(state, "invalid --output '%s' (waterfall, json, otlp or none)", arg);
 		return 0;
 	case 'O':
 		o->output_file = arg;
@@ -572,6 +575,8 @@ static struct sink *make_sink(struct options *o, struct otlp_config *otlp,
 
 	if (o->output == OUTPUT_OTLP)
 		return sink_otlp_new(otlp);
+	if (o->output == OUTPUT_NONE)
+		return sink_null_new();
 	out = outbuf__stream(ob);
 	if (o->output == OUTPUT_JSON) {
 		/* the sink buffers whole lines itself: unbuffered, each of its drains is one
@@ -604,6 +609,7 @@ static void announce_ready(void *ctx)
 		 o->bpf.nports ? ", selected ports" : "",
 		 o->output == OUTPUT_JSON   ? "json"
 		 : o->output == OUTPUT_OTLP ? "otlp"
+		 : o->output == OUTPUT_NONE ? "none (metrics only)"
 					    : "waterfall");
 }
 
@@ -621,8 +627,10 @@ static int traces_exporter_from_env(struct options *o)
 		kind = OUTPUT_OTLP;
 	} else if (strcmp(v, "console") == 0) {
 		kind = OUTPUT_WATERFALL;
+	} else if (strcmp(v, "none") == 0) {
+		kind = OUTPUT_NONE;
 	} else {
-		log_error("invalid OTEL_TRACES_EXPORTER (otlp or console; or -o)");
+		log_error("invalid OTEL_TRACES_EXPORTER (otlp, console or none; or -o)");
 		return -EINVAL;
 	}
 	if (o->output == OUTPUT_DEFAULT)
@@ -778,7 +786,7 @@ static int metrics_exporter_from_env(const struct options *o, const struct otlp_
 		return -EINVAL;
 	}
 	if ((which && !strcmp(which, "none")) ||
-	    !(asked || (ep && *ep) || o->output == OUTPUT_OTLP))
+	    !(asked || (ep && *ep) || o->output == OUTPUT_OTLP || otlp->endpoint_set))
 		return 0;
 	if (iv && *iv) {
 		errno = 0;

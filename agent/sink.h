@@ -35,6 +35,9 @@ struct audit;
 /* Counts each span into a (caller-owned) audit, then passes it to inner, which it owns. */
 struct sink *sink_audit_new(struct sink *inner, struct audit *a);
 
+/* Drops every span (-o none: metrics only). */
+struct sink *sink_null_new(void);
+
 struct metrics;
 struct metrics_exporter;
 /* Counts every span into a (caller-owned) metrics registry, then passes it to inner, which

@@ -117,11 +117,11 @@ def curl(url, *headers):
     run([*argv, url])
 
 
-def run_mix(agent_env):
-    """The known mix against one app_server; returns (last decoded request, all, service)."""
+def run_mix(agent_env, output="json"):
+    """The known mix against one app_server; returns (the agent, the app's service name)."""
     svc = "metrics-app-" + uuid.uuid4().hex[:8]
     port = free_port()
-    agent = Agent(output="json", env=agent_env)
+    agent = Agent(output=output, env=agent_env)
     app = app_server(port, {"OTEL_SERVICE_NAME": svc})
     try:
         base = f"http://127.0.0.1:{port}"
@@ -217,6 +217,22 @@ def test_red_metrics_over_grpc():
             assert json.load(h)["headers"][":path"] == \
                 "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
     check_mix(decode(files), svc)
+
+
+def test_metrics_only_mode():
+    """-o none: no span is written anywhere, every request is still counted."""
+    recv = HttpMetricsReceiver()
+    try:
+        agent, svc = run_mix({
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"http://127.0.0.1:{recv.port}/v1/metrics",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, output="none")
+    finally:
+        recv.stop()
+    assert os.path.getsize(agent.out_path) == 0, "no span written"
+    assert "output none (metrics only)" in agent.stderr()
+    reqs = decode(requests_in(recv.dir))
+    assert len(reqs) == 1, "the default interval is 60 s: only the final export"
+    check_mix(reqs, svc)
 
 
 def test_service_graph_and_propagation_two_services():
