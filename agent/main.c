@@ -764,12 +764,12 @@ static int finish_output(const struct options *o, struct sink *sink, const struc
 }
 
 /*
- * OTLP metrics (README "Metrics"): exported when OTEL_METRICS_EXPORTER is unset or otlp and an
- * OTLP endpoint is configured (traces' or OTEL_EXPORTER_OTLP_METRICS_ENDPOINT), or when
- * OTEL_METRICS_EXPORTER=otlp asks for it (default endpoint). none: no export. Returns the
- * exporter in *exp (NULL when off), 0 or -EINVAL.
+ * OTLP metrics (README "Metrics"): exported when asked, by OTEL_METRICS_EXPORTER=otlp or by
+ * OTEL_EXPORTER_OTLP_METRICS_ENDPOINT; none: never. Not by a traces endpoint alone: an agent
+ * upgraded in place must not start posting metrics to a collector that takes only traces.
+ * Returns the exporter in *exp (NULL when off), 0 or -EINVAL.
  */
-static int metrics_exporter_from_env(const struct options *o, const struct otlp_config *otlp,
+static int metrics_exporter_from_env(const struct otlp_config *otlp,
 				     struct metrics_exporter **exp)
 {
 	const char *which = getenv("OTEL_METRICS_EXPORTER");
@@ -786,7 +786,7 @@ static int metrics_exporter_from_env(const struct options *o, const struct otlp_
 		return -EINVAL;
 	}
 	if ((which && !strcmp(which, "none")) ||
-	    !(asked || (ep && *ep) || o->output == OUTPUT_OTLP || otlp->endpoint_set))
+	    !(asked || (ep && *ep)))
 		return 0;
 	if (iv && *iv) {
 		errno = 0;
@@ -848,7 +848,7 @@ static int run_agent(struct options *o)
 	err = resolve_output(o, &otlp);
 	if (err)
 		goto out_config;
-	err = metrics_exporter_from_env(o, &otlp, &mexp);
+	err = metrics_exporter_from_env(&otlp, &mexp);
 	if (err)
 		goto out_config;
 	metrics = mexp ? metrics_new(0) : NULL;
