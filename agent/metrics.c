@@ -52,6 +52,7 @@ struct metrics {
 	uint32_t *index; /* series index + 1, 0: empty */
 	struct metrics_series *overflow[MF__COUNT];
 	size_t noverflow; /* overflow series made (they do not count against the cap) */
+	uint64_t epoch;	  /* snapshots handed to an exporter so far */
 	uint64_t start_unix_ns;
 };
 
@@ -277,10 +278,54 @@ void metrics__record(struct metrics *m, enum metric_family f, struct resource *r
 	if (!s)
 		return; /* out of memory even for the overflow series: counted there */
 	s->count++;
+	s->touched = m->epoch;
 	if (families[f].kind == METRIC_HISTOGRAM) {
 		s->sum += (double)duration_ns / 1e9;
 		s->buckets[metrics_bucket_of(duration_ns)]++;
 	}
+}
+
+/* Put every series back in the index (after some were removed). */
+static void index_rebuild(struct metrics *m)
+{
+	memset(m->index, 0, (m->index_mask + 1) * sizeof(*m->index));
+	for (size_t i = 0; i < m->nseries; i++) {
+		size_t slot;
+
+		if (m->overflow[m->series[i]->family] == m->series[i])
+			continue; /* found through m->overflow, never through the index */
+		slot = m->series[i]->hash & m->index_mask;
+		while (m->index[slot])
+			slot = (slot + 1) & m->index_mask;
+		m->index[slot] = (uint32_t)(i + 1);
+	}
+}
+
+size_t metrics__end_epoch(struct metrics *m)
+{
+	size_t kept = 0, dropped = 0;
+
+	m->epoch++;
+	if ((m->nseries - m->noverflow) * 4 <= m->max_series * 3)
+		return 0;
+	for (size_t i = 0; i < m->nseries; i++) {
+		struct metrics_series *s = m->series[i];
+
+		/* untouched for a whole epoch: its last value went out in the snapshot just made */
+		if (s->touched + 2 <= m->epoch && m->overflow[s->family] != s) {
+			resource_put(s->resource);
+			free(s);
+			dropped++;
+			continue;
+		}
+		m->series[kept++] = s;
+	}
+	m->nseries = kept;
+	if (dropped) {
+		index_rebuild(m);
+		STAT_ADD(metrics_series_expired, dropped);
+	}
+	return dropped;
 }
 
 /* ---- from spans ------------------------------------------------------------------------ */

@@ -90,6 +90,7 @@ struct metrics_series {
 	uint64_t hash;
 	uint32_t res_pid;
 	uint64_t res_start_ns;
+	uint64_t touched; /* the registry's epoch at the last observation */
 	uint16_t strbuf_used;
 	char strbuf[768];
 };
@@ -112,6 +113,15 @@ uint64_t metrics__start_unix_ns(const struct metrics *m);
 size_t metrics__nseries(const struct metrics *m);
 const struct metrics_series *metrics__series_at(const struct metrics *m, size_t i);
 
+/*
+ * Called by an exporter once a snapshot has been handed over: a new epoch begins. When the
+ * table is over 3/4 full, the series not observed during the previous epoch (so exported
+ * since their last change) are dropped: short-lived processes (a curl per request) would
+ * otherwise fill it for good. Their stream ends, as an exited process's would. Returns how
+ * many were dropped (also counted in metrics_series_expired).
+ */
+size_t metrics__end_epoch(struct metrics *m);
+
 /* The value of attribute key of a series, NULL if absent. */
 const struct metrics_attr *metrics_series_attr(const struct metrics_series *ser, const char *key);
 
@@ -129,9 +139,9 @@ void metrics__record(struct metrics *m, enum metric_family f, struct resource *r
 
 struct metrics_exporter;
 /* From the loop's tick (CLOCK_MONOTONIC ns): at the interval, snapshot m and hand it over. */
-void metrics_exporter__tick(struct metrics_exporter *e, const struct metrics *m, uint64_t now_ns);
+void metrics_exporter__tick(struct metrics_exporter *e, struct metrics *m, uint64_t now_ns);
 /* Shutdown: one last snapshot, delivered within deadline_ms. */
-void metrics_exporter__final(struct metrics_exporter *e, const struct metrics *m, int deadline_ms);
+void metrics_exporter__final(struct metrics_exporter *e, struct metrics *m, int deadline_ms);
 void metrics_exporter__print_stats(struct metrics_exporter *e, FILE *out);
 void metrics_exporter_free(struct metrics_exporter *e);
 

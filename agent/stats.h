@@ -74,7 +74,9 @@
 	X(budget_expired, "requests ended after 30 s unanswered: over 3/4 of --memory-limit in "   \
 			  "use")                                                                   \
 	X(metrics_overflow,                                                                        \
-	  "metric observations counted in an otel.metric.overflow series: series table full")
+	  "metric observations counted in an otel.metric.overflow series: series table full")      \
+	X(metrics_series_expired,                                                                  \
+	  "metric series dropped after export: idle for an interval with the table 3/4 full")
 
 struct agent_stats {
 #define X(name, desc) uint64_t name;

@@ -504,7 +504,7 @@ static void *export_thread(void *arg)
 }
 
 /* Encode now (in the loop) and hand the bytes over without waiting for the thread. */
-static void snapshot(struct metrics_exporter *e, const struct metrics *m)
+static void snapshot(struct metrics_exporter *e, struct metrics *m)
 {
 	struct otlp_buf *body = &e->raw, t;
 	int err = metrics_otlp_encode(e->enc, m, real_ns(), &e->raw);
@@ -527,9 +527,10 @@ static void snapshot(struct metrics_exporter *e, const struct metrics *m)
 	e->have_pending = true;
 	pthread_cond_signal(&e->cv);
 	pthread_mutex_unlock(&e->mu);
+	metrics__end_epoch(m);
 }
 
-void metrics_exporter__tick(struct metrics_exporter *e, const struct metrics *m, uint64_t now_ns)
+void metrics_exporter__tick(struct metrics_exporter *e, struct metrics *m, uint64_t now_ns)
 {
 	if (!e->next_ns)
 		e->next_ns = now_ns + e->interval_ns;
@@ -539,7 +540,7 @@ void metrics_exporter__tick(struct metrics_exporter *e, const struct metrics *m,
 	snapshot(e, m);
 }
 
-void metrics_exporter__final(struct metrics_exporter *e, const struct metrics *m, int deadline_ms)
+void metrics_exporter__final(struct metrics_exporter *e, struct metrics *m, int deadline_ms)
 {
 	if (!e->started)
 		return;

@@ -245,6 +245,57 @@ static void test_long_values_cut(void **state)
 	resource_put(r);
 }
 
+/* A curl per request: a process per series. Once exported and idle for an interval, those
+ * series make room when the table fills, and the live ones stay. */
+static size_t series_of(const struct metrics *m, const struct resource *r, uint64_t *count)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < metrics__nseries(m); i++)
+		if (metrics__series_at(m, i)->resource == r) {
+			*count = metrics__series_at(m, i)->count;
+			n++;
+		}
+	return n;
+}
+
+/* A curl per request: a process per series. Once exported and idle for an interval, those
+ * series make room when the table fills; the live ones stay, and new ones find room. */
+static void test_idle_series_expire(void **state)
+{
+	struct metrics *m = metrics_new(8);
+	struct resource *live = make_resource(1, "live"), *fresh = make_resource(200, "fresh");
+	struct resource *curls[7];
+	uint64_t before = g_stats.metrics_series_expired, count = 0;
+
+	(void)state;
+	for (int i = 0; i < 7; i++) {
+		curls[i] = make_resource(100 + (uint32_t)i, "curl");
+		metrics__record(m, MF_HTTP_CLIENT_DURATION, curls[i], NULL, 0, 1000);
+	}
+	metrics__record(m, MF_HTTP_SERVER_DURATION, live, NULL, 0, 1000);
+	assert_int_equal(metrics__nseries(m), 8);
+	assert_int_equal(metrics__end_epoch(m), 0); /* all just exported: kept */
+	metrics__record(m, MF_HTTP_SERVER_DURATION, live, NULL, 0, 1000);
+	assert_int_equal(metrics__end_epoch(m), 7); /* the idle ones */
+	assert_int_equal(g_stats.metrics_series_expired - before, 7);
+	assert_int_equal(series_of(m, live, &count), 1);
+	assert_int_equal(count, 2);
+	metrics__record(m, MF_HTTP_SERVER_DURATION, fresh, NULL, 0, 1000);
+	metrics__record(m, MF_HTTP_SERVER_DURATION, fresh, NULL, 0, 1000);
+	metrics__record(m, MF_HTTP_SERVER_DURATION, live, NULL, 0, 1000);
+	assert_int_equal(metrics__nseries(m), 2); /* found again through the rebuilt index */
+	assert_int_equal(series_of(m, fresh, &count), 1);
+	assert_int_equal(count, 2);
+	assert_int_equal(series_of(m, live, &count), 1);
+	assert_int_equal(count, 3);
+	metrics_free(m);
+	for (int i = 0; i < 7; i++)
+		resource_put(curls[i]);
+	resource_put(live);
+	resource_put(fresh);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -253,6 +304,7 @@ int main(void)
 	    cmocka_unit_test(test_graph_and_propagation),
 	    cmocka_unit_test(test_cardinality_cap),
 	    cmocka_unit_test(test_long_values_cut),
+	    cmocka_unit_test(test_idle_series_expire),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
