@@ -73,7 +73,11 @@
 	X(budget_peak_bytes, "most bytes of connection and request state held at once")            \
 	X(budget_expired, "requests ended after 30 s unanswered: over 3/4 of --memory-limit in "   \
 			  "use")                                                                   \
-	X(drop_span_no_memory, "spans lost: no memory to build them when their exchange ended")
+	X(drop_span_no_memory, "spans lost: no memory to build them when their exchange ended")    \
+	X(metrics_overflow,                                                                        \
+	  "metric observations counted in an otel.metric.overflow series: series table full")      \
+	X(metrics_series_expired,                                                                  \
+	  "metric series dropped after export: idle for an interval with the table 3/4 full")
 
 struct agent_stats {
 #define X(name, desc) uint64_t name;
