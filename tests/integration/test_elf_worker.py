@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from lib import Agent, Proc, free_port, wait_port, slow, HERE
+from lib import Agent, Proc, free_port, spans_where, wait_port, slow, HERE
 
 EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 SHDR = struct.Struct("<IIQQQQIIQQ")
@@ -116,9 +116,7 @@ def test_http_is_traced_while_crafted_libraries_are_parsed():
         hostile = mapper(paths)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         lags, t0 = [], time.time()
-        deadline = t0 + slow(20)
-        while time.time() - t0 < 3 or len(budget_lines(agent, paths)) < len(paths):
-            assert time.time() < deadline, (len(budget_lines(agent, paths)), agent.stderr()[-3000:])
+        while time.time() - t0 < 3:  # on the event thread, the stall came at once
             before = span_count(agent)
             conn.request("GET", "/leaf")
             resp = conn.getresponse()
@@ -130,6 +128,12 @@ def test_http_is_traced_while_crafted_libraries_are_parsed():
             lags.append(time.time() - answered)
             time.sleep(0.02)
         conn.close()
+        # the files left out of the full queue are parsed on a later exec rescan (8 s)
+        deadline = time.time() + slow(20)
+        while len(budget_lines(agent, paths)) < len(paths):
+            assert time.time() < deadline, (len(budget_lines(agent, paths)),
+                                            agent.stderr()[-3000:])
+            time.sleep(0.1)
         spans = agent.stop()
     finally:
         for p in (hostile, app):
@@ -141,18 +145,19 @@ def test_http_is_traced_while_crafted_libraries_are_parsed():
     print(f"    {len(lags)} requests; span lag max {max(lags) * 1000:.0f} ms, "
           f"median {sorted(lags)[len(lags) // 2] * 1000:.0f} ms; "
           f"over_budget={c.get('tls_elf_over_budget')} queue_full={c.get('tls_elf_queue_full')}")
-    assert len(spans) == len(lags), (len(spans), len(lags))
+    assert len(spans_where(spans, kind="SERVER", pid=app.pid)) == len(lags), len(spans)
     assert max(lags) < slow(0.6), sorted(lags)[-5:]
     assert c["tls_elf_over_budget"] == len(paths), c
     assert c["tls_elf_queue_full"] >= len(paths) - 16, c
 
 
 def test_sigterm_during_crafted_parses_stops_at_once():
-    """SIGTERM while 32 crafted files (100 ms each) wait to be parsed: the agent exits
-    within a second (the parse under way ends within its budget, the queued ones are
-    dropped). On the event thread, the signal waited for the whole scan (~3 s)."""
+    """SIGTERM while 64 crafted files (100 ms each) wait to be parsed: the agent exits
+    within 2 s, as fast as without them (~0.8 s here: detaching, flushing): the parse under
+    way ends within its budget, the queued ones are dropped. On the event thread, the
+    signal waited for the whole scan (~6.4 s)."""
     port = free_port()
-    paths = slow_libs(32)
+    paths = slow_libs(64)
     agent = hostile = None
     try:
         agent = Agent("--port", str(port))
@@ -176,5 +181,5 @@ def test_sigterm_during_crafted_parses_stops_at_once():
             agent.kill()
     print(f"    exited {took * 1000:.0f} ms after SIGTERM, "
           f"{len(budget_lines(agent, paths))} of {len(paths)} files parsed")
-    assert took < slow(1.0), took
+    assert took < slow(2.0), took
     assert len(budget_lines(agent, paths)) < len(paths)
