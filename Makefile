@@ -26,6 +26,8 @@ GEN := $(OUT)/gen
 
 # ---- userspace flags ------------------------------------------------------------
 LIBS := $(shell $(PKG_CONFIG) --libs libbpf libprotobuf-c libcurl zlib 2>/dev/null) -lelf -lz -lpthread
+# seccomp filter after start-up (agent/sandbox.c)
+LIBS += -lseccomp
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers
 CPPFLAGS += -Iinclude -Iagent -I$(GEN) -D_GNU_SOURCE -DHOPTRACE_VERSION='"$(VERSION)"'
 CFLAGS ?= -O2 -g
