@@ -14,27 +14,70 @@
  * architecture lacks, are skipped. */
 static const char *const denied[] = {
     /* running other programs (nothing is exec'd after start-up) */
-    "execve", "execveat", "uselib",
+    "execve",
+    "execveat",
+    "uselib",
     /* other processes' memory, files and fds (the /proc files the agent reads are opened
      * with open/openat2, which stay) */
-    "process_vm_readv", "process_vm_writev", "pidfd_getfd", "process_madvise",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pidfd_getfd",
+    "process_madvise",
     "kcmp",
     /* file systems and the file system view: tracefs is mounted at start-up if need be */
-    "mount", "umount2", "pivot_root", "chroot", "fsopen", "fsconfig", "fsmount", "fspick",
-    "move_mount", "open_tree", "mount_setattr", "swapon", "swapoff", "quotactl",
-    "quotactl_fd", "acct", "name_to_handle_at", "open_by_handle_at", "lookup_dcookie",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    "swapon",
+    "swapoff",
+    "quotactl",
+    "quotactl_fd",
+    "acct",
+    "name_to_handle_at",
+    "open_by_handle_at",
+    "lookup_dcookie",
     /* namespaces */
-    "unshare", "setns",
+    "unshare",
+    "setns",
     /* the kernel itself */
-    "init_module", "finit_module", "delete_module", "create_module", "kexec_load",
-    "kexec_file_load", "reboot", "iopl", "ioperm", "syslog", "_sysctl", "nfsservctl",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "create_module",
+    "kexec_load",
+    "kexec_file_load",
+    "reboot",
+    "iopl",
+    "ioperm",
+    "syslog",
+    "_sysctl",
+    "nfsservctl",
     /* clocks and names of the host */
-    "settimeofday", "clock_settime", "adjtimex", "clock_adjtime", "sethostname",
-    "setdomainname", "vhangup",
+    "settimeofday",
+    "clock_settime",
+    "adjtimex",
+    "clock_adjtime",
+    "sethostname",
+    "setdomainname",
+    "vhangup",
     /* keyrings */
-    "keyctl", "add_key", "request_key",
+    "keyctl",
+    "add_key",
+    "request_key",
     /* kernel attack surface the agent never uses */
-    "personality", "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "personality",
+    "userfaultfd",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
 };
 
 /* clone flags that make a new namespace. */
@@ -103,9 +146,9 @@ static int deny_clone_namespaces(scmp_filter_ctx ctx)
 	int err = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
 
 	for (size_t i = 0; !err && i < sizeof(clone_ns_flags) / sizeof(clone_ns_flags[0]); i++)
-		err = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
-				       SCMP_A0(SCMP_CMP_MASKED_EQ, clone_ns_flags[i],
-					       clone_ns_flags[i]));
+		err = seccomp_rule_add(
+		    ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+		    SCMP_A0(SCMP_CMP_MASKED_EQ, clone_ns_flags[i], clone_ns_flags[i]));
 	return err;
 }
 
@@ -116,7 +159,8 @@ static int deny_terminal_input(scmp_filter_ctx ctx)
 	int err = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
 				   SCMP_A1(SCMP_CMP_EQ, TIOCSTI));
 
-	return err ?: seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
+	return err
+		   ?: seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(ioctl), 1,
 				       SCMP_A1(SCMP_CMP_EQ, TIOCLINUX));
 }
 
