@@ -26,6 +26,8 @@ GEN := $(OUT)/gen
 
 # ---- userspace flags ------------------------------------------------------------
 LIBS := $(shell $(PKG_CONFIG) --libs libbpf libprotobuf-c libcurl zlib 2>/dev/null) -lelf -lz -lpthread
+# the Prometheus endpoint (agent/httpd.c)
+LIBS += $(shell $(PKG_CONFIG) --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
 # seccomp filter after start-up (agent/sandbox.c)
 LIBS += -lseccomp
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers
