@@ -9,6 +9,7 @@ seconds without a ring drain, a span, or a look at the stop signals.
 """
 import http.client
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -141,6 +142,7 @@ def test_http_is_traced_while_crafted_libraries_are_parsed():
                 p.stop()
         if agent:
             agent.kill()
+        shutil.rmtree(os.path.dirname(paths[0]))
     c = agent.counters
     print(f"    {len(lags)} requests; span lag max {max(lags) * 1000:.0f} ms, "
           f"median {sorted(lags)[len(lags) // 2] * 1000:.0f} ms; "
@@ -180,6 +182,7 @@ def test_sigterm_during_crafted_parses_stops_at_once():
             hostile.stop()
         if agent:
             agent.kill()
+        shutil.rmtree(os.path.dirname(paths[0]))
     print(f"    exited {took * 1000:.0f} ms after SIGTERM, "
           f"{len(budget_lines(agent, paths))} of {len(paths)} files parsed")
     assert took < slow(2.0), took
