@@ -33,6 +33,7 @@
 #include "loop.h"
 #include "outbuf.h"
 #include "privilege.h"
+#include "sandbox.h"
 #include "selfmetrics.h"
 #include "sink.h"
 #include "stats.h"
@@ -76,6 +77,7 @@ struct options {
 	bool keep_path_params_set;
 	size_t memory_limit;	/* --memory-limit: bytes, 0: none */
 	size_t max_connections; /* --max-connections: connections followed at once */
+	int no_seccomp;		/* --no-seccomp: no system call filter after start-up */
 	/* --metrics-listen: the Prometheus endpoint's address; NULL: no endpoint */
 	const char *metrics_listen;
 	struct sockaddr_storage metrics_addr;
@@ -100,6 +102,7 @@ enum {
 	OPT_OUTPUT_BUFFER,
 	OPT_MEMORY_LIMIT,
 	OPT_MAX_CONNECTIONS,
+	OPT_NO_SECCOMP,
 	OPT_METRICS_LISTEN,
 };
 
@@ -184,6 +187,10 @@ static const struct argp_option argp_opts[] = {
     {"no-tls", OPT_NO_TLS, NULL, 0,
      "Do not trace HTTPS (no uprobes on OpenSSL libraries and binaries)", 3},
     {"no-color", OPT_NO_COLOR, NULL, 0, "No colors in the waterfall", 3},
+    {"no-seccomp", OPT_NO_SECCOMP, NULL, 0,
+     "No seccomp filter after start-up (by default execve, ptrace, mount, module loading, "
+     "namespaces and other calls the agent never makes are refused)",
+     3},
     {"quiet-ms", OPT_QUIET_MS, "MS", 0,
      "Print a trace after MS milliseconds without new spans (default 500)", 3},
     {"self-test", OPT_SELF_TEST, NULL, 0,
@@ -365,6 +372,9 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		return 0;
 	case OPT_NO_TLS:
 		o->bpf.no_tls = true;
+		return 0;
+	case OPT_NO_SECCOMP:
+		o->no_seccomp = 1;
 		return 0;
 	case OPT_OTLP_ENDPOINT:
 		o->otlp_endpoint = arg;
@@ -717,6 +727,24 @@ static void drop_privileges(const struct loader *ld)
 			  privilege__names(privilege__effective(), names, sizeof(names)));
 }
 
+/* After the capabilities: the system calls the agent never makes from now on are refused
+ * in every thread (sandbox.h). A failure is logged, not fatal, as for the capabilities. */
+static void install_sandbox(const struct options *o)
+{
+	int err;
+
+	if (o->no_seccomp) {
+		log_debug("no seccomp filter (--no-seccomp)");
+		return;
+	}
+	err = sandbox__install();
+	if (err)
+		log_warn("cannot install the seccomp filter: %s; the agent runs without it",
+			 strerror(-err));
+	else
+		log_debug("seccomp filter installed in every thread");
+}
+
 /* Load and attach, run the loop until a stop signal or the duration, detach. */
 static int trace(struct options *o, struct tracker *tracker, struct sink *sink,
 		 struct stop_signals *stop, struct metrics_page *page, struct run_result *res)
@@ -738,6 +766,7 @@ static int trace(struct options *o, struct tracker *tracker, struct sink *sink,
 		return err;
 	}
 	drop_privileges(&ld);
+	install_sandbox(o);
 	loop = (struct loop){.ringbuf_fds = ld.ring_fds,
 			     .nrings = ld.nrings,
 			     .ring_bytes = ld.ring_bytes,

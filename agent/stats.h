@@ -56,6 +56,8 @@
 	  "process scans dropped: scan queue full (left to the periodic rescan)")                  \
 	X(tls_scans_deferred,                                                                      \
 	  "due process scans postponed by a tick (once per tick each): budget spent")              \
+	X(tls_elf_queue_full,                                                                      \
+	  "files not parsed for OpenSSL yet: parse queue full (left to the next scan)")            \
 	X(conns_http, "HTTP connections tracked")                                                  \
 	X(conns_idle_expired, "idle connections expired")                                          \
 	X(span_attrs_dropped, "span attributes dropped: the span's attribute room was full")       \
