@@ -439,13 +439,20 @@ static int pattern_check(const char *pat, size_t len)
 int route_patterns_add(struct route_patterns *p, const char *pattern)
 {
 	size_t len = strlen(pattern);
-	int err = pattern_check(pattern, len);
+	int err;
 
+	/* "/users/{id}/" is "/users/{id}", as a path's trailing '/' is ignored */
+	if (len > 1 && pattern[len - 1] == '/')
+		len--;
+	if (len > 1 && pattern[len - 1] == '/')
+		return -EINVAL;
+	err = pattern_check(pattern, len);
 	if (err)
 		return err;
 	if (p->n == ROUTE_PATTERNS_MAX)
 		return -ENOSPC;
-	memcpy(p->pattern[p->n], pattern, len + 1);
+	memcpy(p->pattern[p->n], pattern, len);
+	p->pattern[p->n][len] = '\0';
 	p->n++;
 	return 0;
 }

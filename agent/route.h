@@ -6,8 +6,8 @@
  *
  * 1. Explicit patterns (--route, HOPTRACE_ROUTES) are tried first, in order: a literal
  *    segment matches itself, "{name}" matches any one non-empty segment, and a last
- *    "{name...}" matches one or more remaining segments. A trailing '/' on the path is
- *    ignored. The route is the pattern as written.
+ *    "{name...}" matches one or more remaining segments. A trailing '/' on the path or
+ *    the pattern is ignored. The route is the pattern (without that '/').
  * 2. Otherwise each segment that looks like an identifier becomes a placeholder:
  *      {id}     digits only ("42"), or a word ending in a number: "order-12345" gives
  *               "order-{id}", "INV_0042" "INV_{id}", "user123456" "user{id}" (after '-' or
@@ -57,7 +57,8 @@ struct route_patterns {
 };
 
 /*
- * Add one pattern: starts with '/', at most ROUTE_PATTERN_MAX bytes, no ',', '?', '#', ';',
+ * Add one pattern (one trailing '/' dropped): starts with '/', ends with no '/' (but "/"),
+ * at most ROUTE_PATTERN_MAX bytes, no ',', '?', '#', ';',
  * whitespace or control byte; each "{...}" is a whole segment named by 1..32 letters, digits
  * or '_', and "{name...}" only as the last. 0, -EINVAL, or -ENOSPC past ROUTE_PATTERNS_MAX.
  */

@@ -68,7 +68,12 @@
 	X(budget_drops, "allocations refused: --memory-limit reached (requests not traced)")       \
 	X(budget_peak_bytes, "most bytes of connection and request state held at once")            \
 	X(budget_expired, "requests ended after 30 s unanswered: over 3/4 of --memory-limit in "   \
-			  "use")
+			  "use")                                                                   \
+	X(routes_learned, "distinct routes recorded (per service and side; see --route)")          \
+	X(routes_overflow,                                                                         \
+	  "requests named /{overflow}: their service had --max-routes-per-service routes")         \
+	X(routes_table_full,                                                                       \
+	  "requests named /{overflow}: route table full (1024 services or 65536 routes)")
 
 struct agent_stats {
 #define X(name, desc) uint64_t name;

@@ -140,13 +140,16 @@ static void test_patterns(void **state)
 	    {"/files", "/files"},
 	    {"/", "/"},
 	    {"/exact", "/exact"},
+	    {"/exact/", "/exact"},
 	    {"/exact/9", "/exact/{id}"},
 	};
 
 	(void)state;
 	assert_int_equal(route_patterns_parse(&p, "/users/{user}/orders,/files/{path...}"), 0);
 	assert_int_equal(route_patterns_add(&p, "/"), 0);
-	assert_int_equal(p.n, 3);
+	assert_int_equal(route_patterns_add(&p, "/exact/"), 0); /* stored as "/exact" */
+	assert_int_equal(p.n, 4);
+	assert_string_equal(p.pattern[3], "/exact");
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		route_template(&p, cases[i].path, strlen(cases[i].path), out, sizeof(out));
 		assert_string_equal(out, cases[i].route);
@@ -158,7 +161,7 @@ static void test_pattern_errors(void **state)
 	static const char *const bad[] = {
 	    "",		      "users/{id}", "/a/{id", "/a/{}",	  "/a/x{id}",	"/a/{rest...}/b",
 	    "/a?q",	      "/a;p",	    "/a#f",   "/a b",	  "/a/{bad-name}", "/a/{...}",
-	    "/a/\x01",
+	    "/a/\x01",	 "/a//",
 	};
 	struct route_patterns p = {0};
 	char big[ROUTE_PATTERN_MAX + 2];
