@@ -78,8 +78,8 @@ static void check_pattern_matches_itself(const struct route_patterns *pats, unsi
 static void check_patterns(const char *path, size_t len, const char *list)
 {
 	static const uint8_t key[16] = {7};
+	static struct route_table table; /* kept across inputs: it fills, and overflows */
 	struct route_patterns pats = {0};
-	struct route_table table;
 	char out[ROUTE_MAX + 1], again[ROUTE_MAX + 1];
 
 	if (route_patterns_parse(&pats, list) != 0)
@@ -87,13 +87,14 @@ static void check_patterns(const char *path, size_t len, const char *list)
 	route_template(&pats, path, len, out, sizeof(out));
 	for (unsigned i = 0; i < pats.n; i++)
 		check_pattern_matches_itself(&pats, i);
-	if (route_table__init(&table, 2, &pats, key))
-		return;
+	if (!table.routes && route_table__init(&table, 64, NULL, key))
+		abort();
+	table.patterns = &pats;
 	route_table__resolve(&table, "svc", false, path, len, out, sizeof(out));
 	route_table__resolve(&table, "svc", false, path, len, again, sizeof(again));
+	table.patterns = NULL;
 	if (strcmp(out, again) != 0)
 		abort();
-	route_table__free(&table);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
