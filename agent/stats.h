@@ -65,6 +65,10 @@
 	  "connections not indexed by address: same-host hops on them not joined")                 \
 	X(drop_proc_table_full,                                                                    \
 	  "spans given a minimal resource: process table full (/proc not read)")                   \
+	X(records_late,                                                                            \
+	  "records delivered behind newer ones: committed over 5 ms late (links may be missed)")   \
+	X(peer_link_missed,                                                                        \
+	  "same-host requests whose other end had already finished: hop not linked")              \
 	X(budget_drops, "allocations refused: --memory-limit reached (requests not traced)")       \
 	X(budget_peak_bytes, "most bytes of connection and request state held at once")            \
 	X(budget_expired, "requests ended after 30 s unanswered: over 3/4 of --memory-limit in "   \

@@ -386,6 +386,15 @@ static enum http1_body_rule on_response_head(struct conn *c, const struct http1_
 	return ex->is_head ? HTTP1_BODY_NONE : HTTP1_BODY_AUTO;
 }
 
+/* A client call answered while the server end of its connection, on this host and known,
+ * never saw the request: the server's records came late (records_late) or were lost, so
+ * that hop's SERVER span goes out without its caller. */
+static void count_missed_peer(struct conn *c, const struct exchange *ex)
+{
+	if (c->role == ROLE_CLIENT && !ex->peer_seen && find_local_peer(c->t, c))
+		STAT_INC(peer_link_missed);
+}
+
 static enum http1_body_rule on_head(void *ctx, const struct http1_head *h)
 {
 	struct conn_dir *cd = ctx;
@@ -411,8 +420,10 @@ static void on_complete(void *ctx, enum http1_kind kind, uint64_t end_tag)
 		return;
 	}
 	ex = queue_pop(c);
-	if (ex)
-		exchange_finish(&c->t->env, ex, end_tag, NULL);
+	if (!ex)
+		return;
+	count_missed_peer(c, ex);
+	exchange_finish(&c->t->env, ex, end_tag, NULL);
 }
 
 static void count_parse_error(enum http1_error err)
