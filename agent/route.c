@@ -89,7 +89,7 @@ enum seg_class {
 };
 
 static const char *const placeholder[] = {
-    [SEG_KEEP] = "",	    [SEG_ID] = "{id}",	   [SEG_UUID] = "{uuid}", [SEG_HEX] = "{hex}",
+    [SEG_KEEP] = "",	     [SEG_ID] = "{id}",	    [SEG_UUID] = "{uuid}",   [SEG_HEX] = "{hex}",
     [SEG_TOKEN] = "{token}", [SEG_DATE] = "{date}", [SEG_EMAIL] = "{email}",
 };
 
@@ -289,7 +289,8 @@ static bool has_extension(const char *s, size_t n, size_t *stem)
 		return false;
 	while (last > 0 && s[last - 1] != '.')
 		last--;
-	if (n - last < 1 || n - last > 5 || !is_alpha(s[last]) || !all_of(s + last, n - last, is_alnum))
+	if (n - last < 1 || n - last > 5 || !is_alpha(s[last]) ||
+	    !all_of(s + last, n - last, is_alnum))
 		return false;
 	*stem = (size_t)(first - s);
 	return true;

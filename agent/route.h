@@ -92,7 +92,7 @@ enum route_admit {
 struct route_service;
 
 struct route_table {
-	uint64_t key[2];     /* SipHash key: traffic cannot choose colliding routes */
+	uint64_t key[2];      /* SipHash key: traffic cannot choose colliding routes */
 	unsigned per_service; /* distinct routes per service and side */
 	const struct route_patterns *patterns; /* may be NULL; outlives the table */
 	struct route_service *services;	       /* open addressing, 2 * ROUTE_SERVICES_MAX */

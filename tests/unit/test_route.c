@@ -56,8 +56,7 @@ static const struct route_case corpus[] = {
     {"/api/v2/items/0", "/api/v2/items/{id}"},
     {"/archive/2024/05/06", "/archive/{id}/{id}/{id}"},
     /* uuids */
-    {"/orders/123e4567-e89b-12d3-a456-426614174000",
-     "/orders/{uuid}"},
+    {"/orders/123e4567-e89b-12d3-a456-426614174000", "/orders/{uuid}"},
     {"/t/550E8400-E29B-41D4-A716-446655440000/items", "/t/{uuid}/items"},
     /* hexadecimal: git hashes, object ids, digests */
     {"/repos/o/r/commits/3f9a1c2", "/repos/o/r/commits/{hex}"},
@@ -65,8 +64,7 @@ static const struct route_case corpus[] = {
      "/repos/o/r/git/commits/{hex}"},
     {"/objects/507f1f77bcf86cd799439011", "/objects/{hex}"},
     {"/v2/library/nginx/blobs/sha256:abc", "/v2/library/nginx/blobs/sha256:abc"},
-    {"/blobs/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-     "/blobs/{hex}"},
+    {"/blobs/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "/blobs/{hex}"},
     {"/files/5f4dcc3b5aa765d61d8327deb882cf99.pdf", "/files/{hex}.pdf"},
     /* random ids: Stripe, nanoid, ULID, KSUID, YouTube, base64, JWT */
     {"/v1/customers/cus_9s6XKzkNRiz8i3", "/v1/customers/{token}"},
@@ -104,8 +102,7 @@ static const struct route_case corpus[] = {
     {"/my-bucket/uploads/123e4567-e89b-12d3-a456-426614174000/avatar.png",
      "/my-bucket/uploads/{uuid}/avatar.png"},
     {"/avatars/12345.png", "/avatars/{id}.png"},
-    {"/img/2024/05/06/8f14e45fceea167a5a36dedd4bea2543.webp",
-     "/img/{id}/{id}/{id}/{hex}.webp"},
+    {"/img/2024/05/06/8f14e45fceea167a5a36dedd4bea2543.webp", "/img/{id}/{id}/{id}/{hex}.webp"},
 };
 
 static void test_corpus(void **state)
@@ -133,7 +130,7 @@ static void test_patterns(void **state)
 	    {"/users/alice/orders", "/users/{user}/orders"},
 	    {"/users/42/orders/", "/users/{user}/orders"},
 	    {"/users/42/orders/7", "/users/{id}/orders/{id}"}, /* no pattern: templated */
-	    {"/users//orders", "/users//orders"},		   /* {user} needs a segment */
+	    {"/users//orders", "/users//orders"},	       /* {user} needs a segment */
 	    {"/files/a/b/c.txt", "/files/{path...}"},
 	    {"/files/x", "/files/{path...}"},
 	    {"/files/", "/files/"},
@@ -159,9 +156,8 @@ static void test_patterns(void **state)
 static void test_pattern_errors(void **state)
 {
 	static const char *const bad[] = {
-	    "",		      "users/{id}", "/a/{id", "/a/{}",	  "/a/x{id}",	"/a/{rest...}/b",
-	    "/a?q",	      "/a;p",	    "/a#f",   "/a b",	  "/a/{bad-name}", "/a/{...}",
-	    "/a/\x01",	 "/a//",
+	    "",	    "users/{id}", "/a/{id", "/a/{}",	     "/a/x{id}", "/a/{rest...}/b", "/a?q",
+	    "/a;p", "/a#f",	  "/a b",   "/a/{bad-name}", "/a/{...}", "/a/\x01",	   "/a//",
 	};
 	struct route_patterns p = {0};
 	char big[ROUTE_PATTERN_MAX + 2];
@@ -312,9 +308,9 @@ static void test_services_bounded(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_corpus),	   cmocka_unit_test(test_patterns),
-	    cmocka_unit_test(test_pattern_errors), cmocka_unit_test(test_mask),
-	    cmocka_unit_test(test_cut_to_fit),	   cmocka_unit_test(test_cap),
+	    cmocka_unit_test(test_corpus),	     cmocka_unit_test(test_patterns),
+	    cmocka_unit_test(test_pattern_errors),   cmocka_unit_test(test_mask),
+	    cmocka_unit_test(test_cut_to_fit),	     cmocka_unit_test(test_cap),
 	    cmocka_unit_test(test_services_bounded),
 	};
 
