@@ -26,6 +26,8 @@ GEN := $(OUT)/gen
 
 # ---- userspace flags ------------------------------------------------------------
 LIBS := $(shell $(PKG_CONFIG) --libs libbpf libprotobuf-c libcurl zlib 2>/dev/null) -lelf -lz -lpthread
+# the Prometheus endpoint (agent/httpd.c)
+LIBS += $(shell $(PKG_CONFIG) --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers
 CPPFLAGS += -Iinclude -Iagent -I$(GEN) -D_GNU_SOURCE -DHOPTRACE_VERSION='"$(VERSION)"'
 CFLAGS ?= -O2 -g

@@ -123,6 +123,8 @@ static void on_timer(struct loop *l, int timerfd, struct ringmerge *rb, uint64_t
 	tls__tick(l->tls, now);
 	if (now >= *next_hk) {
 		tracker__tick(l->tracker, now);
+		if (l->on_second)
+			l->on_second(l->second_ctx, now, rb);
 		*next_hk = now + HOUSEKEEPING_NS;
 	}
 }

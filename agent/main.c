@@ -24,11 +24,13 @@
 #include "export/otlp_config.h"
 #include "export/sink_otlp.h"
 #include "hoptrace.skel.h"
+#include "httpd.h"
 #include "loader.h"
 #include "log.h"
 #include "loop.h"
 #include "outbuf.h"
 #include "privilege.h"
+#include "selfmetrics.h"
 #include "route.h"
 #include "sink.h"
 #include "stats.h"
@@ -71,6 +73,10 @@ struct options {
 	bool keep_path_params_set;
 	size_t memory_limit;	/* --memory-limit: bytes, 0: none */
 	size_t max_connections; /* --max-connections: connections followed at once */
+	/* --metrics-listen: the Prometheus endpoint's address; NULL: no endpoint */
+	const char *metrics_listen;
+	struct sockaddr_storage metrics_addr;
+	socklen_t metrics_addr_len;
 	/* --route, else HOPTRACE_ROUTES: patterns naming spans before templating (route.h) */
 	struct route_patterns routes;
 	bool routes_set;
@@ -95,6 +101,7 @@ enum {
 	OPT_OUTPUT_BUFFER,
 	OPT_MEMORY_LIMIT,
 	OPT_MAX_CONNECTIONS,
+	OPT_METRICS_LISTEN,
 	OPT_ROUTE,
 	OPT_MAX_ROUTES,
 };
@@ -182,6 +189,10 @@ static const struct argp_option argp_opts[] = {
      "Connections followed at once, 1..1048576 (default 65536). Records of connections past it are "
      "dropped and counted (drop_conn_table_full)",
      3},
+    {"metrics-listen", OPT_METRICS_LISTEN, "ADDR:PORT", 0,
+     "Serve /metrics (Prometheus), /healthz and /readyz over HTTP at ADDR:PORT; a bare PORT "
+     "or :PORT binds 127.0.0.1, [::]:PORT every address (default: no endpoint)",
+     2},
     {"no-tls", OPT_NO_TLS, NULL, 0,
      "Do not trace HTTPS (no uprobes on OpenSSL libraries and binaries)", 3},
     {"no-color", OPT_NO_COLOR, NULL, 0, "No colors in the waterfall", 3},
@@ -417,6 +428,14 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		if (parse_uint(arg, 1u << 20, &v) || v < 1)
 			bad_setting(state, "invalid --max-connections '%s' (1..1048576)", arg);
 		o->max_connections = (size_t)v;
+		return 0;
+	case OPT_METRICS_LISTEN:
+		if (httpd_parse_listen(arg, &o->metrics_addr, &o->metrics_addr_len))
+			bad_setting(state,
+				    "invalid --metrics-listen '%s' (PORT, :PORT, IPV4:PORT or "
+				    "[IPV6]:PORT, numeric)",
+				    arg);
+		o->metrics_listen = arg;
 		return 0;
 	case ARGP_KEY_ARG:
 		bad_setting(state, "unexpected argument '%s'", arg);
@@ -720,7 +739,7 @@ static void drop_privileges(const struct loader *ld)
 
 /* Load and attach, run the loop until a stop signal or the duration, detach. */
 static int trace(struct options *o, struct tracker *tracker, struct sink *sink,
-		 struct stop_signals *stop, struct run_result *res)
+		 struct stop_signals *stop, struct metrics_page *page, struct run_result *res)
 {
 	struct loader ld = {0};
 	struct loop loop;
@@ -749,7 +768,16 @@ static int trace(struct options *o, struct tracker *tracker, struct sink *sink,
 			     .duration_s = o->duration_s,
 			     .on_ready = announce_ready,
 			     .ready_ctx = o};
+	if (page) {
+		page->ld = &ld;
+		loop.on_second = metrics_page__on_second;
+		loop.second_ctx = page;
+	}
 	err = loop_run(&loop);
+	if (page) {
+		httpd__set_ready(page->httpd, false); /* the loop no longer drains the rings */
+		page->ld = NULL;
+	}
 	/* detach first so nothing new arrives; the caller ends what is open and flushes */
 	loader__read_stats(&ld, res->bpf_stats);
 	res->capture = ld.plan.capture;
@@ -785,6 +813,35 @@ static int finish_output(const struct options *o, struct sink *sink, const struc
 	return err;
 }
 
+/* --metrics-listen: bind before anything is loaded (a port in use is a start-up error of
+ * one line). The page's sources are set once they exist. 0 or -errno (logged). */
+static int metrics_start(const struct options *o, struct metrics_page *page)
+{
+	struct httpd *h;
+	int err;
+
+	if (!o->metrics_listen)
+		return 0;
+	err = httpd__start(&h, &o->metrics_addr, o->metrics_addr_len);
+	if (err)
+		return err;
+	err = metrics_page__init(page, h);
+	if (err) {
+		httpd__stop(h);
+		log_error("--metrics-listen: %s", strerror(-err));
+		return err;
+	}
+	log_info("metrics endpoint on http://%s/metrics", httpd__address(h));
+	return 0;
+}
+
+static void metrics_stop(struct metrics_page *page)
+{
+	httpd__stop(page->httpd);
+	metrics_page__free(page);
+	page->httpd = NULL;
+}
+
 static int run_agent(struct options *o)
 {
 	struct tracker_options topt = {
@@ -803,19 +860,25 @@ static int run_agent(struct options *o)
 	struct tracker tracker;
 	struct audit audit;
 	struct outputs outs = {0};
+	struct metrics_page page = {0};
 	struct sink *sink;
 	int err, werr;
 
 	err = resolve_output(o, &otlp);
 	if (err)
 		goto out_config;
-	err = audit__init(&audit);
+	err = metrics_start(o, &page);
 	if (err)
 		goto out_config;
+	err = audit__init(&audit);
+	if (err)
+		goto out_metrics;
 	err = open_outputs(o, &outs);
 	if (err)
 		goto out_audit;
 	sink = make_sink(o, &otlp, &outs);
+	page.otlp = o->output == OUTPUT_OTLP ? sink : NULL;
+	page.output = o->output == OUTPUT_OTLP ? NULL : spans_output(&outs);
 	if (sink && o->audit) {
 		struct sink *wrapped = sink_audit_new(sink, &audit);
 
@@ -830,7 +893,9 @@ static int run_agent(struct options *o)
 	}
 	err = tracker__init(&tracker, sink, &topt);
 	if (!err) {
-		err = trace(o, &tracker, sink, &stop, &res);
+		page.tracker = &tracker;
+		err = trace(o, &tracker, sink, &stop, page.httpd ? &page : NULL, &res);
+		page.tracker = NULL;
 		/* open requests end here, as errors: spans the sink has yet to write */
 		tracker__shutdown(&tracker);
 	}
@@ -839,6 +904,9 @@ static int run_agent(struct options *o)
 	stop_signals__close(&stop);
 out_audit:
 	audit__free(&audit);
+out_metrics:
+	if (page.httpd)
+		metrics_stop(&page);
 out_config:
 	otlp_config_free(&otlp);
 	return err;

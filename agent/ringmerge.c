@@ -208,6 +208,19 @@ void ringmerge__drain(struct ringmerge *m, uint64_t cutoff_ns)
 					 __ATOMIC_RELEASE);
 }
 
+uint64_t ringmerge__used_bytes(const struct ringmerge *m, unsigned i)
+{
+	const struct ring_view *v;
+	uint64_t cons, prod;
+
+	if (i >= m->nrings || !m->rings[i].view.consumer_pos)
+		return 0;
+	v = &m->rings[i].view;
+	cons = __atomic_load_n(v->consumer_pos, __ATOMIC_RELAXED);
+	prod = __atomic_load_n(v->producer_pos, __ATOMIC_ACQUIRE);
+	return prod >= cons ? prod - cons : 0;
+}
+
 void ringmerge__free(struct ringmerge *m)
 {
 	long page = sysconf(_SC_PAGESIZE);

@@ -68,11 +68,12 @@
 	X(records_late,                                                                            \
 	  "records delivered behind newer ones: committed over 5 ms late (links may be missed)")   \
 	X(peer_link_missed,                                                                        \
-	  "same-host requests whose other end had already finished: hop not linked")              \
+	  "same-host requests whose other end had already finished: hop not linked")               \
 	X(budget_drops, "allocations refused: --memory-limit reached (requests not traced)")       \
 	X(budget_peak_bytes, "most bytes of connection and request state held at once")            \
 	X(budget_expired, "requests ended after 30 s unanswered: over 3/4 of --memory-limit in "   \
 			  "use")                                                                   \
+	X(drop_span_no_memory, "spans lost: no memory to build them when their exchange ended")    \
 	X(routes_learned, "distinct routes recorded (per service and side; see --route)")          \
 	X(routes_overflow,                                                                         \
 	  "requests named /{overflow}: their service had --max-routes-per-service routes")         \
