@@ -23,6 +23,9 @@
 #include "tracker.h"
 #include "export/otlp_config.h"
 #include "export/sink_otlp.h"
+#include "export/metrics_otlp.h"
+#include "metrics.h"
+#include "metrics_prom.h"
 #include "hoptrace.skel.h"
 #include "httpd.h"
 #include "loader.h"
@@ -50,6 +53,7 @@ enum output_kind {
 	OUTPUT_WATERFALL,
 	OUTPUT_JSON,
 	OUTPUT_OTLP,
+	OUTPUT_NONE, /* no spans written (-o none, OTEL_TRACES_EXPORTER=none): metrics only */
 };
 
 struct options {
@@ -128,7 +132,7 @@ static const struct argp_option argp_opts[] = {
     {"comm", 'c', "NAME", 0, "Trace processes with this command name (repeatable)", 0},
     {"port", 'P', "PORT", 0, "Trace connections with this local or remote port (repeatable)", 0},
     {"output", 'o', "KIND", 0,
-     "waterfall, json or otlp (default: otlp when an endpoint is "
+     "waterfall, json, otlp or none (metrics only) (default: otlp when an endpoint is "
      "configured, else waterfall)",
      1},
     {"output-file", 'O', "FILE", 0, "Write waterfall/json output to FILE instead of stdout", 1},
@@ -266,6 +270,8 @@ static int parse_output(const char *arg, enum output_kind *out)
 		*out = OUTPUT_JSON;
 	else if (strcmp(arg, "otlp") == 0)
 		*out = OUTPUT_OTLP;
+	else if (strcmp(arg, "none") == 0)
+		*out = OUTPUT_NONE;
 	else
 		return -EINVAL;
 	return 0;
@@ -327,7 +333,8 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 	switch (key) {
 	case 'o':
 		if (parse_output(arg, &o->output))
-			bad_setting(state, "invalid --output '%s' (waterfall, json or otlp)", arg);
+			bad_setting(state, "invalid --output '%s' (waterfall, json, otlp or none)",
+				    arg);
 		return 0;
 	case 'O':
 		o->output_file = arg;
@@ -621,6 +628,8 @@ static struct sink *make_sink(struct options *o, struct otlp_config *otlp,
 
 	if (o->output == OUTPUT_OTLP)
 		return sink_otlp_new(otlp);
+	if (o->output == OUTPUT_NONE)
+		return sink_null_new();
 	out = outbuf__stream(ob);
 	if (o->output == OUTPUT_JSON) {
 		/* the sink buffers whole lines itself: unbuffered, each of its drains is one
@@ -653,6 +662,7 @@ static void announce_ready(void *ctx)
 		 o->bpf.nports ? ", selected ports" : "",
 		 o->output == OUTPUT_JSON   ? "json"
 		 : o->output == OUTPUT_OTLP ? "otlp"
+		 : o->output == OUTPUT_NONE ? "none (metrics only)"
 					    : "waterfall");
 }
 
@@ -670,8 +680,10 @@ static int traces_exporter_from_env(struct options *o)
 		kind = OUTPUT_OTLP;
 	} else if (strcmp(v, "console") == 0) {
 		kind = OUTPUT_WATERFALL;
+	} else if (strcmp(v, "none") == 0) {
+		kind = OUTPUT_NONE;
 	} else {
-		log_error("invalid OTEL_TRACES_EXPORTER (otlp or console; or -o)");
+		log_error("invalid OTEL_TRACES_EXPORTER (otlp, console or none; or -o)");
 		return -EINVAL;
 	}
 	if (o->output == OUTPUT_DEFAULT)
@@ -842,6 +854,84 @@ static void metrics_stop(struct metrics_page *page)
 	page->httpd = NULL;
 }
 
+/*
+ * OTLP metrics (README "Metrics"): exported when asked, by OTEL_METRICS_EXPORTER=otlp or by
+ * OTEL_EXPORTER_OTLP_METRICS_ENDPOINT; none: never. Not by a traces endpoint alone: an agent
+ * upgraded in place must not start posting metrics to a collector that takes only traces.
+ * Returns the exporter in *exp (NULL when off), 0 or -EINVAL.
+ */
+static int metrics_exporter_from_env(const struct otlp_config *otlp, struct metrics_exporter **exp)
+{
+	const char *which = getenv("OTEL_METRICS_EXPORTER");
+	const char *ep = getenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT");
+	const char *iv = getenv("OTEL_METRIC_EXPORT_INTERVAL");
+	long interval = METRICS_DEFAULT_INTERVAL_MS;
+	char msg[256] = "", *url = NULL, *end;
+	bool asked = which && !strcmp(which, "otlp");
+	int err;
+
+	*exp = NULL;
+	if (which && *which && strcmp(which, "otlp") && strcmp(which, "none")) {
+		log_error("invalid OTEL_METRICS_EXPORTER (otlp or none)");
+		return -EINVAL;
+	}
+	if ((which && !strcmp(which, "none")) || !(asked || (ep && *ep)))
+		return 0;
+	if (iv && *iv) {
+		errno = 0;
+		interval = strtol(iv, &end, 10);
+		if (errno || *end || interval <= 0 || interval > 86400000) {
+			log_error(
+			    "invalid OTEL_METRIC_EXPORT_INTERVAL (milliseconds, 1..86400000)");
+			return -EINVAL;
+		}
+	}
+	err = metrics_otlp_url(otlp, ep, &url, msg, sizeof(msg));
+	if (err) {
+		log_error("OTLP metrics configuration: %s", msg[0] ? msg : strerror(-err));
+		return err;
+	}
+	*exp = metrics_exporter_new(otlp, url, (int)interval);
+	free(url);
+	return *exp ? 0 : -EINVAL;
+}
+
+/* Put the metrics sink in front of sink when metrics are exported. */
+static struct sink *wrap_metrics(struct sink *sink, struct metrics *m, struct metrics_exporter *exp)
+{
+	struct sink *wrapped;
+
+	if (!sink || !m)
+		return sink;
+	wrapped = sink_metrics_new(sink, m);
+	if (!wrapped) {
+		sink->destroy(sink);
+		metrics_exporter_free(exp);
+		return NULL;
+	}
+	if (exp)
+		sink_metrics_set_exporter(wrapped, exp);
+	return wrapped;
+}
+
+/* The metrics registry on the Prometheus page. Without an OTLP metrics exporter, each
+ * rendering ends an epoch, so that series idle once the table is 3/4 full still expire
+ * (metrics__end_epoch); with one, the exporter ends them after each export. */
+struct page_metrics {
+	struct metrics *m;
+	bool exporter;
+};
+
+static int render_page_metrics(void *ctx, struct prom_writer *w)
+{
+	struct page_metrics *pm = ctx;
+	int err = metrics_render_prom(pm->m, w);
+
+	if (!pm->exporter)
+		metrics__end_epoch(pm->m);
+	return err;
+}
+
 static int run_agent(struct options *o)
 {
 	struct tracker_options topt = {
@@ -861,21 +951,45 @@ static int run_agent(struct options *o)
 	struct audit audit;
 	struct outputs outs = {0};
 	struct metrics_page page = {0};
+	struct metrics_exporter *mexp = NULL;
+	struct metrics *metrics = NULL;
+	struct page_metrics pmetrics;
 	struct sink *sink;
 	int err, werr;
 
 	err = resolve_output(o, &otlp);
 	if (err)
 		goto out_config;
-	err = metrics_start(o, &page);
+	err = metrics_exporter_from_env(&otlp, &mexp);
 	if (err)
 		goto out_config;
+	/* the registry feeds OTLP metrics, the Prometheus page, or both */
+	metrics = mexp || o->metrics_listen ? metrics_new(0) : NULL;
+	if ((mexp || o->metrics_listen) && !metrics) {
+		metrics_exporter_free(mexp);
+		err = -ENOMEM;
+		goto out_config;
+	}
+	err = metrics_start(o, &page);
+	if (err) {
+		metrics_exporter_free(mexp);
+		goto out_config;
+	}
+	pmetrics = (struct page_metrics){.m = metrics, .exporter = mexp != NULL};
+	if (page.httpd) {
+		page.render_more = render_page_metrics;
+		page.render_more_ctx = &pmetrics;
+	}
 	err = audit__init(&audit);
-	if (err)
+	if (err) {
+		metrics_exporter_free(mexp);
 		goto out_metrics;
+	}
 	err = open_outputs(o, &outs);
-	if (err)
+	if (err) {
+		metrics_exporter_free(mexp);
 		goto out_audit;
+	}
 	sink = make_sink(o, &otlp, &outs);
 	page.otlp = o->output == OUTPUT_OTLP ? sink : NULL;
 	page.output = o->output == OUTPUT_OTLP ? NULL : spans_output(&outs);
@@ -886,6 +1000,9 @@ static int run_agent(struct options *o)
 			sink->destroy(sink);
 		sink = wrapped;
 	}
+	if (!sink)
+		metrics_exporter_free(mexp);
+	sink = wrap_metrics(sink, metrics, mexp);
 	if (!sink) {
 		err = -EINVAL;
 		close_outputs(&outs, &err);
@@ -908,6 +1025,7 @@ out_metrics:
 	if (page.httpd)
 		metrics_stop(&page);
 out_config:
+	metrics_free(metrics);
 	otlp_config_free(&otlp);
 	return err;
 }

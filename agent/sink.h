@@ -35,4 +35,15 @@ struct audit;
 /* Counts each span into a (caller-owned) audit, then passes it to inner, which it owns. */
 struct sink *sink_audit_new(struct sink *inner, struct audit *a);
 
+/* Drops every span (-o none: metrics only). */
+struct sink *sink_null_new(void);
+
+struct metrics;
+struct metrics_exporter;
+/* Counts every span into a (caller-owned) metrics registry, then passes it to inner, which
+ * it owns. Sits before any sampler: metrics count every request. */
+struct sink *sink_metrics_new(struct sink *inner, struct metrics *m);
+/* Export the registry with exp (which the sink then owns) at exp's interval and at flush. */
+void sink_metrics_set_exporter(struct sink *sk, struct metrics_exporter *exp);
+
 #endif

@@ -74,6 +74,10 @@
 	X(budget_expired, "requests ended after 30 s unanswered: over 3/4 of --memory-limit in "   \
 			  "use")                                                                   \
 	X(drop_span_no_memory, "spans lost: no memory to build them when their exchange ended")    \
+	X(metrics_overflow,                                                                        \
+	  "metric observations counted in an otel.metric.overflow series: series table full")      \
+	X(metrics_series_expired,                                                                  \
+	  "metric series dropped after export: idle for an interval with the table 3/4 full")      \
 	X(routes_learned, "distinct routes recorded (per service and side; see --route)")          \
 	X(routes_overflow,                                                                         \
 	  "requests named /{overflow}: their service had --max-routes-per-service routes")         \
