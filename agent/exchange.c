@@ -12,6 +12,7 @@
 #include "http1.h"
 #include "proc.h"
 #include "resource.h"
+#include "route.h"
 #include "sink.h"
 #include "span.h"
 #include "stats.h"
@@ -311,6 +312,51 @@ static const char *service_of(const struct resource *r)
 	return r && r->service_name ? r->service_name : "?";
 }
 
+/*
+ * The route (route.h) of a request with a path: http.route on a server span, url.template
+ * on a client's (semconv: http.route is the server's matched route; a client knows only
+ * the template of the URL it called), and the span name becomes "METHOD route" in place of
+ * "METHOD path" (semconv: "{method} {http.route}", "{method} {url.template}"). Past the
+ * service's cap the route is ROUTE_OVERFLOW, counted. Resolved when the span is built, so
+ * a pending request holds no route.
+ */
+static void set_route(const struct exchange_env *env, struct span *s, const struct exchange *ex)
+{
+	bool client = ex->kind == SPAN_KIND_CLIENT;
+	char route[ROUTE_MAX + 1];
+	struct text_out name;
+	const char *space;
+	size_t n;
+
+	if (!env->routes ||
+	    (ex->target_form != TARGET_ORIGIN && ex->target_form != TARGET_ABSOLUTE))
+		return;
+	switch (route_table__resolve(env->routes, service_of(s->resource), client,
+				     text_of(ex, ex->path), ex->path.len, route, sizeof(route))) {
+	case ROUTE_NEW:
+		STAT_INC(routes_learned);
+		break;
+	case ROUTE_OVER_CAP:
+		STAT_INC(routes_overflow);
+		break;
+	case ROUTE_TABLE_FULL:
+		STAT_INC(routes_table_full);
+		break;
+	case ROUTE_KNOWN:
+		break;
+	}
+	n = strlen(route);
+	span_set_str(s, client ? "url.template" : "http.route", route, n);
+	/* the name so far is "METHOD path" (set_name_and_method): keep the method */
+	space = strchr(s->name, ' ');
+	if (!space)
+		return;
+	name = (struct text_out){
+	    .buf = s->name, .cap = sizeof(s->name), .len = (size_t)(space - s->name) + 1};
+	s->name[name.len] = '\0';
+	out_put(&name, route, n > 100 ? 100 : n);
+}
+
 /* The other end of a same-host hop, and whether stitching joined this span to it. */
 static void set_peer_attrs(struct span *s, const struct exchange *ex)
 {
@@ -383,6 +429,7 @@ static struct span *span_of_exchange(const struct exchange_env *env, struct exch
 		set_server_attrs(s, ex);
 	else
 		set_client_attrs(s, ex);
+	set_route(env, s, ex);
 	set_peer_attrs(s, ex);
 	set_outcome(s, ex->status, error);
 	return s;
@@ -399,6 +446,8 @@ static void split_request_target(const struct exchange_env *env, const struct ht
 	target_split(h->target.p, h->target.len,
 		     h->method.len == connect.len && memcmp(h->method.p, connect.p, 7) == 0,
 		     env->keep_path_params, t);
+	/* tokens, hashes and emails in the path may be credentials or people (route.h) */
+	t->path_len = route_mask_path(t->path, t->path_len, sizeof(t->path));
 }
 
 static bool has_colon(const char *p, size_t len)

@@ -14,6 +14,7 @@
 
 struct http1_head;
 struct path_param_allow;
+struct route_table;
 struct mem_budget;
 struct proc_table;
 struct sink;
@@ -31,6 +32,8 @@ struct exchange_env {
 	const char *proc_root;	   /* where threads' waits are read (NULL: /proc) */
 	/* path parameters exported (--keep-path-params); NULL: none */
 	const struct path_param_allow *keep_path_params;
+	/* routes that name spans (http.route, url.template); NULL: spans named by the path */
+	struct route_table *routes;
 };
 
 /* What the tracker knows of the connection an exchange travels on. */

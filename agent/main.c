@@ -35,6 +35,7 @@
 #include "privilege.h"
 #include "sandbox.h"
 #include "selfmetrics.h"
+#include "route.h"
 #include "sink.h"
 #include "stats.h"
 #include "stopsig.h"
@@ -82,6 +83,10 @@ struct options {
 	const char *metrics_listen;
 	struct sockaddr_storage metrics_addr;
 	socklen_t metrics_addr_len;
+	/* --route, else HOPTRACE_ROUTES: patterns naming spans before templating (route.h) */
+	struct route_patterns routes;
+	bool routes_set;
+	unsigned max_routes_per_service; /* --max-routes-per-service, 0: the default */
 };
 
 enum {
@@ -104,6 +109,8 @@ enum {
 	OPT_MAX_CONNECTIONS,
 	OPT_NO_SECCOMP,
 	OPT_METRICS_LISTEN,
+	OPT_ROUTE,
+	OPT_MAX_ROUTES,
 };
 
 static const char doc[] =
@@ -158,6 +165,15 @@ static const struct argp_option argp_opts[] = {
      "Path parameters (;NAME=value in a URL path) exported as they are; all others are "
      "dropped from span names, url.path and url.full, since they carry session ids "
      "(default: none; overrides HOPTRACE_KEEP_PATH_PARAMS)",
+     2},
+    {"route", OPT_ROUTE, "PATTERN", 0,
+     "A route naming the spans of matching paths, e.g. /users/{id}/orders ({name}: one "
+     "segment; a last {name...}: the rest); repeatable or comma-separated, tried in order "
+     "before the automatic templating (overrides HOPTRACE_ROUTES)",
+     2},
+    {"max-routes-per-service", OPT_MAX_ROUTES, "N", 0,
+     "Distinct routes per service (and as many client URL templates), 1..65536 (default "
+     "500); past it requests are named /{overflow} (routes_overflow)",
      2},
     {"capture", OPT_CAPTURE_BACKEND, "BACKEND", 0,
      "How socket I/O is captured: auto (default: the cheapest this kernel runs), tp_btf "
@@ -408,6 +424,22 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 			bad_setting(state, "invalid --memory-limit '%s' (bytes, e.g. 64M; 0: none)",
 				    arg);
 		o->memory_limit = (size_t)v;
+		return 0;
+	case OPT_ROUTE:
+		if (!o->routes_set)
+			o->routes.n = 0; /* the flag replaces the environment's list */
+		o->routes_set = true;
+		if (route_patterns_parse(&o->routes, arg))
+			bad_setting(state,
+				    "invalid --route (a path starting with '/', {name} segments, a "
+				    "last {name...}; no ',?#;' or spaces; at most %d of %d bytes)",
+				    ROUTE_PATTERNS_MAX, ROUTE_PATTERN_MAX);
+		return 0;
+	case OPT_MAX_ROUTES:
+		if (parse_uint(arg, ROUTE_PER_SERVICE_MAX, &v) || v < 1)
+			bad_setting(state, "invalid --max-routes-per-service '%s' (1..%d)", arg,
+				    ROUTE_PER_SERVICE_MAX);
+		o->max_routes_per_service = (unsigned)v;
 		return 0;
 	case OPT_MAX_CONNECTIONS:
 		if (parse_uint(arg, 1u << 20, &v) || v < 1)
@@ -936,6 +968,8 @@ static int run_agent(struct options *o)
 	    .request_timeout_ns = 900ULL * 1000000000ULL,
 	    .stitch = o->stitch,
 	    .keep_path_params = &o->keep_path_params,
+	    .routes = &o->routes,
+	    .max_routes_per_service = o->max_routes_per_service,
 	    .memory_limit = o->memory_limit,
 	    .limits = {.conns = o->max_connections},
 	};
@@ -1061,6 +1095,12 @@ int main(int argc, char **argv)
 			"hoptrace: invalid HOPTRACE_KEEP_PATH_PARAMS (comma-separated "
 			"names, each 1..%d bytes, at most %d)\n",
 			TARGET_PARAM_NAME_MAX, TARGET_KEEP_PARAMS_MAX);
+		return 2;
+	}
+	if (getenv("HOPTRACE_ROUTES") && *getenv("HOPTRACE_ROUTES") &&
+	    route_patterns_parse(&o.routes, getenv("HOPTRACE_ROUTES"))) {
+		fprintf(stderr, "hoptrace: invalid HOPTRACE_ROUTES (comma-separated patterns, see "
+				"--route)\n");
 		return 2;
 	}
 	err = argp_parse(&argp, argc, argv, 0, NULL, &o);

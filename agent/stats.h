@@ -79,7 +79,12 @@
 	X(metrics_overflow,                                                                        \
 	  "metric observations counted in an otel.metric.overflow series: series table full")      \
 	X(metrics_series_expired,                                                                  \
-	  "metric series dropped after export: idle for an interval with the table 3/4 full")
+	  "metric series dropped after export: idle for an interval with the table 3/4 full")      \
+	X(routes_learned, "distinct routes recorded (per service and side; see --route)")          \
+	X(routes_overflow,                                                                         \
+	  "requests named /{overflow}: their service had --max-routes-per-service routes")         \
+	X(routes_table_full,                                                                       \
+	  "requests named /{overflow}: route table full (1024 services or 65536 routes)")
 
 struct agent_stats {
 #define X(name, desc) uint64_t name;

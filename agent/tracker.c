@@ -619,6 +619,15 @@ static int64_t monotonic_to_unix_offset(void)
 	return ((int64_t)real.tv_sec - mono.tv_sec) * 1000000000LL + (real.tv_nsec - mono.tv_nsec);
 }
 
+/* The route table, keyed at random so that traffic cannot aim at its hash slots. */
+static int init_routes(struct tracker *t, const struct tracker_options *opt)
+{
+	uint8_t key[16];
+
+	span_random_id(key, sizeof(key));
+	return route_table__init(&t->routes, opt->max_routes_per_service, opt->routes, key);
+}
+
 int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_options *opt)
 {
 	int err;
@@ -642,6 +651,9 @@ int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_opt
 	if (err)
 		goto err_procs;
 	t->budget.limit = opt->memory_limit;
+	err = init_routes(t, opt);
+	if (err)
+		goto err_corr;
 	t->env = (struct exchange_env){.corr = &t->corr,
 				       .budget = &t->budget,
 				       .procs = &t->procs,
@@ -649,9 +661,12 @@ int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_opt
 				       .mono_to_unix_ns = t->mono_to_unix_ns,
 				       .stitch = opt->stitch,
 				       .proc_root = opt->proc_root,
-				       .keep_path_params = opt->keep_path_params};
+				       .keep_path_params = opt->keep_path_params,
+				       .routes = &t->routes};
 	return 0;
 
+err_corr:
+	correlate__free(&t->corr);
 err_procs:
 	proc_table__free(&t->procs);
 err_conns:
@@ -722,6 +737,7 @@ void tracker__shutdown(struct tracker *t)
 	u64map_free(&t->conns_by_tuple);
 	correlate__free(&t->corr);
 	proc_table__free(&t->procs);
+	route_table__free(&t->routes);
 }
 
 void tracker__on_exec(struct tracker *t, void (*fn)(void *ctx, uint32_t tgid, uint64_t ts_ns),

@@ -163,12 +163,17 @@ def check_mix(requests, svc):
     errors = [p for p in server if "error.type" in p[2]]
     assert [p[2]["error.type"] for p in errors] == ["500"], "only 5xx is a server error"
     assert sum(int(p[3]["count"]) for p in errors) == 2
-    # the known latencies, in their buckets: all 200s share one series (no route here)
-    (ok,) = [p for p in server if p[2].get("http.response.status_code") == 200]
+    # the known latencies, in their buckets: the 200s of each http.route share a series
+    ok200 = [p for p in server if p[2].get("http.response.status_code") == 200]
+    assert sorted(p[2].get("http.route") for p in ok200) == ["/slow", "/status"], ok200
+    (fast,) = [p for p in ok200 if p[2]["http.route"] == "/status"]
+    (ok,) = [p for p in ok200 if p[2]["http.route"] == "/slow"]
+    fast_buckets = [int(c) for c in fast[3]["bucketCounts"]]
+    assert sum(fast_buckets[:bucket(0.1) + 1]) == 4, fast_buckets  # the fast ones
     buckets = [int(c) for c in ok[3]["bucketCounts"]]
     assert buckets[bucket(0.150)] == 3 and buckets[bucket(0.320)] == 2, buckets
     assert buckets[bucket(0.560)] == 1, buckets
-    assert sum(buckets[:bucket(0.1) + 1]) == 4, buckets  # the fast ones
+    assert sum(buckets[:bucket(0.1) + 1]) == 0, buckets
     s = float(ok[3]["sum"])
     assert 0.150 * 3 + 0.320 * 2 + 0.560 <= s < 0.150 * 3 + 0.320 * 2 + 0.560 + 0.4, s
     # the same requests seen by curl: client histogram with server.address and server.port
