@@ -12,6 +12,7 @@
 #include "http1.h"
 #include "proc.h"
 #include "resource.h"
+#include "sampler.h"
 #include "sink.h"
 #include "span.h"
 #include "stats.h"
@@ -139,12 +140,16 @@ static void set_name_and_method(struct span *s, const struct http1_head *h,
 	span_set_str(s, "url.scheme", tls ? "https" : "http", tls ? 5 : 4);
 }
 
+/* exported: false for a span head sampling dropped: only what metrics need is built */
 static void set_common_attrs(struct span *s, const struct http1_head *h,
-			     const struct target_parts *t, const struct conn_info *ci)
+			     const struct target_parts *t, const struct conn_info *ci,
+			     bool exported)
 {
 	char addr[INET6_ADDRSTRLEN];
 
 	set_name_and_method(s, h, t, ci->tls);
+	if (!exported)
+		return;
 	span_set_str(s, "network.protocol.version", h->version_minor ? "1.1" : "1.0", 3);
 	if (ci->tuple.family) {
 		tuple_addr_string(ci->tuple.raddr, addr, sizeof(addr));
@@ -158,13 +163,13 @@ static void set_common_attrs(struct span *s, const struct http1_head *h,
 
 /* Server side: server.* describes this server as the client addressed it. */
 static void set_server_attrs(struct span *s, const struct http1_head *h,
-			     const struct target_parts *t, const struct conn_info *ci)
+			     const struct target_parts *t, const struct conn_info *ci, bool exported)
 {
 	char addr[INET6_ADDRSTRLEN];
 	struct http1_str host = {0};
 	int port = 0;
 
-	set_common_attrs(s, h, t, ci);
+	set_common_attrs(s, h, t, ci, exported);
 	split_host(&h->host, &host, &port);
 	if (host.len) {
 		span_set_str(s, "server.address", host.p, host.len > 255 ? 255 : host.len);
@@ -175,7 +180,7 @@ static void set_server_attrs(struct span *s, const struct http1_head *h,
 	if (!port)
 		port = ci->tuple.family ? ci->tuple.lport : (ci->tls ? 443 : 80);
 	span_set_int(s, "server.port", port);
-	if (ci->tuple.family) {
+	if (exported && ci->tuple.family) {
 		tuple_addr_string(ci->tuple.raddr, addr, sizeof(addr));
 		span_set_str(s, "client.address", addr, strlen(addr));
 	}
@@ -221,13 +226,13 @@ static void set_url_full(struct span *s, const struct target_parts *t, struct ht
 
 /* Client side: server.* is the peer the request went to. */
 static void set_client_attrs(struct span *s, const struct http1_head *h,
-			     const struct target_parts *t, const struct conn_info *ci)
+			     const struct target_parts *t, const struct conn_info *ci, bool exported)
 {
 	char addr[INET6_ADDRSTRLEN];
 	struct http1_str host = {0};
 	int port = 0;
 
-	set_common_attrs(s, h, t, ci);
+	set_common_attrs(s, h, t, ci, exported);
 	split_host(&h->host, &host, &port);
 	if (!host.len && ci->tuple.family) {
 		tuple_addr_string(ci->tuple.raddr, addr, sizeof(addr));
@@ -240,7 +245,8 @@ static void set_client_attrs(struct span *s, const struct http1_head *h,
 		span_set_str(s, "server.address", host.p, host.len > 255 ? 255 : host.len);
 	span_set_int(s, "server.port", port);
 	/* no Host header and no socket: where it went is unknown */
-	set_url_full(s, t, host, port, ci->tls);
+	if (exported)
+		set_url_full(s, t, host, port, ci->tls);
 }
 
 /* The request-target as spans may show it (see target.h). */
@@ -255,6 +261,24 @@ static void split_request_target(const struct exchange_env *env, const struct ht
 }
 
 /* ---- trace context ----------------------------------------------------------------- */
+
+/* The head decision, made as soon as the span's trace id is known: the sampled flag it
+ * carries on (and injects) and whether export will want the span. has_parent: the span
+ * continues a context whose sampled flag is already in s->trace_flags. Returns the decision:
+ * false means build only what metrics and the audit need. */
+static bool head_sample(const struct exchange_env *env, struct span *s, bool has_parent)
+{
+	bool keep;
+
+	if (!env->sampler)
+		return true;
+	keep = sampler_decide(env->sampler, s->trace_id, has_parent,
+			      (s->trace_flags & W3C_FLAG_SAMPLED) != 0);
+	s->trace_flags = (uint8_t)((s->trace_flags & ~W3C_FLAG_SAMPLED) |
+				   (keep ? W3C_FLAG_SAMPLED : 0));
+	s->not_exported = !keep;
+	return keep;
+}
 
 /* The request's traceparent, when it has exactly one valid header (a duplicate makes both
  * invalid, W3C trace-context 3.2). Its tracestate goes into tracestate[] when valid. */
@@ -392,11 +416,12 @@ struct exchange *exchange_start_server(struct exchange_env *env, const struct co
 		memcpy(s->trace_id, rec->ids->trace_id, 16);
 		memcpy(s->span_id, rec->ids->span_id, 8);
 	}
-	span_set_str(s, "hoptrace.traceparent.received",
-		     ex->in_valid ? "valid" : (h->traceparent_count ? "invalid" : "none"),
-		     ex->in_valid ? 5 : (h->traceparent_count ? 7 : 4));
+	if (head_sample(env, s, ex->in_valid))
+		span_set_str(s, "hoptrace.traceparent.received",
+			     ex->in_valid ? "valid" : (h->traceparent_count ? "invalid" : "none"),
+			     ex->in_valid ? 5 : (h->traceparent_count ? 7 : 4));
 	split_request_target(env, h, &target);
-	set_server_attrs(s, h, &target, ci);
+	set_server_attrs(s, h, &target, ci, !s->not_exported);
 	ex->inflight.tgid = ci->tgid;
 	ex->inflight.tid = rec->tid;
 	ex->inflight.conn = ci->cookie;
@@ -592,6 +617,11 @@ struct exchange *exchange_start_client(struct exchange_env *env, const struct co
 		s->trace_flags = W3C_FLAG_SAMPLED;
 		link_candidates(s, &m);
 	}
+	/* a context came with the call (the application's header, ours, or a parent span) */
+	if (!head_sample(env, s,
+			 has_out || m.parent ||
+			     (injected && memcmp(rec->ids->parent_id, "\0\0\0\0\0\0\0\0", 8))))
+		goto audit;
 	span_set_str(s, "hoptrace.parent.confidence", parent_confidence_name(m.conf),
 		     strlen(parent_confidence_name(m.conf)));
 	reason = parent_reason_name(m.reason);
@@ -604,9 +634,10 @@ struct exchange *exchange_start_client(struct exchange_env *env, const struct co
 		     has_out	? 5
 		     : injected ? 8
 				: (h->traceparent_count ? 7 : 4));
+audit:
 	audit_call(env, s, &q, h, &out, has_out, &m);
 	split_request_target(env, h, &target);
-	set_client_attrs(s, h, &target, ci);
+	set_client_attrs(s, h, &target, ci, !s->not_exported);
 	return ex;
 }
 

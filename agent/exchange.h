@@ -16,6 +16,7 @@ struct http1_head;
 struct path_param_allow;
 struct mem_budget;
 struct proc_table;
+struct sampler_config;
 struct sink;
 struct span;
 
@@ -30,6 +31,8 @@ struct exchange_env {
 	const char *proc_root;	   /* where threads' waits are read (NULL: /proc) */
 	/* path parameters exported (--keep-path-params); NULL: none */
 	const struct path_param_allow *keep_path_params;
+	/* head sampling (sampler.h); NULL: every span is exported */
+	const struct sampler_config *sampler;
 };
 
 /* What the tracker knows of the connection an exchange travels on. */

@@ -638,7 +638,8 @@ int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_opt
 				       .mono_to_unix_ns = t->mono_to_unix_ns,
 				       .stitch = opt->stitch,
 				       .proc_root = opt->proc_root,
-				       .keep_path_params = opt->keep_path_params};
+				       .keep_path_params = opt->keep_path_params,
+				       .sampler = opt->sampler};
 	return 0;
 
 err_procs:

@@ -40,6 +40,9 @@ struct tracker_options {
 	const struct path_param_allow *keep_path_params;
 	struct tracker_limits limits;
 	size_t memory_limit; /* --memory-limit: bytes of connection and request state, 0: none */
+	/* head sampling (--sampler, OTEL_TRACES_SAMPLER); NULL: every span exported. Outlives
+	 * the tracker. */
+	const struct sampler_config *sampler;
 };
 
 struct tracker {
