@@ -984,6 +984,7 @@ int main(int argc, char **argv)
 		return 2;
 	if (resolve_sampler(&o))
 		return 2;
+	o.bpf.sampler = &o.sampler;
 	log_set_level(o.verbose ? LOG_DEBUG : LOG_INFO);
 	if (!(privilege__effective() & (CAPMASK(CAP_BPF) | CAPMASK(CAP_SYS_ADMIN))))
 		log_warn("no CAP_BPF: loading BPF programs will fail (run as root, or grant "

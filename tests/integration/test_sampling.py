@@ -106,3 +106,36 @@ def test_tail_keeps_errors_and_slow_drops_fast():
     assert c.get("tail_traces_kept_error") == 2, c
     assert c.get("tail_traces_kept_slow") == 2, c
     assert c.get("tail_traces_dropped") == 20, c
+
+
+def test_injected_headers_carry_the_decision():
+    """--repair=inject: the traceparent the agent adds to a call carries the head decision
+    (here the ratio rule on the trace id, which traceidratio applies whatever the incoming
+    flag), the same one the agent's own spans were given."""
+    from test_inject import received, sink
+
+    sk, sink_port, d = sink()
+    port = free_port()
+    app = python_server(port, script="app_server.py", service="inj")
+    agent = Agent("--pid", str(app.pid), "--repair=inject", "--sampler", "traceidratio",
+                  "--sampler-arg", "0.5")
+    traces = ids(12, 7)
+    try:
+        for t in traces:
+            get(port, f"/hop?to={sink_port}&propagate=none&path=/x", f"00-{t}-00f067aa0ba902b7-01")
+        spans = agent.stop()
+        writes = received(d)
+    finally:
+        agent.kill()
+        app.stop()
+        sk.stop()
+    import re
+    flags = {}
+    for w in writes:
+        m = re.search(rb"traceparent: 00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})\r\n", w)
+        assert m, w
+        flags[m.group(1).decode()] = int(m.group(2), 16)
+    assert set(flags) == set(traces), (flags, traces)
+    for t in traces:
+        assert flags[t] & 1 == (1 if kept_by_ratio(t, THRESHOLD_HALF) else 0), (t, flags[t])
+    assert {s["trace_id"] for s in spans} == {t for t in traces if flags[t] & 1}
