@@ -26,6 +26,10 @@ GEN := $(OUT)/gen
 
 # ---- userspace flags ------------------------------------------------------------
 LIBS := $(shell $(PKG_CONFIG) --libs libbpf libprotobuf-c libcurl zlib 2>/dev/null) -lelf -lz -lpthread
+# the Prometheus endpoint (agent/httpd.c)
+LIBS += $(shell $(PKG_CONFIG) --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
+# seccomp filter after start-up (agent/sandbox.c)
+LIBS += -lseccomp
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers
 CPPFLAGS += -Iinclude -Iagent -I$(GEN) -D_GNU_SOURCE -DHOPTRACE_VERSION='"$(VERSION)"'
 CFLAGS ?= -O2 -g
@@ -190,8 +194,9 @@ $(OUT)/fuzz/fuzz_collect: tools/hoptrace-collect.c tools/hoptrace-collect.h | $(
 FUZZ_SRCS_fuzz_tracker := agent/tracker.c agent/exchange.c agent/correlate.c agent/http1.c \
 	agent/span.c agent/proc.c agent/resource.c agent/stats.c agent/hashmap.c agent/audit.c \
 	agent/budget.c agent/text.c agent/traceparent.c agent/threadwait.c agent/log.c \
-	agent/export/otlp_config.c agent/target.c
+	agent/export/otlp_config.c agent/target.c agent/route.c
 FUZZ_SRCS_fuzz_maps := agent/procmaps.c agent/text.c
+FUZZ_SRCS_fuzz_route := agent/route.c
 
 $(OUT)/fuzz/%: tests/fuzz/%.c $(wildcard agent/*.h agent/export/*.h include/hoptrace/*.h) | $(GENERATED)
 	$(call msg,FUZZ,$@)

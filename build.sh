@@ -9,13 +9,17 @@ set -eu
 cd "$(dirname "$0")"
 
 BUILD_PKGS="make gcc clang llvm libc6-dev libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config
-	libcmocka-dev protobuf-c-compiler libprotobuf-c-dev libcurl4-openssl-dev"
+	libcmocka-dev protobuf-c-compiler libprotobuf-c-dev libcurl4-openssl-dev libmicrohttpd-dev
+	libseccomp-dev"
 # The runtimes the correlation and capture tests run for real (issue 15): Go's server reads a
 # byte ahead, mod_proxy_http writes a request in many segments. apache2-bin is the server
-# without the apache2 package's system service, which would start on port 80.
+# without the apache2 package's system service, which would start on port 80. prometheus
+# (promtool and the server, for the scrape test) enables its service on port 9090 where
+# systemd runs; the tests start their own on a free port.
 TEST_PKGS="python3 curl nginx-light apache2-utils wrk iproute2 procps openssl ca-certificates
 	qemu-system-x86 cpio kmod xz-utils zstd
-	golang-go default-jdk-headless python3-aiohttp ruby ruby-webrick php-cli haproxy apache2-bin"
+	golang-go default-jdk-headless python3-aiohttp ruby ruby-webrick php-cli haproxy apache2-bin
+	prometheus"
 
 missing=""
 pkg_installed() {

@@ -125,10 +125,15 @@ static void thread_list_unlink(struct inflight **head, struct inflight *in)
 	in->thread_prev = in->thread_next = NULL;
 }
 
+static const uint8_t *inflight_trace_id(const struct inflight *in)
+{
+	return in->trace_id ? in->trace_id : in->span->trace_id;
+}
+
 /* List in under its (process, trace id), the newest registered first. */
 static int trace_link(struct correlate *c, struct inflight *in)
 {
-	uint64_t key = trace_key(in->tgid, in->span->trace_id);
+	uint64_t key = trace_key(in->tgid, inflight_trace_id(in));
 	struct inflight *head = u64map_get(&c->by_trace, key), *after = NULL;
 
 	for (struct inflight *o = head; o && o->seq > in->seq; o = o->trace_next)
@@ -378,7 +383,7 @@ static void match_trace_id(const struct correlate *c, const struct call_query *q
 	const struct inflight *in = u64map_get(&c->by_trace, trace_key(q->tgid, q->out_trace_id));
 
 	for (; in; in = in->trace_next) {
-		if (in->tgid != q->tgid || memcmp(in->span->trace_id, q->out_trace_id, 16) != 0)
+		if (in->tgid != q->tgid || memcmp(inflight_trace_id(in), q->out_trace_id, 16) != 0)
 			continue; /* another key of the same hash */
 		add_candidate(m, in);
 		if (in->tid == q->tid && !in->answered) {

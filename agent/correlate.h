@@ -41,7 +41,10 @@ struct inflight {
 	uint32_t tid;	   /* thread that read the request */
 	uint64_t conn;	   /* connection (socket cookie) it came on */
 	uint64_t start_ns; /* monotonic: when the request arrived */
-	const struct span *span;
+	/* its trace id: trace_id when set (the pending request's compact record holds it;
+	 * stitching may change it, see correlate__trace_changed), else span->trace_id */
+	const uint8_t *trace_id;
+	const struct span *span; /* read only when trace_id is NULL */
 	struct inflight *proc_prev, *proc_next;
 	/* in its thread's list of unanswered requests, or of answered ones */
 	struct inflight *thread_prev, *thread_next;

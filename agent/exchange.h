@@ -14,13 +14,16 @@
 
 struct http1_head;
 struct path_param_allow;
+struct route_table;
 struct mem_budget;
 struct proc_table;
-struct sampler_config;
 struct sink;
+struct resource;
 struct span;
 
 /* What building exchanges needs from the tracker, and nothing more. */
+struct sampler_config;
+
 struct exchange_env {
 	struct correlate *corr;	   /* requests in flight, for parents */
 	struct mem_budget *budget; /* charged for each exchange until it finishes */
@@ -31,6 +34,8 @@ struct exchange_env {
 	const char *proc_root;	   /* where threads' waits are read (NULL: /proc) */
 	/* path parameters exported (--keep-path-params); NULL: none */
 	const struct path_param_allow *keep_path_params;
+	/* routes that name spans (http.route, url.template); NULL: spans named by the path */
+	struct route_table *routes;
 	/* head sampling (sampler.h); NULL: every span is exported */
 	const struct sampler_config *sampler;
 };
@@ -55,8 +60,24 @@ struct record_ctx {
 	const struct ht_ctx_ids *ids; /* --repair=inject: BPF-chosen ids of this request */
 };
 
+/* A piece of an exchange's text, in its string room (struct exchange.strs). */
+struct text_ref {
+	uint16_t off;
+	uint16_t len;
+};
+
+/* Up to this many ambiguous parents are linked (SPAN_MAX_LINKS). */
+#define EXCHANGE_MAX_LINKS 2
+
+/*
+ * A request waiting for its response: a compact record of what its span is made of, not
+ * the span. Ids, times, the decisions taken when the request was seen (its parent, the
+ * audit of its propagation) and copies of the head's strings, each cut where the span would
+ * cut it, in a string room sized to them. A pending request costs the budget a few hundred
+ * bytes instead of a ~3 KB span; the span is built when the exchange finishes
+ * (exchange_finish), by the one function that sets its attributes.
+ */
 struct exchange {
-	struct span *span;
 	struct inflight inflight; /* server exchanges, while being served */
 	uint64_t start_ns;	  /* monotonic: first byte of the request */
 	uint16_t status;	  /* response status, 0 until the response head */
@@ -72,6 +93,49 @@ struct exchange {
 	 * stamped when the send returns, and on loopback the receiver can read the last
 	 * byte before that: the response was sent by then. 0: none. */
 	uint64_t end_cap_ns;
+
+	/* ---- what the span is built from ---- */
+	uint8_t trace_id[16];
+	uint8_t span_id[8];
+	uint8_t parent_span_id[8]; /* all zero: root */
+	uint8_t trace_flags;
+	bool not_exported;     /* head sampling said no: only what metrics need is built */
+	uint8_t kind;	       /* enum span_kind */
+	uint8_t version_minor; /* HTTP/1.x */
+	uint8_t target_form;   /* enum target_form */
+	bool tls;	       /* https */
+	bool method_known;     /* one of the semconv methods, else exported as _OTHER */
+	bool host_v6;	       /* the Host header's host is an IPv6 literal */
+	bool target_host_v6;   /* ... and the absolute-form target's */
+	bool stitched;	       /* --repair=stitch joined it to its same-host caller */
+	uint8_t nlinks;	       /* client: ambiguous parents linked */
+	uint32_t pid, tid;
+	int32_t host_port;	   /* from the Host header; 0: none */
+	int32_t target_port;	   /* from an absolute-form target; 0: none */
+	struct resource *resource; /* counted reference, handed to the span */
+	/* the process at the other end of a same-host hop (counted reference): the span names
+	 * its service as caller (server) or callee (client). NULL: none seen. */
+	struct resource *peer_resource;
+	bool peer_linked;
+	struct ht_tuple tuple; /* family 0: unknown */
+	/* server: hoptrace.traceparent.received; client: hoptrace.traceparent.sent */
+	const char *traceparent_seen;
+	/* client: the parent decision and the audit of the call (static strings or enums) */
+	uint8_t parent_conf;	  /* enum parent_confidence */
+	uint8_t parent_reason;	  /* enum parent_reason */
+	uint8_t propagation;	  /* enum propagation_result; PROP_NONE: unclassified */
+	uint8_t propagation_conf; /* enum parent_confidence of the request audited */
+	bool tracestate_dropped;
+	const char *unclassified; /* why the call was not classified; NULL: classified */
+	struct {
+		uint8_t trace_id[16];
+		uint8_t span_id[8];
+	} links[EXCHANGE_MAX_LINKS];
+	/* text, in strs: method as sent (at most 32 bytes), redacted path, an absolute-form
+	 * target's scheme and host, the Host header's host, User-Agent, W3C tracestate */
+	struct text_ref method, path, target_scheme, target_host, host, user_agent, tracestate;
+	uint16_t strs_len;
+	char strs[];
 };
 
 /* A request received on a server connection, in the record rec. NULL on allocation
@@ -88,8 +152,8 @@ struct exchange *exchange_start_client(struct exchange_env *env, const struct co
 /* The (final) response head with this status was seen, in the record rec. */
 void exchange_answered(struct exchange_env *env, struct exchange *ex, uint16_t status,
 		       const struct record_ctx *rec);
-/* Finish at end_ns (monotonic) and hand the span to the sink. error: why the exchange
- * ended without a complete response, or NULL. Frees ex. */
+/* Finish at end_ns (monotonic): build the span and hand it to the sink. error: why the
+ * exchange ended without a complete response, or NULL. Frees ex. */
 void exchange_finish(struct exchange_env *env, struct exchange *ex, uint64_t end_ns,
 		     const char *error);
 /* Drop without emitting (already counted by the caller). Frees ex. */

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "ringmerge.h"
 #include "sink.h"
+#include "stats.h"
 #include "stopsig.h"
 #include "tls.h"
 
@@ -67,6 +68,7 @@ static struct ringmerge *rings_open(struct loop *l)
 static void rings_drain(struct ringmerge *m, bool final)
 {
 	ringmerge__drain(m, final ? UINT64_MAX : now_monotonic() - REORDER_HOLD_NS);
+	g_stats.records_late = ringmerge__late(m);
 }
 
 static int add_fd(int epfd, int fd, uint64_t tag, uint32_t events)
@@ -121,6 +123,8 @@ static void on_timer(struct loop *l, int timerfd, struct ringmerge *rb, uint64_t
 	tls__tick(l->tls, now);
 	if (now >= *next_hk) {
 		tracker__tick(l->tracker, now);
+		if (l->on_second)
+			l->on_second(l->second_ctx, now, rb);
 		*next_hk = now + HOUSEKEEPING_NS;
 	}
 }

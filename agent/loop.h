@@ -13,6 +13,7 @@ struct tracker;
 struct sink;
 struct tls_tracer;
 struct stop_signals;
+struct ringmerge;
 
 struct loop {
 	const int *ringbuf_fds; /* one ring buffer per CPU */
@@ -25,6 +26,10 @@ struct loop {
 	uint64_t duration_s;	     /* 0: until a signal */
 	void (*on_ready)(void *ctx); /* called once everything is attached and polling */
 	void *ready_ctx;
+	/* Called once a second from the loop thread, the first time at its first tick, with the
+	 * rings (ringmerge__used_bytes); NULL: nothing (the metrics endpoint renders here). */
+	void (*on_second)(void *ctx, uint64_t now_ns, const struct ringmerge *rings);
+	void *second_ctx;
 };
 
 /* Run until a stop signal or the duration; returns 0 or -errno. */

@@ -23,13 +23,20 @@
 #include "tracker.h"
 #include "export/otlp_config.h"
 #include "export/sink_otlp.h"
+#include "export/metrics_otlp.h"
+#include "metrics.h"
+#include "metrics_prom.h"
 #include "hoptrace.skel.h"
+#include "httpd.h"
 #include "loader.h"
 #include "log.h"
 #include "loop.h"
 #include "outbuf.h"
 #include "privilege.h"
 #include "sampler.h"
+#include "sandbox.h"
+#include "selfmetrics.h"
+#include "route.h"
 #include "sink.h"
 #include "stats.h"
 #include "stopsig.h"
@@ -49,6 +56,7 @@ enum output_kind {
 	OUTPUT_WATERFALL,
 	OUTPUT_JSON,
 	OUTPUT_OTLP,
+	OUTPUT_NONE, /* no spans written (-o none, OTEL_TRACES_EXPORTER=none): metrics only */
 };
 
 struct options {
@@ -77,6 +85,15 @@ struct options {
 	const char *sampler_arg;
 	struct sampler_config sampler;
 	struct tail_config tail; /* --tail-* */
+	int no_seccomp;		/* --no-seccomp: no system call filter after start-up */
+	/* --metrics-listen: the Prometheus endpoint's address; NULL: no endpoint */
+	const char *metrics_listen;
+	struct sockaddr_storage metrics_addr;
+	socklen_t metrics_addr_len;
+	/* --route, else HOPTRACE_ROUTES: patterns naming spans before templating (route.h) */
+	struct route_patterns routes;
+	bool routes_set;
+	unsigned max_routes_per_service; /* --max-routes-per-service, 0: the default */
 };
 
 enum {
@@ -105,6 +122,10 @@ enum {
 	OPT_TAIL_QUIET,
 	OPT_TAIL_MAX_DELAY,
 	OPT_TAIL_MAX_TRACES,
+	OPT_NO_SECCOMP,
+	OPT_METRICS_LISTEN,
+	OPT_ROUTE,
+	OPT_MAX_ROUTES,
 };
 
 static const char doc[] =
@@ -129,7 +150,7 @@ static const struct argp_option argp_opts[] = {
     {"comm", 'c', "NAME", 0, "Trace processes with this command name (repeatable)", 0},
     {"port", 'P', "PORT", 0, "Trace connections with this local or remote port (repeatable)", 0},
     {"output", 'o', "KIND", 0,
-     "waterfall, json or otlp (default: otlp when an endpoint is "
+     "waterfall, json, otlp or none (metrics only) (default: otlp when an endpoint is "
      "configured, else waterfall)",
      1},
     {"output-file", 'O', "FILE", 0, "Write waterfall/json output to FILE instead of stdout", 1},
@@ -160,6 +181,15 @@ static const struct argp_option argp_opts[] = {
      "dropped from span names, url.path and url.full, since they carry session ids "
      "(default: none; overrides HOPTRACE_KEEP_PATH_PARAMS)",
      2},
+    {"route", OPT_ROUTE, "PATTERN", 0,
+     "A route naming the spans of matching paths, e.g. /users/{id}/orders ({name}: one "
+     "segment; a last {name...}: the rest); repeatable or comma-separated, tried in order "
+     "before the automatic templating (overrides HOPTRACE_ROUTES)",
+     2},
+    {"max-routes-per-service", OPT_MAX_ROUTES, "N", 0,
+     "Distinct routes per service (and as many client URL templates), 1..65536 (default "
+     "500); past it requests are named /{overflow} (routes_overflow)",
+     2},
     {"capture", OPT_CAPTURE_BACKEND, "BACKEND", 0,
      "How socket I/O is captured: auto (default: the cheapest this kernel runs), tp_btf "
      "(socket tracepoints, 6.3+), fexit (socket functions, 5.15+) or syscalls (syscall "
@@ -181,9 +211,17 @@ static const struct argp_option argp_opts[] = {
      "Connections followed at once, 1..1048576 (default 65536). Records of connections past it are "
      "dropped and counted (drop_conn_table_full)",
      3},
+    {"metrics-listen", OPT_METRICS_LISTEN, "ADDR:PORT", 0,
+     "Serve /metrics (Prometheus), /healthz and /readyz over HTTP at ADDR:PORT; a bare PORT "
+     "or :PORT binds 127.0.0.1, [::]:PORT every address (default: no endpoint)",
+     2},
     {"no-tls", OPT_NO_TLS, NULL, 0,
      "Do not trace HTTPS (no uprobes on OpenSSL libraries and binaries)", 3},
     {"no-color", OPT_NO_COLOR, NULL, 0, "No colors in the waterfall", 3},
+    {"no-seccomp", OPT_NO_SECCOMP, NULL, 0,
+     "No seccomp filter after start-up (by default execve, ptrace, mount, module loading, "
+     "namespaces and other calls the agent never makes are refused)",
+     3},
     {"quiet-ms", OPT_QUIET_MS, "MS", 0,
      "Print a trace after MS milliseconds without new spans (default 500)", 3},
     {"self-test", OPT_SELF_TEST, NULL, 0,
@@ -275,6 +313,8 @@ static int parse_output(const char *arg, enum output_kind *out)
 		*out = OUTPUT_JSON;
 	else if (strcmp(arg, "otlp") == 0)
 		*out = OUTPUT_OTLP;
+	else if (strcmp(arg, "none") == 0)
+		*out = OUTPUT_NONE;
 	else
 		return -EINVAL;
 	return 0;
@@ -336,7 +376,8 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 	switch (key) {
 	case 'o':
 		if (parse_output(arg, &o->output))
-			bad_setting(state, "invalid --output '%s' (waterfall, json or otlp)", arg);
+			bad_setting(state, "invalid --output '%s' (waterfall, json, otlp or none)",
+				    arg);
 		return 0;
 	case 'O':
 		o->output_file = arg;
@@ -383,6 +424,9 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		return 0;
 	case OPT_NO_TLS:
 		o->bpf.no_tls = true;
+		return 0;
+	case OPT_NO_SECCOMP:
+		o->no_seccomp = 1;
 		return 0;
 	case OPT_OTLP_ENDPOINT:
 		o->otlp_endpoint = arg;
@@ -461,10 +505,34 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		o->tail.max_spans = v * 4;
 		o->tail.enabled = true;
 		return 0;
+	case OPT_ROUTE:
+		if (!o->routes_set)
+			o->routes.n = 0; /* the flag replaces the environment's list */
+		o->routes_set = true;
+		if (route_patterns_parse(&o->routes, arg))
+			bad_setting(state,
+				    "invalid --route (a path starting with '/', {name} segments, a "
+				    "last {name...}; no ',?#;' or spaces; at most %d of %d bytes)",
+				    ROUTE_PATTERNS_MAX, ROUTE_PATTERN_MAX);
+		return 0;
+	case OPT_MAX_ROUTES:
+		if (parse_uint(arg, ROUTE_PER_SERVICE_MAX, &v) || v < 1)
+			bad_setting(state, "invalid --max-routes-per-service '%s' (1..%d)", arg,
+				    ROUTE_PER_SERVICE_MAX);
+		o->max_routes_per_service = (unsigned)v;
+		return 0;
 	case OPT_MAX_CONNECTIONS:
 		if (parse_uint(arg, 1u << 20, &v) || v < 1)
 			bad_setting(state, "invalid --max-connections '%s' (1..1048576)", arg);
 		o->max_connections = (size_t)v;
+		return 0;
+	case OPT_METRICS_LISTEN:
+		if (httpd_parse_listen(arg, &o->metrics_addr, &o->metrics_addr_len))
+			bad_setting(state,
+				    "invalid --metrics-listen '%s' (PORT, :PORT, IPV4:PORT or "
+				    "[IPV6]:PORT, numeric)",
+				    arg);
+		o->metrics_listen = arg;
 		return 0;
 	case ARGP_KEY_ARG:
 		bad_setting(state, "unexpected argument '%s'", arg);
@@ -674,6 +742,8 @@ static struct sink *make_sink(struct options *o, struct otlp_config *otlp,
 
 	if (o->output == OUTPUT_OTLP)
 		return sink_otlp_new(otlp);
+	if (o->output == OUTPUT_NONE)
+		return sink_null_new();
 	out = outbuf__stream(ob);
 	if (o->output == OUTPUT_JSON) {
 		/* the sink buffers whole lines itself: unbuffered, each of its drains is one
@@ -706,6 +776,7 @@ static void announce_ready(void *ctx)
 		 o->bpf.nports ? ", selected ports" : "",
 		 o->output == OUTPUT_JSON   ? "json"
 		 : o->output == OUTPUT_OTLP ? "otlp"
+		 : o->output == OUTPUT_NONE ? "none (metrics only)"
 					    : "waterfall");
 }
 
@@ -723,8 +794,10 @@ static int traces_exporter_from_env(struct options *o)
 		kind = OUTPUT_OTLP;
 	} else if (strcmp(v, "console") == 0) {
 		kind = OUTPUT_WATERFALL;
+	} else if (strcmp(v, "none") == 0) {
+		kind = OUTPUT_NONE;
 	} else {
-		log_error("invalid OTEL_TRACES_EXPORTER (otlp or console; or -o)");
+		log_error("invalid OTEL_TRACES_EXPORTER (otlp, console or none; or -o)");
 		return -EINVAL;
 	}
 	if (o->output == OUTPUT_DEFAULT)
@@ -790,9 +863,27 @@ static void drop_privileges(const struct loader *ld)
 			  privilege__names(privilege__effective(), names, sizeof(names)));
 }
 
+/* After the capabilities: the system calls the agent never makes from now on are refused
+ * in every thread (sandbox.h). A failure is logged, not fatal, as for the capabilities. */
+static void install_sandbox(const struct options *o)
+{
+	int err;
+
+	if (o->no_seccomp) {
+		log_debug("no seccomp filter (--no-seccomp)");
+		return;
+	}
+	err = sandbox__install();
+	if (err)
+		log_warn("cannot install the seccomp filter: %s; the agent runs without it",
+			 strerror(-err));
+	else
+		log_debug("seccomp filter installed in every thread");
+}
+
 /* Load and attach, run the loop until a stop signal or the duration, detach. */
 static int trace(struct options *o, struct tracker *tracker, struct sink *sink,
-		 struct stop_signals *stop, struct run_result *res)
+		 struct stop_signals *stop, struct metrics_page *page, struct run_result *res)
 {
 	struct loader ld = {0};
 	struct loop loop;
@@ -811,6 +902,7 @@ static int trace(struct options *o, struct tracker *tracker, struct sink *sink,
 		return err;
 	}
 	drop_privileges(&ld);
+	install_sandbox(o);
 	loop = (struct loop){.ringbuf_fds = ld.ring_fds,
 			     .nrings = ld.nrings,
 			     .ring_bytes = ld.ring_bytes,
@@ -821,7 +913,16 @@ static int trace(struct options *o, struct tracker *tracker, struct sink *sink,
 			     .duration_s = o->duration_s,
 			     .on_ready = announce_ready,
 			     .ready_ctx = o};
+	if (page) {
+		page->ld = &ld;
+		loop.on_second = metrics_page__on_second;
+		loop.second_ctx = page;
+	}
 	err = loop_run(&loop);
+	if (page) {
+		httpd__set_ready(page->httpd, false); /* the loop no longer drains the rings */
+		page->ld = NULL;
+	}
 	/* detach first so nothing new arrives; the caller ends what is open and flushes */
 	loader__read_stats(&ld, res->bpf_stats);
 	res->capture = ld.plan.capture;
@@ -879,6 +980,113 @@ static struct sink *wrap_samplers(const struct options *o, struct sink *sink)
 	return wrapped;
 }
 
+/* --metrics-listen: bind before anything is loaded (a port in use is a start-up error of
+ * one line). The page's sources are set once they exist. 0 or -errno (logged). */
+static int metrics_start(const struct options *o, struct metrics_page *page)
+{
+	struct httpd *h;
+	int err;
+
+	if (!o->metrics_listen)
+		return 0;
+	err = httpd__start(&h, &o->metrics_addr, o->metrics_addr_len);
+	if (err)
+		return err;
+	err = metrics_page__init(page, h);
+	if (err) {
+		httpd__stop(h);
+		log_error("--metrics-listen: %s", strerror(-err));
+		return err;
+	}
+	log_info("metrics endpoint on http://%s/metrics", httpd__address(h));
+	return 0;
+}
+
+static void metrics_stop(struct metrics_page *page)
+{
+	httpd__stop(page->httpd);
+	metrics_page__free(page);
+	page->httpd = NULL;
+}
+
+/*
+ * OTLP metrics (README "Metrics"): exported when asked, by OTEL_METRICS_EXPORTER=otlp or by
+ * OTEL_EXPORTER_OTLP_METRICS_ENDPOINT; none: never. Not by a traces endpoint alone: an agent
+ * upgraded in place must not start posting metrics to a collector that takes only traces.
+ * Returns the exporter in *exp (NULL when off), 0 or -EINVAL.
+ */
+static int metrics_exporter_from_env(const struct otlp_config *otlp, struct metrics_exporter **exp)
+{
+	const char *which = getenv("OTEL_METRICS_EXPORTER");
+	const char *ep = getenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT");
+	const char *iv = getenv("OTEL_METRIC_EXPORT_INTERVAL");
+	long interval = METRICS_DEFAULT_INTERVAL_MS;
+	char msg[256] = "", *url = NULL, *end;
+	bool asked = which && !strcmp(which, "otlp");
+	int err;
+
+	*exp = NULL;
+	if (which && *which && strcmp(which, "otlp") && strcmp(which, "none")) {
+		log_error("invalid OTEL_METRICS_EXPORTER (otlp or none)");
+		return -EINVAL;
+	}
+	if ((which && !strcmp(which, "none")) || !(asked || (ep && *ep)))
+		return 0;
+	if (iv && *iv) {
+		errno = 0;
+		interval = strtol(iv, &end, 10);
+		if (errno || *end || interval <= 0 || interval > 86400000) {
+			log_error(
+			    "invalid OTEL_METRIC_EXPORT_INTERVAL (milliseconds, 1..86400000)");
+			return -EINVAL;
+		}
+	}
+	err = metrics_otlp_url(otlp, ep, &url, msg, sizeof(msg));
+	if (err) {
+		log_error("OTLP metrics configuration: %s", msg[0] ? msg : strerror(-err));
+		return err;
+	}
+	*exp = metrics_exporter_new(otlp, url, (int)interval);
+	free(url);
+	return *exp ? 0 : -EINVAL;
+}
+
+/* Put the metrics sink in front of sink when metrics are exported. */
+static struct sink *wrap_metrics(struct sink *sink, struct metrics *m, struct metrics_exporter *exp)
+{
+	struct sink *wrapped;
+
+	if (!sink || !m)
+		return sink;
+	wrapped = sink_metrics_new(sink, m);
+	if (!wrapped) {
+		sink->destroy(sink);
+		metrics_exporter_free(exp);
+		return NULL;
+	}
+	if (exp)
+		sink_metrics_set_exporter(wrapped, exp);
+	return wrapped;
+}
+
+/* The metrics registry on the Prometheus page. Without an OTLP metrics exporter, each
+ * rendering ends an epoch, so that series idle once the table is 3/4 full still expire
+ * (metrics__end_epoch); with one, the exporter ends them after each export. */
+struct page_metrics {
+	struct metrics *m;
+	bool exporter;
+};
+
+static int render_page_metrics(void *ctx, struct prom_writer *w)
+{
+	struct page_metrics *pm = ctx;
+	int err = metrics_render_prom(pm->m, w);
+
+	if (!pm->exporter)
+		metrics__end_epoch(pm->m);
+	return err;
+}
+
 static int run_agent(struct options *o)
 {
 	struct tracker_options topt = {
@@ -886,6 +1094,8 @@ static int run_agent(struct options *o)
 	    .request_timeout_ns = 900ULL * 1000000000ULL,
 	    .stitch = o->stitch,
 	    .keep_path_params = &o->keep_path_params,
+	    .routes = &o->routes,
+	    .max_routes_per_service = o->max_routes_per_service,
 	    .memory_limit = o->memory_limit,
 	    .limits = {.conns = o->max_connections},
 	    .sampler = &o->sampler,
@@ -896,20 +1106,51 @@ static int run_agent(struct options *o)
 	struct tracker tracker;
 	struct audit audit;
 	struct outputs outs = {0};
+	struct metrics_page page = {0};
+	struct metrics_exporter *mexp = NULL;
+	struct metrics *metrics = NULL;
+	struct page_metrics pmetrics;
 	struct sink *sink;
 	int err, werr;
 
 	err = resolve_output(o, &otlp);
 	if (err)
 		goto out_config;
-	err = audit__init(&audit);
+	err = metrics_exporter_from_env(&otlp, &mexp);
 	if (err)
 		goto out_config;
+	/* the registry feeds OTLP metrics, the Prometheus page, or both */
+	metrics = mexp || o->metrics_listen ? metrics_new(0) : NULL;
+	if ((mexp || o->metrics_listen) && !metrics) {
+		metrics_exporter_free(mexp);
+		err = -ENOMEM;
+		goto out_config;
+	}
+	err = metrics_start(o, &page);
+	if (err) {
+		metrics_exporter_free(mexp);
+		goto out_config;
+	}
+	pmetrics = (struct page_metrics){.m = metrics, .exporter = mexp != NULL};
+	if (page.httpd) {
+		page.render_more = render_page_metrics;
+		page.render_more_ctx = &pmetrics;
+	}
+	err = audit__init(&audit);
+	if (err) {
+		metrics_exporter_free(mexp);
+		goto out_metrics;
+	}
 	err = open_outputs(o, &outs);
-	if (err)
+	if (err) {
+		metrics_exporter_free(mexp);
 		goto out_audit;
+	}
 	sink = make_sink(o, &otlp, &outs);
-	/* spans go tracker -> audit -> (metrics) -> head sampler -> tail sampler -> output */
+	page.otlp = o->output == OUTPUT_OTLP ? sink : NULL;
+	page.output = o->output == OUTPUT_OTLP ? NULL : spans_output(&outs);
+	/* spans go tracker -> metrics -> audit -> head sampler -> tail sampler -> output:
+	 * metrics and the audit count every request, sampled or not */
 	sink = wrap_samplers(o, sink);
 	if (sink && o->audit) {
 		struct sink *wrapped = sink_audit_new(sink, &audit);
@@ -918,6 +1159,9 @@ static int run_agent(struct options *o)
 			sink->destroy(sink);
 		sink = wrapped;
 	}
+	if (!sink)
+		metrics_exporter_free(mexp);
+	sink = wrap_metrics(sink, metrics, mexp);
 	if (!sink) {
 		err = -EINVAL;
 		close_outputs(&outs, &err);
@@ -925,7 +1169,9 @@ static int run_agent(struct options *o)
 	}
 	err = tracker__init(&tracker, sink, &topt);
 	if (!err) {
-		err = trace(o, &tracker, sink, &stop, &res);
+		page.tracker = &tracker;
+		err = trace(o, &tracker, sink, &stop, page.httpd ? &page : NULL, &res);
+		page.tracker = NULL;
 		/* open requests end here, as errors: spans the sink has yet to write */
 		tracker__shutdown(&tracker);
 	}
@@ -934,7 +1180,11 @@ static int run_agent(struct options *o)
 	stop_signals__close(&stop);
 out_audit:
 	audit__free(&audit);
+out_metrics:
+	if (page.httpd)
+		metrics_stop(&page);
 out_config:
+	metrics_free(metrics);
 	otlp_config_free(&otlp);
 	return err;
 }
@@ -979,6 +1229,12 @@ int main(int argc, char **argv)
 	}
 	sampler_config_init(&o.sampler);
 	tail_config_init(&o.tail);
+	if (getenv("HOPTRACE_ROUTES") && *getenv("HOPTRACE_ROUTES") &&
+	    route_patterns_parse(&o.routes, getenv("HOPTRACE_ROUTES"))) {
+		fprintf(stderr, "hoptrace: invalid HOPTRACE_ROUTES (comma-separated patterns, see "
+				"--route)\n");
+		return 2;
+	}
 	err = argp_parse(&argp, argc, argv, 0, NULL, &o);
 	if (err)
 		return 2;

@@ -31,6 +31,8 @@ struct ringmerge {
 	struct ring_cursor *cur;
 	ringmerge_deliver_fn deliver;
 	void *ctx;
+	uint64_t newest_ts; /* newest time delivered so far */
+	uint64_t late;	    /* records delivered after a newer one */
 };
 
 struct ringmerge *ringmerge__new(unsigned nrings, ringmerge_deliver_fn deliver, void *ctx)
@@ -153,6 +155,22 @@ static int oldest_head(const struct ringmerge *m, uint64_t cutoff, uint64_t *lim
 	return best;
 }
 
+/* A record committed after the drain that passed its time was already over goes out
+ * behind newer ones: the consumer may then see a response before its request's other end.
+ * Counted, so a user can tell such misses from the tracker's own. */
+static void note_order(struct ringmerge *m, uint64_t ts)
+{
+	if (ts && ts < m->newest_ts)
+		m->late++;
+	else if (ts > m->newest_ts)
+		m->newest_ts = ts;
+}
+
+uint64_t ringmerge__late(const struct ringmerge *m)
+{
+	return m ? m->late : 0;
+}
+
 void ringmerge__drain(struct ringmerge *m, uint64_t cutoff_ns)
 {
 	uint64_t limit;
@@ -175,6 +193,7 @@ void ringmerge__drain(struct ringmerge *m, uint64_t cutoff_ns)
 		struct ring_cursor *c = &m->cur[i];
 
 		do {
+			note_order(m, c->ts);
 			m->deliver(m->ctx, c->rec, c->len);
 			cursor_advance(v, c);
 		} while (c->rec && c->ts <= limit);
@@ -187,6 +206,19 @@ void ringmerge__drain(struct ringmerge *m, uint64_t cutoff_ns)
 		if (m->rings[r].view.data)
 			__atomic_store_n(m->rings[r].view.consumer_pos, m->cur[r].cons,
 					 __ATOMIC_RELEASE);
+}
+
+uint64_t ringmerge__used_bytes(const struct ringmerge *m, unsigned i)
+{
+	const struct ring_view *v;
+	uint64_t cons, prod;
+
+	if (i >= m->nrings || !m->rings[i].view.consumer_pos)
+		return 0;
+	v = &m->rings[i].view;
+	cons = __atomic_load_n(v->consumer_pos, __ATOMIC_RELAXED);
+	prod = __atomic_load_n(v->producer_pos, __ATOMIC_ACQUIRE);
+	return prod >= cons ? prod - cons : 0;
 }
 
 void ringmerge__free(struct ringmerge *m)

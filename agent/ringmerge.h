@@ -46,6 +46,11 @@ void ringmerge__set_view(struct ringmerge *m, unsigned i, const struct ring_view
 /* Deliver, in ts_ns order, every committed record with ts_ns <= cutoff_ns (UINT64_MAX:
  * all); records of one ring keep their order. */
 void ringmerge__drain(struct ringmerge *m, uint64_t cutoff_ns);
+/* Bytes of ring i the kernel counts as taken: written, not yet released by a drain (records
+ * held back for the next one included). 0 for an unset ring. */
+uint64_t ringmerge__used_bytes(const struct ringmerge *m, unsigned i);
+/* Records delivered so far behind a newer one (committed later than the hold allowed). */
+uint64_t ringmerge__late(const struct ringmerge *m);
 /* Unmap the rings and free. NULL is ignored. */
 void ringmerge__free(struct ringmerge *m);
 

@@ -42,5 +42,15 @@ struct tail_config;
 /* Tail sampling (sink_tail.c): buffers each trace's local spans, then passes the kept
  * traces to inner (owned). */
 struct sink *sink_tail_new(struct sink *inner, const struct tail_config *cfg);
+/* Drops every span (-o none: metrics only). */
+struct sink *sink_null_new(void);
+
+struct metrics;
+struct metrics_exporter;
+/* Counts every span into a (caller-owned) metrics registry, then passes it to inner, which
+ * it owns. Sits before any sampler: metrics count every request. */
+struct sink *sink_metrics_new(struct sink *inner, struct metrics *m);
+/* Export the registry with exp (which the sink then owns) at exp's interval and at flush. */
+void sink_metrics_set_exporter(struct sink *sk, struct metrics_exporter *exp);
 
 #endif

@@ -56,6 +56,8 @@
 	  "process scans dropped: scan queue full (left to the periodic rescan)")                  \
 	X(tls_scans_deferred,                                                                      \
 	  "due process scans postponed by a tick (once per tick each): budget spent")              \
+	X(tls_elf_queue_full,                                                                      \
+	  "files not parsed for OpenSSL yet: parse queue full (left to the next scan)")            \
 	X(conns_http, "HTTP connections tracked")                                                  \
 	X(conns_idle_expired, "idle connections expired")                                          \
 	X(span_attrs_dropped, "span attributes dropped: the span's attribute room was full")       \
@@ -65,6 +67,10 @@
 	  "connections not indexed by address: same-host hops on them not joined")                 \
 	X(drop_proc_table_full,                                                                    \
 	  "spans given a minimal resource: process table full (/proc not read)")                   \
+	X(records_late,                                                                            \
+	  "records delivered behind newer ones: committed over 5 ms late (links may be missed)")   \
+	X(peer_link_missed,                                                                        \
+	  "same-host requests whose other end had already finished: hop not linked")               \
 	X(budget_drops, "allocations refused: --memory-limit reached (requests not traced)")       \
 	X(budget_peak_bytes, "most bytes of connection and request state held at once")            \
 	X(sampler_head_dropped,                                                                    \
@@ -77,7 +83,17 @@
 	X(tail_overflow_early, "tail sampling: traces decided early, the buffer was full")         \
 	X(tail_late_spans, "tail sampling: spans after their trace was decided (followed it)")     \
 	X(budget_expired, "requests ended after 30 s unanswered: over 3/4 of --memory-limit in "   \
-			  "use")
+			  "use")                                                                   \
+	X(drop_span_no_memory, "spans lost: no memory to build them when their exchange ended")    \
+	X(metrics_overflow,                                                                        \
+	  "metric observations counted in an otel.metric.overflow series: series table full")      \
+	X(metrics_series_expired,                                                                  \
+	  "metric series dropped after export: idle for an interval with the table 3/4 full")      \
+	X(routes_learned, "distinct routes recorded (per service and side; see --route)")          \
+	X(routes_overflow,                                                                         \
+	  "requests named /{overflow}: their service had --max-routes-per-service routes")         \
+	X(routes_table_full,                                                                       \
+	  "requests named /{overflow}: route table full (1024 services or 65536 routes)")
 
 struct agent_stats {
 #define X(name, desc) uint64_t name;

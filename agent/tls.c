@@ -17,6 +17,7 @@
 #include <bpf/libbpf.h>
 
 #include "elfsym.h"
+#include "elfwork.h"
 #include "hashmap.h"
 #include "hoptrace.skel.h"
 #include "loader.h"
@@ -135,6 +136,9 @@ struct tls_tracer {
 	struct pending_scan pending[TLS_MAX_PENDING];
 	DIR *rescan; /* the periodic rescan's place in /proc, across ticks; NULL: none */
 	uint64_t next_rescan_ns;
+	struct elfwork *work; /* the symbol parses */
+	bool starting;	      /* in tls__start: a full parse queue is waited for */
+	bool stopping;	      /* in tls__destroy: parse results are discarded */
 };
 
 static char seen_marker; /* the value of every entry of tls_tracer.seen */
@@ -304,36 +308,103 @@ static int probe_openssl(struct tls_tracer *tt, int fd, const struct stat *st, c
 	return 0;
 }
 
-/* Probe the regular file open at fd (named name in messages) unless done before. is_exe: a
- * program's executable, which is usually not OpenSSL (not worth a message). */
+/* A parse on the worker (elfwork.h): what the loop needs to act on its result. */
+struct parse_job {
+	struct stat st; /* at submission: the file's identity */
+	uint32_t tgid;	/* the process it was first seen in; 0: the system's */
+	bool is_exe;
+	char name[]; /* for messages */
+};
+
+/* What a parse found, acted upon on the loop thread: probes attached, or the file
+ * remembered as not probed. The fd is the job's, still open. */
+static void parse_done(struct tls_tracer *tt, int fd, const struct parse_job *job, int err,
+		       const char *why, const uint64_t off[SYM__COUNT])
+{
+	if (err) {
+		count_elf_failure(err);
+		if (!job->is_exe || err != -ENOEXEC)
+			log_warn("cannot probe %s: %s; HTTPS through this file is not traced",
+				 job->name, why);
+	} else if (!off[SYM_READ] || !off[SYM_WRITE]) {
+		if (!job->is_exe)
+			log_warn("cannot probe %s: %s not found in its symbol tables (stripped, or "
+				 "not OpenSSL); HTTPS through this file is not traced",
+				 job->name, off[SYM_READ] ? "SSL_write" : "SSL_read");
+	} else if (probe_openssl(tt, fd, &job->st, job->name, off, job->tgid) == 0) {
+		return;
+	}
+	remember_seen(tt, &job->st);
+}
+
+static void on_parsed(void *arg, const struct elfwork_result *r)
+{
+	struct tls_tracer *tt = arg;
+	struct parse_job *job = r->ctx;
+
+	/* stopping: nothing is attached any more */
+	if (!tt->stopping && r->err != -ECANCELED)
+		parse_done(tt, r->fd, job, r->err, r->why, r->off);
+	close(r->fd);
+	free(job);
+}
+
+/* Before the loop runs, a full queue is waited for: what runs at start-up is probed
+ * before the agent says it is ready. */
+static void wait_for_a_parse(struct tls_tracer *tt)
+{
+	elfwork__wait(tt->work, 1000);
+	elfwork__collect(tt->work, on_parsed, tt);
+}
+
+/* Hand the file open at fd to the worker (a dup of fd: the caller keeps its own). Queue
+ * full: counted and left for the next scan that sees it (the exec rescans, the periodic
+ * rescan), as a scan that was not done. */
+static void submit_parse(struct tls_tracer *tt, int fd, const struct stat *st, const char *name,
+			 bool is_exe, uint32_t tgid)
+{
+	size_t len = strlen(name);
+	struct parse_job *job = malloc(sizeof(*job) + len + 1);
+	int jobfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	int err = -EAGAIN;
+
+	if (!job || jobfd < 0) {
+		log_debug("TLS: cannot queue a file's parse: %s", strerror(errno));
+		goto err_free;
+	}
+	job->st = *st;
+	job->tgid = tgid;
+	job->is_exe = is_exe;
+	memcpy(job->name, name, len + 1);
+	while ((err = elfwork__submit(tt->work, jobfd, file_key(st->st_dev, st->st_ino), job)) ==
+		   -EAGAIN &&
+	       tt->starting)
+		wait_for_a_parse(tt);
+	if (!err)
+		return;
+	if (err == -EAGAIN)
+		STAT_INC(tls_elf_queue_full);
+err_free:
+	if (jobfd >= 0)
+		close(jobfd);
+	free(job);
+}
+
+/* Probe the regular file open at fd (named name in messages) unless done before or under
+ * way. is_exe: a program's executable, which is usually not OpenSSL (not worth a message).
+ * The symbols are read on the worker; tls__tick attaches what it finds. */
 static void probe_fd(struct tls_tracer *tt, int fd, const char *name, bool is_exe, uint32_t tgid)
 {
-	uint64_t off[SYM__COUNT];
-	const char *why = NULL;
 	struct stat st;
-	int err;
 
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode))
 		return;
 	/* seen before (a 64-bit key collision between two files would skip the second) */
 	if (u64map_get(&tt->probed, file_key(st.st_dev, st.st_ino)) ||
-	    u64map_get(&tt->seen, seen_key(&st)))
+	    u64map_get(&tt->seen, seen_key(&st)) ||
+	    elfwork__queued(tt->work, file_key(st.st_dev, st.st_ino)))
 		return;
-	err = elfsym_find_funcs(fd, sym_names, SYM__COUNT, SYM_WRITE + 1, off, &elf_budget, &why);
-	if (err) {
-		count_elf_failure(err);
-		if (!is_exe || err != -ENOEXEC)
-			log_warn("cannot probe %s: %s; HTTPS through this file is not traced", name,
-				 why);
-	} else if (!off[SYM_READ] || !off[SYM_WRITE]) {
-		if (!is_exe)
-			log_warn("cannot probe %s: %s not found in its symbol tables (stripped, or "
-				 "not OpenSSL); HTTPS through this file is not traced",
-				 name, off[SYM_READ] ? "SSL_write" : "SSL_read");
-	} else if (probe_openssl(tt, fd, &st, name, off, tgid) == 0) {
-		return;
-	}
-	remember_seen(tt, &st);
+	submit_parse(tt, fd, &st, name, is_exe, tgid);
 }
 
 /* ---- opening files a process names ------------------------------------------------- */
@@ -641,13 +712,14 @@ struct tls_tracer *tls__start(struct hoptrace_bpf *skel, const struct loader_con
 	struct tls_tracer *tt = calloc(1, sizeof(*tt));
 
 	if (!tt || u64map_init(&tt->probed, TLS_MAX_PROBED) ||
-	    u64map_init(&tt->seen, TLS_MAX_SEEN)) {
+	    u64map_init(&tt->seen, TLS_MAX_SEEN) ||
+	    !(tt->work = elfwork__start(sym_names, SYM__COUNT, SYM_WRITE + 1, &elf_budget))) {
+		log_error("cannot start HTTPS tracing: %s", strerror(errno ?: ENOMEM));
 		if (tt) {
 			u64map_free(&tt->probed);
 			u64map_free(&tt->seen);
 		}
 		free(tt);
-		log_error("cannot start HTTPS tracing: out of memory");
 		return NULL;
 	}
 	tt->skel = skel;
@@ -655,9 +727,13 @@ struct tls_tracer *tls__start(struct hoptrace_bpf *skel, const struct loader_con
 		tt->progs[p] = prog_of(skel, p, variant == TLS_WITH_INJECT_CTX);
 	tt->cfg = cfg;
 	tt->self = (uint32_t)getpid();
+	tt->starting = true;
 	if (!cfg->npids)
 		probe_system_libssl(tt);
 	scan_all(tt);
+	while (elfwork__busy(tt->work))
+		wait_for_a_parse(tt);
+	tt->starting = false;
 	if (!tt->probed.count)
 		log_info("no OpenSSL library or binary in use by the selected processes yet; "
 			 "HTTPS is traced once one starts");
@@ -795,6 +871,8 @@ void tls__tick(struct tls_tracer *tt, uint64_t now_ns)
 
 	if (!tt)
 		return;
+	/* parses finished since the last tick: attach (never waits for one under way) */
+	elfwork__collect(tt->work, on_parsed, tt);
 	run_pending(tt, now_ns, &b);
 	run_rescan(tt, now_ns, &b);
 }
@@ -806,6 +884,8 @@ void tls__destroy(struct tls_tracer *tt)
 
 	if (!tt)
 		return;
+	tt->stopping = true;
+	elfwork__destroy(tt->work, on_parsed, tt);
 	for (size_t it = 0; u64map_next(&tt->probed, &it, &k, &v);) {
 		file_detach(v);
 		free(v);

@@ -386,6 +386,15 @@ static enum http1_body_rule on_response_head(struct conn *c, const struct http1_
 	return ex->is_head ? HTTP1_BODY_NONE : HTTP1_BODY_AUTO;
 }
 
+/* A client call answered while the server end of its connection, on this host and known,
+ * never saw the request: the server's records came late (records_late) or were lost, so
+ * that hop's SERVER span goes out without its caller. */
+static void count_missed_peer(struct conn *c, const struct exchange *ex)
+{
+	if (c->role == ROLE_CLIENT && !ex->peer_seen && find_local_peer(c->t, c))
+		STAT_INC(peer_link_missed);
+}
+
 static enum http1_body_rule on_head(void *ctx, const struct http1_head *h)
 {
 	struct conn_dir *cd = ctx;
@@ -411,8 +420,10 @@ static void on_complete(void *ctx, enum http1_kind kind, uint64_t end_tag)
 		return;
 	}
 	ex = queue_pop(c);
-	if (ex)
-		exchange_finish(&c->t->env, ex, end_tag, NULL);
+	if (!ex)
+		return;
+	count_missed_peer(c, ex);
+	exchange_finish(&c->t->env, ex, end_tag, NULL);
 }
 
 static void count_parse_error(enum http1_error err)
@@ -608,6 +619,15 @@ static int64_t monotonic_to_unix_offset(void)
 	return ((int64_t)real.tv_sec - mono.tv_sec) * 1000000000LL + (real.tv_nsec - mono.tv_nsec);
 }
 
+/* The route table, keyed at random so that traffic cannot aim at its hash slots. */
+static int init_routes(struct tracker *t, const struct tracker_options *opt)
+{
+	uint8_t key[16];
+
+	span_random_id(key, sizeof(key));
+	return route_table__init(&t->routes, opt->max_routes_per_service, opt->routes, key);
+}
+
 int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_options *opt)
 {
 	int err;
@@ -631,6 +651,9 @@ int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_opt
 	if (err)
 		goto err_procs;
 	t->budget.limit = opt->memory_limit;
+	err = init_routes(t, opt);
+	if (err)
+		goto err_corr;
 	t->env = (struct exchange_env){.corr = &t->corr,
 				       .budget = &t->budget,
 				       .procs = &t->procs,
@@ -639,9 +662,12 @@ int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_opt
 				       .stitch = opt->stitch,
 				       .proc_root = opt->proc_root,
 				       .keep_path_params = opt->keep_path_params,
+				       .routes = &t->routes,
 				       .sampler = opt->sampler};
 	return 0;
 
+err_corr:
+	correlate__free(&t->corr);
 err_procs:
 	proc_table__free(&t->procs);
 err_conns:
@@ -712,6 +738,7 @@ void tracker__shutdown(struct tracker *t)
 	u64map_free(&t->conns_by_tuple);
 	correlate__free(&t->corr);
 	proc_table__free(&t->procs);
+	route_table__free(&t->routes);
 }
 
 void tracker__on_exec(struct tracker *t, void (*fn)(void *ctx, uint32_t tgid, uint64_t ts_ns),

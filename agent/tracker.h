@@ -19,6 +19,7 @@
 #include "hashmap.h"
 #include "hoptrace/events.h"
 #include "proc.h"
+#include "route.h"
 
 struct sink;
 
@@ -38,6 +39,10 @@ struct tracker_options {
 	const char *proc_root;	     /* NULL: /proc (tests point elsewhere) */
 	/* path parameters exported (--keep-path-params); NULL: none. Outlives the tracker. */
 	const struct path_param_allow *keep_path_params;
+	/* --route patterns (NULL: none; outlives the tracker) and --max-routes-per-service
+	 * (0: ROUTE_PER_SERVICE_DEFAULT) */
+	const struct route_patterns *routes;
+	unsigned max_routes_per_service;
 	struct tracker_limits limits;
 	size_t memory_limit; /* --memory-limit: bytes of connection and request state, 0: none */
 	/* head sampling (--sampler, OTEL_TRACES_SAMPLER); NULL: every span exported. Outlives
@@ -54,6 +59,7 @@ struct tracker {
 	struct sink *sink;
 	struct mem_budget budget; /* connections, requests waiting, parser buffers */
 	int64_t mono_to_unix_ns;  /* add to a bpf_ktime_get_ns() stamp to get unix time */
+	struct route_table routes; /* distinct routes per service, capped */
 	struct exchange_env env;  /* the above, as exchange building sees them */
 	/* told of every exec record (a new image may bring OpenSSL code to probe) */
 	void (*on_exec)(void *ctx, uint32_t tgid, uint64_t ts_ns);

@@ -252,10 +252,14 @@ static __always_inline __u32 load_u32(const __u8 *p)
 
 #define FOURCC(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
 
-/* The request-target after "METHOD ": origin-form '/', absolute-form 'h'(ttp), '*'. */
+/* The request-target after "METHOD ": origin-form '/', '*', or an absolute-form whose
+ * scheme is http(s) or ftp in any case (a proxy's client sends those; schemes are
+ * case-insensitive). Other letters stay out: a Redis inline "GET key" is not HTTP. */
 static __always_inline bool target_start(__u8 c)
 {
-	return c == '/' || c == 'h' || c == '*';
+	__u8 lower = c | 0x20;
+
+	return c == '/' || c == '*' || lower == 'h' || lower == 'f';
 }
 
 /* A cheap test on the first bytes of an I/O: does an HTTP/1.x request or status line start

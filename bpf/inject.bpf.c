@@ -62,10 +62,10 @@ struct scan_state {
 	__u32 first_crlf; /* offset just after the request line's CRLF, 0: not seen */
 	__u32 hdr_end;	  /* offset just after the blank line, 0: not seen */
 	__u32 has_tp;
-	__u32 cl_count;	  /* Content-Length header lines */
+	__u32 cl_count;	   /* Content-Length header lines */
 	__u32 cl_name_end; /* offset just past the name "content-length" */
-	__u32 unframed;	  /* Transfer-Encoding or Upgrade: the length of what follows is
-			   * unknown to us */
+	__u32 unframed;	   /* Transfer-Encoding or Upgrade: the length of what follows is
+			    * unknown to us */
 	__u64 cl_value;
 	__u8 cl_state; /* enum cl_parse */
 	char prev;     /* the byte before the current one, 0 at the start */
@@ -349,8 +349,8 @@ static __always_inline bool is_connect(const struct inject_scratch *s)
 /* A message of size bytes (the original size) whose head, a whole request head, was scanned
  * into s: where the socket's stream is after it. Only what we can be sure of keeps a
  * boundary: a body of known length, then nothing more in this message. */
-static __always_inline void frame_after_head(struct inject_sock *is,
-					     const struct inject_scratch *s, __u32 size)
+static __always_inline void frame_after_head(struct inject_sock *is, const struct inject_scratch *s,
+					     __u32 size)
 {
 	const struct scan_state *st = &s->st;
 	__u64 body = 0, rest;
@@ -429,8 +429,8 @@ static __always_inline struct inject_scratch *scan_head(struct sk_msg_md *msg)
 
 /* Insert the traceparent line built in s at offset at. Returns 0 when it is in, 1 when the
  * message goes unchanged, -1 when it must be dropped. */
-static __always_inline int insert_line(struct sk_msg_md *msg, struct inject_scratch *s,
-				       __u32 at, struct inject_sock *is)
+static __always_inline int insert_line(struct sk_msg_md *msg, struct inject_scratch *s, __u32 at,
+				       struct inject_sock *is)
 {
 	void *data, *data_end;
 	char *p;
@@ -484,11 +484,13 @@ int ht_inject_msg(struct sk_msg_md *msg)
 	s = scan_head(msg);
 	if (is->framing != HT_FRAME_BOUNDARY) {
 		if (s && s->st.hdr_end)
-			stat_inc(HT_STAT_INJECT_UNFRAMED); /* a request, or bytes that look like one */
+			stat_inc(
+			    HT_STAT_INJECT_UNFRAMED); /* a request, or bytes that look like one */
 		return SK_PASS;
 	}
 	if (!s) {
-		is->framing = HT_FRAME_UNKNOWN; /* not a whole request line: not HTTP as we know it */
+		is->framing =
+		    HT_FRAME_UNKNOWN; /* not a whole request line: not HTTP as we know it */
 		return SK_PASS;
 	}
 	if (!s->st.hdr_end) {

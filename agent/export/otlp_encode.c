@@ -909,3 +909,15 @@ int otlp_encoder__encode(struct otlp_encoder *enc, struct span *const *spans, si
 	}
 	return 0;
 }
+
+int otlp_encoder__resource(struct otlp_encoder *enc, const struct resource *r,
+			   const uint8_t **payload, size_t *len)
+{
+	int err = resource_encode(enc, r);
+
+	if (err)
+		return err;
+	*payload = otlp_buf_payload(&enc->res);
+	*len = enc->res.len;
+	return 0;
+}

@@ -73,4 +73,10 @@ bool otlp_read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v);
 /* The resource attributes of the encoder's agent, for tests and the exit summary. */
 unsigned otlp_encoder__agent_attrs(const struct otlp_encoder *enc, const struct otlp_kv **kv);
 
+struct resource;
+/* The Resource message (its payload bytes) of traced process r, as spans carry it; valid until
+ * the next call on enc. The metrics encoder uses it. Returns 0 or -ENOMEM. */
+int otlp_encoder__resource(struct otlp_encoder *enc, const struct resource *r,
+			   const uint8_t **payload, size_t *len);
+
 #endif

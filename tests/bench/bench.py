@@ -216,11 +216,12 @@ def wait_port(port, proc, timeout=15.0):
 class Agent:
     """build/hoptrace with one sink, pinned; counters parsed from its exit summary."""
 
-    def __init__(self, bench, args, cpus):
+    def __init__(self, bench, args, cpus, env=None):
         self.dir = tempfile.mkdtemp(prefix="agent-", dir=bench.tmp)
         self.err_path = os.path.join(self.dir, "stderr")
         self.err = open(self.err_path, "w")
-        self.proc = start([bench.agent, *args], cpus=cpus, stderr=self.err)
+        self.proc = start([bench.agent, *args], cpus=cpus, stderr=self.err,
+                          env=dict(os.environ, **env) if env else None)
         self.wait_ready()
         self.prog_ids = prog_ids_of(self.proc.pid)
         self.counters = {}
@@ -516,7 +517,8 @@ def measured_run(bench, srv, mode, port, url, secs, conns, script=None, bpf_stat
     Returns a dict of raw figures."""
     res = {"mode": mode, "bpf_stats": bpf_stats}
     agent = coll = None
-    if mode == "otlp":
+    env = None
+    if mode in ("otlp", "metrics"):
         coll = Collector(bench, bench.cpu_client)
     try:
         if mode != "off":
@@ -527,9 +529,15 @@ def measured_run(bench, srv, mode, port, url, secs, conns, script=None, bpf_stat
                 args = ["-o", "otlp", "--otlp-endpoint", coll.url, "--port", str(port)]
             elif mode == "other-port":
                 args = ["-o", "json", "-O", os.devnull, "--port", "1"]
+            elif mode == "metrics":
+                # metrics only: no span leaves the agent; the registry counts every request
+                # and is exported once a second to the collector's address
+                args = ["-o", "none", "--port", str(port)]
+                env = {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": coll.url.rsplit("/v1/", 1)[0]
+                       + "/v1/metrics", "OTEL_METRIC_EXPORT_INTERVAL": "1000"}
             else:
                 raise BenchError(mode)
-            agent = Agent(bench, [*args, *extra_args], bench.cpu_agent)
+            agent = Agent(bench, [*args, *extra_args], bench.cpu_agent, env=env)
         time.sleep(0.3)
         progs0 = bpf_progs(bench.bpftool) if bpf_stats else {}
         a0 = agent.sample() if agent else None
@@ -570,7 +578,9 @@ def measured_run(bench, srv, mode, port, url, secs, conns, script=None, bpf_stat
                 res["delivered"] = count_kinds(out, b'"kind":"SERVER"', b'"kind":"CLIENT"')
                 os.unlink(out)
         if coll:
-            res["delivered"] = coll.stop()
+            delivered = coll.stop()
+            if mode != "metrics":
+                res["delivered"] = delivered
             coll = None
     finally:
         if agent:
@@ -615,6 +625,49 @@ def scenario_server(bench, kind):
     finally:
         srv.kill()
     return runs
+
+
+def scenario_metrics(bench):
+    """Metrics-only mode (-o none, OTLP metrics) against full tracing (OTLP spans) and no
+    agent (issue 12): nginx under wrk, the three rotated each repetition."""
+    srv, port, url = start_server(bench, "nginx", bench.cpu_server)
+    runs = []
+    try:
+        run_wrk(bench, url, bench.conns, 2, bench.cpu_client)
+        modes = ["off", "otlp", "metrics"]
+        for rep in range(bench.reps):
+            for mode in modes[rep % 3:] + modes[:rep % 3]:
+                r = measured_run(bench, srv, mode, port, url, bench.duration, bench.conns)
+                r["rep"] = rep
+                runs.append(r)
+                log(f"metrics rep {rep + 1}/{bench.reps} {mode:7}: {r['wrk']['rps']:9.0f} req/s"
+                    + (f"  agent {r['agent_cpu_ns'] / r['wrk']['requests'] / 1e3:.2f} us/req"
+                       if "agent_cpu_ns" in r else ""))
+    finally:
+        srv.kill()
+    return runs
+
+
+def render_metrics(runs):
+    L = ["## Metrics-only mode against full tracing (nginx under wrk; issue 12)", "",
+         "full tracing = `-o otlp` to hoptrace-collect; metrics only = `-o none` with OTLP "
+         "metrics every second. Ratios are to the untraced run of the same repetition.", "",
+         "| mode | req/s | throughput | p99 | agent CPU/req | agent max RSS |",
+         "|---|---|---|---|---|---|"]
+    for mode, label in (("off", "untraced"), ("otlp", "full tracing (OTLP)"),
+                        ("metrics", "metrics only")):
+        rs = [r for r in runs if r["mode"] == mode]
+        tp = paired_ratios(runs, mode, lambda r: r["wrk"]["rps"])
+        p99 = paired_ratios(runs, mode, lambda r: r["wrk"]["p99_us"])
+        cpu = [r["agent_cpu_ns"] / r["wrk"]["requests"] for r in rs if "agent_cpu_ns" in r]
+        rss = [r["agent_maxrss_kib"] for r in rs if "agent_maxrss_kib" in r]
+        L.append(f"| {label} | {fmt(med([r['wrk']['rps'] for r in rs]), '.0f')} | "
+                 f"{fmt(med(tp), '.3f') if mode != 'off' else '1'} | "
+                 f"{fmt(med(p99), '.2f') if mode != 'off' else '1'} | "
+                 f"{fmt(med(cpu) / 1e3, '.2f') + ' µs' if cpu else '–'} | "
+                 f"{fmt(med(rss) / 1024, '.1f') + ' MiB' if rss else '–'} |")
+    L.append("")
+    return L
 
 
 def calibrate_pace(bench, url, target, delay_ms, script):
@@ -1158,6 +1211,8 @@ def render(bench, results):
         L.append("")
     if results.get("backends"):
         L.extend(render_backends(results["backends"]))
+    if results.get("metrics"):
+        L.extend(render_metrics(results["metrics"]))
     ex = results.get("exporter")
     if ex:
         L.append("## Exporter micro-benchmark (build/otlp_bench, one core)")
@@ -1322,7 +1377,7 @@ def main():
     out_dir = a.out or os.path.join(a.build, "bench")
     os.makedirs(out_dir, exist_ok=True)
     only = set(filter(None, bench.only.split(","))) or {"nginx", "node", "sustained", "noise",
-                                                         "exporter", "backends"}
+                                                         "exporter", "backends", "metrics"}
 
     t_start = time.time()
     bench.bpf_stats_saved = read(BPF_STATS_SYSCTL, "0").strip() == "1"
@@ -1375,6 +1430,9 @@ def main():
         if "backends" in only:
             log("capture backends")
             results["backends"] = scenario_backends(bench)
+        if "metrics" in only:
+            log("metrics-only mode")
+            results["metrics"] = scenario_metrics(bench)
     except BenchError as e:
         log(f"error: {e}")
         return 1

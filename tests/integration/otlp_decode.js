@@ -7,7 +7,9 @@
 // OpenTelemetry JS project from the upstream opentelemetry-proto files). Used by
 // test_otlp_export.py to check that what the agent sends is OTLP to other implementations.
 //
-//   node otlp_decode.js FILE...
+//   node otlp_decode.js [--metrics] FILE...
+//
+// --metrics: the files hold ExportMetricsServiceRequest messages (test_metrics.py).
 //
 // Prints one JSON object per file:
 //   {"file": F, "bytes": N, "reencoded_bytes": M, "request": {...}}
@@ -21,7 +23,9 @@
 const fs = require('fs');
 const root = require('@opentelemetry/otlp-transformer/build/src/generated/root');
 
-const Request = root.opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest;
+const metrics = process.argv[2] === '--metrics';
+const Request = metrics ? root.opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest
+			: root.opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest;
 
 // protobufjs gives bytes as base64 (bytes: String); ids read better, and compare, as hex
 function hexBytes(obj) {
@@ -39,7 +43,7 @@ function hexBytes(obj) {
 }
 
 let failed = false;
-for (const file of process.argv.slice(2)) {
+for (const file of process.argv.slice(metrics ? 3 : 2)) {
 	const buf = fs.readFileSync(file);
 	let msg;
 	try {
@@ -48,7 +52,7 @@ for (const file of process.argv.slice(2)) {
 		if (err)
 			throw new Error(`verify: ${err}`);
 	} catch (e) {
-		console.error(`${file}: not an ExportTraceServiceRequest: ${e.message}`);
+		console.error(`${file}: not an ${metrics ? 'ExportMetricsServiceRequest' : 'ExportTraceServiceRequest'}: ${e.message}`);
 		failed = true;
 		continue;
 	}

@@ -25,6 +25,8 @@ const path = require('path');
 const zlib = require('zlib');
 
 const EXPORT_PATH = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
+// the metrics service too (test_metrics.py): its response has the same fields and numbers
+const METRICS_PATH = '/opentelemetry.proto.collector.metrics.v1.MetricsService/Export';
 
 function parseArgs(argv) {
 	const opts = { port: 0, out: null, failFirst: 0, failStatus: 14, reject: 0, tls: null,
@@ -103,7 +105,7 @@ server.on('stream', (stream, headers) => {
 	const chunks = [];
 	stream.on('data', (c) => chunks.push(c));
 	stream.on('end', () => {
-		if (headers[':path'] !== EXPORT_PATH)
+		if (headers[':path'] !== EXPORT_PATH && headers[':path'] !== METRICS_PATH)
 			return trailersOnly(stream, 12, `unknown method ${headers[':path']}`);
 		if (!String(headers['content-type'] || '').startsWith('application/grpc'))
 			return trailersOnly(stream, 3, 'content-type is not application/grpc');

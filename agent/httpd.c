@@ -1,0 +1,546 @@
+// SPDX-License-Identifier: BSD-2-Clause
+#include "httpd.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <microhttpd.h>
+
+#include "log.h"
+#include "privilege.h"
+#include "text.h"
+
+#define CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
+#define CONTENT_TYPE_TEXT "text/plain; charset=utf-8"
+#define LISTEN_BACKLOG 128
+
+/* A published rendering. Shared by the endpoint (while it is the current one) and by each
+ * response that sends it; freed by whoever drops the last reference. */
+struct snapshot {
+	char *text;
+	size_t len;
+	unsigned refs; /* under httpd.lock */
+	bool replaced; /* no longer current: counted in httpd.retained while referenced */
+};
+
+struct httpd {
+	struct MHD_Daemon *daemon;
+	pthread_mutex_t lock; /* current, retained, snapshot refs; held for no I/O */
+	struct snapshot *current;
+	size_t retained;	  /* bytes of replaced snapshots still referenced */
+	uint64_t started_ns;	  /* CLOCK_MONOTONIC */
+	uint64_t last_publish_ns; /* atomic; 0: never */
+	int ready;		  /* atomic */
+	struct httpd_stats st;	  /* atomic counters */
+	char addr[HTTPD_ADDR_LEN];
+};
+
+#define CNT_ADD(h, field, n) __atomic_add_fetch(&(h)->st.field, (n), __ATOMIC_RELAXED)
+#define CNT_SUB(h, field, n) __atomic_sub_fetch(&(h)->st.field, (n), __ATOMIC_RELAXED)
+#define CNT_GET(h, field) __atomic_load_n(&(h)->st.field, __ATOMIC_RELAXED)
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- the listen address ------------------------------------------------------------ */
+
+static int parse_port(const char *s, uint16_t *port)
+{
+	unsigned long v = 0;
+
+	if (!*s || strlen(s) > 5)
+		return -EINVAL;
+	for (const char *p = s; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		v = v * 10 + (unsigned long)(*p - '0');
+	}
+	if (v > 65535)
+		return -EINVAL;
+	*port = (uint16_t)v;
+	return 0;
+}
+
+static int parse_v6(const char *s, struct sockaddr_storage *addr, socklen_t *len)
+{
+	struct sockaddr_in6 *a = (struct sockaddr_in6 *)addr;
+	const char *close = strchr(s, ']');
+	char host[INET6_ADDRSTRLEN];
+	size_t n;
+
+	if (!close || close[1] != ':')
+		return -EINVAL;
+	n = (size_t)(close - (s + 1));
+	if (n >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, s + 1, n);
+	host[n] = '\0';
+	a->sin6_family = AF_INET6;
+	if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1 || parse_port(close + 2, &a->sin6_port))
+		return -EINVAL;
+	a->sin6_port = htons(a->sin6_port);
+	*len = sizeof(*a);
+	return 0;
+}
+
+int httpd_parse_listen(const char *s, struct sockaddr_storage *addr, socklen_t *len)
+{
+	struct sockaddr_in *a = (struct sockaddr_in *)addr;
+	const char *colon;
+	char host[INET_ADDRSTRLEN];
+	size_t n;
+
+	memset(addr, 0, sizeof(*addr));
+	if (!s)
+		return -EINVAL;
+	if (s[0] == '[')
+		return parse_v6(s, addr, len);
+	a->sin_family = AF_INET;
+	*len = sizeof(*a);
+	colon = strchr(s, ':');
+	if (!colon || colon == s) {
+		/* PORT or :PORT: loopback, the safe default for an unauthenticated endpoint */
+		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	} else {
+		n = (size_t)(colon - s);
+		if (n >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, s, n);
+		host[n] = '\0';
+		if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+			return -EINVAL;
+	}
+	if (parse_port(colon ? colon + 1 : s, &a->sin_port))
+		return -EINVAL;
+	a->sin_port = htons(a->sin_port);
+	return 0;
+}
+
+void httpd_format_addr(const struct sockaddr_storage *addr, char *out)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	if (addr->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)addr;
+
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		snprintf(out, HTTPD_ADDR_LEN, "[%s]:%u", host, ntohs(a->sin6_port));
+	} else {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)addr;
+
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		snprintf(out, HTTPD_ADDR_LEN, "%s:%u", host, ntohs(a->sin_port));
+	}
+}
+
+/* ---- snapshots ----------------------------------------------------------------------- */
+
+static void snapshot_free(struct snapshot *s)
+{
+	if (s) {
+		free(s->text);
+		free(s);
+	}
+}
+
+/* Drop one reference (lock held); the snapshot to free when it was the last, else NULL. */
+static struct snapshot *snapshot_unref_locked(struct httpd *h, struct snapshot *s)
+{
+	if (--s->refs)
+		return NULL;
+	if (s->replaced)
+		h->retained -= s->len;
+	return s;
+}
+
+struct release_ctx {
+	struct httpd *h;
+	struct snapshot *s;
+};
+
+/* A response that sent (or failed to send) a snapshot is gone: libmicrohttpd's free
+ * callback, on the HTTP thread. */
+static void release_snapshot(void *cls)
+{
+	struct release_ctx *rc = cls;
+	struct snapshot *dead;
+
+	pthread_mutex_lock(&rc->h->lock);
+	dead = snapshot_unref_locked(rc->h, rc->s);
+	pthread_mutex_unlock(&rc->h->lock);
+	snapshot_free(dead);
+	free(rc);
+}
+
+void httpd__publish(struct httpd *h, char *text, size_t len, uint64_t now_ns)
+{
+	struct snapshot *s = NULL, *dead = NULL, *old;
+
+	__atomic_store_n(&h->last_publish_ns, now_ns ? now_ns : 1, __ATOMIC_RELEASE);
+	if (!text)
+		return;
+	s = malloc(sizeof(*s));
+	if (!s) {
+		free(text); /* the previous snapshot stays: it is a second older */
+		return;
+	}
+	*s = (struct snapshot){.text = text, .len = len, .refs = 1};
+	pthread_mutex_lock(&h->lock);
+	old = h->current;
+	h->current = s;
+	if (old) {
+		old->replaced = true;
+		h->retained += old->len; /* taken back by snapshot_unref_locked if last */
+		dead = snapshot_unref_locked(h, old);
+	}
+	pthread_mutex_unlock(&h->lock);
+	__atomic_store_n(&h->st.snapshot_bytes, len, __ATOMIC_RELAXED);
+	snapshot_free(dead);
+}
+
+void httpd__set_ready(struct httpd *h, bool ready)
+{
+	__atomic_store_n(&h->ready, ready, __ATOMIC_RELEASE);
+}
+
+/* ---- answers ------------------------------------------------------------------------- */
+
+static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r,
+			     const char *type)
+{
+	enum MHD_Result ret;
+
+	if (!r)
+		return MHD_NO; /* out of memory: libmicrohttpd closes the connection */
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r); /* the connection holds its own reference */
+	return ret;
+}
+
+static enum MHD_Result answer_text(struct MHD_Connection *c, unsigned status, const char *text)
+{
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
+
+	return queue(c, status, r, CONTENT_TYPE_TEXT);
+}
+
+/* The current snapshot, referenced for a response; NULL (and why) when there is none to
+ * give: none published yet, or slow readers hold too much already. */
+static struct snapshot *take_current(struct httpd *h, const char **why)
+{
+	struct snapshot *s;
+
+	pthread_mutex_lock(&h->lock);
+	s = h->current;
+	if (!s)
+		*why = "no metrics yet: the agent is starting\n";
+	else if (h->retained > HTTPD_RETAINED_MAX)
+		*why = "busy: too many slow scrapes in progress\n";
+	if (s && !*why)
+		s->refs++;
+	else
+		s = NULL;
+	pthread_mutex_unlock(&h->lock);
+	return s;
+}
+
+static enum MHD_Result answer_metrics(struct httpd *h, struct MHD_Connection *c)
+{
+	struct release_ctx *rc = malloc(sizeof(*rc));
+	const char *why = NULL;
+	struct MHD_Response *r;
+	struct snapshot *s;
+
+	if (!rc)
+		return MHD_NO;
+	s = take_current(h, &why);
+	if (!s) {
+		free(rc);
+		CNT_ADD(h, requests_busy, why[0] == 'b');
+		return answer_text(c, MHD_HTTP_SERVICE_UNAVAILABLE, why);
+	}
+	*rc = (struct release_ctx){.h = h, .s = s};
+	r = MHD_create_response_from_buffer_with_free_callback_cls(s->len, s->text,
+								   release_snapshot, rc);
+	if (!r) {
+		release_snapshot(rc);
+		return MHD_NO;
+	}
+	CNT_ADD(h, requests_metrics, 1);
+	return queue(c, MHD_HTTP_OK, r, CONTENT_TYPE_METRICS);
+}
+
+/* Liveness: the loop published recently (or is still within its start-up allowance). */
+static bool loop_alive(const struct httpd *h)
+{
+	uint64_t last = __atomic_load_n(&h->last_publish_ns, __ATOMIC_ACQUIRE);
+	uint64_t now = mono_ns();
+
+	if (!last)
+		return now - h->started_ns < HTTPD_STARTUP_NS;
+	return now < last || now - last < HTTPD_STALE_NS;
+}
+
+static enum MHD_Result answer_health(struct httpd *h, struct MHD_Connection *c, bool readiness)
+{
+	bool ok;
+
+	if (readiness) {
+		CNT_ADD(h, requests_readyz, 1);
+		ok = __atomic_load_n(&h->ready, __ATOMIC_ACQUIRE) && loop_alive(h);
+		return answer_text(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+				   ok ? "ready\n" : "not ready\n");
+	}
+	CNT_ADD(h, requests_healthz, 1);
+	ok = loop_alive(h);
+	return answer_text(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+			   ok ? "ok\n" : "event loop stalled\n");
+}
+
+/*
+ * Every request is answered at its first call, before any body is read: no endpoint takes
+ * one, so a body is never buffered (libmicrohttpd discards it, or closes the connection).
+ */
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **con_cls)
+{
+	struct httpd *h = cls;
+
+	(void)version;
+	(void)upload_data;
+	(void)upload_data_size;
+	(void)con_cls;
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
+		struct MHD_Response *r = MHD_create_response_from_buffer(
+		    sizeof("method not allowed\n") - 1, (void *)"method not allowed\n",
+		    MHD_RESPMEM_PERSISTENT);
+
+		CNT_ADD(h, requests_other, 1);
+		if (r)
+			MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+		return queue(c, MHD_HTTP_METHOD_NOT_ALLOWED, r, CONTENT_TYPE_TEXT);
+	}
+	if (strcmp(url, "/metrics") == 0)
+		return answer_metrics(h, c);
+	if (strcmp(url, "/healthz") == 0)
+		return answer_health(h, c, false);
+	if (strcmp(url, "/readyz") == 0)
+		return answer_health(h, c, true);
+	CNT_ADD(h, requests_other, 1);
+	return answer_text(c, MHD_HTTP_NOT_FOUND, "not found: try /metrics, /healthz or /readyz\n");
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			  enum MHD_ConnectionNotificationCode toe)
+{
+	struct httpd *h = cls;
+
+	(void)c;
+	(void)socket_context;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		CNT_ADD(h, connections, 1);
+		CNT_ADD(h, connections_open, 1);
+	} else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		CNT_SUB(h, connections_open, 1);
+	}
+}
+
+/* libmicrohttpd's own messages (a client's malformed request, an accept failure): at -v
+ * only, escaped, since they may quote what a client sent. */
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[256], shown[256 * TEXT_ESC_MAX_PER_BYTE + 1];
+	size_t n;
+
+	(void)cls;
+	if (log_get_level() < LOG_DEBUG)
+		return;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n && msg[n - 1] == '\n')
+		n--;
+	text_escape_terminal(shown, sizeof(shown), msg, n, 0);
+	log_debug("metrics endpoint: %s", shown);
+}
+
+/* ---- start and stop ------------------------------------------------------------------ */
+
+static const char *bind_hint(int err)
+{
+	switch (err) {
+	case EADDRINUSE:
+		return " (another process listens there: choose another port)";
+	case EACCES:
+		return " (ports below 1024 need CAP_NET_BIND_SERVICE)";
+	case EADDRNOTAVAIL:
+		return " (not an address of this host)";
+	default:
+		return "";
+	}
+}
+
+/* The listening socket, bound and listening; its fd, or -errno (logged, one line). */
+static int open_listener(struct httpd *h, const struct sockaddr_storage *addr, socklen_t len)
+{
+	int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1, zero = 0, err;
+	struct sockaddr_storage bound;
+	socklen_t blen = sizeof(bound);
+
+	if (fd < 0)
+		goto fail;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)))
+		goto fail_close;
+	/* [::] takes IPv4 clients too (as ::ffff:a.b.c.d), whatever the sysctl default */
+	if (addr->ss_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)))
+		goto fail_close;
+	if (bind(fd, (const struct sockaddr *)addr, len) || listen(fd, LISTEN_BACKLOG))
+		goto fail_close;
+	if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0)
+		httpd_format_addr(&bound, h->addr);
+	return fd;
+fail_close:
+	err = errno;
+	close(fd);
+	errno = err;
+fail:
+	err = errno;
+	log_error("--metrics-listen: cannot listen on %s: %s%s", h->addr, strerror(err),
+		  bind_hint(err));
+	return -err;
+}
+
+static struct MHD_Daemon *start_daemon(struct httpd *h, int fd)
+{
+	return MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+				on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+				MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+				(unsigned)HTTPD_CONN_MAX, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+				(unsigned)HTTPD_CONN_PER_IP, MHD_OPTION_CONNECTION_TIMEOUT,
+				(unsigned)HTTPD_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+				(size_t)HTTPD_CONN_MEMORY, MHD_OPTION_NOTIFY_CONNECTION,
+				on_connection, h, MHD_OPTION_END);
+}
+
+struct starter {
+	struct httpd *h;
+	int fd;
+	struct MHD_Daemon *daemon;
+};
+
+/* Runs in a thread of its own that first gives up every capability, so that the server's
+ * thread, which it starts, inherits none: it parses what any local (or, bound to 0.0.0.0,
+ * remote) client sends (privilege.h: only the loop thread keeps capabilities). */
+static void *starter_main(void *arg)
+{
+	struct starter *st = arg;
+
+	if (privilege__restrict(0) == 0)
+		st->daemon = start_daemon(st->h, st->fd);
+	return NULL;
+}
+
+/* Start libmicrohttpd on fd; NULL on failure. Its thread blocks every signal: the stop
+ * signals go to the loop's signalfd, and a thread that took one (they are blocked in the
+ * loop only once it starts) would end the agent before it flushes. */
+static struct MHD_Daemon *start_server(struct httpd *h, int fd)
+{
+	struct starter st = {.h = h, .fd = fd};
+	sigset_t all, old;
+	pthread_t t;
+	int err;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = pthread_create(&t, NULL, starter_main, &st);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err)
+		return NULL;
+	pthread_join(t, NULL);
+	return st.daemon;
+}
+
+int httpd__start(struct httpd **out, const struct sockaddr_storage *addr, socklen_t len)
+{
+	struct httpd *h = calloc(1, sizeof(*h));
+	int fd, err;
+
+	*out = NULL;
+	if (!h)
+		return -ENOMEM;
+	httpd_format_addr(addr, h->addr);
+	h->started_ns = mono_ns();
+	err = -pthread_mutex_init(&h->lock, NULL);
+	if (err) {
+		free(h);
+		return err;
+	}
+	fd = open_listener(h, addr, len);
+	if (fd < 0) {
+		err = fd;
+		goto err_free;
+	}
+	h->daemon = start_server(h, fd);
+	if (!h->daemon) {
+		err = -EIO;
+		log_error("--metrics-listen: cannot start the HTTP server on %s", h->addr);
+		close(fd);
+		goto err_free;
+	}
+	*out = h;
+	return 0;
+err_free:
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+	return err;
+}
+
+const char *httpd__address(const struct httpd *h)
+{
+	return h->addr;
+}
+
+void httpd__get_stats(struct httpd *h, struct httpd_stats *st)
+{
+	st->requests_metrics = CNT_GET(h, requests_metrics);
+	st->requests_healthz = CNT_GET(h, requests_healthz);
+	st->requests_readyz = CNT_GET(h, requests_readyz);
+	st->requests_other = CNT_GET(h, requests_other);
+	st->requests_busy = CNT_GET(h, requests_busy);
+	st->connections = CNT_GET(h, connections);
+	st->connections_open = CNT_GET(h, connections_open);
+	st->snapshot_bytes = CNT_GET(h, snapshot_bytes);
+	pthread_mutex_lock(&h->lock);
+	st->retained_bytes = h->retained;
+	pthread_mutex_unlock(&h->lock);
+}
+
+void httpd__stop(struct httpd *h)
+{
+	if (!h)
+		return;
+	/* closes the connections and the listener, joins the thread; responses are freed, and
+	 * with them the references to their snapshots */
+	MHD_stop_daemon(h->daemon);
+	snapshot_free(h->current);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The agent's HTTP endpoint (--metrics-listen): /metrics (Prometheus text), /healthz
+ * (liveness) and /readyz (readiness), served by libmicrohttpd in a thread of its own.
+ *
+ * The event loop never waits on a client: it renders the metrics into a buffer of its own
+ * and publishes it (httpd__publish: a pointer swap under a mutex); the HTTP thread answers
+ * each scrape with the latest published text, shared by reference, never copied. Clients
+ * are bounded: HTTPD_CONN_MAX connections, HTTPD_CONN_PER_IP from one address, each closed
+ * after HTTPD_IDLE_TIMEOUT_S idle, HTTPD_CONN_MEMORY bytes of request state each; older
+ * snapshots that slow readers still hold are bounded by HTTPD_RETAINED_MAX (past it, scrapes
+ * get 503 until they are read).
+ */
+#ifndef HOPTRACE_HTTPD_H
+#define HOPTRACE_HTTPD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define HTTPD_CONN_MAX 128
+#define HTTPD_CONN_PER_IP 16
+#define HTTPD_IDLE_TIMEOUT_S 10
+#define HTTPD_CONN_MEMORY (16 * 1024)
+/* The most text one rendering may take (prom_writer limit). */
+#define HTTPD_SNAPSHOT_MAX (8u << 20)
+/* Bytes of replaced snapshots kept alive by responses still being sent. */
+#define HTTPD_RETAINED_MAX (2 * HTTPD_SNAPSHOT_MAX)
+/* /healthz fails when the loop has not published for this long once running... */
+#define HTTPD_STALE_NS (10 * 1000000000ULL)
+/* ... or, before its first publication, for this long since the endpoint started (loading
+ * the BPF programs and scanning for OpenSSL takes seconds). */
+#define HTTPD_STARTUP_NS (120 * 1000000000ULL)
+/* Longest address text: "[" IPv6 "]:" port. */
+#define HTTPD_ADDR_LEN 64
+
+/* The endpoint's own counters. */
+struct httpd_stats {
+	uint64_t requests_metrics; /* /metrics answered with the metrics */
+	uint64_t requests_healthz;
+	uint64_t requests_readyz;
+	uint64_t requests_other;   /* 404 and 405 */
+	uint64_t requests_busy;	   /* /metrics refused: HTTPD_RETAINED_MAX held by slow readers */
+	uint64_t connections;	   /* accepted (within the limits) */
+	uint64_t connections_open; /* now */
+	uint64_t retained_bytes;   /* replaced snapshots still being sent, now */
+	uint64_t snapshot_bytes;   /* the latest snapshot's size */
+};
+
+/*
+ * Parse a --metrics-listen value: "PORT" or ":PORT" (127.0.0.1), "IPV4:PORT", "[IPV6]:PORT".
+ * Addresses are numeric, no names. Port 0 asks the kernel for a free one. 0 or -EINVAL.
+ */
+int httpd_parse_listen(const char *s, struct sockaddr_storage *addr, socklen_t *len);
+
+/* addr as "1.2.3.4:80" or "[::1]:80" into out (HTTPD_ADDR_LEN bytes). */
+void httpd_format_addr(const struct sockaddr_storage *addr, char *out);
+
+struct httpd;
+
+/*
+ * Bind addr, listen and start serving (not ready, no metrics yet). On failure one line is
+ * logged that says what to change, and -errno returned. The thread blocks every signal.
+ */
+int httpd__start(struct httpd **out, const struct sockaddr_storage *addr, socklen_t len);
+/* The address bound (the port the kernel chose for port 0). */
+const char *httpd__address(const struct httpd *h);
+/* Make text[0..len) (malloc'd; the endpoint frees it) the answer to /metrics from now on,
+ * and record that the loop is alive at now_ns (CLOCK_MONOTONIC). Never blocks on a client. */
+void httpd__publish(struct httpd *h, char *text, size_t len, uint64_t now_ns);
+/* /readyz answers 200 from now on (ready) or 503 (!ready). */
+void httpd__set_ready(struct httpd *h, bool ready);
+/* Read the endpoint's counters (any thread). */
+void httpd__get_stats(struct httpd *h, struct httpd_stats *st);
+/* Close every connection, stop the thread and free. NULL is ignored. */
+void httpd__stop(struct httpd *h);
+
+#endif
