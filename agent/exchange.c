@@ -13,6 +13,7 @@
 #include "proc.h"
 #include "resource.h"
 #include "route.h"
+#include "sampler.h"
 #include "sink.h"
 #include "span.h"
 #include "stats.h"
@@ -180,6 +181,8 @@ static void set_common_attrs(struct span *s, const struct exchange *ex)
 	char addr[INET6_ADDRSTRLEN];
 
 	set_name_and_method(s, ex);
+	if (ex->not_exported) /* head sampling dropped it: only what metrics need */
+		return;
 	span_set_str(s, "network.protocol.version", ex->version_minor ? "1.1" : "1.0", 3);
 	if (ex->tuple.family) {
 		tuple_addr_string(ex->tuple.raddr, addr, sizeof(addr));
@@ -273,7 +276,8 @@ static void set_client_attrs(struct span *s, const struct exchange *ex)
 		span_set_str(s, "server.address", host.p, host.len);
 	span_set_int(s, "server.port", port);
 	/* no Host header and no socket: where it went is unknown */
-	set_url_full(s, ex, host, v6, port);
+	if (!ex->not_exported)
+		set_url_full(s, ex, host, v6, port);
 }
 
 /* The request's place in its trace as decided when it was seen: for a server, what came
@@ -411,6 +415,7 @@ static struct span *span_of_exchange(const struct exchange_env *env, struct exch
 	memcpy(s->span_id, ex->span_id, 8);
 	memcpy(s->parent_span_id, ex->parent_span_id, 8);
 	s->trace_flags = ex->trace_flags;
+	s->not_exported = ex->not_exported;
 	s->kind = ex->kind;
 	s->pid = ex->pid;
 	s->tid = ex->tid;
@@ -423,8 +428,9 @@ static struct span *span_of_exchange(const struct exchange_env *env, struct exch
 	s->start_unix_ns = (uint64_t)((int64_t)ex->start_ns + env->mono_to_unix_ns);
 	s->end_unix_ns = (uint64_t)((int64_t)end_ns + env->mono_to_unix_ns);
 	/* semconv thread.id: OTLP has no other place for the thread (JSON has "tid") */
-	span_set_int(s, "thread.id", ex->tid);
-	set_context_attrs(s, ex);
+	if (!ex->not_exported)
+		span_set_int(s, "thread.id", ex->tid);
+	set_context_attrs(s, ex); /* the audit reads these, sampled or not */
 	if (ex->kind == SPAN_KIND_SERVER)
 		set_server_attrs(s, ex);
 	else
@@ -483,6 +489,22 @@ static void keep_request_text(const struct exchange_env *env, struct exchange *d
 }
 
 /* ---- trace context ----------------------------------------------------------------- */
+
+/* The head decision, made as soon as the request's trace id is known: the sampled flag it
+ * carries on (and injects), and whether export will want its span. has_parent: it continues
+ * a context whose sampled flag is already in d->trace_flags. */
+static void head_sample(const struct exchange_env *env, struct exchange *d, bool has_parent)
+{
+	bool keep;
+
+	if (!env->sampler)
+		return;
+	keep = sampler_decide(env->sampler, d->trace_id, has_parent,
+			      (d->trace_flags & W3C_FLAG_SAMPLED) != 0);
+	d->trace_flags = (uint8_t)((d->trace_flags & ~W3C_FLAG_SAMPLED) |
+				   (keep ? W3C_FLAG_SAMPLED : 0));
+	d->not_exported = !keep;
+}
 
 /* The request's traceparent, when it has exactly one valid header (a duplicate makes both
  * invalid, W3C trace-context 3.2). Its tracestate goes into tracestate[] when valid;
@@ -639,6 +661,7 @@ struct exchange *exchange_start_server(struct exchange_env *env, const struct co
 		memcpy(d.trace_id, rec->ids->trace_id, 16);
 		memcpy(d.span_id, rec->ids->span_id, 8);
 	}
+	head_sample(env, &d, d.in_valid);
 	d.traceparent_seen = d.in_valid ? "valid" : (h->traceparent_count ? "invalid" : "none");
 	d.tracestate = keep_text(&room, tracestate, strlen(tracestate), KEEP_TRACESTATE_MAX);
 	keep_request_text(env, &d, &room, h);
@@ -844,6 +867,10 @@ struct exchange *exchange_start_client(struct exchange_env *env, const struct co
 		d.trace_flags = W3C_FLAG_SAMPLED;
 		link_candidates(&d, &m);
 	}
+	/* a context came with the call: the application's header, ours, or a parent span */
+	head_sample(env, &d,
+		    has_out || m.parent ||
+			(injected && memcmp(rec->ids->parent_id, "\0\0\0\0\0\0\0\0", 8)));
 	d.parent_conf = (uint8_t)m.conf;
 	d.parent_reason = (uint8_t)m.reason;
 	d.traceparent_seen = has_out	? "valid"

@@ -22,6 +22,8 @@ struct resource;
 struct span;
 
 /* What building exchanges needs from the tracker, and nothing more. */
+struct sampler_config;
+
 struct exchange_env {
 	struct correlate *corr;	   /* requests in flight, for parents */
 	struct mem_budget *budget; /* charged for each exchange until it finishes */
@@ -34,6 +36,8 @@ struct exchange_env {
 	const struct path_param_allow *keep_path_params;
 	/* routes that name spans (http.route, url.template); NULL: spans named by the path */
 	struct route_table *routes;
+	/* head sampling (sampler.h); NULL: every span is exported */
+	const struct sampler_config *sampler;
 };
 
 /* What the tracker knows of the connection an exchange travels on. */
@@ -95,6 +99,7 @@ struct exchange {
 	uint8_t span_id[8];
 	uint8_t parent_span_id[8]; /* all zero: root */
 	uint8_t trace_flags;
+	bool not_exported;     /* head sampling said no: only what metrics need is built */
 	uint8_t kind;	       /* enum span_kind */
 	uint8_t version_minor; /* HTTP/1.x */
 	uint8_t target_form;   /* enum target_form */

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
 #include "loader.h"
+#include "sampler.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -71,6 +72,11 @@ static void set_rodata(struct hoptrace_bpf *skel, const struct loader_config *cf
 	skel->rodata->filter_by_port = cfg->nports > 0;
 	skel->rodata->tls_enabled = plan->tls != TLS_OFF;
 	skel->rodata->inject_enabled = plan->inject;
+	if (cfg->sampler) {
+		skel->rodata->sampler_parent_based = cfg->sampler->parent_based;
+		skel->rodata->sampler_root = cfg->sampler->root;
+		skel->rodata->sampler_threshold = cfg->sampler->threshold;
+	}
 }
 
 /* ppid of a process from /proc/PID/stat ("pid (comm) state ppid ..."; comm may hold

@@ -23,7 +23,12 @@ enum capture_backend {
 	CAPTURE__COUNT,
 };
 
+struct sampler_config;
+
 struct loader_config {
+	/* head sampling, for the flags of injected headers (bpf/inject.bpf.h); NULL: the
+	 * defaults (parent-based, always on) */
+	const struct sampler_config *sampler;
 	uint32_t capture_bytes; /* power of two, <= HT_MAX_CAPTURE */
 	uint32_t ringbuf_bytes; /* all rings together; power of two, page multiple */
 	uint32_t wakeup_bytes;	/* 0: wake up on every record */

@@ -33,12 +33,14 @@
 #include "loop.h"
 #include "outbuf.h"
 #include "privilege.h"
+#include "sampler.h"
 #include "sandbox.h"
 #include "selfmetrics.h"
 #include "route.h"
 #include "sink.h"
 #include "stats.h"
 #include "stopsig.h"
+#include "tail.h"
 #include "target.h"
 #include "text.h"
 #include "tls.h"
@@ -78,6 +80,11 @@ struct options {
 	bool keep_path_params_set;
 	size_t memory_limit;	/* --memory-limit: bytes, 0: none */
 	size_t max_connections; /* --max-connections: connections followed at once */
+	/* head sampling: --sampler/--sampler-arg, else OTEL_TRACES_SAMPLER(_ARG) */
+	const char *sampler_name;
+	const char *sampler_arg;
+	struct sampler_config sampler;
+	struct tail_config tail; /* --tail-* */
 	int no_seccomp;		/* --no-seccomp: no system call filter after start-up */
 	/* --metrics-listen: the Prometheus endpoint's address; NULL: no endpoint */
 	const char *metrics_listen;
@@ -107,6 +114,14 @@ enum {
 	OPT_OUTPUT_BUFFER,
 	OPT_MEMORY_LIMIT,
 	OPT_MAX_CONNECTIONS,
+	OPT_SAMPLER,
+	OPT_SAMPLER_ARG,
+	OPT_TAIL,
+	OPT_TAIL_SLOW,
+	OPT_TAIL_RATIO,
+	OPT_TAIL_QUIET,
+	OPT_TAIL_MAX_DELAY,
+	OPT_TAIL_MAX_TRACES,
 	OPT_NO_SECCOMP,
 	OPT_METRICS_LISTEN,
 	OPT_ROUTE,
@@ -213,6 +228,27 @@ static const struct argp_option argp_opts[] = {
      "Load and attach the BPF programs, print the kernel, the programs chosen for it and "
      "their verifier figures, detach and exit",
      3},
+    {"sampler", OPT_SAMPLER, "NAME", 0,
+     "Head sampler: always_on, always_off, traceidratio, parentbased_always_on (default), "
+     "parentbased_always_off or parentbased_traceidratio (overrides OTEL_TRACES_SAMPLER). "
+     "Unsampled requests are still counted by metrics and the audit",
+     2},
+    {"sampler-arg", OPT_SAMPLER_ARG, "RATIO", 0,
+     "Ratio 0..1 of the traceidratio samplers (overrides OTEL_TRACES_SAMPLER_ARG)", 2},
+    {"tail-sampling", OPT_TAIL, NULL, 0,
+     "Buffer each trace's local spans and keep the traces with an error, with a slow span "
+     "(--tail-slow) or in --tail-ratio",
+     2},
+    {"tail-slow", OPT_TAIL_SLOW, "MS|service=NAME:MS|route=/PATH:MS", 0,
+     "Tail sampling keeps traces with a span at least this slow (repeatable)", 2},
+    {"tail-ratio", OPT_TAIL_RATIO, "RATIO", 0,
+     "Tail sampling keeps this ratio of the other traces, by trace id (default 0.1)", 2},
+    {"tail-quiet-ms", OPT_TAIL_QUIET, "MS", 0,
+     "A trace's local part is complete this long after its last span (default 1000)", 2},
+    {"tail-max-delay-ms", OPT_TAIL_MAX_DELAY, "MS", 0,
+     "... or this long after its first (default 10000)", 2},
+    {"tail-max-traces", OPT_TAIL_MAX_TRACES, "N", 0,
+     "Traces buffered at once (default 4096; 16384 spans in all)", 2},
     {"verbose", 'v', NULL, 0, "Debug logging (libbpf and verifier output too)", 4},
     {0},
 };
@@ -425,6 +461,50 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 				    arg);
 		o->memory_limit = (size_t)v;
 		return 0;
+	case OPT_SAMPLER:
+		o->sampler_name = arg;
+		return 0;
+	case OPT_SAMPLER_ARG:
+		o->sampler_arg = arg;
+		return 0;
+	case OPT_TAIL:
+		o->tail.enabled = true;
+		return 0;
+	case OPT_TAIL_SLOW:
+		if (tail_config_add_slow(&o->tail, arg))
+			bad_setting(state,
+				    "invalid --tail-slow '%s' (MS, service=NAME:MS or route=/PATH:MS; "
+				    "at most %d rules)",
+				    arg, TAIL_MAX_RULES);
+		o->tail.enabled = true;
+		return 0;
+	case OPT_TAIL_RATIO: {
+		char *end;
+		double r = strtod(arg, &end);
+
+		if (end == arg || *end || !(r >= 0 && r <= 1))
+			bad_setting(state, "invalid --tail-ratio '%s' (0..1)", arg);
+		o->tail.ratio = r;
+		o->tail.threshold = sampler_ratio_threshold(r);
+		o->tail.enabled = true;
+		return 0;
+	}
+	case OPT_TAIL_QUIET:
+	case OPT_TAIL_MAX_DELAY:
+		if (parse_uint(arg, 3600000, &v) || !v)
+			bad_setting(state, "invalid --%s '%s' (1..3600000 ms)",
+				    key == OPT_TAIL_QUIET ? "tail-quiet-ms" : "tail-max-delay-ms", arg);
+		*(key == OPT_TAIL_QUIET ? &o->tail.quiet_ns : &o->tail.max_delay_ns) =
+		    v * 1000000ULL;
+		o->tail.enabled = true;
+		return 0;
+	case OPT_TAIL_MAX_TRACES:
+		if (parse_uint(arg, 1 << 20, &v) || !v)
+			bad_setting(state, "invalid --tail-max-traces '%s' (1..1048576)", arg);
+		o->tail.max_traces = v;
+		o->tail.max_spans = v * 4;
+		o->tail.enabled = true;
+		return 0;
 	case OPT_ROUTE:
 		if (!o->routes_set)
 			o->routes.n = 0; /* the flag replaces the environment's list */
@@ -459,6 +539,30 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		return 0;
 	}
 	return parse_selection(o, key, arg, state);
+}
+
+/* Head sampler: flags win over OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG (each on
+ * its own), then the OpenTelemetry default parentbased_always_on. A bad value is one line,
+ * and no start. */
+static int resolve_sampler(struct options *o)
+{
+	const char *name = o->sampler_name, *arg = o->sampler_arg;
+	char msg[200];
+
+	if (!name && getenv("OTEL_TRACES_SAMPLER") && *getenv("OTEL_TRACES_SAMPLER"))
+		name = getenv("OTEL_TRACES_SAMPLER");
+	if (!arg && getenv("OTEL_TRACES_SAMPLER_ARG") && *getenv("OTEL_TRACES_SAMPLER_ARG"))
+		arg = getenv("OTEL_TRACES_SAMPLER_ARG");
+	if (!name)
+		name = "parentbased_always_on";
+	if (sampler_config_set(&o->sampler, name, arg, msg, sizeof(msg))) {
+		fprintf(stderr, "hoptrace: invalid %s: %s; see hoptrace --help\n",
+			o->sampler_name ? "--sampler/--sampler-arg"
+					: "OTEL_TRACES_SAMPLER/OTEL_TRACES_SAMPLER_ARG",
+			msg);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 const char *argp_program_version = "hoptrace " HOPTRACE_VERSION;
@@ -854,6 +958,28 @@ static int finish_output(const struct options *o, struct sink *sink, const struc
 	return err;
 }
 
+/* The head sampler's drop, then tail sampling when asked, in front of the output sink. */
+static struct sink *wrap_samplers(const struct options *o, struct sink *sink)
+{
+	struct sink *wrapped;
+	char desc[128];
+
+	if (sink && o->tail.enabled) {
+		wrapped = sink_tail_new(sink, &o->tail);
+		if (!wrapped)
+			sink->destroy(sink);
+		sink = wrapped;
+	}
+	if (!sink)
+		return NULL;
+	wrapped = sink_sampler_new(sink);
+	if (!wrapped)
+		sink->destroy(sink);
+	sampler_describe(&o->sampler, desc, sizeof(desc));
+	log_debug("head sampler: %s%s", desc, o->tail.enabled ? "; tail sampling on" : "");
+	return wrapped;
+}
+
 /* --metrics-listen: bind before anything is loaded (a port in use is a start-up error of
  * one line). The page's sources are set once they exist. 0 or -errno (logged). */
 static int metrics_start(const struct options *o, struct metrics_page *page)
@@ -972,6 +1098,7 @@ static int run_agent(struct options *o)
 	    .max_routes_per_service = o->max_routes_per_service,
 	    .memory_limit = o->memory_limit,
 	    .limits = {.conns = o->max_connections},
+	    .sampler = &o->sampler,
 	};
 	struct stop_signals stop = {.fd = -1};
 	struct run_result res = {0};
@@ -1022,6 +1149,9 @@ static int run_agent(struct options *o)
 	sink = make_sink(o, &otlp, &outs);
 	page.otlp = o->output == OUTPUT_OTLP ? sink : NULL;
 	page.output = o->output == OUTPUT_OTLP ? NULL : spans_output(&outs);
+	/* spans go tracker -> metrics -> audit -> head sampler -> tail sampler -> output:
+	 * metrics and the audit count every request, sampled or not */
+	sink = wrap_samplers(o, sink);
 	if (sink && o->audit) {
 		struct sink *wrapped = sink_audit_new(sink, &audit);
 
@@ -1097,6 +1227,8 @@ int main(int argc, char **argv)
 			TARGET_PARAM_NAME_MAX, TARGET_KEEP_PARAMS_MAX);
 		return 2;
 	}
+	sampler_config_init(&o.sampler);
+	tail_config_init(&o.tail);
 	if (getenv("HOPTRACE_ROUTES") && *getenv("HOPTRACE_ROUTES") &&
 	    route_patterns_parse(&o.routes, getenv("HOPTRACE_ROUTES"))) {
 		fprintf(stderr, "hoptrace: invalid HOPTRACE_ROUTES (comma-separated patterns, see "
@@ -1106,6 +1238,9 @@ int main(int argc, char **argv)
 	err = argp_parse(&argp, argc, argv, 0, NULL, &o);
 	if (err)
 		return 2;
+	if (resolve_sampler(&o))
+		return 2;
+	o.bpf.sampler = &o.sampler;
 	log_set_level(o.verbose ? LOG_DEBUG : LOG_INFO);
 	if (!(privilege__effective() & (CAPMASK(CAP_BPF) | CAPMASK(CAP_SYS_ADMIN))))
 		log_warn("no CAP_BPF: loading BPF programs will fail (run as root, or grant "

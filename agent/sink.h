@@ -35,6 +35,13 @@ struct audit;
 /* Counts each span into a (caller-owned) audit, then passes it to inner, which it owns. */
 struct sink *sink_audit_new(struct sink *inner, struct audit *a);
 
+/* Drops the spans head sampling marked not_exported, passes the others to inner (owned). */
+struct sink *sink_sampler_new(struct sink *inner);
+
+struct tail_config;
+/* Tail sampling (sink_tail.c): buffers each trace's local spans, then passes the kept
+ * traces to inner (owned). */
+struct sink *sink_tail_new(struct sink *inner, const struct tail_config *cfg);
 /* Drops every span (-o none: metrics only). */
 struct sink *sink_null_new(void);
 

@@ -60,6 +60,8 @@ struct span {
 	uint8_t kind;		   /* enum span_kind */
 	uint8_t status;		   /* enum span_status */
 	uint8_t nlinks;
+	/* head sampling said no: metrics and the audit still count it, export drops it */
+	bool not_exported;
 	uint32_t pid;
 	uint32_t tid;
 	uint64_t start_unix_ns;

@@ -73,6 +73,15 @@
 	  "same-host requests whose other end had already finished: hop not linked")               \
 	X(budget_drops, "allocations refused: --memory-limit reached (requests not traced)")       \
 	X(budget_peak_bytes, "most bytes of connection and request state held at once")            \
+	X(sampler_head_dropped,                                                                    \
+	  "spans not exported: the head sampler said no (metrics and audit saw them)")             \
+	X(tail_traces_kept_error, "tail sampling: local traces kept for an error")                 \
+	X(tail_traces_kept_slow, "tail sampling: local traces kept for a slow span")               \
+	X(tail_traces_kept_ratio, "tail sampling: local traces kept by the trace-id ratio")        \
+	X(tail_traces_dropped, "tail sampling: local traces dropped (fast, no error, not in ratio)")\
+	X(tail_spans_dropped, "tail sampling: spans of dropped traces")                            \
+	X(tail_overflow_early, "tail sampling: traces decided early, the buffer was full")         \
+	X(tail_late_spans, "tail sampling: spans after their trace was decided (followed it)")     \
 	X(budget_expired, "requests ended after 30 s unanswered: over 3/4 of --memory-limit in "   \
 			  "use")                                                                   \
 	X(drop_span_no_memory, "spans lost: no memory to build them when their exchange ended")    \

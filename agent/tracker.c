@@ -662,7 +662,8 @@ int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_opt
 				       .stitch = opt->stitch,
 				       .proc_root = opt->proc_root,
 				       .keep_path_params = opt->keep_path_params,
-				       .routes = &t->routes};
+				       .routes = &t->routes,
+				       .sampler = opt->sampler};
 	return 0;
 
 err_corr:

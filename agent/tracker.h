@@ -45,6 +45,9 @@ struct tracker_options {
 	unsigned max_routes_per_service;
 	struct tracker_limits limits;
 	size_t memory_limit; /* --memory-limit: bytes of connection and request state, 0: none */
+	/* head sampling (--sampler, OTEL_TRACES_SAMPLER); NULL: every span exported. Outlives
+	 * the tracker. */
+	const struct sampler_config *sampler;
 };
 
 struct tracker {

@@ -576,6 +576,7 @@ static __always_inline bool server_ctx_start(struct capture_scratch *s, __u32 co
 		random_bytes(fresh.ids.trace_id, 16);
 		fresh.ids.flags = 1;
 	}
+	sampler_mark(&fresh.ids, found);
 	__builtin_memset(fresh.ids.parent_id, 0, 8);
 	random_bytes(fresh.ids.span_id, 8);
 	fresh.ids.span_id[0] |= 1; /* never all zero */

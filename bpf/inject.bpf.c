@@ -301,6 +301,7 @@ static __always_inline void choose_ids(struct ht_ctx_ids *ids, __u64 pid_tgid)
 	} else {
 		random_bytes(ids->trace_id, 16);
 		ids->flags = 1;
+		sampler_mark(ids, false);
 	}
 	random_bytes(ids->span_id, 8);
 	ids->span_id[0] |= 1; /* never all zero */

@@ -28,6 +28,34 @@
  * whatever else was seen (its answer or close went unseen): it is never used. */
 
 const volatile __u8 inject_enabled __shared = 0;
+/* Head sampling (agent/sampler.h), so that injected headers carry the agent's decision:
+ * sampler_root 0 always_on, 1 always_off, 2 trace-id ratio with sampler_threshold. */
+const volatile __u8 sampler_parent_based __shared = 1;
+const volatile __u8 sampler_root __shared = 0;
+const volatile __u64 sampler_threshold __shared = 0;
+
+/* The sampled flag for ids (the rule of agent/sampler.c sampler_decide): a parent's flag
+ * under a parent-based sampler, else the root rule on the 56 rightmost bits of the trace
+ * id. Other flag bits are kept. */
+static __always_inline void sampler_mark(struct ht_ctx_ids *ids, bool has_parent)
+{
+	__u64 r = 0;
+	bool keep;
+
+	if (sampler_parent_based && has_parent)
+		return;
+	if (sampler_root == 1) {
+		keep = false;
+	} else if (sampler_root == 2) {
+#pragma unroll
+		for (int i = 9; i < 16; i++)
+			r = r << 8 | ids->trace_id[i];
+		keep = r >= sampler_threshold;
+	} else {
+		keep = true;
+	}
+	ids->flags = (ids->flags & ~1) | (keep ? 1 : 0);
+}
 
 struct server_ctx {
 	struct ht_ctx_ids ids;
