@@ -501,8 +501,8 @@ static void head_sample(const struct exchange_env *env, struct exchange *d, bool
 		return;
 	keep = sampler_decide(env->sampler, d->trace_id, has_parent,
 			      (d->trace_flags & W3C_FLAG_SAMPLED) != 0);
-	d->trace_flags = (uint8_t)((d->trace_flags & ~W3C_FLAG_SAMPLED) |
-				   (keep ? W3C_FLAG_SAMPLED : 0));
+	d->trace_flags =
+	    (uint8_t)((d->trace_flags & ~W3C_FLAG_SAMPLED) | (keep ? W3C_FLAG_SAMPLED : 0));
 	d->not_exported = !keep;
 }
 

@@ -85,7 +85,7 @@ struct options {
 	const char *sampler_arg;
 	struct sampler_config sampler;
 	struct tail_config tail; /* --tail-* */
-	int no_seccomp;		/* --no-seccomp: no system call filter after start-up */
+	int no_seccomp;		 /* --no-seccomp: no system call filter after start-up */
 	/* --metrics-listen: the Prometheus endpoint's address; NULL: no endpoint */
 	const char *metrics_listen;
 	struct sockaddr_storage metrics_addr;
@@ -472,10 +472,11 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		return 0;
 	case OPT_TAIL_SLOW:
 		if (tail_config_add_slow(&o->tail, arg))
-			bad_setting(state,
-				    "invalid --tail-slow '%s' (MS, service=NAME:MS or route=/PATH:MS; "
-				    "at most %d rules)",
-				    arg, TAIL_MAX_RULES);
+			bad_setting(
+			    state,
+			    "invalid --tail-slow '%s' (MS, service=NAME:MS or route=/PATH:MS; "
+			    "at most %d rules)",
+			    arg, TAIL_MAX_RULES);
 		o->tail.enabled = true;
 		return 0;
 	case OPT_TAIL_RATIO: {
@@ -493,7 +494,8 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 	case OPT_TAIL_MAX_DELAY:
 		if (parse_uint(arg, 3600000, &v) || !v)
 			bad_setting(state, "invalid --%s '%s' (1..3600000 ms)",
-				    key == OPT_TAIL_QUIET ? "tail-quiet-ms" : "tail-max-delay-ms", arg);
+				    key == OPT_TAIL_QUIET ? "tail-quiet-ms" : "tail-max-delay-ms",
+				    arg);
 		*(key == OPT_TAIL_QUIET ? &o->tail.quiet_ns : &o->tail.max_delay_ns) =
 		    v * 1000000ULL;
 		o->tail.enabled = true;

@@ -14,12 +14,12 @@
 #include "stats.h"
 
 const double metrics_bounds_s[METRICS_NBOUNDS] = {0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
-						  0.5,	 0.75, 1,     2.5,  5,	   7.5,	 10};
+						  0.5,	 0.75, 1,     2.5,  5,	   7.5, 10};
 
 /* The same bounds in integer nanoseconds, so that placement is exact: 5 ms lands in the
  * 0.005 bucket, not one above because 0.005 has no exact binary form. */
 static const uint64_t bounds_ns[METRICS_NBOUNDS] = {
-    5000000,   10000000,   25000000,   50000000,   75000000,   100000000,  250000000,
+    5000000,   10000000,  25000000,   50000000,	  75000000,   100000000,  250000000,
     500000000, 750000000, 1000000000, 2500000000, 5000000000, 7500000000, 10000000000};
 
 static const struct metric_desc families[MF__COUNT] = {
@@ -339,13 +339,15 @@ struct attr_list {
 static void add_str(struct attr_list *l, const char *key, const char *val)
 {
 	if (val && l->n < METRICS_MAX_ATTRS)
-		l->a[l->n++] = (struct metrics_attr){.key = key, .type = METRICS_ATTR_STR, .str = val};
+		l->a[l->n++] =
+		    (struct metrics_attr){.key = key, .type = METRICS_ATTR_STR, .str = val};
 }
 
 static void add_int(struct attr_list *l, const char *key, int64_t v)
 {
 	if (l->n < METRICS_MAX_ATTRS)
-		l->a[l->n++] = (struct metrics_attr){.key = key, .type = METRICS_ATTR_INT, .ival = v};
+		l->a[l->n++] =
+		    (struct metrics_attr){.key = key, .type = METRICS_ATTR_INT, .ival = v};
 }
 
 /* Span attribute values are not NUL-terminated in strbuf: copied into buf, cut to fit. */

@@ -29,9 +29,9 @@ enum sampler_root {
 };
 
 struct sampler_config {
-	uint8_t root;	   /* enum sampler_root: traces without a parent (all, without parent_based) */
-	bool parent_based; /* a parent's sampled flag decides when there is a parent */
-	double ratio;	   /* SAMPLER_TRACEIDRATIO */
+	uint8_t root; /* enum sampler_root: traces without a parent (all, without parent_based) */
+	bool parent_based;  /* a parent's sampled flag decides when there is a parent */
+	double ratio;	    /* SAMPLER_TRACEIDRATIO */
 	uint64_t threshold; /* rejection threshold T of ratio */
 };
 

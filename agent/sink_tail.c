@@ -79,8 +79,7 @@ static bool route_matches(const struct span *s, const char *route)
 
 static uint64_t slow_threshold(const struct tail_config *c, const struct span *s)
 {
-	const char *svc = s->resource && s->resource->service_name ? s->resource->service_name
-								   : "";
+	const char *svc = s->resource && s->resource->service_name ? s->resource->service_name : "";
 
 	for (unsigned i = 0; i < c->nrules; i++) {
 		const struct tail_slow_rule *r = &c->rules[i];

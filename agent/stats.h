@@ -78,7 +78,8 @@
 	X(tail_traces_kept_error, "tail sampling: local traces kept for an error")                 \
 	X(tail_traces_kept_slow, "tail sampling: local traces kept for a slow span")               \
 	X(tail_traces_kept_ratio, "tail sampling: local traces kept by the trace-id ratio")        \
-	X(tail_traces_dropped, "tail sampling: local traces dropped (fast, no error, not in ratio)")\
+	X(tail_traces_dropped,                                                                     \
+	  "tail sampling: local traces dropped (fast, no error, not in ratio)")                    \
 	X(tail_spans_dropped, "tail sampling: spans of dropped traces")                            \
 	X(tail_overflow_early, "tail sampling: traces decided early, the buffer was full")         \
 	X(tail_late_spans, "tail sampling: spans after their trace was decided (followed it)")     \

@@ -25,12 +25,12 @@ struct tail_config {
 	uint64_t slow_ns; /* global threshold; 0: none */
 	struct tail_slow_rule rules[TAIL_MAX_RULES];
 	unsigned nrules;
-	double ratio;	    /* of the rest (no error, nothing slow) */
-	uint64_t threshold; /* sampler_ratio_threshold(ratio) */
-	uint64_t quiet_ns;  /* a trace is complete this long after its last span ... */
-	uint64_t max_delay_ns; /* ... or this long after its first, whatever comes */
-	size_t max_traces;     /* traces buffered at once */
-	size_t max_spans;      /* spans buffered at once, all traces together */
+	double ratio;		/* of the rest (no error, nothing slow) */
+	uint64_t threshold;	/* sampler_ratio_threshold(ratio) */
+	uint64_t quiet_ns;	/* a trace is complete this long after its last span ... */
+	uint64_t max_delay_ns;	/* ... or this long after its first, whatever comes */
+	size_t max_traces;	/* traces buffered at once */
+	size_t max_spans;	/* spans buffered at once, all traces together */
 	size_t max_trace_spans; /* spans of one trace */
 };
 

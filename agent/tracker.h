@@ -57,10 +57,10 @@ struct tracker {
 	struct proc_table procs;
 	struct correlate corr;
 	struct sink *sink;
-	struct mem_budget budget; /* connections, requests waiting, parser buffers */
-	int64_t mono_to_unix_ns;  /* add to a bpf_ktime_get_ns() stamp to get unix time */
+	struct mem_budget budget;  /* connections, requests waiting, parser buffers */
+	int64_t mono_to_unix_ns;   /* add to a bpf_ktime_get_ns() stamp to get unix time */
 	struct route_table routes; /* distinct routes per service, capped */
-	struct exchange_env env;  /* the above, as exchange building sees them */
+	struct exchange_env env;   /* the above, as exchange building sees them */
 	/* told of every exec record (a new image may bring OpenSSL code to probe) */
 	void (*on_exec)(void *ctx, uint32_t tgid, uint64_t ts_ns);
 	void *on_exec_ctx;

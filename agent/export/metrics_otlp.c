@@ -32,7 +32,8 @@ typedef Opentelemetry__Proto__Metrics__V1__HistogramDataPoint HistPoint;
 typedef Opentelemetry__Proto__Metrics__V1__NumberDataPoint NumPoint;
 typedef Opentelemetry__Proto__Collector__Metrics__V1__ExportMetricsServiceRequest Request;
 
-#define CUMULATIVE OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_CUMULATIVE
+#define CUMULATIVE                                                                                 \
+	OPENTELEMETRY__PROTO__METRICS__V1__AGGREGATION_TEMPORALITY__AGGREGATION_TEMPORALITY_CUMULATIVE
 
 /* ---- encoding -------------------------------------------------------------------------- */
 
@@ -93,7 +94,8 @@ static void snap_free(struct snap *s)
 {
 	for (size_t i = 0; i < s->nres; i++)
 		if (s->res_unpacked[i])
-			opentelemetry__proto__resource__v1__resource__free_unpacked(s->res[i], NULL);
+			opentelemetry__proto__resource__v1__resource__free_unpacked(s->res[i],
+										    NULL);
 	free(s->sorted);
 	free(s->kv);
 	free(s->av);
@@ -139,9 +141,9 @@ static int snap_alloc(struct snap *s, size_t n)
 	s->smp = calloc(n, sizeof(*s->smp));
 	s->res = calloc(n, sizeof(*s->res));
 	s->res_unpacked = calloc(n, sizeof(*s->res_unpacked));
-	if (!s->sorted || !s->kv || !s->av || !s->kvp || !s->hp || !s->np || !s->pp ||
-	    !s->metric || !s->metricp || !s->hist || !s->sum || !s->rm || !s->rmp || !s->sm ||
-	    !s->smp || !s->res || !s->res_unpacked)
+	if (!s->sorted || !s->kv || !s->av || !s->kvp || !s->hp || !s->np || !s->pp || !s->metric ||
+	    !s->metricp || !s->hist || !s->sum || !s->rm || !s->rmp || !s->sm || !s->smp ||
+	    !s->res || !s->res_unpacked)
 		return -ENOMEM;
 	return 0;
 }
@@ -313,8 +315,8 @@ static int build(struct snap *s, struct otlp_encoder *enc, const struct metrics 
 		ScopeMetrics *sm = &s->sm[nrm];
 
 		/* a resource group: series with the same process (or the agent) */
-		while (gend < s->n && (s->sorted[gend]->resource == NULL) ==
-					  (s->sorted[g]->resource == NULL) &&
+		while (gend < s->n &&
+		       (s->sorted[gend]->resource == NULL) == (s->sorted[g]->resource == NULL) &&
 		       s->sorted[gend]->res_pid == s->sorted[g]->res_pid &&
 		       s->sorted[gend]->res_start_ns == s->sorted[g]->res_start_ns)
 			gend++;
@@ -363,8 +365,9 @@ int metrics_otlp_encode(struct otlp_encoder *enc, const struct metrics *m, uint6
 	err = err ?: agent_resource(&s, enc);
 	err = err ?: build(&s, enc, m, now_unix_ns, &req, &scope);
 	if (!err) {
-		len = opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__get_packed_size(
-		    &req);
+		len =
+		    opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__get_packed_size(
+			&req);
 		err = otlp_buf_reserve(out, len ? len : 1);
 	}
 	if (!err)
@@ -386,8 +389,8 @@ int metrics_otlp_url(const struct otlp_config *cfg, const char *metrics_endpoint
 		     char *msg, size_t msglen)
 {
 	bool grpc = cfg->protocol == OTLP_PROTOCOL_GRPC;
-	const char *ep = metrics_endpoint && *metrics_endpoint ? metrics_endpoint
-							       : cfg->base_endpoint;
+	const char *ep =
+	    metrics_endpoint && *metrics_endpoint ? metrics_endpoint : cfg->base_endpoint;
 	const char *auth, *slash;
 	size_t baselen;
 	int n;
@@ -609,8 +612,8 @@ struct metrics_exporter *metrics_exporter_new(const struct otlp_config *cfg, con
 	pthread_mutex_init(&e->mu, NULL);
 	pthread_cond_init(&e->cv, NULL);
 	mcfg.url = (char *)url;
-	e->interval_ns = (uint64_t)(interval_ms > 0 ? interval_ms : METRICS_DEFAULT_INTERVAL_MS) *
-			 1000000ULL;
+	e->interval_ns =
+	    (uint64_t)(interval_ms > 0 ? interval_ms : METRICS_DEFAULT_INTERVAL_MS) * 1000000ULL;
 	e->gzip = cfg->gzip;
 	text_url_for_log(e->url_shown, sizeof(e->url_shown), url);
 	e->transport = otlp_transport_new(&mcfg, msg, sizeof(msg));

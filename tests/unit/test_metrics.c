@@ -299,12 +299,9 @@ static void test_idle_series_expire(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_bucket_boundaries),
-	    cmocka_unit_test(test_server_histogram),
-	    cmocka_unit_test(test_graph_and_propagation),
-	    cmocka_unit_test(test_cardinality_cap),
-	    cmocka_unit_test(test_long_values_cut),
-	    cmocka_unit_test(test_idle_series_expire),
+	    cmocka_unit_test(test_bucket_boundaries),	  cmocka_unit_test(test_server_histogram),
+	    cmocka_unit_test(test_graph_and_propagation), cmocka_unit_test(test_cardinality_cap),
+	    cmocka_unit_test(test_long_values_cut),	  cmocka_unit_test(test_idle_series_expire),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -39,8 +39,8 @@ static void test_thresholds_match_spec_table(void **state)
 
 static void test_randomness_is_rightmost_56_bits(void **state)
 {
-	uint8_t id[16] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-			  0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07};
+	uint8_t id[16] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+			  0xff, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07};
 
 	(void)state;
 	assert_int_equal(sampler_trace_randomness(id), 0x01020304050607ULL);
@@ -72,7 +72,8 @@ static void test_ratio_boundary(void **state)
 						0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36};
 
 		assert_true(sampler_decide(&c, w3c, false, false));
-		assert_int_equal(sampler_config_set(&c, "traceidratio", "0.1", msg, sizeof(msg)), 0);
+		assert_int_equal(sampler_config_set(&c, "traceidratio", "0.1", msg, sizeof(msg)),
+				 0);
 		assert_false(sampler_decide(&c, w3c, false, false));
 	}
 }
@@ -146,9 +147,8 @@ static void test_config_errors(void **state)
 	assert_int_equal(sampler_config_set(&c, "always_on", "junk", msg, sizeof(msg)), 0);
 	sampler_describe(&c, msg, sizeof(msg));
 	assert_string_equal(msg, "AlwaysOnSampler");
-	assert_int_equal(sampler_config_set(&c, "parentbased_traceidratio", "0.25", msg,
-					    sizeof(msg)),
-			 0);
+	assert_int_equal(
+	    sampler_config_set(&c, "parentbased_traceidratio", "0.25", msg, sizeof(msg)), 0);
 	sampler_describe(&c, msg, sizeof(msg));
 	assert_string_equal(msg, "ParentBased{root=TraceIdRatioBased{0.25}}");
 }
