@@ -194,11 +194,14 @@ $(OUT)/fuzz/fuzz_collect: tools/hoptrace-collect.c tools/hoptrace-collect.h | $(
 FUZZ_SRCS_fuzz_tracker := agent/tracker.c agent/exchange.c agent/correlate.c agent/http1.c \
 	agent/span.c agent/proc.c agent/resource.c agent/stats.c agent/hashmap.c agent/audit.c \
 	agent/budget.c agent/text.c agent/traceparent.c agent/threadwait.c agent/log.c \
-	agent/export/otlp_config.c agent/target.c agent/route.c
+	agent/export/otlp_config.c agent/target.c agent/route.c agent/sampler.c
 FUZZ_SRCS_fuzz_maps := agent/procmaps.c agent/text.c
 FUZZ_SRCS_fuzz_route := agent/route.c
 
-$(OUT)/fuzz/%: tests/fuzz/%.c $(wildcard agent/*.h agent/export/*.h include/hoptrace/*.h) | $(GENERATED)
+# the harness's sources are prerequisites too (second expansion): a merge that changes one
+# must rebuild the harness, not leave a stale binary
+.SECONDEXPANSION:
+$(OUT)/fuzz/%: tests/fuzz/%.c $$(FUZZ_SRCS_$$*) $(wildcard agent/*.h agent/export/*.h include/hoptrace/*.h) | $(GENERATED)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
