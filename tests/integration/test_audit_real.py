@@ -118,7 +118,10 @@ def test_audit_real_otel_node_sdk_is_ok():
     agent = _NoAgent()
     try:
         procs.append(start_otel_app(front, leaf_port, "otel-node"))
-        agent = Agent("--port", str(front), "--port", str(leaf_port), "--audit-json")
+        # always_on: the second request's context says "not sampled", which the default
+        # parent-based sampler honours; this test wants both calls' spans to inspect
+        agent = Agent("--port", str(front), "--port", str(leaf_port), "--audit-json",
+                      "--sampler", "always_on")
         sampled = json.loads(http_get(f"http://127.0.0.1:{front}/call?path=%2Fleaf",
                                       f"traceparent: {TP}", f"tracestate: {TRACESTATE}"))
         # not sampled upstream: the SDK still passes the context on (W3C 3.2.2.5)

@@ -6,6 +6,7 @@ mod_proxy_http, which writes each proxied request with one segment per header li
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -94,8 +95,12 @@ def check_exchanges(backend, done, spans, counters, read_faults_allowed=False):
         assert len(spans_where(spans, kind="CLIENT")) == len(done), counters
     for ex in done:
         srv, cli = servers[ex["trace_id"]], clients[ex["trace_id"]]
-        for s in (srv, cli):
-            assert s["name"] == f'{ex["method"]} {ex["path"]}', (ex, s["name"])
+        for s, route_key in ((srv, "http.route"), (cli, "url.template")):
+            # the path is kept whole in url.path; the name uses its route (/x/7 -> /x/{id})
+            assert s["attributes"]["url.path"] == ex["path"], (ex, s)
+            route = re.sub(r"/\d+$", "/{id}", ex["path"])
+            assert s["attributes"][route_key] == route, (ex, s)
+            assert s["name"] == f'{ex["method"]} {route}', (ex, s["name"])
             assert s["attributes"]["http.response.status_code"] == ex["status"], (ex, s)
         assert srv["parent_span_id"] == ex["parent_id"] == cli["span_id"], (ex, srv, cli)
     assert_no_drops(counters)
