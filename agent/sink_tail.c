@@ -8,8 +8,9 @@
  * Complete: quiet_ns after its last span when a server span of it has finished (the local
  * root usually finishes last) or when all its spans are roots; else max_delay_ns after its
  * first span. Bounded: max_traces traces, max_spans spans and max_trace_spans per trace;
- * a trace that would pass a bound is decided at once with what it has (counted). Spans that
- * come after their trace was decided follow the decision (a small cache of recent ones).
+ * a trace that would pass a bound is decided at once with what it has (counted); if it was
+ * kept, its later spans are kept too, else they start afresh. Spans that come after their
+ * trace was decided follow the decision (a small cache of recent ones).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -34,8 +35,10 @@ struct tail_trace {
 	struct span **spans;
 };
 
+/* A recent decision, by full trace id: keys can collide (the hash is not keyed, and
+ * trace ids come from traceparent headers that anyone can send). */
 struct decided {
-	uint64_t key;
+	uint8_t trace_id[16];
 	uint8_t keep; /* 0: none, 1: dropped, 2: kept */
 };
 
@@ -105,12 +108,20 @@ static bool span_is_root(const struct span *s)
 	return memcmp(s->parent_span_id, zero, 8) == 0;
 }
 
-static void note_decision(struct tail_sink *ts, uint64_t key, bool keep)
+static void note_decision(struct tail_sink *ts, uint64_t key, const uint8_t trace_id[16], bool keep)
 {
 	struct decided *d = &ts->cache[key % DECIDED_CACHE];
 
-	d->key = key;
+	memcpy(d->trace_id, trace_id, 16);
 	d->keep = keep ? 2 : 1;
+}
+
+/* 0 if no recent decision of this trace is remembered, else 1 (dropped) or 2 (kept). */
+static int recent_decision(const struct tail_sink *ts, uint64_t key, const uint8_t trace_id[16])
+{
+	const struct decided *d = &ts->cache[key % DECIDED_CACHE];
+
+	return d->keep && !memcmp(d->trace_id, trace_id, 16) ? d->keep : 0;
 }
 
 /* Keep or drop the spans t holds and count why; t stays allocated (the caller frees it). */
@@ -136,7 +147,7 @@ static void decide_spans(struct tail_sink *ts, uint64_t key, struct tail_trace *
 			span_free(t->spans[i]);
 		}
 	}
-	note_decision(ts, key, keep);
+	note_decision(ts, key, t->trace_id, keep);
 }
 
 /* Decide a buffered trace and forget it. */
@@ -209,15 +220,14 @@ static void tail_emit(struct sink *sk, struct span *s)
 	struct tail_sink *ts = (struct tail_sink *)sk;
 	uint64_t key = trace_key(s->trace_id), now = now_mono();
 	struct tail_trace *t = u64map_get(&ts->traces, key);
-	const struct decided *d = &ts->cache[key % DECIDED_CACHE];
 
 	if (t && memcmp(t->trace_id, s->trace_id, 16)) {
 		decide_alone(ts, key ^ 2, s); /* a key collision: not merged */
 		return;
 	}
-	if (!t && d->key == key && d->keep) {
+	if (!t && recent_decision(ts, key, s->trace_id)) {
 		STAT_INC(tail_late_spans);
-		if (d->keep == 2) {
+		if (recent_decision(ts, key, s->trace_id) == 2) {
 			ts->inner->emit(ts->inner, s);
 		} else {
 			STAT_INC(tail_spans_dropped);
@@ -227,8 +237,15 @@ static void tail_emit(struct sink *sk, struct span *s)
 	}
 	if (t && (t->nspans >= ts->cfg.max_trace_spans || ts->nspans >= ts->cfg.max_spans)) {
 		STAT_INC(tail_overflow_early);
-		decide(ts, key, t); /* what it holds goes now; s starts afresh */
+		decide(ts, key, t); /* what it holds goes now */
 		t = NULL;
+		if (recent_decision(ts, key, s->trace_id) == 2) {
+			/* kept: the rest follows, so the kept trace stays whole */
+			STAT_INC(tail_late_spans);
+			ts->inner->emit(ts->inner, s);
+			return;
+		}
+		/* dropped: the rest starts afresh, it may still hold an error or a slow span */
 	}
 	if (!t && ts->nspans < ts->cfg.max_spans)
 		t = trace_new(ts, key, s, now);

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """A small real HTTP/1.1 application server for the integration tests.
 
-  GET /hop?to=PORT&propagate=MODE[&path=P][&calls=N]
+  GET /hop?to=PORT&propagate=MODE[&path=P][&calls=N][&status=S]
                                    calls http://127.0.0.1:PORT/P (default /leaf) while
-                                   serving; MODE:
+                                   serving, then answers S (default 200); MODE:
                                    none (send no traceparent), child (same trace, new
                                    parent id: what an instrumented app does), forward
                                    (copy the incoming header), invalid (send garbage)
@@ -45,7 +45,7 @@ class Handler(BaseHTTPRequestHandler):
         q = {k: v[0] for k, v in parse_qs(u.query).items()}
         if u.path == "/hop":
             return self.hop(int(q["to"]), q.get("propagate", "none"), int(q.get("calls", "1")),
-                            q.get("path", "/leaf?token=secret"))
+                            q.get("path", "/leaf?token=secret"), int(q.get("status", "200")))
         if u.path == "/slow":
             time.sleep(int(q.get("ms", "100")) / 1000)
             return self.send_body(200, b"slow")
@@ -78,7 +78,7 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(n)
         self.send_body(200, str(len(body)).encode())
 
-    def hop(self, port, mode, calls, path):
+    def hop(self, port, mode, calls, path, status):
         incoming = self.headers.get("traceparent")
         statuses = []
         for _ in range(calls):
@@ -96,7 +96,7 @@ class Handler(BaseHTTPRequestHandler):
             r.read()
             statuses.append(r.status)
             conn.close()
-        self.send_body(200, (" ".join(map(str, statuses))).encode())
+        self.send_body(status, (" ".join(map(str, statuses))).encode())
 
 
 if __name__ == "__main__":

@@ -139,3 +139,57 @@ def test_injected_headers_carry_the_decision():
     for t in traces:
         assert flags[t] & 1 == (1 if kept_by_ratio(t, THRESHOLD_HALF) else 0), (t, flags[t])
     assert {s["trace_id"] for s in spans} == {t for t in traces if flags[t] & 1}
+
+
+def test_tail_two_agents_each_see_one_side_of_a_trace():
+    """Two agents, one tracing the caller (front), one the callee (back), both tail sampling.
+    The ratio part is the same on both; an error or a slow answer of the callee reaches the
+    caller as a status or a slow client call, so both keep those traces. An error made by the
+    caller alone is kept upstream only: downstream the ratio decides (the documented limit)."""
+    from urllib.parse import quote
+
+    back_port, front_port = free_port(), free_port()
+    back = python_server(back_port, script="app_server.py", service="tail-back")
+    front = python_server(front_port, script="app_server.py", service="tail-front")
+    tail = ("--tail-ratio", "0.5", "--tail-slow", "300", "--tail-quiet-ms", "200")
+    a_front = Agent("--pid", str(front.pid), *tail)
+    a_back = Agent("--pid", str(back.pid), *tail)
+    pool = ids(64, 21)
+    normal = pool[:16]
+    back_err, back_slow = pool[16:18], pool[18:20]
+    # the limit is visible only on traces the ratio drops
+    front_err = [t for t in pool[20:] if not kept_by_ratio(t, THRESHOLD_HALF)][:2]
+    calls = [(t, "/leaf", 200) for t in normal] + [(t, "/status?code=500", 200) for t in back_err]
+    calls += [(t, "/slow?ms=400", 200) for t in back_slow]
+    calls += [(t, "/leaf", 503) for t in front_err]
+    try:
+        for t, path, status in calls:
+            get(front_port, f"/hop?to={back_port}&propagate=child&path={quote(path, safe='')}"
+                f"&status={status}", f"00-{t}-00f067aa0ba902b7-01")
+        front_spans = a_front.stop(settle=0.8)
+        back_spans = a_back.stop(settle=0.8)
+    finally:
+        a_front.kill()
+        a_back.kill()
+        front.stop()
+        back.stop()
+    by_ratio = {t for t in normal + front_err if kept_by_ratio(t, THRESHOLD_HALF)}
+    assert len(front_err) == 2 and 0 < len(by_ratio) < len(normal), by_ratio
+    both = by_ratio | set(back_err) | set(back_slow)
+    front_kept = {s["trace_id"] for s in front_spans}
+    back_kept = {s["trace_id"] for s in back_spans}
+    assert front_kept == both | set(front_err), (sorted(front_kept), sorted(both))
+    assert back_kept == both, (sorted(back_kept), sorted(both))
+    # a kept trace is kept whole: the caller's server and client span, the callee's server span
+    for t in front_kept:
+        kinds = sorted(s["kind"] for s in front_spans if s["trace_id"] == t)
+        assert kinds == ["CLIENT", "SERVER"], (t, kinds)
+    assert sorted(s["kind"] for s in back_spans) == ["SERVER"] * len(both), back_spans
+    cf, cb = a_front.counters, a_back.counters
+    assert cf.get("tail_traces_kept_error") == 4 and cb.get("tail_traces_kept_error") == 2, (cf, cb)
+    assert cf.get("tail_traces_kept_slow") == 2 and cb.get("tail_traces_kept_slow") == 2, (cf, cb)
+    assert cf.get("tail_traces_kept_ratio") == len(by_ratio), cf
+    assert cb.get("tail_traces_kept_ratio") == len(by_ratio), cb
+    dropped = len(normal) - len(by_ratio & set(normal))
+    assert cf.get("tail_traces_dropped") == dropped, cf
+    assert cb.get("tail_traces_dropped") == dropped + 2, cb
