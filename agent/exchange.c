@@ -924,6 +924,8 @@ void exchange_finish(struct exchange_env *env, struct exchange *ex, uint64_t end
 		STAT_INC(spans_server);
 	else
 		STAT_INC(spans_client);
+	if (s->resource)
+		s->resource->spans++;
 	/* the span is the sink's now, under the sink's own bound (its queue) */
 	env->sink->emit(env->sink, s);
 }

@@ -20,6 +20,7 @@
 
 #define CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
 #define CONTENT_TYPE_TEXT "text/plain; charset=utf-8"
+#define CONTENT_TYPE_JSON "application/json"
 #define LISTEN_BACKLOG 128
 
 /* A published rendering. Shared by the endpoint (while it is the current one) and by each
@@ -35,6 +36,10 @@ struct httpd {
 	struct MHD_Daemon *daemon;
 	pthread_mutex_t lock; /* current, retained, snapshot refs; held for no I/O */
 	struct snapshot *current;
+	struct snapshot *status;  /* /status (status.h) */
+	struct health_config health; /* under lock */
+	void (*health_sample)(void *ctx, struct health_sample *s); /* under lock */
+	void *health_ctx;
 	size_t retained;	  /* bytes of replaced snapshots still referenced */
 	uint64_t started_ns;	  /* CLOCK_MONOTONIC */
 	uint64_t last_publish_ns; /* atomic; 0: never */
@@ -185,30 +190,56 @@ static void release_snapshot(void *cls)
 	free(rc);
 }
 
-void httpd__publish(struct httpd *h, char *text, size_t len, uint64_t now_ns)
+/* text[0..len) becomes the snapshot in *slot (h->current or h->status). 0 or -ENOMEM. */
+static int publish_slot(struct httpd *h, struct snapshot **slot, char *text, size_t len)
 {
-	struct snapshot *s = NULL, *dead = NULL, *old;
+	struct snapshot *s = malloc(sizeof(*s)), *dead = NULL, *old;
 
-	__atomic_store_n(&h->last_publish_ns, now_ns ? now_ns : 1, __ATOMIC_RELEASE);
-	if (!text)
-		return;
-	s = malloc(sizeof(*s));
 	if (!s) {
 		free(text); /* the previous snapshot stays: it is a second older */
-		return;
+		return -ENOMEM;
 	}
 	*s = (struct snapshot){.text = text, .len = len, .refs = 1};
 	pthread_mutex_lock(&h->lock);
-	old = h->current;
-	h->current = s;
+	old = *slot;
+	*slot = s;
 	if (old) {
 		old->replaced = true;
 		h->retained += old->len; /* taken back by snapshot_unref_locked if last */
 		dead = snapshot_unref_locked(h, old);
 	}
 	pthread_mutex_unlock(&h->lock);
-	__atomic_store_n(&h->st.snapshot_bytes, len, __ATOMIC_RELAXED);
 	snapshot_free(dead);
+	return 0;
+}
+
+void httpd__publish(struct httpd *h, char *text, size_t len, uint64_t now_ns)
+{
+	__atomic_store_n(&h->last_publish_ns, now_ns ? now_ns : 1, __ATOMIC_RELEASE);
+	if (text && publish_slot(h, &h->current, text, len) == 0)
+		__atomic_store_n(&h->st.snapshot_bytes, len, __ATOMIC_RELAXED);
+}
+
+void httpd__publish_status(struct httpd *h, char *text, size_t len)
+{
+	if (text)
+		publish_slot(h, &h->status, text, len);
+}
+
+void httpd__set_health(struct httpd *h, const struct health_config *c)
+{
+	pthread_mutex_lock(&h->lock);
+	h->health = *c;
+	pthread_mutex_unlock(&h->lock);
+}
+
+void httpd__set_health_source(struct httpd *h, void (*sample)(void *ctx, struct health_sample *s),
+			      void *ctx)
+{
+	pthread_mutex_lock(&h->lock);
+	h->health_sample = sample;
+	h->health_ctx = ctx;
+	pthread_mutex_unlock(&h->lock);
 }
 
 void httpd__set_ready(struct httpd *h, bool ready)
@@ -240,14 +271,14 @@ static enum MHD_Result answer_text(struct MHD_Connection *c, unsigned status, co
 	return queue(c, status, r, CONTENT_TYPE_TEXT);
 }
 
-/* The current snapshot, referenced for a response; NULL (and why) when there is none to
+/* The snapshot in *slot, referenced for a response; NULL (and why) when there is none to
  * give: none published yet, or slow readers hold too much already. */
-static struct snapshot *take_current(struct httpd *h, const char **why)
+static struct snapshot *take_slot(struct httpd *h, struct snapshot **slot, const char **why)
 {
 	struct snapshot *s;
 
 	pthread_mutex_lock(&h->lock);
-	s = h->current;
+	s = *slot;
 	if (!s)
 		*why = "no metrics yet: the agent is starting\n";
 	else if (h->retained > HTTPD_RETAINED_MAX)
@@ -260,7 +291,9 @@ static struct snapshot *take_current(struct httpd *h, const char **why)
 	return s;
 }
 
-static enum MHD_Result answer_metrics(struct httpd *h, struct MHD_Connection *c)
+/* /metrics or /status: the latest snapshot of slot, shared by reference. */
+static enum MHD_Result answer_snapshot(struct httpd *h, struct MHD_Connection *c,
+				       struct snapshot **slot, const char *type, uint64_t *served)
 {
 	struct release_ctx *rc = malloc(sizeof(*rc));
 	const char *why = NULL;
@@ -269,7 +302,7 @@ static enum MHD_Result answer_metrics(struct httpd *h, struct MHD_Connection *c)
 
 	if (!rc)
 		return MHD_NO;
-	s = take_current(h, &why);
+	s = take_slot(h, slot, &why);
 	if (!s) {
 		free(rc);
 		CNT_ADD(h, requests_busy, why[0] == 'b');
@@ -282,35 +315,49 @@ static enum MHD_Result answer_metrics(struct httpd *h, struct MHD_Connection *c)
 		release_snapshot(rc);
 		return MHD_NO;
 	}
-	CNT_ADD(h, requests_metrics, 1);
-	return queue(c, MHD_HTTP_OK, r, CONTENT_TYPE_METRICS);
+	__atomic_add_fetch(served, 1, __ATOMIC_RELAXED);
+	return queue(c, MHD_HTTP_OK, r, type);
 }
 
-/* Liveness: the loop published recently (or is still within its start-up allowance). */
-static bool loop_alive(const struct httpd *h)
+/* Liveness (health.h): the loop's heartbeat, then (full) the rings and the exporter.
+ * The sample function runs under the lock, so that clearing it waits for a call in
+ * progress (it takes only the exporter's lock, never this one's holders' locks). */
+static bool healthy(struct httpd *h, bool full, char *why, size_t cap)
 {
-	uint64_t last = __atomic_load_n(&h->last_publish_ns, __ATOMIC_ACQUIRE);
-	uint64_t now = mono_ns();
+	struct health_sample s = {
+	    .now_ns = mono_ns(),
+	    .started_ns = h->started_ns,
+	    .loop_beat_ns = __atomic_load_n(&h->last_publish_ns, __ATOMIC_ACQUIRE),
+	};
+	struct health_config cfg;
 
-	if (!last)
-		return now - h->started_ns < HTTPD_STARTUP_NS;
-	return now < last || now - last < HTTPD_STALE_NS;
+	pthread_mutex_lock(&h->lock);
+	cfg = h->health;
+	if (full && h->health_sample)
+		h->health_sample(h->health_ctx, &s);
+	pthread_mutex_unlock(&h->lock);
+	return health_check(&cfg, &s, why, cap);
 }
 
 static enum MHD_Result answer_health(struct httpd *h, struct MHD_Connection *c, bool readiness)
 {
+	char why[HEALTH_WHY_MAX + 2];
+	struct MHD_Response *r;
 	bool ok;
 
 	if (readiness) {
 		CNT_ADD(h, requests_readyz, 1);
-		ok = __atomic_load_n(&h->ready, __ATOMIC_ACQUIRE) && loop_alive(h);
+		ok = __atomic_load_n(&h->ready, __ATOMIC_ACQUIRE) &&
+		     healthy(h, false, why, sizeof(why));
 		return answer_text(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
 				   ok ? "ready\n" : "not ready\n");
 	}
 	CNT_ADD(h, requests_healthz, 1);
-	ok = loop_alive(h);
-	return answer_text(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
-			   ok ? "ok\n" : "event loop stalled\n");
+	if (healthy(h, true, why, sizeof(why) - 1))
+		return answer_text(c, MHD_HTTP_OK, "ok\n");
+	strcat(why, "\n");
+	r = MHD_create_response_from_buffer(strlen(why), why, MHD_RESPMEM_MUST_COPY);
+	return queue(c, MHD_HTTP_SERVICE_UNAVAILABLE, r, CONTENT_TYPE_TEXT);
 }
 
 /*
@@ -338,13 +385,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return queue(c, MHD_HTTP_METHOD_NOT_ALLOWED, r, CONTENT_TYPE_TEXT);
 	}
 	if (strcmp(url, "/metrics") == 0)
-		return answer_metrics(h, c);
+		return answer_snapshot(h, c, &h->current, CONTENT_TYPE_METRICS,
+				       &h->st.requests_metrics);
+	if (strcmp(url, "/status") == 0)
+		return answer_snapshot(h, c, &h->status, CONTENT_TYPE_JSON,
+				       &h->st.requests_status);
 	if (strcmp(url, "/healthz") == 0)
 		return answer_health(h, c, false);
 	if (strcmp(url, "/readyz") == 0)
 		return answer_health(h, c, true);
 	CNT_ADD(h, requests_other, 1);
-	return answer_text(c, MHD_HTTP_NOT_FOUND, "not found: try /metrics, /healthz or /readyz\n");
+	return answer_text(c, MHD_HTTP_NOT_FOUND,
+			   "not found: try /metrics, /status, /healthz or /readyz\n");
 }
 
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
@@ -488,6 +540,9 @@ int httpd__start(struct httpd **out, const struct sockaddr_storage *addr, sockle
 		return -ENOMEM;
 	httpd_format_addr(addr, h->addr);
 	h->started_ns = mono_ns();
+	h->health = (struct health_config){.loop_stall_ns = HEALTH_LOOP_STALL_DEFAULT_NS,
+					   .startup_ns = HEALTH_STARTUP_NS,
+					   .export_stall_ns = HEALTH_EXPORT_STALL_NO_TIMEOUT_NS};
 	err = -pthread_mutex_init(&h->lock, NULL);
 	if (err) {
 		free(h);
@@ -528,6 +583,7 @@ void httpd__get_stats(struct httpd *h, struct httpd_stats *st)
 	st->connections = CNT_GET(h, connections);
 	st->connections_open = CNT_GET(h, connections_open);
 	st->snapshot_bytes = CNT_GET(h, snapshot_bytes);
+	st->requests_status = CNT_GET(h, requests_status);
 	pthread_mutex_lock(&h->lock);
 	st->retained_bytes = h->retained;
 	pthread_mutex_unlock(&h->lock);
@@ -541,6 +597,7 @@ void httpd__stop(struct httpd *h)
 	 * with them the references to their snapshots */
 	MHD_stop_daemon(h->daemon);
 	snapshot_free(h->current);
+	snapshot_free(h->status);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }

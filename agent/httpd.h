@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * The agent's HTTP endpoint (--metrics-listen): /metrics (Prometheus text), /healthz
- * (liveness) and /readyz (readiness), served by libmicrohttpd in a thread of its own.
+ * The agent's HTTP endpoint (--metrics-listen): /metrics (Prometheus text), /status (JSON,
+ * for `hoptrace status`), /healthz (liveness, health.h) and /readyz (readiness), served by
+ * libmicrohttpd in a thread of its own.
  *
  * The event loop never waits on a client: it renders the metrics into a buffer of its own
  * and publishes it (httpd__publish: a pointer swap under a mutex); the HTTP thread answers
@@ -19,6 +20,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "health.h"
+
 #define HTTPD_CONN_MAX 128
 #define HTTPD_CONN_PER_IP 16
 #define HTTPD_IDLE_TIMEOUT_S 10
@@ -27,11 +30,7 @@
 #define HTTPD_SNAPSHOT_MAX (8u << 20)
 /* Bytes of replaced snapshots kept alive by responses still being sent. */
 #define HTTPD_RETAINED_MAX (2 * HTTPD_SNAPSHOT_MAX)
-/* /healthz fails when the loop has not published for this long once running... */
-#define HTTPD_STALE_NS (10 * 1000000000ULL)
-/* ... or, before its first publication, for this long since the endpoint started (loading
- * the BPF programs and scanning for OpenSSL takes seconds). */
-#define HTTPD_STARTUP_NS (120 * 1000000000ULL)
+/* /healthz's thresholds: health.h (HEALTH_LOOP_STALL_DEFAULT_NS, HEALTH_STARTUP_NS). */
 /* Longest address text: "[" IPv6 "]:" port. */
 #define HTTPD_ADDR_LEN 64
 
@@ -46,6 +45,7 @@ struct httpd_stats {
 	uint64_t connections_open; /* now */
 	uint64_t retained_bytes;   /* replaced snapshots still being sent, now */
 	uint64_t snapshot_bytes;   /* the latest snapshot's size */
+	uint64_t requests_status;  /* /status answered with the document */
 };
 
 /*
@@ -73,6 +73,16 @@ void httpd__publish(struct httpd *h, char *text, size_t len, uint64_t now_ns);
 void httpd__set_ready(struct httpd *h, bool ready);
 /* Read the endpoint's counters (any thread). */
 void httpd__get_stats(struct httpd *h, struct httpd_stats *st);
+/* Make text[0..len) (malloc'd; the endpoint frees it) the answer to /status from now on
+ * (status.h). Never blocks on a client. */
+void httpd__publish_status(struct httpd *h, char *text, size_t len);
+/* The thresholds of /healthz (health.h); until called, the defaults. */
+void httpd__set_health(struct httpd *h, const struct health_config *c);
+/* What /healthz reads beyond the loop's heartbeat: sample(ctx, s) fills the ring and export
+ * fields of s, called on the HTTP thread. NULL: nothing more. Once this returns, the
+ * previous sample function is no longer running nor will be called. */
+void httpd__set_health_source(struct httpd *h, void (*sample)(void *ctx, struct health_sample *s),
+			      void *ctx);
 /* Close every connection, stop the thread and free. NULL is ignored. */
 void httpd__stop(struct httpd *h);
 

@@ -263,7 +263,9 @@ static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap
 		free(msg);
 	if (!shown)
 		return -ENOMEM;
-	if (log_get_level() >= LOG_DEBUG) {
+	if (log_get_level() >= LOG_DEBUG && log_get_format() == LOG_FORMAT_JSON) {
+		log_debug("libbpf: %s", shown); /* one JSON line, its newlines escaped */
+	} else if (log_get_level() >= LOG_DEBUG) {
 		/* multi-line messages pass through, lines kept */
 		fprintf(stderr, "hoptrace: %s", shown);
 	} else {
@@ -715,7 +717,9 @@ static void release(struct loader *ld)
 /* Nothing could be loaded: say what the kernel lacks, and the oldest kernel that has it. */
 static void explain_failure(const struct loader *ld, const char *stage, int err)
 {
-	if (failure.held_len)
+	if (failure.held_len && log_get_format() == LOG_FORMAT_JSON)
+		log_error("%s", failure.held);
+	else if (failure.held_len)
 		fputs(failure.held, stderr);
 	if (!ld->kernel.btf) {
 		log_error("this kernel (%s) has no BTF at /sys/kernel/btf/vmlinux: hoptrace needs "

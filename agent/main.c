@@ -44,6 +44,8 @@
 #include "target.h"
 #include "text.h"
 #include "tls.h"
+#include "status.h"
+#include "health.h"
 
 /* How long the OTLP sink may take to deliver what it holds at exit (README: 5 s). */
 #define SHUTDOWN_FLUSH_MS 5000
@@ -94,6 +96,12 @@ struct options {
 	struct route_patterns routes;
 	bool routes_set;
 	unsigned max_routes_per_service; /* --max-routes-per-service, 0: the default */
+	/* --log-level, else HOPTRACE_LOG_LEVEL, else info (debug with -v) */
+	enum log_level log_level;
+	bool log_level_set;
+	/* --health-loop-timeout, --health-export-timeout: seconds, 0: the default (health.h) */
+	unsigned health_loop_s;
+	unsigned health_export_s;
 };
 
 enum {
@@ -126,6 +134,10 @@ enum {
 	OPT_METRICS_LISTEN,
 	OPT_ROUTE,
 	OPT_MAX_ROUTES,
+	OPT_LOG_FORMAT,
+	OPT_LOG_LEVEL,
+	OPT_HEALTH_LOOP,
+	OPT_HEALTH_EXPORT,
 };
 
 static const char doc[] =
@@ -250,22 +262,52 @@ static const struct argp_option argp_opts[] = {
     {"tail-max-traces", OPT_TAIL_MAX_TRACES, "N", 0,
      "Traces buffered at once (default 4096; 16384 spans in all)", 2},
     {"verbose", 'v', NULL, 0, "Debug logging (libbpf and verifier output too)", 4},
+    {"log-format", OPT_LOG_FORMAT, "FORMAT", 0,
+     "text (default) or json: one JSON object a line on stderr, with ts, level and msg "
+     "(overrides HOPTRACE_LOG_FORMAT)",
+     4},
+    {"log-level", OPT_LOG_LEVEL, "LEVEL", 0,
+     "error, warn, info (default) or debug (as -v); overrides HOPTRACE_LOG_LEVEL", 4},
+    {"health-loop-timeout", OPT_HEALTH_LOOP, "SECONDS", 0,
+     "/healthz fails when the event loop or a ring buffer has not made progress for this "
+     "long (default 10)",
+     2},
+    {"health-export-timeout", OPT_HEALTH_EXPORT, "SECONDS", 0,
+     "/healthz fails when spans wait and the OTLP endpoint has not answered for this long "
+     "(default: twice the OTLP request timeout plus 5, at least 30)",
+     2},
     {0},
 };
+
+/* A configuration error before start: "hoptrace: MSG" in text, an error line in JSON
+ * (--log-format json: every line of stderr is JSON). */
+static void __attribute__((format(printf, 1, 2))) config_error(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (log_get_format() == LOG_FORMAT_JSON)
+		log_error("%s", msg);
+	else
+		fprintf(stderr, "hoptrace: %s\n", msg);
+}
 
 /* A bad value on the command line: one line that names the setting, then exit before
  * anything is loaded (argp_error would add a second line pointing to --help). */
 static void __attribute__((noreturn, format(printf, 2, 3)))
 bad_setting(struct argp_state *state, const char *fmt, ...)
 {
+	char msg[1024];
 	va_list ap;
 
 	(void)state;
-	fputs("hoptrace: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fputs("; see hoptrace --help\n", stderr);
+	config_error("%s; see hoptrace --help", msg);
 	exit(argp_err_exit_status);
 }
 
@@ -366,6 +408,37 @@ static error_t parse_repair(struct options *o, const char *arg, struct argp_stat
 			bad_setting(state, "invalid --repair '%s' (stitch, inject or none)", arg);
 	}
 	return 0;
+}
+
+/* Options added for operations (logs, health): the rest of parse_opt. */
+static error_t parse_more(struct options *o, int key, char *arg, struct argp_state *state)
+{
+	unsigned long long v;
+	enum log_format fmt;
+
+	switch (key) {
+	case OPT_LOG_FORMAT:
+		if (log_parse_format(arg, &fmt))
+			bad_setting(state, "invalid --log-format '%s' (text or json)", arg);
+		log_set_format(fmt); /* now: the errors of later options are in it */
+		return 0;
+	case OPT_LOG_LEVEL:
+		if (log_parse_level(arg, &o->log_level))
+			bad_setting(state, "invalid --log-level '%s' (error, warn, info or debug)",
+				    arg);
+		o->log_level_set = true;
+		return 0;
+	case OPT_HEALTH_LOOP:
+	case OPT_HEALTH_EXPORT:
+		if (parse_uint(arg, 86400, &v) || !v)
+			bad_setting(state, "invalid --%s '%s' (seconds, 1..86400)",
+				    key == OPT_HEALTH_LOOP ? "health-loop-timeout"
+							   : "health-export-timeout",
+				    arg);
+		*(key == OPT_HEALTH_LOOP ? &o->health_loop_s : &o->health_export_s) = (unsigned)v;
+		return 0;
+	}
+	return parse_selection(o, key, arg, state);
 }
 
 static error_t parse_opt(int key, char *arg, struct argp_state *state)
@@ -540,7 +613,7 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		bad_setting(state, "unexpected argument '%s'", arg);
 		return 0;
 	}
-	return parse_selection(o, key, arg, state);
+	return parse_more(o, key, arg, state);
 }
 
 /* Head sampler: flags win over OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG (each on
@@ -558,7 +631,7 @@ static int resolve_sampler(struct options *o)
 	if (!name)
 		name = "parentbased_always_on";
 	if (sampler_config_set(&o->sampler, name, arg, msg, sizeof(msg))) {
-		fprintf(stderr, "hoptrace: invalid %s: %s; see hoptrace --help\n",
+		config_error("invalid %s: %s; see hoptrace --help",
 			o->sampler_name ? "--sampler/--sampler-arg"
 					: "OTEL_TRACES_SAMPLER/OTEL_TRACES_SAMPLER_ARG",
 			msg);
@@ -759,13 +832,26 @@ static struct sink *make_sink(struct options *o, struct otlp_config *otlp,
 static void print_summary(const uint64_t bpf[HT_STAT__COUNT], struct sink *sink,
 			  enum capture_backend capture, struct outbuf *output)
 {
-	fprintf(stderr, "hoptrace: counters (capture backend: %s)\n",
-		loader__capture_name(capture));
+	bool json = log_get_format() == LOG_FORMAT_JSON;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = json ? open_memstream(&text, &len) : stderr;
+
+	if (!out)
+		out = stderr;
+	fprintf(out, "hoptrace: counters (capture backend: %s)\n", loader__capture_name(capture));
 	for (int i = 0; i < HT_STAT__COUNT; i++)
-		fprintf(stderr, "  %-28s %12" PRIu64 "\n", loader__stat_name(i), bpf[i]);
-	stats_print(stderr, 1);
-	sink->print_stats(sink, stderr);
-	outbuf__print_stats(output, stderr);
+		fprintf(out, "  %-28s %12" PRIu64 "\n", loader__stat_name(i), bpf[i]);
+	stats_print(out, 1);
+	sink->print_stats(sink, out);
+	outbuf__print_stats(output, out);
+	if (out == stderr)
+		return;
+	/* --log-format json: the table as one line, a field a counter */
+	fclose(out);
+	log_counters(LOG_INFO, "counters",
+		     &LOG_STR("capture_backend", loader__capture_name(capture)), 1, text);
+	free(text);
 }
 
 static void announce_ready(void *ctx)
@@ -919,9 +1005,12 @@ static int trace(struct options *o, struct tracker *tracker, struct sink *sink,
 		page->ld = &ld;
 		loop.on_second = metrics_page__on_second;
 		loop.second_ctx = page;
+		httpd__set_health_source(page->httpd, metrics_page__health_sample, page);
 	}
 	err = loop_run(&loop);
 	if (page) {
+		/* the exporter goes next: /healthz stops reading it (and the rings) first */
+		httpd__set_health_source(page->httpd, NULL, NULL);
 		httpd__set_ready(page->httpd, false); /* the loop no longer drains the rings */
 		page->ld = NULL;
 	}
@@ -984,8 +1073,17 @@ static struct sink *wrap_samplers(const struct options *o, struct sink *sink)
 
 /* --metrics-listen: bind before anything is loaded (a port in use is a start-up error of
  * one line). The page's sources are set once they exist. 0 or -errno (logged). */
-static int metrics_start(const struct options *o, struct metrics_page *page)
+static int metrics_start(const struct options *o, const struct otlp_config *otlp,
+			 struct metrics_page *page)
 {
+	struct health_config hc = {
+	    .loop_stall_ns = o->health_loop_s ? o->health_loop_s * HEALTH_NS_PER_S
+					      : HEALTH_LOOP_STALL_DEFAULT_NS,
+	    .startup_ns = HEALTH_STARTUP_NS,
+	    .export_stall_ns = o->health_export_s
+				   ? o->health_export_s * HEALTH_NS_PER_S
+				   : health_export_stall_default((uint64_t)otlp->timeout_ms * 1000000),
+	};
 	struct httpd *h;
 	int err;
 
@@ -994,13 +1092,15 @@ static int metrics_start(const struct options *o, struct metrics_page *page)
 	err = httpd__start(&h, &o->metrics_addr, o->metrics_addr_len);
 	if (err)
 		return err;
+	httpd__set_health(h, &hc);
 	err = metrics_page__init(page, h);
 	if (err) {
 		httpd__stop(h);
 		log_error("--metrics-listen: %s", strerror(-err));
 		return err;
 	}
-	log_info("metrics endpoint on http://%s/metrics", httpd__address(h));
+	log_fields(LOG_INFO, &LOG_STR("endpoint", httpd__address(h)), 1,
+		   "metrics endpoint on http://%s/metrics", httpd__address(h));
 	return 0;
 }
 
@@ -1128,7 +1228,7 @@ static int run_agent(struct options *o)
 		err = -ENOMEM;
 		goto out_config;
 	}
-	err = metrics_start(o, &page);
+	err = metrics_start(o, &otlp, &page);
 	if (err) {
 		metrics_exporter_free(mexp);
 		goto out_config;
@@ -1191,6 +1291,30 @@ out_config:
 	return err;
 }
 
+/* HOPTRACE_LOG_FORMAT and HOPTRACE_LOG_LEVEL, before anything is logged; the flags win.
+ * 0 or -EINVAL (said). */
+static int log_config_from_env(struct options *o)
+{
+	const char *fmt = getenv("HOPTRACE_LOG_FORMAT"), *lvl = getenv("HOPTRACE_LOG_LEVEL");
+	enum log_format f;
+
+	if (fmt && *fmt) {
+		if (log_parse_format(fmt, &f)) {
+			config_error("invalid HOPTRACE_LOG_FORMAT (text or json)");
+			return -EINVAL;
+		}
+		log_set_format(f);
+	}
+	if (lvl && *lvl) {
+		if (log_parse_level(lvl, &o->log_level)) {
+			config_error("invalid HOPTRACE_LOG_LEVEL (error, warn, info or debug)");
+			return -EINVAL;
+		}
+		o->log_level_set = true;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct options o = {
@@ -1209,32 +1333,32 @@ int main(int argc, char **argv)
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	if (argc > 1 && strcmp(argv[1], "audit") == 0)
 		return audit_cli_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "status") == 0)
+		return status_cli_main(argc - 1, argv + 1);
+	if (log_config_from_env(&o))
+		return 2;
 	if (getenv("HOPTRACE_CAPTURE") && *getenv("HOPTRACE_CAPTURE") &&
 	    loader__parse_capture(getenv("HOPTRACE_CAPTURE"), &o.bpf.capture)) {
 		char shown[128];
 
 		text_escape_terminal(shown, sizeof(shown), getenv("HOPTRACE_CAPTURE"),
 				     strlen(getenv("HOPTRACE_CAPTURE")), 0);
-		fprintf(stderr,
-			"hoptrace: invalid HOPTRACE_CAPTURE '%s' (auto, tp_btf, fexit or "
-			"syscalls)\n",
-			shown);
+		config_error("invalid HOPTRACE_CAPTURE '%s' (auto, tp_btf, fexit or syscalls)",
+			     shown);
 		return 2;
 	}
 	if (getenv("HOPTRACE_KEEP_PATH_PARAMS") &&
 	    path_param_allow_parse(&o.keep_path_params, getenv("HOPTRACE_KEEP_PATH_PARAMS"))) {
-		fprintf(stderr,
-			"hoptrace: invalid HOPTRACE_KEEP_PATH_PARAMS (comma-separated "
-			"names, each 1..%d bytes, at most %d)\n",
-			TARGET_PARAM_NAME_MAX, TARGET_KEEP_PARAMS_MAX);
+		config_error("invalid HOPTRACE_KEEP_PATH_PARAMS (comma-separated names, each "
+			     "1..%d bytes, at most %d)",
+			     TARGET_PARAM_NAME_MAX, TARGET_KEEP_PARAMS_MAX);
 		return 2;
 	}
 	sampler_config_init(&o.sampler);
 	tail_config_init(&o.tail);
 	if (getenv("HOPTRACE_ROUTES") && *getenv("HOPTRACE_ROUTES") &&
 	    route_patterns_parse(&o.routes, getenv("HOPTRACE_ROUTES"))) {
-		fprintf(stderr, "hoptrace: invalid HOPTRACE_ROUTES (comma-separated patterns, see "
-				"--route)\n");
+		config_error("invalid HOPTRACE_ROUTES (comma-separated patterns, see --route)");
 		return 2;
 	}
 	err = argp_parse(&argp, argc, argv, 0, NULL, &o);
@@ -1243,7 +1367,7 @@ int main(int argc, char **argv)
 	if (resolve_sampler(&o))
 		return 2;
 	o.bpf.sampler = &o.sampler;
-	log_set_level(o.verbose ? LOG_DEBUG : LOG_INFO);
+	log_set_level(o.log_level_set ? o.log_level : o.verbose ? LOG_DEBUG : LOG_INFO);
 	if (!(privilege__effective() & (CAPMASK(CAP_BPF) | CAPMASK(CAP_SYS_ADMIN))))
 		log_warn("no CAP_BPF: loading BPF programs will fail (run as root, or grant "
 			 "CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, CAP_SYS_PTRACE and "

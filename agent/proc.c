@@ -472,3 +472,17 @@ void proc_table__expire(struct proc_table *pt, uint64_t now_ns)
 			entry_remove(pt, (uint32_t)k, e);
 	}
 }
+
+void proc_table__each(const struct proc_table *pt,
+		      void (*fn)(void *ctx, const struct resource *r, bool exited), void *ctx)
+{
+	uint64_t k;
+	void *v;
+
+	for (size_t it = 0; u64map_next(&pt->by_tgid, &it, &k, &v);) {
+		const struct proc_entry *e = v;
+
+		if (e->res)
+			fn(ctx, e->res, e->exited_at != 0);
+	}
+}

@@ -45,6 +45,10 @@ void proc_table__expire(struct proc_table *pt, uint64_t now_ns);
 
 /* Parse "k1=v1,k2=v2" (OTEL_RESOURCE_ATTRIBUTES, percent-decoded) into r->extra. A
  * malformed value is discarded whole, as the OTel spec asks. Exposed for tests. */
+/* Call fn for every process of the table (live, and exited ones still kept). */
+void proc_table__each(const struct proc_table *pt,
+		      void (*fn)(void *ctx, const struct resource *r, bool exited), void *ctx);
+
 void resource_parse_attributes(struct resource *r, const char *s);
 
 /* The value of NAME in a NUL-separated environment block env[0..len) (/proc/PID/environ, its

@@ -32,6 +32,7 @@ struct resource {
 	char *pod_uid;	    /* k8s.pod.uid, may be NULL */
 	unsigned nextra;    /* from the process's OTEL_RESOURCE_ATTRIBUTES */
 	struct resource_kv extra[RESOURCE_MAX_EXTRA];
+	uint64_t spans; /* spans finished so far (hoptrace status); the loop thread's alone */
 };
 
 /* Allocate an empty resource with refcount 1. Strings are set by the caller (owned). */

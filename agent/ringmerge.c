@@ -237,3 +237,10 @@ void ringmerge__free(struct ringmerge *m)
 	free(m->cur);
 	free(m);
 }
+
+uint64_t ringmerge__consumer_pos(const struct ringmerge *m, unsigned i)
+{
+	if (i >= m->nrings || !m->rings[i].view.consumer_pos)
+		return 0;
+	return __atomic_load_n(m->rings[i].view.consumer_pos, __ATOMIC_RELAXED);
+}

@@ -50,6 +50,8 @@ void ringmerge__drain(struct ringmerge *m, uint64_t cutoff_ns);
  * held back for the next one included). 0 for an unset ring. */
 uint64_t ringmerge__used_bytes(const struct ringmerge *m, unsigned i);
 /* Records delivered so far behind a newer one (committed later than the hold allowed). */
+/* Ring i's consumer position (bytes consumed so far): it moves while the ring drains. */
+uint64_t ringmerge__consumer_pos(const struct ringmerge *m, unsigned i);
 uint64_t ringmerge__late(const struct ringmerge *m);
 /* Unmap the rings and free. NULL is ignored. */
 void ringmerge__free(struct ringmerge *m);

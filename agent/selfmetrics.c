@@ -12,6 +12,8 @@
 #include <bpf/libbpf.h>
 
 #include "export/sink_otlp.h"
+#include "health.h"
+#include "status.h"
 #include "hoptrace.skel.h"
 #include "httpd.h"
 #include "loader.h"
@@ -259,6 +261,7 @@ static int render_http(struct prom_writer *w, const struct httpd_stats *h)
 	    {"/metrics", h->requests_metrics},
 	    {"/healthz", h->requests_healthz},
 	    {"/readyz", h->requests_readyz},
+	    {"/status", h->requests_status},
 	    {"other", h->requests_other},
 	};
 	struct prom_label l = {"path", NULL};
@@ -380,6 +383,11 @@ int metrics_page__init(struct metrics_page *p, struct httpd *h)
 	if (!p->writer)
 		return -ENOMEM;
 	prom_writer__init(p->writer, HTTPD_SNAPSHOT_MAX);
+	p->ring_watch = calloc(1, sizeof(*p->ring_watch));
+	if (!p->ring_watch) {
+		metrics_page__free(p);
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -389,6 +397,8 @@ void metrics_page__free(struct metrics_page *p)
 		prom_writer__free(p->writer);
 	free(p->writer);
 	p->writer = NULL;
+	free(p->ring_watch);
+	p->ring_watch = NULL;
 }
 
 /* What the loader knows: BPF counters, ring fill, programs' run time. */
@@ -423,6 +433,92 @@ static void gather_bpf(const struct metrics_page *p, const struct ringmerge *rin
 	}
 }
 
+/* Whether each ring drains (health.h), for /healthz on the HTTP thread. */
+static void watch_rings(struct metrics_page *p, const struct ringmerge *rings, uint64_t now_ns)
+{
+	unsigned n = p->ld ? p->ld->nrings : 0, which = 0;
+	uint64_t since;
+
+	if (!rings)
+		return;
+	for (unsigned i = 0; i < n && i < HEALTH_RINGS_MAX; i++)
+		ring_watch__observe(p->ring_watch, i, ringmerge__consumer_pos(rings, i),
+				    ringmerge__used_bytes(rings, i), now_ns);
+	since = ring_watch__stalled_since(p->ring_watch, &which);
+	__atomic_store_n(&p->ring_stalled, which, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->ring_stalled_since_ns, since, __ATOMIC_RELEASE);
+}
+
+void metrics_page__health_sample(void *ctx, struct health_sample *s)
+{
+	struct metrics_page *p = ctx;
+	struct sink_otlp_health eh;
+
+	s->ring_stalled_since_ns = __atomic_load_n(&p->ring_stalled_since_ns, __ATOMIC_ACQUIRE);
+	s->ring_stalled = __atomic_load_n(&p->ring_stalled, __ATOMIC_RELAXED);
+	if (p->otlp) {
+		sink_otlp_get_health(p->otlp, &eh);
+		s->exporting = true;
+		s->export_pending = eh.pending;
+		s->export_waiting_since_ns = eh.waiting_since_ns;
+	}
+}
+
+/* Room for every counter of the summary in /status. */
+#define STATUS_COUNTERS_MAX 256
+
+/* The summary's counters (stats.h, BPF, OTLP sink, output) as name/value pairs. */
+static size_t status_counters(const struct selfmetrics_input *in, struct status_counter *c)
+{
+	size_t n = 0;
+
+#define X(name, desc) c[n++] = (struct status_counter){#name, in->stats->name};
+	STATS_LIST(X)
+#undef X
+	for (int i = 0; in->bpf && i < HT_STAT__COUNT; i++)
+		c[n++] = (struct status_counter){loader__stat_name(i), in->bpf[i]};
+	if (in->otlp) {
+		c[n++] = (struct status_counter){"export_spans_exported", in->otlp->exported};
+		c[n++] = (struct status_counter){"export_spans_rejected", in->otlp->rejected};
+		c[n++] = (struct status_counter){"export_spans_failed", in->otlp->failed};
+		c[n++] = (struct status_counter){"export_spans_dropped_queue_full",
+						 in->otlp->dropped_queue_full};
+		c[n++] = (struct status_counter){"export_requests", in->otlp->requests};
+		c[n++] = (struct status_counter){"export_retries", in->otlp->retried};
+		c[n++] = (struct status_counter){"export_queue_spans", in->otlp->queued};
+	}
+	if (in->output_drops)
+		c[n++] = (struct status_counter){"output_drops", *in->output_drops};
+	return n;
+}
+
+_Static_assert(STATUS_COUNTERS_MAX >= HT_STAT__COUNT + 8 + sizeof(struct agent_stats) / 8,
+	       "room for every counter in /status");
+
+/* Render /status (status.h) and publish it. */
+static void publish_status(struct metrics_page *p, const struct selfmetrics_input *in)
+{
+	static struct status_counter counters[STATUS_COUNTERS_MAX]; /* the loop thread's */
+	static struct status_proc procs[STATUS_PROCS_MAX];
+	struct status_input st = {.version = in->version,
+				  .capture = in->capture,
+				  .pid = (uint64_t)getpid(),
+				  .start_unix_s = p->start_unix_s,
+				  .now_unix_s = (uint64_t)time(NULL),
+				  .ready = p->ld != NULL,
+				  .counters = counters,
+				  .ncounters = status_counters(in, counters),
+				  .procs = procs};
+	char *text = NULL;
+	size_t len = 0;
+
+	if (p->tracker)
+		st.nprocs = status_top_procs(&p->tracker->procs, procs, STATUS_PROCS_MAX,
+					     &st.processes_total);
+	if (status_render(&st, &text, &len) == 0)
+		httpd__publish_status(p->httpd, text, len);
+}
+
 void metrics_page__on_second(void *ctx, uint64_t now_ns, const struct ringmerge *rings)
 {
 	struct metrics_page *p = ctx;
@@ -455,6 +551,8 @@ void metrics_page__on_second(void *ctx, uint64_t now_ns, const struct ringmerge 
 	}
 	httpd__get_stats(p->httpd, &http);
 	in.http = &http;
+	watch_rings(p, rings, now_ns);
+	publish_status(p, &in);
 	if (selfmetrics_render(p->writer, &in) == 0 && p->render_more)
 		p->render_more(p->render_more_ctx, p->writer);
 	if (p->writer->truncated)

@@ -88,7 +88,17 @@ struct metrics_page {
 	struct prom_writer *writer;
 	uint64_t truncated; /* renderings cut at HTTPD_SNAPSHOT_MAX */
 	bool published;
+	/* /status and /healthz (status.h, health.h): whether the rings drain, watched here */
+	struct ring_watch *ring_watch;
+	uint64_t ring_stalled_since_ns; /* atomic: read by the HTTP thread */
+	unsigned ring_stalled;		/* atomic */
 };
+
+struct health_sample;
+
+/* /healthz's sample function (httpd__set_health_source; ctx: the page): the rings' and the
+ * OTLP exporter's state. */
+void metrics_page__health_sample(void *ctx, struct health_sample *s);
 
 /* A page for the endpoint h (the other sources are set by the caller). 0 or -ENOMEM. */
 int metrics_page__init(struct metrics_page *p, struct httpd *h);

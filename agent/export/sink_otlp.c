@@ -101,6 +101,8 @@ struct sink_otlp {
 	 * giving up would make every other worker's batch, the newest data too, look pressed.
 	 */
 	uint64_t evicted;
+	uint64_t inflight_spans; /* spans of the batches workers hold */
+	uint64_t busy_since_ns;	 /* when count + inflight_spans last left 0 */
 	unsigned nseen;
 	int seen[SEEN_MAX]; /* failure kinds already logged at error level */
 
@@ -116,6 +118,8 @@ struct sink_otlp {
 
 	/* atomic: consecutive transient failures, whichever worker saw them */
 	unsigned failing;
+	/* atomic: CLOCK_MONOTONIC ns of the last answer (any HTTP status) from the endpoint */
+	uint64_t last_answer_ns;
 	/* updated with atomics: read by print_stats on the loop thread */
 	struct sink_otlp_stats st;
 };
@@ -168,6 +172,8 @@ static void otlp_emit(struct sink *base, struct span *s)
 	size_t tail;
 
 	pthread_mutex_lock(&sk->lock);
+	if (!sk->count && !sk->inflight_spans)
+		sk->busy_since_ns = now;
 	if (sk->count == sk->cap) {
 		victim = sk->ring[sk->head];
 		sk->head = (sk->head + 1) % sk->cap;
@@ -461,6 +467,8 @@ static void export_batch(struct exporter *ex, size_t n, uint64_t evicted_at_star
 		otlp_transport__send(ex->tr, (struct otlp_buf *)body, current_deadline(sk), &res);
 		CNT_ADD(sk, requests, 1);
 		CNT_ADD(sk, bytes_sent, res.bytes_sent);
+		if (res.http_status) /* the endpoint answered, whatever it said */
+			__atomic_store_n(&sk->last_answer_ns, mono_ns(), __ATOMIC_RELAXED);
 		if (res.outcome == OTLP_OK) {
 			int64_t rej = res.rejected < 0		   ? 0
 				      : (uint64_t)res.rejected > n ? (int64_t)n
@@ -559,6 +567,7 @@ static void *exporter_main(void *arg)
 		}
 		sk->count -= n;
 		sk->inflight++;
+		sk->inflight_spans += n;
 		sk->partials += partial;
 		hand_on(sk);
 		pthread_mutex_unlock(&sk->lock);
@@ -572,6 +581,7 @@ static void *exporter_main(void *arg)
 
 		pthread_mutex_lock(&sk->lock);
 		sk->inflight--;
+		sk->inflight_spans -= n;
 		sk->partials -= partial;
 		if (drained(sk))
 			pthread_cond_broadcast(&sk->drained);
@@ -597,6 +607,19 @@ void sink_otlp_get_stats(struct sink *base, struct sink_otlp_stats *st)
 	st->bytes_sent = CNT_GET(sk, bytes_sent);
 	pthread_mutex_lock(&sk->lock);
 	st->queued = sk->count;
+	pthread_mutex_unlock(&sk->lock);
+}
+
+void sink_otlp_get_health(struct sink *base, struct sink_otlp_health *h)
+{
+	struct sink_otlp *sk = to_otlp(base);
+	uint64_t answer = __atomic_load_n(&sk->last_answer_ns, __ATOMIC_RELAXED);
+
+	pthread_mutex_lock(&sk->lock);
+	h->pending = sk->count + sk->inflight_spans;
+	h->waiting_since_ns = !h->pending		 ? 0
+			      : answer > sk->busy_since_ns ? answer
+							   : sk->busy_since_ns;
 	pthread_mutex_unlock(&sk->lock);
 }
 
