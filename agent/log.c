@@ -89,7 +89,11 @@ static size_t escape_one(char *esc, const unsigned char *in, size_t avail, size_
 	unsigned c = in[0];
 
 	*used = seq ? seq : 1;
-	if (!seq) { /* not UTF-8: the text "\xNN", its backslash escaped */
+	/* not UTF-8, a C0 control or DEL, a C1 control (CSI and friends): each byte as the text
+	 * "\xNN", its backslash escaped; a reader that decodes the string gets no control */
+	if (!seq || (seq == 1 && (c < 0x20 || c == 0x7f)) ||
+	    (seq == 2 && c == 0xc2 && in[1] < 0xa0)) {
+		*used = 1;
 		memcpy(esc, "\\\\x", 3);
 		esc[3] = digits[c >> 4];
 		esc[4] = digits[c & 0xf];
@@ -101,19 +105,9 @@ static size_t escape_one(char *esc, const unsigned char *in, size_t avail, size_
 			esc[1] = (char)c;
 			return 2;
 		}
-		if (c < 0x20 || c == 0x7f) {
-			if (c == '\n' || c == '\t' || c == '\r') {
-				esc[0] = '\\';
-				esc[1] = c == '\n' ? 'n' : c == '\t' ? 't' : 'r';
-				return 2;
-			}
-			return (size_t)(put_u_escape(esc, c) - esc);
-		}
 		esc[0] = (char)c;
 		return 1;
 	}
-	if (seq == 2 && c == 0xc2 && in[1] < 0xa0) /* C1 control: CSI and friends */
-		return (size_t)(put_u_escape(esc, in[1]) - esc);
 	if (seq == 3 && c == 0xe2 && in[1] == 0x80 && (in[2] == 0xa8 || in[2] == 0xa9))
 		return (size_t)(put_u_escape(esc, in[2] == 0xa8 ? 0x2028 : 0x2029) - esc);
 	memcpy(esc, in, seq);

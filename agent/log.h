@@ -49,17 +49,18 @@ struct log_field {
 void log_fields(enum log_level lvl, const struct log_field *f, size_t n, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Longest JSON escape of one input byte: a C0 control is "\u00XX". */
+/* Longest JSON escape of one input byte: a control byte is "\\xNN" (5), U+2028 "\u2028"
+ * (6 for 3 bytes). */
 #define LOG_JSON_ESC_MAX_PER_BYTE 6
 
 /*
  * in[0..len) as the inside of a JSON string into out (cap bytes, always NUL-terminated, cut
  * only between whole escapes); returns the length written. The result is ASCII or
- * well-formed UTF-8 whatever the input: '"' and '\' are escaped; C0 controls, DEL, the C1
- * controls (U+0080..U+009F) and U+2028/U+2029 become \uXXXX (no escape sequence reaches a
- * terminal that shows the log, no line breaks for JavaScript readers); a byte that is not
- * part of well-formed UTF-8 becomes the six characters "\\xNN" (the text "\xNN", as text
- * logs show it), since JSON strings cannot hold raw bytes.
+ * well-formed UTF-8 whatever the input, and so is the string a JSON reader decodes from it:
+ * '"' and '\' are escaped; each byte of a C0 control, DEL, a C1 control (U+0080..U+009F)
+ * or of what is not well-formed UTF-8 becomes the text "\xNN" (written "\\xNN"), as text
+ * logs show it (text_escape_terminal), so that `jq -r .msg` sends no escape sequence to a
+ * terminal; U+2028/U+2029 become \u2028/\u2029 (line breaks to JavaScript readers).
  */
 size_t log_json_escape(char *out, size_t cap, const char *in, size_t len);
 

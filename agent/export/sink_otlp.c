@@ -615,11 +615,13 @@ void sink_otlp_get_health(struct sink *base, struct sink_otlp_health *h)
 	struct sink_otlp *sk = to_otlp(base);
 	uint64_t answer = __atomic_load_n(&sk->last_answer_ns, __ATOMIC_RELAXED);
 
+	uint64_t due;
+
 	pthread_mutex_lock(&sk->lock);
 	h->pending = sk->count + sk->inflight_spans;
-	h->waiting_since_ns = !h->pending		 ? 0
-			      : answer > sk->busy_since_ns ? answer
-							   : sk->busy_since_ns;
+	/* spans are due for export only after the schedule delay: no answer is expected before */
+	due = sk->busy_since_ns + sk->delay_ns;
+	h->waiting_since_ns = !h->pending ? 0 : answer > due ? answer : due;
 	pthread_mutex_unlock(&sk->lock);
 }
 

@@ -96,13 +96,13 @@ static void test_escape(void **state)
 	(void)state;
 	check_escape("plain /path", 11, "plain /path");
 	check_escape("a\"b\\c", 5, "a\\\"b\\\\c");
-	check_escape("\x1b[2J", 4, "\\u001b[2J");
-	check_escape("l1\nl2\r\t\x7f", 8, "l1\\nl2\\r\\t\\u007f");
-	check_escape("a\0b", 3, "a\\u0000b");
+	check_escape("\x1b[2J", 4, "\\\\x1b[2J");
+	check_escape("l1\nl2\r\t\x7f", 8, "l1\\\\x0al2\\\\x0d\\\\x09\\\\x7f");
+	check_escape("a\0b", 3, "a\\\\x00b");
 	check_escape("caf\xc3\xa9 \xf0\x9f\x98\x80", 10, "caf\xc3\xa9 \xf0\x9f\x98\x80");
 	check_escape("\xc2\x9b"
 		     "31m",
-		     5, "\\u009b31m"); /* C1 CSI */
+		     5, "\\\\xc2\\\\x9b31m"); /* C1 CSI */
 	check_escape("\x9b"
 		     "31m",
 		     4, "\\\\x9b31m"); /* a raw 8-bit byte: the text \x9b */
@@ -118,13 +118,25 @@ static void test_escape_cut(void **state)
 	char out[9];
 
 	(void)state;
-	assert_int_equal(log_json_escape(out, sizeof(out), "ab\x1b\x1b", 4), 2 + 6);
-	assert_string_equal(out, "ab\\u001b");
-	assert_int_equal(log_json_escape(out, 8, "ab\x1b", 3), 2); /* no room for the escape */
+	assert_int_equal(log_json_escape(out, sizeof(out), "ab\x1b\x1b", 4), 2 + 5);
+	assert_string_equal(out, "ab\\\\x1b");
+	assert_int_equal(log_json_escape(out, 7, "ab\x1b", 3), 2); /* no room for the escape */
 	assert_string_equal(out, "ab");
 	assert_int_equal(log_json_escape(out, 3, "\x1b", 1), 0);
 	assert_string_equal(out, "");
 	assert_int_equal(log_json_escape(out, 0, "x", 1), 0);
+}
+
+/* The decoded message holds no control byte: a reader printing it (jq -r .msg) sends no
+ * escape sequence to a terminal. */
+static void assert_no_controls(const struct json_value *v)
+{
+	const unsigned char *s = (const unsigned char *)v->str;
+
+	for (size_t i = 0; i < v->len; i++) {
+		assert_false(s[i] < 0x20 || s[i] == 0x7f);
+		assert_false(s[i] == 0xc2 && i + 1 < v->len && s[i + 1] >= 0x80 && s[i + 1] < 0xa0);
+	}
 }
 
 /* Every byte value, and random hostile messages: always strict JSON, and the message
@@ -143,6 +155,9 @@ static void test_hostile_bytes_stay_json(void **state)
 		format_and_parse(p, LOG_ERROR, one, 3, &f, b ? 1 : 0);
 		if (b >= 0x20 && b < 0x7f)
 			assert_memory_equal(member(p, "msg"), one, 3);
+		else
+			assert_string_equal(member(p, "msg") + 1 + 4, ">"); /* "<\xNN>" */
+		assert_no_controls(json_doc__member(&p->doc, p->root, "msg"));
 		json_doc__free(&p->doc);
 	}
 	for (int round = 0; round < 2000; round++) {
@@ -151,6 +166,7 @@ static void test_hostile_bytes_stay_json(void **state)
 		for (size_t i = 0; i < len; i++)
 			msg[i] = (char)(rand_r(&seed) % 4 ? rand_r(&seed) : "\"\\\x1b\n\xc2\xe2"[i % 6]);
 		format_and_parse(p, LOG_DEBUG, msg, len, NULL, 0);
+		assert_no_controls(json_doc__member(&p->doc, p->root, "msg"));
 		json_doc__free(&p->doc);
 	}
 	free(p);
