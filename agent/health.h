@@ -39,12 +39,12 @@ struct health_config {
  * CLOCK_MONOTONIC ns. */
 struct health_sample {
 	uint64_t now_ns;
-	uint64_t started_ns;	       /* the endpoint started */
-	uint64_t loop_beat_ns;	       /* the loop's last heartbeat; 0: none yet */
-	uint64_t ring_stalled_since_ns; /* 0: every ring drains */
-	unsigned ring_stalled;	       /* which ring, when one does not */
-	bool exporting;		       /* an OTLP exporter runs */
-	uint64_t export_pending;       /* spans queued or in flight */
+	uint64_t started_ns;		  /* the endpoint started */
+	uint64_t loop_beat_ns;		  /* the loop's last heartbeat; 0: none yet */
+	uint64_t ring_stalled_since_ns;	  /* 0: every ring drains */
+	unsigned ring_stalled;		  /* which ring, when one does not */
+	bool exporting;			  /* an OTLP exporter runs */
+	uint64_t export_pending;	  /* spans queued or in flight */
 	uint64_t export_waiting_since_ns; /* work waits, with no answer since then; 0: none */
 };
 

@@ -36,9 +36,10 @@ struct httpd {
 	struct MHD_Daemon *daemon;
 	pthread_mutex_t lock; /* current, retained, snapshot refs; held for no I/O */
 	struct snapshot *current;
-	struct snapshot *status;  /* /status (status.h) */
-	struct health_config health; /* under lock */
-	void (*health_sample)(void *ctx, struct health_sample *s); /* under lock */
+	struct snapshot *status; /* /status (status.h) */
+	/* /healthz's thresholds and sample function (health.h), under lock */
+	struct health_config health;
+	void (*health_sample)(void *ctx, struct health_sample *s);
 	void *health_ctx;
 	size_t retained;	  /* bytes of replaced snapshots still referenced */
 	uint64_t started_ns;	  /* CLOCK_MONOTONIC */
@@ -388,8 +389,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return answer_snapshot(h, c, &h->current, CONTENT_TYPE_METRICS,
 				       &h->st.requests_metrics);
 	if (strcmp(url, "/status") == 0)
-		return answer_snapshot(h, c, &h->status, CONTENT_TYPE_JSON,
-				       &h->st.requests_status);
+		return answer_snapshot(h, c, &h->status, CONTENT_TYPE_JSON, &h->st.requests_status);
 	if (strcmp(url, "/healthz") == 0)
 		return answer_health(h, c, false);
 	if (strcmp(url, "/readyz") == 0)

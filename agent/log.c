@@ -181,8 +181,8 @@ static bool reserved_key(const char *k)
 	return !strcmp(k, "ts") || !strcmp(k, "level") || !strcmp(k, "msg");
 }
 
-size_t log_format_json(char *out, size_t cap, uint64_t unix_ns, enum log_level lvl,
-		       const char *msg, size_t msg_len, const struct log_field *f, size_t n)
+size_t log_format_json(char *out, size_t cap, uint64_t unix_ns, enum log_level lvl, const char *msg,
+		       size_t msg_len, const struct log_field *f, size_t n)
 {
 	char ts[32];
 	size_t o = 0;

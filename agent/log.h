@@ -72,8 +72,8 @@ size_t log_json_size(size_t msg_len, const struct log_field *f, size_t n);
  * RFC 3339 UTC time with milliseconds, from unix_ns), level, msg, then the fields. A field
  * whose key is ts, level or msg is left out (keys are unique). Returns the length.
  */
-size_t log_format_json(char *out, size_t cap, uint64_t unix_ns, enum log_level lvl,
-		       const char *msg, size_t msg_len, const struct log_field *f, size_t n);
+size_t log_format_json(char *out, size_t cap, uint64_t unix_ns, enum log_level lvl, const char *msg,
+		       size_t msg_len, const struct log_field *f, size_t n);
 
 /*
  * One line that carries the counters of text, a summary as stats_print writes it (lines

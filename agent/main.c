@@ -632,9 +632,9 @@ static int resolve_sampler(struct options *o)
 		name = "parentbased_always_on";
 	if (sampler_config_set(&o->sampler, name, arg, msg, sizeof(msg))) {
 		config_error("invalid %s: %s; see hoptrace --help",
-			o->sampler_name ? "--sampler/--sampler-arg"
-					: "OTEL_TRACES_SAMPLER/OTEL_TRACES_SAMPLER_ARG",
-			msg);
+			     o->sampler_name ? "--sampler/--sampler-arg"
+					     : "OTEL_TRACES_SAMPLER/OTEL_TRACES_SAMPLER_ARG",
+			     msg);
 		return -EINVAL;
 	}
 	return 0;
@@ -1080,9 +1080,9 @@ static int metrics_start(const struct options *o, const struct otlp_config *otlp
 	    .loop_stall_ns = o->health_loop_s ? o->health_loop_s * HEALTH_NS_PER_S
 					      : HEALTH_LOOP_STALL_DEFAULT_NS,
 	    .startup_ns = HEALTH_STARTUP_NS,
-	    .export_stall_ns = o->health_export_s
-				   ? o->health_export_s * HEALTH_NS_PER_S
-				   : health_export_stall_default((uint64_t)otlp->timeout_ms * 1000000),
+	    .export_stall_ns = o->health_export_s ? o->health_export_s * HEALTH_NS_PER_S
+						  : health_export_stall_default(
+							(uint64_t)otlp->timeout_ms * 1000000),
 	};
 	struct httpd *h;
 	int err;

@@ -258,10 +258,8 @@ static int render_http(struct prom_writer *w, const struct httpd_stats *h)
 		const char *path;
 		uint64_t v;
 	} paths[] = {
-	    {"/metrics", h->requests_metrics},
-	    {"/healthz", h->requests_healthz},
-	    {"/readyz", h->requests_readyz},
-	    {"/status", h->requests_status},
+	    {"/metrics", h->requests_metrics}, {"/healthz", h->requests_healthz},
+	    {"/readyz", h->requests_readyz},   {"/status", h->requests_status},
 	    {"other", h->requests_other},
 	};
 	struct prom_label l = {"path", NULL};

@@ -215,8 +215,7 @@ static void shown(char *out, size_t cap, const char *s, size_t len)
 	text_escape_terminal(out, cap, s, len, 0);
 }
 
-static const char *str_member(const struct json_doc *d, const struct json_value *o,
-			      const char *key)
+static const char *str_member(const struct json_doc *d, const struct json_value *o, const char *key)
 {
 	const char *s = json_value_cstr(json_doc__member(d, o, key));
 
@@ -424,9 +423,8 @@ int status_cli_main(int argc, char **argv)
 	if (argp_parse(&argp, argc, argv, 0, NULL, &o))
 		return 2;
 	if (resolve_endpoint(o.endpoint, base)) {
-		fprintf(stderr,
-			"hoptrace status: invalid --endpoint (PORT, :PORT, IPV4:PORT or "
-			"[IPV6]:PORT, numeric)\n");
+		fprintf(stderr, "hoptrace status: invalid --endpoint (PORT, :PORT, IPV4:PORT or "
+				"[IPV6]:PORT, numeric)\n");
 		return 2;
 	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT)) {

@@ -369,9 +369,10 @@ static void report_transient(struct sink_otlp *sk, const struct otlp_result *r, 
 	describe(r, what, sizeof(what));
 	/* one warning per outage, not one per worker: the first failure since a success */
 	if (!__atomic_fetch_add(&sk->failing, 1, __ATOMIC_RELAXED))
-		log_warn("otlp: export to %s failed (%s); retrying with backoff, spans stay "
-			 "queued (up to %zu)",
-			 sk->url, what, sk->cap);
+		log_fields(LOG_WARN, &LOG_STR("otlp_endpoint", sk->url), 1,
+			   "otlp: export to %s failed (%s); retrying with backoff, spans stay "
+			   "queued (up to %zu)",
+			   sk->url, what, sk->cap);
 	else
 		log_debug("otlp: export failed again (%s), retry in %" PRIu64 " ms", what, delay);
 }

@@ -105,9 +105,9 @@ static void test_escape(void **state)
 		     5, "\\\\xc2\\\\x9b31m"); /* C1 CSI */
 	check_escape("\x9b"
 		     "31m",
-		     4, "\\\\x9b31m"); /* a raw 8-bit byte: the text \x9b */
-	check_escape("\xe2\x82", 2, "\\\\xe2\\\\x82");		 /* cut sequence */
-	check_escape("\xc0\xaf", 2, "\\\\xc0\\\\xaf");		 /* overlong '/' */
+		     4, "\\\\x9b31m");		       /* a raw 8-bit byte: the text \x9b */
+	check_escape("\xe2\x82", 2, "\\\\xe2\\\\x82"); /* cut sequence */
+	check_escape("\xc0\xaf", 2, "\\\\xc0\\\\xaf"); /* overlong '/' */
 	check_escape("\xed\xa0\x80", 3, "\\\\xed\\\\xa0\\\\x80"); /* surrogate */
 	check_escape("\xe2\x80\xa8|\xe2\x80\xa9", 7, "\\u2028|\\u2029");
 }
@@ -164,7 +164,8 @@ static void test_hostile_bytes_stay_json(void **state)
 		size_t len = (size_t)(rand_r(&seed) % sizeof(msg));
 
 		for (size_t i = 0; i < len; i++)
-			msg[i] = (char)(rand_r(&seed) % 4 ? rand_r(&seed) : "\"\\\x1b\n\xc2\xe2"[i % 6]);
+			msg[i] =
+			    (char)(rand_r(&seed) % 4 ? rand_r(&seed) : "\"\\\x1b\n\xc2\xe2"[i % 6]);
 		format_and_parse(p, LOG_DEBUG, msg, len, NULL, 0);
 		assert_no_controls(json_doc__member(&p->doc, p->root, "msg"));
 		json_doc__free(&p->doc);
