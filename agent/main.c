@@ -155,7 +155,8 @@ static const char doc[] =
     "  OTEL_EXPORTER_OTLP_ENDPOINT=http://collector:4318 hoptrace\n"
     "  hoptrace --otlp-endpoint http://localhost:4317 --otlp-protocol grpc\n"
     "  hoptrace --audit --repair=stitch -d 60   # who drops the trace context?\n"
-    "  hoptrace audit spans.jsonl              # the same audit from a JSON span file\n";
+    "  hoptrace audit spans.jsonl              # the same audit from a JSON span file\n"
+    "  hoptrace status                         # a running agent's counters and processes\n";
 
 static const struct argp_option argp_opts[] = {
     {"pid", 'p', "PID", 0, "Trace this process and its children (repeatable)", 0},

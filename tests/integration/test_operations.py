@@ -162,6 +162,33 @@ def test_status_lists_the_traced_process():
     assert b"no agent answers at http://127.0.0.1:%d" % port in r.stderr, r.stderr
 
 
+def test_status_escapes_hostile_names():
+    """A traced process whose service name holds an escape sequence, a quote, a C1 control
+    and a byte that is not UTF-8: /status stays strict JSON and the table shows the name
+    escaped, with no control byte reaching the terminal."""
+    app, port = free_port(), free_port()
+    hostile = "ev\x1b[31mil\"q\u009b\udcff"  # \udcff: the raw byte 0xff in the environment
+    srv = python_server(app, service=hostile)
+    agent = Agent("--port", str(app), "--metrics-listen", f"127.0.0.1:{port}")
+    try:
+        traffic(app, 1)
+
+        def listed():
+            r = run([AGENT, "status", "--endpoint", str(port), "--json"], check=False)
+            doc = json.loads(r.stdout) if r.returncode == 0 else {"processes": []}
+            return [p for p in doc["processes"] if p["pid"] == srv.pid and p["spans"]]
+
+        me = wait_for(listed, 10, "the server in /status")[0]
+        assert me["service"] == "ev\\x1b[31mil\"q\\xc2\\x9b\\xff", me
+        table = run([AGENT, "status", "--endpoint", str(port)]).stdout
+        assert not any(b < 0x20 and b != 0x0a for b in table), table
+        assert not any(b >= 0x80 for b in table), table  # names shown in ASCII
+        assert b"ev\\x1b[31mil\"q" in table, table
+    finally:
+        agent.stop()
+        srv.stop()
+
+
 class OtlpEndpoint:
     """An OTLP/HTTP endpoint that accepts connections and reads requests, and either never
     answers (hanging) or answers each with 200 and an empty ExportTraceServiceResponse."""
