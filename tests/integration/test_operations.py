@@ -154,6 +154,9 @@ def test_status_lists_the_traced_process():
         assert row and "ops-status-app" in row[0] and row[0].split()[-1] == "4", table
         assert re.search(r"^spans_server +4$", table, re.M), table
         assert re.search(r"^health: +ok", table, re.M), table
+        # something else listens there: said, exit 1
+        r = run([AGENT, "status", "--endpoint", str(app)], check=False)
+        assert r.returncode == 1 and b"answered HTTP 404" in r.stderr, r
     finally:
         agent.stop()
         srv.stop()
