@@ -97,6 +97,9 @@ static void test_exporter(void **state)
 	assert_false(check(&s, why));
 	assert_string_equal(why, "exporter stuck: 512 spans waiting, no answer from the OTLP "
 				 "endpoint for 30 s");
+	s.export_waiting_since_ns = T0 + 130 * S; /* a Retry-After pause that ends later */
+	assert_true(check(&s, why));
+	s.export_waiting_since_ns = T0 + 70 * S;
 	s.exporting = false; /* no exporter: nothing to be stuck */
 	assert_true(check(&s, why));
 }
