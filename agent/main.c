@@ -96,9 +96,9 @@ struct options {
 	struct route_patterns routes;
 	bool routes_set;
 	unsigned max_routes_per_service; /* --max-routes-per-service, 0: the default */
-	/* --log-level, else HOPTRACE_LOG_LEVEL, else info (debug with -v) */
-	enum log_level log_level;
-	bool log_level_set;
+	/* --log-level, else -v (debug), else HOPTRACE_LOG_LEVEL, else info */
+	enum log_level log_level, env_log_level;
+	bool log_level_set, env_log_level_set;
 	/* --health-loop-timeout, --health-export-timeout: seconds, 0: the default (health.h) */
 	unsigned health_loop_s;
 	unsigned health_export_s;
@@ -1307,11 +1307,11 @@ static int log_config_from_env(struct options *o)
 		log_set_format(f);
 	}
 	if (lvl && *lvl) {
-		if (log_parse_level(lvl, &o->log_level)) {
+		if (log_parse_level(lvl, &o->env_log_level)) {
 			config_error("invalid HOPTRACE_LOG_LEVEL (error, warn, info or debug)");
 			return -EINVAL;
 		}
-		o->log_level_set = true;
+		o->env_log_level_set = true;
 	}
 	return 0;
 }
@@ -1368,7 +1368,10 @@ int main(int argc, char **argv)
 	if (resolve_sampler(&o))
 		return 2;
 	o.bpf.sampler = &o.sampler;
-	log_set_level(o.log_level_set ? o.log_level : o.verbose ? LOG_DEBUG : LOG_INFO);
+	log_set_level(o.log_level_set	    ? o.log_level
+		      : o.verbose	    ? LOG_DEBUG
+		      : o.env_log_level_set ? o.env_log_level
+					    : LOG_INFO);
 	if (!(privilege__effective() & (CAPMASK(CAP_BPF) | CAPMASK(CAP_SYS_ADMIN))))
 		log_warn("no CAP_BPF: loading BPF programs will fail (run as root, or grant "
 			 "CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, CAP_SYS_PTRACE and "

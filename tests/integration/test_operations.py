@@ -105,13 +105,15 @@ def test_json_logs_every_line_parses():
 def test_json_logs_escape_hostile_bytes():
     """A configuration error that quotes hostile bytes (escape sequences, quotes, invalid
     UTF-8) is one valid JSON line whose bytes hold no control character; --log-level error
-    keeps the info lines out; HOPTRACE_LOG_FORMAT selects JSON without the flag."""
+    keeps the info lines out; HOPTRACE_LOG_FORMAT and HOPTRACE_LOG_LEVEL do the same without
+    the flags."""
     hostile = b"/tmp/\x1b[31m\"q\\\xff\xc2\x9b\n/x/out"
-    for env, args in (({}, ["--log-format", "json"]), ({"HOPTRACE_LOG_FORMAT": "json"}, [])):
+    for env, args in (({}, ["--log-format", "json", "--log-level", "error"]),
+                      ({"HOPTRACE_LOG_FORMAT": "json", "HOPTRACE_LOG_LEVEL": "error"}, [])):
         e = dict(os.environ, **env)
-        r = subprocess.run([AGENT.encode(), *[a.encode() for a in args], b"--log-level",
-                            b"error", b"--metrics-listen", b"0", b"-o", b"json", b"-O",
-                            hostile, b"-d", b"1"], env=e, capture_output=True, timeout=60)
+        r = subprocess.run([AGENT.encode(), *[a.encode() for a in args], b"--metrics-listen",
+                            b"0", b"-o", b"json", b"-O", hostile, b"-d", b"1"], env=e,
+                           capture_output=True, timeout=60)
         assert r.returncode != 0
         raw = r.stderr
         assert not any(b < 0x20 and b != 0x0a for b in raw), raw  # no ESC, no CR
