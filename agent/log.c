@@ -251,20 +251,16 @@ static char *format_msg(char *buf, size_t cap, size_t *len, const char *fmt, va_
 	return heap;
 }
 
-/* Bytes a text line needs: prefix, escaped message and fields, newline. */
-static size_t text_size(size_t msg_len, const struct log_field *f, size_t n)
+/* Bytes a text line needs: prefix, escaped message, newline. */
+static size_t text_size(size_t msg_len)
 {
-	size_t need = 64 + TEXT_ESC_MAX_PER_BYTE * msg_len + 2;
-
-	for (size_t i = 0; i < n; i++)
-		need += 2 + TEXT_ESC_MAX_PER_BYTE * strlen(f[i].key) +
-			(f[i].str ? TEXT_ESC_MAX_PER_BYTE * strlen(f[i].str) : TEXT_U64_DIGITS_MAX);
-	return need;
+	return 64 + TEXT_ESC_MAX_PER_BYTE * msg_len + 2;
 }
 
-/* "hoptrace HH:MM:SS.mmm level: msg key=value..." into out (text_size bytes). */
+/* "hoptrace HH:MM:SS.mmm level: msg" into out (text_size bytes). The key fields are for JSON
+ * readers: the message already says what they hold. */
 static size_t format_text(char *out, size_t cap, uint64_t unix_ns, enum log_level lvl,
-			  const char *msg, size_t len, const struct log_field *f, size_t n)
+			  const char *msg, size_t len)
 {
 	time_t sec = (time_t)(unix_ns / 1000000000ull);
 	char stamp[16];
@@ -275,17 +271,7 @@ static size_t format_text(char *out, size_t cap, uint64_t unix_ns, enum log_leve
 	strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
 	o = (size_t)snprintf(out, cap, "hoptrace %s.%03u %s: ", stamp,
 			     (unsigned)(unix_ns / 1000000ull % 1000), log_level_name(lvl));
-	o += text_escape_terminal(out + o, cap - o, msg, len, 0);
-	for (size_t i = 0; i < n; i++) {
-		out[o++] = ' ';
-		o += text_escape_terminal(out + o, cap - o, f[i].key, strlen(f[i].key), 0);
-		out[o++] = '=';
-		if (f[i].str)
-			o += text_escape_terminal(out + o, cap - o, f[i].str, strlen(f[i].str), 0);
-		else
-			o = (size_t)(text_put_u64(out + o, f[i].num) - out);
-	}
-	return o;
+	return o + text_escape_terminal(out + o, cap - o, msg, len, 0);
 }
 
 /*
@@ -299,7 +285,7 @@ static void emit(enum log_level lvl, const char *msg, size_t len, const struct l
 		 size_t n)
 {
 	bool json = current_format == LOG_FORMAT_JSON;
-	size_t need = json ? log_json_size(len, f, n) + 1 : text_size(len, f, n);
+	size_t need = json ? log_json_size(len, f, n) + 1 : text_size(len);
 	char line[4096], *buf = line;
 	uint64_t now = unix_now_ns();
 	size_t o;
@@ -316,7 +302,7 @@ static void emit(enum log_level lvl, const char *msg, size_t len, const struct l
 	if (json)
 		o = log_format_json(buf, need, now, lvl, msg, len, f, n);
 	else
-		o = format_text(buf, need, now, lvl, msg, len, f, n);
+		o = format_text(buf, need, now, lvl, msg, len);
 	buf[o] = '\n';
 	fwrite(buf, 1, o + 1, stderr);
 	if (buf != line)

@@ -34,8 +34,8 @@ const char *log_level_name(enum log_level lvl);
 
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* A key field of a line: a string (str != NULL) or an unsigned number (str == NULL). In
- * text format they follow the message as " key=value". */
+/* A key field of a JSON line: a string (str != NULL) or an unsigned number (str == NULL).
+ * Text lines leave them out: the message says the same for a human reader. */
 struct log_field {
 	const char *key;
 	const char *str;
