@@ -80,8 +80,8 @@ static char *put_u_escape(char *out, unsigned cp)
 	return out;
 }
 
-/* The escape of the character (or invalid byte) at in[0..avail) into esc (at most 18
- * bytes: a 4-byte sequence kept); *used: input bytes it stands for. Returns its length. */
+/* The escape of the character (or invalid byte) at in[0..avail) into esc (at most 6 bytes:
+ * "\u2028"); *used: input bytes it stands for. Returns its length. */
 static size_t escape_one(char *esc, const unsigned char *in, size_t avail, size_t *used)
 {
 	static const char digits[] = "0123456789abcdef";

@@ -413,13 +413,15 @@ int status_cli_main(int argc, char **argv)
 	    "Exit status: 0 when the agent answered, 1 when none did.\n"
 	    "\n"
 	    "EXAMPLES:\n"
-	    "  hoptrace status                       # agent started with --metrics-listen 9464\n"
+	    "  hoptrace status              # an agent run with --metrics-listen 9464\n"
 	    "  hoptrace status --endpoint 127.0.0.1:9100 --json\n";
 	struct argp argp = {status_options, status_parse, NULL, doc, NULL, NULL, NULL};
 	struct status_opts o = {.endpoint = STATUS_DEFAULT_ENDPOINT};
 	char base[HTTPD_ADDR_LEN];
 	int ret;
 
+	argv[0] = "hoptrace status"; /* how usage messages name it */
+	argp_err_exit_status = 2;
 	if (argp_parse(&argp, argc, argv, 0, NULL, &o))
 		return 2;
 	if (resolve_endpoint(o.endpoint, base)) {
