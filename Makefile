@@ -197,6 +197,7 @@ FUZZ_SRCS_fuzz_tracker := agent/tracker.c agent/exchange.c agent/correlate.c age
 	agent/export/otlp_config.c agent/target.c agent/route.c agent/sampler.c
 FUZZ_SRCS_fuzz_maps := agent/procmaps.c agent/text.c
 FUZZ_SRCS_fuzz_route := agent/route.c
+FUZZ_SRCS_fuzz_log_json := agent/log.c agent/json_read.c agent/text.c
 
 # the harness's sources are prerequisites too (second expansion): a merge that changes one
 # must rebuild the harness, not leave a stale binary
