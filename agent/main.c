@@ -281,19 +281,22 @@ static const struct argp_option argp_opts[] = {
 };
 
 /* A configuration error before start: "hoptrace: MSG" in text, an error line in JSON
- * (--log-format json: every line of stderr is JSON). */
+ * (--log-format json: every line of stderr is JSON). Values quoted from the command line
+ * are escaped in both. */
 static void __attribute__((format(printf, 1, 2))) config_error(const char *fmt, ...)
 {
-	char msg[1024];
+	char msg[1024], shown[sizeof(msg) * TEXT_ESC_MAX_PER_BYTE];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (log_get_format() == LOG_FORMAT_JSON)
+	if (log_get_format() == LOG_FORMAT_JSON) {
 		log_error("%s", msg);
-	else
-		fprintf(stderr, "hoptrace: %s\n", msg);
+		return;
+	}
+	text_escape_terminal(shown, sizeof(shown), msg, strlen(msg), 0);
+	fprintf(stderr, "hoptrace: %s\n", shown);
 }
 
 /* A bad value on the command line: one line that names the setting, then exit before

@@ -126,6 +126,10 @@ def test_json_logs_escape_hostile_bytes():
         assert "\\x1b[31m\"q\\" in bad[0]["msg"] and "\\xff" in bad[0]["msg"], bad
         # and what a reader decodes holds no control either (jq -r .msg to a terminal)
         assert not any(ord(ch) < 0x20 or 0x7f <= ord(ch) < 0xa0 for ch in bad[0]["msg"]), bad
+    # a bad option value in text format: escaped too
+    r = subprocess.run([AGENT.encode(), b"--pid", b"\x1b[31m1"], capture_output=True, timeout=60)
+    assert r.returncode != 0 and r.stderr.startswith(b"hoptrace: invalid --pid '\\x1b[31m1'")
+    assert b"\x1b" not in r.stderr, r.stderr
 
 
 def test_status_lists_the_traced_process():
