@@ -135,8 +135,12 @@ static int path_ids(const char *path, size_t n, char id[K8S_ID_LEN + 1],
 			id[K8S_ID_LEN] = '\0';
 			have_id = true;
 		}
-		if (!pod_uid[0])
-			component_pod_uid(c, len, pod_uid);
+		if (!pod_uid[0]) {
+			/* "<pod slice>:cri-containerd:<id>": the slice is before the first ':' */
+			const char *colon = memchr(c, ':', len);
+
+			component_pod_uid(c, colon ? (size_t)(colon - c) : len, pod_uid);
+		}
 		if (have_id && pod_uid[0])
 			break;
 		end = slash ? (size_t)(slash - path) : 0;
