@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -930,6 +931,7 @@ int k8s__start(const struct k8s_config *cfg, struct k8s **out)
 {
 	bool token = cfg->token_file && access(cfg->token_file, R_OK) == 0;
 	char *api = cfg->api ? strdup(cfg->api) : in_cluster_api();
+	sigset_t all, old;
 	struct k8s *k;
 	int err;
 
@@ -953,7 +955,11 @@ int k8s__start(const struct k8s_config *cfg, struct k8s **out)
 	err = k8s_alloc(cfg, api, &k);
 	if (err)
 		return err;
+	/* the stop signals belong to the loop's signalfd: the worker must never take one */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
 	err = -pthread_create(&k->thread, NULL, worker, k);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err) {
 		log_error("cannot start the kubernetes metadata thread: %s", strerror(-err));
 		k8s_free(k);
