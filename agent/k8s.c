@@ -112,8 +112,7 @@ static const struct argp_option k8s_options[] = {
      "HOPTRACE_K8S_MAX_PODS); past it pods are counted in drop_k8s_cache_full",
      0},
     {"k8s-backoff-max-ms", OPT_K8S_BACKOFF_MAX, "MS", 0,
-     "Longest wait between retries when the API server is down, 250..600000 (default 30000)",
-     0},
+     "Longest wait between retries when the API server is down, 250..600000 (default 30000)", 0},
     {"k8s-list-page", OPT_K8S_LIST_PAGE, "N", 0, "Pods per LIST page, 1..500 (default 100)", 0},
     {"k8s-watch-timeout", OPT_K8S_WATCH_TIMEOUT, "SECONDS", 0,
      "Length of one WATCH request, 1..3600 (default 300)", 0},
@@ -292,7 +291,8 @@ static void store_upsert(struct k8s *k, const struct k8s_pod *p, bool seen)
 	if (s) {
 		unindex_containers(k, s);
 	} else {
-		if (!k->nfree || u64map_put(&k->by_uid, uid_key(p->uid), &k->slots[k->free_slots[k->nfree - 1]])) {
+		if (!k->nfree || u64map_put(&k->by_uid, uid_key(p->uid),
+					    &k->slots[k->free_slots[k->nfree - 1]])) {
 			pthread_mutex_unlock(&k->mu);
 			K8S_STAT_INC(drop_k8s_cache_full);
 			return;
@@ -380,8 +380,8 @@ static const char *pod_service(const struct k8s_pod *p)
 
 static int add_pod_attrs(struct resource *r, const struct k8s_pod *p, const char *container)
 {
-	int err = resource_add_k8s(r, "k8s.pod.name", p->name) ?:
-		  resource_add_k8s(r, "k8s.namespace.name", p->ns);
+	int err = resource_add_k8s(r, "k8s.pod.name", p->name)
+		      ?: resource_add_k8s(r, "k8s.namespace.name", p->ns);
 
 	if (!err && container)
 		err = resource_add_k8s(r, "k8s.container.name", container);
@@ -454,7 +454,8 @@ static void pause_ms(struct k8s *k, unsigned ms)
 		until.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&k->stop_mu);
-	while (!k->stopping && pthread_cond_timedwait(&k->stop_cv, &k->stop_mu, &until) != ETIMEDOUT)
+	while (!k->stopping &&
+	       pthread_cond_timedwait(&k->stop_cv, &k->stop_mu, &until) != ETIMEDOUT)
 		;
 	pthread_mutex_unlock(&k->stop_mu);
 }
@@ -909,7 +910,8 @@ static int k8s_alloc(const struct k8s_config *cfg, char *api, struct k8s **out)
 	k->node = strdup(cfg->node);
 	k->max_pods = cfg->max_pods ? cfg->max_pods : K8S_DEFAULT_MAX_PODS;
 	k->backoff_max_ms = cfg->backoff_max_ms ? cfg->backoff_max_ms : K8S_DEFAULT_BACKOFF_MAX_MS;
-	k->watch_timeout_s = cfg->watch_timeout_s ? cfg->watch_timeout_s : K8S_DEFAULT_WATCH_TIMEOUT_S;
+	k->watch_timeout_s =
+	    cfg->watch_timeout_s ? cfg->watch_timeout_s : K8S_DEFAULT_WATCH_TIMEOUT_S;
 	k->page = cfg->list_page ? cfg->list_page : K8S_DEFAULT_LIST_PAGE;
 	k->slots = calloc(k->max_pods, sizeof(*k->slots));
 	k->free_slots = calloc(k->max_pods, sizeof(*k->free_slots));

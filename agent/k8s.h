@@ -26,11 +26,12 @@ enum k8s_mode { K8S_AUTO = 0, K8S_ON, K8S_OFF };
 
 struct k8s_config {
 	enum k8s_mode mode; /* --k8s-meta / HOPTRACE_K8S_META */
-	const char *api;    /* --k8s-api, HOPTRACE_K8S_API, else https://$KUBERNETES_SERVICE_HOST:PORT */
-	const char *token_file; /* --k8s-token-file, HOPTRACE_K8S_TOKEN_FILE */
-	const char *ca_file;	/* --k8s-ca-file, HOPTRACE_K8S_CA_FILE */
-	const char *node;	/* --k8s-node-name, K8S_NODE_NAME */
-	unsigned max_pods;	/* --k8s-max-pods, HOPTRACE_K8S_MAX_PODS */
+	const char
+	    *api; /* --k8s-api, HOPTRACE_K8S_API, else https://$KUBERNETES_SERVICE_HOST:PORT */
+	const char *token_file;	  /* --k8s-token-file, HOPTRACE_K8S_TOKEN_FILE */
+	const char *ca_file;	  /* --k8s-ca-file, HOPTRACE_K8S_CA_FILE */
+	const char *node;	  /* --k8s-node-name, K8S_NODE_NAME */
+	unsigned max_pods;	  /* --k8s-max-pods, HOPTRACE_K8S_MAX_PODS */
 	unsigned backoff_max_ms;  /* --k8s-backoff-max-ms: the cap of the retry delay */
 	unsigned list_page;	  /* pods per LIST page (--k8s-list-page) */
 	unsigned watch_timeout_s; /* the server ends each WATCH after this (timeoutSeconds) */

@@ -103,8 +103,7 @@ static bool component_pod_uid(const char *c, size_t n, char out[K8S_UID_LEN + 1]
 	if (has_prefix(c, n, "pod") && is_pod_uid(c + 3, n - 3, '-')) {
 		p = c + 3;
 	} else if (has_prefix(c, n, "kubepods") && has_suffix(c, n, ".slice") &&
-		   n >= K8S_UID_LEN + 18 &&
-		   memcmp(c + n - 6 - K8S_UID_LEN - 4, "-pod", 4) == 0 &&
+		   n >= K8S_UID_LEN + 18 && memcmp(c + n - 6 - K8S_UID_LEN - 4, "-pod", 4) == 0 &&
 		   is_pod_uid(c + n - 6 - K8S_UID_LEN, K8S_UID_LEN, '_')) {
 		p = c + n - 6 - K8S_UID_LEN;
 		sep = '_';
@@ -278,8 +277,9 @@ int k8s_parse_time(const char *s, int64_t *out)
 	char z = 0;
 	int n = 0;
 
-	if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%c%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-			 &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &z, &n) != 7 ||
+	if (!s ||
+	    sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%c%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+		   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &z, &n) != 7 ||
 	    z != 'Z' || s[n] != '\0')
 		return -EINVAL;
 	if (tm.tm_year < 1970 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
@@ -374,8 +374,7 @@ static void add_statuses(const struct json_doc *d, const struct json_value *stat
 	}
 }
 
-int k8s_pod_from_json(const struct json_doc *d, const struct json_value *pod,
-		      struct k8s_pod *out)
+int k8s_pod_from_json(const struct json_doc *d, const struct json_value *pod, struct k8s_pod *out)
 {
 	static const char *const app_path[] = {"labels", "app.kubernetes.io/name"};
 	static const char *const hash_path[] = {"labels", "pod-template-hash"};
@@ -389,21 +388,24 @@ int k8s_pod_from_json(const struct json_doc *d, const struct json_value *pod,
 	memset(out, 0, sizeof(*out));
 	uid = json_value_cstr(json_doc__member(d, meta, "uid"));
 	if (!uid || !is_pod_uid(uid, strlen(uid), '-') ||
-	    !copy_str(out->name, sizeof(out->name), json_value_cstr(json_doc__member(d, meta, "name"))) ||
-	    !copy_str(out->ns, sizeof(out->ns), json_value_cstr(json_doc__member(d, meta, "namespace"))))
+	    !copy_str(out->name, sizeof(out->name),
+		      json_value_cstr(json_doc__member(d, meta, "name"))) ||
+	    !copy_str(out->ns, sizeof(out->ns),
+		      json_value_cstr(json_doc__member(d, meta, "namespace"))))
 		return -EINVAL;
 	memcpy(out->uid, uid, K8S_UID_LEN + 1);
 	copy_str(out->resource_version, sizeof(out->resource_version),
 		 json_value_cstr(json_doc__member(d, meta, "resourceVersion")));
-	copy_str(out->node, sizeof(out->node), json_value_cstr(json_doc__member(d, spec, "nodeName")));
+	copy_str(out->node, sizeof(out->node),
+		 json_value_cstr(json_doc__member(d, spec, "nodeName")));
 	copy_str(out->app, sizeof(out->app), str_at(d, meta, app_path, 2));
 	k8s_parse_time(json_value_cstr(json_doc__member(d, meta, "creationTimestamp")), &created);
 	ref = controller_ref(d, meta);
 	s = json_value_cstr(json_doc__member(d, ref, "name"));
 	if (ref && s && strlen(s) < K8S_NAME_MAX)
-		out->nowners = k8s_owners_derive(json_value_cstr(json_doc__member(d, ref, "kind")),
-						 s, str_at(d, meta, hash_path, 2), created,
-						 out->owners);
+		out->nowners =
+		    k8s_owners_derive(json_value_cstr(json_doc__member(d, ref, "kind")), s,
+				      str_at(d, meta, hash_path, 2), created, out->owners);
 	/* the spec's containers first, so a container not started yet is known by name */
 	for (const char *const *l = (const char *const[]){"initContainers", "containers", NULL}; *l;
 	     l++) {

@@ -13,10 +13,10 @@
 struct json_doc;
 struct json_value;
 
-#define K8S_ID_LEN 64  /* a container id: 64 lowercase hex digits (containerd, CRI-O, docker) */
-#define K8S_UID_LEN 36 /* a pod uid: 8-4-4-4-12 hex digits */
-#define K8S_NAME_MAX 254  /* a DNS subdomain (pod, owner and node names): 253 bytes + NUL */
-#define K8S_LABEL_MAX 64  /* a DNS label (namespace, container name), a label value + NUL */
+#define K8S_ID_LEN 64	 /* a container id: 64 lowercase hex digits (containerd, CRI-O, docker) */
+#define K8S_UID_LEN 36	 /* a pod uid: 8-4-4-4-12 hex digits */
+#define K8S_NAME_MAX 254 /* a DNS subdomain (pod, owner and node names): 253 bytes + NUL */
+#define K8S_LABEL_MAX 64 /* a DNS label (namespace, container name), a label value + NUL */
 #define K8S_POD_CONTAINERS_MAX 12 /* containers, init and ephemeral ones of a pod kept */
 #define K8S_OWNERS_MAX 2	  /* a ReplicaSet and its Deployment, a Job and its CronJob */
 
@@ -70,8 +70,7 @@ struct k8s_pod {
  * their field's size make the pod invalid rather than cut (a cut name would be a wrong one).
  * Returns 0, or -EINVAL when uid, name or namespace is missing or malformed.
  */
-int k8s_pod_from_json(const struct json_doc *d, const struct json_value *pod,
-		      struct k8s_pod *out);
+int k8s_pod_from_json(const struct json_doc *d, const struct json_value *pod, struct k8s_pod *out);
 
 /*
  * The owners of a pod from its controller ownerReference (kind, name), its

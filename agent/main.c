@@ -1190,8 +1190,9 @@ static int run_agent(struct options *o)
 	if (!err) {
 		err = k8s__start(&o->k8s, &k8s);
 		if (k8s)
-			proc_table__set_meta(&tracker.procs, &(struct proc_meta_source){
-								 meta_enrich, meta_generation, k8s});
+			proc_table__set_meta(
+			    &tracker.procs,
+			    &(struct proc_meta_source){meta_enrich, meta_generation, k8s});
 		page.tracker = &tracker;
 		if (!err)
 			err = trace(o, &tracker, sink, &stop, page.httpd ? &page : NULL, &res);

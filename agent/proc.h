@@ -29,7 +29,7 @@ struct proc_table {
 	const char *proc_root; /* "/proc" (tests may point elsewhere) */
 	/* the last process the full table had no room for: its minimal resource */
 	struct resource *overflow;
-	size_t n_exited; /* entries of processes that exited, kept a while */
+	size_t n_exited;	      /* entries of processes that exited, kept a while */
 	struct proc_meta_source meta; /* zero: no pod metadata */
 };
 

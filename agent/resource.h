@@ -34,9 +34,9 @@ struct resource_attr {
 
 /* Where service.name came from, most trusted first: a process's own setting always wins. */
 enum resource_service_source {
-	RESOURCE_SERVICE_EXE = 0,  /* the executable's name (no better one known) */
-	RESOURCE_SERVICE_PROCESS,  /* OTEL_SERVICE_NAME or service.name of the process */
-	RESOURCE_SERVICE_K8S,	   /* app.kubernetes.io/name label, else the owner's name */
+	RESOURCE_SERVICE_EXE = 0, /* the executable's name (no better one known) */
+	RESOURCE_SERVICE_PROCESS, /* OTEL_SERVICE_NAME or service.name of the process */
+	RESOURCE_SERVICE_K8S,	  /* app.kubernetes.io/name label, else the owner's name */
 };
 
 struct resource {

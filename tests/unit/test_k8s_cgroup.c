@@ -127,7 +127,8 @@ static void test_not_containers(void **state)
 	/* the pod's cgroup itself (the pause container's parent): a pod, no container */
 	expect("0::/kubepods/burstable/pod" UID "\n", NULL, UID);
 	/* ids that are not 64 lowercase hex digits */
-	expect("0::/docker/" "3F0C5E1F8D2A4B6C9E7F1A2B3C4D5E6F708192A3B4C5D6E7F8091A2B3C4D5E6F\n",
+	expect("0::/docker/"
+	       "3F0C5E1F8D2A4B6C9E7F1A2B3C4D5E6F708192A3B4C5D6E7F8091A2B3C4D5E6F\n",
 	       NULL, NULL);
 	expect("0::/docker/3f0c5e1f8d2a\n", NULL, NULL);
 	expect("0::/system.slice/evil-" ID ".scope\n", NULL, NULL);
@@ -165,13 +166,13 @@ static void test_owners(void **state)
 	owners("ReplicaSet", "web-api-v2-5f9c7", "5f9c7", t, 2, "k8s.replicaset.name",
 	       "web-api-v2-5f9c7", "k8s.deployment.name", "web-api-v2");
 	/* a ReplicaSet made by hand, or the hash label missing or not its suffix: no guess */
-	owners("ReplicaSet", "frontend-abc12", NULL, t, 1, "k8s.replicaset.name",
-	       "frontend-abc12", NULL, NULL);
+	owners("ReplicaSet", "frontend-abc12", NULL, t, 1, "k8s.replicaset.name", "frontend-abc12",
+	       NULL, NULL);
 	owners("ReplicaSet", "frontend-abc12", "zzz99", t, 1, "k8s.replicaset.name",
 	       "frontend-abc12", NULL, NULL);
 	owners("ReplicaSet", "abc12", "abc12", t, 1, "k8s.replicaset.name", "abc12", NULL, NULL);
-	owners("ReplicaSet", "frontendabc12", "abc12", t, 1, "k8s.replicaset.name",
-	       "frontendabc12", NULL, NULL);
+	owners("ReplicaSet", "frontendabc12", "abc12", t, 1, "k8s.replicaset.name", "frontendabc12",
+	       NULL, NULL);
 	/* the CronJob controller names Jobs <cronjob>-<scheduled minute>; the pod follows */
 	owners("Job", "backup-28575360", NULL, t + 5, 2, "k8s.job.name", "backup-28575360",
 	       "k8s.cronjob.name", "backup");
@@ -180,12 +181,11 @@ static void test_owners(void **state)
 	/* a date-like Job name, a pod days away from the minute, no creation time: no guess */
 	owners("Job", "migrate-20240101", NULL, t, 1, "k8s.job.name", "migrate-20240101", NULL,
 	       NULL);
-	owners("Job", "backup-28575360", NULL, t + 3 * 86400, 1, "k8s.job.name",
-	       "backup-28575360", NULL, NULL);
-	owners("Job", "backup-28575360", NULL, t - 120, 1, "k8s.job.name", "backup-28575360",
+	owners("Job", "backup-28575360", NULL, t + 3 * 86400, 1, "k8s.job.name", "backup-28575360",
 	       NULL, NULL);
-	owners("Job", "backup-28575360", NULL, 0, 1, "k8s.job.name", "backup-28575360", NULL,
+	owners("Job", "backup-28575360", NULL, t - 120, 1, "k8s.job.name", "backup-28575360", NULL,
 	       NULL);
+	owners("Job", "backup-28575360", NULL, 0, 1, "k8s.job.name", "backup-28575360", NULL, NULL);
 	owners("Job", "pi", NULL, t, 1, "k8s.job.name", "pi", NULL, NULL);
 	owners("Job", "-28575360", NULL, t, 1, "k8s.job.name", "-28575360", NULL, NULL);
 	owners("StatefulSet", "db", NULL, t, 1, "k8s.statefulset.name", "db", NULL, NULL);
@@ -277,10 +277,10 @@ static void test_pod_invalid(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_systemd_driver),   cmocka_unit_test(test_cgroupfs_driver),
+	    cmocka_unit_test(test_systemd_driver),     cmocka_unit_test(test_cgroupfs_driver),
 	    cmocka_unit_test(test_docker_and_nesting), cmocka_unit_test(test_hybrid_host),
-	    cmocka_unit_test(test_not_containers),   cmocka_unit_test(test_owners),
-	    cmocka_unit_test(test_parse_time),	     cmocka_unit_test(test_pod_from_json),
+	    cmocka_unit_test(test_not_containers),     cmocka_unit_test(test_owners),
+	    cmocka_unit_test(test_parse_time),	       cmocka_unit_test(test_pod_from_json),
 	    cmocka_unit_test(test_pod_invalid),
 	};
 
