@@ -312,3 +312,33 @@ def test_api_down_churn_and_410_relist():
     assert c["k8s_pods_cached"] == 2, c  # web-0 deleted
     assert c.get("k8s_backoff_ms", 0) == 0, c
     assert len(spans) >= 4
+
+
+def test_standalone_fixture_paged_list():
+    """k8s_apiserver.py run on its own from the committed fixture (a PodList recorded in the
+    API server's shape, then an ADDED and a DELETED event): the agent reads the list in
+    pages of one pod, only node-a's, and follows the events."""
+    port = free_port()
+    fixture = os.path.join(os.path.dirname(os.path.abspath(__file__)), "k8s_fixtures", "basic")
+    server = Proc([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                "k8s_apiserver.py"),
+                   "--port", str(port), "--fixture", fixture])
+    agent = None
+    try:
+        wait_port(port)
+        agent = Agent("--port", str(free_port()), "--k8s-meta", "on", "--k8s-api",
+                      f"http://127.0.0.1:{port}", "--k8s-node-name", "node-a",
+                      "--k8s-token-file", "/nonexistent", "--k8s-list-page", "1")
+        wait_until(lambda: "kubernetes pod metadata available: 2 pods" in agent.stderr(), 10,
+                   "the paged LIST")
+        time.sleep(slow(1.5))  # the fixture's two events, half a second apart
+        agent.stop()
+    finally:
+        if agent:
+            agent.kill()
+        server.stop()
+    c = agent.counters
+    assert c["k8s_lists"] == 2, c  # node-a has two pods in the list: two pages of one
+    assert c["k8s_watch_events"] == 2, c
+    assert c["k8s_pods_cached"] == 2, c  # + report (ADDED) - checkout (DELETED)
+    assert c.get("k8s_api_errors", 0) == 0, c
