@@ -17,6 +17,7 @@ import uuid
 
 from k8s_apiserver import ApiServer, make_pod
 from lib import Agent, Proc, curl, free_port, json_lines, slow, unavailable, wait_port
+from test_metrics import HttpMetricsReceiver, attrs_of, decode, requests_in
 
 NODE = "node-test-1"
 TOKEN = "s3cr3t-token-" + uuid.uuid4().hex
@@ -94,9 +95,9 @@ def mounts_or_fail():
     return v2, v1
 
 
-def agent_for(api, token_file, *extra, port_args=()):
+def agent_for(api, token_file, *extra, port_args=(), env=None):
     return Agent(*port_args, "--k8s-meta", "on", "--k8s-api", api.url, "--k8s-node-name", NODE,
-                 "--k8s-token-file", token_file, *extra)
+                 "--k8s-token-file", token_file, *extra, env=env)
 
 
 def wait_until(cond, timeout, what):
@@ -155,13 +156,18 @@ def test_pod_metadata_on_spans_and_metrics():
     cg_x = systemd_cgroup(v2, tag + "x", uid_x, cid_x)
     port_a, port_b, port_x, mport = free_port(), free_port(), free_port(), free_port()
     procs, agent = [], None
+    recv = HttpMetricsReceiver()
     try:
         procs.append(server_in(cg_a, port_a))
         procs.append(server_in(cg_b, port_b, service="own-name"))
         procs.append(server_in(cg_x, port_x))
         agent = agent_for(api, tok, "--metrics-listen", f"127.0.0.1:{mport}",
                           port_args=("--port", str(port_a), "--port", str(port_b),
-                                     "--port", str(port_x)))
+                                     "--port", str(port_x)),
+                          env={"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT":
+                               f"http://127.0.0.1:{recv.port}/v1/metrics",
+                               "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                               "OTEL_METRIC_EXPORT_INTERVAL": "60000"})  # one, at exit
         wait_until(lambda: api.count(watch=True) >= 1, 10, "the agent's first WATCH")
         for port in (port_a, port_b, port_x):
             assert curl(f"http://127.0.0.1:{port}/").stdout == b"200"
@@ -175,6 +181,7 @@ def test_pod_metadata_on_spans_and_metrics():
         for p in procs:
             p.stop()
         api.stop()
+        recv.stop()
         for cg in (cg_a, cg_b, cg_x):
             cg.remove()
     a = server_span(spans, port_a)
@@ -197,7 +204,16 @@ def test_pod_metadata_on_spans_and_metrics():
     x = server_span(spans, port_x)
     assert not [k for k in x["resource"] if k.startswith("k8s.") and k != "k8s.pod.uid"], x
     assert x["resource"]["container.id"] == cid_x
-    # the RED metrics carry the same resource (service_name label on the Prometheus page)
+    # the RED metrics carry the same resource: OTLP (decoded by npm's schema) and the
+    # service_name label on the Prometheus page
+    reqs = decode(requests_in(recv.dir))
+    res = [attrs_of(rm.get("resource", {}).get("attributes"))
+           for r in reqs for rm in r.get("resourceMetrics", [])]
+    mres = [r for r in res if r.get("service.name") == "checkout"]
+    assert mres, res
+    for key in ("k8s.pod.name", "k8s.namespace.name", "k8s.pod.uid", "k8s.container.name",
+                "k8s.node.name", "k8s.deployment.name"):
+        assert mres[0].get(key) == ra[key], (key, mres[0])
     assert re.search(r'http_server_request_duration_seconds_count\{service_name="checkout"',
                      page), page[-3000:]
     # only this node's pods were asked for, with the token; the token is in no output
