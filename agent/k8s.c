@@ -811,7 +811,7 @@ static void backoff_wait(struct k8s *k, unsigned *delay)
 	*delay = *delay ? *delay * 2 : K8S_BACKOFF_MIN_MS;
 	if (*delay > k->backoff_max_ms)
 		*delay = k->backoff_max_ms;
-	__atomic_store_n(&g_stats.k8s_backoff_ms, *delay, __ATOMIC_RELAXED);
+	__atomic_store_n(&g_stats.k8s_api_unavailable, 1, __ATOMIC_RELAXED);
 	pause_ms(k, *delay);
 }
 
@@ -829,7 +829,7 @@ static void *worker(void *arg)
 		err = list_all(k, why, sizeof(why));
 		if (!err) {
 			delay = 0;
-			__atomic_store_n(&g_stats.k8s_backoff_ms, 0, __ATOMIC_RELAXED);
+			__atomic_store_n(&g_stats.k8s_api_unavailable, 0, __ATOMIC_RELAXED);
 			log_available(k);
 		}
 		while (!err && !stopping(k))

@@ -103,7 +103,8 @@
 	X(k8s_watch_events, "kubernetes: pod WATCH events applied")                                \
 	X(k8s_relists_gone, "kubernetes: LISTs again after 410 Gone (resourceVersion expired)")    \
 	X(k8s_api_errors, "kubernetes: failed API requests (down, HTTP errors, bad answers)")      \
-	X(k8s_backoff_ms, "kubernetes: current wait before the next API retry (0: connected)")     \
+	X(k8s_api_unavailable,                                                                     \
+	  "kubernetes: 1 while the API server is retried with backoff, else 0")                    \
 	X(k8s_pods_cached, "kubernetes: pods in the metadata cache")                               \
 	X(drop_k8s_cache_full, "kubernetes: pods not cached: --k8s-max-pods reached")              \
 	X(drop_k8s_containers, "kubernetes: containers of a pod over 12 not indexed")              \

@@ -329,7 +329,7 @@ def test_api_down_churn_and_410_relist():
     assert c["k8s_watch_events"] >= 2, c  # ADDED web-1, DELETED web-0 (and the ERROR)
     assert c["k8s_meta_unavailable"] >= 1, c
     assert c["k8s_pods_cached"] == 2, c  # web-0 deleted
-    assert c.get("k8s_backoff_ms", 0) == 0, c
+    assert c.get("k8s_api_unavailable", 0) == 0, c
     assert len(spans) >= 4
 
 
