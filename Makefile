@@ -184,7 +184,7 @@ FUZZ_SRCS_fuzz_traceparent := agent/traceparent.c
 FUZZ_SRCS_fuzz_json_read := agent/json_read.c agent/text.c
 FUZZ_SRCS_fuzz_target := agent/target.c
 FUZZ_SRCS_fuzz_otlp_kv := agent/proc.c agent/resource.c agent/export/otlp_config.c agent/log.c \
-	agent/stats.c agent/text.c agent/hashmap.c
+	agent/stats.c agent/text.c agent/hashmap.c agent/k8s_parse.c agent/json_read.c
 # the receiver's request path: the tool itself without its main(), and what it links
 FUZZ_SRCS_fuzz_collect := tools/hoptrace-collect.c agent/export/otlp_gzip.c \
 	agent/export/otlp_encode.c agent/export/otlp_config.c agent/text.c agent/log.c $(PROTO_C)
@@ -194,10 +194,12 @@ $(OUT)/fuzz/fuzz_collect: tools/hoptrace-collect.c tools/hoptrace-collect.h | $(
 FUZZ_SRCS_fuzz_tracker := agent/tracker.c agent/exchange.c agent/correlate.c agent/http1.c \
 	agent/span.c agent/proc.c agent/resource.c agent/stats.c agent/hashmap.c agent/audit.c \
 	agent/budget.c agent/text.c agent/traceparent.c agent/threadwait.c agent/log.c \
-	agent/export/otlp_config.c agent/target.c agent/route.c agent/sampler.c
+	agent/export/otlp_config.c agent/target.c agent/route.c agent/sampler.c agent/k8s_parse.c \
+	agent/json_read.c
 FUZZ_SRCS_fuzz_maps := agent/procmaps.c agent/text.c
 FUZZ_SRCS_fuzz_route := agent/route.c
 FUZZ_SRCS_fuzz_log_json := agent/log.c agent/json_read.c agent/text.c
+FUZZ_SRCS_fuzz_k8s := agent/k8s_parse.c agent/json_read.c agent/text.c
 
 # the harness's sources are prerequisites too (second expansion): a merge that changes one
 # must rebuild the harness, not leave a stale binary

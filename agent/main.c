@@ -28,6 +28,7 @@
 #include "metrics_prom.h"
 #include "hoptrace.skel.h"
 #include "httpd.h"
+#include "k8s.h"
 #include "loader.h"
 #include "log.h"
 #include "loop.h"
@@ -102,6 +103,7 @@ struct options {
 	/* --health-loop-timeout, --health-export-timeout: seconds, 0: the default (health.h) */
 	unsigned health_loop_s;
 	unsigned health_export_s;
+	struct k8s_config k8s;		 /* --k8s-*: pod metadata (k8s.h) */
 };
 
 enum {
@@ -615,6 +617,9 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		return 0;
 	case ARGP_KEY_ARG:
 		bad_setting(state, "unexpected argument '%s'", arg);
+		return 0;
+	case ARGP_KEY_INIT:
+		state->child_inputs[0] = &o->k8s;
 		return 0;
 	}
 	return parse_more(o, key, arg, state);
@@ -1193,6 +1198,17 @@ static int render_page_metrics(void *ctx, struct prom_writer *w)
 	return err;
 }
 
+/* proc.c asks k8s.c through these (proc.h: struct proc_meta_source). */
+static bool meta_enrich(void *ctx, struct resource *r)
+{
+	return k8s__enrich(ctx, r);
+}
+
+static uint64_t meta_generation(void *ctx)
+{
+	return k8s__generation(ctx);
+}
+
 static int run_agent(struct options *o)
 {
 	struct tracker_options topt = {
@@ -1216,6 +1232,7 @@ static int run_agent(struct options *o)
 	struct metrics_exporter *mexp = NULL;
 	struct metrics *metrics = NULL;
 	struct page_metrics pmetrics;
+	struct k8s *k8s = NULL;
 	struct sink *sink;
 	int err, werr;
 
@@ -1275,12 +1292,19 @@ static int run_agent(struct options *o)
 	}
 	err = tracker__init(&tracker, sink, &topt);
 	if (!err) {
+		err = k8s__start(&o->k8s, &k8s);
+		if (k8s)
+			proc_table__set_meta(
+			    &tracker.procs,
+			    &(struct proc_meta_source){meta_enrich, meta_generation, k8s});
 		page.tracker = &tracker;
-		err = trace(o, &tracker, sink, &stop, page.httpd ? &page : NULL, &res);
+		if (!err)
+			err = trace(o, &tracker, sink, &stop, page.httpd ? &page : NULL, &res);
 		page.tracker = NULL;
 		/* open requests end here, as errors: spans the sink has yet to write */
 		tracker__shutdown(&tracker);
 	}
+	k8s__stop(k8s);
 	werr = finish_output(o, sink, &audit, &outs, &res);
 	err = err ?: werr;
 	stop_signals__close(&stop);
@@ -1319,6 +1343,12 @@ static int log_config_from_env(struct options *o)
 	return 0;
 }
 
+/* The k8s.h flags, in their own section of --help. */
+static const struct argp_child argp_children[] = {
+    {&k8s_argp, 0, "Kubernetes pod metadata:", 10},
+    {0},
+};
+
 int main(int argc, char **argv)
 {
 	struct options o = {
@@ -1329,7 +1359,7 @@ int main(int argc, char **argv)
 	    .output_buffer_bytes = OUTBUF_DEFAULT_BYTES,
 	    .memory_limit = MEM_BUDGET_DEFAULT,
 	};
-	struct argp argp = {argp_opts, parse_opt, NULL, doc, NULL, NULL, NULL};
+	struct argp argp = {argp_opts, parse_opt, NULL, doc, argp_children, NULL, NULL};
 	int err;
 
 	/* no core dump, and no ptrace or /proc/PID/mem of the agent by its own user: its memory
@@ -1365,6 +1395,7 @@ int main(int argc, char **argv)
 		config_error("invalid HOPTRACE_ROUTES (comma-separated patterns, see --route)");
 		return 2;
 	}
+	k8s_config_init(&o.k8s);
 	err = argp_parse(&argp, argc, argv, 0, NULL, &o);
 	if (err)
 		return 2;

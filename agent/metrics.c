@@ -249,8 +249,15 @@ static struct metrics_series *series_get(struct metrics *m, const struct metrics
 
 	for (; m->index[slot]; slot = (slot + 1) & m->index_mask) {
 		s = m->series[m->index[slot] - 1];
-		if (same_series(s, c))
+		if (same_series(s, c)) {
+			/* the process's resource was replaced (its pod metadata arrived,
+			 * proc.c): the series is the same, exported with the newer one */
+			if (res && s->resource != res) {
+				resource_put(s->resource);
+				s->resource = resource_get(res);
+			}
 			return s;
+		}
 	}
 	/* overflow series live outside the index and apart from the cap */
 	if (m->nseries - m->noverflow >= m->max_series)

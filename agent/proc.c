@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
 #include "proc.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -12,6 +11,7 @@
 #include <unistd.h>
 
 #include "export/otlp_config.h"
+#include "k8s_parse.h"
 #include "log.h"
 #include "resource.h"
 #include "stats.h"
@@ -23,6 +23,7 @@ struct proc_entry {
 	uint64_t start_ns;
 	struct resource *res;
 	uint64_t exited_at; /* monotonic ns, 0 while running */
+	uint64_t meta_gen;  /* the metadata generation its pod was last looked up in */
 };
 
 /* How long an exited process stays known, so spans ended by its sockets closing can say
@@ -34,6 +35,7 @@ int proc_table__init_sized(struct proc_table *pt, const char *proc_root, size_t 
 	pt->proc_root = proc_root ? proc_root : "/proc";
 	pt->overflow = NULL;
 	pt->n_exited = 0;
+	pt->meta = (struct proc_meta_source){0};
 	return u64map_init(&pt->by_tgid, max ? max : PROC_TABLE_MAX);
 }
 
@@ -288,51 +290,19 @@ static void read_executable(int dirfd, struct resource *r)
 	r->exe_name = strdup(strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe);
 }
 
-/* A 64-hex-char run in a cgroup path is a container id (docker, containerd, cri-o). */
-static char *find_container_id(const char *cg)
-{
-	for (const char *p = cg; *p; p++) {
-		size_t n = 0;
-
-		while (isxdigit((unsigned char)p[n]) && !isupper((unsigned char)p[n]))
-			n++;
-		if (n == 64)
-			return strndup(p, 64);
-		if (n)
-			p += n - 1;
-	}
-	return NULL;
-}
-
-/* kubepods cgroups carry "pod<uid>" (systemd driver writes '_' for '-'). */
-static char *find_pod_uid(const char *cg)
-{
-	const char *p = strstr(cg, "pod");
-	char uid[37];
-	size_t n = 0;
-
-	while (p) {
-		p += 3;
-		for (n = 0; n < 36 && (isxdigit((unsigned char)p[n]) || p[n] == '-' || p[n] == '_');
-		     n++)
-			uid[n] = p[n] == '_' ? '-' : p[n];
-		if (n == 36) {
-			uid[36] = '\0';
-			return strdup(uid);
-		}
-		p = strstr(p, "pod");
-	}
-	return NULL;
-}
-
+/* container.id and k8s.pod.uid from the cgroup path (k8s_parse.h: the formats of the
+ * systemd and cgroupfs drivers, containerd, CRI-O and docker). */
 static void read_cgroup(int dirfd, struct resource *r)
 {
-	char buf[4096];
+	char buf[4096], id[K8S_ID_LEN + 1], uid[K8S_UID_LEN + 1];
+	ssize_t n = read_proc_file(dirfd, "cgroup", buf, sizeof(buf));
 
-	if (read_proc_file(dirfd, "cgroup", buf, sizeof(buf)) <= 0)
+	if (n <= 0)
 		return;
-	r->container_id = find_container_id(buf);
-	r->pod_uid = find_pod_uid(buf);
+	if (k8s_cgroup_ids(buf, (size_t)n, id, uid) == 0)
+		r->container_id = strdup(id);
+	if (uid[0])
+		r->pod_uid = strdup(uid);
 }
 
 static struct resource *resource_from_proc(const struct proc_table *pt, uint32_t tgid,
@@ -362,13 +332,45 @@ static struct resource *resource_from_proc(const struct proc_table *pt, uint32_t
 	if (!r->exe_name && comm && *comm)
 		r->exe_name = strndup(comm, 16);
 	/* OTel SDK precedence: OTEL_SERVICE_NAME, then service.name in
-	 * OTEL_RESOURCE_ATTRIBUTES, then (our stand-in for unknown_service) the executable */
+	 * OTEL_RESOURCE_ATTRIBUTES, then the pod's (k8s.h), then (our stand-in for
+	 * unknown_service) the executable */
 	for (unsigned i = 0; i < r->nextra && !r->service_name; i++)
 		if (strcmp(r->extra[i].key, "service.name") == 0 && r->extra[i].value[0])
 			r->service_name = strdup(r->extra[i].value);
-	if (!r->service_name)
+	if (r->service_name)
+		r->service_source = RESOURCE_SERVICE_PROCESS;
+	else
 		r->service_name = strdup(r->exe_name ? r->exe_name : "unknown_service");
+	if (pt->meta.enrich && (r->container_id || r->pod_uid))
+		r->k8s_pending = !pt->meta.enrich(pt->meta.ctx, r);
 	return r;
+}
+
+void proc_table__set_meta(struct proc_table *pt, const struct proc_meta_source *meta)
+{
+	pt->meta = meta ? *meta : (struct proc_meta_source){0};
+}
+
+/* A process whose pod was not known: look again when the metadata has changed since. The
+ * resource is immutable once spans hold it: a copy is enriched and replaces it. */
+static void refresh_meta(struct proc_table *pt, struct proc_entry *e)
+{
+	uint64_t gen = pt->meta.generation(pt->meta.ctx);
+	struct resource *r;
+
+	if (gen == e->meta_gen)
+		return;
+	e->meta_gen = gen;
+	r = resource_clone(e->res);
+	if (!r)
+		return;
+	if (!pt->meta.enrich(pt->meta.ctx, r)) {
+		resource_put(r);
+		return;
+	}
+	r->k8s_pending = 0;
+	resource_put(e->res);
+	e->res = r;
 }
 
 /* Forget every process that exited, however recently: room for a running one. */
@@ -412,8 +414,14 @@ struct resource *proc_table__resource(struct proc_table *pt, uint32_t tgid, uint
 {
 	struct proc_entry *e = u64map_get(&pt->by_tgid, tgid);
 
-	if (e && e->start_ns == start_ns)
+	if (e && e->start_ns == start_ns) {
+		if (e->res->k8s_pending && pt->meta.enrich) {
+			refresh_meta(pt, e);
+			if (e->res->k8s_pending)
+				STAT_INC(k8s_meta_unavailable);
+		}
 		return e->res;
+	}
 	if (e) {
 		/* same pid, new process: pid reuse */
 		entry_remove(pt, tgid, e);
@@ -427,11 +435,15 @@ struct resource *proc_table__resource(struct proc_table *pt, uint32_t tgid, uint
 	if (!e)
 		return NULL;
 	e->start_ns = start_ns;
+	/* read before the lookup: a change during it is looked at again */
+	e->meta_gen = pt->meta.generation ? pt->meta.generation(pt->meta.ctx) : 0;
 	e->res = resource_from_proc(pt, tgid, start_ns, comm);
 	if (!e->res || u64map_put(&pt->by_tgid, tgid, e)) {
 		entry_free(e);
 		return NULL;
 	}
+	if (e->res->k8s_pending)
+		STAT_INC(k8s_meta_unavailable);
 	return e->res;
 }
 

@@ -15,12 +15,22 @@
 
 struct resource;
 
+/* Pod metadata for the resources (k8s.h), behind two calls so that the table does not
+ * depend on the API client. enrich adds what is known of r's container and says whether
+ * its pod was found; generation changes whenever what is known does. */
+struct proc_meta_source {
+	bool (*enrich)(void *ctx, struct resource *r);
+	uint64_t (*generation)(void *ctx);
+	void *ctx;
+};
+
 struct proc_table {
 	struct u64map by_tgid; /* tgid -> struct proc_entry */
 	const char *proc_root; /* "/proc" (tests may point elsewhere) */
 	/* the last process the full table had no room for: its minimal resource */
 	struct resource *overflow;
-	size_t n_exited; /* entries of processes that exited, kept a while */
+	size_t n_exited;	      /* entries of processes that exited, kept a while */
+	struct proc_meta_source meta; /* zero: no pod metadata */
 };
 
 #define PROC_TABLE_MAX 65536
@@ -35,6 +45,10 @@ void proc_table__free(struct proc_table *pt);
  * gets a resource named after comm, counted in drop_proc_table_full. */
 struct resource *proc_table__resource(struct proc_table *pt, uint32_t tgid, uint64_t start_ns,
 				      const char *comm);
+/* Pod metadata from now on. A process whose pod was not known when its resource was built
+ * is looked up again at its next request after the metadata changed: at most once per
+ * change, and its spans from then on carry the new resource. */
+void proc_table__set_meta(struct proc_table *pt, const struct proc_meta_source *meta);
 /* The process exec'd or exited: forget its cached resource. */
 void proc_table__forget(struct proc_table *pt, uint32_t tgid);
 /* Record that a process exited (spans still open on its sockets end with that reason). */

@@ -76,6 +76,8 @@ static const char *drop_reason(const char *name, char *buf, size_t cap)
 static void stat_family(const char *name, char *out, size_t cap, bool *gauge)
 {
 	*gauge = strstr(name, "peak") != NULL; /* budget_peak_bytes: a high-water mark */
+	/* kubernetes metadata: a cache size and a retry delay, both current values */
+	*gauge = *gauge || !strcmp(name, "k8s_pods_cached") || !strcmp(name, "k8s_api_unavailable");
 	if (strcmp(name, "bytes_captured") == 0)
 		name = "captured_bytes"; /* the unit last, as Prometheus names go */
 	snprintf(out, cap, PREFIX "%s", name);

@@ -509,6 +509,8 @@ static bool resource_key_written(const struct resource *r, unsigned extra_idx)
 	for (size_t i = 0; i < N_RESOURCE_FIELDS; i++)
 		if (resource_field(r, i) && strcmp(key, resource_fields[i].key) == 0)
 			return true;
+	if (resource_k8s(r, key))
+		return true; /* the API server's word over the process's */
 	for (unsigned i = 0; i < extra_idx; i++)
 		if (r->extra[i].key && strcmp(key, r->extra[i].key) == 0)
 			return true;
@@ -551,6 +553,8 @@ static void json_put_resource(struct json_buf *b, const struct resource *r)
 	for (size_t i = 0; i < N_RESOURCE_FIELDS; i++)
 		if (resource_field(r, i))
 			json_put_member(b, resource_fields[i].key, resource_field(r, i), &first);
+	for (unsigned i = 0; i < r->nk8s && i < RESOURCE_MAX_K8S; i++)
+		json_put_member(b, r->k8s[i].key, r->k8s[i].value, &first);
 	nextra = r->nextra < RESOURCE_MAX_EXTRA ? r->nextra : RESOURCE_MAX_EXTRA;
 	for (unsigned i = 0; i < nextra; i++) {
 		if (!r->extra[i].key || resource_key_written(r, i))

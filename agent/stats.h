@@ -94,7 +94,24 @@
 	X(routes_overflow,                                                                         \
 	  "requests named /{overflow}: their service had --max-routes-per-service routes")         \
 	X(routes_table_full,                                                                       \
-	  "requests named /{overflow}: route table full (1024 services or 65536 routes)")
+	  "requests named /{overflow}: route table full (1024 services or 65536 routes)")          \
+	K8S_STATS_LIST(X)
+
+/* Kubernetes pod metadata (k8s.h): updated by its worker thread (atomically) and the loop. */
+#define K8S_STATS_LIST(X)                                                                          \
+	X(k8s_lists, "kubernetes: pod LIST pages read from the API server")                        \
+	X(k8s_watch_events, "kubernetes: pod WATCH events applied")                                \
+	X(k8s_relists_gone, "kubernetes: LISTs again after 410 Gone (resourceVersion expired)")    \
+	X(k8s_api_errors, "kubernetes: failed API requests (down, HTTP errors, bad answers)")      \
+	X(k8s_api_unavailable,                                                                     \
+	  "kubernetes: 1 while the API server is retried with backoff, else 0")                    \
+	X(k8s_pods_cached, "kubernetes: pods in the metadata cache")                               \
+	X(drop_k8s_cache_full, "kubernetes: pods not cached: --k8s-max-pods reached")              \
+	X(drop_k8s_containers, "kubernetes: containers of a pod over 12 not indexed")              \
+	X(k8s_lookup_hits, "kubernetes: processes whose pod was found")                            \
+	X(k8s_lookup_misses, "kubernetes: lookups of a process's container that found no pod")     \
+	X(k8s_meta_unavailable, "kubernetes: requests of containerised processes traced without "  \
+				"pod metadata (not yet known)")
 
 struct agent_stats {
 #define X(name, desc) uint64_t name;

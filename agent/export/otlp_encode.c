@@ -490,6 +490,7 @@ unsigned otlp_encoder__agent_attrs(const struct otlp_encoder *enc, const struct 
 /* ---- resource -------------------------------------------------------------------------- */
 
 #define RES_FIXED 6 /* service.name, process.pid, exe name and path, container, pod */
+#define RES_KEYS_MAX (RES_FIXED + RESOURCE_MAX_K8S + RESOURCE_MAX_EXTRA)
 
 /* Append one Resource.attributes entry to enc->res. */
 static int res_put(struct otlp_encoder *enc, const char *key, const struct anyval *v)
@@ -539,7 +540,7 @@ static bool agent_has_key(const struct otlp_encoder *enc, const char *key)
  */
 static int resource_encode(struct otlp_encoder *enc, const struct resource *r)
 {
-	const char *keys[RES_FIXED + RESOURCE_MAX_EXTRA];
+	const char *keys[RES_KEYS_MAX];
 	unsigned nkeys = 0;
 	int err = 0;
 
@@ -570,6 +571,8 @@ static int resource_encode(struct otlp_encoder *enc, const struct resource *r)
 			PUT_STR("container.id", r->container_id);
 		if (r->pod_uid)
 			PUT_STR("k8s.pod.uid", r->pod_uid);
+		for (unsigned i = 0; i < r->nk8s && i < RESOURCE_MAX_K8S; i++)
+			PUT_STR(r->k8s[i].key, r->k8s[i].value);
 		for (unsigned i = 0; i < r->nextra && i < RESOURCE_MAX_EXTRA; i++) {
 			const struct resource_kv *x = &r->extra[i];
 
