@@ -289,8 +289,12 @@ deb:
 			xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh | \
 			tar --null -T - -cf - | tar -xf - -C $(DEB_SRC); \
 	else \
-		tar --exclude=./build --exclude=./.git --exclude='./$(OUT)' -cf - . | tar -xf - -C $(DEB_SRC); \
+		tar --exclude=./build --exclude=./.git -cf - . | tar -xf - -C $(DEB_SRC); \
 	fi
-	cd $(DEB_SRC) && dpkg-buildpackage -b -us -uc -j$(or $(DEB_JOBS),2)
+	# make exports its command-line variables (OUT=, prefix=, ...): they must not reach the
+	# copy's make, whose `make clean` would then remove our $(OUT) (debian/rules sets OUT too)
+	cd $(DEB_SRC) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES -u OUT \
+		-u DESTDIR -u prefix -u bindir -u mandir -u docdir -u systemdunitdir \
+		dpkg-buildpackage -b -us -uc -j$(or $(DEB_JOBS),2)
 	rm -rf $(DEB_SRC)
 	@ls -l $(DEB_DIR)/hoptrace_$(VERSION)_*.deb

@@ -1,0 +1,395 @@
+"""The Debian package (issue 13, host install): built by `make deb` with Debian's tooling,
+installed with apt into a fresh Debian root made by debootstrap, run from there.
+
+- test_deb_1_package: the .deb itself: Depends computed by dpkg-shlibdeps, the files and
+  where they go, /etc/default/hoptrace a root-only conffile, the unit's ExecStart, the
+  maintainer scripts of dh_installsystemd, the man page.
+- test_deb_2_fresh_root: `apt-get install ./hoptrace_*.deb` in a chroot of a minbase root of
+  this host's Debian release and mirror (so apt resolves the Depends from the mirror), then
+  `hoptrace --self-test` from /usr/bin inside it loads and attaches the BPF programs; the
+  installed unit passes `systemd-analyze verify`.
+
+The root is cached as build/deb-test/root-CODENAME-KEY.tar.zst, KEY a hash of what made it
+(debootstrap's version, the release, the mirror, the architecture, ROOT_FORMAT): a rerun
+unpacks it in seconds. The first run makes it while the package compiles. Everything that
+is mounted for the chroot is mounted in a private mount namespace (unshare -m), so it
+disappears with the namespace whatever happens to the test.
+"""
+import atexit
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+
+from lib import BUILD, IN_CI, ROOT, SkipTest, require
+
+WORK = os.path.join(BUILD, "deb-test")
+# bump when _make_root changes what goes into the cached root
+ROOT_FORMAT = 1
+TOOLS = ("dpkg-buildpackage", "dh", "dpkg-deb", "debootstrap", "unshare", "chroot", "zstd",
+         "systemd-analyze")
+# how long each step may take on a 2-core CI machine that has nothing cached
+BUILD_TIMEOUT_S = 600
+DEBOOTSTRAP_TIMEOUT_S = 600
+CHROOT_TIMEOUT_S = 300
+
+_deb_path = None
+_root_job = None
+# a debootstrap still running when the runner exits (a failed test) is stopped
+_children = []
+
+
+@atexit.register
+def _stop_children():
+    for p in _children:
+        if p.poll() is None:
+            p.kill()
+
+
+def _require_root_tools():
+    if os.geteuid() != 0:
+        if IN_CI:
+            raise AssertionError("the package test needs root (debootstrap, chroot)")
+        raise SkipTest("needs root")
+    for tool in TOOLS:
+        require(tool)
+
+
+def _run(argv, timeout, **kw):
+    """Run argv; its output, or an AssertionError with the output's end."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         errors="replace", start_new_session=True, **kw)
+    _children.append(p)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, 9)
+        out, _ = p.communicate()
+        raise AssertionError(f"{argv[0]} took more than {timeout} s:\n{out[-3000:]}")
+    finally:
+        _children.remove(p)
+    if p.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} exited {p.returncode}:\n{out[-6000:]}")
+    return out
+
+
+# ---- the host's Debian release and mirror ------------------------------------------------
+
+def _codename():
+    with open("/etc/os-release") as f:
+        fields = dict(line.rstrip("\n").split("=", 1) for line in f if "=" in line)
+    name = fields.get("VERSION_CODENAME", "").strip('"')
+    if fields.get("ID", "").strip('"') != "debian" or not name:
+        raise AssertionError("the package test needs a Debian host (/etc/os-release)")
+    return name
+
+
+def _apt_entries():
+    """(uri, suite, components) of every enabled `deb` source of the host's apt, one-line
+    (*.list) and deb822 (*.sources) formats."""
+    entries = []
+    files = ["/etc/apt/sources.list"] + sorted(glob.glob("/etc/apt/sources.list.d/*.list"))
+    for path in files:
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            for line in f:
+                words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
+                if len(words) >= 3 and words[0] == "deb":
+                    entries.append((words[1], words[2], words[3:]))
+    for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+        with open(path) as f:
+            text = f.read()
+        for block in re.split(r"\n\s*\n", text):
+            fields = {}
+            for line in block.splitlines():
+                if line.startswith("#") or ":" not in line or line[0].isspace():
+                    continue
+                key, value = line.split(":", 1)
+                fields[key.strip().lower()] = value.split()
+            if "deb" not in fields.get("types", []) or fields.get("enabled") == ["no"]:
+                continue
+            for uri in fields.get("uris", []):
+                for suite in fields.get("suites", []):
+                    entries.append((uri, suite, fields.get("components", [])))
+    return entries
+
+
+def _debian_sources(codename):
+    """The mirror debootstrap uses (the host's source of CODENAME main) and the sources.list
+    lines of the new root: the host's main, -updates and -security sources of CODENAME."""
+    wanted = (codename, f"{codename}-updates", f"{codename}-security")
+    lines = []
+    mirror = None
+    for uri, suite, components in _apt_entries():
+        if suite in wanted and "main" in components:
+            lines.append(f"deb {uri} {suite} main")
+            if suite == codename and mirror is None:
+                mirror = uri
+    if mirror is None:
+        raise AssertionError(f"no apt source of {codename} main on this host")
+    return mirror, list(dict.fromkeys(lines))
+
+
+# ---- the cached root -----------------------------------------------------------------
+
+def _root_key(codename, mirror, lines):
+    version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "debootstrap"],
+                             capture_output=True, text=True).stdout
+    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True,
+                          text=True).stdout.strip()
+    inputs = json.dumps([ROOT_FORMAT, version, codename, arch, mirror, lines])
+    return arch, hashlib.sha256(inputs.encode()).hexdigest()[:16]
+
+
+def _rm_tree(path):
+    """Remove a root tree, never across a file system boundary nor with a mount inside."""
+    real = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4]
+            if point == real or point.startswith(real + "/"):
+                raise AssertionError(f"{point} is still mounted: not removing {real}")
+    subprocess.run(["rm", "-rf", "--one-file-system", real], check=True)
+
+
+def _make_root():
+    """The cached minbase root's tarball: (path, seconds it took, "cached" or "made")."""
+    t0 = time.time()
+    codename = _codename()
+    mirror, lines = _debian_sources(codename)
+    arch, key = _root_key(codename, mirror, lines)
+    tarball = os.path.join(WORK, f"root-{codename}-{key}.tar.zst")
+    if os.path.exists(tarball):
+        return tarball, time.time() - t0, "cached"
+    os.makedirs(WORK, exist_ok=True)
+    tree = os.path.join(WORK, f"root-making-{os.getpid()}")
+    if os.path.exists(tree):
+        _rm_tree(tree)
+    # .debs kept between makes of the root (a new KEY downloads only what changed)
+    cache = os.path.join(WORK, "debootstrap-cache")
+    os.makedirs(cache, exist_ok=True)
+    try:
+        _run(["debootstrap", "--variant=minbase", f"--arch={arch}", f"--cache-dir={cache}",
+              codename, tree, mirror], DEBOOTSTRAP_TIMEOUT_S)
+        with open(os.path.join(tree, "etc/apt/sources.list"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        # nothing installed in the chroot starts a service
+        policy = os.path.join(tree, "usr/sbin/policy-rc.d")
+        with open(policy, "w") as f:
+            f.write("#!/bin/sh\nexit 101\n")
+        os.chmod(policy, 0o755)
+        _run(["tar", "-C", tree, "--zstd", "-cf", tarball + ".tmp", "."], 300)
+        os.replace(tarball + ".tmp", tarball)
+    finally:
+        _rm_tree(tree)
+    # roots of other keys are stale
+    for old in glob.glob(os.path.join(WORK, f"root-*.tar.zst")):
+        if old != tarball:
+            os.unlink(old)
+    return tarball, time.time() - t0, "made"
+
+
+class _Job:
+    """_make_root on a daemon thread: a runner that exits on a failure does not wait for it
+    (atexit kills its debootstrap)."""
+
+    def __init__(self, fn):
+        self.value = self.error = None
+        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn):
+        try:
+            self.value = fn()
+        except BaseException as e:  # handed to result()
+            self.error = e
+
+    def result(self, timeout):
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            raise AssertionError(f"the Debian root was not made within {timeout} s")
+        if self.error:
+            raise self.error
+        return self.value
+
+
+def _start_root():
+    global _root_job
+    if _root_job is None:
+        _root_job = _Job(_make_root)
+    return _root_job
+
+
+# ---- the package ---------------------------------------------------------------------
+
+def _deb():
+    """build/deb/hoptrace_VERSION_ARCH.deb, made once per run by `make deb`."""
+    global _deb_path
+    if _deb_path is None:
+        t0 = time.time()
+        _run(["make", "-C", ROOT, f"OUT={BUILD}", "deb"], BUILD_TIMEOUT_S)
+        with open(os.path.join(ROOT, "VERSION")) as f:
+            version = f.read().strip()
+        found = glob.glob(os.path.join(BUILD, "deb", f"hoptrace_{version}_*.deb"))
+        assert len(found) == 1, f"make deb made {found}"
+        _deb_path = found[0]
+        print(f"  make deb: {time.time() - t0:.0f} s, {os.path.getsize(_deb_path)} bytes, "
+              f"{os.path.basename(_deb_path)}", flush=True)
+    return _deb_path
+
+
+def _deb_field(deb, field):
+    return subprocess.run(["dpkg-deb", "-f", deb, field], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_deb_1_package():
+    _require_root_tools()
+    _start_root()  # debootstrap downloads while the package compiles
+    deb = _deb()
+
+    depends = _deb_field(deb, "Depends")
+    print(f"  Depends: {depends}", flush=True)
+    # (libelf1 comes through libbpf1: the agent calls no libelf function itself)
+    for lib in ("libbpf1", "libcurl4", "libprotobuf-c1", "libseccomp2", "libmicrohttpd12",
+                "zlib1g", "libc6"):
+        assert re.search(rf"(^|, ){re.escape(lib)}( |,|$)", depends), \
+            f"dpkg-shlibdeps left {lib} out of Depends: {depends}"
+
+    listing = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True,
+                             check=True).stdout
+    files = {}
+    for line in listing.splitlines():
+        mode, path = line.split()[0], line.split()[-1]
+        files[path.lstrip(".")] = mode
+    for path, mode in {"/usr/bin/hoptrace": "-rwxr-xr-x",
+                       "/usr/bin/hoptrace-collect": "-rwxr-xr-x",
+                       "/usr/share/man/man8/hoptrace.8.gz": "-rw-r--r--",
+                       "/lib/systemd/system/hoptrace.service": "-rw-r--r--",
+                       "/usr/share/doc/hoptrace/README.md": "-rw-r--r--",
+                       "/usr/share/doc/hoptrace/copyright": "-rw-r--r--",
+                       "/etc/default/hoptrace": "-rw-------"}.items():
+        assert files.get(path) == mode, f"{path}: {files.get(path)} in the package, not {mode}"
+
+    with_control = os.path.join(WORK, "control")
+    shutil.rmtree(with_control, ignore_errors=True)
+    subprocess.run(["dpkg-deb", "-e", deb, with_control], check=True)
+    with open(os.path.join(with_control, "conffiles")) as f:
+        assert "/etc/default/hoptrace" in f.read().split()
+    # dh_installsystemd: the unit's state kept by deb-systemd-helper, stopped on removal
+    # (test_deb_2 checks that installing does not enable it)
+    with open(os.path.join(with_control, "postinst")) as f:
+        postinst = f.read()
+    assert "deb-systemd-helper update-state 'hoptrace.service'" in postinst, postinst
+    with open(os.path.join(with_control, "prerm")) as f:
+        assert "hoptrace.service" in f.read()
+    shutil.rmtree(with_control)
+
+    unit = subprocess.run(f"dpkg-deb --fsys-tarfile {deb} | tar -xOf - ./lib/systemd/system/hoptrace.service",
+                          shell=True, capture_output=True, text=True, check=True).stdout
+    assert re.search(r"^ExecStart=/usr/bin/hoptrace -o otlp \$HOPTRACE_ARGS$", unit, re.M), unit
+    assert "EnvironmentFile=-/etc/default/hoptrace" in unit
+    # the hardening of issue 11 is the same as in deploy/hoptrace.service
+    with open(os.path.join(ROOT, "deploy", "hoptrace.service")) as f:
+        source = f.read()
+    for line in source.splitlines():
+        if line.startswith(("Capability", "Ambient", "Protect", "Restrict", "NoNewPrivileges",
+                            "Limit", "MemoryDeny", "Private")):
+            assert line in unit.splitlines(), f"the packaged unit lost {line!r}"
+
+
+ROOT_SCRIPT = r"""
+set -eu
+R=$1 DEB=$2 ARCHIVES=$3
+mount -t proc proc "$R/proc"
+# BTF (/sys/kernel/btf/vmlinux), tracefs and bpffs as the host has them
+mount --rbind /sys "$R/sys"
+mount --bind "$ARCHIVES" "$R/var/cache/apt/archives"
+cp /etc/resolv.conf "$R/etc/resolv.conf"
+cp "$DEB" "$R/tmp/"
+in_root() { chroot "$R" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"; }
+t0=$(date +%s)
+in_root apt-get update -qq
+in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	"/tmp/$(basename "$DEB")"
+echo "@@ apt-seconds $(( $(date +%s) - t0 ))"
+echo "@@ self-test"
+in_root /usr/bin/hoptrace --self-test
+echo "@@ status"
+in_root dpkg -s hoptrace
+echo "@@ conffiles"
+in_root dpkg-query -W -f='${Conffiles}\n' hoptrace
+echo "@@ files"
+in_root dpkg -L hoptrace
+echo "@@ default"
+in_root stat -c '%a %U' /etc/default/hoptrace
+echo "@@ wants"
+find "$R/etc/systemd/system" -name 'hoptrace*' 2>/dev/null || true
+echo "@@ man"
+in_root zcat /usr/share/man/man8/hoptrace.8.gz | head -5
+echo "@@ end"
+"""
+
+
+def _sections(out):
+    parts = {}
+    name = None
+    for line in out.splitlines():
+        if line.startswith("@@ "):
+            name = line[3:].split()[0]
+            parts[name] = [line[3 + len(name):].strip()]
+        elif name:
+            parts[name].append(line)
+    return {k: "\n".join(v) for k, v in parts.items()}
+
+
+def test_deb_2_fresh_root():
+    _require_root_tools()
+    job = _start_root()
+    deb = _deb()
+    t0 = time.time()
+    tarball, root_s, how = job.result(timeout=DEBOOTSTRAP_TIMEOUT_S + 300)
+    print(f"  root: {how} in {root_s:.0f} s, {os.path.getsize(tarball)} bytes", flush=True)
+    archives = os.path.join(WORK, "apt-archives")
+    os.makedirs(os.path.join(archives, "partial"), exist_ok=True)
+    tree = os.path.join(WORK, f"root-{os.getpid()}")
+    if os.path.exists(tree):
+        _rm_tree(tree)
+    os.makedirs(tree)
+    try:
+        _run(["tar", "-C", tree, "--zstd", "-xf", tarball], 300)
+        # the mounts live in this namespace only: they go when the script ends, however
+        out = _run(["unshare", "--mount", "--propagation", "private", "sh", "-c", ROOT_SCRIPT,
+                    "sh", tree, os.path.abspath(deb), archives], CHROOT_TIMEOUT_S)
+        parts = _sections(out)
+        assert "end" in parts, out[-4000:]
+        assert parts["self-test"].rstrip().endswith("hoptrace self-test: ok"), parts["self-test"]
+        status = parts["status"]
+        assert "Status: install ok installed" in status, status
+        depends = re.search(r"^Depends: (.*)$", status, re.M).group(1)
+        assert "libbpf1" in depends, depends
+        assert "/etc/default/hoptrace" in parts["conffiles"], parts["conffiles"]
+        installed = parts["files"].split("\n")
+        for path in ("/usr/bin/hoptrace", "/usr/bin/hoptrace-collect",
+                     "/usr/share/man/man8/hoptrace.8.gz", "/lib/systemd/system/hoptrace.service"):
+            assert path in installed, f"{path} not installed:\n{parts['files']}"
+            assert os.path.exists(tree + path), path
+        assert parts["default"].split() == ["600", "root"], parts["default"]
+        # installed disabled: it starts once the admin has configured and enabled it
+        assert parts["wants"].strip() == "", f"the unit was enabled:\n{parts['wants']}"
+        assert parts["man"].lstrip().startswith(".\\\"") and ".TH HOPTRACE 8" in parts["man"]
+        # the unit as systemd reads it, against the root's files (ExecStart exists there)
+        verify = subprocess.run(["systemd-analyze", "verify", f"--root={tree}",
+                                 "/lib/systemd/system/hoptrace.service"],
+                                capture_output=True, text=True)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        print(f"  apt-get install + self-test: {parts['apt-seconds']} s of apt; "
+              f"whole step {time.time() - t0:.0f} s; Depends: {depends}", flush=True)
+    finally:
+        _rm_tree(tree)
