@@ -349,6 +349,8 @@ R=$1 DEB=$2 ARCHIVES=$3
 mount -t proc proc "$R/proc"
 # BTF (/sys/kernel/btf/vmlinux), tracefs and bpffs as the host has them
 mount --rbind /sys "$R/sys"
+# a pty for apt's terminal log (a new devpts instance: the host's ptys stay out)
+mount -t devpts -o newinstance,ptmxmode=0666 devpts "$R/dev/pts"
 mount --bind "$ARCHIVES" "$R/var/cache/apt/archives"
 cp /etc/resolv.conf "$R/etc/resolv.conf"
 cp "$DEB" "$R/tmp/"
