@@ -40,6 +40,7 @@ DEBOOTSTRAP_TIMEOUT_S = 600
 CHROOT_TIMEOUT_S = 300
 
 _deb_path = None
+_deb_error = None
 _root_job = None
 # a debootstrap still running when the runner exits (a failed test) is stopped
 _children = []
@@ -231,10 +232,16 @@ def _start_root():
 
 def _deb():
     """build/deb/hoptrace_VERSION_ARCH.deb, made once per run by `make deb`."""
-    global _deb_path
+    global _deb_path, _deb_error
+    if _deb_error:  # failed once in this run: not again (minutes)
+        raise AssertionError(f"make deb failed earlier in this run:\n{_deb_error}")
     if _deb_path is None:
         t0 = time.time()
-        _run(["make", "-C", ROOT, f"OUT={BUILD}", "deb"], BUILD_TIMEOUT_S)
+        try:
+            _run(["make", "-C", ROOT, f"OUT={BUILD}", "deb"], BUILD_TIMEOUT_S)
+        except AssertionError as e:
+            _deb_error = str(e)[-3000:]
+            raise
         with open(os.path.join(ROOT, "VERSION")) as f:
             version = f.read().strip()
         found = glob.glob(os.path.join(BUILD, "deb", f"hoptrace_{version}_*.deb"))
@@ -316,6 +323,7 @@ def test_deb_1_package():
                        "/etc/default/hoptrace": "-rw-------"}.items():
         assert files.get(path) == mode, f"{path}: {files.get(path)} in the package, not {mode}"
 
+    os.makedirs(WORK, exist_ok=True)
     with_control = os.path.join(WORK, "control")
     shutil.rmtree(with_control, ignore_errors=True)
     subprocess.run(["dpkg-deb", "-e", deb, with_control], check=True)
