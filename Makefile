@@ -239,11 +239,13 @@ test-kernel: all
 
 # ---- host install and the Debian package ----------------------------------------------
 # make install [DESTDIR=/stage] [prefix=/usr/local]: the agent and its tools in $(bindir)
-# (bin, not sbin: `hoptrace audit FILE` is for any user), hoptrace(8), the README, and the
-# systemd unit with ExecStart pointing at $(bindir). /etc/default/hoptrace is not written
-# (configuration belongs to the admin): deploy/hoptrace.default is the commented example.
+# (bin, not sbin: `hoptrace audit FILE` is for any user), their man pages (doc/), the
+# README, and the systemd unit with ExecStart pointing at $(bindir). /etc/default/hoptrace
+# is not written (configuration belongs to the admin): deploy/hoptrace.default is the
+# commented example.
 # make deb: the Debian package, built by dpkg-buildpackage (debian/) from a copy of the
-# tree, into $(OUT)/deb/ (hoptrace_$(VERSION)_ARCH.deb). It needs debhelper (./build.sh deb installs it); `all` does not.
+# tree, into $(OUT)/deb/ (hoptrace_$(VERSION)_ARCH.deb). It needs debhelper
+# (./build.sh deb installs it); `all` does not.
 .PHONY: uninstall deb
 bindir ?= $(prefix)/bin
 mandir ?= $(prefix)/share/man
@@ -255,11 +257,15 @@ LIBS += $(LDFLAGS)
 # deploy/hoptrace.service names the default prefix's binary; the installed copy names ours
 UNIT_BIN_DEFAULT := /usr/local/bin/hoptrace
 
+MAN1 := $(wildcard doc/*.1)
+MAN8 := $(wildcard doc/*.8)
+
 install: all
-	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(mandir)/man8 $(DESTDIR)$(docdir) \
-		$(DESTDIR)$(systemdunitdir)
+	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(mandir)/man8 \
+		$(DESTDIR)$(docdir) $(DESTDIR)$(systemdunitdir)
 	$(INSTALL) -m 0755 $(OUT)/hoptrace $(TOOLS) $(DESTDIR)$(bindir)/
-	$(INSTALL) -m 0644 doc/hoptrace.8 $(DESTDIR)$(mandir)/man8/hoptrace.8
+	$(INSTALL) -m 0644 $(MAN1) $(DESTDIR)$(mandir)/man1/
+	$(INSTALL) -m 0644 $(MAN8) $(DESTDIR)$(mandir)/man8/
 	$(INSTALL) -m 0644 README.md deploy/hoptrace.default $(DESTDIR)$(docdir)/
 	sed -e 's|$(UNIT_BIN_DEFAULT)|$(bindir)/hoptrace|g' \
 		-e 's|/usr/local/share/doc/hoptrace|$(docdir)|g' deploy/hoptrace.service \
@@ -270,7 +276,9 @@ install: all
 
 uninstall:
 	rm -f $(DESTDIR)$(bindir)/hoptrace $(patsubst $(OUT)/%,$(DESTDIR)$(bindir)/%,$(TOOLS)) \
-		$(DESTDIR)$(mandir)/man8/hoptrace.8 $(DESTDIR)$(systemdunitdir)/hoptrace.service \
+		$(patsubst doc/%,$(DESTDIR)$(mandir)/man1/%,$(MAN1)) \
+		$(patsubst doc/%,$(DESTDIR)$(mandir)/man8/%,$(MAN8)) \
+		$(DESTDIR)$(systemdunitdir)/hoptrace.service \
 		$(DESTDIR)$(docdir)/README.md $(DESTDIR)$(docdir)/hoptrace.default
 	-rmdir $(DESTDIR)$(docdir)
 

@@ -272,6 +272,7 @@ def test_deb_0_make_install():
         top = stage + prefix
         for path, mode in {"bin/hoptrace": 0o755, "bin/hoptrace-collect": 0o755,
                            "share/man/man8/hoptrace.8": 0o644,
+                           "share/man/man1/hoptrace-collect.1": 0o644,
                            "share/doc/hoptrace/README.md": 0o644,
                            "share/doc/hoptrace/hoptrace.default": 0o644,
                            "lib/systemd/system/hoptrace.service": 0o644}.items():
@@ -317,6 +318,7 @@ def test_deb_1_package():
     for path, mode in {"/usr/bin/hoptrace": "-rwxr-xr-x",
                        "/usr/bin/hoptrace-collect": "-rwxr-xr-x",
                        "/usr/share/man/man8/hoptrace.8.gz": "-rw-r--r--",
+                       "/usr/share/man/man1/hoptrace-collect.1.gz": "-rw-r--r--",
                        "/lib/systemd/system/hoptrace.service": "-rw-r--r--",
                        "/usr/share/doc/hoptrace/README.md": "-rw-r--r--",
                        "/usr/share/doc/hoptrace/copyright": "-rw-r--r--",
