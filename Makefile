@@ -254,7 +254,8 @@ systemdunitdir ?= $(prefix)/lib/systemd/system
 INSTALL ?= install
 # LDFLAGS (empty by default) reach every link: Debian's hardening (-z relro -z now) in `make deb`
 LIBS += $(LDFLAGS)
-# deploy/hoptrace.service names the default prefix's binary; the installed copy names ours
+# deploy/hoptrace.service names the default prefix's binary; the installed copy names ours,
+# and the man page installed with it (not in the source: `systemd-analyze verify` runs man)
 UNIT_BIN_DEFAULT := /usr/local/bin/hoptrace
 
 MAN1 := $(wildcard doc/*.1)
@@ -268,7 +269,8 @@ install: all
 	$(INSTALL) -m 0644 $(MAN8) $(DESTDIR)$(mandir)/man8/
 	$(INSTALL) -m 0644 README.md deploy/hoptrace.default $(DESTDIR)$(docdir)/
 	sed -e 's|$(UNIT_BIN_DEFAULT)|$(bindir)/hoptrace|g' \
-		-e 's|/usr/local/share/doc/hoptrace|$(docdir)|g' deploy/hoptrace.service \
+		-e 's|/usr/local/share/doc/hoptrace|$(docdir)|g' \
+		-e 's|^Documentation=|Documentation=man:hoptrace(8) |' deploy/hoptrace.service \
 		> $(DESTDIR)$(systemdunitdir)/hoptrace.service.tmp
 	grep -q '^ExecStart=$(bindir)/hoptrace ' $(DESTDIR)$(systemdunitdir)/hoptrace.service.tmp
 	chmod 0644 $(DESTDIR)$(systemdunitdir)/hoptrace.service.tmp

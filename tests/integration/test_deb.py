@@ -282,6 +282,8 @@ def test_deb_0_make_install():
             unit = f.read()
         assert f"\nExecStart={prefix}/bin/hoptrace -o otlp $HOPTRACE_ARGS\n" in unit, unit
         assert "/usr/local" not in unit, "the installed unit names another prefix"
+        assert f"\nDocumentation=man:hoptrace(8) file://{prefix}/share/doc/hoptrace/README.md\n" \
+            in unit, unit
         # nothing outside the prefix (the admin's /etc is not written)
         outside = [os.path.join(d, f) for d, _, fs in os.walk(stage) for f in fs
                    if not os.path.join(d, f).startswith(top + "/")]
@@ -404,7 +406,7 @@ def _verify_unit(tree):
     """systemd-analyze on the installed unit. The minbase root has no systemd (no
     sysinit.target for --root=), so the host's systemd reads a copy whose ExecStart names
     the binary apt installed in the root: every directive known and valid, the binary
-    executable. Then its offline exposure score: the hardening of issue 11 keeps it at most
+    executable, the man page there. Then its offline exposure score: the hardening of issue 11 keeps it at most
     5.0 (it is 4.4)."""
     unit_path = "/lib/systemd/system/hoptrace.service"
     with open(tree + unit_path) as f:
@@ -417,10 +419,12 @@ def _verify_unit(tree):
         copy = os.path.join(check_dir, "hoptrace.service")
         with open(copy, "w") as f:
             f.write(unit.replace("ExecStart=/usr/bin/hoptrace ", f"ExecStart={tree}/usr/bin/hoptrace "))
-        for argv in (["systemd-analyze", "verify", "--man=no", copy],
+        # Documentation=man:hoptrace(8) is looked up (by man) in the root's pages
+        env = dict(os.environ, MANPATH=f"{tree}/usr/share/man")
+        for argv in (["systemd-analyze", "verify", copy],
                      ["systemd-analyze", "security", "--offline=true", "--threshold=50",
                       "--no-pager", copy]):
-            r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
             assert r.returncode == 0 and "Failed" not in r.stderr, \
                 f"{' '.join(argv[:2])}:\n{r.stdout[-3000:]}{r.stderr[-3000:]}"
     finally:
@@ -448,6 +452,7 @@ def test_deb_2_fresh_root():
         parts = _sections(out)
         assert "end" in parts, out[-4000:]
         assert parts["self-test"].rstrip().endswith("hoptrace self-test: ok"), parts["self-test"]
+        print("  in the root: " + " | ".join(parts["self-test"].strip().split("\n")[:3]), flush=True)
         status = parts["status"]
         assert "Status: install ok installed" in status, status
         depends = re.search(r"^Depends: (.*)$", status, re.M).group(1)
