@@ -8,7 +8,7 @@ installed with apt into a fresh Debian root made by debootstrap, run from there.
 - test_deb_2_fresh_root: `apt-get install ./hoptrace_*.deb` in a chroot of a minbase root of
   this host's Debian release and mirror (so apt resolves the Depends from the mirror), then
   `hoptrace --self-test` from /usr/bin inside it loads and attaches the BPF programs; the
-  installed unit passes `systemd-analyze verify`.
+  installed unit passes `systemd-analyze verify` and `security --offline`.
 
 The root is cached as build/deb-test/root-CODENAME-KEY.tar.zst, KEY a hash of what made it
 (debootstrap's version, the release, the mirror, the architecture, ROOT_FORMAT): a rerun
@@ -48,9 +48,9 @@ _children = []
 
 @atexit.register
 def _stop_children():
-    for p in _children:
+    for p in list(_children):
         if p.poll() is None:
-            p.kill()
+            os.killpg(p.pid, 9)
 
 
 def _require_root_tools():
@@ -73,6 +73,10 @@ def _run(argv, timeout, **kw):
         os.killpg(p.pid, 9)
         out, _ = p.communicate()
         raise AssertionError(f"{argv[0]} took more than {timeout} s:\n{out[-3000:]}")
+    except BaseException:  # the runner's per-test timeout: leave nothing running
+        os.killpg(p.pid, 9)
+        p.wait()
+        raise
     finally:
         _children.remove(p)
     if p.returncode != 0:
