@@ -164,6 +164,14 @@ def _rm_tree(path):
     subprocess.run(["rm", "-rf", "--one-file-system", real], check=True)
 
 
+def _remove_stale():
+    """Trees a killed run left behind (named after its pid, which is gone)."""
+    for path in glob.glob(os.path.join(WORK, "*-[0-9]*")):
+        pid = path.rsplit("-", 1)[1]
+        if os.path.isdir(path) and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            _rm_tree(path)
+
+
 def _make_root():
     """The cached minbase root's tarball: (path, seconds it took, "cached" or "made")."""
     t0 = time.time()
@@ -174,6 +182,7 @@ def _make_root():
     if os.path.exists(tarball):
         return tarball, time.time() - t0, "cached"
     os.makedirs(WORK, exist_ok=True)
+    _remove_stale()
     tree = os.path.join(WORK, f"root-making-{os.getpid()}")
     if os.path.exists(tree):
         _rm_tree(tree)
@@ -444,6 +453,7 @@ def test_deb_2_fresh_root():
     print(f"  root: {how} in {root_s:.0f} s, {os.path.getsize(tarball)} bytes", flush=True)
     archives = os.path.join(WORK, "apt-archives")
     os.makedirs(os.path.join(archives, "partial"), exist_ok=True)
+    _remove_stale()
     tree = os.path.join(WORK, f"root-{os.getpid()}")
     if os.path.exists(tree):
         _rm_tree(tree)
