@@ -267,6 +267,10 @@ install: all
 	$(INSTALL) -m 0755 $(OUT)/hoptrace $(TOOLS) $(DESTDIR)$(bindir)/
 	$(INSTALL) -m 0644 $(MAN1) $(DESTDIR)$(mandir)/man1/
 	$(INSTALL) -m 0644 $(MAN8) $(DESTDIR)$(mandir)/man8/
+	# the pages' footer names this version
+	sed -i 's/"hoptrace [0-9][^"]*"/"hoptrace $(VERSION)"/' \
+		$(patsubst doc/%,$(DESTDIR)$(mandir)/man1/%,$(MAN1)) \
+		$(patsubst doc/%,$(DESTDIR)$(mandir)/man8/%,$(MAN8))
 	$(INSTALL) -m 0644 README.md deploy/hoptrace.default $(DESTDIR)$(docdir)/
 	sed -e 's|$(UNIT_BIN_DEFAULT)|$(bindir)/hoptrace|g' \
 		-e 's|/usr/local/share/doc/hoptrace|$(docdir)|g' \
