@@ -224,11 +224,6 @@ lint:
 	$(Q)clang-format --dry-run --Werror agent/*.c agent/*.h agent/export/*.c agent/export/*.h \
 		bpf/*.c bpf/*.h tools/*.c include/hoptrace/*.h tests/unit/*.c
 
-install: all
-	install -d $(DESTDIR)$(prefix)/bin
-	install -m 0755 $(OUT)/hoptrace $(DESTDIR)$(prefix)/bin/hoptrace
-	for t in $(TOOLS); do install -m 0755 $$t $(DESTDIR)$(prefix)/bin/; done
-
 clean:
 	rm -rf $(OUT)
 
@@ -244,3 +239,79 @@ test-kernels: all
 test-kernel: all
 	@test -n "$(SERIES)" || { echo "usage: make test-kernel SERIES=5.10|6.1|6.12" >&2; exit 2; }
 	KMATRIX_BUILD=$(OUT) tests/kernels/matrix.sh --no-host $(SERIES)
+
+# ---- host install and the Debian package ----------------------------------------------
+# make install [DESTDIR=/stage] [prefix=/usr/local]: the agent and its tools in $(bindir)
+# (bin, not sbin: `hoptrace audit FILE` is for any user), their man pages (doc/), the
+# README, and the systemd unit with ExecStart pointing at $(bindir). /etc/default/hoptrace
+# is not written (configuration belongs to the admin): deploy/hoptrace.default is the
+# commented example.
+# make deb: the Debian package, built by dpkg-buildpackage (debian/) from a copy of the
+# tree, into $(OUT)/deb/ (hoptrace_$(VERSION)_ARCH.deb). It needs debhelper
+# (./build.sh deb installs it); `all` does not.
+.PHONY: uninstall deb
+bindir ?= $(prefix)/bin
+mandir ?= $(prefix)/share/man
+docdir ?= $(prefix)/share/doc/hoptrace
+systemdunitdir ?= $(prefix)/lib/systemd/system
+INSTALL ?= install
+# LDFLAGS (empty by default) reach every link: Debian's hardening (-z relro -z now) in `make deb`
+LIBS += $(LDFLAGS)
+# deploy/hoptrace.service names the default prefix's binary; the installed copy names ours,
+# and the man page installed with it (not in the source: `systemd-analyze verify` runs man)
+UNIT_BIN_DEFAULT := /usr/local/bin/hoptrace
+
+MAN1 := $(wildcard doc/*.1)
+MAN8 := $(wildcard doc/*.8)
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(mandir)/man8 \
+		$(DESTDIR)$(docdir) $(DESTDIR)$(systemdunitdir)
+	$(INSTALL) -m 0755 $(OUT)/hoptrace $(TOOLS) $(DESTDIR)$(bindir)/
+	$(INSTALL) -m 0644 $(MAN1) $(DESTDIR)$(mandir)/man1/
+	$(INSTALL) -m 0644 $(MAN8) $(DESTDIR)$(mandir)/man8/
+	# the pages' footer names this version
+	sed -i 's/"hoptrace [0-9][^"]*"/"hoptrace $(VERSION)"/' \
+		$(patsubst doc/%,$(DESTDIR)$(mandir)/man1/%,$(MAN1)) \
+		$(patsubst doc/%,$(DESTDIR)$(mandir)/man8/%,$(MAN8))
+	$(INSTALL) -m 0644 README.md deploy/hoptrace.default $(DESTDIR)$(docdir)/
+	sed -e 's|$(UNIT_BIN_DEFAULT)|$(bindir)/hoptrace|g' \
+		-e 's|/usr/local/share/doc/hoptrace|$(docdir)|g' \
+		-e 's|^Documentation=|Documentation=man:hoptrace(8) |' deploy/hoptrace.service \
+		> $(DESTDIR)$(systemdunitdir)/hoptrace.service.tmp
+	grep -q '^ExecStart=$(bindir)/hoptrace ' $(DESTDIR)$(systemdunitdir)/hoptrace.service.tmp
+	chmod 0644 $(DESTDIR)$(systemdunitdir)/hoptrace.service.tmp
+	mv $(DESTDIR)$(systemdunitdir)/hoptrace.service.tmp $(DESTDIR)$(systemdunitdir)/hoptrace.service
+
+uninstall:
+	rm -f $(DESTDIR)$(bindir)/hoptrace $(patsubst $(OUT)/%,$(DESTDIR)$(bindir)/%,$(TOOLS)) \
+		$(patsubst doc/%,$(DESTDIR)$(mandir)/man1/%,$(MAN1)) \
+		$(patsubst doc/%,$(DESTDIR)$(mandir)/man8/%,$(MAN8)) \
+		$(DESTDIR)$(systemdunitdir)/hoptrace.service \
+		$(DESTDIR)$(docdir)/README.md $(DESTDIR)$(docdir)/hoptrace.default
+	-rmdir $(DESTDIR)$(docdir)
+
+# The package is built from a copy (dpkg-buildpackage writes its results next to the source
+# tree and its state into debian/): the files git knows, or every file outside build/ and
+# .git when this is no git checkout. The copy builds with Debian's flags (hardening) in its
+# own build/, never reusing objects compiled with other flags.
+DEB_DIR := $(OUT)/deb
+DEB_SRC := $(DEB_DIR)/hoptrace-$(VERSION)
+deb:
+	@dpkg-parsechangelog -l debian/changelog -S Version | grep -qx '$(VERSION)' || \
+		{ echo "debian/changelog's version is not VERSION ($(VERSION)): add an entry (dch -v $(VERSION))" >&2; exit 1; }
+	rm -rf $(DEB_SRC) $(DEB_DIR)/hoptrace_* $(DEB_DIR)/hoptrace-dbgsym_* && mkdir -p $(DEB_SRC)
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		git ls-files -z --cached --others --exclude-standard | \
+			xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh | \
+			tar --null -T - -cf - | tar -xf - -C $(DEB_SRC); \
+	else \
+		tar --exclude=./build --exclude=./.git -cf - . | tar -xf - -C $(DEB_SRC); \
+	fi
+	# make exports its command-line variables (OUT=, prefix=, ...): they must not reach the
+	# copy's make, whose `make clean` would then remove our $(OUT) (debian/rules sets OUT too)
+	cd $(DEB_SRC) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES -u OUT \
+		-u DESTDIR -u prefix -u bindir -u mandir -u docdir -u systemdunitdir \
+		dpkg-buildpackage -b -us -uc -j$(or $(DEB_JOBS),2)
+	rm -rf $(DEB_SRC)
+	@ls -l $(DEB_DIR)/hoptrace_$(VERSION)_*.deb

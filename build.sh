@@ -3,6 +3,7 @@
 #   ./build.sh run [-- AGENT ARGS]   install what is missing, build, run the agent
 #   ./build.sh test                  install what is missing, build, run every test
 #   ./build.sh bench | all | lint    other make targets, same set-up
+#   ./build.sh deb                   the Debian package: build/deb/hoptrace_VERSION_ARCH.deb
 # It installs the Debian packages the build (and, for test/bench, the test suite) needs,
 # then hands over to make. Nothing has to be installed by hand first.
 set -eu
@@ -20,6 +21,12 @@ TEST_PKGS="python3 curl nginx-light apache2-utils wrk iproute2 procps openssl ca
 	qemu-system-x86 cpio kmod xz-utils zstd
 	golang-go default-jdk-headless python3-aiohttp ruby ruby-webrick php-cli haproxy apache2-bin
 	prometheus"
+# The Debian package's test (tests/integration/test_deb.py, issue 13): make deb builds with
+# debhelper; debootstrap makes the fresh root it is installed into; systemd-analyze checks
+# the installed unit.
+TEST_PKGS="$TEST_PKGS debhelper debootstrap systemd"
+# `./build.sh deb`: make deb (dpkg-buildpackage with debhelper, dpkg-dev with it)
+DEB_PKGS="debhelper"
 
 missing=""
 pkg_installed() {
@@ -49,6 +56,10 @@ test | bench | integration-test)
 	want_cmd npm npm
 	;;
 esac
+if [ "$target" = deb ]; then
+	# shellcheck disable=SC2086
+	want_pkg $DEB_PKGS
+fi
 
 if [ -n "$missing" ]; then
 	if [ "$(id -u)" != 0 ]; then
