@@ -241,3 +241,28 @@ test-kernels: all
 test-kernel: all
 	@test -n "$(SERIES)" || { echo "usage: make test-kernel SERIES=5.10|6.1|6.12" >&2; exit 2; }
 	KMATRIX_BUILD=$(OUT) tests/kernels/matrix.sh --no-host $(SERIES)
+
+# ---- container image (deploy/Containerfile; README "Container image") -------------------
+# image-rootfs: the runtime root file system from the host's files (deploy/mkrootfs.sh).
+# image: that, built FROM scratch with Debian's buildah into a private store under
+# $(IMAGE_DIR) (vfs: works on any file system), exported as an OCI archive. Pulls nothing.
+IMAGE ?= hoptrace:$(VERSION)
+IMAGE_DIR := $(OUT)/image
+IMAGE_OCI := $(IMAGE_DIR)/hoptrace.oci.tar
+BUILDAH = buildah --root $(abspath $(IMAGE_DIR))/storage --runroot $(abspath $(IMAGE_DIR))/run \
+	--storage-driver vfs
+.PHONY: image-rootfs image
+image-rootfs: $(IMAGE_DIR)/rootfs/usr/local/bin/hoptrace
+
+$(IMAGE_DIR)/rootfs/usr/local/bin/hoptrace: $(OUT)/hoptrace deploy/mkrootfs.sh
+	$(call msg,ROOTFS,$(IMAGE_DIR)/rootfs)
+	$(Q)deploy/mkrootfs.sh $(OUT)/hoptrace $(IMAGE_DIR)/rootfs
+
+image: image-rootfs deploy/Containerfile
+	$(Q)$(BUILDAH) rmi -f $(IMAGE) >/dev/null 2>&1 || true
+	$(Q)$(BUILDAH) build --quiet -f deploy/Containerfile -t $(IMAGE) $(IMAGE_DIR) >/dev/null
+	$(Q)rm -f $(IMAGE_OCI)
+	$(Q)$(BUILDAH) push --quiet $(IMAGE) oci-archive:$(abspath $(IMAGE_OCI)):$(IMAGE)
+	$(Q)echo "image $(IMAGE): $$($(BUILDAH) images --format '{{.Size}}' $(IMAGE)) \
+	(root file system $$(du -sh $(IMAGE_DIR)/rootfs | cut -f1)); OCI archive $(IMAGE_OCI) \
+	$$(du -h $(IMAGE_OCI) | cut -f1)"
