@@ -266,3 +266,6 @@ image: image-rootfs deploy/Containerfile
 	$(Q)echo "image $(IMAGE): $$($(BUILDAH) images --format '{{.Size}}' $(IMAGE)) \
 	(root file system $$(du -sh $(IMAGE_DIR)/rootfs | cut -f1)); OCI archive $(IMAGE_OCI) \
 	$$(du -h $(IMAGE_OCI) | cut -f1)"
+# the image test (tests/integration/test_image.py) runs the root file system and reads the
+# OCI archive
+test: image

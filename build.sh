@@ -15,11 +15,14 @@ BUILD_PKGS="make gcc clang llvm libc6-dev libbpf-dev bpftool libelf-dev zlib1g-d
 # byte ahead, mod_proxy_http writes a request in many segments. apache2-bin is the server
 # without the apache2 package's system service, which would start on port 80. prometheus
 # (promtool and the server, for the scrape test) enables its service on port 9090 where
-# systemd runs; the tests start their own on a free port.
+# systemd runs; the tests start their own on a free port. The container image test (issue
+# 13) builds the image with buildah (FROM scratch: nothing pulled), reads the DaemonSet with
+# python3-yaml and runs the image's root file system with capsh's capability set.
 TEST_PKGS="python3 curl nginx-light apache2-utils wrk iproute2 procps openssl ca-certificates
 	qemu-system-x86 cpio kmod xz-utils zstd
 	golang-go default-jdk-headless python3-aiohttp ruby ruby-webrick php-cli haproxy apache2-bin
-	prometheus"
+	prometheus
+	buildah python3-yaml libcap2-bin"
 
 missing=""
 pkg_installed() {

@@ -1,0 +1,245 @@
+"""The container image (issue 13): its contents, and the agent run from its root file
+system as the Kubernetes DaemonSet runs it (image_run.py: a new mount namespace, the
+read-only root, the runtime's and the DaemonSet's mounts, the host's PID namespace, exactly
+the container's capabilities), tracing a real request between two host processes.
+
+Needs `make image` (build/image: the root file system and the OCI archive; `make test`
+builds it).
+"""
+import gzip
+import io
+import json
+import os
+import stat
+import subprocess
+import tarfile
+import time
+
+import image_run
+from image_run import ENTRYPOINT, OCI_ARCHIVE, ROOTFS, ImageRun, image_agent
+from lib import BUILD, Proc, curl, free_port, one, python_server, run, slow
+
+RELEASE_AGENT = os.path.join(BUILD, "hoptrace")
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+# linux/capability.h: the numbers of the capabilities a DaemonSet may add
+CAP_NUMBERS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "DAC_READ_SEARCH": 2, "FOWNER": 3, "FSETID": 4,
+               "KILL": 5, "SETGID": 6, "SETUID": 7, "SETPCAP": 8, "NET_BIND_SERVICE": 10,
+               "NET_ADMIN": 12, "NET_RAW": 13, "IPC_LOCK": 14, "SYS_CHROOT": 18,
+               "SYS_PTRACE": 19, "SYS_ADMIN": 21, "SYS_RESOURCE": 24, "MKNOD": 27,
+               "AUDIT_WRITE": 29, "SETFCAP": 31, "PERFMON": 38, "BPF": 39}
+
+
+def cap_mask(names):
+    return sum(1 << CAP_NUMBERS[n] for n in names)
+
+
+def ldd_paths(binary):
+    """{soname: path} of what ldd resolves, the loader included (by its path)."""
+    out = run(["ldd", binary]).stdout.decode()
+    found = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[1] == "=>":
+            assert parts[2].startswith("/"), f"ldd cannot resolve: {line}"
+            found[parts[0]] = parts[2]
+        elif parts and parts[0].startswith("/"):
+            found[os.path.basename(parts[0])] = parts[0]
+    return found
+
+
+def rootfs_entries(root):
+    """{path: (kind, link target or size)} of every entry under root."""
+    entries = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            full = os.path.join(dirpath, name)
+            rel = "/" + os.path.relpath(full, root)
+            st = os.lstat(full)
+            if stat.S_ISLNK(st.st_mode):
+                entries[rel] = ("link", os.readlink(full))
+            elif stat.S_ISDIR(st.st_mode):
+                entries[rel] = ("dir", None)
+            else:
+                entries[rel] = ("file", st.st_size)
+    return entries
+
+
+def in_rootfs(root, path, depth=0):
+    """path resolved inside root as the image sees it (absolute links are the image's)."""
+    assert depth < 20, f"symbolic link loop at {path}"
+    cur = root
+    parts = [p for p in path.split("/") if p]
+    for i, part in enumerate(parts):
+        nxt = os.path.join(cur, part)
+        if os.path.islink(nxt):
+            target = os.readlink(nxt)
+            rest = "/".join(parts[i + 1:])
+            base = target if target.startswith("/") else os.path.join(
+                "/" + os.path.relpath(cur, root), target)
+            return in_rootfs(root, os.path.normpath(os.path.join(base, rest)), depth + 1)
+        cur = nxt
+    return cur
+
+
+# ---- contents --------------------------------------------------------------------------
+
+def test_image_holds_every_library_ldd_names_and_nothing_else():
+    """Every library `ldd build/hoptrace` names is in the root file system at the path the
+    loader finds (the image's own loader, run in a chroot of it, resolves them all to the
+    same paths), and every other regular file is the agent, the CA bundle or
+    nsswitch.conf: no shell, no package manager, nothing big besides."""
+    image_run.require_tools()
+    host = ldd_paths(RELEASE_AGENT)
+    assert "libc.so.6" in host and "libbpf.so.1" in host, host
+    for soname, path in host.items():
+        real = in_rootfs(ROOTFS, path)
+        assert os.path.isfile(real), f"{soname} ({path}) is not in the image"
+    # the image's loader, in the image: what a container start resolves
+    r = run(["chroot", ROOTFS, "/lib64/ld-linux-x86-64.so.2", "--list", ENTRYPOINT])
+    inside = {}
+    for line in r.stdout.decode().splitlines():
+        parts = line.split()
+        assert "not found" not in line, line
+        if len(parts) >= 3 and parts[1] == "=>":
+            inside[parts[0]] = parts[2]
+    assert {k: v for k, v in host.items() if not k.startswith("ld-")} == inside, (host, inside)
+
+    wanted = {os.path.realpath(p) for p in host.values()}
+    expected_files = {ENTRYPOINT, CA_BUNDLE, "/etc/nsswitch.conf"} | {
+        "/" + os.path.relpath(in_rootfs(ROOTFS, p), ROOTFS) for p in wanted}
+    entries = rootfs_entries(ROOTFS)
+    files = {p for p, (kind, _) in entries.items() if kind == "file"}
+    assert files == expected_files, (sorted(files - expected_files),
+                                     sorted(expected_files - files))
+    total = sum(size for kind, size in entries.values() if kind == "file")
+    assert total < 40 << 20, f"root file system is {total >> 20} MiB"
+    assert not os.path.exists(os.path.join(ROOTFS, "bin", "sh")), "a shell in the image"
+
+
+def oci_image(archive):
+    """(config, [layer tar members]) of the single image in an OCI archive."""
+    with tarfile.open(archive) as outer:
+        def blob(digest):
+            return outer.extractfile("blobs/" + digest.replace(":", "/")).read()
+        index = json.loads(outer.extractfile("index.json").read())
+        assert len(index["manifests"]) == 1, index
+        manifest = json.loads(blob(index["manifests"][0]["digest"]))
+        config = json.loads(blob(manifest["config"]["digest"]))
+        layers = []
+        for layer in manifest["layers"]:
+            data = blob(layer["digest"])
+            if layer["mediaType"].endswith("gzip"):
+                data = gzip.decompress(data)
+            with tarfile.open(fileobj=io.BytesIO(data)) as t:
+                layers.append(t.getmembers())
+    return config, layers
+
+
+def test_image_archive_is_the_rootfs_from_scratch():
+    """`make image` (buildah, FROM scratch): one layer, nothing pulled, whose entries
+    are exactly the root file system's (paths, kinds, link targets, sizes), the agent as
+    ENTRYPOINT; prints the image's size."""
+    image_run.require_tools()
+    if not os.path.exists(OCI_ARCHIVE):
+        image_run.fail_or_skip(f"no {OCI_ARCHIVE}: make image")
+    assert os.path.getmtime(OCI_ARCHIVE) >= os.path.getmtime(
+        os.path.join(ROOTFS, ENTRYPOINT.lstrip("/"))), "the archive is older than the rootfs"
+    config, layers = oci_image(OCI_ARCHIVE)
+    assert config["config"]["Entrypoint"] == [ENTRYPOINT], config["config"]
+    assert len(layers) == 1, f"{len(layers)} layers: FROM scratch + one COPY is one"
+    in_layer = {}
+    for m in layers[0]:
+        path = "/" + m.name.lstrip("./").rstrip("/")
+        if path == "/":
+            continue
+        kind = "link" if m.issym() else "dir" if m.isdir() else "file" if m.isfile() else "?"
+        in_layer[path] = (kind, m.linkname if m.issym() else m.size if m.isfile() else None)
+    assert in_layer == rootfs_entries(ROOTFS), sorted(
+        set(in_layer.items()) ^ set(rootfs_entries(ROOTFS).items()))
+    layer_bytes = sum(m.size for m in layers[0] if m.isfile())
+    print(f"  image: {layer_bytes / 1e6:.1f} MB uncompressed, "
+          f"{os.path.getsize(OCI_ARCHIVE) / 1e6:.1f} MB as an OCI archive")
+
+
+# ---- run as the DaemonSet runs it -------------------------------------------------------
+
+def mount_options(pid, mount_point):
+    """The per-mount options of the last mount at mount_point in pid's mount namespace."""
+    opts = None
+    with open(f"/proc/{pid}/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == mount_point:
+                opts = fields[5].split(",")
+    return opts
+
+
+def status(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def test_image_traces_a_host_request_as_the_daemonset_runs_it():
+    """The image's root file system run as deploy/'s DaemonSet says (read-only root, its
+    hostPath mounts, hostPID, exactly its capabilities, its network): the agent inside
+    traces a request from curl on the host to a python server on the host, both spans with
+    the host's PIDs. The agent is really contained: its root is the image (no /bin/sh), read
+    only, in another mount namespace but the host's PID namespace, with the manifest's
+    capabilities as bounding set and none inheritable or ambient."""
+    plan = ImageRun()
+    assert not plan.security.get("privileged"), "the DaemonSet must not be privileged"
+    assert plan.pod.get("hostPID") is True, "the DaemonSet must use hostPID"
+    port = free_port()
+    srv = python_server(port)
+    agent = None
+    try:
+        agent = image_agent("--port", str(port), plan=plan)
+        pid = agent.p.pid
+        s = status(pid)
+        assert int(s["CapBnd"], 16) == cap_mask(plan.caps), (s["CapBnd"], plan.caps)
+        assert int(s["CapInh"], 16) == 0 and int(s["CapAmb"], 16) == 0, s
+        assert int(s["CapPrm"], 16) & ~cap_mask(plan.caps) == 0, s
+        assert os.readlink(f"/proc/{pid}/ns/pid") == os.readlink("/proc/self/ns/pid")
+        assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+        same_net = os.readlink(f"/proc/{pid}/ns/net") == os.readlink("/proc/self/ns/net")
+        assert same_net == plan.host_network, "network namespace not the manifest's"
+        root = f"/proc/{pid}/root"
+        assert os.path.isfile(root + ENTRYPOINT) and not os.path.exists(root + "/bin/sh")
+        if plan.security.get("readOnlyRootFilesystem"):
+            assert "ro" in mount_options(pid, "/"), mount_options(pid, "/")
+        for kind, _, target, ro in plan.mounts:
+            opts = mount_options(pid, target)
+            assert opts is not None, f"{target} is not mounted in the container"
+            assert ("ro" in opts) == ro, (target, opts)
+
+        code = curl(f"http://127.0.0.1:{port}/from-the-host").stdout.decode()
+        assert code == "404", code
+        agent.stop()
+    finally:
+        if agent:
+            agent.kill()
+            image_run.cleanup(agent)
+        srv.stop()
+    spans = [json.loads(line) for line in agent.stdout().split("\n") if line]
+    server = one(spans, kind="SERVER", attr_server__port=port)
+    client = one(spans, kind="CLIENT", attr_server__port=port)
+    assert server["name"] == "GET /from-the-host", server
+    assert server["pid"] == srv.pid, (server["pid"], srv.pid)
+    assert client["service.name"] == "curl", client
+    assert agent.counters.get("json_spans_written") == 2, agent.counters
+
+
+def test_image_without_btf_fails_clearly():
+    """A node without BTF (here /sys/kernel/btf hidden under an empty tmpfs, as a
+    runtime's masked path would): the agent in the image exits non-zero within seconds with
+    one error line that names the missing file, and loads nothing."""
+    t0 = time.time()
+    r = image_run.run_image_once("-o", "json", "--port", "1",
+                                 plan=ImageRun(mask=["/sys/kernel/btf"]))
+    took = time.time() - t0
+    assert r.returncode not in (0, None), (r.returncode, r.stderr)
+    assert took < slow(10), f"took {took:.1f} s"
+    errors = [line for line in r.stderr.splitlines() if " error: " in line]
+    assert len(errors) == 1 and "/sys/kernel/btf/vmlinux" in errors[0], r.stderr
+    assert "libbpf" not in r.stderr, r.stderr
+    assert r.stdout == "", r.stdout
