@@ -196,6 +196,22 @@ def setup_script(newroot, rootfs, mounts, readonly_root, host_network, drop_caps
     return "\n".join(lines)
 
 
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def in_cluster(api_host, api_port, service_account_dir, env=None, extra_mounts=()):
+    """ImageRun keyword arguments for the in-cluster configuration kubelet gives a pod:
+    KUBERNETES_SERVICE_HOST/PORT and the service account's token, ca.crt and namespace
+    (a host directory, mounted read-only where kubelet projects them). The API server
+    (a replay of recorded responses) listens on the host: the host's network.
+        plan = ImageRun(**in_cluster("127.0.0.1", port, token_dir), node_name="node-1")"""
+    return {"env": {"KUBERNETES_SERVICE_HOST": api_host,
+                    "KUBERNETES_SERVICE_PORT": str(api_port), **(env or {})},
+            "extra_mounts": [(service_account_dir, SERVICE_ACCOUNT_DIR, True),
+                             *extra_mounts],
+            "network": "host"}
+
+
 def require_tools():
     for tool in TOOLS:
         if shutil.which(tool) is None:
@@ -208,7 +224,7 @@ class ImageRun:
     """The plan for one run: the manifest's container and what the caller changes."""
 
     def __init__(self, manifest=None, env=None, volume_dirs=None, omit_mounts=(),
-                 extra_mounts=(), mask=(), network=None, rootfs=ROOTFS):
+                 extra_mounts=(), mask=(), network=None, node_name=None, rootfs=ROOTFS):
         """env: variables set after the manifest's (KUBERNETES_SERVICE_HOST, ...).
         volume_dirs: {volume name: host dir} for volumes that are not hostPath (a
         projected service-account token, a ConfigMap). omit_mounts: volume names or mount
@@ -216,7 +232,8 @@ class ImageRun:
         bind mounts added after the manifest's. mask: container paths hidden under an empty
         read-only tmpfs after every mount (a node without BTF: /sys/kernel/btf). network:
         "host" or "pod" (own namespace, loopback only); default: the manifest's
-        hostNetwork."""
+        hostNetwork. node_name: the downward API's spec.nodeName (default: the host
+        name)."""
         self.manifest = manifest or manifest_path()
         self.ds = daemonset(self.manifest)
         self.pod = self.ds["spec"]["template"]["spec"]
@@ -233,7 +250,7 @@ class ImageRun:
         self.mounts += [("bind", src, dst, ro) for src, dst, ro in extra_mounts]
         self.mounts += [("tmpfs", None, path, True) for path in mask]
         self.env = {"PATH": IMAGE_PATH_ENV, "HOSTNAME": socket.gethostname()}
-        self.env.update(container_env(self.container, socket.gethostname()))
+        self.env.update(container_env(self.container, node_name or socket.gethostname()))
         self.env.update(env or {})
         self.rootfs = rootfs
 

@@ -13,11 +13,13 @@ import os
 import stat
 import subprocess
 import tarfile
+import tempfile
 import time
 
 import image_run
 from image_run import ENTRYPOINT, OCI_ARCHIVE, ROOTFS, ImageRun, image_agent
-from lib import BUILD, Proc, curl, free_port, one, python_server, run, slow
+from lib import BUILD, curl, free_port, nginx, one, python_server, require, run, slow
+from test_otlp_export import Collector, assert_nothing_lost
 
 RELEASE_AGENT = os.path.join(BUILD, "hoptrace")
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -185,7 +187,8 @@ def test_image_traces_a_host_request_as_the_daemonset_runs_it():
     traces a request from curl on the host to a python server on the host, both spans with
     the host's PIDs. The agent is really contained: its root is the image (no /bin/sh), read
     only, in another mount namespace but the host's PID namespace, with the manifest's
-    capabilities as bounding set and none inheritable or ambient."""
+    capabilities as bounding set and none inheritable or ambient, and an environment of
+    exactly the image's and the manifest's variables."""
     plan = ImageRun()
     assert not plan.security.get("privileged"), "the DaemonSet must not be privileged"
     assert plan.pod.get("hostPID") is True, "the DaemonSet must use hostPID"
@@ -203,6 +206,9 @@ def test_image_traces_a_host_request_as_the_daemonset_runs_it():
         assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
         same_net = os.readlink(f"/proc/{pid}/ns/net") == os.readlink("/proc/self/ns/net")
         assert same_net == plan.host_network, "network namespace not the manifest's"
+        with open(f"/proc/{pid}/environ") as f:
+            environ = dict(v.split("=", 1) for v in f.read().split("\0") if v)
+        assert environ == plan.env, (environ, plan.env)  # nothing of the host's
         root = f"/proc/{pid}/root"
         assert os.path.isfile(root + ENTRYPOINT) and not os.path.exists(root + "/bin/sh")
         if plan.security.get("readOnlyRootFilesystem"):
@@ -243,3 +249,46 @@ def test_image_without_btf_fails_clearly():
     assert len(errors) == 1 and "/sys/kernel/btf/vmlinux" in errors[0], r.stderr
     assert "libbpf" not in r.stderr, r.stderr
     assert r.stdout == "", r.stdout
+
+
+def test_image_exports_otlp_over_tls_to_a_name():
+    """What the image's libraries do at run time, not only at load: the agent in the image
+    exports OTLP/HTTP over TLS (OpenSSL through libcurl, the certificate checked) to
+    https://localhost (the name resolved through the image's nsswitch.conf and the
+    runtime's /etc/hosts) - nginx terminating TLS in front of hoptrace-collect. The CA comes
+    from an extra read-only mount and an extra variable (the hooks a test of the in-cluster
+    config uses); the host network here, since the collector is the host's."""
+    require("openssl")
+    d = tempfile.mkdtemp(prefix="hoptrace-image-tls-")
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+         "-days", "2", "-keyout", key, "-out", cert])
+    collector = Collector()
+    tls_port, app_port = free_port(), free_port()
+    front = nginx(tls_port, f"""
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    location / {{ proxy_pass http://127.0.0.1:{collector.port}; }}""", static_files=False,
+                  listen_extra=" ssl")
+    srv = python_server(app_port)
+    agent = None
+    plan = ImageRun(network="host", extra_mounts=[(d, "/etc/hoptrace-test", True)],
+                    env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"https://localhost:{tls_port}",
+                         "OTEL_EXPORTER_OTLP_CERTIFICATE": "/etc/hoptrace-test/cert.pem"})
+    try:
+        agent = image_agent("--port", str(app_port), output="otlp", plan=plan)
+        assert curl(f"http://127.0.0.1:{app_port}/over-tls").stdout == b"404"
+        agent.stop()
+        spans = collector.wait_spans(2)
+    finally:
+        if agent:
+            agent.kill()
+            image_run.cleanup(agent)
+        srv.stop()
+        front.stop()
+        collector.kill()
+    assert_nothing_lost(agent.counters)
+    assert agent.counters["otlp_exported"] == 2, agent.counters
+    assert sorted(s["kind"] for s in spans if s["name"] == "GET /over-tls") == [
+        "CLIENT", "SERVER"], spans
