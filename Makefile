@@ -251,10 +251,10 @@ IMAGE_DIR := $(OUT)/image
 IMAGE_OCI := $(IMAGE_DIR)/hoptrace.oci.tar
 BUILDAH = buildah --root $(abspath $(IMAGE_DIR))/storage --runroot $(abspath $(IMAGE_DIR))/run \
 	--storage-driver vfs
+# Both are rebuilt every time (a fraction of a second, then a few seconds): the host's
+# libraries may have changed since.
 .PHONY: image-rootfs image
-image-rootfs: $(IMAGE_DIR)/rootfs/usr/local/bin/hoptrace
-
-$(IMAGE_DIR)/rootfs/usr/local/bin/hoptrace: $(OUT)/hoptrace deploy/mkrootfs.sh
+image-rootfs: $(OUT)/hoptrace
 	$(call msg,ROOTFS,$(IMAGE_DIR)/rootfs)
 	$(Q)deploy/mkrootfs.sh $(OUT)/hoptrace $(IMAGE_DIR)/rootfs
 

@@ -145,7 +145,7 @@ def test_image_archive_is_the_rootfs_from_scratch():
     if not os.path.exists(OCI_ARCHIVE):
         image_run.fail_or_skip(f"no {OCI_ARCHIVE}: make image")
     assert os.path.getmtime(OCI_ARCHIVE) >= os.path.getmtime(
-        os.path.join(ROOTFS, ENTRYPOINT.lstrip("/"))), "the archive is older than the rootfs"
+        os.path.join(ROOTFS, ENTRYPOINT.lstrip("/"))), "the archive is older than the root file system: make image"
     config, layers = oci_image(OCI_ARCHIVE)
     assert config["config"]["Entrypoint"] == [ENTRYPOINT], config["config"]
     assert len(layers) == 1, f"{len(layers)} layers: FROM scratch + one COPY is one"
