@@ -264,8 +264,8 @@ image: image-rootfs deploy/Containerfile
 	$(Q)rm -f $(IMAGE_OCI)
 	$(Q)$(BUILDAH) push --quiet $(IMAGE) oci-archive:$(abspath $(IMAGE_OCI)):$(IMAGE)
 	$(Q)echo "image $(IMAGE): $$($(BUILDAH) images --format '{{.Size}}' $(IMAGE)) \
-	(root file system $$(du -sh $(IMAGE_DIR)/rootfs | cut -f1)); OCI archive $(IMAGE_OCI) \
-	$$(du -h $(IMAGE_OCI) | cut -f1)"
+	(root file system $$(du -s --si $(IMAGE_DIR)/rootfs | cut -f1)); OCI archive $(IMAGE_OCI) \
+	$$(du --si $(IMAGE_OCI) | cut -f1)"
 # the image test (tests/integration/test_image.py) runs the root file system and reads the
 # OCI archive
 test: image
