@@ -11,7 +11,6 @@ import io
 import json
 import os
 import stat
-import subprocess
 import tarfile
 import tempfile
 import time
@@ -151,9 +150,10 @@ def test_image_archive_is_the_rootfs_from_scratch():
     assert len(layers) == 1, f"{len(layers)} layers: FROM scratch + one COPY is one"
     in_layer = {}
     for m in layers[0]:
-        path = "/" + m.name.lstrip("./").rstrip("/")
-        if path == "/":
+        name = m.name.removeprefix("./").rstrip("/")
+        if name in ("", "."):
             continue
+        path = "/" + name
         kind = "link" if m.issym() else "dir" if m.isdir() else "file" if m.isfile() else "?"
         in_layer[path] = (kind, m.linkname if m.issym() else m.size if m.isfile() else None)
     assert in_layer == rootfs_entries(ROOTFS), sorted(
