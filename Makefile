@@ -229,7 +229,8 @@ install: all
 clean:
 	rm -rf $(OUT)
 
--include $(shell find $(OUT) -name '*.d' 2>/dev/null)
+# (files only: a root file system under $(OUT)/image has a var/lib/dpkg/status.d directory)
+-include $(shell find $(OUT) -name '*.d' -type f 2>/dev/null)
 
 # ---- kernel matrix (tests/kernels/) ---------------------------------------------
 # The checks on the host's kernel and on Debian's 5.10, 6.1 and 6.12 kernels, each booted

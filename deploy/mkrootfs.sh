@@ -6,6 +6,10 @@
 # as merged-/usr's /lib -> usr/lib kept), the CA bundle for OTLP over TLS, a one-line
 # nsswitch.conf, and empty mount points. No shell, no package manager, no /etc/passwd: the
 # agent runs as root (uid 0) and looks no user up.
+# For each Debian package a library comes from: its copyright file (the licences the image
+# must carry: LGPL libraries among them), and its dpkg status stanza in
+# /var/lib/dpkg/status.d/PACKAGE (the layout of distroless images), so that image scanners
+# can tell the packages and versions inside.
 #
 # Name resolution (libcurl, for OTLP endpoints): glibc 2.34+ has the "files" and "dns" NSS
 # services built into libc.so.6, so no libnss_*.so is needed; libcurl reads /etc/hosts and
@@ -49,7 +53,7 @@ copy_path() {
 			esac
 			return
 		elif [ -d "$next" ]; then
-			mkdir -p "$root$next"
+			[ -d "$root$next" ] || mkdir "$root$next"
 		else
 			cp "$next" "$root$next"
 		fi
@@ -61,6 +65,40 @@ copy_path() {
 # the vDSO has no file
 libraries() {
 	ldd "$binary" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
+}
+
+# The names by which dpkg may know a library: with merged /usr, it knows each by one only.
+candidates() {
+	echo "$1" "$(readlink -f "$1")" "/usr$1"
+}
+
+# owners LIB...: the Debian package (name:arch) owning each library, or "NONE LIB". One
+# dpkg-query call for all (each call reads every package's file list), one awk to match.
+owners() {
+	local lib
+	{
+		for lib in "$@"; do candidates "$lib"; done | xargs dpkg-query -S 2>/dev/null || true
+		echo "--"
+		for lib in "$@"; do candidates "$lib"; done
+	} | awk '
+		$0 == "--" { matching = 1; next }
+		!matching { i = index($0, ": "); if (i) owner[substr($0, i + 2)] = substr($0, 1, i - 1); next }
+		{ for (c = 1; c <= NF; c++) if ($c in owner) { print owner[$c]; next }; print "NONE " $1 }'
+}
+
+# add_package_records PKG...: each one's copyright file and dpkg status stanza (one
+# dpkg-query call: stanzas are paragraphs, each written to its package's file)
+add_package_records() {
+	local pkg name
+	mkdir -p "$root/var/lib/dpkg/status.d"
+	for pkg in "$@"; do
+		name=${pkg%%:*}
+		mkdir -p "$root/usr/share/doc/$name"
+		cp -L "/usr/share/doc/$name/copyright" "$root/usr/share/doc/$name/copyright"
+	done
+	dpkg-query -s "$@" | awk -v dir="$root/var/lib/dpkg/status.d" '
+		BEGIN { RS = ""; ORS = "\n" }
+		{ match($0, /^Package: [^\n]+/); f = dir "/" substr($0, 10, RLENGTH - 9); print > f; close(f) }'
 }
 
 rm -rf "$root"
@@ -77,6 +115,17 @@ mkdir -p "$root/usr/local/bin" "$root/etc/ssl/certs"
 cp "$binary" "$root/usr/local/bin/hoptrace"
 strip --strip-debug "$root/usr/local/bin/hoptrace"
 cp "$CA_BUNDLE" "$root$CA_BUNDLE"
+packages=""
+# shellcheck disable=SC2086
+for pkg in $(owners $libs | sed 's/^NONE /NONE:/'); do
+	case $pkg in
+	NONE:*) echo "$0: warning: no Debian package owns ${pkg#NONE:}: no licence record" >&2 ;;
+	*) packages="$packages $pkg" ;;
+	esac
+done
+# the CA bundle is built from ca-certificates' files
+# shellcheck disable=SC2046,SC2086
+add_package_records $(echo $packages ca-certificates | tr ' ' '\n' | sort -u)
 # hosts from /etc/hosts, then DNS (glibc's own default puts DNS first)
 echo "hosts: files dns" >"$root/etc/nsswitch.conf"
 # mount points the runtime and the DaemonSet's volumes use; /tmp for libraries that want one

@@ -48,6 +48,24 @@ def ldd_paths(binary):
     return found
 
 
+def owners(paths):
+    """{path: Debian package (no architecture)} of libraries ldd names, in one dpkg-query
+    call (each call reads every file list); dpkg knows a library by one of its names only
+    (merged /usr)."""
+    names = {p: (p, os.path.realpath(p), "/usr" + p) for p in paths}
+    r = run(["dpkg-query", "-S", *{n for ns in names.values() for n in ns}], check=False)
+    owner = {}
+    for line in r.stdout.decode().splitlines():
+        pkg, _, path = line.partition(": ")
+        owner[path] = pkg.split(":")[0]
+    found = {}
+    for p, ns in names.items():
+        pkgs = [owner[n] for n in ns if n in owner]
+        assert pkgs, f"no Debian package owns {p}"
+        found[p] = pkgs[0]
+    return found
+
+
 def rootfs_entries(root):
     """{path: (kind, link target or size)} of every entry under root."""
     entries = {}
@@ -87,8 +105,9 @@ def in_rootfs(root, path, depth=0):
 def test_image_holds_every_library_ldd_names_and_nothing_else():
     """Every library `ldd build/hoptrace` names is in the root file system at the path the
     loader finds (the image's own loader, run in a chroot of it, resolves them all to the
-    same paths), and every other regular file is the agent, the CA bundle or
-    nsswitch.conf: no shell, no package manager, nothing big besides."""
+    same paths), with its package's copyright file and dpkg record; every other regular
+    file is the agent, the CA bundle (and ca-certificates' records) or nsswitch.conf: no
+    shell, no package manager, nothing big besides."""
     image_run.require_tools()
     host = ldd_paths(RELEASE_AGENT)
     assert "libc.so.6" in host and "libbpf.so.1" in host, host
@@ -105,9 +124,18 @@ def test_image_holds_every_library_ldd_names_and_nothing_else():
             inside[parts[0]] = parts[2]
     assert {k: v for k, v in host.items() if not k.startswith("ld-")} == inside, (host, inside)
 
+    # each library's Debian package: its licence and its dpkg record (for image scanners)
+    packages = set(owners(host.values()).values()) | {"ca-certificates"}
+    for pkg in packages:
+        with open(os.path.join(ROOTFS, "var/lib/dpkg/status.d", pkg)) as f:
+            record = f.read()
+        assert f"Package: {pkg}\n" in record and "\nVersion: " in record, record[:300]
+
     wanted = {os.path.realpath(p) for p in host.values()}
     expected_files = {ENTRYPOINT, CA_BUNDLE, "/etc/nsswitch.conf"} | {
-        "/" + os.path.relpath(in_rootfs(ROOTFS, p), ROOTFS) for p in wanted}
+        "/" + os.path.relpath(in_rootfs(ROOTFS, p), ROOTFS) for p in wanted} | {
+        f"/usr/share/doc/{pkg}/copyright" for pkg in packages} | {
+        f"/var/lib/dpkg/status.d/{pkg}" for pkg in packages}
     entries = rootfs_entries(ROOTFS)
     files = {p for p, (kind, _) in entries.items() if kind == "file"}
     assert files == expected_files, (sorted(files - expected_files),
