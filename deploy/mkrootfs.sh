@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # Assembles the container image's root file system from this host's files, pulling nothing:
 #   deploy/mkrootfs.sh BINARY ROOTFS
 # ROOTFS gets the agent at /usr/local/bin/hoptrace (stripped), exactly the shared libraries
@@ -130,6 +130,5 @@ add_package_records $(echo $packages ca-certificates | tr ' ' '\n' | sort -u)
 echo "hosts: files dns" >"$root/etc/nsswitch.conf"
 # mount points the runtime and the DaemonSet's volumes use; /tmp for libraries that want one
 mkdir -p "$root/proc" "$root/sys" "$root/dev" "$root/tmp" "$root/run" "$root/var"
-chmod 1777 "$root/tmp"
 chmod -R go-w "$root"
 chmod 1777 "$root/tmp"
