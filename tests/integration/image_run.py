@@ -240,6 +240,10 @@ class ImageRun:
         self.container = agent_container(self.ds)
         self.security = self.container.get("securityContext") or {}
         self.caps = container_caps(self.container)
+        # the manifest's arguments (the tests pass their own instead; see args)
+        self.args = [str(a) for a in self.container.get("args") or []]
+        command = self.container.get("command")
+        assert command in (None, [ENTRYPOINT]), f"command {command} is not the image's"
         # the container runs as the image's user, root: another user is not emulated
         user = self.security.get("runAsUser",
                                  (self.pod.get("securityContext") or {}).get("runAsUser", 0))

@@ -320,3 +320,15 @@ def test_image_exports_otlp_over_tls_to_a_name():
     assert agent.counters["otlp_exported"] == 2, agent.counters
     assert sorted(s["kind"] for s in spans if s["name"] == "GET /over-tls") == [
         "CLIENT", "SERVER"], spans
+
+
+def test_image_accepts_the_daemonsets_arguments():
+    """The DaemonSet's args, given to the image's agent, are all options it knows with
+    values it takes: they are parsed before the --help put after them, which then exits 0
+    (a wrong one exits 64 first, as the unknown option here shows)."""
+    plan = ImageRun()
+    bad = image_run.run_image_once(*plan.args, "--no-such-option", "--help", plan=plan)
+    assert bad.returncode == 64 and "no-such-option" in bad.stderr, (bad.returncode, bad.stderr)
+    r = image_run.run_image_once(*plan.args, "--help", plan=plan)
+    assert r.returncode == 0 and "Usage: hoptrace" in r.stdout, (plan.args, r.returncode,
+                                                                  r.stderr)
