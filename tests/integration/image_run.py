@@ -21,15 +21,17 @@ and what is done here instead:
   runtime's default set minus securityContext.capabilities.drop plus add (drop ALL: only
   add), no inheritable and no ambient capabilities, uid 0 (the container runs as root);
   execve then gives the agent exactly that set (capsh --chroot --drop --inh= --noamb);
-- the environment: the image's PATH, HOSTNAME, the manifest's env (literal values and the
-  downward API's spec.nodeName; $(VAR) references expanded as Kubernetes does; references
-  to ConfigMaps and Secrets left out), then the caller's env;
+- the environment: the image's PATH, HOSTNAME, the manifest's env (literal values, the
+  downward API's fieldRef (spec.nodeName: the host name, others made up or the caller's)
+  and resourceFieldRef; $(VAR) references expanded as Kubernetes does; references to
+  ConfigMaps and Secrets left out), then the caller's env;
 - the image's ENTRYPOINT with the caller's arguments in place of the manifest's args.
 Not emulated: the runtime's cgroup mount at /sys/fs/cgroup (the DaemonSet mounts the
 host's), its masked /proc paths, /dev/pts, seccomp profiles and resource limits.
 Every command is exec'd in turn (unshare, sh, env, capsh, the agent): the process the
 caller starts becomes the agent, so signals reach it as kubelet's would.
 """
+import math
 import os
 import re
 import shlex
@@ -114,17 +116,43 @@ def all_cap_names():
     return names
 
 
-def container_env(container, node_name):
-    """The manifest's env as kubelet sets it, as far as it can be known here."""
+QUANTITY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3,
+                     "M": 10**6, "G": 10**9, "T": 10**12, "m": 10**-3, "": 1}
+
+
+def quantity(text):
+    """A Kubernetes resource quantity ("256Mi", "50m", "1") as a number."""
+    m = re.fullmatch(r"([0-9.]+)(Ki|Mi|Gi|Ti|k|M|G|T|m|)", str(text))
+    assert m, f"quantity {text!r} not understood here"
+    return float(m[1]) * QUANTITY_SUFFIXES[m[2]]
+
+
+def resource_field(container, ref):
+    """A resourceFieldRef's value as kubelet writes it: the quantity divided by the divisor,
+    rounded up."""
+    kind, _, name = ref["resource"].partition(".")
+    value = ((container.get("resources") or {}).get(kind) or {}).get(name)
+    assert value is not None, f"resourceFieldRef {ref['resource']}: not set in the manifest"
+    return str(math.ceil(quantity(value) / quantity(ref.get("divisor", "1"))))
+
+
+def container_env(container, fields):
+    """The manifest's env as kubelet sets it, as far as it can be known here. fields: the
+    downward API's fieldRef values by fieldPath."""
     env = {}
     for e in container.get("env") or []:
+        source = e.get("valueFrom") or {}
         if "value" in e:
             # $(VAR) refers to a variable defined before it; $$(VAR) is a literal $(VAR)
             env[e["name"]] = re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
                                     lambda m: "$" if m.group(0) == "$$"
                                     else env.get(m.group(1), m.group(0)), str(e["value"]))
-        elif (e.get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName":
-            env[e["name"]] = node_name
+        elif "fieldRef" in source:
+            path = source["fieldRef"]["fieldPath"]
+            assert path in fields, f"env {e['name']}: fieldRef {path} unknown here (fields=)"
+            env[e["name"]] = fields[path]
+        elif "resourceFieldRef" in source:
+            env[e["name"]] = resource_field(container, source["resourceFieldRef"])
     return env
 
 
@@ -224,7 +252,8 @@ class ImageRun:
     """The plan for one run: the manifest's container and what the caller changes."""
 
     def __init__(self, manifest=None, env=None, volume_dirs=None, omit_mounts=(),
-                 extra_mounts=(), mask=(), network=None, node_name=None, rootfs=ROOTFS):
+                 extra_mounts=(), mask=(), network=None, node_name=None, fields=None,
+                 rootfs=ROOTFS):
         """env: variables set after the manifest's (KUBERNETES_SERVICE_HOST, ...).
         volume_dirs: {volume name: host dir} for volumes that are not hostPath (a
         projected service-account token, a ConfigMap). omit_mounts: volume names or mount
@@ -233,7 +262,7 @@ class ImageRun:
         read-only tmpfs after every mount (a node without BTF: /sys/kernel/btf). network:
         "host" or "pod" (own namespace, loopback only); default: the manifest's
         hostNetwork. node_name: the downward API's spec.nodeName (default: the host
-        name)."""
+        name); fields: other fieldRef values by fieldPath (metadata.namespace, ...)."""
         self.manifest = manifest or manifest_path()
         self.ds = daemonset(self.manifest)
         self.pod = self.ds["spec"]["template"]["spec"]
@@ -253,8 +282,17 @@ class ImageRun:
         self.mounts = plan_mounts(self.ds, self.container, volume_dirs or {}, set(omit_mounts))
         self.mounts += [("bind", src, dst, ro) for src, dst, ro in extra_mounts]
         self.mounts += [("tmpfs", None, path, True) for path in mask]
+        meta = self.ds.get("metadata") or {}
+        self.fields = {"spec.nodeName": node_name or socket.gethostname(),
+                       "metadata.name": f"{meta.get('name', 'hoptrace')}-image-test",
+                       "metadata.namespace": meta.get("namespace", "default"),
+                       "metadata.uid": "00000000-0000-4000-8000-000000000013",
+                       "spec.serviceAccountName": self.pod.get("serviceAccountName",
+                                                               "default"),
+                       "status.hostIP": "127.0.0.1", "status.podIP": "127.0.0.1",
+                       **(fields or {})}
         self.env = {"PATH": IMAGE_PATH_ENV, "HOSTNAME": socket.gethostname()}
-        self.env.update(container_env(self.container, node_name or socket.gethostname()))
+        self.env.update(container_env(self.container, self.fields))
         self.env.update(env or {})
         self.rootfs = rootfs
 
