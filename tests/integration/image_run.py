@@ -53,7 +53,7 @@ RUNTIME_DEFAULT_CAPS = {"CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "N
                         "SETGID", "SETUID", "SETFCAP", "SETPCAP", "NET_BIND_SERVICE",
                         "SYS_CHROOT", "KILL", "AUDIT_WRITE"}
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
-TOOLS = ("unshare", "capsh", "setpriv", "mount", "env", "ip", "cp")
+TOOLS = ("unshare", "nsenter", "capsh", "setpriv", "mount", "env", "ip", "cp")
 
 
 def fail_or_skip(why):

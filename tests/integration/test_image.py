@@ -209,6 +209,37 @@ def status(pid):
         return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
 
 
+def probe_port(container, port):
+    """An httpGet probe's port: a number, or the name of one of the container's ports."""
+    if isinstance(port, int):
+        return port
+    for p in container.get("ports") or []:
+        if p.get("name") == port:
+            return p["containerPort"]
+    raise AssertionError(f"probe port {port!r} is none of the container's ports")
+
+
+def check_probes(plan, pid, timeout=10.0):
+    """The manifest's liveness and readiness probes (httpGet), as kubelet sends them to the
+    pod's address: from the agent's network namespace, each must answer 2xx within
+    timeout (kubelet retries every periodSeconds; readiness comes once attached)."""
+    for kind in ("livenessProbe", "readinessProbe"):
+        get = (plan.container.get(kind) or {}).get("httpGet")
+        if not get:
+            continue
+        url = (f"http://127.0.0.1:{probe_port(plan.container, get['port'])}"
+               f"{get.get('path', '/')}")
+        deadline = time.time() + slow(timeout)
+        while True:
+            r = run(["nsenter", f"--net=/proc/{pid}/ns/net", "curl", "-s", "-o", "/dev/null",
+                     "-w", "%{http_code}", "--max-time", "2", url], check=False)
+            code = r.stdout.decode()
+            if code.startswith("2"):
+                break
+            assert time.time() < deadline, f"{kind} {url}: {code or r.stderr}"
+            time.sleep(0.2)
+
+
 def test_image_traces_a_host_request_as_the_daemonset_runs_it():
     """The image's root file system run as deploy/'s DaemonSet says (read-only root, its
     hostPath mounts, hostPID, exactly its capabilities, its network): the agent inside
@@ -216,7 +247,9 @@ def test_image_traces_a_host_request_as_the_daemonset_runs_it():
     the host's PIDs. The agent is really contained: its root is the image (no /bin/sh), read
     only, in another mount namespace but the host's PID namespace, with the manifest's
     capabilities as bounding set and none inheritable or ambient, and an environment of
-    exactly the image's and the manifest's variables."""
+    exactly the image's and the manifest's variables. It runs with the manifest's own
+    arguments (JSON output to one port added), and its liveness and readiness probes
+    answer in the pod's network namespace."""
     plan = ImageRun()
     assert not plan.security.get("privileged"), "the DaemonSet must not be privileged"
     assert plan.pod.get("hostPID") is True, "the DaemonSet must use hostPID"
@@ -224,7 +257,9 @@ def test_image_traces_a_host_request_as_the_daemonset_runs_it():
     srv = python_server(port)
     agent = None
     try:
-        agent = image_agent("--port", str(port), plan=plan)
+        # the manifest's own arguments, then JSON on stdout of this port's requests only
+        agent = image_agent(*plan.args, "-o", "json", "--port", str(port), output=None,
+                            plan=plan)
         pid = agent.p.pid
         s = status(pid)
         assert int(s["CapBnd"], 16) == cap_mask(plan.caps), (s["CapBnd"], plan.caps)
@@ -245,6 +280,8 @@ def test_image_traces_a_host_request_as_the_daemonset_runs_it():
             opts = mount_options(pid, target)
             assert opts is not None, f"{target} is not mounted in the container"
             assert ("ro" in opts) == ro, (target, opts)
+
+        check_probes(plan, pid)
 
         code = curl(f"http://127.0.0.1:{port}/from-the-host").stdout.decode()
         assert code == "404", code
