@@ -261,7 +261,8 @@ image-rootfs: $(OUT)/hoptrace
 
 image: image-rootfs deploy/Containerfile
 	$(Q)$(BUILDAH) rmi -f $(IMAGE) >/dev/null 2>&1 || true
-	$(Q)$(BUILDAH) build --quiet -f deploy/Containerfile -t $(IMAGE) $(IMAGE_DIR) >/dev/null
+	$(Q)$(BUILDAH) build --quiet --build-arg VERSION=$(VERSION) -f deploy/Containerfile \
+		-t $(IMAGE) $(IMAGE_DIR) >/dev/null
 	$(Q)rm -f $(IMAGE_OCI)
 	$(Q)$(BUILDAH) push --quiet $(IMAGE) oci-archive:$(abspath $(IMAGE_OCI)):$(IMAGE)
 	$(Q)echo "image $(IMAGE): $$($(BUILDAH) images --format '{{.Size}}' $(IMAGE)) \

@@ -17,7 +17,7 @@ import time
 
 import image_run
 from image_run import ENTRYPOINT, OCI_ARCHIVE, ROOTFS, ImageRun, image_agent
-from lib import BUILD, curl, free_port, nginx, one, python_server, require, run, slow
+from lib import BUILD, ROOT, curl, free_port, nginx, one, python_server, require, run, slow
 from test_otlp_export import Collector, assert_nothing_lost
 
 RELEASE_AGENT = os.path.join(BUILD, "hoptrace")
@@ -175,6 +175,11 @@ def test_image_archive_is_the_rootfs_from_scratch():
         os.path.join(ROOTFS, ENTRYPOINT.lstrip("/"))), "the archive is older than the root file system: make image"
     config, layers = oci_image(OCI_ARCHIVE)
     assert config["config"]["Entrypoint"] == [ENTRYPOINT], config["config"]
+    # the environment image_run gives the agent is the image's
+    assert config["config"]["Env"] == ["PATH=" + image_run.IMAGE_PATH_ENV], config["config"]
+    with open(os.path.join(ROOT, "VERSION")) as f:
+        version = f.read().strip()
+    assert config["config"]["Labels"]["org.opencontainers.image.version"] == version
     assert len(layers) == 1, f"{len(layers)} layers: FROM scratch + one COPY is one"
     in_layer = {}
     for m in layers[0]:
