@@ -11,13 +11,15 @@ import io
 import json
 import os
 import stat
+import subprocess
+import sys
 import tarfile
 import tempfile
 import time
 
 import image_run
 from image_run import ENTRYPOINT, OCI_ARCHIVE, ROOTFS, ImageRun, image_agent
-from lib import BUILD, ROOT, curl, free_port, nginx, one, python_server, require, run, slow
+from lib import BUILD, HERE, ROOT, Proc, curl, free_port, nginx, one, python_server, require, run, slow
 from test_otlp_export import Collector, assert_nothing_lost
 
 RELEASE_AGENT = os.path.join(BUILD, "hoptrace")
@@ -321,32 +323,59 @@ def test_image_without_btf_fails_clearly():
     assert r.stdout == "", r.stdout
 
 
-def test_image_exports_otlp_over_tls_to_a_name():
+# A name only the test's DNS server knows, and that server's address (a loopback address
+# of its own: port 53 of 127.0.0.1 may be taken).
+COLLECTOR_NAME = "collector.hoptrace.test"
+DNS_ADDRESS = "127.13.0.53"
+
+
+def dns_server(log):
+    """dns_stub.py answering COLLECTOR_NAME with 127.0.0.1 on DNS_ADDRESS:53."""
+    p = Proc([sys.executable, os.path.join(HERE, "dns_stub.py"), DNS_ADDRESS, COLLECTOR_NAME,
+              "127.0.0.1", log], stderr=subprocess.PIPE)
+    deadline = time.time() + slow(5)
+    while not (os.path.exists(log) and "ready" in open(log).read()):
+        if p.p.poll() is not None:
+            raise AssertionError(f"dns_stub.py exited: {p.p.stderr.read().decode()[-1000:]}")
+        assert time.time() < deadline, "dns_stub.py not ready"
+        time.sleep(0.05)
+    return p
+
+
+def test_image_exports_otlp_over_tls_to_a_dns_name():
     """What the image's libraries do at run time, not only at load: the agent in the image
     exports OTLP/HTTP over TLS (OpenSSL through libcurl, the certificate checked) to
-    https://localhost (the name resolved through the image's nsswitch.conf and the
-    runtime's /etc/hosts) - nginx terminating TLS in front of hoptrace-collect. The CA comes
-    from an extra read-only mount and an extra variable (the hooks a test of the in-cluster
-    config uses); the host network here, since the collector is the host's."""
+    https://collector.hoptrace.test, a name resolved through DNS (the image's
+    nsswitch.conf, glibc's built-in resolver, a resolv.conf naming the test's DNS server)
+    - nginx terminating TLS in front of hoptrace-collect. The CA and the resolv.conf come
+    from extra read-only mounts, the endpoint from an extra variable (the hooks a test of
+    the in-cluster config uses); the host network here, since the collector is the host's."""
     require("openssl")
     d = tempfile.mkdtemp(prefix="hoptrace-image-tls-")
     cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
     run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
-         "-days", "2", "-keyout", key, "-out", cert])
-    collector = Collector()
-    tls_port, app_port = free_port(), free_port()
-    front = nginx(tls_port, f"""
+         "-nodes", "-subj", f"/CN={COLLECTOR_NAME}", "-addext",
+         f"subjectAltName=DNS:{COLLECTOR_NAME}", "-days", "2", "-keyout", key, "-out", cert])
+    resolv = os.path.join(d, "resolv.conf")
+    with open(resolv, "w") as f:
+        f.write(f"nameserver {DNS_ADDRESS}\noptions timeout:1 attempts:3\n")
+    dns_log = os.path.join(d, "dns.log")
+    dns = dns_server(dns_log)
+    collector = front = srv = agent = None
+    try:
+        collector = Collector()
+        tls_port, app_port = free_port(), free_port()
+        front = nginx(tls_port, f"""
     ssl_certificate {cert};
     ssl_certificate_key {key};
     location / {{ proxy_pass http://127.0.0.1:{collector.port}; }}""", static_files=False,
-                  listen_extra=" ssl")
-    srv = python_server(app_port)
-    agent = None
-    plan = ImageRun(network="host", extra_mounts=[(d, "/etc/hoptrace-test", True)],
-                    env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"https://localhost:{tls_port}",
-                         "OTEL_EXPORTER_OTLP_CERTIFICATE": "/etc/hoptrace-test/cert.pem"})
-    try:
+                      listen_extra=" ssl")
+        srv = python_server(app_port)
+        plan = ImageRun(network="host",
+                        extra_mounts=[(d, "/etc/hoptrace-test", True),
+                                      (resolv, "/etc/resolv.conf", True)],
+                        env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"https://{COLLECTOR_NAME}:{tls_port}",
+                             "OTEL_EXPORTER_OTLP_CERTIFICATE": "/etc/hoptrace-test/cert.pem"})
         agent = image_agent("--port", str(app_port), output="otlp", plan=plan)
         assert curl(f"http://127.0.0.1:{app_port}/over-tls").stdout == b"404"
         agent.stop()
@@ -355,13 +384,15 @@ def test_image_exports_otlp_over_tls_to_a_name():
         if agent:
             agent.kill()
             image_run.cleanup(agent)
-        srv.stop()
-        front.stop()
-        collector.kill()
+        for p in (srv, front, collector, dns):
+            if p:
+                p.kill() if p is collector else p.stop()
     assert_nothing_lost(agent.counters)
     assert agent.counters["otlp_exported"] == 2, agent.counters
     assert sorted(s["kind"] for s in spans if s["name"] == "GET /over-tls") == [
         "CLIENT", "SERVER"], spans
+    with open(dns_log) as f:
+        assert f"1 {COLLECTOR_NAME}\n" in f.read(), "the name was not resolved through DNS"
 
 
 def test_image_accepts_the_daemonsets_arguments():
