@@ -172,6 +172,35 @@ $(OUT)/otlp_bench: $(OUT)/rel/tests/bench/otlp_bench.o $(OUT)/rel/libhoptrace.a
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LIBS) -o $@
 
+# ---- container image (deploy/Containerfile; README "Container image") -------------------
+# image-rootfs: the runtime root file system from the host's files (deploy/mkrootfs.sh).
+# image: that, built FROM scratch with Debian's buildah into a private store under
+# $(IMAGE_DIR) (vfs: works on any file system), exported as an OCI archive. Pulls nothing.
+IMAGE ?= hoptrace:$(VERSION)
+IMAGE_DIR := $(OUT)/image
+IMAGE_OCI := $(IMAGE_DIR)/hoptrace.oci.tar
+BUILDAH = buildah --root $(abspath $(IMAGE_DIR))/storage --runroot $(abspath $(IMAGE_DIR))/run \
+	--storage-driver vfs
+# Both are rebuilt every time (a fraction of a second, then a few seconds): the host's
+# libraries may have changed since.
+.PHONY: image-rootfs image
+image-rootfs: $(OUT)/hoptrace
+	$(call msg,ROOTFS,$(IMAGE_DIR)/rootfs)
+	$(Q)deploy/mkrootfs.sh $(OUT)/hoptrace $(IMAGE_DIR)/rootfs
+
+image: image-rootfs deploy/Containerfile
+	$(Q)$(BUILDAH) rmi -f $(IMAGE) >/dev/null 2>&1 || true
+	$(Q)$(BUILDAH) build --quiet --build-arg VERSION=$(VERSION) -f deploy/Containerfile \
+		-t $(IMAGE) $(IMAGE_DIR) >/dev/null
+	$(Q)rm -f $(IMAGE_OCI)
+	$(Q)$(BUILDAH) push --quiet $(IMAGE) oci-archive:$(abspath $(IMAGE_OCI)):$(IMAGE)
+	$(Q)echo "image $(IMAGE): $$($(BUILDAH) images --format '{{.Size}}' $(IMAGE)) \
+	(root file system $$(du -s --si $(IMAGE_DIR)/rootfs | cut -f1)); OCI archive $(IMAGE_OCI) \
+	$$(du --si $(IMAGE_OCI) | cut -f1)"
+# the image test (tests/integration/test_image.py) runs the root file system and reads the
+# OCI archive
+test: image
+
 # libFuzzer harnesses (tests/fuzz/, run by tests/fuzz/run.sh; corpora in $(OUT)/fuzz/corpus-*).
 #   make fuzz                       every harness for FUZZ_SECONDS (default 60) each
 #   make fuzz FUZZ_RUNS=10000000    every harness for that many executions
@@ -227,7 +256,8 @@ lint:
 clean:
 	rm -rf $(OUT)
 
--include $(shell find $(OUT) -name '*.d' 2>/dev/null)
+# (files only: a root file system under $(OUT)/image has a var/lib/dpkg/status.d directory)
+-include $(shell find $(OUT) -name '*.d' -type f 2>/dev/null)
 
 # ---- kernel matrix (tests/kernels/) ---------------------------------------------
 # The checks on the host's kernel and on Debian's 5.10, 6.1 and 6.12 kernels, each booted

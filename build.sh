@@ -48,6 +48,10 @@ target="${1:-all}"
 
 # shellcheck disable=SC2086
 want_pkg $BUILD_PKGS
+# The container image test (issue 13, tests/integration/test_image.py): make image builds it
+# with buildah (FROM scratch: nothing pulled); the test reads the DaemonSet with python3-yaml
+# and runs the image's root file system with exactly its capabilities through capsh.
+TEST_PKGS="$TEST_PKGS buildah python3-yaml libcap2-bin"
 case "$target" in
 test | bench | integration-test)
 	# shellcheck disable=SC2086
