@@ -309,7 +309,9 @@ def test_manifests_daemonset_policy():
         assert c["image"] == f"hoptrace:{version}", (where, c["image"])
         assert ds["spec"]["updateStrategy"]["type"] == "RollingUpdate", where
         assert spec["terminationGracePeriodSeconds"] >= 10, where
-        # RBAC: read-only pods, bound to the agent's service account
+        # RBAC: read-only pods, bound to the agent's service account, whose token the pod
+        # metadata client reads
+        assert spec["automountServiceAccountToken"] is True, where
         role = the(objects, "ClusterRole")
         assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"],
                                   "verbs": ["get", "list", "watch"]}], (where, role["rules"])
