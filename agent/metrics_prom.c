@@ -59,10 +59,8 @@ static void label_series(struct labelled *l, const struct metrics_series *ser)
 }
 
 /* Order of label sets (as written: same names in the same order compare equal). */
-static int labels_cmp(const void *pa, const void *pb)
+static int labels_cmp(const struct labelled *a, const struct labelled *b)
 {
-	const struct labelled *a = pa, *b = pb;
-
 	if (a->nlabels != b->nlabels)
 		return a->nlabels < b->nlabels ? -1 : 1;
 	for (size_t i = 0; i < a->nlabels; i++) {
@@ -76,27 +74,33 @@ static int labels_cmp(const void *pa, const void *pb)
 	return 0;
 }
 
+/* qsort on pointers: a labelled set points into itself (names, ints), so it never moves. */
+static int labels_ptr_cmp(const void *pa, const void *pb)
+{
+	return labels_cmp(*(const struct labelled *const *)pa, *(const struct labelled *const *)pb);
+}
+
 /* One run of series with equal labels, summed, as one sample. */
-static int write_run(struct prom_writer *w, enum metric_kind kind, const struct labelled *run,
+static int write_run(struct prom_writer *w, enum metric_kind kind, struct labelled *const *run,
 		     size_t n)
 {
 	uint64_t count = 0, buckets[METRICS_NBUCKETS] = {0};
 	double sum = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		count += run[i].ser->count;
-		sum += run[i].ser->sum;
+		count += run[i]->ser->count;
+		sum += run[i]->ser->sum;
 		for (unsigned b = 0; b < METRICS_NBUCKETS; b++)
-			buckets[b] += run[i].ser->buckets[b];
+			buckets[b] += run[i]->ser->buckets[b];
 	}
 	if (kind == METRIC_COUNTER)
-		return prom__sample_u64(w, run->labels, run->nlabels, count);
-	return prom__histogram(w, run->labels, run->nlabels, metrics_bounds_s, METRICS_NBOUNDS,
-			       buckets, sum);
+		return prom__sample_u64(w, run[0]->labels, run[0]->nlabels, count);
+	return prom__histogram(w, run[0]->labels, run[0]->nlabels, metrics_bounds_s,
+			       METRICS_NBOUNDS, buckets, sum);
 }
 
 static int render_family(struct prom_writer *w, const struct metrics *m, enum metric_family f,
-			 struct labelled *tmp)
+			 struct labelled *tmp, struct labelled **order)
 {
 	const struct metric_desc *d = metrics_family(f);
 	char name[PROM_NAME_MAX + 1];
@@ -106,8 +110,11 @@ static int render_family(struct prom_writer *w, const struct metrics *m, enum me
 	for (size_t i = 0; i < metrics__nseries(m); i++) {
 		const struct metrics_series *ser = metrics__series_at(m, i);
 
-		if (ser->family == f && ser->count)
-			label_series(&tmp[n++], ser);
+		if (ser->family == f && ser->count) {
+			label_series(&tmp[n], ser);
+			order[n] = &tmp[n];
+			n++;
+		}
 	}
 	if (!n)
 		return 0;
@@ -116,11 +123,11 @@ static int render_family(struct prom_writer *w, const struct metrics *m, enum me
 			   d->description);
 	if (err)
 		return err;
-	qsort(tmp, n, sizeof(*tmp), labels_cmp);
+	qsort(order, n, sizeof(*order), labels_ptr_cmp);
 	for (size_t i = 0, j; i < n; i = j) {
-		for (j = i + 1; j < n && !labels_cmp(&tmp[i], &tmp[j]); j++)
+		for (j = i + 1; j < n && !labels_cmp(order[i], order[j]); j++)
 			;
-		err = write_run(w, d->kind, &tmp[i], j - i);
+		err = write_run(w, d->kind, &order[i], j - i);
 		if (err)
 			return err;
 	}
@@ -131,16 +138,21 @@ int metrics_render_prom(void *ctx, struct prom_writer *w)
 {
 	const struct metrics *m = ctx;
 	size_t total = metrics__nseries(m);
-	struct labelled *tmp;
+	struct labelled *tmp, **order;
 	int err = 0;
 
 	if (!total)
 		return 0;
 	tmp = malloc(total * sizeof(*tmp));
-	if (!tmp)
+	order = malloc(total * sizeof(*order));
+	if (!tmp || !order) {
+		free(tmp);
+		free(order);
 		return -ENOMEM;
+	}
 	for (int f = 0; f < MF__COUNT && !err; f++)
-		err = render_family(w, m, (enum metric_family)f, tmp);
+		err = render_family(w, m, (enum metric_family)f, tmp, order);
+	free(order);
 	free(tmp);
 	return err;
 }

@@ -96,6 +96,42 @@ static void test_counters_get_total_once(void **state)
 	metrics_free(m);
 }
 
+/* Integer labels (status code, port) are formatted into the series' own label set; sorting
+ * the sets must not leave one series' labels pointing at another's digits. Services are
+ * recorded in reverse order so that the sort moves them. */
+static void test_integer_labels_stay_with_their_series(void **state)
+{
+	struct metrics *m = metrics_new(0);
+	const char *names[] = {"svc-e", "svc-d", "svc-c", "svc-b", "svc-a"};
+	struct resource *r[5];
+	char *s, want[256];
+
+	(void)state;
+	assert_non_null(m);
+	for (int i = 0; i < 5; i++) {
+		struct metrics_attr attrs[] = {
+		    {.key = "http.response.status_code", .type = METRICS_ATTR_INT, .ival = 200 + i},
+		    {.key = "server.port", .type = METRICS_ATTR_INT, .ival = 18000 + i}};
+
+		r[i] = service(20 + i, names[i]);
+		for (int k = 0; k <= i; k++)
+			metrics__record(m, MF_HTTP_CLIENT_DURATION, r[i], attrs, 2, 1000000);
+	}
+	s = render(m);
+	for (int i = 0; i < 5; i++) {
+		snprintf(want, sizeof(want),
+			 "http_client_request_duration_seconds_count{service_name=\"%s\","
+			 "http_response_status_code=\"%d\",server_port=\"%d\"} %d\n",
+			 names[i], 200 + i, 18000 + i, i + 1);
+		if (!strstr(s, want))
+			fail_msg("missing %s in:\n%s", want, s);
+	}
+	free(s);
+	metrics_free(m);
+	for (int i = 0; i < 5; i++)
+		resource_put(r[i]);
+}
+
 static void test_empty_registry_renders_nothing(void **state)
 {
 	struct metrics *m = metrics_new(0);
@@ -113,6 +149,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_processes_of_one_service_are_one_series),
 	    cmocka_unit_test(test_counters_get_total_once),
+	    cmocka_unit_test(test_integer_labels_stay_with_their_series),
 	    cmocka_unit_test(test_empty_registry_renders_nothing),
 	};
 
