@@ -92,7 +92,7 @@ def npm_k8s_modules():
 
 
 def render(rel):
-    """`kubectl kustomize deploy/k8s/REL`: the YAML stream."""
+    """`kubectl kustomize deploy/k8s/REL` (or an absolute directory): the YAML stream."""
     r = subprocess.run([kubectl(), "kustomize", os.path.join(K8S, rel)], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=60)
     err = r.stderr.decode(errors="replace")
@@ -239,6 +239,32 @@ def test_manifests_validator_rejects_broken_manifests():
     assert not ok and "containers/0: must have required property" in errors, errors
     ok, errors = validate("apiVersion: apps/v1\nkind: DaemonSett\nmetadata: {name: x}\n")
     assert not ok and "unknown apiVersion/kind" in errors, errors
+
+
+def test_manifests_readme_overlay_example():
+    """README's example of an overlay of one's own renders, validates, and sets the image and
+    the endpoint it says, in the hoptrace namespace."""
+    section = readme_section("Kubernetes (DaemonSet)")
+    m = re.search(r"```yaml\n(# my-cluster/kustomization.yaml.*?)```", section, re.S)
+    assert m, 'no example overlay in README "Kubernetes (DaemonSet)"'
+    d = tempfile.mkdtemp(prefix="hoptrace-overlay-")
+    os.symlink(ROOT, os.path.join(d, "hoptrace"))
+    os.mkdir(os.path.join(d, "my-cluster"))
+    with open(os.path.join(d, "my-cluster", "kustomization.yaml"), "w") as f:
+        f.write(m.group(1))
+    try:
+        text = render(os.path.join(d, "my-cluster"))
+    finally:
+        shutil.rmtree(d)
+    ok, objects = validate(text)
+    assert ok, objects
+    ds, spec, c = container(objects)
+    assert c["image"] == "registry.example/hoptrace:0.1.0", c["image"]
+    cm = the(objects, "ConfigMap")
+    assert cm["metadata"]["namespace"] == NAMESPACE
+    assert cm["data"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "https://collector.example:4317"
+    assert cm["data"]["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc"
+    assert c["envFrom"][0]["configMapRef"]["name"] == cm["metadata"]["name"]
 
 
 # ---- policy ------------------------------------------------------------------------------
