@@ -29,10 +29,12 @@ import urllib.request
 from lib import AGENT, BUILD, ROOT, free_port, require, unavailable
 
 K8S = os.path.join(ROOT, "deploy", "k8s")
-RENDERINGS = ["base", "overlays/otlp-grpc", "overlays/metrics-only"]
+RENDERINGS = ["base", "overlays/otlp-grpc", "overlays/metrics-only", "overlays/kernel-5.10"]
+# capabilities an overlay adds to README "Privileges" (kernels before 5.11: RLIMIT_MEMLOCK)
+EXTRA_CAPS = {"overlays/kernel-5.10": {"SYS_RESOURCE"}}
 NAMESPACE = "hoptrace"
 # what kubectl's kustomize may say on stderr: v5 deprecates what v2 needs
-KUSTOMIZE_WARNINGS = re.compile(r"^# Warning: '(bases|patchesStrategicMerge)' is deprecated")
+KUSTOMIZE_WARNINGS = re.compile(r"^# Warning: '(bases|patchesStrategicMerge|patchesJson6902)' is deprecated")
 # Memory the agent holds besides the --memory-limit budget, measured with
 # tests/bench/k8s_memory.py (58 MiB: VmHWM under load plus the BPF maps, 2 CPUs), plus the
 # bounded buffers that measurement does not fill (OTLP queue 6 MiB, metrics pages 24 MiB).
@@ -285,7 +287,9 @@ def test_manifests_daemonset_policy():
         assert sc["readOnlyRootFilesystem"] is True, where
         assert sc["runAsUser"] == 0, where
         assert sc["capabilities"]["drop"] == ["ALL"], where
-        assert sorted(sc["capabilities"]["add"]) == sorted(caps), (where, sc["capabilities"], caps)
+        want = caps | EXTRA_CAPS.get(rel, set())
+        assert len(sc["capabilities"]["add"]) == len(want), (where, sc["capabilities"])
+        assert set(sc["capabilities"]["add"]) == want, (where, sc["capabilities"], want)
         assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, where
         annotations = spec_annotations(ds)
         assert annotations.get(f"container.apparmor.security.beta.kubernetes.io/{c['name']}") \
@@ -383,7 +387,8 @@ def test_manifests_run_the_real_agent():
     """Each rendering's args and environment start the agent: ready on the probes' port and
     paths, the output the rendering asks for, and a stop within the grace period."""
     expected_output = {"base": "output otlp", "overlays/otlp-grpc": "output otlp",
-                       "overlays/metrics-only": "output none (metrics only)"}
+                       "overlays/metrics-only": "output none (metrics only)",
+                       "overlays/kernel-5.10": "output otlp"}
     for rel in RENDERINGS:
         objects = rendered(rel)
         ds, spec, c = container(objects)
