@@ -58,6 +58,9 @@ test | bench | integration-test)
 	want_pkg $TEST_PKGS
 	want_cmd node nodejs
 	want_cmd npm npm
+	# kubectl kustomize renders deploy/k8s (test_manifests.py). Debian's is kubernetes-client;
+	# a kubectl from elsewhere conflicts with it, so it is installed only when none exists.
+	want_cmd kubectl kubernetes-client
 	;;
 esac
 if [ "$target" = deb ]; then
