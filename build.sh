@@ -25,6 +25,10 @@ TEST_PKGS="python3 curl nginx-light apache2-utils wrk iproute2 procps openssl ca
 # debhelper; debootstrap makes the fresh root it is installed into; systemd-analyze checks
 # the installed unit.
 TEST_PKGS="$TEST_PKGS debhelper debootstrap systemd"
+# The container image test (issue 13, tests/integration/test_image.py): make image builds it
+# with buildah (FROM scratch: nothing pulled); the test reads the DaemonSet with python3-yaml
+# and runs the image's root file system with exactly its capabilities through capsh.
+TEST_PKGS="$TEST_PKGS buildah python3-yaml libcap2-bin"
 # `./build.sh deb`: make deb (dpkg-buildpackage with debhelper, dpkg-dev with it)
 DEB_PKGS="debhelper"
 
@@ -48,10 +52,6 @@ target="${1:-all}"
 
 # shellcheck disable=SC2086
 want_pkg $BUILD_PKGS
-# The container image test (issue 13, tests/integration/test_image.py): make image builds it
-# with buildah (FROM scratch: nothing pulled); the test reads the DaemonSet with python3-yaml
-# and runs the image's root file system with exactly its capabilities through capsh.
-TEST_PKGS="$TEST_PKGS buildah python3-yaml libcap2-bin"
 case "$target" in
 test | bench | integration-test)
 	# shellcheck disable=SC2086
