@@ -47,8 +47,8 @@ bool health_check(const struct health_config *c, const struct health_sample *s, 
 	if (s->exporting && s->export_pending &&
 	    stalled(s->now_ns, s->export_waiting_since_ns, c->export_stall_ns)) {
 		snprintf(why, cap,
-			 "exporter stuck: %" PRIu64 " spans waiting, no answer from the OTLP "
-			 "endpoint for %" PRIu64 " s",
+			 "exporter stuck: %" PRIu64 " spans waiting, no export attempt finished "
+			 "for %" PRIu64 " s",
 			 s->export_pending, secs_since(s->now_ns, s->export_waiting_since_ns));
 		return false;
 	}

@@ -6,8 +6,10 @@
  *     before its first one, startup_ns allows for loading the BPF programs);
  *   - a ring buffer holds records that the loop has not consumed for ring_stall_ns (its
  *     consumer position has not moved while the loop ran: the rings stopped draining);
- *   - the OTLP exporter has spans to send and has had no answer from the endpoint (any HTTP
- *     or gRPC status, success or not) for export_stall_ns: requests hang or never connect.
+ *   - the OTLP exporter has spans to send and no export attempt has finished (answered with
+ *     any status, refused, timed out) for export_stall_ns: a request hangs. A collector that
+ *     is down or failing is not the agent's fault, and restarting the agent (a liveness
+ *     probe's answer) would not help: the export counters and the log show it instead.
  * The decision is a pure function of a sample and the clock (health_check), so each case is
  * unit-tested with the clock injected; the loop and the exporter keep the timestamps.
  */

@@ -118,8 +118,9 @@ struct sink_otlp {
 
 	/* atomic: consecutive transient failures, whichever worker saw them */
 	unsigned failing;
-	/* atomic: CLOCK_MONOTONIC ns of the last answer (any HTTP status) from the endpoint */
-	uint64_t last_answer_ns;
+	/* atomic: CLOCK_MONOTONIC ns at which the last export attempt finished, whatever its
+	 * result (answered, refused, timed out): the exporter made progress (health.h) */
+	uint64_t last_progress_ns;
 	/* updated with atomics: read by print_stats on the loop thread */
 	struct sink_otlp_stats st;
 };
@@ -468,8 +469,8 @@ static void export_batch(struct exporter *ex, size_t n, uint64_t evicted_at_star
 		otlp_transport__send(ex->tr, (struct otlp_buf *)body, current_deadline(sk), &res);
 		CNT_ADD(sk, requests, 1);
 		CNT_ADD(sk, bytes_sent, res.bytes_sent);
-		if (res.http_status) /* the endpoint answered, whatever it said */
-			__atomic_store_n(&sk->last_answer_ns, mono_ns(), __ATOMIC_RELAXED);
+		/* the attempt finished, whatever it gave: the exporter is not stuck */
+		__atomic_store_n(&sk->last_progress_ns, mono_ns(), __ATOMIC_RELAXED);
 		if (res.outcome == OTLP_OK) {
 			int64_t rej = res.rejected < 0		   ? 0
 				      : (uint64_t)res.rejected > n ? (int64_t)n
@@ -491,7 +492,7 @@ static void export_batch(struct exporter *ex, size_t n, uint64_t evicted_at_star
 			delay = RETRY_AFTER_MAX_MS;
 		/* the endpoint asked for a pause: no answer is due before it ends (health.h) */
 		if (res.http_status && res.retry_after_ms >= 0)
-			__atomic_store_n(&sk->last_answer_ns, mono_ns() + delay * 1000000ull,
+			__atomic_store_n(&sk->last_progress_ns, mono_ns() + delay * 1000000ull,
 					 __ATOMIC_RELAXED);
 		attempt++;
 		if (!res.aborted)
@@ -618,7 +619,7 @@ void sink_otlp_get_stats(struct sink *base, struct sink_otlp_stats *st)
 void sink_otlp_get_health(struct sink *base, struct sink_otlp_health *h)
 {
 	struct sink_otlp *sk = to_otlp(base);
-	uint64_t answer = __atomic_load_n(&sk->last_answer_ns, __ATOMIC_RELAXED);
+	uint64_t answer = __atomic_load_n(&sk->last_progress_ns, __ATOMIC_RELAXED);
 
 	uint64_t due;
 

@@ -37,8 +37,8 @@ struct sink_otlp_stats {
 void sink_otlp_get_stats(struct sink *sk, struct sink_otlp_stats *st);
 
 /* Whether export makes progress (health.h): spans queued or being sent, and since when
- * (CLOCK_MONOTONIC ns) they have waited with no answer from the endpoint (any HTTP status:
- * the later of the last answer, or the end of the pause its Retry-After asked for, and the
+ * (CLOCK_MONOTONIC ns) they have waited with no export attempt finished (any result: the
+ * later of the last attempt's end, or the end of the pause its Retry-After asked for, and the
  * work's arrival plus the schedule delay); 0 with nothing pending. */
 struct sink_otlp_health {
 	uint64_t pending;

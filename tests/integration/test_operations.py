@@ -253,16 +253,18 @@ class OtlpEndpoint:
         self.ls.close()
 
 
-def test_healthz_fails_while_the_exporter_gets_no_answer():
-    """Spans wait and the OTLP endpoint accepts but never answers: /healthz turns 503 within
-    --health-export-timeout (plus a second), and back to 200 once it answers."""
+def test_healthz_fails_while_an_export_request_hangs():
+    """Spans wait and the one export request hangs (no request timeout, an endpoint that
+    accepts but never answers): /healthz turns 503 within --health-export-timeout (plus a
+    second), and back to 200 once the request finishes."""
     app = free_port()
     otlp = OtlpEndpoint()
     srv = python_server(app)
     agent = Agent("--port", str(app), "--metrics-listen", "0", "--health-export-timeout", "3",
                   "--otlp-endpoint", f"http://127.0.0.1:{otlp.port}", output="otlp",
                   out_file=False,
-                  env={"OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_EXPORTER_OTLP_TIMEOUT": "1000"})
+                  env={"OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_EXPORTER_OTLP_TIMEOUT": "0",
+                       "OTEL_BSP_EXPORT_TIMEOUT": "60000"})
     try:
         base = "http://" + endpoint(agent)
         assert get(base + "/healthz") == (200, "ok\n")
@@ -276,8 +278,8 @@ def test_healthz_fails_while_the_exporter_gets_no_answer():
 
         why = wait_for(failing, 3 + 1 + 2, "/healthz 503")
         assert time.time() - started >= 3, why  # not before the threshold
-        assert re.match(r"exporter stuck: \d+ spans waiting, no answer from the OTLP "
-                        r"endpoint for \d+ s\n$", why), why
+        assert re.match(r"exporter stuck: \d+ spans waiting, no export attempt finished "
+                        r"for \d+ s\n$", why), why
         otlp.answer.set()  # the endpoint recovers
         wait_for(lambda: get(base + "/healthz")[0] == 200, 10, "/healthz 200 again")
         wait_for(lambda: otlp.answered > 0, 5, "an answered export")
@@ -285,6 +287,39 @@ def test_healthz_fails_while_the_exporter_gets_no_answer():
         agent.stop()
         srv.stop()
         otlp.close()
+
+
+def test_healthz_stays_ok_while_the_collector_is_down():
+    """A collector that is down (connections refused) or never answers within the request
+    timeout is not the agent being stuck: restarting the agent would not bring it back, and
+    a liveness probe on every node would restart them all. /healthz stays 200 past
+    --health-export-timeout while the failures are counted."""
+    app, dead = free_port(), free_port()
+    hanging = OtlpEndpoint()
+    srv = python_server(app)
+    agents = [Agent("--port", str(app), "--metrics-listen", "0", "--health-export-timeout", "2",
+                    "--otlp-endpoint", f"http://127.0.0.1:{port}", output="otlp",
+                    out_file=False,
+                    env={"OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_EXPORTER_OTLP_TIMEOUT": "500"})
+              for port in (dead, hanging.port)]
+    try:
+        bases = ["http://" + endpoint(a) for a in agents]
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            traffic(app, 1)
+            for base in bases:
+                status, body = get(base + "/healthz")
+                assert status == 200, body
+            time.sleep(0.3)
+        for a in agents:
+            a.stop()
+        for a in agents:
+            assert a.counters.get("otlp_requests", 0) > 0, a.counters  # it did try
+    finally:
+        for a in agents:
+            a.kill()
+        srv.stop()
+        hanging.close()
 
 
 PTRACE_SEIZE, PTRACE_INTERRUPT, PTRACE_DETACH = 0x4206, 0x4207, 17

@@ -95,8 +95,8 @@ static void test_exporter(void **state)
 	assert_true(check(&s, why)); /* 29 s */
 	s.export_waiting_since_ns = T0 + 70 * S;
 	assert_false(check(&s, why));
-	assert_string_equal(why, "exporter stuck: 512 spans waiting, no answer from the OTLP "
-				 "endpoint for 30 s");
+	assert_string_equal(why, "exporter stuck: 512 spans waiting, no export attempt finished "
+				 "for 30 s");
 	s.export_waiting_since_ns = T0 + 130 * S; /* a Retry-After pause that ends later */
 	assert_true(check(&s, why));
 	s.export_waiting_since_ns = T0 + 70 * S;
