@@ -490,10 +490,10 @@ static void export_batch(struct exporter *ex, size_t n, uint64_t evicted_at_star
 						: backoff_ms(ex, attempt);
 		if (delay > RETRY_AFTER_MAX_MS)
 			delay = RETRY_AFTER_MAX_MS;
-		/* the endpoint asked for a pause: no answer is due before it ends (health.h) */
-		if (res.http_status && res.retry_after_ms >= 0)
-			__atomic_store_n(&sk->last_progress_ns, mono_ns() + delay * 1000000ull,
-					 __ATOMIC_RELAXED);
+		/* a pause before the retry (backoff, or the endpoint's Retry-After) is progress
+		 * too: no attempt is due before it ends (health.h) */
+		__atomic_store_n(&sk->last_progress_ns, mono_ns() + delay * 1000000ull,
+				 __ATOMIC_RELAXED);
 		attempt++;
 		if (!res.aborted)
 			report_transient(sk, &res, delay);
