@@ -23,6 +23,7 @@ import copy
 import json
 import os
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -84,7 +85,9 @@ def make_pod(name, namespace, uid, node, containers, owner=None, labels=None,
 class ApiServer:
     """The replaying API server, on 127.0.0.1:port (0: any free port)."""
 
-    def __init__(self, port=0, gone_as_event=False, start=True):
+    def __init__(self, port=0, gone_as_event=False, start=True, tls=None):
+        """tls: (certificate file, key file) to serve HTTPS, as a real API server does."""
+        self.tls = tls
         self.lock = threading.Condition()
         self.rv = 1000
         self.pods = {}     # uid -> pod
@@ -107,7 +110,7 @@ class ApiServer:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     # ---- pods ------------------------------------------------------------------------------
     def _event(self, kind, pod):
@@ -166,6 +169,10 @@ class ApiServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def down(self):
