@@ -103,7 +103,7 @@ struct options {
 	/* --health-loop-timeout, --health-export-timeout: seconds, 0: the default (health.h) */
 	unsigned health_loop_s;
 	unsigned health_export_s;
-	struct k8s_config k8s;		 /* --k8s-*: pod metadata (k8s.h) */
+	struct k8s_config k8s; /* --k8s-*: pod metadata (k8s.h) */
 };
 
 enum {
@@ -276,8 +276,9 @@ static const struct argp_option argp_opts[] = {
      "long (default 10)",
      2},
     {"health-export-timeout", OPT_HEALTH_EXPORT, "SECONDS", 0,
-     "/healthz fails when spans wait and the OTLP endpoint has not answered for this long "
-     "(default: twice the OTLP request timeout plus 5, at least 30)",
+     "/healthz fails when spans wait and no OTLP export attempt has finished for this long "
+     "(a request hangs; a collector that is down or failing does not count) (default: twice "
+     "the OTLP request timeout plus 5, at least 30)",
      2},
     {0},
 };

@@ -51,7 +51,7 @@ struct resource {
 	unsigned nextra;    /* from the process's OTEL_RESOURCE_ATTRIBUTES */
 	struct resource_kv extra[RESOURCE_MAX_EXTRA];
 	uint64_t spans; /* spans finished so far (hoptrace status); the loop thread's alone */
-	unsigned nk8s; /* pod metadata of the process's container, from the API server */
+	unsigned nk8s;	/* pod metadata of the process's container, from the API server */
 	struct resource_attr k8s[RESOURCE_MAX_K8S];
 	uint8_t service_source; /* enum resource_service_source */
 	/* a container or pod id was read from the cgroup but its pod is not (yet) known:
