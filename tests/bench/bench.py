@@ -649,6 +649,49 @@ def scenario_metrics(bench):
     return runs
 
 
+SAMPLERS = ("always_on", "always_off")
+
+
+def scenario_sampling(bench):
+    """The agent's cost of a sampled request against an unsampled one (issue 12): nginx
+    under wrk, JSON spans to a file, --sampler always_on and always_off alternated each
+    repetition. An unsampled request is decided at its start and skips what only export
+    needs; metrics and the audit still see it."""
+    srv, port, url = start_server(bench, "nginx", bench.cpu_server)
+    runs = []
+    try:
+        run_wrk(bench, url, bench.conns, 2, bench.cpu_client)
+        for rep in range(bench.reps):
+            for sampler in SAMPLERS[rep % 2:] + SAMPLERS[:rep % 2]:
+                r = measured_run(bench, srv, "json", port, url, bench.duration, bench.conns,
+                                 extra_args=("--sampler", sampler))
+                r["rep"], r["sampler"] = rep, sampler
+                runs.append(r)
+                log(f"sampling rep {rep + 1}/{bench.reps} {sampler:10}: "
+                    f"{r['wrk']['rps']:9.0f} req/s  agent "
+                    f"{r['agent_cpu_ns'] / r['wrk']['requests'] / 1e3:.2f} us/req")
+    finally:
+        srv.kill()
+    return runs
+
+
+def render_sampling(runs):
+    L = ["## Sampled against unsampled requests (nginx under wrk, `-o json`; issue 12)", "",
+         "| sampler | req/s | agent CPU/req | agent user/req | agent sys/req | spans written |",
+         "|---|---|---|---|---|---|"]
+    for sampler in SAMPLERS:
+        rs = [r for r in runs if r["sampler"] == sampler]
+        per = [r["agent_cpu_ns"] / r["wrk"]["requests"] for r in rs]
+        usr = [r["agent_user_s"] * 1e9 / r["wrk"]["requests"] for r in rs]
+        sys_ = [r["agent_sys_s"] * 1e9 / r["wrk"]["requests"] for r in rs]
+        spans = sum((r.get("delivered") or {}).get("lines", 0) for r in rs)
+        L.append(f"| {sampler} | {fmt(med([r['wrk']['rps'] for r in rs]), '.0f')} | "
+                 f"{fmt(med(per) / 1e3, '.2f')} µs | {fmt(med(usr) / 1e3, '.2f')} µs | "
+                 f"{fmt(med(sys_) / 1e3, '.2f')} µs | {spans} |")
+    L.append("")
+    return L
+
+
 def render_metrics(runs):
     L = ["## Metrics-only mode against full tracing (nginx under wrk; issue 12)", "",
          "full tracing = `-o otlp` to hoptrace-collect; metrics only = `-o none` with OTLP "
@@ -1220,6 +1263,8 @@ def render(bench, results):
         L.extend(render_backends(results["backends"]))
     if results.get("metrics"):
         L.extend(render_metrics(results["metrics"]))
+    if results.get("sampling"):
+        L.extend(render_sampling(results["sampling"]))
     ex = results.get("exporter")
     if ex:
         L.append("## Exporter micro-benchmark (build/otlp_bench, one core)")
@@ -1384,7 +1429,8 @@ def main():
     out_dir = a.out or os.path.join(a.build, "bench")
     os.makedirs(out_dir, exist_ok=True)
     only = set(filter(None, bench.only.split(","))) or {"nginx", "node", "sustained", "noise",
-                                                         "exporter", "backends", "metrics"}
+                                                         "exporter", "backends", "metrics",
+                                                         "sampling"}
 
     t_start = time.time()
     bench.bpf_stats_saved = read(BPF_STATS_SYSCTL, "0").strip() == "1"
@@ -1440,6 +1486,9 @@ def main():
         if "metrics" in only:
             log("metrics-only mode")
             results["metrics"] = scenario_metrics(bench)
+        if "sampling" in only:
+            log("sampled against unsampled requests")
+            results["sampling"] = scenario_sampling(bench)
     except BenchError as e:
         log(f"error: {e}")
         return 1
