@@ -26,6 +26,10 @@
 #define K8S_DEFAULT_BACKOFF_MAX_MS 30000U
 #define K8S_DEFAULT_LIST_PAGE 100U
 #define K8S_DEFAULT_WATCH_TIMEOUT_S 300U
+/* a LIST longer than this many pages is a server's fault (at most 8192 pods a node) */
+#define K8S_LIST_PAGES_MAX 10000U
+/* a WATCH (or a LIST-WATCH round ended by 410) shorter than this is paused after */
+#define K8S_SHORT_ROUND_MS 500U
 #define K8S_TOKEN_MAX 16384
 /* One LIST page or one WATCH event: what the JSON reader takes at once. A LIST page over it
  * is asked again with half the pods. */
@@ -408,7 +412,8 @@ bool k8s__enrich(struct k8s *k, struct resource *r)
 		for (unsigned i = 0; s && i < s->pod.ncontainers && !container[0]; i++)
 			if (strcmp(s->pod.containers[i].id, r->container_id) == 0)
 				memcpy(container, s->pod.containers[i].name, sizeof(container));
-		if (!container[0])
+		/* a container id of another pod than the cgroup's pod uid says: trust neither */
+		if (!container[0] || (s && r->pod_uid && strcmp(s->pod.uid, r->pod_uid) != 0))
 			s = NULL;
 	}
 	/* the runtime may not have reported the container id yet: the pod's uid still names
@@ -578,8 +583,17 @@ static int http_get(struct k8s *k, const char *url, struct xfer *x, long timeout
 {
 	char token[K8S_TOKEN_MAX], auth[K8S_TOKEN_MAX + 32];
 	struct curl_slist *headers = NULL, *h;
-	size_t tlen = read_token(k->token_file, token, sizeof(token));
+	size_t tlen;
 	CURLcode rc;
+
+	/* without its CA file, libcurl would trust the system's CAs, and the token would go to
+	 * any server with a public certificate for the API's name */
+	if (strncmp(k->api, "https:", 6) == 0 && k->ca_file && *k->ca_file &&
+	    access(k->ca_file, R_OK) != 0) {
+		snprintf(why, why_len, "the API server's CA file %s is not readable", k->ca_file);
+		return -EACCES;
+	}
+	tlen = read_token(k->token_file, token, sizeof(token));
 
 	headers = curl_slist_append(headers, "Accept: application/json");
 	if (tlen) {
@@ -604,7 +618,7 @@ static int http_get(struct k8s *k, const char *url, struct xfer *x, long timeout
 	curl_easy_setopt(k->easy, CURLOPT_XFERINFODATA, k);
 	curl_easy_setopt(k->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(k->easy, CURLOPT_ACCEPT_ENCODING, "");
-	if (k->ca_file && access(k->ca_file, R_OK) == 0)
+	if (k->ca_file && *k->ca_file)
 		curl_easy_setopt(k->easy, CURLOPT_CAINFO, k->ca_file);
 	k->errbuf[0] = '\0';
 	rc = curl_easy_perform(k->easy);
@@ -711,21 +725,32 @@ static int list_page(struct k8s *k, char *cont, size_t cont_cap, char *why, size
 static int list_all(struct k8s *k, char *why, size_t why_len)
 {
 	char cont[4096] = "";
+	unsigned pages = 0;
 	int err;
 
 	store_mark_unseen(k);
-	do {
+	for (;;) {
+		if (stopping(k))
+			return -ECANCELED;
 		err = list_page(k, cont, sizeof(cont), why, why_len);
 		if (err == -E2BIG && k->page > 1) {
-			/* a page over what the reader takes: ask again with half the pods */
+			/* a page over what the reader takes: start again with half the pods */
 			K8S_STAT_INC(k8s_api_errors);
 			k->page = (k->page + 1) / 2;
 			cont[0] = '\0';
+			pages = 0;
 			store_mark_unseen(k);
-			err = 0;
 			continue;
 		}
-	} while (!err && cont[0] && !stopping(k));
+		if (err || !cont[0])
+			break;
+		/* a server that always says "continue" must not keep the worker listing */
+		if (++pages >= K8S_LIST_PAGES_MAX) {
+			snprintf(why, why_len, "a LIST of more than %u pages", K8S_LIST_PAGES_MAX);
+			err = -EOVERFLOW;
+			break;
+		}
+	}
 	if (err == -E2BIG)
 		snprintf(why, why_len, "a LIST page of one pod over %u bytes", K8S_RESPONSE_MAX);
 	if (!err)
@@ -815,14 +840,39 @@ static void backoff_wait(struct k8s *k, unsigned *delay)
 	pause_ms(k, *delay);
 }
 
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A server or proxy that ends every WATCH at once (an empty answer, or 410 after each LIST)
+ * would make the worker spin, and every node's agent hammer the API server: a round that
+ * ended within K8S_SHORT_ROUND_MS of its start is followed by a pause that doubles while
+ * rounds stay short. */
+static void pause_if_short(struct k8s *k, uint64_t started_ms, unsigned *delay)
+{
+	if (mono_ms() - started_ms >= K8S_SHORT_ROUND_MS) {
+		*delay = 0;
+		return;
+	}
+	*delay = *delay ? *delay * 2 : K8S_BACKOFF_MIN_MS;
+	if (*delay > k->backoff_max_ms)
+		*delay = k->backoff_max_ms;
+	pause_ms(k, *delay);
+}
+
 static void *worker(void *arg)
 {
 	struct k8s *k = arg;
-	unsigned delay = 0;
+	unsigned delay = 0, short_delay = 0;
 	char why[CURL_ERROR_SIZE + 128];
 
 	privilege__restrict(0); /* HTTP and a token file readable by its owner need none */
 	while (!stopping(k)) {
+		uint64_t round_ms = mono_ms();
 		int err;
 
 		why[0] = '\0';
@@ -832,13 +882,19 @@ static void *worker(void *arg)
 			__atomic_store_n(&g_stats.k8s_api_unavailable, 0, __ATOMIC_RELAXED);
 			log_available(k);
 		}
-		while (!err && !stopping(k))
+		while (!err && !stopping(k)) {
+			uint64_t watch_ms = mono_ms();
+
 			err = watch(k, why, sizeof(why));
+			if (!err)
+				pause_if_short(k, watch_ms, &short_delay);
+		}
 		if (err == -ECANCELED || stopping(k))
 			break;
 		if (err == -ESTALE) {
 			K8S_STAT_INC(k8s_relists_gone);
 			log_debug("kubernetes: resourceVersion expired (410 Gone), listing again");
+			pause_if_short(k, round_ms, &short_delay);
 			continue;
 		}
 		K8S_STAT_INC(k8s_api_errors);

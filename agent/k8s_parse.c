@@ -116,12 +116,57 @@ static bool component_pod_uid(const char *c, size_t n, char out[K8S_UID_LEN + 1]
 	return true;
 }
 
+/*
+ * Whether a cgroup path lies where only the kubelet and the container runtimes make
+ * cgroups. A user may name cgroups freely in a tree delegated to them (systemd's
+ * user@UID.service): an id taken from anywhere would let any local user's process take on
+ * a pod's identity. So the path's first component must be the kubelet's ("kubepods",
+ * "kubepods.slice", "kubepods-<qos>..."), docker's ("docker") or systemd's system slice,
+ * where runtimes put "<runtime>-<id>.scope". Read in a cgroup namespace rooted inside the
+ * kubelet's tree (a pod's own view), the path starts with ".." up to a common ancestor; a
+ * pod or container component right after them is then a sibling in that tree too.
+ */
+static bool path_is_runtime_owned(const char *path, size_t n)
+{
+	char uid[K8S_UID_LEN + 1];
+	bool up = false;
+	size_t i = 0;
+
+	for (;;) {
+		size_t start, len;
+		const char *c;
+
+		while (i < n && path[i] == '/')
+			i++;
+		start = i;
+		while (i < n && path[i] != '/')
+			i++;
+		c = path + start;
+		len = i - start;
+		if (len == 2 && c[0] == '.' && c[1] == '.') {
+			up = true;
+			continue;
+		}
+		if (!len)
+			return false;
+		if (has_prefix(c, len, "kubepods"))
+			return true;
+		if ((len == 6 && memcmp(c, "docker", 6) == 0) ||
+		    (len == 12 && memcmp(c, "system.slice", 12) == 0))
+			return true;
+		return up && (component_pod_uid(c, len, uid) || component_container_id(c, len));
+	}
+}
+
 /* Search one cgroup path (path[0..n)), its deepest components first. */
 static int path_ids(const char *path, size_t n, char id[K8S_ID_LEN + 1],
 		    char pod_uid[K8S_UID_LEN + 1])
 {
 	bool have_id = false;
 	size_t end = n;
+
+	if (!path_is_runtime_owned(path, n))
+		return -ENOENT;
 
 	while (end > 0) {
 		const char *slash = memrchr(path, '/', end);

@@ -37,27 +37,36 @@ def cgroup_mounts():
 
 
 class Cgroup:
-    """A cgroup directory made for the test (with its parents), removed at the end."""
+    """A cgroup directory made for the test, where the kubelet makes them: at the root of
+    the hierarchy (the agent takes ids only from the kubelet's and the runtimes' trees, not
+    from one a user may name). The parents it made are removed with it when empty."""
 
     def __init__(self, root, rel):
         self.root = root
-        self.top = os.path.join(root, rel.split("/")[0])
         self.path = os.path.join(root, rel)
-        os.makedirs(self.path)
+        self.made = []
+        d = self.path
+        while not os.path.isdir(d):
+            self.made.append(d)
+            d = os.path.dirname(d)
+        os.makedirs(self.path, exist_ok=True)
 
     def remove(self):
-        # the processes were killed: empty cgroups can go, deepest first
+        # the processes were killed: the leaf goes once they are gone, then the parents this
+        # test made, unless another test's cgroups are still in them
         for _ in range(50):
             try:
-                d = self.path
-                while len(d) >= len(self.top):
-                    os.rmdir(d)
-                    d = os.path.dirname(d)
-                return
+                os.rmdir(self.path)
+                break
             except FileNotFoundError:
-                return
+                break
             except OSError:
                 time.sleep(0.1)
+        for d in self.made[1:]:
+            try:
+                os.rmdir(d)
+            except OSError:
+                return
 
 
 def server_in(cg, port, service=None):
@@ -79,13 +88,14 @@ def new_ids():
 
 
 def systemd_cgroup(v2, tag, pod_uid, cid):
-    return Cgroup(v2, f"hoptrace-k8s-{tag}.slice/kubepods.slice/kubepods-burstable.slice/"
+    """tag: unused, the pod uid makes the path unique."""
+    return Cgroup(v2, f"kubepods.slice/kubepods-burstable.slice/"
                   f"kubepods-burstable-pod{pod_uid.replace('-', '_')}.slice/"
                   f"cri-containerd-{cid}.scope")
 
 
 def cgroupfs_cgroup(v1, tag, pod_uid, cid):
-    return Cgroup(v1, f"hoptrace-k8s-{tag}/kubepods/besteffort/pod{pod_uid}/{cid}")
+    return Cgroup(v1, f"kubepods/besteffort/pod{pod_uid}/{cid}")
 
 
 def mounts_or_fail():
@@ -157,22 +167,27 @@ def test_pod_metadata_on_spans_and_metrics():
     cg_a = systemd_cgroup(v2, tag, uid_a, cid_a)
     cg_b = cgroupfs_cgroup(v1, tag, uid_b, cid_b)
     cg_x = systemd_cgroup(v2, tag + "x", uid_x, cid_x)
+    # a local user's process in a cgroup it named after pod a's container (as systemd lets
+    # a user name scopes in its own tree): it must not take on pod a's identity
+    cg_s = Cgroup(v2, f"hoptrace-user-{tag}.slice/app.slice/cri-containerd-{cid_a}.scope")
     port_a, port_b, port_x, mport = free_port(), free_port(), free_port(), free_port()
+    port_s = free_port()
     procs, agent = [], None
     recv = HttpMetricsReceiver()
     try:
         procs.append(server_in(cg_a, port_a))
         procs.append(server_in(cg_b, port_b, service="own-name"))
         procs.append(server_in(cg_x, port_x))
+        procs.append(server_in(cg_s, port_s))
         agent = agent_for(api, tok, "--metrics-listen", f"127.0.0.1:{mport}",
                           port_args=("--port", str(port_a), "--port", str(port_b),
-                                     "--port", str(port_x)),
+                                     "--port", str(port_x), "--port", str(port_s)),
                           env={"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT":
                                f"http://127.0.0.1:{recv.port}/v1/metrics",
                                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
                                "OTEL_METRIC_EXPORT_INTERVAL": "60000"})  # one, at exit
         wait_until(lambda: api.count(watch=True) >= 1, 10, "the agent's first WATCH")
-        for port in (port_a, port_b, port_x):
+        for port in (port_a, port_b, port_x, port_s):
             assert curl(f"http://127.0.0.1:{port}/").stdout == b"200"
         time.sleep(slow(1.2))  # the metrics page renders once a second
         page = curl_text(f"http://127.0.0.1:{mport}/metrics")
@@ -185,7 +200,7 @@ def test_pod_metadata_on_spans_and_metrics():
             p.stop()
         api.stop()
         recv.stop()
-        for cg in (cg_a, cg_b, cg_x):
+        for cg in (cg_a, cg_b, cg_x, cg_s):
             cg.remove()
     a = server_span(spans, port_a)
     assert a["service.name"] == "checkout", a  # the Deployment: no label, no OTEL_SERVICE_NAME
@@ -207,6 +222,9 @@ def test_pod_metadata_on_spans_and_metrics():
     x = server_span(spans, port_x)
     assert not [k for k in x["resource"] if k.startswith("k8s.") and k != "k8s.pod.uid"], x
     assert x["resource"]["container.id"] == cid_x
+    spoof = server_span(spans, port_s)
+    assert not [k for k in spoof["resource"] if k.startswith("k8s.") or k == "container.id"], spoof
+    assert spoof["service.name"] != "checkout", spoof
     # the RED metrics carry the same resource: OTLP (decoded by npm's schema) and the
     # service_name label on the Prometheus page
     reqs = decode(requests_in(recv.dir))

@@ -138,6 +138,29 @@ static void test_not_containers(void **state)
 	expect("0::/kubepods/pod" UID "/3f0c5e", NULL, UID);
 }
 
+/* A user names cgroups freely in the tree systemd delegates to them: ids there are no
+ * pod's, whatever they look like. Seen from a pod's cgroup namespace, paths start with "..". */
+static void test_only_runtime_owned_trees(void **state)
+{
+	(void)state;
+	expect("0::/user.slice/user-1000.slice/user@1000.service/app.slice/cri-containerd-" ID
+	       ".scope\n",
+	       NULL, NULL);
+	expect("0::/user.slice/user-1000.slice/user@1000.service/kubepods.slice/"
+	       "kubepods-pod" UID_ ".slice/cri-containerd-" ID ".scope\n",
+	       NULL, NULL);
+	expect("0::/../../../../user.slice/user-1000.slice/user@1000.service/pod" UID "/" ID "\n",
+	       NULL, NULL);
+	expect("0::/init.scope/kubepods/pod" UID "/" ID "\n", NULL, NULL);
+	/* a pod's own view: another pod of its QoS class, of the cgroupfs driver, its own pod */
+	expect("0::/../../kubepods-besteffort-pod" UID_ ".slice/cri-containerd-" ID ".scope\n", ID,
+	       UID);
+	expect("0::/../../pod" UID "/" ID "\n", ID, UID);
+	expect("0::/../" ID "\n", ID, NULL);
+	/* a v1 line in a delegated tree does not count either */
+	expect("1:name=systemd:/user.slice/pod" UID "/" ID "\n", NULL, NULL);
+}
+
 static void owners(const char *kind, const char *name, const char *hash, int64_t created,
 		   unsigned want_n, const char *k0, const char *n0, const char *k1, const char *n1)
 {
@@ -277,11 +300,16 @@ static void test_pod_invalid(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_systemd_driver),     cmocka_unit_test(test_cgroupfs_driver),
-	    cmocka_unit_test(test_docker_and_nesting), cmocka_unit_test(test_hybrid_host),
-	    cmocka_unit_test(test_not_containers),     cmocka_unit_test(test_owners),
-	    cmocka_unit_test(test_parse_time),	       cmocka_unit_test(test_pod_from_json),
+	    cmocka_unit_test(test_systemd_driver),
+	    cmocka_unit_test(test_cgroupfs_driver),
+	    cmocka_unit_test(test_docker_and_nesting),
+	    cmocka_unit_test(test_hybrid_host),
+	    cmocka_unit_test(test_not_containers),
+	    cmocka_unit_test(test_owners),
+	    cmocka_unit_test(test_parse_time),
+	    cmocka_unit_test(test_pod_from_json),
 	    cmocka_unit_test(test_pod_invalid),
+	    cmocka_unit_test(test_only_runtime_owned_trees),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
