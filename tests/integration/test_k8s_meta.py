@@ -379,3 +379,28 @@ def test_standalone_fixture_paged_list():
     assert c["k8s_watch_events"] == 2, c
     assert c["k8s_pods_cached"] == 2, c  # + report (ADDED) - checkout (DELETED)
     assert c.get("k8s_api_errors", 0) == 0, c
+
+
+def test_a_server_that_expires_every_watch_is_not_hammered():
+    """A server (or a proxy) that answers every WATCH with 410 Gone, right after each LIST:
+    the agent pauses between such short rounds (doubling up to --k8s-backoff-max-ms), so
+    it does not spin LIST after LIST against it (22 requests a second before the pause)."""
+    api = ApiServer()
+    api.oldest_rv = 10 ** 9  # every resourceVersion is too old for a WATCH
+    tok = token_file()
+    agent = None
+    try:
+        agent = agent_for(api, tok, "--k8s-backoff-max-ms", "1000", port_args=("--port", "1"))
+        wait_until(lambda: api.count(watch=True) >= 1, 10, "the agent's first WATCH")
+        n0, t0 = api.count(), time.time()
+        time.sleep(3)
+        rate = (api.count() - n0) / (time.time() - t0)
+        agent.stop()
+    finally:
+        if agent:
+            agent.kill()
+        api.stop()
+        os.unlink(tok)
+    # 250, 500, then 1000 ms pauses: a few rounds of two requests a second at most
+    assert rate < 6, f"{rate:.0f} requests a second"
+    assert agent.counters["k8s_relists_gone"] >= 2, agent.counters
