@@ -17,6 +17,7 @@
 
 #include "audit.h"
 #include "json_read.h"
+#include "tsource.h"
 
 #define AUDIT_CLI_MAX_REASONS 3 /* malformed lines described one by one; the rest counted */
 
@@ -26,7 +27,8 @@ struct audit_cli {
 	int nfiles;
 	struct audit audit;
 	struct json_doc doc;
-	char *line; /* JSON_READ_MAX_LEN bytes */
+	const char *name;	  /* the source being read */
+	struct tsource_stats st; /* its reading so far (st.lines: the line being taken) */
 	uint64_t lines, spans, malformed;
 };
 
@@ -64,35 +66,6 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 	}
 	(void)arg;
 	return ARGP_ERR_UNKNOWN;
-}
-
-/*
- * The next line of f, without its '\n', into buf (cap bytes). Returns its length, or -1 at
- * end of file. A longer line is consumed whole and flagged *overlong.
- */
-static long read_line(FILE *f, char *buf, size_t cap, bool *overlong)
-{
-	size_t n = 0;
-	int c;
-
-	*overlong = false;
-	while ((c = getc_unlocked(f)) != EOF && c != '\n') {
-		if (n < cap)
-			buf[n++] = (char)c;
-		else
-			*overlong = true;
-	}
-	if (c == EOF && n == 0 && !*overlong)
-		return -1;
-	return (long)n;
-}
-
-static bool is_blank(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
-			return false;
-	return true;
 }
 
 static bool is_trace_id(const char *s)
@@ -179,59 +152,44 @@ static const char *take_span(struct audit_cli *cli)
 	return NULL;
 }
 
-static void malformed(struct audit_cli *cli, const char *name, uint64_t lineno, const char *why,
-		      long off)
+static void malformed(struct audit_cli *cli, const char *why, long off)
 {
 	if (cli->malformed++ >= AUDIT_CLI_MAX_REASONS)
 		return;
 	if (off >= 0)
-		fprintf(stderr, "hoptrace audit: %s:%" PRIu64 ": %s (at byte %ld)\n", name, lineno,
-			why, off + 1);
+		fprintf(stderr, "hoptrace audit: %s:%" PRIu64 ": %s (at byte %ld)\n", cli->name,
+			cli->st.lines, why, off + 1);
 	else
-		fprintf(stderr, "hoptrace audit: %s:%" PRIu64 ": %s\n", name, lineno, why);
+		fprintf(stderr, "hoptrace audit: %s:%" PRIu64 ": %s\n", cli->name, cli->st.lines,
+			why);
 }
 
-/* One file: every line counted into the audit or as malformed. 0 or -errno. */
-static int read_file(struct audit_cli *cli, const char *name)
+/* One span line of a source: counted into the audit, or as malformed. */
+static int take_line(void *ctx, const char *line, size_t len)
 {
-	bool is_stdin = strcmp(name, "-") == 0;
-	FILE *f = is_stdin ? stdin : fopen(name, "r");
-	uint64_t lineno = 0;
-	bool overlong;
-	long n;
-	int err = 0;
+	struct audit_cli *cli = ctx;
+	const char *why;
 
-	if (!f) {
-		err = -errno;
-		fprintf(stderr, "hoptrace audit: cannot open %s: %s\n", name, strerror(-err));
-		return err;
+	cli->lines++;
+	if (json_doc__parse(&cli->doc, line, len)) {
+		malformed(cli, cli->doc.err, (long)cli->doc.err_off);
+		return 0;
 	}
-	while ((n = read_line(f, cli->line, JSON_READ_MAX_LEN, &overlong)) >= 0) {
-		const char *why;
+	why = take_span(cli);
+	if (why)
+		malformed(cli, why, -1);
+	return 0;
+}
 
-		lineno++;
-		cli->lines++;
-		if (overlong) {
-			malformed(cli, name, lineno, "line longer than 1 MiB", -1);
-			continue;
-		}
-		if (is_blank(cli->line, (size_t)n))
-			continue;
-		if (json_doc__parse(&cli->doc, cli->line, (size_t)n)) {
-			malformed(cli, name, lineno, cli->doc.err, (long)cli->doc.err_off);
-			continue;
-		}
-		why = take_span(cli);
-		if (why)
-			malformed(cli, name, lineno, why, -1);
-	}
-	if (ferror(f)) {
-		err = -EIO;
-		fprintf(stderr, "hoptrace audit: cannot read %s: %s\n", is_stdin ? "stdin" : name,
-			strerror(errno));
-	}
-	if (!is_stdin)
-		fclose(f);
+/* One source: every span counted into the audit or as malformed. 0 or -errno. */
+static int read_source(struct audit_cli *cli, const char *spec)
+{
+	int err;
+
+	cli->name = spec;
+	memset(&cli->st, 0, sizeof(cli->st));
+	err = tsource_read("hoptrace audit", spec, NULL, take_line, cli, &cli->st);
+	cli->malformed += cli->st.malformed;
 	return err;
 }
 
@@ -246,16 +204,14 @@ int audit_cli_main(int argc, char **argv)
 	argv[0] = name;
 	if (argp_parse(&argp, argc, argv, 0, NULL, &cli))
 		return 64;
-	cli.line = malloc(JSON_READ_MAX_LEN);
-	err = cli.line ? audit__init(&cli.audit) : -ENOMEM;
+	err = audit__init(&cli.audit);
 	if (err) {
 		fprintf(stderr, "hoptrace audit: %s\n", strerror(-err));
-		free(cli.line);
 		return 1;
 	}
 	json_doc__init(&cli.doc);
 	for (int i = 0; i < cli.nfiles && !err; i++)
-		err = read_file(&cli, cli.files[i]);
+		err = read_source(&cli, cli.files[i]);
 	if (!err) {
 		if (cli.malformed)
 			fprintf(stderr,
@@ -273,6 +229,5 @@ int audit_cli_main(int argc, char **argv)
 	}
 	json_doc__free(&cli.doc);
 	audit__free(&cli.audit);
-	free(cli.line);
 	return err ? 1 : 0;
 }
