@@ -27,7 +27,7 @@ struct audit_cli {
 	int nfiles;
 	struct audit audit;
 	struct json_doc doc;
-	const char *name;	  /* the source being read */
+	const char *name;	 /* the source being read */
 	struct tsource_stats st; /* its reading so far (st.lines: the line being taken) */
 	uint64_t lines, spans, malformed;
 };

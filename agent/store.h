@@ -43,8 +43,8 @@ int store_add_lines(struct store *st, const char *const *lines, const size_t *le
 
 /* A trace search. Zero/NULL fields do not filter. */
 struct store_filter {
-	const char *service;   /* a span of this service.name */
-	const char *operation; /* ... whose name or http.route is this */
+	const char *service;			   /* a span of this service.name */
+	const char *operation;			   /* ... whose name or http.route is this */
 	uint64_t min_duration_ns, max_duration_ns; /* of that span (of the trace's root without
 						      service/operation) */
 	int error;				   /* -1 any, 1 a span with status ERROR, 0 none */

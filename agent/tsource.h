@@ -28,8 +28,8 @@ typedef int (*span_line_fn)(void *ctx, const char *line, size_t len);
  * "no bound". */
 struct tsource_opts {
 	uint64_t from_unix_ns, to_unix_ns; /* span start time range */
-	const char *service;		    /* only traces with a span of this service */
-	unsigned limit;			    /* at most this many traces (remote sources) */
+	const char *service;		   /* only traces with a span of this service */
+	unsigned limit;			   /* at most this many traces (remote sources) */
 };
 
 /* What a reading met that was not a span. */
