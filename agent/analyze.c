@@ -155,9 +155,9 @@ void analyze__free(struct analyze *a)
 	json_doc__free(&a->doc);
 }
 
-/* The trace of id, created when new and room is left; NULL past max_traces (or -ENOMEM in
- * *err). Ids whose hashes collide probe on to the next key. */
-static struct analyze_trace *trace_of(struct analyze *a, const char *id, int *err)
+/* The trace of id, created when new, create is set and room is left; NULL past
+ * max_traces (or -ENOMEM in *err). Ids whose hashes collide probe on to the next key. */
+static struct analyze_trace *trace_of(struct analyze *a, const char *id, bool create, int *err)
 {
 	uint64_t key = hash_str(id);
 	struct analyze_trace *t;
@@ -169,7 +169,7 @@ static struct analyze_trace *trace_of(struct analyze *a, const char *id, int *er
 			return t;
 		if (t)
 			continue;
-		if (a->traces.count >= a->opts.max_traces)
+		if (!create || a->traces.count >= a->opts.max_traces)
 			return NULL;
 		t = calloc(1, sizeof(*t));
 		if (!t) {
@@ -348,7 +348,12 @@ int analyze__add_line(struct analyze *a, const char *line, size_t len, const cha
 		a->filtered++;
 		return 0;
 	}
-	t = trace_of(a, f.trace_id, &err);
+	/* with every span slot taken, a new trace is not even started (it would be empty) */
+	t = trace_of(a, f.trace_id, a->spans < a->opts.max_spans, &err);
+	if (!t && !err && a->spans >= a->opts.max_spans) {
+		a->skipped_spans++;
+		return 0;
+	}
 	if (!t) {
 		a->skipped_traces += err == 0;
 		return err;
