@@ -1020,7 +1020,7 @@ static void agg_free(struct agg *g)
 	agg_free_table(&g->seq);
 }
 
-/* A row counted once per trace: last_trace tells whether this trace already counted it. */
+/* One trace's findings into the aggregate tables (a row past AN_AGG_MAX: counted as other). */
 static void agg_add(struct agg *g, const struct analyze_trace *t, const struct findings *f)
 {
 	struct agg_row *r;
