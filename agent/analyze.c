@@ -1343,7 +1343,7 @@ static void text_path(FILE *out, const struct analyze_trace *t, const struct fin
 
 	ms(d, sizeof(d), total);
 	fprintf(out, "  critical path (%s, own time of each span on it):\n", d);
-	for (size_t i = 0; p && i < n; i++) {
+	for (size_t i = 0; p && i < n && i < AN_TEXT_SPANS; i++) {
 		const struct analyze_span *s = &t->spans[p[i]];
 
 		ms(d, sizeof(d), s->path_ns);
@@ -1351,6 +1351,9 @@ static void text_path(FILE *out, const struct analyze_trace *t, const struct fin
 			shown(b2, sizeof(b2), s->name),
 			(int32_t)p[i] == f->slowest ? "   <- slowest hop" : "");
 	}
+	if (n > AN_TEXT_SPANS)
+		fprintf(out, "    ... %zu more spans on the path (--json lists them all)\n",
+			n - AN_TEXT_SPANS);
 	free(p);
 	if (f->slowest >= 0) {
 		const struct analyze_span *s = &t->spans[f->slowest];
@@ -1634,9 +1637,9 @@ int analyze__report(struct analyze *a, FILE *out, bool json)
 			err = analyse_trace(list[i], &a->opts, &f);
 		if (err)
 			break;
-		if (json)
+		if (json && !a->opts.aggregate_only)
 			json_trace(out, list[i], &f, i == 0);
-		else
+		else if (!json && !a->opts.aggregate_only)
 			text_trace(out, list[i], &f);
 		agg_add(&g, list[i], &f);
 		findings_free(&f);

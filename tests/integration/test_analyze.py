@@ -143,6 +143,13 @@ def test_analyze_patterns_real():
     assert "error origin: leaf GET /fail (SERVER, 500" in text, text
     assert "propagated by middle GET /chain (SERVER, 502)" in text, text
 
+    # the aggregate alone
+    _, only, _ = analyze("--aggregate-only", path)
+    assert only.startswith("== aggregate: 3 traces (0 incomplete), 28 spans"), only
+    assert "\ntrace " not in only and "error origins:\n       1 errors  leaf GET /fail" in only
+    _, out, _ = analyze("--json", "--aggregate-only", path)
+    assert json.loads(out)["traces"] == [] and json.loads(out)["aggregate"] == agg
+
     # one trace by id
     chain_id = traces["GET /chain"]["trace_id"]
     _, out, _ = analyze("--json", "--trace-id", chain_id.upper(), path)
