@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "tsource.h"
+#include "tsource_otlp.h"
+#include "tsource_remote.h"
 
 #define TSOURCE_MAX_REPORTS 3 /* malformed lines described one by one; the rest counted */
 
@@ -21,6 +23,9 @@ struct tsource_kind {
 };
 
 static const struct tsource_kind kinds[] = {
+    {"otlp", tsource_otlp_read},
+    {"jaeger", tsource_jaeger_read},
+    {"tempo", tsource_tempo_read},
     {NULL, NULL},
 };
 
