@@ -86,6 +86,8 @@ struct audit {
 					 * the response of the thread's request) */
 	uint64_t calls_without_context; /* the request served had no valid context */
 	uint64_t calls_unsound;		/* the request served is not known by sound evidence */
+	uint64_t calls_unmatched;	/* client spans without hoptrace's classification (an SDK's)
+					 * and no server span child in the sources read */
 	unsigned nreasons;
 	struct audit_reason reasons[AUDIT_MAX_REASONS]; /* unclassified calls by reason */
 };
