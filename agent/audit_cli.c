@@ -51,6 +51,8 @@ struct audit_cli {
 	struct audit audit;
 	struct json_doc doc;
 	const char *name;	 /* the source being read */
+	bool converted;		 /* ... is another tracer's (tsource_spec_converted) */
+	uint64_t source_lines;	 /* lines of every source, blank ones included */
 	struct tsource_stats st; /* its reading so far (st.lines: the line being taken) */
 	uint64_t lines, spans, malformed;
 	struct u64map servers;	      /* hash(trace id, parent id) -> struct server_ref */
@@ -334,8 +336,11 @@ static const char *take_span(struct audit_cli *cli)
 		why = client_fields(d, attrs, &c);
 		if (why)
 			return why;
-		/* no classification, no reason and no parent evidence: not hoptrace's span */
-		foreign = !c.propagation && !c.unclassified && !c.parent_confidence;
+		/* from another tracer's model, with no classification, reason or parent
+		 * evidence: an SDK's span, not hoptrace's (a span of an old hoptrace file
+		 * without the reason is counted as before) */
+		foreign =
+		    cli->converted && !c.propagation && !c.unclassified && !c.parent_confidence;
 		if (!(foreign || (c.propagation && !c.callee_service)) ||
 		    !defer_call(cli, root, &c, foreign))
 			audit__observe_client(&cli->audit, &c);
@@ -381,9 +386,14 @@ static int read_source(struct audit_cli *cli, const char *spec)
 	int err;
 
 	cli->name = spec;
+	cli->converted = tsource_spec_converted(spec);
 	memset(&cli->st, 0, sizeof(cli->st));
 	err = tsource_read("hoptrace audit", spec, NULL, take_line, cli, &cli->st);
 	cli->malformed += cli->st.malformed;
+	/* a file's lines, blank ones included; a converted source's spans (handed over or not) */
+	cli->source_lines += cli->st.lines > cli->st.spans + cli->st.malformed
+				 ? cli->st.lines
+				 : cli->st.spans + cli->st.malformed;
 	return err;
 }
 
@@ -420,7 +430,7 @@ int audit_cli_main(int argc, char **argv)
 			fprintf(stderr,
 				"hoptrace audit: skipped %" PRIu64 " malformed line(s) of %" PRIu64
 				" (not span objects as `hoptrace -o json` writes them)\n",
-				cli.malformed, cli.lines);
+				cli.malformed, cli.source_lines);
 		if (!cli.spans)
 			fprintf(stderr, "hoptrace audit: no spans found\n");
 		audit__print(&cli.audit, stdout, cli.json);
