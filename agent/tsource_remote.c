@@ -56,7 +56,8 @@ static int remote_init(struct remote *r, const char *prog, const char *kind, con
 	memset(r, 0, sizeof(*r));
 	r->c = (struct tconv){.prog = prog, .where = r->safe, .fn = fn, .ctx = ctx, .st = st};
 	r->base = base;
-	r->base_len = strlen(base);
+	/* a query or fragment of the base URL would end up before the API's path: not used */
+	r->base_len = strcspn(base, "?#");
 	while (r->base_len && base[r->base_len - 1] == '/')
 		r->base_len--;
 	text_url_for_log(url, sizeof(url), base);
