@@ -130,7 +130,7 @@ struct audit_client_span {
  * came from (same caller, callee and result), so an offline report equals the live one. */
 void audit__observe_client(struct audit *a, const struct audit_client_span *c);
 
-/* `hoptrace audit [--json] FILE...` (agent/audit_cli.c): the report from JSON span files.
+/* `hoptrace audit [--json] SOURCE...` (agent/audit_cli.c): the report from span sources.
  * argv[0] is "audit". Returns the exit status: 0, 1 when a file cannot be read, 64 (argp)
  * on a usage error. */
 int audit_cli_main(int argc, char **argv);

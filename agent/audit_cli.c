@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /*
- * `hoptrace audit [--json] FILE...`: the propagation audit of a finished run, from the JSON
- * span lines `hoptrace -o json` wrote. Each client span carries its classification as
- * attributes (hoptrace.propagation and friends, see exchange.c), so the offline report is
- * the same count the live --audit makes, and audit__print prints it the same way.
+ * `hoptrace audit [--json] SOURCE...`: the propagation audit of a finished run, from the JSON
+ * span lines `hoptrace -o json` wrote, or from another tracer's spans (tsource.h). Each client span
+ * carries its classification as attributes (hoptrace.propagation and friends, see exchange.c), so
+ * the offline report is the same count the live --audit makes, and audit__print prints it the same
+ * way.
+ *
+ * Client spans whose callee is on another host wait until every source is read, then take
+ * the service of the server span whose parent they are (README "Traces from elsewhere").
  *
  * Lines are read strictly: a line that is not a JSON object with the span fields of the
  * schema in sink_json.c is skipped and counted, never guessed at.
@@ -62,14 +66,20 @@ struct audit_cli {
 };
 
 static const char doc[] =
-    "Print the propagation audit from JSON span files written by `hoptrace -o json`: per "
-    "caller -> callee edge, how the trace context was passed on (ok, forwarded, "
-    "restarted, dropped, invalid). FILE - is standard input.\n"
+    "Print the propagation audit from span sources: per caller -> callee edge, how the "
+    "trace context was passed on (ok, forwarded, restarted, dropped, invalid). With the "
+    "spans of several hosts, the hops between them are audited too.\n"
+    "SOURCE: FILE (JSON span lines as `hoptrace -o json` writes them; - is standard input), "
+    "otlp:FILE (OTLP JSON, one export request a line, as the OpenTelemetry Collector's file "
+    "exporter writes it), jaeger:URL (a Jaeger query API), tempo:URL (a Tempo API). "
+    "HOPTRACE_SOURCE_TOKEN: a bearer token for the APIs.\n"
     "\n"
     "EXAMPLES:\n"
     "  hoptrace -o json -O spans.jsonl -d 60 && hoptrace audit spans.jsonl\n"
     "  hoptrace audit --json monday.jsonl tuesday.jsonl | jq '.edges[]'\n"
-    "  hoptrace -o json | hoptrace audit -";
+    "  hoptrace -o json | hoptrace audit -\n"
+    "  hoptrace audit jaeger:http://jaeger:16686\n"
+    "  hoptrace audit otlp:/var/lib/otelcol/traces.jsonl tempo:http://tempo:3200";
 
 static const struct argp_option options[] = {
     {"json", 'j', NULL, 0, "The report as one JSON document (as --audit-json)", 0},
@@ -90,7 +100,8 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		state->next = state->argc;
 		return 0;
 	case ARGP_KEY_NO_ARGS:
-		argp_error(state, "no FILE given (a JSON span file, or - for standard input)");
+		argp_error(state, "no SOURCE given (a JSON span file, - for standard input, "
+				  "otlp:FILE, jaeger:URL or tempo:URL)");
 		return 0;
 	}
 	(void)arg;
@@ -400,7 +411,7 @@ static int read_source(struct audit_cli *cli, const char *spec)
 int audit_cli_main(int argc, char **argv)
 {
 	static char name[] = "hoptrace audit";
-	struct argp argp = {options, parse_opt, "FILE...", doc, NULL, NULL, NULL};
+	struct argp argp = {options, parse_opt, "SOURCE...", doc, NULL, NULL, NULL};
 	struct audit_cli cli = {0};
 	int err;
 
