@@ -101,7 +101,8 @@ static void remote_free(struct remote *r)
 
 /*
  * GET base + path_query and parse the answer into r->doc. Returns 0, -ENOENT on HTTP 404,
- * -EIO on any other failure (said on stderr, naming the path without its query).
+ * -EFBIG for an answer past OTLP_DOC_MAX_LEN, -EIO on any other failure (said on stderr,
+ * naming the path without its query).
  */
 static int remote_get(struct remote *r, const char *path_query)
 {
@@ -136,7 +137,7 @@ static int remote_get(struct remote *r, const char *path_query)
 	if (rc == CURLE_WRITE_ERROR && r->body.full) {
 		fprintf(stderr, "%s: %s: GET %s: response larger than %u MiB: refused\n", r->c.prog,
 			r->safe, shown, OTLP_DOC_MAX_LEN >> 20);
-		return -EIO;
+		return -EFBIG;
 	}
 	if (rc == CURLE_WRITE_ERROR) {
 		fprintf(stderr, "%s: %s: GET %s: responses past %llu MiB in all: stopped\n",
@@ -488,20 +489,26 @@ static void put_range(struct remote *r, char *q, size_t cap, const struct tsourc
 
 static int jaeger_service(struct remote *r, const char *service, const struct tsource_opts *opts)
 {
-	char q[4096] = "/api/traces", num[24];
+	size_t limit = r->limit;
+	char q[4096], num[24];
 	int err;
 
-	put_param(r, q, sizeof(q), "service", service);
-	put_range(r, q, sizeof(q), opts, 1000);
-	snprintf(num, sizeof(num), "%zu", r->limit);
-	put_param(r, q, sizeof(q), "limit", num);
-	err = remote_get(r, q);
+	/* an answer past the size bound is asked for again with half the traces */
+	do {
+		snprintf(q, sizeof(q), "/api/traces");
+		put_param(r, q, sizeof(q), "service", service);
+		put_range(r, q, sizeof(q), opts, 1000);
+		snprintf(num, sizeof(num), "%zu", limit);
+		put_param(r, q, sizeof(q), "limit", num);
+		err = remote_get(r, q);
+		limit /= 2;
+	} while (err == -EFBIG && limit);
 	if (err == -ENOENT) /* a service without traces in the range (some versions) */
 		return 0;
 	if (!err)
 		tsource_jaeger_doc(&r->c, &r->doc, json_doc__root(&r->doc), &r->seen, r->limit,
 				   &r->dropped);
-	return err;
+	return err == -EFBIG ? -EIO : err;
 }
 
 int tsource_jaeger_read(const char *prog, const char *rest, const struct tsource_opts *opts,
@@ -532,6 +539,12 @@ int tsource_jaeger_read(const char *prog, const char *rest, const struct tsource
 	}
 	if (!err && opts->service)
 		err = jaeger_service(&r, opts->service, opts);
+	if (n > TSOURCE_REMOTE_MAX_SERVICES) {
+		fprintf(stderr, "%s: %s: %zu services: the first %u read\n", prog, r.safe, n,
+			TSOURCE_REMOTE_MAX_SERVICES);
+		while (n > TSOURCE_REMOTE_MAX_SERVICES)
+			free(services[--n]);
+	}
 	for (size_t i = 0; !err && i < n && !r.c.stop && r.seen.count < r.limit; i++)
 		err = jaeger_service(&r, services[i], opts);
 	for (size_t i = 0; i < n; i++)
@@ -623,6 +636,11 @@ int tsource_tempo_read(const char *prog, const char *rest, const struct tsource_
 		err = remote_get(&r, q);
 		if (err == -ENOENT) { /* gone since the search (retention): counted, not fatal */
 			tconv_malformed(&r.c, "trace %s: not found (HTTP 404): skipped", ids[i]);
+			err = 0;
+			continue;
+		}
+		if (err == -EFBIG) { /* one huge trace: said above, the others still read */
+			r.c.st->malformed++;
 			err = 0;
 			continue;
 		}

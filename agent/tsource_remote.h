@@ -12,6 +12,8 @@
 
 /* Traces asked for per query when the caller sets no limit: the APIs need a number. */
 #define TSOURCE_REMOTE_DEFAULT_LIMIT 1000
+/* Jaeger services asked for (one query each) when the caller names none. */
+#define TSOURCE_REMOTE_MAX_SERVICES 1000u
 /* Bytes of all responses of one reading together; each one is bounded by OTLP_DOC_MAX_LEN. */
 #define TSOURCE_REMOTE_MAX_TOTAL (512ull << 20)
 #define TSOURCE_REMOTE_CONNECT_TIMEOUT_MS 5000

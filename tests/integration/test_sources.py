@@ -123,11 +123,20 @@ def test_remote_faults():
         assert f"jaeger:http://127.0.0.1:{api.port}/: GET /api/services: HTTP 503" in err, err
         assert "s3cret" not in err
         api.failures.clear()
-        # a response past the bound is refused, not buffered whole
-        api.huge("/api/traces/", 40 << 20)
-        _, err, rc = audit(f"tempo:{api.url}", check=False)
-        assert rc == 1
+        # a response past the bound is refused, not buffered whole: one Tempo trace is
+        # skipped and counted; a Jaeger query is asked again for fewer traces
+        api.huge("/api/traces/6f1a0b2c3d4e5f60718293a4b5c6d7e8", 40 << 20)
+        report, err, _ = audit(f"tempo:{api.url}")
         assert "GET /api/traces/6f1a0b2c3d4e5f60718293a4b5c6d7e8: response larger than 32 MiB: refused" in err, err
+        assert "skipped 1 malformed" in err
+        assert set(edges(report)) == {("orders", "payments")}
+        api.huge_bodies.clear()
+        api.requests.clear()
+        api.huge("/api/traces", 40 << 20, when=lambda q: int(q["limit"]) > 300)
+        report, err, _ = audit(f"jaeger:{api.url}")
+        assert_fixture_report(report)
+        limits = [r["query"]["limit"] for r in api.requests if r["query"].get("service") == "cart"]
+        assert limits == ["1000", "500", "250"], limits
         api.huge_bodies.clear()
         # a bearer token from the environment, never shown; without it: said what to do
         api.require_token("t0ken-value")

@@ -12,8 +12,8 @@ It serves what those sources ask for, shaped as the real APIs answer:
                                                     404 for an unknown id
 Answers come from a fixture directory (jaeger/services.json, jaeger/traces-<service>.json,
 tempo/search.json, tempo/trace-<id>.json) or are set by the test (set_jaeger). Controls for
-tests: fail(path_prefix, status) answers that status; huge(path_prefix, nbytes) streams a
-body that large; require_token(t) answers 401 without "Authorization: Bearer t". Every request
+tests: fail(path_prefix, status) answers that status; huge(path_prefix, nbytes, when) streams
+a body that large; require_token(t) answers 401 without "Authorization: Bearer t". Every request
 is recorded (path, query, headers) in .requests.
 
 As a module: TraceApi(fixture=DIR). Standalone:
@@ -82,8 +82,10 @@ class TraceApi:
     def fail(self, prefix, status):
         self.failures[prefix] = status
 
-    def huge(self, prefix, nbytes):
-        self.huge_bodies[prefix] = nbytes
+    def huge(self, prefix, nbytes, when=None):
+        """Answer requests under prefix with nbytes of JSON-looking text; when(query), if
+        given, picks the requests that get it."""
+        self.huge_bodies[prefix] = (nbytes, when)
 
     def require_token(self, token):
         self.token = token
@@ -108,8 +110,8 @@ class TraceApi:
         for prefix, status in self.failures.items():
             if u.path.startswith(prefix):
                 return self.send(h, status, {"errors": [{"code": status, "msg": "replayed failure"}]})
-        for prefix, n in self.huge_bodies.items():
-            if u.path.startswith(prefix):
+        for prefix, (n, when) in self.huge_bodies.items():
+            if u.path.startswith(prefix) and (when is None or when(q)):
                 return self.send_huge(h, n)
         if u.path == "/api/services":
             return self.send(h, 200, self.jaeger_answer(self.jaeger_services))
