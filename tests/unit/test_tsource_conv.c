@@ -15,7 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "json_read.h"
+#include "tsource.h"
 #include "tsource_otlp.h"
 #include "tsource_remote.h"
 
@@ -371,13 +374,68 @@ static void test_parse_max(void **state)
 	json_doc__free(&d);
 }
 
+static int count_spans(void *ctx, const char *line, size_t len)
+{
+	(void)line;
+	(void)len;
+	(*(uint64_t *)ctx)++;
+	return 0;
+}
+
+/* otlp:FILE takes lines far past the 1 MiB of a span line (a Collector batch), skips one past
+ * OTLP_DOC_MAX_LEN whole, and goes on with the next line. */
+static void test_otlp_file_long_lines(void **state)
+{
+	static const char span[] = "{\"traceId\":\"5b8efff798038103d269b633813fc60c\",\"spanId\":"
+				   "\"eee19b7ec3c1b174\",\"name\":\"%05d\"}";
+	char path[] = "/tmp/hoptrace-otlp-XXXXXX", spec[64];
+	int fd = mkstemp(path);
+	struct tsource_stats st = {0};
+	uint64_t n = 0;
+	FILE *f;
+
+	(void)state;
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
+	/* 30000 spans, about 3 MiB, on one line */
+	fputs("{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[", f);
+	for (int i = 0; i < 30000; i++) {
+		fputs(i ? "," : "", f);
+		fprintf(f, span, i);
+	}
+	fputs("]}]}]}\n", f);
+	/* a line past the bound: skipped whole */
+	fputs("{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"name\":\"", f);
+	for (unsigned i = 0; i < (OTLP_DOC_MAX_LEN >> 16) + 1; i++)
+		fprintf(f, "%065535d", 0);
+	fputs("\"}]}]}]}\n", f);
+	fputs("{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[", f);
+	fprintf(f, span, 1);
+	fputs("]}]}]}", f); /* no newline at the end */
+	fclose(f);
+	snprintf(spec, sizeof(spec), "otlp:%s", path);
+	assert_int_equal(tsource_read("test", spec, NULL, count_spans, &n, &st), 0);
+	assert_int_equal(n, 30001);
+	assert_int_equal(st.spans, 30001);
+	assert_int_equal(st.lines, 3);
+	assert_int_equal(st.malformed, 1);
+	unlink(path);
+	/* a file that cannot be opened: -errno */
+	assert_int_equal(tsource_read("test", "otlp:/nonexistent/x", NULL, count_spans, &n, &st),
+			 -ENOENT);
+	assert_true(tsource_spec_converted("otlp:x"));
+	assert_true(tsource_spec_converted("jaeger:http://x"));
+	assert_false(tsource_spec_converted("spans.jsonl"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_otlp_camel),	 cmocka_unit_test(test_otlp_proto_names),
 	    cmocka_unit_test(test_otlp_hostile), cmocka_unit_test(test_otlp_huge_values),
 	    cmocka_unit_test(test_parse_id),	 cmocka_unit_test(test_jaeger),
-	    cmocka_unit_test(test_parse_max),
+	    cmocka_unit_test(test_parse_max),	 cmocka_unit_test(test_otlp_file_long_lines),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
