@@ -353,6 +353,7 @@ static void convert_span(struct tconv *c, const struct json_doc *d, const struct
 	struct tspan s = {0};
 	const char *why = read_span(d, sp, &s);
 
+	c->st->lines++; /* spans seen, for a converted source */
 	if (why) {
 		tconv_malformed(c, "%s: skipped", why);
 		return;
@@ -534,7 +535,6 @@ int tsource_otlp_read(const char *prog, const char *rest, const struct tsource_o
 			break;
 		}
 		lineno++;
-		stats->lines++;
 		if (overlong) {
 			tconv_malformed(&c, "line %" PRIu64 ": longer than %u MiB: skipped", lineno,
 					OTLP_DOC_MAX_LEN >> 20);

@@ -645,7 +645,6 @@ int tsource_tempo_read(const char *prog, const char *rest, const struct tsource_
 			continue;
 		}
 		if (!err) {
-			stats->lines++;
 			tsource_otlp_doc(&r.c, &r.doc, json_doc__root(&r.doc), &r.dropped);
 		}
 	}
