@@ -29,7 +29,8 @@ struct remote {
 	struct json_doc doc;
 	struct u64map seen; /* trace ids (folded to 64 bits) handed over */
 	uint64_t dropped;
-	size_t limit; /* traces at most */
+	size_t limit;	 /* traces at most */
+	long timeout_ms; /* of one request */
 };
 
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
@@ -52,6 +53,7 @@ static int remote_init(struct remote *r, const char *prog, const char *kind, con
 {
 	char url[400], hdr[4200];
 	const char *token = getenv(TSOURCE_TOKEN_ENV);
+	const char *timeout = getenv(TSOURCE_TIMEOUT_ENV);
 
 	memset(r, 0, sizeof(*r));
 	r->c = (struct tconv){.prog = prog, .where = r->safe, .fn = fn, .ctx = ctx, .st = st};
@@ -65,6 +67,18 @@ static int remote_init(struct remote *r, const char *prog, const char *kind, con
 	r->body.max = OTLP_DOC_MAX_LEN;
 	r->limit = opts->limit ? opts->limit : TSOURCE_REMOTE_DEFAULT_LIMIT;
 	json_doc__init(&r->doc);
+	r->timeout_ms = TSOURCE_REMOTE_TIMEOUT_MS;
+	if (timeout && *timeout) {
+		char *end;
+		long sec = strtol(timeout, &end, 10);
+
+		if (*end || sec < 1 || sec > 3600) {
+			fprintf(stderr, "%s: %s must be seconds from 1 to 3600\n", prog,
+				TSOURCE_TIMEOUT_ENV);
+			return -EINVAL;
+		}
+		r->timeout_ms = sec * 1000;
+	}
 	if (strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0) {
 		fprintf(stderr, "%s: %s: not an http:// or https:// URL\n", prog, r->safe);
 		return -EINVAL;
@@ -126,7 +140,7 @@ static int remote_get(struct remote *r, const char *path_query)
 	curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "hoptrace/" HOPTRACE_VERSION);
 	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS,
 			 (long)TSOURCE_REMOTE_CONNECT_TIMEOUT_MS);
-	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long)TSOURCE_REMOTE_TIMEOUT_MS);
+	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, r->timeout_ms);
 	curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
 	curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);

@@ -18,6 +18,8 @@
 #define TSOURCE_REMOTE_MAX_TOTAL (512ull << 20)
 #define TSOURCE_REMOTE_CONNECT_TIMEOUT_MS 5000
 #define TSOURCE_REMOTE_TIMEOUT_MS 60000
+/* Seconds one request may take instead (1..3600), for slow backends and for tests. */
+#define TSOURCE_TIMEOUT_ENV "HOPTRACE_SOURCE_TIMEOUT"
 /* A bearer token for the API (sent as Authorization: Bearer), never shown. */
 #define TSOURCE_TOKEN_ENV "HOPTRACE_SOURCE_TOKEN"
 

@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 from urllib.parse import quote
 
 from lib import (AGENT, HERE, Agent, Proc, curl, free_port, npm_modules, one, python_server,
@@ -154,6 +155,15 @@ def test_remote_faults():
         _, err, rc = audit(f"jaeger:{api.url}", check=False)
         assert rc == 0  # {"errors":[...]} has no "data": counted, not fatal
         assert "no \"data\" array (not a Jaeger API answer): skipped" in err, err
+        # a backend that hangs: the request's timeout ends the reading, said clearly
+        api.failures.clear()
+        api.stall("/api/services", 5)
+        t0 = time.monotonic()
+        _, err, rc = audit(f"jaeger:{api.url}", env={"HOPTRACE_SOURCE_TIMEOUT": "1"}, check=False)
+        assert rc == 1 and time.monotonic() - t0 < 4, err
+        assert "GET /api/services: " in err and "timed out" in err.lower(), err
+        _, err, rc = audit(f"jaeger:{api.url}", env={"HOPTRACE_SOURCE_TIMEOUT": "0"}, check=False)
+        assert rc == 1 and "HOPTRACE_SOURCE_TIMEOUT must be seconds from 1 to 3600" in err, err
     finally:
         api.stop()
     # nothing listening

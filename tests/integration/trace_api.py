@@ -13,7 +13,8 @@ It serves what those sources ask for, shaped as the real APIs answer:
 Answers come from a fixture directory (jaeger/services.json, jaeger/traces-<service>.json,
 tempo/search.json, tempo/trace-<id>.json) or are set by the test (set_jaeger). Controls for
 tests: fail(path_prefix, status) answers that status; huge(path_prefix, nbytes, when) streams
-a body that large; require_token(t) answers 401 without "Authorization: Bearer t". Every request
+a body that large; stall(path_prefix, s) answers after s
+seconds; require_token(t) answers 401 without "Authorization: Bearer t". Every request
 is recorded (path, query, headers) in .requests.
 
 As a module: TraceApi(fixture=DIR). Standalone:
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,6 +38,7 @@ class TraceApi:
         self.failures = {}
         self.huge_bodies = {}
         self.token = None
+        self.stalls = {}
         self.requests = []
         self.lock = threading.Lock()
         if fixture:
@@ -87,6 +90,10 @@ class TraceApi:
         given, picks the requests that get it."""
         self.huge_bodies[prefix] = (nbytes, when)
 
+    def stall(self, prefix, seconds):
+        """Answer requests under prefix only after seconds (a backend that hangs)."""
+        self.stalls[prefix] = seconds
+
     def require_token(self, token):
         self.token = token
 
@@ -105,6 +112,9 @@ class TraceApi:
         q = {k: v[0] for k, v in parse_qs(u.query).items()}
         with self.lock:
             self.requests.append({"path": u.path, "query": q, "headers": dict(h.headers)})
+        for prefix, seconds in self.stalls.items():
+            if u.path.startswith(prefix):
+                time.sleep(seconds)
         if self.token and h.headers.get("Authorization") != f"Bearer {self.token}":
             return self.send(h, 401, {"error": "unauthorized"})
         for prefix, status in self.failures.items():
