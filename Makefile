@@ -230,6 +230,12 @@ FUZZ_SRCS_fuzz_route := agent/route.c
 FUZZ_SRCS_fuzz_log_json := agent/log.c agent/json_read.c agent/text.c
 FUZZ_SRCS_fuzz_k8s := agent/k8s_parse.c agent/json_read.c agent/text.c
 FUZZ_SRCS_fuzz_analyze := agent/analyze.c agent/json_read.c agent/text.c agent/hashmap.c
+# the converting span sources (otlp:, and jaeger:'s and tempo:'s answers); the sink for its
+# string escaper
+FUZZ_SRCS_fuzz_tsource := agent/tsource_otlp.c agent/tsource_remote.c agent/tsource_conv.c \
+	agent/json_read.c agent/text.c agent/hashmap.c agent/sink_json.c agent/span.c \
+	agent/resource.c agent/log.c agent/stats.c agent/k8s_parse.c agent/proc.c \
+	agent/export/otlp_config.c
 
 # the harness's sources are prerequisites too (second expansion): a merge that changes one
 # must rebuild the harness, not leave a stale binary

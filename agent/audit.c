@@ -397,6 +397,14 @@ static void print_table(const struct audit *a, FILE *out, struct audit_edge **li
 				a->reasons[i].calls);
 		fputc('\n', out);
 	}
+	if (a->calls_unmatched)
+		fprintf(
+		    out,
+		    "not joined: %" PRIu64
+		    " client call(s) without hoptrace's classification and no server span child "
+		    "in the sources (callee not traced or not in the sources, or its context was "
+		    "dropped: that leaves two traces, never joined by guess)\n",
+		    a->calls_unmatched);
 	if (a->calls_merged || a->calls_lost)
 		fprintf(out,
 			"edge limits: %" PRIu64 " call(s) counted under \"" AUDIT_OTHER_CALLEE
@@ -480,7 +488,7 @@ void audit__print(const struct audit *a, FILE *out, bool json)
 		fprintf(out, "},\"edges\":[");
 		for (size_t i = 0; i < n; i++)
 			print_json_edge(out, list[i], i == 0);
-		fprintf(out, "]}\n");
+		fprintf(out, "],\"unmatched_client_calls\":%" PRIu64 "}\n", a->calls_unmatched);
 	}
 	free(list);
 }

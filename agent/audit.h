@@ -86,6 +86,8 @@ struct audit {
 					 * the response of the thread's request) */
 	uint64_t calls_without_context; /* the request served had no valid context */
 	uint64_t calls_unsound;		/* the request served is not known by sound evidence */
+	uint64_t calls_unmatched;	/* client spans without hoptrace's classification (an SDK's)
+					 * and no server span child in the sources read */
 	unsigned nreasons;
 	struct audit_reason reasons[AUDIT_MAX_REASONS]; /* unclassified calls by reason */
 };
@@ -128,7 +130,7 @@ struct audit_client_span {
  * came from (same caller, callee and result), so an offline report equals the live one. */
 void audit__observe_client(struct audit *a, const struct audit_client_span *c);
 
-/* `hoptrace audit [--json] FILE...` (agent/audit_cli.c): the report from JSON span files.
+/* `hoptrace audit [--json] SOURCE...` (agent/audit_cli.c): the report from span sources.
  * argv[0] is "audit". Returns the exit status: 0, 1 when a file cannot be read, 64 (argp)
  * on a usage error. */
 int audit_cli_main(int argc, char **argv);

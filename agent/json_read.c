@@ -10,6 +10,7 @@ struct parser {
 	struct json_doc *d;
 	const unsigned char *start, *p, *end;
 	unsigned depth;
+	uint32_t max_values; /* values a document may hold (its index 0 included) */
 };
 
 void json_doc__init(struct json_doc *d)
@@ -30,6 +31,14 @@ static int fail(struct parser *ps, const char *why, int err)
 	ps->d->err = why;
 	ps->d->err_off = (size_t)(ps->p - ps->start);
 	return err;
+}
+
+/* new_value gave none: past the document's limit, or out of memory */
+static int fail_value(struct parser *ps)
+{
+	if (ps->d->nvalues >= ps->max_values)
+		return fail(ps, "too many values", -E2BIG);
+	return fail(ps, "out of memory", -ENOMEM);
 }
 
 static void skip_ws(struct parser *ps)
@@ -56,6 +65,8 @@ static uint32_t new_value(struct parser *ps, enum json_type type)
 {
 	struct json_doc *d = ps->d;
 
+	if (d->nvalues >= ps->max_values)
+		return 0;
 	if (d->nvalues == d->cap && grow_values(d))
 		return 0;
 	memset(&d->values[d->nvalues], 0, sizeof(d->values[0]));
@@ -291,7 +302,7 @@ static int parse_literal(struct parser *ps, const char *word, enum json_type typ
 		return fail(ps, "unexpected character", -EINVAL);
 	*out = new_value(ps, type);
 	if (!*out)
-		return fail(ps, "out of memory", -ENOMEM);
+		return fail_value(ps);
 	ps->p += n;
 	return 0;
 }
@@ -425,7 +436,7 @@ static int parse_container(struct parser *ps, enum json_type type, uint32_t *out
 		return fail(ps, "nested too deeply", -E2BIG);
 	*out = new_value(ps, type);
 	if (!*out)
-		return fail(ps, "out of memory", -ENOMEM);
+		return fail_value(ps);
 	ps->depth++;
 	err = type == JSON_ARRAY ? parse_array(ps, *out) : parse_object(ps, *out);
 	ps->depth--;
@@ -450,7 +461,7 @@ static int parse_value(struct parser *ps, uint32_t *out)
 	case '"':
 		*out = new_value(ps, JSON_STRING);
 		if (!*out)
-			return fail(ps, "out of memory", -ENOMEM);
+			return fail_value(ps);
 		err = parse_string(ps, &s, &len);
 		if (err)
 			return err;
@@ -468,7 +479,7 @@ static int parse_value(struct parser *ps, uint32_t *out)
 		return fail(ps, "unexpected character", -EINVAL);
 	*out = new_value(ps, JSON_NUMBER);
 	if (!*out)
-		return fail(ps, "out of memory", -ENOMEM);
+		return fail_value(ps);
 	return parse_number(ps, *out);
 }
 
@@ -496,17 +507,24 @@ static int reserve_strbuf(struct json_doc *d, size_t len)
 
 int json_doc__parse(struct json_doc *d, const char *text, size_t len)
 {
+	return json_doc__parse_max(d, text, len, JSON_READ_MAX_LEN, UINT32_MAX);
+}
+
+int json_doc__parse_max(struct json_doc *d, const char *text, size_t len, size_t max_len,
+			uint32_t max_values)
+{
 	struct parser ps = {.d = d,
 			    .start = (const unsigned char *)text,
 			    .p = (const unsigned char *)text,
-			    .end = (const unsigned char *)text + len};
+			    .end = (const unsigned char *)text + len,
+			    .max_values = max_values < UINT32_MAX ? max_values + 1 : UINT32_MAX};
 	uint32_t root;
 	int err;
 
 	d->nvalues = 0;
 	d->err = NULL;
 	d->err_off = 0;
-	if (len > JSON_READ_MAX_LEN)
+	if (len > max_len)
 		return fail(&ps, "text too long", -E2BIG);
 	if (reserve_strbuf(d, len) || (!d->cap && grow_values(d)))
 		return fail(&ps, "out of memory", -ENOMEM);

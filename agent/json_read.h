@@ -70,6 +70,14 @@ void json_doc__free(struct json_doc *d);
  * d->err_off say what and where; values of an earlier parse are gone either way.
  */
 int json_doc__parse(struct json_doc *d, const char *text, size_t len);
+/*
+ * The same with the caller's limits in place of JSON_READ_MAX_LEN: at most max_len bytes of
+ * text and max_values values (arrays, objects and scalars). For documents known to be large,
+ * such as one line of the OpenTelemetry Collector's file exporter; the strings take up to
+ * 2 * len + 1 bytes and each value sizeof(struct json_value), so both limits bound memory.
+ */
+int json_doc__parse_max(struct json_doc *d, const char *text, size_t len, size_t max_len,
+			uint32_t max_values);
 /* The root value after a successful parse, else NULL. */
 const struct json_value *json_doc__root(const struct json_doc *d);
 /* The first element or member of an array or object, NULL when empty or not a container. */

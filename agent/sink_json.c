@@ -45,6 +45,7 @@
  * OTEL_RESOURCE_ATTRIBUTES never repeats one above, so no object has duplicate keys.
  */
 #include "sink.h"
+#include "json_write.h"
 #include "resource.h"
 #include "span.h"
 #include "text.h"
@@ -260,6 +261,16 @@ static char *put_str(char *o, const char *str, size_t len)
 	o += len;
 	*o++ = '"';
 	return o;
+}
+
+size_t json_write_room(size_t len)
+{
+	return json_str_room(len);
+}
+
+char *json_write_str(char *o, const char *str, size_t len)
+{
+	return put_str(o, str, len);
 }
 
 static void json_put_str(struct json_buf *b, const char *str, size_t len)

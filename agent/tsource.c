@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "tsource.h"
+#include "tsource_otlp.h"
+#include "tsource_remote.h"
 
 #define TSOURCE_MAX_REPORTS 3 /* malformed lines described one by one; the rest counted */
 
@@ -18,10 +20,14 @@ struct tsource_kind {
 	const char *prefix;
 	int (*read)(const char *prog, const char *rest, const struct tsource_opts *opts,
 		    span_line_fn fn, void *ctx, struct tsource_stats *stats);
+	bool converted; /* spans converted from another tracer's model (tsource_spec_converted) */
 };
 
 static const struct tsource_kind kinds[] = {
-    {NULL, NULL},
+    {"otlp", tsource_otlp_read, true},
+    {"jaeger", tsource_jaeger_read, true},
+    {"tempo", tsource_tempo_read, true},
+    {NULL, NULL, false},
 };
 
 /*
@@ -115,6 +121,15 @@ bool tsource_spec_known(const char *spec)
 
 	/* a file name may contain ':'; only the known prefixes are taken as kinds */
 	return spec && (kind_of(spec, &rest) || *spec);
+}
+
+bool tsource_spec_converted(const char *spec)
+{
+	const struct tsource_kind *k;
+	const char *rest;
+
+	k = spec ? kind_of(spec, &rest) : NULL;
+	return k && k->converted;
 }
 
 int tsource_read(const char *prog, const char *spec, const struct tsource_opts *opts,

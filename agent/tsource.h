@@ -53,4 +53,11 @@ int tsource_read(const char *prog, const char *spec, const struct tsource_opts *
 /* Whether spec names a source kind this build knows (for argument checks). */
 bool tsource_spec_known(const char *spec);
 
+/*
+ * Whether spec's spans are converted from another tracer's model (otlp:, jaeger:, tempo:):
+ * they may come from SDK-instrumented services, whose spans carry none of hoptrace's
+ * evidence (hoptrace.* attributes). The audit tells those from hoptrace's own by this.
+ */
+bool tsource_spec_converted(const char *spec);
+
 #endif

@@ -503,6 +503,93 @@ static void test_offline_errors(void **state)
 	free(err);
 }
 
+/* A resourceSpans entry of service svc holding the spans given (OTLP JSON). */
+#define OTLP_RS(svc, spans)                                                                        \
+	"{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":"     \
+	"\"" svc "\"}}]},\"scopeSpans\":[{\"spans\":[" spans "]}]}"
+#define OTLP_SPAN(trace, id, parent, kind, attrs)                                                  \
+	"{\"traceId\":\"" trace "\",\"spanId\":\"" id "\",\"parentSpanId\":\"" parent              \
+	"\",\"kind\":" kind ",\"attributes\":[" attrs "]}"
+#define T1 "11111111111111111111111111111111"
+#define T2 "22222222222222222222222222222222"
+
+/*
+ * Hops between hosts: a client span's callee is the service of the server span whose parent
+ * it is, wherever that span was read (here: another file). An SDK's client span (no hoptrace
+ * evidence) with such a child is a hop that passed the context on; one without is counted as
+ * not joined, never guessed.
+ */
+static void test_offline_cross_host(void **state)
+{
+	static const char host_a[] = "{\"resourceSpans\":[" OTLP_RS(
+	    "front",
+	    OTLP_SPAN(T1, "a000000000000001", "", "2", "") "," OTLP_SPAN(
+		T1, "a000000000000002", "a000000000000001", "3",
+		"{\"key\":\"server.address\",\"value\":{\"stringValue\":\"10.0.0.2\"}},"
+		"{\"key\":\"server.port\",\"value\":{\"intValue\":\"80\"}}") "," /* unmatched */
+	    OTLP_SPAN(T2, "a000000000000003", "", "3", "") "," /* hoptrace's, classified */
+	    OTLP_SPAN(T1, "a000000000000004", "a000000000000001", "3",
+		      "{\"key\":\"hoptrace.propagation\",\"value\":{\"stringValue\":\"dropped\"}},"
+		      "{\"key\":\"hoptrace.propagation.confidence\",\"value\":{\"stringValue\":"
+		      "\"exact\"}},{\"key\":\"hoptrace.parent.confidence\",\"value\":{"
+		      "\"stringValue\":\"exact\"}}")) "]}\n";
+	static const char host_b[] = "{\"resourceSpans\":[" OTLP_RS(
+	    "back", OTLP_SPAN(T1, "b000000000000001", "a000000000000002", "2", "") "," OTLP_SPAN(
+			T1, "b000000000000002", "a000000000000004", "2", "")) "]}\n";
+	char pa[] = "/tmp/hoptrace-audit-a-XXXXXX", pb[] = "/tmp/hoptrace-audit-b-XXXXXX";
+	char sa[64], sb[64], arg0[] = "audit", arg_json[] = "--json";
+	char *argv[] = {arg0, arg_json, sa, sb, NULL};
+	int fa = mkstemp(pa), fb = mkstemp(pb);
+	const struct json_value *e;
+	struct json_doc d;
+	char *got, *err;
+
+	(void)state;
+	assert_true(fa >= 0 && fb >= 0);
+	assert_int_equal(write(fa, host_a, strlen(host_a)), (ssize_t)strlen(host_a));
+	assert_int_equal(write(fb, host_b, strlen(host_b)), (ssize_t)strlen(host_b));
+	close(fa);
+	close(fb);
+	snprintf(sa, sizeof(sa), "otlp:%s", pa);
+	snprintf(sb, sizeof(sb), "otlp:%s", pb);
+	assert_int_equal(run_cli_err(argv, 4, &got, &err), 0);
+	json_doc__init(&d);
+	assert_int_equal(json_doc__parse(&d, got, strlen(got)), 0);
+	assert_int_equal(int_at(&d, json_doc__root(&d), "calls"), 2);
+	assert_int_equal(int_at(&d, json_doc__root(&d), "unmatched_client_calls"), 1);
+	e = edge_of(&d, "front", "back");
+	assert_non_null(e);
+	assert_int_equal(int_at(&d, e, "calls"), 2);
+	assert_non_null(strstr(got, "\"ok\":{\"calls\":1,\"example_trace_id\":\"" T1
+				    "\",\"confidence\":\"server_span\"}"));
+	assert_non_null(strstr(got, "\"dropped\":{\"calls\":1,\"example_trace_id\":\"" T1
+				    "\",\"confidence\":\"exact\"}"));
+	json_doc__free(&d);
+	free(got);
+	free(err);
+	/* the table says what could not be joined */
+	{
+		char *targv[] = {arg0, sa, sb, NULL};
+
+		assert_int_equal(run_cli_err(targv, 3, &got, &err), 0);
+		assert_non_null(strstr(got, "not joined: 1 client call(s)"));
+		free(got);
+		free(err);
+	}
+	/* one host alone: the hoptrace call keeps its address, the SDK's calls are unmatched */
+	{
+		char *oargv[] = {arg0, arg_json, sa, NULL};
+
+		assert_int_equal(run_cli_err(oargv, 3, &got, &err), 0);
+		assert_non_null(strstr(got, "\"callee\":\"?:0\""));
+		assert_non_null(strstr(got, "\"unmatched_client_calls\":2"));
+		free(got);
+		free(err);
+	}
+	unlink(pa);
+	unlink(pb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -513,6 +600,7 @@ int main(void)
 	    cmocka_unit_test(test_offline_equals_live),
 	    cmocka_unit_test(test_offline_malformed_lines),
 	    cmocka_unit_test(test_offline_errors),
+	    cmocka_unit_test(test_offline_cross_host),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
