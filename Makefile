@@ -167,10 +167,14 @@ integration-test: asan all
 test: all asan $(UNIT_TESTS)
 	$(Q)tests/run-all.sh $(OUT)
 
-bench: all $(OUT)/otlp_bench
+bench: all $(OUT)/otlp_bench $(OUT)/store_bench
 	$(Q)tests/bench/run.sh $(OUT)
 
 $(OUT)/otlp_bench: $(OUT)/rel/tests/bench/otlp_bench.o $(OUT)/rel/libhoptrace.a
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $^ $(LIBS) -o $@
+
+$(OUT)/store_bench: $(OUT)/rel/tests/bench/store_bench.o $(OUT)/rel/libhoptrace.a
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LIBS) -o $@
 

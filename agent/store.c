@@ -7,9 +7,14 @@
  *           when it goes in, and the line itself (what comes out).
  *   traces  one row per trace, kept up to date as spans go in: start, end, span and error
  *           counts and the root span, so a search lists traces without reading their spans.
- *   attrs   (key, value, span): string and integer span attributes, so `key=value` filters
- *           use an index. Bounded: at most STORE_MAX_ATTRS_PER_SPAN per span, values up to
- *           STORE_MAX_ATTR_VALUE bytes; others are not indexed (the line still holds them).
+ *   attrs   (key, value, span): the string and integer attributes of each span, so that a
+ *           `key=value` filter is one index lookup. Clustered by key and value: most
+ *           attributes take few values, so a batch's entries land on a few pages (a hash
+ *           of key and value, tried, spread them over the whole index and wrote a third
+ *           slower). Bounded: at most STORE_MAX_ATTRS_PER_SPAN a span, values
+ *           up to STORE_MAX_ATTR_VALUE bytes; the keys of unindexed_keys (a connection's
+ *           or a thread's numbers, different on every span) are left out. A filter on a
+ *           key left out reads the lines instead (json_extract): right, only slower.
  *
  * Retention deletes whole traces, oldest start first, and gives the pages back to the file
  * system (auto_vacuum = INCREMENTAL, then incremental_vacuum): a store at its size bound
@@ -31,11 +36,13 @@
 #include "json_read.h"
 #include "store.h"
 
-#define STORE_SCHEMA_VERSION 1
-#define STORE_MAX_ATTRS_PER_SPAN 24
+#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION_TEXT "2"
+#define STORE_MAX_ATTRS_PER_SPAN 32
 #define STORE_MAX_ATTR_VALUE 256
 #define STORE_BUSY_TIMEOUT_MS 2000
-#define STORE_PRUNE_BATCH 64 /* traces deleted per round while over the size bound */
+#define STORE_PRUNE_BATCH 1   /* traces deleted a round at least while over the size bound */
+#define STORE_CACHE_KIB 16384 /* page cache of a connection: indexes keyed by random ids */
 
 /* In an upsert of traces: the new span is a better root than the one recorded (in SQL, every
  * expression of an UPDATE's SET reads the row as it was). */
@@ -68,7 +75,7 @@ static const char *const stmt_sql[ST__COUNT] = {
 	"root_duration = iif(" ROOT_BETTER ", excluded.root_duration, root_duration), "
 	"root_start = iif(" ROOT_BETTER ", excluded.root_start, root_start), "
 	"root_has_parent = iif(" ROOT_BETTER ", excluded.root_has_parent, root_has_parent)",
-    [ST_INSERT_ATTR] = "INSERT INTO attrs(key, value, span) VALUES(?1, ?2, ?3)",
+    [ST_INSERT_ATTR] = "INSERT OR IGNORE INTO attrs(key, value, span) VALUES(?1, ?2, ?3)",
     [ST_TRACE_LINES] = "SELECT line FROM spans WHERE trace_id = ?1 ORDER BY start_ns, id",
 };
 
@@ -95,12 +102,27 @@ static const char schema_sql[] =
     " PRIMARY KEY(key, value, span)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS attrs_span ON attrs(span);";
 
+/* Attributes not indexed: every span has another value (the peer's port, the thread), so
+ * an index of them would be as big as the rest and find one span. */
+static const char *const unindexed_keys[] = {
+    "thread.id", "network.peer.port", "client.port", "network.local.port", "url.full",
+};
+
+static bool key_unindexed(const char *key)
+{
+	for (size_t i = 0; i < sizeof(unindexed_keys) / sizeof(unindexed_keys[0]); i++)
+		if (strcmp(key, unindexed_keys[i]) == 0)
+			return true;
+	return false;
+}
+
 struct store {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[ST__COUNT];
 	struct json_doc doc;
 	bool read_only;
 	uint64_t max_bytes, max_age_ns;
+	int64_t pruned_size; /* the file's size after the last deletion for size, 0: none */
 	char path[PATH_MAX];
 };
 
@@ -207,8 +229,8 @@ static int setup_schema(struct store *st)
 
 	if (version < 0)
 		return (int)version;
-	if (version > STORE_SCHEMA_VERSION)
-		return -EPROTO; /* written by a newer hoptrace: not ours to change */
+	if (version != 0 && version != STORE_SCHEMA_VERSION)
+		return -EPROTO; /* another layout (a newer hoptrace's): not ours to change */
 	/* before any table exists, or it has no effect */
 	err = exec_sql(st, "PRAGMA auto_vacuum = INCREMENTAL");
 	if (!err)
@@ -218,7 +240,7 @@ static int setup_schema(struct store *st)
 	if (!err)
 		err = exec_sql(st, schema_sql);
 	if (!err && version != STORE_SCHEMA_VERSION)
-		err = exec_sql(st, "PRAGMA user_version = 1");
+		err = exec_sql(st, "PRAGMA user_version = " STORE_SCHEMA_VERSION_TEXT);
 	return err;
 }
 
@@ -276,6 +298,12 @@ struct store *store_open_errno(const char *path, enum store_mode mode, int *errn
 	}
 	if (!e)
 		e = exec_sql(st, "PRAGMA temp_store = MEMORY");
+	if (!e) {
+		char sql[64];
+
+		snprintf(sql, sizeof(sql), "PRAGMA cache_size = -%d", STORE_CACHE_KIB);
+		e = exec_sql(st, sql);
+	}
 	if (!e)
 		e = prepare_statements(st);
 	if (e)
@@ -450,7 +478,7 @@ static int insert_attrs(struct store *st, const struct span_row *r, int64_t span
 			v = a->str; /* the integer as written, as `key=value` gives it */
 		else
 			continue;
-		if (!v || a->len > STORE_MAX_ATTR_VALUE)
+		if (!v || a->len > STORE_MAX_ATTR_VALUE || key_unindexed(a->key))
 			continue;
 		sqlite3_bind_text(s, 1, a->key, -1, SQLITE_STATIC);
 		sqlite3_bind_text(s, 2, v, -1, SQLITE_STATIC);
@@ -642,7 +670,32 @@ static void where_span(const struct store_filter *f, struct sql_text *q, struct 
 	sql_add(q, ")");
 }
 
-static void build_search(const struct store_filter *f, struct sql_text *q, struct sql_args *a)
+/* A span with attribute key = value: by the index, or (a key not indexed, a long value) by
+ * the lines. path: room for the JSON path, which the statement's arguments point to. */
+static void where_attr(const char *key, const char *value, struct sql_text *q, struct sql_args *a,
+		       char *path, size_t pathcap)
+{
+	if (!key_unindexed(key) && strlen(value) <= STORE_MAX_ATTR_VALUE) {
+		sql_add(q, " AND t.trace_id IN (SELECT s.trace_id FROM attrs a JOIN spans s ON "
+			   "s.id = a.span WHERE a.key = ? AND a.value = ?)");
+		arg_text(a, key);
+		arg_text(a, value);
+		return;
+	}
+	/* a key with '"' or '\\' cannot be named in a JSON path: it matches nothing */
+	if (strpbrk(key, "\"\\") ||
+	    (size_t)snprintf(path, pathcap, "$.attributes.\"%s\"", key) >= pathcap) {
+		sql_add(q, " AND 0");
+		return;
+	}
+	sql_add(q, " AND t.trace_id IN (SELECT trace_id FROM spans WHERE "
+		   "CAST(json_extract(line, ?) AS TEXT) = ?)");
+	arg_text(a, path);
+	arg_text(a, value);
+}
+
+static void build_search(const struct store_filter *f, struct sql_text *q, struct sql_args *a,
+			 char (*paths)[300])
 {
 	sql_add(q, "SELECT t.trace_id, t.start_ns, t.end_ns, t.nspans, t.nerrors, "
 		   "(SELECT count(DISTINCT service) FROM spans x WHERE x.trace_id = t.trace_id), "
@@ -664,12 +717,10 @@ static void build_search(const struct store_filter *f, struct sql_text *q, struc
 	else if (f->error == 0)
 		sql_add(q, " AND t.nerrors = 0");
 	where_span(f, q, a);
-	for (unsigned i = 0; i < f->nattrs && i < STORE_MAX_ATTR_FILTERS; i++) {
-		sql_add(q, " AND t.trace_id IN (SELECT s.trace_id FROM attrs a JOIN spans s ON "
-			   "s.id = a.span WHERE a.key = ? AND a.value = ?)");
-		arg_text(a, f->attr_key[i] ? f->attr_key[i] : "");
-		arg_text(a, f->attr_value[i] ? f->attr_value[i] : "");
-	}
+	for (unsigned i = 0; i < f->nattrs && i < STORE_MAX_ATTR_FILTERS; i++)
+		where_attr(f->attr_key[i] ? f->attr_key[i] : "",
+			   f->attr_value[i] ? f->attr_value[i] : "", q, a, paths[i],
+			   sizeof(paths[i]));
 	sql_add(q, " ORDER BY t.start_ns DESC");
 	if (f->limit) {
 		sql_add(q, " LIMIT ?");
@@ -707,11 +758,12 @@ static int each_trace(struct store *st, const struct store_filter *f,
 {
 	struct sql_text q = {0};
 	struct sql_args a = {0};
+	char paths[STORE_MAX_ATTR_FILTERS][300];
 	struct store_trace_summary sum;
 	sqlite3_stmt *s;
 	int rc, err = 0;
 
-	build_search(f, &q, &a);
+	build_search(f, &q, &a, paths);
 	if (q.overflow)
 		return -E2BIG;
 	rc = sqlite3_prepare_v2(st->db, q.buf, -1, &s, NULL);
@@ -970,6 +1022,65 @@ static int reclaim(struct store *st)
 	return err;
 }
 
+/*
+ * The size bound. Deleting rows frees whole pages (given back by incremental_vacuum) and
+ * leaves holes in others, which later writes fill before the file grows again. So: past
+ * 95% of the bound, delete the oldest traces, about the share of them that brings the file
+ * to 85%; then do not delete again until the file has grown past its size after that (the
+ * holes are being reused). Only if the file stays over the bound itself (it was opened over
+ * a lowered bound, say) is it rebuilt compact (VACUUM, once a call).
+ */
+static int prune_for_size(struct store *st, uint64_t *traces_deleted)
+{
+	int64_t size = store_size_bytes(st);
+	uint64_t high = st->max_bytes / 20 * 19, low = st->max_bytes / 20 * 17;
+	bool vacuumed = false;
+	char sql[160];
+	int err = 0;
+
+	if (size < 0)
+		return (int)size;
+	if ((uint64_t)size <= high ||
+	    ((uint64_t)size <= st->max_bytes && st->pruned_size && size <= st->pruned_size))
+		return 0;
+	for (int round = 0; round < 8 && (uint64_t)size > high; round++) {
+		int64_t ntraces = query_int(st, "SELECT count(*) FROM traces"), batch;
+		int n;
+
+		if (ntraces <= 0)
+			return ntraces < 0 ? (int)ntraces : 0;
+		batch = (int64_t)((double)ntraces * (double)((uint64_t)size - low) / (double)size);
+		if (batch < STORE_PRUNE_BATCH)
+			batch = STORE_PRUNE_BATCH;
+		snprintf(sql, sizeof(sql),
+			 "INSERT INTO doomed SELECT trace_id FROM traces ORDER BY start_ns LIMIT "
+			 "%" PRId64,
+			 batch);
+		n = delete_round(st, sql);
+		if (n <= 0)
+			return n;
+		if (traces_deleted)
+			*traces_deleted += (uint64_t)n;
+		err = reclaim(st);
+		size = err ? err : store_size_bytes(st);
+		if (size < 0)
+			return (int)size;
+		if ((uint64_t)size <= st->max_bytes)
+			break; /* the holes take the next writes */
+		if (!vacuumed) {
+			vacuumed = true;
+			err = exec_sql(st, "VACUUM");
+			if (!err)
+				err = exec_sql(st, "PRAGMA wal_checkpoint(TRUNCATE)");
+			size = err ? err : store_size_bytes(st);
+			if (size < 0)
+				return (int)size;
+		}
+	}
+	st->pruned_size = size;
+	return 0;
+}
+
 int store_prune(struct store *st, uint64_t now_unix_ns, uint64_t *traces_deleted)
 {
 	char sql[256];
@@ -981,7 +1092,9 @@ int store_prune(struct store *st, uint64_t now_unix_ns, uint64_t *traces_deleted
 	if (st->max_age_ns && now_unix_ns > st->max_age_ns) {
 		/* by end: a trace still going on is not old */
 		snprintf(sql, sizeof(sql),
-			 "INSERT INTO doomed SELECT trace_id FROM traces WHERE end_ns < %" PRId64,
+			 "INSERT INTO doomed SELECT trace_id FROM traces WHERE start_ns < %" PRId64
+			 " AND end_ns < %" PRId64,
+			 clamp_i64(now_unix_ns - st->max_age_ns),
 			 clamp_i64(now_unix_ns - st->max_age_ns));
 		n = delete_round(st, sql);
 		if (n < 0)
@@ -994,24 +1107,7 @@ int store_prune(struct store *st, uint64_t now_unix_ns, uint64_t *traces_deleted
 		err = reclaim(st);
 	if (!st->max_bytes)
 		return err;
-	snprintf(sql, sizeof(sql),
-		 "INSERT INTO doomed SELECT trace_id FROM traces ORDER BY start_ns LIMIT %d",
-		 STORE_PRUNE_BATCH);
-	/* down to 9/10 of the bound, so that the next batches do not each go over again */
-	for (int64_t size = store_size_bytes(st); size > 0 && !err; size = store_size_bytes(st)) {
-		uint64_t target = deleted ? st->max_bytes / 10 * 9 : st->max_bytes;
-
-		if ((uint64_t)size <= target)
-			break;
-		n = delete_round(st, sql);
-		if (n <= 0)
-			return n; /* nothing left to delete, or an error */
-		if (traces_deleted)
-			*traces_deleted += (uint64_t)n;
-		deleted = true;
-		err = reclaim(st);
-	}
-	return err;
+	return err ? err : prune_for_size(st, traces_deleted);
 }
 
 /* ---- a damaged file ---------------------------------------------------------------------- */

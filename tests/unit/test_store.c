@@ -132,7 +132,7 @@ static void fill(struct store *st)
 				  200 * MS, false, ",\"http.route\":\"/cart/{id}\",\"user.id\":42"),
 			 1);
 	assert_int_equal(add_span(st, 2, 0x21, 0, "front", "GET /health", "SERVER", T0 + 1000 * MS,
-				  5 * MS, false, ""),
+				  5 * MS, false, ",\"thread.id\":777"),
 			 1);
 	assert_int_equal(add_span(st, 3, 0x31, 0, "front", "GET /pay", "SERVER", T0 + 2000 * MS,
 				  900 * MS, true, ""),
@@ -196,6 +196,12 @@ static void test_filters(void **state)
 			    "3");
 	assert_string_equal(SEARCH(.attr_key = {"card.brand"}, .attr_value = {"amex"}, .nattrs = 1),
 			    "");
+	/* a key left out of the index: found by reading the lines */
+	assert_string_equal(SEARCH(.attr_key = {"thread.id"}, .attr_value = {"777"}, .nattrs = 1),
+			    "2");
+	assert_string_equal(SEARCH(.attr_key = {"thread.id"}, .attr_value = {"778"}, .nattrs = 1),
+			    "");
+	assert_string_equal(SEARCH(.attr_key = {"a\"b"}, .attr_value = {"1"}, .nattrs = 1), "");
 	assert_string_equal(SEARCH(.from_unix_ns = T0 + 500 * MS), "3,2");
 	assert_string_equal(SEARCH(.to_unix_ns = T0 + 1500 * MS), "2,1");
 	assert_string_equal(SEARCH(.from_unix_ns = T0 + 500 * MS, .to_unix_ns = T0 + 1500 * MS),
@@ -419,6 +425,19 @@ static void test_retention_size(void **state)
 	assert_int_equal(count_spans_of(fx->st, 200 - n + 1), 10);
 	assert_int_equal(count_spans_of(fx->st, 200 - n), 0);
 	assert_int_equal(sum[n - 1].nspans, 10);
+
+	/* writing on at the bound, pruning as the agent does: the file stays within it, the
+	 * newest traces are kept, and pruning does not empty the store (holes left by deleted
+	 * rows are reused before the file grows) */
+	for (int t = 201; t <= 250; t++) {
+		add_big_trace(fx->st, t, T0 + (uint64_t)t * 1000 * MS);
+		if (t % 5 == 0)
+			assert_int_equal(store_prune(fx->st, T0, NULL), 0);
+	}
+	assert_true(store_size_bytes(fx->st) <= 1 << 20);
+	n = store_find_traces(fx->st, &f, sum, 1000);
+	assert_true(n >= 20);
+	assert_int_equal(sum[0].trace_id[0], 250);
 	free(sum);
 }
 
