@@ -7,8 +7,10 @@
  *           when it goes in, and the line itself (what comes out).
  *   traces  one row per trace, kept up to date as spans go in: start, end, span and error
  *           counts and the root span, so a search lists traces without reading their spans.
- *   attrs   (key, value, span): the string and integer attributes of each span, so that a
- *           `key=value` filter is one index lookup. Clustered by key and value: most
+ *   attrs   (key, value, trace): the string and integer attributes of a trace's spans,
+ *           each pair once a trace (the spans of a trace repeat most: the method, the
+ *           addresses; half the entries of one a span), so that a `key=value` filter is
+ *           one index lookup. Clustered by key and value: most
  *           attributes take few values, so a batch's entries land on a few pages (a hash
  *           of key and value, tried, spread them over the whole index and wrote a third
  *           slower). Bounded: at most STORE_MAX_ATTRS_PER_SPAN a span, values
@@ -36,8 +38,8 @@
 #include "json_read.h"
 #include "store.h"
 
-#define STORE_SCHEMA_VERSION 2
-#define STORE_SCHEMA_VERSION_TEXT "2"
+#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION_TEXT "3"
 #define STORE_MAX_ATTRS_PER_SPAN 32
 #define STORE_MAX_ATTR_VALUE 256
 #define STORE_BUSY_TIMEOUT_MS 2000
@@ -74,8 +76,9 @@ static const char *const stmt_sql[ST__COUNT] = {
 	"root_name = iif(" ROOT_BETTER ", excluded.root_name, root_name), "
 	"root_duration = iif(" ROOT_BETTER ", excluded.root_duration, root_duration), "
 	"root_start = iif(" ROOT_BETTER ", excluded.root_start, root_start), "
-	"root_has_parent = iif(" ROOT_BETTER ", excluded.root_has_parent, root_has_parent)",
-    [ST_INSERT_ATTR] = "INSERT OR IGNORE INTO attrs(key, value, span) VALUES(?1, ?2, ?3)",
+	"root_has_parent = iif(" ROOT_BETTER ", excluded.root_has_parent, root_has_parent) "
+	"RETURNING id",
+    [ST_INSERT_ATTR] = "INSERT OR IGNORE INTO attrs(key, value, trace) VALUES(?1, ?2, ?3)",
     [ST_TRACE_LINES] = "SELECT line FROM spans WHERE trace_id = ?1 ORDER BY start_ns, id",
 };
 
@@ -92,26 +95,43 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS spans_route ON spans(route) WHERE route IS NOT NULL;"
     "CREATE INDEX IF NOT EXISTS spans_client ON spans(start_ns) WHERE kind = 3;"
     "CREATE TABLE IF NOT EXISTS traces("
-    " trace_id BLOB PRIMARY KEY, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,"
+    " id INTEGER PRIMARY KEY, trace_id BLOB NOT NULL UNIQUE,"
+    " start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,"
     " nspans INTEGER NOT NULL, nerrors INTEGER NOT NULL,"
     " root_service TEXT NOT NULL, root_name TEXT NOT NULL, root_start INTEGER NOT NULL,"
-    " root_duration INTEGER NOT NULL, root_has_parent INTEGER NOT NULL) WITHOUT ROWID;"
+    " root_duration INTEGER NOT NULL, root_has_parent INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS traces_start ON traces(start_ns);"
     "CREATE TABLE IF NOT EXISTS attrs("
-    " key TEXT NOT NULL, value TEXT NOT NULL, span INTEGER NOT NULL,"
-    " PRIMARY KEY(key, value, span)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS attrs_span ON attrs(span);";
+    " key TEXT NOT NULL, value TEXT NOT NULL, trace INTEGER NOT NULL,"
+    " PRIMARY KEY(key, value, trace)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS attrs_trace ON attrs(trace);";
 
-/* Attributes not indexed: every span has another value (the peer's port, the thread), so
- * an index of them would be as big as the rest and find one span. */
+/*
+ * Attributes not indexed (a filter on them reads the lines instead): those with another
+ * value on every span (the peer's port, the thread), those another column or attribute
+ * already serves (url.full: server.address and url.path; http.route and url.template: the
+ * operation), and the agent's own evidence (hoptrace.parent.*, hoptrace.traceparent.*,
+ * and the details of the propagation verdict), which the audit and the dependencies read.
+ * Each index entry costs as much to write as the span's row: the attributes were 60% of
+ * the writer's CPU time before these were left out.
+ */
 static const char *const unindexed_keys[] = {
-    "thread.id", "network.peer.port", "client.port", "network.local.port", "url.full",
+    "thread.id",  "network.peer.port", "client.port", "network.local.port",	  "url.full",
+    "url.scheme", "url.template",      "http.route",  "network.protocol.version",
+};
+static const char *const unindexed_prefixes[] = {
+    "hoptrace.parent.",
+    "hoptrace.traceparent.",
+    "hoptrace.propagation.",
 };
 
 static bool key_unindexed(const char *key)
 {
 	for (size_t i = 0; i < sizeof(unindexed_keys) / sizeof(unindexed_keys[0]); i++)
 		if (strcmp(key, unindexed_keys[i]) == 0)
+			return true;
+	for (size_t i = 0; i < sizeof(unindexed_prefixes) / sizeof(unindexed_prefixes[0]); i++)
+		if (strncmp(key, unindexed_prefixes[i], strlen(unindexed_prefixes[i])) == 0)
 			return true;
 	return false;
 }
@@ -460,7 +480,7 @@ static int step_done(sqlite3_stmt *s)
 }
 
 /* The string and integer attributes of a span into attrs, up to the per-span bound. */
-static int insert_attrs(struct store *st, const struct span_row *r, int64_t span_rowid)
+static int insert_attrs(struct store *st, const struct span_row *r, int64_t trace_rowid)
 {
 	sqlite3_stmt *s = st->stmt[ST_INSERT_ATTR];
 	unsigned n = 0;
@@ -482,7 +502,7 @@ static int insert_attrs(struct store *st, const struct span_row *r, int64_t span
 			continue;
 		sqlite3_bind_text(s, 1, a->key, -1, SQLITE_STATIC);
 		sqlite3_bind_text(s, 2, v, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 3, span_rowid);
+		sqlite3_bind_int64(s, 3, trace_rowid);
 		err = step_done(s);
 		if (err)
 			return err;
@@ -491,11 +511,38 @@ static int insert_attrs(struct store *st, const struct span_row *r, int64_t span
 	return 0;
 }
 
+/* The trace's row, created or brought up to date with the span; its rowid into *rowid. */
+static int upsert_trace(struct store *st, const struct span_row *r, int64_t *rowid)
+{
+	sqlite3_stmt *s = st->stmt[ST_UPSERT_TRACE];
+	int rc;
+
+	sqlite3_bind_blob(s, 1, r->trace_id, 16, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, r->start_ns);
+	sqlite3_bind_int64(s, 3, r->end_ns > r->start_ns ? r->end_ns : r->start_ns);
+	sqlite3_bind_int(s, 4, r->error);
+	sqlite3_bind_text(s, 5, r->service, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 6, r->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 7, r->duration_ns);
+	sqlite3_bind_int(s, 8, r->has_parent);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*rowid = sqlite3_column_int64(s, 0);
+		rc = sqlite3_step(s);
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc == SQLITE_DONE ? 0 : sqlite_errno(rc) ? sqlite_errno(rc) : -EIO;
+}
+
 static int insert_span(struct store *st, const struct span_row *r, const char *line, size_t len)
 {
 	sqlite3_stmt *s = st->stmt[ST_INSERT_SPAN];
-	int err;
+	int64_t trace_rowid = 0;
+	int err = upsert_trace(st, r, &trace_rowid);
 
+	if (err)
+		return err;
 	sqlite3_bind_blob(s, 1, r->trace_id, 16, SQLITE_STATIC);
 	sqlite3_bind_blob(s, 2, r->span_id, 8, SQLITE_STATIC);
 	if (r->has_parent)
@@ -513,22 +560,7 @@ static int insert_span(struct store *st, const struct span_row *r, const char *l
 	bind_text_or_null(s, 12, r->propagation);
 	sqlite3_bind_text(s, 13, line, (int)len, SQLITE_STATIC);
 	err = step_done(s);
-	if (err)
-		return err;
-	err = insert_attrs(st, r, sqlite3_last_insert_rowid(st->db));
-	if (err)
-		return err;
-
-	s = st->stmt[ST_UPSERT_TRACE];
-	sqlite3_bind_blob(s, 1, r->trace_id, 16, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, r->start_ns);
-	sqlite3_bind_int64(s, 3, r->end_ns > r->start_ns ? r->end_ns : r->start_ns);
-	sqlite3_bind_int(s, 4, r->error);
-	sqlite3_bind_text(s, 5, r->service, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 6, r->name, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 7, r->duration_ns);
-	sqlite3_bind_int(s, 8, r->has_parent);
-	return step_done(s);
+	return err ? err : insert_attrs(st, r, trace_rowid);
 }
 
 int store_add_lines(struct store *st, const char *const *lines, const size_t *lens, size_t n,
@@ -676,8 +708,8 @@ static void where_attr(const char *key, const char *value, struct sql_text *q, s
 		       char *path, size_t pathcap)
 {
 	if (!key_unindexed(key) && strlen(value) <= STORE_MAX_ATTR_VALUE) {
-		sql_add(q, " AND t.trace_id IN (SELECT s.trace_id FROM attrs a JOIN spans s ON "
-			   "s.id = a.span WHERE a.key = ? AND a.value = ?)");
+		sql_add(q, " AND t.id IN (SELECT a.trace FROM attrs a WHERE a.key = ? AND "
+			   "a.value = ?)");
 		arg_text(a, key);
 		arg_text(a, value);
 		return;
@@ -971,8 +1003,8 @@ int64_t store_size_bytes(struct store *st)
 /* Delete the traces listed in temp table doomed, with their spans and attributes. */
 static int delete_doomed(struct store *st)
 {
-	int err = exec_sql(st, "DELETE FROM attrs WHERE span IN (SELECT s.id FROM spans s JOIN "
-			       "doomed d ON s.trace_id = d.trace_id)");
+	int err = exec_sql(st, "DELETE FROM attrs WHERE trace IN (SELECT t.id FROM traces t JOIN "
+			       "doomed d ON t.trace_id = d.trace_id)");
 
 	if (!err)
 		err = exec_sql(st,

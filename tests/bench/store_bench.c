@@ -37,6 +37,14 @@ static uint64_t wall_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static struct resource *make_resource(unsigned i)
 {
 	static const char *const names[NPROC] = {"frontend", "users", "orders", "payments"};
@@ -144,7 +152,7 @@ static void case_add_lines(const char *path, const struct lines *l, uint64_t max
 {
 	char err[PATH_MAX + 128];
 	struct store *st;
-	uint64_t t0, deleted = 0;
+	uint64_t t0, c0, deleted = 0;
 	size_t done = 0;
 
 	remove_store(path);
@@ -155,6 +163,7 @@ static void case_add_lines(const char *path, const struct lines *l, uint64_t max
 	}
 	store_set_limits(st, max_bytes, 0);
 	t0 = wall_ns();
+	c0 = cpu_ns();
 	while (done < l->n) {
 		size_t n = l->n - done < BATCH ? l->n - done : BATCH;
 
@@ -168,11 +177,12 @@ static void case_add_lines(const char *path, const struct lines *l, uint64_t max
 		if (max_bytes && ((done / BATCH) % 4 == 0 || done == l->n))
 			store_prune(st, (uint64_t)time(NULL) * 1000000000ull, &deleted);
 	}
-	double secs = (double)(wall_ns() - t0) / 1e9;
+	double secs = (double)(wall_ns() - t0) / 1e9, cpu = (double)(cpu_ns() - c0) / 1e9;
 	store_close(st);
-	printf("  store_add_lines%s  %9.0f spans/s  (%zu spans in %.2f s; file %.1f MiB",
-	       max_bytes ? ", 32 MiB bound" : "              ", (double)l->n / secs, l->n, secs,
-	       (double)file_size(path) / (1 << 20));
+	printf("  store_add_lines%s  %9.0f spans/s  %9.0f per CPU-s  (%zu spans in %.2f s; file "
+	       "%.1f MiB",
+	       max_bytes ? ", 32 MiB bound" : "              ", (double)l->n / secs,
+	       (double)l->n / cpu, l->n, secs, (double)file_size(path) / (1 << 20));
 	if (max_bytes)
 		printf(", %" PRIu64 " traces deleted)\n", deleted);
 	else
