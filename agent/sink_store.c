@@ -224,7 +224,7 @@ static void write_batch(struct store_sink *ss, struct queued_line *batch, size_t
 	if (!ss->st && mono_ns() >= ss->next_retry_ns && open_store(ss, err, sizeof(err)))
 		ss->next_retry_ns = mono_ns() + SINK_STORE_RETRY_MS * 1000000ull;
 	if (!ss->st) {
-		batch_lost(ss, -EIO, n);
+		batch_lost(ss, ss->failing ? ss->failing : -EIO, n);
 		return;
 	}
 	for (struct queued_line *q = batch; q && i < SINK_STORE_BATCH; q = q->next, i++) {

@@ -21,6 +21,7 @@
 
 #include "audit.h"
 #include "store.h"
+#include "text.h"
 #include "tsource.h"
 
 #define T0 1700000000000000000ull /* a start time, ns */
@@ -536,6 +537,39 @@ static void test_tsource_store(void **state)
 	assert_true(tsource_read("test", spec, NULL, count_tsource, &n, NULL) < 0);
 }
 
+/* The durations of --min-duration, --since and --store-max-age (text.c). */
+static void test_durations(void **state)
+{
+	static const struct {
+		const char *text;
+		uint64_t ns;
+	} good[] = {{"250ms", 250000000},    {"1.5s", 1500000000},
+		    {"800us", 800000},	     {"90ns", 90},
+		    {"2m", 120000000000},    {"1h", 3600000000000},
+		    {"7d", 604800000000000}, {"0.25ms", 250000}};
+	static const char *const bad[] = {"",
+					  "5",
+					  "ms",
+					  "1.s",
+					  "-1s",
+					  "1x",
+					  "1 s",
+					  "1.5.s",
+					  "1.0000000001s",
+					  "200000d",
+					  "99999999999999999999s"};
+	uint64_t v;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		assert_int_equal(text_parse_duration_ns(good[i].text, &v), 0);
+		assert_true(v == good[i].ns);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (text_parse_duration_ns(bad[i], &v) == 0)
+			fail_msg("'%s' accepted", bad[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -551,6 +585,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_private_modes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tsource_store, setup, teardown),
+	    cmocka_unit_test(test_durations),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
