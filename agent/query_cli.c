@@ -404,17 +404,28 @@ static void print_table(const struct store_trace_summary *sum, int n)
 	}
 }
 
-/* s as a JSON string; s is decoded JSON text (valid UTF-8) from the store. */
+/* s as a JSON string, with what a terminal would obey escaped as sink_json.c does (C0, DEL,
+ * the C1 controls) and bytes that are not UTF-8 as \ufffd: a store file may come from
+ * anywhere. */
 static void put_json_string(FILE *out, const char *s)
 {
+	const unsigned char *p = (const unsigned char *)s, *end = p + strlen(s);
+
 	fputc('"', out);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+	while (p < end) {
+		size_t n = *p < 0x80 ? 1 : utf8_sequence_len(p, (size_t)(end - p));
+
 		if (*p == '"' || *p == '\\')
 			fprintf(out, "\\%c", *p);
 		else if (*p < 0x20 || *p == 0x7f)
 			fprintf(out, "\\u%04x", *p);
+		else if (n == 0)
+			fputs("\\ufffd", out);
+		else if (n == 2 && p[0] == 0xc2 && p[1] < 0xa0)
+			fprintf(out, "\\u%04x", p[1]);
 		else
-			fputc(*p, out);
+			fwrite(p, 1, n, out);
+		p += n ? n : 1;
 	}
 	fputc('"', out);
 }
@@ -422,13 +433,32 @@ static void put_json_string(FILE *out, const char *s)
 struct json_spans {
 	FILE *out;
 	bool first;
+	struct json_doc doc;
+	uint64_t skipped;
 };
+
+/* A span line as it is into the output: strict JSON (no raw control byte) without a C1
+ * control, as sink_json.c writes them; a line that is not is skipped and counted. */
+static bool line_is_clean_json(struct json_doc *d, const char *line, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)line;
+
+	if (json_doc__parse(d, line, len) != 0)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (p[i] == 0x7f || (p[i] == 0xc2 && i + 1 < len && p[i + 1] < 0xa0))
+			return false;
+	return true;
+}
 
 static int put_json_span(void *ctx, const char *line, size_t len)
 {
 	struct json_spans *js = ctx;
 
-	/* each line went through the strict reader on its way in: a JSON object as it is */
+	if (!line_is_clean_json(&js->doc, line, len)) {
+		js->skipped++;
+		return 0;
+	}
 	if (!js->first)
 		fputc(',', js->out);
 	js->first = false;
@@ -438,11 +468,13 @@ static int put_json_span(void *ctx, const char *line, size_t len)
 
 static int print_json(struct store *st, const struct store_trace_summary *sum, int n)
 {
+	struct json_spans js = {.out = stdout};
 	char id[33];
+	int err = 0;
 
-	for (int i = 0; i < n; i++) {
-		struct json_spans js = {stdout, true};
-		int err;
+	json_doc__init(&js.doc);
+	for (int i = 0; i < n && (!err || err == -ENOENT); i++) {
+		js.first = true;
 
 		hex(id, sum[i].trace_id, 16);
 		printf("{\"trace_id\":\"%s\",\"start_unix_ns\":%" PRIu64 ",\"duration_ns\":%" PRIu64
@@ -455,10 +487,12 @@ static int print_json(struct store *st, const struct store_trace_summary *sum, i
 		fputs(",\"spans\":[", stdout);
 		err = store_trace_lines(st, sum[i].trace_id, put_json_span, &js);
 		fputs("]}\n", stdout);
-		if (err && err != -ENOENT)
-			return err;
 	}
-	return 0;
+	json_doc__free(&js.doc);
+	if (js.skipped)
+		fprintf(stderr, "hoptrace query: %" PRIu64 " span lines left out: not clean JSON\n",
+			js.skipped);
+	return err == -ENOENT ? 0 : err;
 }
 
 /* A span line back into a struct span, with what the waterfall draws: ids, name, kind,
