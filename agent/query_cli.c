@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "json_read.h"
 #include "resource.h"
 #include "sink.h"
@@ -34,6 +35,7 @@ struct query_cli {
 	struct store_filter f;
 	enum query_format format;
 	bool no_color;
+	bool dependencies; /* --dependencies: the service edges instead of traces */
 	uint64_t since_ns;
 };
 
@@ -54,6 +56,7 @@ enum {
 	OPT_LIMIT,
 	OPT_FORMAT,
 	OPT_NO_COLOR,
+	OPT_DEPENDENCIES,
 };
 
 static const char doc[] =
@@ -66,7 +69,8 @@ static const char doc[] =
     "  hoptrace query --operation /users/{id} --error --format waterfall\n"
     "  hoptrace query --tag http.response.status_code=503 --format json | jq .\n"
     "  hoptrace query --trace-id 4bf92f3577b34da6a3ce929d0e0e4736 --format waterfall\n"
-    "  hoptrace query --source spans.jsonl --service cart   # a JSON span file\n";
+    "  hoptrace query --source spans.jsonl --service cart   # a JSON span file\n"
+    "  hoptrace query --dependencies --since 1h    # caller -> callee, with propagation\n";
 
 static const struct argp_option options[] = {
     {"store", OPT_STORE, "PATH", 0, "The store (default " STORE_DEFAULT_PATH ", or HOPTRACE_STORE)",
@@ -98,6 +102,11 @@ static const struct argp_option options[] = {
     {"format", OPT_FORMAT, "FORMAT", 0,
      "table (default), json (one trace a line, with its spans) or waterfall", 2},
     {"no-color", OPT_NO_COLOR, NULL, 0, "No colors in the waterfall", 2},
+    {"dependencies", OPT_DEPENDENCIES, NULL, 0,
+     "Print the dependency edges between services instead (caller -> callee: calls, errors "
+     "and the propagation verdicts of the calls; --since/--from/--to apply), as a table or "
+     "JSON lines",
+     2},
     {0},
 };
 
@@ -274,6 +283,9 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		return 0;
 	case OPT_NO_COLOR:
 		q->no_color = true;
+		return 0;
+	case OPT_DEPENDENCIES:
+		q->dependencies = true;
 		return 0;
 	case ARGP_KEY_ARG:
 		argp_error(state, "unexpected argument; filters are options (see --help)");
@@ -575,6 +587,65 @@ static int print_waterfalls(const struct query_cli *q, struct store *st,
 	return err;
 }
 
+/* ---- --dependencies ---------------------------------------------------------------------- */
+
+static const enum propagation_result verdicts[] = {PROP_OK, PROP_FORWARDED, PROP_RESTARTED,
+						   PROP_DROPPED, PROP_INVALID};
+#define NVERDICTS (sizeof(verdicts) / sizeof(verdicts[0]))
+
+struct edges {
+	bool json;
+	unsigned n;
+};
+
+static int print_edge(void *ctx, const struct store_edge *e)
+{
+	struct edges *ed = ctx;
+	char caller[64 * 4], callee[64 * 4];
+
+	if (ed->json) {
+		fputs("{\"parent\":", stdout);
+		put_json_string(stdout, e->parent);
+		fputs(",\"child\":", stdout);
+		put_json_string(stdout, e->child);
+		printf(",\"calls\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"propagation\":{", e->calls,
+		       e->errors);
+		for (size_t i = 0; i < NVERDICTS; i++)
+			printf("%s\"%s\":%" PRIu64, i ? "," : "",
+			       propagation_result_name(verdicts[i]),
+			       e->by_propagation[verdicts[i]]);
+		fputs("}}\n", stdout);
+	} else {
+		if (!ed->n)
+			printf("%-24s  %-24s  %8s  %7s  %6s  %9s  %9s  %7s  %7s\n", "CALLER",
+			       "CALLEE", "CALLS", "ERRORS", "OK", "FORWARDED", "RESTARTED",
+			       "DROPPED", "INVALID");
+		text_escape_terminal(caller, sizeof(caller), e->parent, strnlen(e->parent, 64), 0);
+		text_escape_terminal(callee, sizeof(callee), e->child, strnlen(e->child, 64), 0);
+		printf("%-24s  %-24s  %8" PRIu64 "  %7" PRIu64, caller, callee, e->calls,
+		       e->errors);
+		printf("  %6" PRIu64 "  %9" PRIu64 "  %9" PRIu64 "  %7" PRIu64 "  %7" PRIu64 "\n",
+		       e->by_propagation[PROP_OK], e->by_propagation[PROP_FORWARDED],
+		       e->by_propagation[PROP_RESTARTED], e->by_propagation[PROP_DROPPED],
+		       e->by_propagation[PROP_INVALID]);
+	}
+	ed->n++;
+	return 0;
+}
+
+static int print_dependencies(const struct query_cli *q, struct store *st)
+{
+	struct edges ed = {.json = q->format == FORMAT_JSON};
+	int err = store_dependencies(st, q->f.from_unix_ns, q->f.to_unix_ns, print_edge, &ed);
+
+	if (err)
+		fprintf(stderr, "hoptrace query: cannot read the dependencies: %s\n",
+			store_strerror(err));
+	else if (!ed.n)
+		fprintf(stderr, "hoptrace query: no dependency between services\n");
+	return err;
+}
+
 int query_cli_main(int argc, char **argv)
 {
 	struct argp argp = {options, parse_opt, NULL, doc, NULL, NULL, NULL};
@@ -605,6 +676,11 @@ int query_cli_main(int argc, char **argv)
 	}
 	if (!st)
 		return 1;
+	if (q.dependencies) {
+		e = print_dependencies(&q, st);
+		store_close(st);
+		return e || fflush(stdout) != 0 ? 1 : 0;
+	}
 	sum = calloc(q.f.limit, sizeof(*sum));
 	n = sum ? store_find_traces(st, &q.f, sum, q.f.limit) : -ENOMEM;
 	if (n < 0) {

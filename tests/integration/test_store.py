@@ -136,6 +136,19 @@ def test_default_store_and_every_query():
     indent = lambda line: len(line) - len(line.lstrip())
     assert indent(back_srv) > indent(front_srv), out
 
+    # the dependencies: front -> back from the client span's callee, with its verdict (the
+    # app propagated as an instrumented one does: ok)
+    out, _ = query(store, "--dependencies", "--format", "json")
+    edges = {(e["parent"], e["child"]): e for e in json_traces(out)}
+    fb = edges[("front", "back")]
+    assert fb["calls"] == 1 and fb["errors"] == 0 and fb["propagation"]["ok"] == 1, edges
+    assert sum(fb["propagation"].values()) == 1, fb
+    out, _ = query(store, "--dependencies")
+    assert out.startswith("CALLER") and any(
+        line.split()[:3] == ["front", "back", "1"] for line in out.split("\n")), out
+    _, err = query(store, "--dependencies", "--from", f"{t0 + 3600:.0f}")
+    assert "no dependency" in err
+
     # the same query over another source: the store as a tsource, and a JSON span file
     out, _ = run([AGENT, "query", "--source", f"store:{store}", "--service", "front"]).stdout, 0
     assert table_ids(out.decode()) == [TRACE]
