@@ -20,6 +20,9 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "sink.h"
+#include "span.h"
+#include "stats.h"
 #include "store.h"
 #include "text.h"
 #include "tsource.h"
@@ -537,6 +540,58 @@ static void test_tsource_store(void **state)
 	assert_true(tsource_read("test", spec, NULL, count_tsource, &n, NULL) < 0);
 }
 
+static struct span *sink_span(int t, uint64_t start)
+{
+	struct span *s = span_new();
+
+	assert_non_null(s);
+	memset(s->trace_id, 0, 16);
+	s->trace_id[0] = (uint8_t)t;
+	s->trace_id[15] = 1;
+	memset(s->span_id, t, 8);
+	s->kind = SPAN_KIND_SERVER;
+	s->start_unix_ns = start;
+	s->end_unix_ns = start + MS;
+	snprintf(s->name, sizeof(s->name), "GET /sink");
+	span_set_int(s, "http.response.status_code", 200);
+	return s;
+}
+
+/* The sink end to end: spans emitted are committed by its thread by the flush; a queue too
+ * small for a line drops and counts every span, never blocks. */
+static void test_sink_store(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_filter f = {.error = -1, .operation = "GET /sink"};
+	struct store_trace_summary sum[8];
+	char path[160];
+	struct sink *sk;
+
+	snprintf(path, sizeof(path), "%s/sink/traces.db", fx->dir);
+	memset(&g_stats, 0, sizeof(g_stats));
+	sk = sink_store_new(&(struct sink_store_config){.path = path});
+	assert_non_null(sk);
+	for (int t = 1; t <= 5; t++)
+		sk->emit(sk, sink_span(t, T0 + (uint64_t)t * MS));
+	sk->flush(sk, 5000);
+	sk->destroy(sk);
+	assert_int_equal(g_stats.store_spans_written, 5);
+	store_close(fx->st);
+	fx->st = store_open(path, STORE_READ_ONLY, NULL, 0);
+	assert_non_null(fx->st);
+	assert_int_equal(store_find_traces(fx->st, &f, sum, 8), 5);
+
+	snprintf(path, sizeof(path), "%s/sink2/traces.db", fx->dir);
+	sk = sink_store_new(&(struct sink_store_config){.path = path, .queue_bytes = 16});
+	assert_non_null(sk);
+	for (int t = 1; t <= 5; t++)
+		sk->emit(sk, sink_span(t, T0));
+	sk->flush(sk, 5000);
+	sk->destroy(sk);
+	assert_int_equal(g_stats.drop_store_queue_full, 5);
+	assert_int_equal(g_stats.store_spans_written, 5); /* none more */
+}
+
 /* The durations of --min-duration, --since and --store-max-age (text.c). */
 static void test_durations(void **state)
 {
@@ -586,6 +641,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tsource_store, setup, teardown),
 	    cmocka_unit_test(test_durations),
+	    cmocka_unit_test_setup_teardown(test_sink_store, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
