@@ -3,20 +3,22 @@
  * The embedded trace store (store.h) on SQLite.
  *
  * Schema (PRAGMA user_version = STORE_SCHEMA_VERSION):
- *   spans   one row per span: the columns the queries filter on, taken from the span line
- *           when it goes in, and the line itself (what comes out).
  *   traces  one row per trace, kept up to date as spans go in: start, end, span and error
  *           counts and the root span, so a search lists traces without reading their spans.
+ *           Its rowid is the trace's key in the other tables: a new trace gets the next
+ *           one, so their indexes grow at the end where a 16-byte random trace id would
+ *           write all over them.
+ *   spans   one row per span: its trace's rowid and the columns the queries filter on,
+ *           taken from the span line when it goes in, and the line itself (what comes out).
  *   attrs   (key, value, trace): the string and integer attributes of a trace's spans,
  *           each pair once a trace (the spans of a trace repeat most: the method, the
- *           addresses; half the entries of one a span), so that a `key=value` filter is
- *           one index lookup. Clustered by key and value: most
- *           attributes take few values, so a batch's entries land on a few pages (a hash
- *           of key and value, tried, spread them over the whole index and wrote a third
- *           slower). Bounded: at most STORE_MAX_ATTRS_PER_SPAN a span, values
- *           up to STORE_MAX_ATTR_VALUE bytes; the keys of unindexed_keys (a connection's
- *           or a thread's numbers, different on every span) are left out. A filter on a
- *           key left out reads the lines instead (json_extract): right, only slower.
+ *           addresses), so that a `key=value` filter is one index lookup. Clustered by key
+ *           and value: most attributes take few values, so a batch's entries land on a few
+ *           pages (a hash of key and value, tried, spread them over the whole index and
+ *           wrote a third slower). Bounded: at most STORE_MAX_ATTRS_PER_SPAN a span, values
+ *           up to STORE_MAX_ATTR_VALUE bytes; the keys of unindexed_keys are left out. A
+ *           filter on a key left out reads the lines instead (json_extract): right, only
+ *           slower.
  *
  * Retention deletes whole traces, oldest start first, and gives the pages back to the file
  * system (auto_vacuum = INCREMENTAL, then incremental_vacuum): a store at its size bound
@@ -38,8 +40,8 @@
 #include "json_read.h"
 #include "store.h"
 
-#define STORE_SCHEMA_VERSION 3
-#define STORE_SCHEMA_VERSION_TEXT "3"
+#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION_TEXT "4"
 #define STORE_MAX_ATTRS_PER_SPAN 32
 #define STORE_MAX_ATTR_VALUE 256
 #define STORE_BUSY_TIMEOUT_MS 2000
@@ -61,7 +63,7 @@ enum stmt_id {
 };
 
 static const char *const stmt_sql[ST__COUNT] = {
-    [ST_INSERT_SPAN] = "INSERT INTO spans(trace_id, span_id, parent_id, service, name, route, "
+    [ST_INSERT_SPAN] = "INSERT INTO spans(trace, span_id, parent_id, service, name, route, "
 		       "kind, start_ns, duration_ns, error, callee, propagation, line) "
 		       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     /* the root is the earliest span without a parent; failing that, the earliest span */
@@ -79,17 +81,18 @@ static const char *const stmt_sql[ST__COUNT] = {
 	"root_has_parent = iif(" ROOT_BETTER ", excluded.root_has_parent, root_has_parent) "
 	"RETURNING id",
     [ST_INSERT_ATTR] = "INSERT OR IGNORE INTO attrs(key, value, trace) VALUES(?1, ?2, ?3)",
-    [ST_TRACE_LINES] = "SELECT line FROM spans WHERE trace_id = ?1 ORDER BY start_ns, id",
+    [ST_TRACE_LINES] = "SELECT line FROM spans WHERE trace = (SELECT id FROM traces WHERE "
+		       "trace_id = ?1) ORDER BY start_ns, id",
 };
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS spans("
     " id INTEGER PRIMARY KEY,"
-    " trace_id BLOB NOT NULL, span_id BLOB NOT NULL, parent_id BLOB,"
+    " trace INTEGER NOT NULL, span_id BLOB NOT NULL, parent_id BLOB,"
     " service TEXT NOT NULL, name TEXT NOT NULL, route TEXT,"
     " kind INTEGER NOT NULL, start_ns INTEGER NOT NULL, duration_ns INTEGER NOT NULL,"
     " error INTEGER NOT NULL, callee TEXT, propagation TEXT, line TEXT NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS spans_trace ON spans(trace_id, parent_id);"
+    "CREATE INDEX IF NOT EXISTS spans_trace ON spans(trace, parent_id);"
     "CREATE INDEX IF NOT EXISTS spans_service ON spans(service, name);"
     "CREATE INDEX IF NOT EXISTS spans_name ON spans(name);"
     "CREATE INDEX IF NOT EXISTS spans_route ON spans(route) WHERE route IS NOT NULL;"
@@ -543,7 +546,7 @@ static int insert_span(struct store *st, const struct span_row *r, const char *l
 
 	if (err)
 		return err;
-	sqlite3_bind_blob(s, 1, r->trace_id, 16, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 1, trace_rowid);
 	sqlite3_bind_blob(s, 2, r->span_id, 8, SQLITE_STATIC);
 	if (r->has_parent)
 		sqlite3_bind_blob(s, 3, r->parent_id, 8, SQLITE_STATIC);
@@ -681,7 +684,7 @@ static void where_span(const struct store_filter *f, struct sql_text *q, struct 
 		}
 		return;
 	}
-	sql_add(q, " AND t.trace_id IN (SELECT s.trace_id FROM spans s WHERE 1");
+	sql_add(q, " AND t.id IN (SELECT s.trace FROM spans s WHERE 1");
 	if (f->service && *f->service) {
 		sql_add(q, " AND s.service = ?");
 		arg_text(a, f->service);
@@ -720,7 +723,7 @@ static void where_attr(const char *key, const char *value, struct sql_text *q, s
 		sql_add(q, " AND 0");
 		return;
 	}
-	sql_add(q, " AND t.trace_id IN (SELECT trace_id FROM spans WHERE "
+	sql_add(q, " AND t.id IN (SELECT trace FROM spans WHERE "
 		   "CAST(json_extract(line, ?) AS TEXT) = ?)");
 	arg_text(a, path);
 	arg_text(a, value);
@@ -730,7 +733,7 @@ static void build_search(const struct store_filter *f, struct sql_text *q, struc
 			 char (*paths)[300])
 {
 	sql_add(q, "SELECT t.trace_id, t.start_ns, t.end_ns, t.nspans, t.nerrors, "
-		   "(SELECT count(DISTINCT service) FROM spans x WHERE x.trace_id = t.trace_id), "
+		   "(SELECT count(DISTINCT service) FROM spans x WHERE x.trace = t.id), "
 		   "t.root_service, t.root_name FROM traces t WHERE 1");
 	if (f->has_trace_id) {
 		sql_add(q, " AND t.trace_id = ?");
@@ -932,7 +935,7 @@ static const char deps_sql[] =
     "sum(propagation = 'ok'), sum(propagation = 'forwarded'), sum(propagation = 'restarted'), "
     "sum(propagation = 'dropped'), sum(propagation = 'invalid') FROM ("
     " SELECT c.service AS caller, c.error AS error, c.propagation AS propagation,"
-    " coalesce(c.callee, (SELECT s.service FROM spans s WHERE s.trace_id = c.trace_id"
+    " coalesce(c.callee, (SELECT s.service FROM spans s WHERE s.trace = c.trace"
     "  AND s.parent_id = c.span_id AND s.kind = 2 LIMIT 1)) AS callee"
     " FROM spans c WHERE c.kind = 3 AND c.start_ns >= ?1 AND c.start_ns <= ?2)"
     " WHERE callee IS NOT NULL GROUP BY caller, callee ORDER BY caller, callee";
@@ -1007,8 +1010,9 @@ static int delete_doomed(struct store *st)
 			       "doomed d ON t.trace_id = d.trace_id)");
 
 	if (!err)
-		err = exec_sql(st,
-			       "DELETE FROM spans WHERE trace_id IN (SELECT trace_id FROM doomed)");
+		err = exec_sql(
+		    st, "DELETE FROM spans WHERE trace IN (SELECT t.id FROM traces t JOIN doomed d "
+			"ON t.trace_id = d.trace_id)");
 	if (!err)
 		err = exec_sql(
 		    st, "DELETE FROM traces WHERE trace_id IN (SELECT trace_id FROM doomed)");
