@@ -28,6 +28,8 @@ GEN := $(OUT)/gen
 LIBS := $(shell $(PKG_CONFIG) --libs libbpf libprotobuf-c libcurl zlib 2>/dev/null) -lelf -lz -lpthread
 # the Prometheus endpoint (agent/httpd.c)
 LIBS += $(shell $(PKG_CONFIG) --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
+# the embedded trace store (agent/store.c)
+LIBS += $(shell $(PKG_CONFIG) --libs sqlite3 2>/dev/null || echo -lsqlite3)
 # seccomp filter after start-up (agent/sandbox.c)
 LIBS += -lseccomp
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers
@@ -165,10 +167,14 @@ integration-test: asan all
 test: all asan $(UNIT_TESTS)
 	$(Q)tests/run-all.sh $(OUT)
 
-bench: all $(OUT)/otlp_bench
+bench: all $(OUT)/otlp_bench $(OUT)/store_bench
 	$(Q)tests/bench/run.sh $(OUT)
 
 $(OUT)/otlp_bench: $(OUT)/rel/tests/bench/otlp_bench.o $(OUT)/rel/libhoptrace.a
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $^ $(LIBS) -o $@
+
+$(OUT)/store_bench: $(OUT)/rel/tests/bench/store_bench.o $(OUT)/rel/libhoptrace.a
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LIBS) -o $@
 

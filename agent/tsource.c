@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store.h"
 #include "tsource.h"
 #include "tsource_otlp.h"
 #include "tsource_remote.h"
@@ -27,6 +28,7 @@ static const struct tsource_kind kinds[] = {
     {"otlp", tsource_otlp_read, true},
     {"jaeger", tsource_jaeger_read, true},
     {"tempo", tsource_tempo_read, true},
+    {"store", store_tsource_read, false},
     {NULL, NULL, false},
 };
 

@@ -224,6 +224,31 @@ static void test_json_schema(void **state)
 	capture_close(&c);
 }
 
+/* sink_json_render (the store's lines) writes what the JSON sink writes, without the '\n',
+ * into a buffer it grows. */
+static void test_json_render_is_the_sink_line(void **state)
+{
+	struct span *s = make_span(1, 2, 3, 0, 1, "GET /render", NULL);
+	struct capture c;
+	struct sink *sk;
+	char *buf = NULL;
+	size_t cap = 0, len;
+
+	(void)state;
+	span_set_str(s, "url.path", "/render", 7);
+	len = sink_json_render(s, &buf, &cap);
+	assert_true(len > 0 && cap >= len && buf[len] == '\n');
+	capture_open(&c);
+	sk = sink_json_new(c.f);
+	sk->emit(sk, s);
+	sk->tick(sk, 0);
+	assert_int_equal(strlen(capture_text(&c)), len + 1);
+	assert_memory_equal(capture_text(&c), buf, len);
+	sk->destroy(sk);
+	capture_close(&c);
+	free(buf);
+}
+
 static void test_json_root_without_resource(void **state)
 {
 	struct capture c;
@@ -666,6 +691,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_json_schema),
+	    cmocka_unit_test(test_json_render_is_the_sink_line),
 	    cmocka_unit_test(test_json_root_without_resource),
 	    cmocka_unit_test(test_json_escapes),
 	    cmocka_unit_test(test_json_integers_and_duplicate_keys),
