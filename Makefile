@@ -95,8 +95,15 @@ $(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: proto/%.proto
 	$(Q)mkdir -p $(GEN)
 	$(Q)$(PROTOC_C) --proto_path=proto --c_out=$(GEN) $<
 
+# ---- the web UI's files, built into the binary (agent/ui_assets.c) ----------------
+UI_FILES := $(sort $(wildcard ui/*.html ui/*.js ui/*.css))
+$(GEN)/ui_assets_data.h: $(UI_FILES) ui/gen-assets.sh
+	$(call msg,GEN,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)ui/gen-assets.sh $@ $(UI_FILES)
+
 # ---- userspace ------------------------------------------------------------------
-GENERATED := $(SKELS) $(PROTO_H)
+GENERATED := $(SKELS) $(PROTO_H) $(GEN)/ui_assets_data.h
 
 $(OUT)/rel/%.o: %.c | $(GENERATED)
 	$(call msg,CC,$@)
