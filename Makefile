@@ -28,6 +28,8 @@ GEN := $(OUT)/gen
 LIBS := $(shell $(PKG_CONFIG) --libs libbpf libprotobuf-c libcurl zlib 2>/dev/null) -lelf -lz -lpthread
 # the Prometheus endpoint (agent/httpd.c)
 LIBS += $(shell $(PKG_CONFIG) --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
+# the embedded trace store (agent/store.c)
+LIBS += $(shell $(PKG_CONFIG) --libs sqlite3 2>/dev/null || echo -lsqlite3)
 # seccomp filter after start-up (agent/sandbox.c)
 LIBS += -lseccomp
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers

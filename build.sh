@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 
 BUILD_PKGS="make gcc clang llvm libc6-dev libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config
 	libcmocka-dev protobuf-c-compiler libprotobuf-c-dev libcurl4-openssl-dev libmicrohttpd-dev
-	libseccomp-dev"
+	libseccomp-dev libsqlite3-dev"
 # The runtimes the correlation and capture tests run for real (issue 15): Go's server reads a
 # byte ahead, mod_proxy_http writes a request in many segments. apache2-bin is the server
 # without the apache2 package's system service, which would start on port 80. prometheus

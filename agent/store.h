@@ -91,6 +91,31 @@ struct store_edge {
 int store_dependencies(struct store *st, uint64_t from_unix_ns, uint64_t to_unix_ns,
 		       int (*fn)(void *ctx, const struct store_edge *e), void *ctx);
 
+/* ---- additions (store helper, issue 14) ---- */
+
+/* As store_open, with *errnum set to the -errno of a failure: -EUCLEAN for a file that is
+ * not a SQLite database or is damaged, -ENOSPC for a full disk, -EPROTO for a database that
+ * is not a hoptrace store. errnum may be NULL. */
+struct store *store_open_errno(const char *path, enum store_mode mode, int *errnum, char *err,
+			       size_t errlen);
+/* Words for a -errno of the store functions ("disk full", "not a SQLite database, or
+ * damaged"). */
+const char *store_strerror(int err);
+
+/* Bounds that store_prune keeps: bytes of the database file (0: none) and age of a trace's
+ * last span end (0: none). */
+void store_set_limits(struct store *st, uint64_t max_bytes, uint64_t max_age_ns);
+/* Delete whole traces, oldest first, past the bounds, and give their room back to the file
+ * system. Adds the traces deleted to *traces_deleted (may be NULL). 0 or -errno. */
+int store_prune(struct store *st, uint64_t now_unix_ns, uint64_t *traces_deleted);
+/* The database file's size (pages in use and free), or -errno. */
+int64_t store_size_bytes(struct store *st);
+/* Rename a damaged store (and its -wal, -shm) to PATH.corrupt-UNIXTIME, so that a new one
+ * can be created at path; the new name of the database into moved_to. 0 or -errno. */
+int store_move_aside(const char *path, char *moved_to, size_t cap);
+/* n bytes from 2n hex digits (either case); false for anything else. */
+bool store_parse_hex_id(const char *hex, uint8_t *out, size_t n);
+
 /* tsource kind "store:PATH": every span line of the traces matching opts. */
 int store_tsource_read(const char *prog, const char *path, const struct tsource_opts *opts,
 		       span_line_fn fn, void *ctx, struct tsource_stats *stats);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store.h"
 #include "tsource.h"
 
 #define TSOURCE_MAX_REPORTS 3 /* malformed lines described one by one; the rest counted */
@@ -21,6 +22,7 @@ struct tsource_kind {
 };
 
 static const struct tsource_kind kinds[] = {
+    {"store", store_tsource_read},
     {NULL, NULL},
 };
 

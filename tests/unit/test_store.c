@@ -1,0 +1,538 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * Unit tests for the embedded store (agent/store.c) on a real SQLite file in a temporary
+ * directory: each search filter, the trace summaries, dependencies with their propagation
+ * verdicts, retention by size and by age (whole traces, oldest first, room given back), a
+ * file that is not a database, malformed lines, and the tsource kind store:PATH.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "store.h"
+#include "tsource.h"
+
+#define T0 1700000000000000000ull /* a start time, ns */
+#define MS 1000000ull
+
+struct fixture {
+	char dir[64];
+	char path[128];
+	struct store *st;
+};
+
+/* One span line of the JSON schema: trace id t00..01, span id the byte s 8 times, parent
+ * the byte p 8 times (0: a root). extra: more attribute members, starting with ',' or empty. */
+static int span_line(char *buf, size_t cap, int t, int s, int p, const char *service,
+		     const char *name, const char *kind, uint64_t start, uint64_t dur, bool error,
+		     const char *extra)
+{
+	char parent[20] = "", sid[20];
+
+	for (int i = 0; i < 16; i += 2) {
+		snprintf(sid + i, 3, "%02x", s);
+		if (p)
+			snprintf(parent + i, 3, "%02x", p);
+	}
+	return snprintf(buf, cap,
+			"{\"trace_id\":\"%02x000000000000000000000000000001\",\"span_id\":"
+			"\"%s\",\"parent_span_id\":\"%s\",\"name\":\"%s\","
+			"\"kind\":\"%s\",\"start_unix_ns\":%llu,\"end_unix_ns\":%llu,"
+			"\"duration_ns\":%llu,\"status\":\"%s\",\"status_message\":\"\","
+			"\"service.name\":\"%s\",\"pid\":1,\"tid\":1,\"trace_flags\":1,"
+			"\"tracestate\":\"\",\"attributes\":{\"http.request.method\":\"GET\"%s},"
+			"\"links\":[],\"resource\":{}}",
+			t, sid, parent, name, kind, (unsigned long long)start,
+			(unsigned long long)(start + dur), (unsigned long long)dur,
+			error ? "ERROR" : "UNSET", service, extra);
+}
+
+static void ids_of(int t, uint8_t out[16])
+{
+	memset(out, 0, 16);
+	out[0] = (uint8_t)t;
+	out[15] = 1;
+}
+
+static int add_one(struct store *st, const char *line)
+{
+	size_t len = strlen(line);
+
+	return store_add_lines(st, &line, &len, 1, NULL);
+}
+
+static int add_span(struct store *st, int t, int s, int p, const char *service, const char *name,
+		    const char *kind, uint64_t start, uint64_t dur, bool error, const char *extra)
+{
+	char line[2048];
+
+	span_line(line, sizeof(line), t, s, p, service, name, kind, start, dur, error, extra);
+	return add_one(st, line);
+}
+
+static int setup(void **state)
+{
+	struct fixture *fx = calloc(1, sizeof(*fx));
+	char err[256];
+
+	assert_non_null(fx);
+	snprintf(fx->dir, sizeof(fx->dir), "/tmp/test_store.XXXXXX");
+	assert_non_null(mkdtemp(fx->dir));
+	/* a directory that does not exist yet: the store creates it, 0700 */
+	snprintf(fx->path, sizeof(fx->path), "%s/sub/traces.db", fx->dir);
+	fx->st = store_open(fx->path, STORE_READ_WRITE, err, sizeof(err));
+	if (!fx->st)
+		fail_msg("%s", err);
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *fx = *state;
+	char cmd[128];
+
+	store_close(fx->st);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", fx->dir);
+	assert_int_equal(system(cmd), 0);
+	free(fx);
+	return 0;
+}
+
+/*
+ * The run the searches look at:
+ *   trace 1: front GET /checkout (root, 300 ms) -> client to cart (callee named, ok)
+ *            -> cart GET /cart/{id} 200 ms; route /cart/{id}; user.id=42
+ *   trace 2: front GET /health 5 ms, no error
+ *   trace 3: front GET /pay (root 900 ms, error) -> client (no callee attribute, dropped)
+ *            -> payments POST /charge server child, error; card.brand=visa
+ */
+static void fill(struct store *st)
+{
+	assert_int_equal(add_span(st, 1, 0x11, 0, "front", "GET /checkout", "SERVER", T0, 300 * MS,
+				  false, ",\"http.route\":\"/checkout\""),
+			 1);
+	assert_int_equal(add_span(st, 1, 0x12, 0x11, "front", "GET", "CLIENT", T0 + MS, 250 * MS,
+				  false,
+				  ",\"hoptrace.callee.service\":\"cart\","
+				  "\"hoptrace.propagation\":\"ok\""),
+			 1);
+	assert_int_equal(add_span(st, 1, 0x13, 0x12, "cart", "GET /cart/7", "SERVER", T0 + 2 * MS,
+				  200 * MS, false, ",\"http.route\":\"/cart/{id}\",\"user.id\":42"),
+			 1);
+	assert_int_equal(add_span(st, 2, 0x21, 0, "front", "GET /health", "SERVER", T0 + 1000 * MS,
+				  5 * MS, false, ""),
+			 1);
+	assert_int_equal(add_span(st, 3, 0x31, 0, "front", "GET /pay", "SERVER", T0 + 2000 * MS,
+				  900 * MS, true, ""),
+			 1);
+	assert_int_equal(add_span(st, 3, 0x33, 0x32, "payments", "POST /charge", "SERVER",
+				  T0 + 2002 * MS, 800 * MS, true, ",\"card.brand\":\"visa\""),
+			 1);
+	assert_int_equal(add_span(st, 3, 0x32, 0x31, "front", "POST", "CLIENT", T0 + 2001 * MS,
+				  850 * MS, true, ",\"hoptrace.propagation\":\"dropped\""),
+			 1);
+}
+
+/* The trace numbers (first id byte) a search finds, newest first, as a string "3,1". */
+static const char *found(struct store *st, const struct store_filter *f)
+{
+	static char out[64];
+	struct store_trace_summary sum[16];
+	int n = store_find_traces(st, f, sum, 16);
+	size_t len = 0;
+
+	assert_true(n >= 0);
+	out[0] = '\0';
+	for (int i = 0; i < n; i++)
+		len += (size_t)snprintf(out + len, sizeof(out) - len, "%s%d", i ? "," : "",
+					sum[i].trace_id[0]);
+	return out;
+}
+
+static void test_filters(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_filter f;
+
+	fill(fx->st);
+#define SEARCH(...) (f = (struct store_filter){.error = -1, __VA_ARGS__}, found(fx->st, &f))
+	assert_string_equal(SEARCH(), "3,2,1");
+	assert_string_equal(SEARCH(.service = "cart"), "1");
+	assert_string_equal(SEARCH(.service = "front"), "3,2,1");
+	assert_string_equal(SEARCH(.service = "nobody"), "");
+	/* operation: the span name or the route */
+	assert_string_equal(SEARCH(.operation = "GET /health"), "2");
+	assert_string_equal(SEARCH(.operation = "/cart/{id}"), "1");
+	assert_string_equal(SEARCH(.service = "front", .operation = "/cart/{id}"), "");
+	/* durations of the named span, else of the root */
+	assert_string_equal(SEARCH(.min_duration_ns = 250 * MS), "3,1");
+	assert_string_equal(SEARCH(.max_duration_ns = 10 * MS), "2");
+	assert_string_equal(SEARCH(.service = "cart", .min_duration_ns = 250 * MS), "");
+	assert_string_equal(
+	    SEARCH(.service = "cart", .min_duration_ns = 150 * MS, .max_duration_ns = 210 * MS),
+	    "1");
+	f = (struct store_filter){.error = 1};
+	assert_string_equal(found(fx->st, &f), "3");
+	f = (struct store_filter){.error = 0};
+	assert_string_equal(found(fx->st, &f), "2,1");
+	assert_string_equal(SEARCH(.attr_key = {"user.id"}, .attr_value = {"42"}, .nattrs = 1),
+			    "1");
+	assert_string_equal(SEARCH(.attr_key = {"card.brand"}, .attr_value = {"visa"}, .nattrs = 1),
+			    "3");
+	assert_string_equal(SEARCH(.attr_key = {"card.brand", "http.request.method"},
+				   .attr_value = {"visa", "GET"}, .nattrs = 2),
+			    "3");
+	assert_string_equal(SEARCH(.attr_key = {"card.brand"}, .attr_value = {"amex"}, .nattrs = 1),
+			    "");
+	assert_string_equal(SEARCH(.from_unix_ns = T0 + 500 * MS), "3,2");
+	assert_string_equal(SEARCH(.to_unix_ns = T0 + 1500 * MS), "2,1");
+	assert_string_equal(SEARCH(.from_unix_ns = T0 + 500 * MS, .to_unix_ns = T0 + 1500 * MS),
+			    "2");
+	f = (struct store_filter){.error = -1, .has_trace_id = true};
+	ids_of(2, f.trace_id);
+	assert_string_equal(found(fx->st, &f), "2");
+	assert_string_equal(SEARCH(.limit = 2), "3,2");
+#undef SEARCH
+}
+
+static void test_summary(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_filter f = {.error = -1, .service = "payments"};
+	struct store_trace_summary sum[4];
+
+	fill(fx->st);
+	assert_int_equal(store_find_traces(fx->st, &f, sum, 4), 1);
+	assert_int_equal(sum[0].trace_id[0], 3);
+	assert_int_equal(sum[0].nspans, 3);
+	assert_int_equal(sum[0].nerrors, 3);
+	assert_int_equal(sum[0].nservices, 2);
+	assert_true(sum[0].start_unix_ns == T0 + 2000 * MS);
+	assert_true(sum[0].duration_ns == 900 * MS);
+	/* the root arrived first here; trace 1's below arrives in another order */
+	assert_string_equal(sum[0].root_service, "front");
+	assert_string_equal(sum[0].root_name, "GET /pay");
+}
+
+/* The root is the earliest span without a parent, whatever order the spans come in. */
+static void test_summary_root_late(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_filter f = {.error = -1};
+	struct store_trace_summary sum[4];
+
+	add_span(fx->st, 5, 0x52, 0x51, "db", "SELECT", "SERVER", T0 + 5 * MS, MS, false, "");
+	add_span(fx->st, 5, 0x51, 0, "api", "GET /", "SERVER", T0 + 1 * MS, 10 * MS, false, "");
+	add_span(fx->st, 5, 0x50, 0x49, "edge", "GET /", "CLIENT", T0, 20 * MS, false, "");
+	assert_int_equal(store_find_traces(fx->st, &f, sum, 4), 1);
+	assert_string_equal(sum[0].root_service, "api");
+	assert_true(sum[0].start_unix_ns == T0);
+	assert_true(sum[0].duration_ns == 20 * MS);
+	assert_int_equal(sum[0].nservices, 3);
+}
+
+static int collect_line(void *ctx, const char *line, size_t len)
+{
+	char *out = ctx;
+	size_t used = strlen(out);
+
+	/* the span id's first byte, from the line */
+	(void)len;
+	snprintf(out + used, 64 - used, "%.2s;", strstr(line, "\"span_id\":\"") + 11);
+	return 0;
+}
+
+static void test_trace_lines(void **state)
+{
+	struct fixture *fx = *state;
+	uint8_t id[16];
+	char out[64] = "";
+
+	fill(fx->st);
+	ids_of(3, id);
+	assert_int_equal(store_trace_lines(fx->st, id, collect_line, out), 0);
+	assert_string_equal(out, "31;32;33;"); /* by start time, not arrival */
+	ids_of(9, id);
+	assert_int_equal(store_trace_lines(fx->st, id, collect_line, out), -ENOENT);
+}
+
+static int list_service(void *ctx, const char *service)
+{
+	strcat(ctx, service);
+	strcat(ctx, ";");
+	return 0;
+}
+
+static int list_operation(void *ctx, const char *name, const char *kind)
+{
+	strcat(ctx, name);
+	strcat(ctx, "/");
+	strcat(ctx, kind);
+	strcat(ctx, ";");
+	return 0;
+}
+
+static void test_services_operations(void **state)
+{
+	struct fixture *fx = *state;
+	char out[256] = "";
+
+	fill(fx->st);
+	assert_int_equal(store_services(fx->st, list_service, out), 0);
+	assert_string_equal(out, "cart;front;payments;");
+	out[0] = '\0';
+	assert_int_equal(store_operations(fx->st, "front", list_operation, out), 0);
+	assert_string_equal(out,
+			    "GET/CLIENT;GET /checkout/SERVER;GET /health/SERVER;GET /pay/SERVER;"
+			    "POST/CLIENT;");
+}
+
+static int list_edge(void *ctx, const struct store_edge *e)
+{
+	char *out = ctx;
+	size_t n = strlen(out);
+
+	snprintf(out + n, 256 - n, "%s->%s calls=%llu errors=%llu ok=%llu dropped=%llu;", e->parent,
+		 e->child, (unsigned long long)e->calls, (unsigned long long)e->errors,
+		 (unsigned long long)e->by_propagation[PROP_OK],
+		 (unsigned long long)e->by_propagation[PROP_DROPPED]);
+	return 0;
+}
+
+static void test_dependencies(void **state)
+{
+	struct fixture *fx = *state;
+	char out[256] = "";
+
+	fill(fx->st);
+	/* front->cart named by the client span; front->payments from the server child */
+	assert_int_equal(store_dependencies(fx->st, 0, 0, list_edge, out), 0);
+	assert_string_equal(out, "front->cart calls=1 errors=0 ok=1 dropped=0;"
+				 "front->payments calls=1 errors=1 ok=0 dropped=1;");
+	out[0] = '\0';
+	assert_int_equal(store_dependencies(fx->st, T0 + 1500 * MS, 0, list_edge, out), 0);
+	assert_string_equal(out, "front->payments calls=1 errors=1 ok=0 dropped=1;");
+}
+
+static void test_malformed_lines(void **state)
+{
+	struct fixture *fx = *state;
+	char good[2048];
+	const char *lines[6];
+	size_t lens[6];
+	uint64_t malformed = 0;
+
+	span_line(good, sizeof(good), 7, 0x71, 0, "svc", "GET /", "SERVER", T0, MS, false, "");
+	lines[0] = "not json";
+	lines[1] = "[1,2]";
+	lines[2] = "{\"trace_id\":\"zz\",\"span_id\":\"0000000000000001\"}";
+	lines[3] = good;
+	/* a span without times */
+	lines[4] = "{\"trace_id\":\"01000000000000000000000000000001\",\"span_id\":"
+		   "\"0100000000000001\",\"name\":\"x\",\"service.name\":\"y\"}";
+	lines[5] = "";
+	for (int i = 0; i < 6; i++)
+		lens[i] = strlen(lines[i]);
+	assert_int_equal(store_add_lines(fx->st, lines, lens, 6, &malformed), 1);
+	assert_int_equal(malformed, 5);
+}
+
+/* Trace t: 10 spans of about 1 KiB, starting at start. */
+static void add_big_trace(struct store *st, int t, uint64_t start)
+{
+	char pad[1200], extra[1300], line[4096];
+	const char *lines[10];
+	char *bufs[10];
+	size_t lens[10];
+
+	memset(pad, 'x', 1000);
+	pad[1000] = '\0';
+	snprintf(extra, sizeof(extra), ",\"pad\":\"%s\"", pad);
+	for (int i = 0; i < 10; i++) {
+		int n = span_line(line, sizeof(line), t, 0x10 + i, i ? 0x10 : 0, "svc", "GET /",
+				  "SERVER", start + (uint64_t)i, MS, false, extra);
+
+		bufs[i] = strndup(line, (size_t)n);
+		lines[i] = bufs[i];
+		lens[i] = (size_t)n;
+	}
+	assert_int_equal(store_add_lines(st, lines, lens, 10, NULL), 10);
+	for (int i = 0; i < 10; i++)
+		free(bufs[i]);
+}
+
+static int count_spans_of(struct store *st, int t)
+{
+	uint8_t id[16];
+	char out[64] = "";
+	int n = 0;
+
+	ids_of(t, id);
+	if (store_trace_lines(st, id, collect_line, out) != 0)
+		return 0;
+	for (char *p = out; *p; p++)
+		n += *p == ';';
+	return n;
+}
+
+static void test_retention_size(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_filter f = {.error = -1, .limit = 1000};
+	struct store_trace_summary *sum = calloc(1000, sizeof(*sum));
+	uint64_t deleted = 0;
+	int64_t before, after;
+	int n;
+
+	assert_non_null(sum);
+	for (int t = 1; t <= 200; t++)
+		add_big_trace(fx->st, t, T0 + (uint64_t)t * 1000 * MS);
+	before = store_size_bytes(fx->st);
+	assert_true(before > 2 << 20); /* 2000 spans of 1 KiB and their indexes */
+	store_set_limits(fx->st, 1 << 20, 0);
+	assert_int_equal(store_prune(fx->st, T0, &deleted), 0);
+	after = store_size_bytes(fx->st);
+	assert_true(after <= 1 << 20);
+	/* the file really shrank */
+	struct stat sb;
+	assert_int_equal(stat(fx->path, &sb), 0);
+	assert_true(sb.st_size <= 1 << 20);
+	assert_true(deleted > 0 && deleted < 200);
+	n = store_find_traces(fx->st, &f, sum, 1000);
+	assert_int_equal((uint64_t)n + deleted, 200);
+	/* the oldest went, the newest stayed; whole traces: every span of a kept trace is
+	 * there, no span of a deleted one */
+	assert_int_equal(sum[0].trace_id[0], 200);
+	assert_int_equal(sum[n - 1].trace_id[0], 200 - n + 1);
+	assert_int_equal(count_spans_of(fx->st, 200 - n + 1), 10);
+	assert_int_equal(count_spans_of(fx->st, 200 - n), 0);
+	assert_int_equal(sum[n - 1].nspans, 10);
+	free(sum);
+}
+
+static void test_retention_age(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_filter f = {.error = -1};
+	struct store_trace_summary sum[8];
+	uint64_t deleted = 0;
+
+	for (int t = 1; t <= 5; t++)
+		add_big_trace(fx->st, t, T0 + (uint64_t)t * 3600 * 1000 * MS);
+	/* now: 5 h 30 min after T0; max age 2 h: traces 1..3 ended over 2 h ago */
+	store_set_limits(fx->st, 0, 2ull * 3600 * 1000 * MS);
+	assert_int_equal(
+	    store_prune(fx->st, T0 + 5ull * 3600 * 1000 * MS + 1800 * 1000 * MS, &deleted), 0);
+	assert_int_equal(deleted, 3);
+	assert_int_equal(store_find_traces(fx->st, &f, sum, 8), 2);
+	assert_int_equal(sum[0].trace_id[0], 5);
+	assert_int_equal(sum[1].trace_id[0], 4);
+	assert_int_equal(count_spans_of(fx->st, 3), 0);
+}
+
+static void test_private_modes(void **state)
+{
+	struct fixture *fx = *state;
+	char dir[160];
+	struct stat sb;
+
+	snprintf(dir, sizeof(dir), "%s/sub", fx->dir);
+	assert_int_equal(stat(dir, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0700);
+	assert_int_equal(stat(fx->path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+}
+
+static void test_not_a_database(void **state)
+{
+	struct fixture *fx = *state;
+	char path[160], err[512], moved[512];
+	struct store *st;
+	int fd, e = 0;
+
+	snprintf(path, sizeof(path), "%s/junk.db", fx->dir);
+	fd = open(path, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	for (int i = 0; i < 64; i++)
+		assert_int_equal(write(fd, "this is not a database at all!!\n", 32), 32);
+	close(fd);
+	st = store_open_errno(path, STORE_READ_WRITE, &e, err, sizeof(err));
+	assert_null(st);
+	assert_int_equal(e, -EUCLEAN);
+	assert_non_null(strstr(err, "not a SQLite database"));
+	assert_non_null(strstr(err, path));
+	st = store_open(path, STORE_READ_ONLY, err, sizeof(err));
+	assert_null(st);
+	/* moved aside, a new store opens in its place */
+	assert_int_equal(store_move_aside(path, moved, sizeof(moved)), 0);
+	assert_non_null(strstr(moved, ".corrupt-"));
+	assert_int_equal(access(moved, F_OK), 0);
+	st = store_open(path, STORE_READ_WRITE, err, sizeof(err));
+	assert_non_null(st);
+	store_close(st);
+	/* a missing store read-only: says so */
+	snprintf(path, sizeof(path), "%s/none.db", fx->dir);
+	assert_null(store_open(path, STORE_READ_ONLY, err, sizeof(err)));
+	assert_non_null(strstr(err, "no such file"));
+}
+
+static int count_tsource(void *ctx, const char *line, size_t len)
+{
+	(void)line;
+	(void)len;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static void test_tsource_store(void **state)
+{
+	struct fixture *fx = *state;
+	char spec[160];
+	struct tsource_opts opts = {.service = "payments"};
+	struct tsource_stats stats = {0};
+	int n = 0;
+
+	fill(fx->st);
+	snprintf(spec, sizeof(spec), "store:%s", fx->path);
+	assert_true(tsource_spec_known(spec));
+	assert_int_equal(tsource_read("test", spec, NULL, count_tsource, &n, &stats), 0);
+	assert_int_equal(n, 7);
+	assert_int_equal(stats.spans, 7);
+	n = 0;
+	assert_int_equal(tsource_read("test", spec, &opts, count_tsource, &n, NULL), 0);
+	assert_int_equal(n, 3); /* every span of the traces with a payments span */
+	snprintf(spec, sizeof(spec), "store:%s/nothing.db", fx->dir);
+	assert_true(tsource_read("test", spec, NULL, count_tsource, &n, NULL) < 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_filters, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_summary, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_summary_root_late, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_trace_lines, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_services_operations, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dependencies, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_malformed_lines, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_retention_size, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_retention_age, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_private_modes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tsource_store, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
