@@ -280,7 +280,8 @@
     const ticks = el("div", "wf-ticks");
     for (let i = 0; i <= 4; i++) {
       const tk = el("span", null, fmtDuration((sum.duration * i) / 4));
-      tk.style.left = Math.min(i * 25, 90) + "%";
+      tk.style.left = i * 25 + "%";
+      if (i === 4) tk.className = "last";
       ticks.appendChild(tk);
     }
     head.appendChild(ticks);
@@ -318,7 +319,12 @@
       bar.style.backgroundColor = serviceColor(proc.serviceName);
       track.appendChild(bar);
       const dur = el("span", "wf-dur", fmtDuration(span.duration));
-      dur.style.left = Math.min(left + width + 0.5, 92) + "%";
+      if (left + width > 85) {
+        dur.style.right = 100 - left - width + 0.5 + "%"; // inside the bar's end
+        dur.className = "wf-dur inside";
+      } else {
+        dur.style.left = left + width + 0.5 + "%";
+      }
       track.appendChild(dur);
       row.appendChild(track);
       row.addEventListener("click", () => {
@@ -412,13 +418,13 @@
       cols.get(l).push(n);
     }
     const pos = new Map();
-    const colW = 260, rowH = 110;
+    const colW = 440, rowH = 120;
     let maxRows = 1;
     for (const [l, list] of cols) {
       maxRows = Math.max(maxRows, list.length);
       list.forEach((n, i) => pos.set(n, { x: 30 + l * colW, y: 30 + i * rowH }));
     }
-    return { pos: pos, width: 60 + (Math.max(0, ...cols.keys()) + 1) * colW, height: 60 + maxRows * rowH };
+    return { pos: pos, width: 60 + Math.max(0, ...cols.keys()) * colW + 180, height: 40 + maxRows * rowH };
   }
 
   async function showMap(ev) {
@@ -440,7 +446,7 @@
     clear(tbody);
     const lay = layout(edges);
     const W = 180, H = 36;
-    const svg = svgEl("svg", { viewBox: "0 0 " + lay.width + " " + lay.height, height: lay.height, role: "img" });
+    const svg = svgEl("svg", { viewBox: "0 0 " + lay.width + " " + lay.height, width: lay.width, height: lay.height, role: "img" });
     const defs = svgEl("defs");
     const marker = svgEl("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 8, markerHeight: 8, orient: "auto-start-reverse" });
     marker.appendChild(svgEl("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#667085" }));
@@ -462,8 +468,13 @@
         lx = (x1 + x2) / 2; ly = (y1 + y2) / 2 - 6 + bend * 0.75;
       }
       g.appendChild(svgEl("path", { d: d, "marker-end": "url(#arrow)" }));
-      const label = svgEl("text", { x: lx, y: ly, "text-anchor": "middle", class: "edge-label" });
-      label.textContent = e.callCount + " calls" + (e.errorCount ? ", " + e.errorCount + " errors" : "") + " — " + verdictText(p);
+      const label = svgEl("text", { x: lx, y: ly - 14, "text-anchor": "middle", class: "edge-label" });
+      const l1 = svgEl("tspan", { x: lx, dy: 0 });
+      l1.textContent = e.callCount + " calls" + (e.errorCount ? ", " + e.errorCount + " failed" : "");
+      const l2 = svgEl("tspan", { x: lx, dy: 14, class: "edge-verdicts" });
+      l2.textContent = verdictText(p);
+      label.appendChild(l1);
+      label.appendChild(l2);
       g.appendChild(label);
       const title = svgEl("title");
       title.textContent = e.parent + " → " + e.child + ": " + verdictText(p);
