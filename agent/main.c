@@ -19,6 +19,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "analyze.h"
 #include "audit.h"
 #include "tracker.h"
 #include "export/otlp_config.h"
@@ -164,6 +165,7 @@ static const char doc[] =
     "  hoptrace --otlp-endpoint http://localhost:4317 --otlp-protocol grpc\n"
     "  hoptrace --audit --repair=stitch -d 60   # who drops the trace context?\n"
     "  hoptrace audit spans.jsonl              # the same audit from a JSON span file\n"
+    "  hoptrace analyze spans.jsonl            # critical paths, N+1, error origins\n"
     "  hoptrace status                         # a running agent's counters and processes\n";
 
 static const struct argp_option argp_opts[] = {
@@ -1398,6 +1400,8 @@ int main(int argc, char **argv)
 		return audit_cli_main(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "ui") == 0)
 		return ui_cli_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "analyze") == 0)
+		return analyze_cli_main(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "status") == 0)
 		return status_cli_main(argc - 1, argv + 1);
 	if (log_config_from_env(&o))
