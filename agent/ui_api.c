@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "analyze.h"
 #include "audit.h"
 #include "jaeger_json.h"
 #include "json_read.h"
@@ -549,6 +550,55 @@ static void api_trace(struct ui_api *a, struct store *st, const char *id_text,
 	reply_data(a, r, &b, 1, 0);
 }
 
+/* ---- /api/hoptrace/analyze/{id} ------------------------------------------------------- */
+
+/* `hoptrace analyze --json` of one trace (analyze_trace_json), as the answer's data. */
+static void api_analyze(struct ui_api *a, struct store *st, const char *id_text,
+			struct httpd_reply *r)
+{
+	struct lines ls = {0};
+	char *doc = NULL;
+	size_t doclen = 0;
+	uint8_t id[16];
+	struct jbuf b;
+	FILE *mem;
+	int err;
+
+	if (parse_hex_id(id_text, id)) {
+		reply_error(a, r, 400, "malformed trace id (up to 32 hex digits)");
+		return;
+	}
+	err = store_trace_lines(st, id, collect_line, &ls);
+	if (err == -ENOENT || (!err && !ls.n)) {
+		lines_free(&ls);
+		reply_error(a, r, 404, "trace not found");
+		return;
+	}
+	if (err) {
+		lines_free(&ls);
+		reply_store_error(a, r, err < 0 ? err : -EIO);
+		return;
+	}
+	mem = open_memstream(&doc, &doclen);
+	err = mem ? analyze_trace_json((const char *const *)ls.line, ls.len, ls.n, NULL, mem)
+		  : -ENOMEM;
+	if (mem && fclose(mem) && !err)
+		err = -EIO;
+	lines_free(&ls);
+	if (err) {
+		free(doc);
+		reply_error(a, r, 500, "the trace cannot be analysed");
+		return;
+	}
+	jbuf_init(&b, UI_API_MAX_REPLY);
+	jbuf_puts(&b, "{\"data\":");
+	while (doclen && (doc[doclen - 1] == '\n' || doc[doclen - 1] == ' '))
+		doclen--;
+	jbuf_put(&b, doc, doclen);
+	free(doc);
+	reply_data(a, r, &b, 1, 0);
+}
+
 /* ---- /api/dependencies ------------------------------------------------------------------ */
 
 struct deps_ctx {
@@ -691,8 +741,7 @@ static void route_api(struct ui_api *a, const struct httpd_request *rq, struct h
 	} else if (!strcmp(url, "/api/hoptrace/dependencies")) {
 		api_dependencies(a, st, rq, r, true);
 	} else if (starts(url, "/api/hoptrace/analyze/", &rest)) {
-		/* the analysis (hoptrace analyze) of one trace: to be mounted here */
-		reply_error(a, r, 501, "trace analysis is not in this build yet");
+		api_analyze(a, st, rest, r);
 	} else {
 		reply_error(a, r, 404, "no such API path");
 	}

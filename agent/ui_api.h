@@ -15,7 +15,8 @@
  *   GET /api/dependencies?endTs=&lookback= [{parent, child, callCount}] (milliseconds)
  *   GET /api/hoptrace/dependencies?...     the same, with errorCount and the propagation
  *                                          verdicts of the calls (ok, forwarded, ...)
- *   GET /api/hoptrace/analyze/{id}         the analysis of one trace (not yet: 501)
+ *   GET /api/hoptrace/analyze/{id}         the analysis of one trace (analyze.h's
+ *                                          analyze_trace_json: `hoptrace analyze --json`)
  *
  * Everything runs on the HTTP thread, through a store connection of its own (read-only
  * when it opens the agent's database file), never on the event loop. Bounded: limit

@@ -252,6 +252,7 @@
     $("trace-title").textContent = "Trace " + id;
     $("trace-summary").textContent = "loading…";
     clear($("waterfall"));
+    clear($("analysis-body"));
     resetDetail();
     let trace = null;
     for (const t of state.traces) if (t.id === id) trace = t.trace;
@@ -267,6 +268,97 @@
     if (!trace) return;
     state.current = trace;
     renderWaterfall(trace);
+    showAnalysis(trace.traceID);
+  }
+
+  // ---- the analysis of one trace (hoptrace analyze) --------------------------------------
+  function fmtNs(ns) { return fmtDuration(ns / 1000); }
+
+  function refText(r) {
+    return r ? r.service + " " + r.name + (r.kind ? " (" + r.kind + ")" : "") : "?";
+  }
+
+  function analysisItem(list, text, cls) {
+    const li = el("li", cls || null, text);
+    list.appendChild(li);
+    return li;
+  }
+
+  function analysisSection(body, title, id) {
+    const h = el("h4", null, title);
+    const ul = el("ul", "analysis-list");
+    ul.id = id;
+    body.appendChild(h);
+    body.appendChild(ul);
+    return ul;
+  }
+
+  async function showAnalysis(id) {
+    const body = $("analysis-body");
+    clear(body);
+    body.appendChild(el("p", "hint", "analysing…"));
+    let doc;
+    try {
+      doc = (await api("/api/hoptrace/analyze/" + encodeURIComponent(id))).data;
+    } catch (e) {
+      clear(body);
+      body.appendChild(el("p", "hint", "no analysis: " + e.message));
+      return;
+    }
+    if (!state.current || state.current.traceID !== id) return; // another trace by now
+    clear(body);
+    const t = doc && doc.traces && doc.traces[0];
+    if (!t) {
+      body.appendChild(el("p", "hint", "nothing to analyse"));
+      return;
+    }
+    if (!t.complete) {
+      body.appendChild(el("p", "warn", "incomplete trace: parents not seen " +
+        (t.missing_parents || []).join(", ")));
+    }
+    const slow = t.slowest_hop;
+    const p = el("p", "slowest-hop");
+    p.id = "slowest-hop";
+    p.textContent = slow ? "Slowest hop: " + refText(slow) + ", " + fmtNs(slow.self_on_path_ns) +
+      " of its own on the critical path (" + Math.round((100 * slow.self_on_path_ns) / Math.max(t.duration_ns, 1)) + "%)" : "No slowest hop.";
+    body.appendChild(p);
+    const path = analysisSection(body, "Critical path (own time of each span on it)", "critical-path");
+    const onPath = new Set();
+    for (const c of t.critical_path || []) {
+      onPath.add(c.span_id);
+      analysisItem(path, fmtNs(c.self_on_path_ns) + "  " + refText(c),
+        slow && c.span_id === slow.span_id ? "slowest" : null);
+    }
+    for (const row of $("waterfall").querySelectorAll(".wf-row")) {
+      row.classList.toggle("on-path", onPath.has(row.dataset.spanId));
+      row.classList.toggle("slowest", !!slow && row.dataset.spanId === slow.span_id);
+    }
+    const seq = analysisSection(body, "Sequential calls that could run in parallel", "sequential-calls");
+    for (const s of t.sequential_calls || []) {
+      const li = analysisItem(seq, refText(s.parent) + " made " + s.calls + " calls one after another to " +
+        s.endpoints + " endpoints: " + fmtNs(s.sequential_ns) + "; in parallel " + fmtNs(s.parallel_ns) +
+        " (saves " + fmtNs(s.saved_ns) + ")");
+      const sub = el("ul");
+      for (const c of s.spans || []) sub.appendChild(el("li", "mono", fmtNs(c.duration_ns) + "  " + c.endpoint));
+      li.appendChild(sub);
+    }
+    if (!(t.sequential_calls || []).length) analysisItem(seq, "none", "hint");
+    const n1 = analysisSection(body, "N+1 calls", "n-plus-one");
+    for (const n of t.n_plus_one || []) {
+      analysisItem(n1, refText(n.parent) + " called " + n.endpoint + " " + n.calls + " times (" + fmtNs(n.duration_ns) + ")");
+    }
+    if (!(t.n_plus_one || []).length) analysisItem(n1, "none", "hint");
+    const errs = analysisSection(body, "Where errors originated", "error-origins");
+    for (const o of (t.errors && t.errors.origins) || []) {
+      const li = analysisItem(errs, "origin: " + refText(o) + (o.status_code ? ", status " + o.status_code : "") +
+        (o.callee_not_seen ? " (callee not seen)" : ""), "error-origin");
+      const sub = el("ul");
+      for (const by of o.propagated_by || []) {
+        sub.appendChild(el("li", null, "propagated by " + refText(by) + (by.status_code ? ", status " + by.status_code : "")));
+      }
+      li.appendChild(sub);
+    }
+    if (!((t.errors && t.errors.origins) || []).length) analysisItem(errs, "none", "hint");
   }
 
   function renderWaterfall(trace) {

@@ -240,6 +240,14 @@ def check_api(base, agent_spans=None):
     assert verdicts[("frontend", "backend")]["ok"] >= REQUESTS + 1, ext
     assert verdicts[("backend", "store")]["dropped"] >= REQUESTS + 1, ext
     assert verdicts[("backend", "store")]["ok"] == 0, ext
+    # hoptrace's analysis of the trace (hoptrace analyze): the error began at store
+    an = structured(get(base, f"/api/hoptrace/analyze/{TRACE}"))
+    (at,) = an["traces"]
+    assert at["trace_id"] == TRACE and at["spans"] == 6 and at["complete"] is True, at
+    origins = at["errors"]["origins"]
+    assert [(o["service"], o["kind"]) for o in origins] == [("store", "SERVER")], origins
+    assert at["critical_path"] and at["slowest_hop"], at
+    get(base, "/api/hoptrace/analyze/" + "0" * 31 + "1", status=404)
     return t
 
 
@@ -268,7 +276,7 @@ def chromium(profile):
     o.binary_location = shutil.which("chromium")
     # as root in CI: no sandbox; no GPU; a private profile; /dev/shm may be tiny in containers
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              f"--user-data-dir={profile}", "--window-size=1400,1000", "--no-first-run",
+              f"--user-data-dir={profile}", "--window-size=1400,1300", "--no-first-run",
               "--disable-extensions", "--disable-background-networking"):
         o.add_argument(a)
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=o)
@@ -354,6 +362,13 @@ def check_browser(base, trace, shot_name):
         for want in ("Attributes", "Resource", "Events", "Links", "http.response.status_code",
                      "500", "otel.status_code"):
             assert want in detail, detail
+        # the analysis panel: where the error began, the critical path marked
+        origin = wait(d, lambda: d.find_element(By.ID, "error-origins").text, "no analysis")
+        assert "origin: store GET /status (SERVER)" in origin, origin
+        assert "propagated by backend" in origin, origin
+        assert d.find_elements(By.CSS_SELECTOR, "#critical-path li")
+        assert d.find_elements(By.CSS_SELECTOR, "#waterfall .wf-row.on-path")
+        assert "Slowest hop:" in d.find_element(By.ID, "slowest-hop").text
         shot = os.path.join(BUILD, shot_name)
         assert d.save_screenshot(shot), shot
         print(f"\nscreenshot of the UI on a real multi-service trace: {shot}")
