@@ -47,6 +47,7 @@
 #include "text.h"
 #include "tls.h"
 #include "status.h"
+#include "store.h"
 #include "health.h"
 #include "ui_api.h"
 
@@ -61,8 +62,13 @@ enum output_kind {
 	OUTPUT_WATERFALL,
 	OUTPUT_JSON,
 	OUTPUT_OTLP,
-	OUTPUT_NONE, /* no spans written (-o none, OTEL_TRACES_EXPORTER=none): metrics only */
+	OUTPUT_NONE,  /* no spans written (-o none, OTEL_TRACES_EXPORTER=none): metrics only */
+	OUTPUT_STORE, /* the embedded store (store.h): the default without a collector */
 };
+
+/* The embedded store's bounds unless --store-max-bytes/--store-max-age say otherwise. */
+#define STORE_DEFAULT_MAX_BYTES (512ull << 20)
+#define STORE_DEFAULT_MAX_AGE_NS (7ull * 86400 * 1000000000)
 
 struct options {
 	struct loader_config bpf;
@@ -110,6 +116,9 @@ struct options {
 	unsigned health_loop_s;
 	unsigned health_export_s;
 	struct k8s_config k8s; /* --k8s-*: pod metadata (k8s.h) */
+	/* -o store: --store, else HOPTRACE_STORE, else STORE_DEFAULT_PATH; its bounds */
+	const char *store_path;
+	uint64_t store_max_bytes, store_max_age_ns;
 };
 
 enum {
@@ -147,17 +156,23 @@ enum {
 	OPT_LOG_LEVEL,
 	OPT_HEALTH_LOOP,
 	OPT_HEALTH_EXPORT,
+	OPT_STORE,
+	OPT_STORE_MAX_BYTES,
+	OPT_STORE_MAX_AGE,
 };
 
 static const char doc[] =
     "hoptrace: trace HTTP/1.x requests of unmodified processes with eBPF.\n"
     "\n"
     "Every process on the host is traced unless --pid, --comm or --port narrow it.\n"
-    "Spans go to the terminal as waterfalls, as JSON lines, or over OTLP to an\n"
-    "OpenTelemetry collector (the default when OTEL_EXPORTER_OTLP_ENDPOINT is set).\n"
+    "Spans go to a local store (the default; see `hoptrace query` and `hoptrace ui`),\n"
+    "to the terminal as waterfalls, as JSON lines, or over OTLP to an OpenTelemetry\n"
+    "collector (the default when OTEL_EXPORTER_OTLP_ENDPOINT is set).\n"
     "\n"
     "EXAMPLES:\n"
-    "  hoptrace                          # trace everything, print waterfalls\n"
+    "  hoptrace                          # trace everything into the local store\n"
+    "  hoptrace query --service api --min-duration 250ms   # then look\n"
+    "  hoptrace -o waterfall             # print waterfalls on the terminal\n"
     "  hoptrace -p 1234 -p 5678          # only these processes (and their children)\n"
     "  hoptrace --comm nginx --port 8080 # nginx processes, connections on port 8080\n"
     "  hoptrace -o json -d 60 > spans.jsonl\n"
@@ -166,15 +181,29 @@ static const char doc[] =
     "  hoptrace --audit --repair=stitch -d 60   # who drops the trace context?\n"
     "  hoptrace audit spans.jsonl              # the same audit from a JSON span file\n"
     "  hoptrace analyze spans.jsonl            # critical paths, N+1, error origins\n"
-    "  hoptrace status                         # a running agent's counters and processes\n";
+    "  hoptrace status                         # a running agent's counters and processes\n"
+    "  hoptrace query --error --since 1h       # traces with an error, from the store\n"
+    "  hoptrace ui                             # the store in a browser (127.0.0.1:16686)\n";
 
 static const struct argp_option argp_opts[] = {
     {"pid", 'p', "PID", 0, "Trace this process and its children (repeatable)", 0},
     {"comm", 'c', "NAME", 0, "Trace processes with this command name (repeatable)", 0},
     {"port", 'P', "PORT", 0, "Trace connections with this local or remote port (repeatable)", 0},
     {"output", 'o', "KIND", 0,
-     "waterfall, json, otlp or none (metrics only) (default: otlp when an endpoint is "
-     "configured, else waterfall)",
+     "store, waterfall, json, otlp or none (metrics only) (default: otlp when an endpoint "
+     "is configured, else waterfall with -O, else store)",
+     1},
+    {"store", OPT_STORE, "PATH", 0,
+     "The store's database file (default " STORE_DEFAULT_PATH
+     "; overrides HOPTRACE_STORE); created 0600, its directory 0700",
+     1},
+    {"store-max-bytes", OPT_STORE_MAX_BYTES, "BYTES", 0,
+     "The store's size bound, with a K, M or G suffix (default 512M; 0: none); the oldest "
+     "traces are deleted first",
+     1},
+    {"store-max-age", OPT_STORE_MAX_AGE, "DURATION", 0,
+     "Traces older than this are deleted from the store, e.g. 12h, 7d (default 7d; 0: "
+     "none)",
      1},
     {"output-file", 'O', "FILE", 0, "Write waterfall/json output to FILE instead of stdout", 1},
     {"output-buffer-bytes", OPT_OUTPUT_BUFFER, "N", 0,
@@ -370,6 +399,8 @@ static int parse_output(const char *arg, enum output_kind *out)
 {
 	if (strcmp(arg, "waterfall") == 0)
 		*out = OUTPUT_WATERFALL;
+	else if (strcmp(arg, "store") == 0)
+		*out = OUTPUT_STORE;
 	else if (strcmp(arg, "json") == 0)
 		*out = OUTPUT_JSON;
 	else if (strcmp(arg, "otlp") == 0)
@@ -429,6 +460,34 @@ static error_t parse_repair(struct options *o, const char *arg, struct argp_stat
 	return 0;
 }
 
+/* The embedded store's options. */
+static error_t parse_store(struct options *o, int key, char *arg, struct argp_state *state)
+{
+	unsigned long long v;
+
+	switch (key) {
+	case OPT_STORE:
+		if (!*arg)
+			bad_setting(state, "invalid --store '' (a file name)");
+		o->store_path = arg;
+		return 0;
+	case OPT_STORE_MAX_BYTES:
+		if (parse_bytes(arg, &v) || (v && v < (1u << 20)))
+			bad_setting(state, "invalid --store-max-bytes '%s' (1M..1024G, or 0)", arg);
+		o->store_max_bytes = v;
+		return 0;
+	case OPT_STORE_MAX_AGE:
+		if (strcmp(arg, "0") == 0)
+			o->store_max_age_ns = 0;
+		else if (text_parse_duration_ns(arg, &o->store_max_age_ns) ||
+			 o->store_max_age_ns < 1000000000ull)
+			bad_setting(state, "invalid --store-max-age '%s' (e.g. 12h, 7d; 0: none)",
+				    arg);
+		return 0;
+	}
+	return parse_selection(o, key, arg, state);
+}
+
 /* Options added for operations (logs, health): the rest of parse_opt. */
 static error_t parse_more(struct options *o, int key, char *arg, struct argp_state *state)
 {
@@ -457,7 +516,7 @@ static error_t parse_more(struct options *o, int key, char *arg, struct argp_sta
 		*(key == OPT_HEALTH_LOOP ? &o->health_loop_s : &o->health_export_s) = (unsigned)v;
 		return 0;
 	}
-	return parse_selection(o, key, arg, state);
+	return parse_store(o, key, arg, state);
 }
 
 static error_t parse_opt(int key, char *arg, struct argp_state *state)
@@ -468,7 +527,8 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 	switch (key) {
 	case 'o':
 		if (parse_output(arg, &o->output))
-			bad_setting(state, "invalid --output '%s' (waterfall, json, otlp or none)",
+			bad_setting(state,
+				    "invalid --output '%s' (store, waterfall, json, otlp or none)",
 				    arg);
 		return 0;
 	case 'O':
@@ -849,6 +909,11 @@ static struct sink *make_sink(struct options *o, struct otlp_config *otlp,
 		return sink_otlp_new(otlp);
 	if (o->output == OUTPUT_NONE)
 		return sink_null_new();
+	if (o->output == OUTPUT_STORE)
+		return sink_store_new(
+		    &(struct sink_store_config){.path = o->store_path,
+						.max_bytes = o->store_max_bytes,
+						.max_age_ns = o->store_max_age_ns});
 	out = outbuf__stream(ob);
 	if (o->output == OUTPUT_JSON) {
 		/* the sink buffers whole lines itself: unbuffered, each of its drains is one
@@ -884,6 +949,25 @@ static void print_summary(const uint64_t bpf[HT_STAT__COUNT], struct sink *sink,
 	free(text);
 }
 
+/* Where the spans go and how to look at them: the store is silent otherwise. */
+static void announce_store(const struct options *o)
+{
+	bool default_path = strcmp(o->store_path, STORE_DEFAULT_PATH) == 0;
+	char size[48] = "no size bound", age[48] = "no age bound";
+
+	if (o->store_max_bytes)
+		snprintf(size, sizeof(size), "up to %" PRIu64 " MiB",
+			 (uint64_t)(o->store_max_bytes >> 20));
+	if (o->store_max_age_ns)
+		snprintf(age, sizeof(age), "kept %" PRIu64 " h",
+			 (uint64_t)(o->store_max_age_ns / 3600000000000ull));
+	log_info("spans go to the store %s (%s, %s); look with `hoptrace query%s%s` or "
+		 "`hoptrace ui%s%s`",
+		 o->store_path, size, age, default_path ? "" : " --store ",
+		 default_path ? "" : o->store_path, default_path ? "" : " --store ",
+		 default_path ? "" : o->store_path);
+}
+
 static void announce_ready(void *ctx)
 {
 	const struct options *o = ctx;
@@ -892,10 +976,13 @@ static void announce_ready(void *ctx)
 		 o->bpf.npids ? "selected pids" : "all processes",
 		 o->bpf.ncomms ? ", selected commands" : "",
 		 o->bpf.nports ? ", selected ports" : "",
-		 o->output == OUTPUT_JSON   ? "json"
-		 : o->output == OUTPUT_OTLP ? "otlp"
-		 : o->output == OUTPUT_NONE ? "none (metrics only)"
-					    : "waterfall");
+		 o->output == OUTPUT_JSON    ? "json"
+		 : o->output == OUTPUT_OTLP  ? "otlp"
+		 : o->output == OUTPUT_NONE  ? "none (metrics only)"
+		 : o->output == OUTPUT_STORE ? "store"
+					     : "waterfall");
+	if (o->output == OUTPUT_STORE)
+		announce_store(o);
 }
 
 /* OTEL_TRACES_EXPORTER (OpenTelemetry SDK configuration): otlp, or console (the terminal
@@ -946,8 +1033,15 @@ static int resolve_output(struct options *o, struct otlp_config *otlp)
 	err = traces_exporter_from_env(o);
 	if (err)
 		return err;
+	/* -O FILE alone asks for a file of waterfalls, as before the store */
 	if (o->output == OUTPUT_DEFAULT)
-		o->output = otlp->endpoint_set ? OUTPUT_OTLP : OUTPUT_WATERFALL;
+		o->output = otlp->endpoint_set ? OUTPUT_OTLP
+			    : o->output_file   ? OUTPUT_WATERFALL
+					       : OUTPUT_STORE;
+	if (!o->store_path)
+		o->store_path = getenv("HOPTRACE_STORE") && *getenv("HOPTRACE_STORE")
+				    ? getenv("HOPTRACE_STORE")
+				    : STORE_DEFAULT_PATH;
 	return 0;
 }
 
@@ -1276,9 +1370,13 @@ static int run_agent(struct options *o)
 		metrics_exporter_free(mexp);
 		goto out_config;
 	}
-	/* TODO(store): the store the agent writes (-o store --store PATH) */
+	/* the UI reads the store the agent writes (-o store, --store) */
+	if (o->ui_listen && o->output != OUTPUT_STORE)
+		log_warn("--ui-listen: spans do not go to the store (-o store): the UI shows only "
+			 "what %s holds already",
+			 o->store_path);
 	err = o->ui_listen ? ui_agent_start(&ui, &o->ui_addr, o->ui_addr_len, page.httpd,
-					    &o->metrics_addr, NULL)
+					    &o->metrics_addr, o->store_path)
 			   : 0;
 	if (err) {
 		metrics_exporter_free(mexp);
@@ -1389,6 +1487,8 @@ int main(int argc, char **argv)
 	    .quiet_ms = 500,
 	    .output_buffer_bytes = OUTBUF_DEFAULT_BYTES,
 	    .memory_limit = MEM_BUDGET_DEFAULT,
+	    .store_max_bytes = STORE_DEFAULT_MAX_BYTES,
+	    .store_max_age_ns = STORE_DEFAULT_MAX_AGE_NS,
 	};
 	struct argp argp = {argp_opts, parse_opt, NULL, doc, argp_children, NULL, NULL};
 	int err;
@@ -1404,6 +1504,8 @@ int main(int argc, char **argv)
 		return analyze_cli_main(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "status") == 0)
 		return status_cli_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "query") == 0)
+		return query_cli_main(argc - 1, argv + 1);
 	if (log_config_from_env(&o))
 		return 2;
 	if (getenv("HOPTRACE_CAPTURE") && *getenv("HOPTRACE_CAPTURE") &&

@@ -28,6 +28,10 @@ struct sink {
 
 /* One JSON object per span per line on out (schema in README "JSON output"). */
 struct sink *sink_json_new(FILE *out);
+/* One span as a JSON span line (the schema above, without the '\n') at the start of *buf, a
+ * buffer of *cap bytes that is grown with realloc as needed (NULL to start; the caller frees
+ * it). Returns the line's length, 0 when out of memory. */
+size_t sink_json_render(const struct span *s, char **buf, size_t *cap);
 /* Traces printed as waterfalls on out once quiet for quiet_ms; color if use_color. */
 struct sink *sink_waterfall_new(FILE *out, int quiet_ms, int use_color);
 
@@ -42,6 +46,15 @@ struct tail_config;
 /* Tail sampling (sink_tail.c): buffers each trace's local spans, then passes the kept
  * traces to inner (owned). */
 struct sink *sink_tail_new(struct sink *inner, const struct tail_config *cfg);
+/* The embedded store (store.h): spans queued (at most queue_bytes) for a writer thread that
+ * commits them in batches; retention keeps max_bytes and max_age_ns (0: no bound). NULL,
+ * with the reason logged, when the store cannot be opened or created. */
+struct sink_store_config {
+	const char *path;
+	uint64_t max_bytes, max_age_ns;
+	size_t queue_bytes; /* 0: the default */
+};
+struct sink *sink_store_new(const struct sink_store_config *cfg);
 /* Drops every span (-o none: metrics only). */
 struct sink *sink_null_new(void);
 

@@ -652,6 +652,18 @@ static void json_put_span(struct json_buf *b, const struct span *s)
 		json_buf_commit(b, put_lit(o, "}\n"));
 }
 
+size_t sink_json_render(const struct span *s, char **buf, size_t *cap)
+{
+	struct json_buf b = {.data = *buf, .cap = *buf ? *cap : 0};
+
+	json_put_span(&b, s);
+	*buf = b.data;
+	*cap = b.cap;
+	if (b.nomem || b.len < 2)
+		return 0;
+	return b.len - 1; /* without the '\n' */
+}
+
 /* Hand the buffered spans to stdio. A failed write leaves the stream's error flag set, for
  * json_flush_now to count. */
 static void json_drain(struct json_sink *js)

@@ -95,7 +95,8 @@
 	  "requests named /{overflow}: their service had --max-routes-per-service routes")         \
 	X(routes_table_full,                                                                       \
 	  "requests named /{overflow}: route table full (1024 services or 65536 routes)")          \
-	K8S_STATS_LIST(X)
+	K8S_STATS_LIST(X)                                                                          \
+	STORE_STATS_LIST(X)
 
 /* Kubernetes pod metadata (k8s.h): updated by its worker thread (atomically) and the loop. */
 #define K8S_STATS_LIST(X)                                                                          \
@@ -112,6 +113,17 @@
 	X(k8s_lookup_misses, "kubernetes: lookups of a process's container that found no pod")     \
 	X(k8s_meta_unavailable, "kubernetes: requests of containerised processes traced without "  \
 				"pod metadata (not yet known)")
+
+/* The embedded store (sink_store.c): its writer thread updates them atomically. */
+#define STORE_STATS_LIST(X)                                                                        \
+	X(store_spans_written, "store: spans committed to the embedded store")                     \
+	X(drop_store_queue_full, "spans not stored: the store's write queue was full")             \
+	X(drop_store_write_failed,                                                                 \
+	  "spans not stored: writing failed (disk full, damaged file, I/O error)")                 \
+	X(drop_store_shutdown, "spans not stored: still queued when the exit deadline passed")     \
+	X(store_write_errors, "store: failed batch writes (logged once per episode)")              \
+	X(store_traces_deleted, "store: traces deleted by retention (--store-max-bytes/-age)")     \
+	X(store_files_replaced, "store: damaged store files moved aside and started anew")
 
 struct agent_stats {
 #define X(name, desc) uint64_t name;

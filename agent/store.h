@@ -116,6 +116,9 @@ int store_move_aside(const char *path, char *moved_to, size_t cap);
 /* n bytes from 2n hex digits (either case); false for anything else. */
 bool store_parse_hex_id(const char *hex, uint8_t *out, size_t n);
 
+/* `hoptrace query` (query_cli.c). */
+int query_cli_main(int argc, char **argv);
+
 /* tsource kind "store:PATH": every span line of the traces matching opts. */
 int store_tsource_read(const char *prog, const char *path, const struct tsource_opts *opts,
 		       span_line_fn fn, void *ctx, struct tsource_stats *stats);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-2-Clause
 #include "text.h"
 
+#include <errno.h>
 #include <string.h>
 
 int hex_digit_value(int c)
@@ -155,4 +156,51 @@ void text_url_for_log(char *out, size_t cap, const char *url)
 	PUT(auth, (size_t)(pend - auth));
 #undef PUT
 	out[used] = '\0';
+}
+
+int text_parse_duration_ns(const char *s, uint64_t *out)
+{
+	static const struct {
+		const char *unit;
+		uint64_t ns;
+	} units[] = {{"ns", 1},
+		     {"us", 1000},
+		     {"ms", 1000000},
+		     {"s", 1000000000ull},
+		     {"m", 60000000000ull},
+		     {"h", 3600000000000ull},
+		     {"d", 86400000000000ull}};
+	uint64_t whole = 0, frac = 0, frac_scale = 1;
+	const char *p = s;
+
+	if (!s || *p < '0' || *p > '9')
+		return -EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (whole > (UINT64_MAX - 9) / 10)
+			return -EINVAL;
+		whole = whole * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p == '.') {
+		if (p[1] < '0' || p[1] > '9')
+			return -EINVAL;
+		for (p++; *p >= '0' && *p <= '9'; p++) {
+			if (frac_scale >= 1000000000ull)
+				return -EINVAL;
+			frac = frac * 10 + (uint64_t)(*p - '0');
+			frac_scale *= 10;
+		}
+	}
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		uint64_t u = units[i].ns;
+
+		if (strcmp(p, units[i].unit) != 0)
+			continue;
+		if (whole > (uint64_t)INT64_MAX / u)
+			return -EINVAL;
+		/* every unit of a second or more is a whole number of the finest fraction */
+		*out =
+		    whole * u + (u >= frac_scale ? frac * (u / frac_scale) : frac * u / frac_scale);
+		return *out > (uint64_t)INT64_MAX ? -EINVAL : 0;
+	}
+	return -EINVAL;
 }

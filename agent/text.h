@@ -19,6 +19,11 @@ int hex_digit_value(int c);
  */
 size_t utf8_sequence_len(const unsigned char *p, size_t avail);
 
+/* A duration with its unit: "250ms", "1.5s", "800us", "90ns", "2m", "1h", "7d" (a decimal
+ * number, at most 9 fraction digits, then ns, us, ms, s, m, h or d). 0 or -EINVAL (no
+ * unit, junk, or past 2^63 ns). */
+int text_parse_duration_ns(const char *s, uint64_t *out);
+
 /* Longest decimal of a 64-bit integer: 18446744073709551615, or -9223372036854775808. */
 #define TEXT_U64_DIGITS_MAX 20
 

@@ -21,6 +21,13 @@ IN_CI = os.environ.get("CI", "") == "true"
 # Emulated kernels (tests/kernels/, qemu TCG) run everything several times slower: waits
 # for something to happen are multiplied by this (never the durations a test measures).
 SLOWDOWN = float(os.environ.get("HOPTRACE_TEST_SLOWDOWN", "1") or 1)
+# Without a collector the agent writes its store (-o store); a test that runs it without -o
+# must not write the host's /var/lib/hoptrace, nor share one store with the other tests' runs
+# by accident: every agent the suite starts gets this private one unless the test says
+# otherwise (tests/integration/test_store.py does).
+if not os.environ.get("HOPTRACE_STORE"):
+    os.environ["HOPTRACE_STORE"] = os.path.join(tempfile.mkdtemp(prefix="hoptrace-store-"),
+                                                "traces.db")
 
 
 def slow(seconds):

@@ -339,7 +339,9 @@ def test_connection_opened_before_the_agent():
     assert client["attributes"].get("http.response.status_code") == 202, (client, agent.counters)
 
 
-def test_waterfall_is_the_default_output():
+def test_output_file_alone_is_waterfall():
+    """-O FILE without -o: waterfalls into the file (the default without a collector and
+    without -O is the store: test_store.py)."""
     port = free_port()
     srv = python_server(port, script="app_server.py")
     agent = Agent("--port", str(port), "--quiet-ms", "100", output=None)

@@ -293,7 +293,8 @@ def test_deb_0_make_install():
             assert st.st_mode & 0o7777 == mode, f"{path}: mode {st.st_mode & 0o7777:o}"
         with open(os.path.join(top, "lib/systemd/system/hoptrace.service")) as f:
             unit = f.read()
-        assert f"\nExecStart={prefix}/bin/hoptrace -o otlp $HOPTRACE_ARGS\n" in unit, unit
+        assert f"\nExecStart={prefix}/bin/hoptrace $HOPTRACE_ARGS\n" in unit, unit
+        assert "\nStateDirectory=hoptrace\n" in unit, unit  # the store's /var/lib/hoptrace
         assert "/usr/local" not in unit, "the installed unit names another prefix"
         assert f"\nDocumentation=man:hoptrace(8) file://{prefix}/share/doc/hoptrace/README.md\n" \
             in unit, unit
@@ -320,7 +321,7 @@ def test_deb_1_package():
     print(f"  Depends: {depends}", flush=True)
     # (libelf1 comes through libbpf1: the agent calls no libelf function itself)
     for lib in ("libbpf1", "libcurl4", "libprotobuf-c1", "libseccomp2", "libmicrohttpd12",
-                "zlib1g", "libc6"):
+                "libsqlite3-0", "zlib1g", "libc6"):
         assert re.search(rf"(^|, ){re.escape(lib)}( |,|$)", depends), \
             f"dpkg-shlibdeps left {lib} out of Depends: {depends}"
 
@@ -357,14 +358,14 @@ def test_deb_1_package():
 
     unit = subprocess.run(f"dpkg-deb --fsys-tarfile {deb} | tar -xOf - ./lib/systemd/system/hoptrace.service",
                           shell=True, capture_output=True, text=True, check=True).stdout
-    assert re.search(r"^ExecStart=/usr/bin/hoptrace -o otlp \$HOPTRACE_ARGS$", unit, re.M), unit
+    assert re.search(r"^ExecStart=/usr/bin/hoptrace \$HOPTRACE_ARGS$", unit, re.M), unit
     assert "EnvironmentFile=-/etc/default/hoptrace" in unit
     # the hardening of issue 11 is the same as in deploy/hoptrace.service
     with open(os.path.join(ROOT, "deploy", "hoptrace.service")) as f:
         source = f.read()
     for line in source.splitlines():
         if line.startswith(("Capability", "Ambient", "Protect", "Restrict", "NoNewPrivileges",
-                            "Limit", "MemoryDeny", "Private")):
+                            "Limit", "MemoryDeny", "Private", "StateDirectory")):
             assert line in unit.splitlines(), f"the packaged unit lost {line!r}"
 
 
