@@ -17,6 +17,7 @@ markup from traffic shows as text and runs nothing. A screenshot goes into the b
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -383,7 +384,7 @@ def check_browser(base, trace, shot_name):
         assert "ok" not in labels[("backend", "store")], labels
         assert "v-bad" in next(e for e in edges if e.get_attribute("data-child") == "store"
                                ).get_attribute("class")
-        assert d.save_screenshot(os.path.join(BUILD, "ui-map.png"))
+        assert d.save_screenshot(os.path.join(BUILD, shot_name.replace("trace", "map")))
 
         # markup from traffic: shown as text, runs nothing
         d.get(base + "/#/trace/" + XSS_TRACE)
@@ -404,6 +405,64 @@ def check_browser(base, trace, shot_name):
 
 # ---- the tests -------------------------------------------------------------------------------------
 
+def wait_stored(base, want_spans=6):
+    """The store's writer commits in batches off the loop: poll until the run is in it."""
+    deadline = time.time() + slow(20)
+    while True:
+        try:
+            traces = structured(get(base, "/api/traces", {"lookback": "1h", "limit": 50}))
+            ids = {t["traceID"]: len(t["spans"]) for t in traces}
+            if all(ids.get(t, 0) >= want_spans for t in MAIN_TRACES) and SLOW_TRACE in ids \
+                    and XSS_TRACE in ids:
+                return
+        except AssertionError:
+            if time.time() > deadline:
+                raise
+        if time.time() > deadline:
+            raise AssertionError(f"the run is not in the store after 20 s: {ids}")
+        time.sleep(0.2)
+
+
+def test_ui_agent_live_store():
+    """The agent itself: -o store --store TMP --ui-listen on the --metrics-listen address (one
+    server for both). The API reads the store while the agent writes it; then the browser."""
+    require("curl")
+    topo = Topology()
+    agent = _NoAgent()
+    db_dir = tempfile.mkdtemp(prefix="hoptrace-ui-store-")
+    port = free_port()
+    try:
+        agent = Agent(*topo.port_args, "--repair=stitch", "--store", os.path.join(db_dir, "t.db"),
+                      "--ui-listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{port}",
+                      output="store", out_file=False)
+        assert f"web UI on http://127.0.0.1:{port}/" in agent.stderr(), agent.stderr()[-2000:]
+        base = f"http://127.0.0.1:{port}"
+        topo.traffic()
+        wait_stored(base)
+        trace = check_api(base)
+        # the same endpoint still answers Prometheus and the health checks
+        with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
+            assert b"hoptrace_" in r.read()
+        with urllib.request.urlopen(base + "/healthz", timeout=10) as r:
+            assert r.status == 200
+        check_browser(base, trace, "ui-trace.png")
+        agent.stop()
+        # `hoptrace ui --store` over the file the agent left: the same traces, read-only
+        ui_port = free_port()
+        server = Proc([AGENT, "ui", "--store", os.path.join(db_dir, "t.db"), "--listen",
+                       f"127.0.0.1:{ui_port}"])
+        try:
+            wait_port(ui_port)
+            again = structured(get(f"http://127.0.0.1:{ui_port}", f"/api/traces/{TRACE}"))
+            assert {s["spanID"] for s in again[0]["spans"]} == {s["spanID"] for s in trace["spans"]}
+        finally:
+            server.stop()
+    finally:
+        agent.kill()
+        topo.stop()
+        shutil.rmtree(db_dir, ignore_errors=True)
+
+
 def test_ui_standalone_over_agent_spans():
     """`hoptrace ui --source FILE` over the JSON spans of a real run: API and browser."""
     require("curl")
@@ -423,7 +482,16 @@ def test_ui_standalone_over_agent_spans():
         trace = check_api(base, spans)
         page = get(base, "/")
         assert b'<script src="/app.js"' in page
-        check_browser(base, trace, "ui-trace.png")
+        check_browser(base, trace, "ui-trace-standalone.png")
+        # a clean stop on SIGINT, with nothing for the sanitizers to report
+        server.p.send_signal(signal.SIGINT)
+        assert server.p.wait(timeout=slow(20)) == 0
+        errlog.close()
+        with open(errlog.name) as f:
+            text = f.read()
+        for bad in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            assert bad not in text, text[-4000:]
+        assert "spans read from" in text and "0 malformed" in text, text
     finally:
         if server:
             server.stop()
