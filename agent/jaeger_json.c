@@ -163,7 +163,7 @@ struct span_in {
 	const char *trace_id, *span_id, *parent, *name, *kind, *status, *status_msg, *service;
 	const char *tracestate;
 	size_t name_len, service_len, status_msg_len;
-	int64_t start_ns, dur_ns, pid, flags;
+	int64_t start_ns, dur_ns, pid, flags, dropped_events;
 	const struct json_value *attributes, *links, *events, *resource;
 };
 
@@ -237,6 +237,7 @@ static bool span_read(const struct json_doc *d, struct span_in *s)
 	if (s->dur_ns < 0)
 		s->dur_ns = 0;
 	member_int(d, r, "pid", &s->pid);
+	member_int(d, r, "dropped_events_count", &s->dropped_events);
 	member_int(d, r, "trace_flags", &s->flags);
 	if (s->flags < 0 || s->flags > 255)
 		s->flags = 0;
@@ -362,6 +363,14 @@ static void put_tags(struct jbuf *b, const struct json_doc *d, const struct span
 		put_str_tag(b, "otel.status_description", s->status_msg, s->status_msg_len, &first);
 	if (s->tracestate && *s->tracestate)
 		put_str_tag(b, "w3c.tracestate", s->tracestate, strlen(s->tracestate), &first);
+	if (s->dropped_events > 0) {
+		/* log lines over the span's bound (--capture-logs): Jaeger has no field for it */
+		jbuf_printf(b,
+			    "%s{\"key\":\"otel.dropped_events_count\",\"type\":\"int64\","
+			    "\"value\":%lld}",
+			    first ? "" : ",", (long long)s->dropped_events);
+		first = false;
+	}
 	put_object_tags(b, d, s->attributes, &first);
 	jbuf_puts(b, "]");
 }

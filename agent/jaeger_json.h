@@ -15,6 +15,7 @@
  *   attributes              tags, typed string | int64 | bool | float64
  *   tracestate              tag w3c.tracestate
  *   events                  logs: {timestamp, fields: [event = name, attributes...]}
+ *   dropped_events_count    tag otel.dropped_events_count
  *   service.name, resource, one process per (service.name, pid), tags: the resource
  *   pid                     attributes and process.pid
  *

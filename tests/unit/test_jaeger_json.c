@@ -45,7 +45,8 @@ static const char *const trace_lines[] = {
     "\"links\":[{\"trace_id\":\"0af7651916cd43dd8448eb211c80319c\",\"span_id\":"
     "\"b7ad6b7169203331\",\"reason\":\"stitched\"}],"
     "\"events\":[{\"time_unix_ns\":1700000000100000000,\"name\":\"log\",\"attributes\":{"
-    "\"log.message\":\"boom\"}}],\"resource\":{\"container.id\":\"abc\"}}",
+    "\"log.message\":\"boom\"}}],\"dropped_events_count\":3,"
+    "\"resource\":{\"container.id\":\"abc\"}}",
     /* not a span */
     "{\"trace_id\":\"nothex\",\"span_id\":\"x\"}",
     /* a span of another trace */
@@ -259,6 +260,9 @@ static void test_tags(void **unused)
 	assert_int_equal(n(&c, log, "timestamp"), 1700000000100000);
 	assert_string_equal(tag(&c, m(&c, log, "fields"), "event", &type)->str, "log");
 	assert_string_equal(tag(&c, m(&c, log, "fields"), "log.message", &type)->str, "boom");
+	v = tag(&c, tags, "otel.dropped_events_count", &type);
+	assert_string_equal(type, "int64");
+	assert_true(json_value_int(v, &i) && i == 3);
 	/* the resource as process tags, and the pid */
 	procs = m(&c, c.trace, "processes");
 	tags = m(&c, m(&c, procs, "p1"), "tags");
