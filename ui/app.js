@@ -410,6 +410,13 @@
       bar.style.width = width + "%";
       bar.style.backgroundColor = serviceColor(proc.serviceName);
       track.appendChild(bar);
+      for (const log of span.logs || []) {
+        // a span event (a log line with --capture-logs) where it happened
+        const tick = el("span", "wf-event");
+        tick.style.left = ((log.timestamp - sum.start) / total) * 100 + "%";
+        tick.title = fmtTime(log.timestamp);
+        track.appendChild(tick);
+      }
       const dur = el("span", "wf-dur", fmtDuration(span.duration));
       if (left + width > 85) {
         dur.style.right = 100 - left - width + 0.5 + "%"; // inside the bar's end
