@@ -625,11 +625,11 @@ static struct MHD_Daemon *start_server(struct httpd *h, int fd)
 
 int httpd__start(struct httpd **out, const struct sockaddr_storage *addr, socklen_t len)
 {
-	return httpd__start_for(out, addr, len, "--metrics-listen");
+	return httpd__start_for(out, addr, len, "--metrics-listen", NULL);
 }
 
 int httpd__start_for(struct httpd **out, const struct sockaddr_storage *addr, socklen_t len,
-		     const char *option)
+		     const char *option, const struct httpd_app *app)
 {
 	struct httpd *h = calloc(1, sizeof(*h));
 	int fd, err;
@@ -638,6 +638,11 @@ int httpd__start_for(struct httpd **out, const struct sockaddr_storage *addr, so
 	if (!h)
 		return -ENOMEM;
 	h->option = option;
+	if (app) { /* mounted before the first client can connect */
+		h->app = app->fn;
+		h->app_ctx = app->ctx;
+		h->app_only = true;
+	}
 	httpd_format_addr(addr, h->addr);
 	h->started_ns = mono_ns();
 	h->health = (struct health_config){.loop_stall_ns = HEALTH_LOOP_STALL_DEFAULT_NS,

@@ -85,9 +85,14 @@ typedef void (*httpd_app_fn)(void *ctx, const struct httpd_request *rq, struct h
  * logged that says what to change, and -errno returned. The thread blocks every signal.
  */
 int httpd__start(struct httpd **out, const struct sockaddr_storage *addr, socklen_t len);
-/* As httpd__start, errors logged as those of option ("--ui-listen"). */
+/* As httpd__start, errors logged as those of option ("--ui-listen"), with app (may be
+ * NULL) mounted alone from the first request on (see httpd__set_app). */
+struct httpd_app {
+	httpd_app_fn fn;
+	void *ctx; /* must outlive httpd__stop */
+};
 int httpd__start_for(struct httpd **out, const struct sockaddr_storage *addr, socklen_t len,
-		     const char *option);
+		     const char *option, const struct httpd_app *app);
 /* Mount fn (ctx) on the endpoint, before clients may use it; only: it answers every path
  * (no /metrics, /status, /healthz, /readyz). ctx must outlive httpd__stop. */
 void httpd__set_app(struct httpd *h, httpd_app_fn fn, void *ctx, bool only);

@@ -180,12 +180,12 @@ int ui_cli_main(int argc, char **argv)
 		store_close(st);
 		return 1;
 	}
-	if (httpd__start_for(&h, &addr, alen, "hoptrace ui --listen")) {
+	if (httpd__start_for(&h, &addr, alen, "hoptrace ui --listen",
+			     &(struct httpd_app){ui_api_handle, &api})) {
 		ui_api_free(&api);
 		store_close(st);
 		return 1;
 	}
-	httpd__set_app(h, ui_api_handle, &api, true);
 	/* from here the store is used by the HTTP thread only */
 	fprintf(stderr, "hoptrace ui: http://%s/ (Ctrl-C to stop)\n", httpd__address(h));
 	while (sigwait(&stop, &sig) != 0)
@@ -215,15 +215,17 @@ int ui_agent_start(struct ui_agent *u, const struct sockaddr_storage *addr, sock
 	err = ui_api_init(&u->api, store_path, NULL, addr);
 	if (err)
 		return err;
-	if (!shared) {
-		err = httpd__start_for(&u->own, addr, len, "--ui-listen");
+	/* the store is opened, read-only, by the HTTP thread at the first API request */
+	if (shared) {
+		httpd__set_app(metrics, ui_api_handle, &u->api, false);
+	} else {
+		err = httpd__start_for(&u->own, addr, len, "--ui-listen",
+				       &(struct httpd_app){ui_api_handle, &u->api});
 		if (err) {
 			ui_api_free(&u->api);
 			return err;
 		}
 	}
-	/* the store is opened, read-only, by the HTTP thread at the first API request */
-	httpd__set_app(shared ? metrics : u->own, ui_api_handle, &u->api, !shared);
 	u->started = true;
 	log_info("web UI on http://%s/ (store %s)", httpd__address(shared ? metrics : u->own),
 		 u->api.store_path);

@@ -131,8 +131,9 @@ static int setup(void **state)
 	assert_int_equal(store_add_lines(f->st, lines, lens, NTRACES * 2, NULL), NTRACES * 2);
 	assert_int_equal(httpd_parse_listen("127.0.0.1:0", &addr, &alen), 0);
 	assert_int_equal(ui_api_init(&f->api, NULL, f->st, &addr), 0);
-	assert_int_equal(httpd__start_for(&f->h, &addr, alen, "test"), 0);
-	httpd__set_app(f->h, ui_api_handle, &f->api, true);
+	assert_int_equal(httpd__start_for(&f->h, &addr, alen, "test",
+					  &(struct httpd_app){ui_api_handle, &f->api}),
+			 0);
 	snprintf(f->base, sizeof(f->base), "http://%s", httpd__address(f->h));
 	*state = f;
 	return 0;
