@@ -33,8 +33,9 @@ static const char doc[] =
     "another address: it has no authentication.\n"
     "\n"
     "EXAMPLES:\n"
-    "  hoptrace ui                                   (the store at " STORE_DEFAULT_PATH ")\n"
-    "  hoptrace ui --source spans.jsonl --listen 127.0.0.1:8080";
+    "  hoptrace ui                      # the local store\n"
+    "  hoptrace ui --store /tmp/t.db --listen 127.0.0.1:8080\n"
+    "  hoptrace ui --source spans.jsonl # spans of a file, in memory";
 
 static const struct argp_option options[] = {
     {"store", 's', "PATH", 0, "The store to read (read-only; default " STORE_DEFAULT_PATH ")", 0},
@@ -152,6 +153,7 @@ int ui_cli_main(int argc, char **argv)
 	sigset_t stop;
 	int sig;
 
+	argv[0] = "hoptrace ui"; /* for --help and argp's messages */
 	if (argp_parse(&argp, argc, argv, 0, NULL, &cli))
 		return 2;
 	if (httpd_parse_listen(cli.listen, &addr, &alen)) {
@@ -167,7 +169,7 @@ int ui_cli_main(int argc, char **argv)
 
 		st = store_open(path, STORE_READ_ONLY, err, sizeof(err));
 		if (!st)
-			fprintf(stderr, "hoptrace ui: cannot open the store %s: %s\n", path, err);
+			fprintf(stderr, "hoptrace ui: %s\n", err);
 	}
 	if (!st)
 		return 1;
