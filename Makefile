@@ -239,6 +239,7 @@ FUZZ_SRCS_fuzz_route := agent/route.c
 FUZZ_SRCS_fuzz_log_json := agent/log.c agent/json_read.c agent/text.c
 FUZZ_SRCS_fuzz_k8s := agent/k8s_parse.c agent/json_read.c agent/text.c
 FUZZ_SRCS_fuzz_jaeger_json := agent/jaeger_json.c agent/json_read.c agent/text.c
+FUZZ_SRCS_fuzz_analyze := agent/analyze.c agent/json_read.c agent/text.c agent/hashmap.c
 
 # the harness's sources are prerequisites too (second expansion): a merge that changes one
 # must rebuild the harness, not leave a stale binary

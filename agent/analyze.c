@@ -155,9 +155,9 @@ void analyze__free(struct analyze *a)
 	json_doc__free(&a->doc);
 }
 
-/* The trace of id, created when new and room is left; NULL past max_traces (or -ENOMEM in
- * *err). Ids whose hashes collide probe on to the next key. */
-static struct analyze_trace *trace_of(struct analyze *a, const char *id, int *err)
+/* The trace of id, created when new, create is set and room is left; NULL past
+ * max_traces (or -ENOMEM in *err). Ids whose hashes collide probe on to the next key. */
+static struct analyze_trace *trace_of(struct analyze *a, const char *id, bool create, int *err)
 {
 	uint64_t key = hash_str(id);
 	struct analyze_trace *t;
@@ -169,7 +169,7 @@ static struct analyze_trace *trace_of(struct analyze *a, const char *id, int *er
 			return t;
 		if (t)
 			continue;
-		if (a->traces.count >= a->opts.max_traces)
+		if (!create || a->traces.count >= a->opts.max_traces)
 			return NULL;
 		t = calloc(1, sizeof(*t));
 		if (!t) {
@@ -348,7 +348,12 @@ int analyze__add_line(struct analyze *a, const char *line, size_t len, const cha
 		a->filtered++;
 		return 0;
 	}
-	t = trace_of(a, f.trace_id, &err);
+	/* with every span slot taken, a new trace is not even started (it would be empty) */
+	t = trace_of(a, f.trace_id, a->spans < a->opts.max_spans, &err);
+	if (!t && !err && a->spans >= a->opts.max_spans) {
+		a->skipped_spans++;
+		return 0;
+	}
 	if (!t) {
 		a->skipped_traces += err == 0;
 		return err;
@@ -1015,7 +1020,7 @@ static void agg_free(struct agg *g)
 	agg_free_table(&g->seq);
 }
 
-/* A row counted once per trace: last_trace tells whether this trace already counted it. */
+/* One trace's findings into the aggregate tables (a row past AN_AGG_MAX: counted as other). */
 static void agg_add(struct agg *g, const struct analyze_trace *t, const struct findings *f)
 {
 	struct agg_row *r;
@@ -1338,7 +1343,7 @@ static void text_path(FILE *out, const struct analyze_trace *t, const struct fin
 
 	ms(d, sizeof(d), total);
 	fprintf(out, "  critical path (%s, own time of each span on it):\n", d);
-	for (size_t i = 0; p && i < n; i++) {
+	for (size_t i = 0; p && i < n && i < AN_TEXT_SPANS; i++) {
 		const struct analyze_span *s = &t->spans[p[i]];
 
 		ms(d, sizeof(d), s->path_ns);
@@ -1346,6 +1351,9 @@ static void text_path(FILE *out, const struct analyze_trace *t, const struct fin
 			shown(b2, sizeof(b2), s->name),
 			(int32_t)p[i] == f->slowest ? "   <- slowest hop" : "");
 	}
+	if (n > AN_TEXT_SPANS)
+		fprintf(out, "    ... %zu more spans on the path (--json lists them all)\n",
+			n - AN_TEXT_SPANS);
 	free(p);
 	if (f->slowest >= 0) {
 		const struct analyze_span *s = &t->spans[f->slowest];
@@ -1629,9 +1637,9 @@ int analyze__report(struct analyze *a, FILE *out, bool json)
 			err = analyse_trace(list[i], &a->opts, &f);
 		if (err)
 			break;
-		if (json)
+		if (json && !a->opts.aggregate_only)
 			json_trace(out, list[i], &f, i == 0);
-		else
+		else if (!json && !a->opts.aggregate_only)
 			text_trace(out, list[i], &f);
 		agg_add(&g, list[i], &f);
 		findings_free(&f);

@@ -43,6 +43,7 @@ struct analyze_opts {
 	size_t max_spans_per_trace;	/* spans held per trace (default 10,000) */
 	uint64_t from_unix_ns, to_unix_ns; /* span start in [from, to); 0 = no bound */
 	const char *trace_id;		   /* only this trace (32 lowercase hex), or NULL */
+	bool aggregate_only;		   /* the report without the per-trace part */
 };
 
 /* The defaults above. */

@@ -59,6 +59,7 @@ static const char doc[] =
 static const struct argp_option options[] = {
     {"json", 'j', NULL, 0, "The report as one JSON document", 0},
     {"trace-id", 't', "ID", 0, "Only this trace (32 hex digits)", 0},
+    {"aggregate-only", 'a', NULL, 0, "Only the aggregate, not each trace", 0},
     {"from", OPT_FROM, "TIME", 0, "Only spans that started at or after TIME", 0},
     {"to", OPT_TO, "TIME", 0, "Only spans that started before TIME", 0},
     {"since", OPT_SINCE, "DURATION", 0, "Only spans that started in the last DURATION", 0},
@@ -162,6 +163,9 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 	switch (key) {
 	case 'j':
 		cli->json = true;
+		return 0;
+	case 'a':
+		o->aggregate_only = true;
 		return 0;
 	case 't':
 		if (parse_trace_id(arg, cli->trace_id))

@@ -11,6 +11,7 @@ The text report of the run is saved as BUILD/analyze-patterns.txt (quoted in the
 """
 import json
 import os
+import time
 from urllib.parse import quote
 
 from lib import AGENT, BUILD, Agent, Proc, curl, free_port, python_server, run
@@ -142,6 +143,13 @@ def test_analyze_patterns_real():
     assert "error origin: leaf GET /fail (SERVER, 500" in text, text
     assert "propagated by middle GET /chain (SERVER, 502)" in text, text
 
+    # the aggregate alone
+    _, only, _ = analyze("--aggregate-only", path)
+    assert only.startswith("== aggregate: 3 traces (0 incomplete), 28 spans"), only
+    assert "\ntrace " not in only and "error origins:\n       1 errors  leaf GET /fail" in only
+    _, out, _ = analyze("--json", "--aggregate-only", path)
+    assert json.loads(out)["traces"] == [] and json.loads(out)["aggregate"] == agg
+
     # one trace by id
     chain_id = traces["GET /chain"]["trace_id"]
     _, out, _ = analyze("--json", "--trace-id", chain_id.upper(), path)
@@ -167,3 +175,25 @@ def test_analyze_cli_input_errors():
     assert "skipped 2 malformed line(s) of 2" in err and "no spans found" in err, err
     report = json.loads(out)
     assert report["traces"] == [] and report["input"]["malformed"] == 2, report
+
+
+def test_analyze_cli_time_range():
+    """--since and --from/--to keep the spans that started in the range (no agent)."""
+    now = time.time_ns()
+    old = 1_000_000_000 * 1_000_000_000  # 2001-09-09
+    path = os.path.join(BUILD, "analyze-test", "times.jsonl")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        for tid, start in (("a" * 32, now - 60 * 10**9), ("b" * 32, old)):
+            f.write(json.dumps({
+                "trace_id": tid, "span_id": "1" * 16, "parent_span_id": "", "name": "GET /",
+                "kind": "SERVER", "start_unix_ns": start, "end_unix_ns": start + 10**6,
+                "status": "UNSET", "service.name": "s", "attributes": {}}) + "\n")
+    ids = lambda out: [t["trace_id"] for t in json.loads(out)["traces"]]
+    assert ids(analyze("--json", path)[1]) == ["b" * 32, "a" * 32]
+    assert ids(analyze("--json", "--since", "1h", path)[1]) == ["a" * 32]
+    assert ids(analyze("--json", "--from", "2001-09-09T00:00:00Z", "--to",
+                       "2001-09-10T00:00:00Z", path)[1]) == ["b" * 32]
+    with open(path) as f:
+        r = run([AGENT, "analyze", "--json", "--to", str(old // 10**9 + 1), "-"], stdin=f)
+    assert ids(r.stdout.decode()) == ["b" * 32]

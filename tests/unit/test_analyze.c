@@ -524,7 +524,59 @@ static void test_limits(void **state)
 	assert_int_equal(num(&r, "input.skipped_spans"), 1);
 	assert_int_equal(num(&r, "input.skipped_traces"), 1);
 	report_free(&r);
+
+	/* every span slot taken: a new trace is not started, its span is counted */
+	analyze_opts__default(&o);
+	o.max_spans = 2;
+	analyse(&r, &l, &o);
+	assert_int_equal(count(&r, "traces"), 1);
+	assert_int_equal(num(&r, "traces.0.skipped_spans"), 1);
+	assert_int_equal(num(&r, "input.skipped_spans"), 2);
+	assert_int_equal(num(&r, "input.skipped_traces"), 0);
+	report_free(&r);
 	lines_free(&l);
+}
+
+/* A chain 10,000 spans deep (the per-trace limit) is walked without recursion: the
+ * critical path is the whole chain, the deepest span the slowest hop. */
+static void test_deep_chain(void **state)
+{
+	enum { DEPTH = 10000 };
+	struct analyze a;
+	const char *why;
+	char line[512], *text = NULL;
+	size_t len = 0, on_path = 0;
+	FILE *f;
+
+	(void)state;
+	assert_int_equal(analyze__init(&a, NULL), 0);
+	for (unsigned i = 1; i <= DEPTH; i++) {
+		char parent[17] = "";
+		int n;
+
+		if (i > 1)
+			snprintf(parent, sizeof(parent), "%016x", i - 1);
+		/* each span 1 us inside its parent at both ends; the deepest lasts 1 s */
+		n = snprintf(line, sizeof(line),
+			     "{\"trace_id\":\"" TRACE_A
+			     "\",\"span_id\":\"%016x\",\"parent_span_id\":"
+			     "\"%s\",\"name\":\"n\",\"kind\":\"SERVER\",\"service.name\":\"s%u\","
+			     "\"start_unix_ns\":%u,\"end_unix_ns\":%u}",
+			     i, parent, i, i * 1000, 2000000000u - i * 1000);
+		assert_int_equal(analyze__add_line(&a, line, (size_t)n, &why), 0);
+	}
+	f = open_memstream(&text, &len);
+	assert_int_equal(analyze__report(&a, f, true), 0);
+	fclose(f);
+	/* (not strstr in a loop: ASan's strstr measures the whole rest each call) */
+	for (size_t i = 0; i + 17 <= len; i++)
+		on_path += memcmp(text + i, "\"self_on_path_ns\"", 17) == 0;
+	/* each span of the path, and the slowest hop once more */
+	assert_int_equal(on_path, DEPTH + 1);
+	assert_non_null(strstr(text, "\"slowest_hop\":{\"span_id\":\"0000000000002710\""));
+	assert_non_null(strstr(text, "\"complete\":true"));
+	free(text);
+	analyze__free(&a);
 }
 
 /* --trace-id and the time range filter at reading; several traces come in start order. */
@@ -608,6 +660,7 @@ int main(void)
 	    cmocka_unit_test(test_duplicate_span),
 	    cmocka_unit_test(test_malformed_lines),
 	    cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_deep_chain),
 	    cmocka_unit_test(test_filters_and_order),
 	    cmocka_unit_test(test_hostile_names_escaped),
 	};
