@@ -28,10 +28,12 @@
 
   function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
 
+  // One colour per service: the services listed by the API take the palette in order (so
+  // colours stay the same across views), others the next free one.
+  const colorIndex = new Map();
   function serviceColor(name) {
-    let h = 0;
-    for (let i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
-    return PALETTE[h % PALETTE.length];
+    if (!colorIndex.has(name)) colorIndex.set(name, colorIndex.size);
+    return PALETTE[colorIndex.get(name) % PALETTE.length];
   }
 
   function fmtDuration(us) {
@@ -151,6 +153,7 @@
         const o = el("option", null, name);
         o.value = name;
         sel.appendChild(o);
+        serviceColor(name);
       }
       sel.value = keep;
     } catch (e) {
@@ -228,7 +231,7 @@
       tr.dataset.traceId = t.id;
       tr.dataset.duration = String(t.duration);
       tr.dataset.errors = String(t.errors);
-      tr.appendChild(el("td", "mono", t.id.slice(0, 16)));
+      tr.appendChild(el("td", "mono", t.id));
       tr.appendChild(el("td", null, t.root));
       const svc = el("td");
       for (const s of t.services) {
