@@ -8,7 +8,7 @@
   const VERDICTS = ["ok", "forwarded", "restarted", "dropped", "invalid"];
   const PALETTE = ["#2e90fa", "#12b76a", "#f79009", "#7a5af8", "#ee46bc", "#15b79e",
     "#6172f3", "#fb6514", "#0ba5ec", "#a15c07", "#4e5ba6", "#c11574"];
-  const state = { traces: [], sort: "start", current: null };
+  const state = { traces: [], sort: "start", current: null, searches: 0 };
 
   // ---- DOM helpers (text only) -----------------------------------------------------------
   function $(id) { return document.getElementById(id); }
@@ -211,6 +211,7 @@
     } catch (e) {
       status.textContent = "search failed: " + e.message;
     }
+    status.dataset.searches = String(++state.searches); // searches answered (for tests)
   }
 
   function sortTraces() {

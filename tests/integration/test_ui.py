@@ -307,14 +307,36 @@ def check_browser(base, trace, shot_name):
     profile = tempfile.mkdtemp(prefix="hoptrace-chromium-")
     d = chromium(profile)
     from selenium.webdriver.common.by import By  # found by chromium() (webdriver_module)
+    from selenium.webdriver.support.ui import Select
+
+    def listed_after_search():
+        status = d.find_element(By.ID, "search-status")
+        before = status.get_attribute("data-searches")
+        d.find_element(By.ID, "f-submit").click()
+        wait(d, lambda: status.get_attribute("data-searches") != before, "no search answered")
+        assert "failed" not in status.text, status.text
+        return {r.get_attribute("data-trace-id") for r in
+                d.find_elements(By.CSS_SELECTOR, "#trace-list tbody tr")}
     try:
         d.get(base + "/")
         wait(d, lambda: len(d.find_elements(By.CSS_SELECTOR, "#f-service option")) > len(SERVICES),
              "no services listed")
-        d.find_element(By.ID, "f-submit").click()
-        rows = wait(d, lambda: d.find_elements(By.CSS_SELECTOR, "#trace-list tbody tr"),
-                    "no trace rows")
-        listed = {r.get_attribute("data-trace-id") for r in rows}
+        # the form's fields reach the API: service + operation + errors only, then min duration
+        Select(d.find_element(By.ID, "f-service")).select_by_value("store")
+        wait(d, lambda: len(d.find_elements(By.CSS_SELECTOR, "#f-operation option")) > 1,
+             "no operations listed for store")
+        Select(d.find_element(By.ID, "f-operation")).select_by_value("GET /status")
+        d.find_element(By.ID, "f-errors").click()
+        assert listed_after_search() == set(MAIN_TRACES)
+        Select(d.find_element(By.ID, "f-service")).select_by_value("")
+        d.find_element(By.ID, "f-errors").click()
+        d.find_element(By.ID, "f-min").send_keys("300ms")
+        assert listed_after_search() == {SLOW_TRACE}
+        d.find_element(By.ID, "f-min").clear()
+        d.find_element(By.ID, "f-tags").send_keys("http.response.status_code=500")
+        assert listed_after_search() == set(MAIN_TRACES)
+        d.find_element(By.ID, "f-tags").clear()
+        listed = listed_after_search()
         assert {TRACE, SLOW_TRACE, XSS_TRACE} <= listed, listed
         # sortable by duration and by errors
         d.find_element(By.ID, "sort-duration").click()
