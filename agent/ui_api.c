@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "analyze.h"
@@ -282,11 +283,12 @@ static int collect_line(void *ctx, const char *line, size_t len)
 	if (ls->n == ls->cap) {
 		size_t cap = ls->cap ? ls->cap * 2 : 64;
 		char **l = realloc(ls->line, cap * sizeof(*l));
+		size_t *n;
 
 		if (!l)
 			return -ENOMEM;
 		ls->line = l;
-		size_t *n = realloc(ls->len, cap * sizeof(*n));
+		n = realloc(ls->len, cap * sizeof(*n));
 		if (!n)
 			return -ENOMEM;
 		ls->len = n;
@@ -668,6 +670,7 @@ static void api_dependencies(struct ui_api *a, struct store *st, const struct ht
  * was made to resolve to 127.0.0.1 (DNS rebinding) sends its own name as Host. */
 static bool host_allowed(const struct ui_api *a, const char *host)
 {
+	struct in_addr v4;
 	char name[256];
 	const char *end;
 	size_t n;
@@ -689,7 +692,6 @@ static bool host_allowed(const struct ui_api *a, const char *host)
 	name[n] = '\0';
 	if (!strcasecmp(name, "localhost") || !strcmp(name, "[::1]"))
 		return true;
-	struct in_addr v4;
 	return inet_pton(AF_INET, name, &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127;
 }
 
