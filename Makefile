@@ -102,7 +102,7 @@ UI_FILES := $(sort $(wildcard ui/*.html ui/*.js ui/*.css))
 $(GEN)/ui_assets_data.h: $(UI_FILES) ui/gen-assets.sh
 	$(call msg,GEN,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)ui/gen-assets.sh $@ $(UI_FILES)
+	$(Q)sh ui/gen-assets.sh $@ $(UI_FILES)
 
 # ---- userspace ------------------------------------------------------------------
 GENERATED := $(SKELS) $(PROTO_H) $(GEN)/ui_assets_data.h
