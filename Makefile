@@ -97,8 +97,15 @@ $(GEN)/%.pb-c.c $(GEN)/%.pb-c.h: proto/%.proto
 	$(Q)mkdir -p $(GEN)
 	$(Q)$(PROTOC_C) --proto_path=proto --c_out=$(GEN) $<
 
+# ---- the web UI's files, built into the binary (agent/ui_assets.c) ----------------
+UI_FILES := $(sort $(wildcard ui/*.html ui/*.js ui/*.css))
+$(GEN)/ui_assets_data.h: $(UI_FILES) ui/gen-assets.sh
+	$(call msg,GEN,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)sh ui/gen-assets.sh $@ $(UI_FILES)
+
 # ---- userspace ------------------------------------------------------------------
-GENERATED := $(SKELS) $(PROTO_H)
+GENERATED := $(SKELS) $(PROTO_H) $(GEN)/ui_assets_data.h
 
 $(OUT)/rel/%.o: %.c | $(GENERATED)
 	$(call msg,CC,$@)
@@ -235,6 +242,7 @@ FUZZ_SRCS_fuzz_maps := agent/procmaps.c agent/text.c
 FUZZ_SRCS_fuzz_route := agent/route.c
 FUZZ_SRCS_fuzz_log_json := agent/log.c agent/json_read.c agent/text.c
 FUZZ_SRCS_fuzz_k8s := agent/k8s_parse.c agent/json_read.c agent/text.c
+FUZZ_SRCS_fuzz_jaeger_json := agent/jaeger_json.c agent/json_read.c agent/text.c
 FUZZ_SRCS_fuzz_analyze := agent/analyze.c agent/json_read.c agent/text.c agent/hashmap.c
 # the converting span sources (otlp:, and jaeger:'s and tempo:'s answers); the sink for its
 # string escaper

@@ -11,7 +11,9 @@ cd "$(dirname "$0")"
 
 BUILD_PKGS="make gcc clang llvm libc6-dev libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config
 	libcmocka-dev protobuf-c-compiler libprotobuf-c-dev libcurl4-openssl-dev libmicrohttpd-dev
-	libseccomp-dev libsqlite3-dev"
+	libseccomp-dev libsqlite3-dev
+	xxd"
+# xxd: the web UI's files are built into the binary as C arrays (Makefile, ui/gen-assets.sh)
 # The runtimes the correlation and capture tests run for real (issue 15): Go's server reads a
 # byte ahead, mod_proxy_http writes a request in many segments. apache2-bin is the server
 # without the apache2 package's system service, which would start on port 80. prometheus
@@ -29,6 +31,9 @@ TEST_PKGS="$TEST_PKGS debhelper debootstrap systemd"
 # with buildah (FROM scratch: nothing pulled); the test reads the DaemonSet with python3-yaml
 # and runs the image's root file system with exactly its capabilities through capsh.
 TEST_PKGS="$TEST_PKGS buildah python3-yaml libcap2-bin"
+# The web UI's browser test (issue 14, tests/integration/test_ui.py): Debian's chromium,
+# headless, driven through chromium-driver by python3-selenium.
+TEST_PKGS="$TEST_PKGS chromium chromium-driver python3-selenium"
 # `./build.sh deb`: make deb (dpkg-buildpackage with debhelper, dpkg-dev with it)
 DEB_PKGS="debhelper"
 

@@ -47,6 +47,11 @@ struct httpd {
 	int ready;		  /* atomic */
 	struct httpd_stats st;	  /* atomic counters */
 	char addr[HTTPD_ADDR_LEN];
+	const char *option; /* the option that asked for it, for messages */
+	/* the mounted application (httpd__set_app), under lock */
+	httpd_app_fn app;
+	void *app_ctx;
+	bool app_only;
 };
 
 #define CNT_ADD(h, field, n) __atomic_add_fetch(&(h)->st.field, (n), __ATOMIC_RELAXED)
@@ -259,6 +264,8 @@ static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, struct M
 		return MHD_NO; /* out of memory: libmicrohttpd closes the connection */
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	/* a browser must take every answer for the type it says it is */
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r); /* the connection holds its own reference */
 	return ret;
@@ -361,6 +368,82 @@ static enum MHD_Result answer_health(struct httpd *h, struct MHD_Connection *c, 
 	return queue(c, MHD_HTTP_SERVICE_UNAVAILABLE, r, CONTENT_TYPE_TEXT);
 }
 
+/* ---- the mounted application --------------------------------------------------------- */
+
+/* The page headers: what the UI's pages may load and do. Scripts and styles only from their
+ * own files on this endpoint (no inline script: text from traffic can never run), no
+ * framing, no referrer sent, nothing fetched from elsewhere. */
+#define UI_CSP                                                                                     \
+	"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "          \
+	"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "             \
+	"frame-ancestors 'none'"
+
+void httpd__set_app(struct httpd *h, httpd_app_fn fn, void *ctx, bool only)
+{
+	pthread_mutex_lock(&h->lock);
+	h->app = fn;
+	h->app_ctx = ctx;
+	h->app_only = only;
+	pthread_mutex_unlock(&h->lock);
+}
+
+const char *httpd_request_arg(const struct httpd_request *rq, const char *key)
+{
+	return MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+static void free_body(void *p)
+{
+	free(p);
+}
+
+/* The application's answer; it runs without the endpoint's lock (a slow query must never
+ * hold up httpd__publish, which the event loop calls). */
+static enum MHD_Result answer_app(httpd_app_fn fn, void *ctx, struct MHD_Connection *c,
+				  const char *url)
+{
+	struct httpd_request rq = {
+	    .url = url,
+	    .host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST),
+	    .conn = c,
+	};
+	struct httpd_reply rep = {0};
+	struct MHD_Response *r;
+
+	fn(ctx, &rq, &rep);
+	if (!rep.body) {
+		rep.status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+		rep.body = "internal error\n";
+		rep.len = strlen(rep.body);
+		rep.owned = false;
+		rep.content_type = CONTENT_TYPE_TEXT;
+	}
+	if (rep.owned)
+		r = MHD_create_response_from_buffer_with_free_callback(rep.len, (void *)rep.body,
+								       free_body);
+	else
+		r = MHD_create_response_from_buffer(rep.len, (void *)rep.body,
+						    MHD_RESPMEM_PERSISTENT);
+	if (!r) {
+		if (rep.owned)
+			free((void *)rep.body);
+		return MHD_NO;
+	}
+	if (rep.html) {
+		MHD_add_response_header(r, "Content-Security-Policy", UI_CSP);
+		MHD_add_response_header(r, "X-Frame-Options", "DENY");
+		MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+	}
+	return queue(c, rep.status ? rep.status : MHD_HTTP_INTERNAL_SERVER_ERROR, r,
+		     rep.content_type ? rep.content_type : CONTENT_TYPE_TEXT);
+}
+
+static bool own_path(const char *url)
+{
+	return !strcmp(url, "/metrics") || !strcmp(url, "/status") || !strcmp(url, "/healthz") ||
+	       !strcmp(url, "/readyz");
+}
+
 /*
  * Every request is answered at its first call, before any body is read: no endpoint takes
  * one, so a body is never buffered (libmicrohttpd discards it, or closes the connection).
@@ -370,6 +453,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 				  size_t *upload_data_size, void **con_cls)
 {
 	struct httpd *h = cls;
+	httpd_app_fn app;
+	void *app_ctx;
+	bool only;
 
 	(void)version;
 	(void)upload_data;
@@ -385,6 +471,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
 		return queue(c, MHD_HTTP_METHOD_NOT_ALLOWED, r, CONTENT_TYPE_TEXT);
 	}
+	pthread_mutex_lock(&h->lock);
+	app = h->app;
+	app_ctx = h->app_ctx;
+	only = h->app_only;
+	pthread_mutex_unlock(&h->lock);
+	if (app && (only || !own_path(url)))
+		return answer_app(app, app_ctx, c, url);
 	if (strcmp(url, "/metrics") == 0)
 		return answer_snapshot(h, c, &h->current, CONTENT_TYPE_METRICS,
 				       &h->st.requests_metrics);
@@ -475,7 +568,7 @@ fail_close:
 	errno = err;
 fail:
 	err = errno;
-	log_error("--metrics-listen: cannot listen on %s: %s%s", h->addr, strerror(err),
+	log_error("%s: cannot listen on %s: %s%s", h->option, h->addr, strerror(err),
 		  bind_hint(err));
 	return -err;
 }
@@ -532,12 +625,24 @@ static struct MHD_Daemon *start_server(struct httpd *h, int fd)
 
 int httpd__start(struct httpd **out, const struct sockaddr_storage *addr, socklen_t len)
 {
+	return httpd__start_for(out, addr, len, "--metrics-listen", NULL);
+}
+
+int httpd__start_for(struct httpd **out, const struct sockaddr_storage *addr, socklen_t len,
+		     const char *option, const struct httpd_app *app)
+{
 	struct httpd *h = calloc(1, sizeof(*h));
 	int fd, err;
 
 	*out = NULL;
 	if (!h)
 		return -ENOMEM;
+	h->option = option;
+	if (app) { /* mounted before the first client can connect */
+		h->app = app->fn;
+		h->app_ctx = app->ctx;
+		h->app_only = true;
+	}
 	httpd_format_addr(addr, h->addr);
 	h->started_ns = mono_ns();
 	h->health = (struct health_config){.loop_stall_ns = HEALTH_LOOP_STALL_DEFAULT_NS,
@@ -556,7 +661,7 @@ int httpd__start(struct httpd **out, const struct sockaddr_storage *addr, sockle
 	h->daemon = start_server(h, fd);
 	if (!h->daemon) {
 		err = -EIO;
-		log_error("--metrics-listen: cannot start the HTTP server on %s", h->addr);
+		log_error("%s: cannot start the HTTP server on %s", h->option, h->addr);
 		close(fd);
 		goto err_free;
 	}

@@ -59,11 +59,43 @@ void httpd_format_addr(const struct sockaddr_storage *addr, char *out);
 
 struct httpd;
 
+/* An application mounted on the endpoint (the web UI and its Jaeger API, ui_api.h). It is
+ * called on the HTTP thread, with no lock of the endpoint held, for a GET or HEAD of a path
+ * the endpoint does not answer itself (every path, when mounted alone). */
+struct httpd_request {
+	const char *url;  /* the path, percent-decoded by libmicrohttpd, without the query */
+	const char *host; /* the Host header, NULL when absent */
+	void *conn;	  /* for httpd_request_arg */
+};
+/* The query argument key (decoded), NULL when absent. */
+const char *httpd_request_arg(const struct httpd_request *rq, const char *key);
+
+struct httpd_reply {
+	unsigned status;	  /* 0: 500 */
+	const char *content_type; /* a static string */
+	const char *body;
+	size_t len;
+	bool owned; /* body was malloc'd: the endpoint frees it once sent */
+	bool html;  /* add the page headers (Content-Security-Policy and friends) */
+};
+typedef void (*httpd_app_fn)(void *ctx, const struct httpd_request *rq, struct httpd_reply *r);
+
 /*
  * Bind addr, listen and start serving (not ready, no metrics yet). On failure one line is
  * logged that says what to change, and -errno returned. The thread blocks every signal.
  */
 int httpd__start(struct httpd **out, const struct sockaddr_storage *addr, socklen_t len);
+/* As httpd__start, errors logged as those of option ("--ui-listen"), with app (may be
+ * NULL) mounted alone from the first request on (see httpd__set_app). */
+struct httpd_app {
+	httpd_app_fn fn;
+	void *ctx; /* must outlive httpd__stop */
+};
+int httpd__start_for(struct httpd **out, const struct sockaddr_storage *addr, socklen_t len,
+		     const char *option, const struct httpd_app *app);
+/* Mount fn (ctx) on the endpoint, before clients may use it; only: it answers every path
+ * (no /metrics, /status, /healthz, /readyz). ctx must outlive httpd__stop. */
+void httpd__set_app(struct httpd *h, httpd_app_fn fn, void *ctx, bool only);
 /* The address bound (the port the kernel chose for port 0). */
 const char *httpd__address(const struct httpd *h);
 /* Make text[0..len) (malloc'd; the endpoint frees it) the answer to /metrics from now on,

@@ -49,6 +49,7 @@
 #include "status.h"
 #include "store.h"
 #include "health.h"
+#include "ui_api.h"
 
 /* How long the OTLP sink may take to deliver what it holds at exit (README: 5 s). */
 #define SHUTDOWN_FLUSH_MS 5000
@@ -100,6 +101,10 @@ struct options {
 	const char *metrics_listen;
 	struct sockaddr_storage metrics_addr;
 	socklen_t metrics_addr_len;
+	/* --ui-listen: the web UI and Jaeger API (ui_api.h); NULL: none */
+	const char *ui_listen;
+	struct sockaddr_storage ui_addr;
+	socklen_t ui_addr_len;
 	/* --route, else HOPTRACE_ROUTES: patterns naming spans before templating (route.h) */
 	struct route_patterns routes;
 	bool routes_set;
@@ -144,6 +149,7 @@ enum {
 	OPT_TAIL_MAX_TRACES,
 	OPT_NO_SECCOMP,
 	OPT_METRICS_LISTEN,
+	OPT_UI_LISTEN,
 	OPT_ROUTE,
 	OPT_MAX_ROUTES,
 	OPT_LOG_FORMAT,
@@ -176,7 +182,8 @@ static const char doc[] =
     "  hoptrace audit spans.jsonl              # the same audit from a JSON span file\n"
     "  hoptrace analyze spans.jsonl            # critical paths, N+1, error origins\n"
     "  hoptrace status                         # a running agent's counters and processes\n"
-    "  hoptrace query --error --since 1h       # traces with an error, from the store\n";
+    "  hoptrace query --error --since 1h       # traces with an error, from the store\n"
+    "  hoptrace ui                             # the store in a browser (127.0.0.1:16686)\n";
 
 static const struct argp_option argp_opts[] = {
     {"pid", 'p', "PID", 0, "Trace this process and its children (repeatable)", 0},
@@ -259,6 +266,10 @@ static const struct argp_option argp_opts[] = {
     {"metrics-listen", OPT_METRICS_LISTEN, "ADDR:PORT", 0,
      "Serve /metrics (Prometheus), /healthz and /readyz over HTTP at ADDR:PORT; a bare PORT "
      "or :PORT binds 127.0.0.1, [::]:PORT every address (default: no endpoint)",
+     2},
+    {"ui-listen", OPT_UI_LISTEN, "ADDR:PORT", 0,
+     "Serve the web UI and a Jaeger-compatible query API (/api/traces, ...) over the store at "
+     "ADDR:PORT (loopback for a bare PORT; the same address as --metrics-listen: one server)",
      2},
     {"no-tls", OPT_NO_TLS, NULL, 0,
      "Do not trace HTTPS (no uprobes on OpenSSL libraries and binaries)", 3},
@@ -668,6 +679,14 @@ static error_t parse_opt(int key, char *arg, struct argp_state *state)
 		if (parse_uint(arg, 1u << 20, &v) || v < 1)
 			bad_setting(state, "invalid --max-connections '%s' (1..1048576)", arg);
 		o->max_connections = (size_t)v;
+		return 0;
+	case OPT_UI_LISTEN:
+		if (httpd_parse_listen(arg, &o->ui_addr, &o->ui_addr_len))
+			bad_setting(state,
+				    "invalid --ui-listen '%s' (PORT, :PORT, IPV4:PORT or "
+				    "[IPV6]:PORT, numeric)",
+				    arg);
+		o->ui_listen = arg;
 		return 0;
 	case OPT_METRICS_LISTEN:
 		if (httpd_parse_listen(arg, &o->metrics_addr, &o->metrics_addr_len))
@@ -1325,6 +1344,7 @@ static int run_agent(struct options *o)
 	struct audit audit;
 	struct outputs outs = {0};
 	struct metrics_page page = {0};
+	struct ui_agent ui = {0};
 	struct metrics_exporter *mexp = NULL;
 	struct metrics *metrics = NULL;
 	struct page_metrics pmetrics;
@@ -1349,6 +1369,18 @@ static int run_agent(struct options *o)
 	if (err) {
 		metrics_exporter_free(mexp);
 		goto out_config;
+	}
+	/* the UI reads the store the agent writes (-o store, --store) */
+	if (o->ui_listen && o->output != OUTPUT_STORE)
+		log_warn("--ui-listen: spans do not go to the store (-o store): the UI shows only "
+			 "what %s holds already",
+			 o->store_path);
+	err = o->ui_listen ? ui_agent_start(&ui, &o->ui_addr, o->ui_addr_len, page.httpd,
+					    &o->metrics_addr, o->store_path)
+			   : 0;
+	if (err) {
+		metrics_exporter_free(mexp);
+		goto out_metrics;
 	}
 	pmetrics = (struct page_metrics){.m = metrics, .exporter = mexp != NULL};
 	if (page.httpd) {
@@ -1409,6 +1441,7 @@ out_audit:
 out_metrics:
 	if (page.httpd)
 		metrics_stop(&page);
+	ui_agent_stop(&ui); /* after: it may be mounted on the metrics endpoint */
 out_config:
 	metrics_free(metrics);
 	otlp_config_free(&otlp);
@@ -1465,6 +1498,8 @@ int main(int argc, char **argv)
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	if (argc > 1 && strcmp(argv[1], "audit") == 0)
 		return audit_cli_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "ui") == 0)
+		return ui_cli_main(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "analyze") == 0)
 		return analyze_cli_main(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "status") == 0)
