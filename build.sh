@@ -89,6 +89,9 @@ jobs=$(nproc 2>/dev/null || echo 2)
 case "$target" in
 run)
 	make -j"$jobs" build/hoptrace
+	# The embedded default, to look at: the store, and its web UI on loopback. Arguments
+	# given after -- replace this choice.
+	[ $# -eq 0 ] && set -- --ui-listen 127.0.0.1:16686
 	exec ./build/hoptrace "$@"
 	;;
 *)
