@@ -438,6 +438,12 @@ static struct span *span_of_exchange(const struct exchange_env *env, struct exch
 	set_route(env, s, ex);
 	set_peer_attrs(s, ex);
 	set_outcome(s, ex->status, error);
+	/* log lines: exported spans only (the sampler said no to the others' text) */
+	if (!ex->not_exported) {
+		s->events = ex->events;
+		ex->events = NULL;
+	}
+	s->dropped_events = ex->dropped_events;
 	return s;
 }
 
@@ -586,6 +592,9 @@ static void exchange_free(struct exchange_env *env, struct exchange *ex)
 
 	resource_put(ex->resource);
 	resource_put(ex->peer_resource);
+	free(ex->events);
+	if (ex->events_charged)
+		mem_budget__release(env->budget, sizeof(struct span_events));
 	free(ex);
 	mem_budget__release(env->budget, cost);
 }

@@ -134,6 +134,11 @@ struct exchange {
 	/* text, in strs: method as sent (at most 32 bytes), redacted path, an absolute-form
 	 * target's scheme and host, the Host header's host, User-Agent, W3C tracestate */
 	struct text_ref method, path, target_scheme, target_host, host, user_agent, tracestate;
+	/* --capture-logs, server: log lines written while it was served (logcap.h), handed to
+	 * the span; charged to the budget (events_charged) until then */
+	struct span_events *events;
+	uint32_t dropped_events;
+	bool events_charged;
 	uint16_t strs_len;
 	char strs[];
 };

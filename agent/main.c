@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -103,7 +104,8 @@ struct options {
 	/* --health-loop-timeout, --health-export-timeout: seconds, 0: the default (health.h) */
 	unsigned health_loop_s;
 	unsigned health_export_s;
-	struct k8s_config k8s; /* --k8s-*: pod metadata (k8s.h) */
+	struct k8s_config k8s;	       /* --k8s-*: pod metadata (k8s.h) */
+	struct logcap_files log_files; /* --capture-log-file paths, by BPF map index */
 };
 
 enum {
@@ -112,6 +114,8 @@ enum {
 	OPT_RINGBUF,
 	OPT_SELF_TEST,
 	OPT_NO_TLS,
+	OPT_CAPTURE_LOGS,
+	OPT_CAPTURE_LOG_FILE,
 	OPT_NO_COLOR,
 	OPT_QUIET_MS,
 	OPT_OTLP_ENDPOINT,
@@ -230,6 +234,15 @@ static const struct argp_option argp_opts[] = {
      "Serve /metrics (Prometheus), /healthz and /readyz over HTTP at ADDR:PORT; a bare PORT "
      "or :PORT binds 127.0.0.1, [::]:PORT every address (default: no endpoint)",
      2},
+    {"capture-logs", OPT_CAPTURE_LOGS, NULL, 0,
+     "Attach what a server thread writes to stdout/stderr (a tty, pipe, file or journald's "
+     "stream) while serving a request to that request's server span, as events named \"log\", "
+     "one a line, redacted (off by default)",
+     3},
+    {"capture-log-file", OPT_CAPTURE_LOG_FILE, "PATH", 0,
+     "Also a log file, matched by identity (device and inode) at start-up; repeatable (at most "
+     "16); implies --capture-logs",
+     3},
     {"no-tls", OPT_NO_TLS, NULL, 0,
      "Do not trace HTTPS (no uprobes on OpenSSL libraries and binaries)", 3},
     {"no-color", OPT_NO_COLOR, NULL, 0, "No colors in the waterfall", 3},
@@ -417,6 +430,29 @@ static error_t parse_repair(struct options *o, const char *arg, struct argp_stat
 	return 0;
 }
 
+/* --capture-log-file PATH: the file's identity as the kernel has it (its superblock's dev_t
+ * is MAJOR << 20 | MINOR, stat(2) encodes it otherwise). A file replaced later (rotated) is
+ * another inode and is not followed. */
+static void add_log_file(struct options *o, const char *path, struct argp_state *state)
+{
+	struct loader_config *b = &o->bpf;
+	struct stat st;
+
+	if (b->nlog_files == HT_MAX_LOG_FILES)
+		bad_setting(state, "too many --capture-log-file (at most %d)", HT_MAX_LOG_FILES);
+	if (stat(path, &st))
+		bad_setting(state, "invalid --capture-log-file '%s' (%s)", path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		bad_setting(state, "invalid --capture-log-file '%s' (not a regular file)", path);
+	b->log_files[b->nlog_files] = (struct ht_log_file_key){
+	    .dev = ((uint64_t)major(st.st_dev) << 20) | minor(st.st_dev),
+	    .ino = st.st_ino,
+	};
+	o->log_files.paths[b->nlog_files++] = path;
+	o->log_files.n = b->nlog_files;
+	b->capture_logs = true;
+}
+
 /* Options added for operations (logs, health): the rest of parse_opt. */
 static error_t parse_more(struct options *o, int key, char *arg, struct argp_state *state)
 {
@@ -434,6 +470,12 @@ static error_t parse_more(struct options *o, int key, char *arg, struct argp_sta
 			bad_setting(state, "invalid --log-level '%s' (error, warn, info or debug)",
 				    arg);
 		o->log_level_set = true;
+		return 0;
+	case OPT_CAPTURE_LOGS:
+		o->bpf.capture_logs = true;
+		return 0;
+	case OPT_CAPTURE_LOG_FILE:
+		add_log_file(o, arg, state);
 		return 0;
 	case OPT_HEALTH_LOOP:
 	case OPT_HEALTH_EXPORT:
@@ -951,6 +993,11 @@ static void drop_privileges(const struct loader *ld)
 {
 	capmask_t keep = privilege__runtime_set(ld->tls != NULL, ld->inject != NULL);
 	char names[256];
+
+	/* --capture-logs: servers seen are added to a BPF map; before Linux 6.5 every bpf(2)
+	 * command needs bpf_capable() under kernel.unprivileged_bpf_disabled */
+	if (ld->logs_on)
+		keep |= CAPMASK(CAP_BPF) | CAPMASK(CAP_SYS_ADMIN);
 	int err = privilege__restrict(keep);
 
 	if (err)
@@ -993,6 +1040,10 @@ static int trace(struct options *o, struct tracker *tracker, struct sink *sink,
 	log_info("capture backend: %s", loader__capture_name(ld.plan.capture));
 	if (ld.tls)
 		tracker__on_exec(tracker, tls_exec_hook, ld.tls);
+	if (ld.logs_on) {
+		log_info("log lines captured (--capture-logs)");
+		logcap__set_map(&tracker->logs, loader__log_procs_fd(&ld));
+	}
 	err = stop_signals__open(stop);
 	if (err) {
 		log_error("cannot set up the stop signals: %s", strerror(-err));
@@ -1028,6 +1079,7 @@ static int trace(struct options *o, struct tracker *tracker, struct sink *sink,
 	loader__read_stats(&ld, res->bpf_stats);
 	res->capture = ld.plan.capture;
 	res->ran = true;
+	logcap__set_map(&tracker->logs, -1);
 	loader__destroy(&ld);
 	return err;
 }
@@ -1222,6 +1274,8 @@ static int run_agent(struct options *o)
 	    .memory_limit = o->memory_limit,
 	    .limits = {.conns = o->max_connections},
 	    .sampler = &o->sampler,
+	    .capture_logs = o->bpf.capture_logs,
+	    .log_files = &o->log_files,
 	};
 	struct stop_signals stop = {.fd = -1};
 	struct run_result res = {0};
