@@ -356,7 +356,7 @@ void logcap__handle(struct logcap *lc, struct exchange_env *env, const struct ht
 {
 	struct inflight *in;
 
-	if (lc->procs_fd < 0)
+	if (!lc->procs) /* records only come with the option on; a stray one is ignored */
 		return;
 	switch (correlate__serving(env->corr, ev->tid, &in)) {
 	case LOG_SERVING_NONE:

@@ -203,7 +203,8 @@ int span_events_add(struct span_events **evs, uint32_t *dropped, uint64_t time_u
 	ev->source = source;
 	ev->path_off = e->used;
 	ev->path_len = (uint16_t)path_len;
-	memcpy(e->text + e->used, path, path_len);
+	if (path_len)
+		memcpy(e->text + e->used, path, path_len);
 	e->used += (uint16_t)path_len;
 	room -= path_len;
 	if (len > room) {
