@@ -2,7 +2,7 @@
 stdout, one to stderr (besides http.server's access log) and one to a log file; /flood logs
 a huge line and many lines; a background thread logs while serving nothing.
 
-usage: log_server.py PORT LOGFILE"""
+usage: log_server.py PORT LOGFILE [TAG]   (TAG begins every line this server writes)"""
 import os
 import sys
 import threading
@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT = int(sys.argv[1])
 LOG = open(sys.argv[2], "a", buffering=1)
+TAG = sys.argv[3] if len(sys.argv) > 3 else "app"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -19,16 +20,16 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         n = self.path.rsplit("/", 1)[-1].split("?")[0]
         if self.path.startswith("/flood"):
-            print("HUGE " + "x" * 20000, flush=True)
+            print(f"{TAG} HUGE " + "x" * 20000, flush=True)
             for i in range(100):
-                print(f"flood line {i} of request {n}", flush=True)
+                print(f"{TAG} flood line {i} of request {n}", flush=True)
         elif self.path.startswith("/req"):
-            print(f"stdout line for request {n}: fetching "
+            print(f"{TAG} stdout line for request {n}: fetching "
                   f"https://alice:pw-SECRET{n}@backend.example/api?token=SECRET{n}&x=1 "
                   f"Authorization: Bearer SECRET{n}b", flush=True)
-            sys.stderr.write(f"stderr line for request {n} password=SECRET{n}c\n")
+            sys.stderr.write(f"{TAG} stderr line for request {n} password=SECRET{n}c\n")
             sys.stderr.flush()
-            LOG.write(f"file line for request {n} api_key=SECRET{n}d\n")
+            LOG.write(f"{TAG} file line for request {n} api_key=SECRET{n}d\n")
         time.sleep(0.01)
         body = b"ok\n"
         self.send_response(200)
@@ -39,7 +40,7 @@ class Handler(BaseHTTPRequestHandler):
 
 def background():
     while True:
-        print("background tick, serving nothing", flush=True)
+        print(f"{TAG} background tick, serving nothing", flush=True)
         time.sleep(0.02)
 
 
