@@ -72,7 +72,7 @@ static void set_rodata(struct hoptrace_bpf *skel, const struct loader_config *cf
 	skel->rodata->filter_by_port = cfg->nports > 0;
 	skel->rodata->tls_enabled = plan->tls != TLS_OFF;
 	skel->rodata->inject_enabled = plan->inject;
-	skel->rodata->log_files_n = cfg->capture_logs ? cfg->nlog_files : 0;
+	skel->rodata->log_files_n = cfg->capture_logs ? cfg->nlog_keys : 0;
 	if (cfg->sampler) {
 		skel->rodata->sampler_parent_based = cfg->sampler->parent_based;
 		skel->rodata->sampler_root = cfg->sampler->root;
@@ -683,8 +683,8 @@ static void attach_logs(struct loader *ld, const struct loader_config *cfg)
 
 	if (!ld->kernel.syscall_tps && kernel_mount_tracefs(&ld->kernel))
 		log_info("mounted tracefs at /sys/kernel/tracing (syscall tracepoints)");
-	for (uint32_t i = 0; i < cfg->nlog_files; i++)
-		if (bpf_map_update_elem(files, &cfg->log_files[i], &i, BPF_ANY))
+	for (uint32_t i = 0; i < cfg->nlog_keys; i++)
+		if (bpf_map_update_elem(files, &cfg->log_keys[i], &cfg->log_key_file[i], BPF_ANY))
 			log_warn("--capture-log-file: cannot fill the BPF map: %s",
 				 strerror(errno));
 	for (size_t i = 0; i < sizeof(tps) / sizeof(tps[0]); i++) {

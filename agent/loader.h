@@ -42,10 +42,11 @@ struct loader_config {
 	bool inject; /* --repair=inject: traceparent injection (sock_ops + sk_msg) */
 	enum capture_backend capture; /* --capture; AUTO by default */
 	/* --capture-logs: log writes of server processes (bpf/logs.bpf.c), and the identities
-	 * of the --capture-log-file files */
+	 * of the --capture-log-file files with the index of the file each names */
 	bool capture_logs;
-	unsigned nlog_files;
-	struct ht_log_file_key log_files[HT_MAX_LOG_FILES];
+	unsigned nlog_keys;
+	struct ht_log_file_key log_keys[HT_MAX_LOG_KEYS];
+	uint32_t log_key_file[HT_MAX_LOG_KEYS];
 };
 
 /* What was chosen for each function, and why the better choices were not. */

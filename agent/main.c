@@ -430,26 +430,64 @@ static error_t parse_repair(struct options *o, const char *arg, struct argp_stat
 	return 0;
 }
 
-/* --capture-log-file PATH: the file's identity as the kernel has it (its superblock's dev_t
- * is MAJOR << 20 | MINOR, stat(2) encodes it otherwise). A file replaced later (rotated) is
- * another inode and is not followed. */
+/* The device of the mount that holds path (its superblock's, as /proc/self/mountinfo
+ * names it), or 0 when unknown. */
+static uint64_t mount_dev_of(const char *path)
+{
+	struct statx stx;
+	char line[4096];
+	uint64_t dev = 0;
+	FILE *f;
+
+	if (statx(AT_FDCWD, path, 0, STATX_MNT_ID, &stx) || !(stx.stx_mask & STATX_MNT_ID))
+		return 0;
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long id;
+		unsigned maj, min;
+
+		if (sscanf(line, "%llu %*u %u:%u", &id, &maj, &min) == 3 && id == stx.stx_mnt_id) {
+			dev = ((uint64_t)maj << 20) | min;
+			break;
+		}
+	}
+	fclose(f);
+	return dev;
+}
+
+/*
+ * --capture-log-file PATH: the file's identities as the kernel may see them, the kernel's
+ * dev_t (MAJOR << 20 | MINOR; stat(2) encodes it otherwise) and the inode. Two: on
+ * overlayfs (containers, and the kernel matrix's guests) stat(2) gives the device of the
+ * layer that holds the file, while the writer's file is the overlay's, whose device is the
+ * mount's. A file replaced later (rotated) is another inode and is not followed.
+ */
 static void add_log_file(struct options *o, const char *path, struct argp_state *state)
 {
 	struct loader_config *b = &o->bpf;
+	unsigned idx = o->log_files.n;
 	struct stat st;
+	uint64_t devs[2];
 
-	if (b->nlog_files == HT_MAX_LOG_FILES)
+	if (idx == HT_MAX_LOG_FILES)
 		bad_setting(state, "too many --capture-log-file (at most %d)", HT_MAX_LOG_FILES);
 	if (stat(path, &st))
 		bad_setting(state, "invalid --capture-log-file '%s' (%s)", path, strerror(errno));
 	if (!S_ISREG(st.st_mode))
 		bad_setting(state, "invalid --capture-log-file '%s' (not a regular file)", path);
-	b->log_files[b->nlog_files] = (struct ht_log_file_key){
-	    .dev = ((uint64_t)major(st.st_dev) << 20) | minor(st.st_dev),
-	    .ino = st.st_ino,
-	};
-	o->log_files.paths[b->nlog_files++] = path;
-	o->log_files.n = b->nlog_files;
+	devs[0] = ((uint64_t)major(st.st_dev) << 20) | minor(st.st_dev);
+	devs[1] = mount_dev_of(path);
+	for (int i = 0; i < 2; i++) {
+		if (i && (!devs[1] || devs[1] == devs[0]))
+			break;
+		b->log_keys[b->nlog_keys] =
+		    (struct ht_log_file_key){.dev = devs[i], .ino = st.st_ino};
+		b->log_key_file[b->nlog_keys++] = idx;
+	}
+	o->log_files.paths[idx] = path;
+	o->log_files.n = idx + 1;
 	b->capture_logs = true;
 }
 

@@ -23,8 +23,8 @@
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 
-/* Number of named log files in log_files (set by the loader): 0 lets writes to fds other
- * than 1 and 2 return at once. */
+/* Number of identities in log_files (set by the loader): 0 lets writes to fds other than 1
+ * and 2 return at once. */
 const volatile __u32 log_files_n = 0;
 
 /* tgid -> 1: processes whose log writes are recorded, filled by the agent when it first sees
@@ -39,7 +39,7 @@ struct {
 /* (dev, ino) -> index of the --capture-log-file, filled by the loader. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, HT_MAX_LOG_FILES);
+	__uint(max_entries, HT_MAX_LOG_KEYS);
 	__type(key, struct ht_log_file_key);
 	__type(value, __u32);
 } log_files SEC(".maps");

@@ -235,8 +235,10 @@ _Static_assert(sizeof(struct ht_sys_io) == 48, "ht_sys_io layout");
 #define HT_LOG_CAPTURE 256
 /* Processes whose log writes are recorded: those the agent saw serving a request. */
 #define HT_MAX_LOG_PROCS 4096
-/* Named log files (--capture-log-file), matched by identity (device, inode). */
+/* Named log files (--capture-log-file), matched by identity (device, inode): each may have
+ * two identities (see agent/main.c add_log_file: a file on overlayfs). */
 #define HT_MAX_LOG_FILES 16
+#define HT_MAX_LOG_KEYS (2 * HT_MAX_LOG_FILES)
 
 enum ht_log_stream {
 	HT_LOG_STDOUT = 1,

@@ -9,6 +9,7 @@ so the socket is made here (socketpair), the same kind of file as journald's."""
 import os
 import pty
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -99,10 +100,39 @@ def check_request_span(span, n, tag, logfile):
         assert f"request {n}" in t or f"/req/{n} " in t, (n, t)
 
 
-def run_scenario(stdout_kind, stderr_kind):
+def overlay_dir(d):
+    """An overlayfs mount under d whose upper layer is a tmpfs (another file system than the
+    lower, as in a container): stat(2) on a file there gives the tmpfs's device, the writer's
+    file is the overlay's. Returns its path; unmount_overlay(d) undoes it."""
+    for sub in ("lower", "up", "mnt"):
+        os.makedirs(os.path.join(d, sub))
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", os.path.join(d, "up")], check=True)
+    for sub in ("u", "w"):
+        os.makedirs(os.path.join(d, "up", sub))
+    subprocess.run(["mount", "-t", "overlay", "-o",
+                    f"lowerdir={d}/lower,upperdir={d}/up/u,workdir={d}/up/w", "overlay",
+                    os.path.join(d, "mnt")], check=True)
+    return os.path.join(d, "mnt")
+
+
+def unmount_overlay(d):
+    for sub in ("mnt", "up"):
+        subprocess.run(["umount", os.path.join(d, sub)], check=False)
+
+
+def run_scenario(stdout_kind, stderr_kind, overlay=False):
     port, other_port = free_port(), free_port()
     d = tempfile.mkdtemp(prefix="hoptrace-logs-")
-    logfile = os.path.join(d, "app.log")
+    logdir = overlay_dir(d) if overlay else d
+    try:
+        return run_in(d, logdir, port, other_port, stdout_kind, stderr_kind)
+    finally:
+        if overlay:
+            unmount_overlay(d)
+
+
+def run_in(d, logdir, port, other_port, stdout_kind, stderr_kind):
+    logfile = os.path.join(logdir, "app.log")
     open(logfile, "w").close()
     other_log = os.path.join(d, "other.log")
     open(other_log, "w").close()
@@ -162,8 +192,9 @@ def test_logs_stdout_pipe_stderr_pty():
 
 
 def test_logs_stdout_unix_stream_stderr_file():
-    """A systemd service's stdout: a unix stream socket (journald's), here a socketpair."""
-    run_scenario("socket", "file")
+    """A systemd service's stdout: a unix stream socket (journald's), here a socketpair. The
+    log file on overlayfs, as in a container: matched by the overlay's identity."""
+    run_scenario("socket", "file", overlay=True)
 
 
 def test_no_log_capture_without_the_option():
