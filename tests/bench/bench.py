@@ -684,12 +684,22 @@ def scenario_logs(bench):
                        if "agent_cpu_ns" in r else "")
                     + (f"  log lines {r['counters'].get('log_lines', 0)}"
                        if "counters" in r else ""))
+        log("logs: BPF run time of the log programs (kernel.bpf_stats_enabled=1)")
+        set_bpf_stats(True)
+        try:
+            r = measured_run(bench, srv, "json", port, url, bench.duration, bench.conns,
+                             bpf_stats=True, extra_args=("--capture-logs",))
+        finally:
+            set_bpf_stats(bench.bpf_stats_saved)
+        r["rep"], r["logs_mode"] = "bpf_stats", "json+logs"
+        runs.append(r)
     finally:
         srv.kill()
     return runs
 
 
-def render_logs(runs):
+def render_logs(all_runs):
+    runs = [r for r in all_runs if r["rep"] != "bpf_stats"]
     L = ["## Log lines as span events (`--capture-logs`; issue 14)", "",
          "A Python `http.server` logging one line per request to its stdout (a file), under "
          "wrk. traced = `-o json -O FILE --port P`; + logs adds `--capture-logs`. Ratios are to "
@@ -728,6 +738,17 @@ def render_logs(runs):
     L += ["", f"Logs cost (median of paired repetitions, + logs against traced): agent "
           f"{fmt(med(d_agent) / 1e3, '+.2f')} µs/req, server {fmt(med(d_srv) / 1e3, '+.2f')} "
           f"µs/req, throughput ×{fmt(med(d_tp), '.3f')}.", ""]
+    for r in all_runs:
+        if r["rep"] != "bpf_stats":
+            continue
+        reqs = max(r["wrk"]["requests"], 1)
+        for name in ("ht_log_write", "ht_log_writev"):
+            b = r.get("bpf", {}).get(name)
+            if b and b["run_cnt"]:
+                L.append(f"- `{name}` (bpf_stats run): {b['run_time_ns'] / b['run_cnt']:.0f} ns "
+                         f"per run, {b['run_cnt'] / reqs:.2f} runs per request (every write "
+                         "on the host runs it; most return at the fd or process test)")
+        L.append("")
     return L
 
 
