@@ -434,11 +434,18 @@ HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
 """
 
 # --only logs: the same server, logging one line per request to its stdout (a file), the way
-# an application logs an access line (issue 14's --capture-logs cost)
+# an application logs an access line (issue 14's --capture-logs cost). A thread per
+# connection (ThreadingHTTPServer): the single-threaded server serves one keep-alive
+# connection at a time, and wrk's other connections wait for it. TCP_NODELAY: the head and
+# the body are two writes, and Nagle would hold the body for the client's delayed ACK.
 PY_LOG_SERVER = PY_SERVER.replace(
     "    def do_GET(self):\n",
     "    def do_GET(self):\n"
-    "        print(f'served {self.path} to {self.client_address[0]} token=abc', flush=True)\n")
+    "        print(f'served {self.path} to {self.client_address[0]} token=abc', flush=True)\n"
+).replace("HTTPServer", "ThreadingHTTPServer").replace(
+    "    protocol_version = 'HTTP/1.1'\n",
+    "    protocol_version = 'HTTP/1.1'\n"
+    "    disable_nagle_algorithm = True\n")
 
 
 def start_server(bench, kind, cpus):
@@ -553,11 +560,16 @@ def measured_run(bench, srv, mode, port, url, secs, conns, script=None, bpf_stat
         progs0 = bpf_progs(bench.bpftool) if bpf_stats else {}
         a0 = agent.sample() if agent else None
         s0 = cpu_ns(srv.pid, tree=True)
+        su0 = sum(user_sys_s(srv.pid))
         c0 = cpu_ns(coll.proc.pid) if coll else 0
         h0, t0 = host_busy_ns(), time.time()
         w = run_wrk(bench, url, conns, secs, bench.cpu_client, script)
         res["wrk"] = w
         res["server_cpu_ns_per_req"] = (cpu_ns(srv.pid, tree=True) - s0) / max(w["requests"], 1)
+        # the whole process's utime+stime (10 ms ticks), exited threads included: a server
+        # with a thread per connection loses them when wrk closes its connections
+        res["server_proc_cpu_ns_per_req"] = ((sum(user_sys_s(srv.pid)) - su0) * 1e9
+                                             / max(w["requests"], 1))
         res["wrk_cpu_ns_per_req"] = w["cpu_s"] * 1e9 / max(w["requests"], 1)
         if bpf_stats:
             progs1 = bpf_progs(bench.bpftool)
@@ -679,7 +691,7 @@ def scenario_logs(bench):
                 r["rep"], r["logs_mode"] = rep, mode
                 runs.append(r)
                 log(f"logs rep {rep + 1}/{bench.reps} {mode:9}: {r['wrk']['rps']:9.0f} req/s"
-                    f"  server {r['server_cpu_ns_per_req'] / 1e3:.2f} us/req"
+                    f"  server {r['server_proc_cpu_ns_per_req'] / 1e3:.2f} us/req"
                     + (f"  agent {r['agent_cpu_ns'] / r['wrk']['requests'] / 1e3:.2f} us/req"
                        if "agent_cpu_ns" in r else "")
                     + (f"  log lines {r['counters'].get('log_lines', 0)}"
@@ -704,8 +716,9 @@ def render_logs(all_runs):
          "A Python `http.server` logging one line per request to its stdout (a file), under "
          "wrk. traced = `-o json -O FILE --port P`; + logs adds `--capture-logs`. Ratios are to "
          "the untraced run of the same repetition; \"logs cost\" is the difference between "
-         "the two traced modes. Server CPU per request includes the BPF programs run in its "
-         "system calls (the log program in every write(2)).", "",
+         "the two traced modes. Server CPU per request (utime+stime of the whole process, 10 ms "
+         "ticks) includes the BPF programs run in its system calls (the log program in every "
+         "write(2)).", "",
          "| mode | req/s | throughput | p99 | server CPU/req | agent CPU/req | log lines "
          "attached | log writes dropped |",
          "|---|---|---|---|---|---|---|---|"]
@@ -716,7 +729,7 @@ def render_logs(all_runs):
         p99 = [r["wrk"]["p99_us"] / base[r["rep"]]["wrk"]["p99_us"] for r in rs
                if r["rep"] in base and base[r["rep"]]["wrk"]["p99_us"]]
         cpu = [r["agent_cpu_ns"] / r["wrk"]["requests"] for r in rs if "agent_cpu_ns" in r]
-        srv_cpu = med([r["server_cpu_ns_per_req"] for r in rs])
+        srv_cpu = med([r["server_proc_cpu_ns_per_req"] for r in rs])
         lines = sum(r.get("counters", {}).get("log_lines", 0) for r in rs)
         dropped = sum(r.get("counters", {}).get("drop_log_no_request", 0)
                       + r.get("counters", {}).get("drop_log_ambiguous", 0) for r in rs)
@@ -732,7 +745,7 @@ def render_logs(all_runs):
     d_agent = [r["agent_cpu_ns"] / r["wrk"]["requests"]
                - off[r["rep"]]["agent_cpu_ns"] / off[r["rep"]]["wrk"]["requests"]
                for r in on if r["rep"] in off]
-    d_srv = [r["server_cpu_ns_per_req"] - off[r["rep"]]["server_cpu_ns_per_req"]
+    d_srv = [r["server_proc_cpu_ns_per_req"] - off[r["rep"]]["server_proc_cpu_ns_per_req"]
              for r in on if r["rep"] in off]
     d_tp = [r["wrk"]["rps"] / off[r["rep"]]["wrk"]["rps"] for r in on if r["rep"] in off]
     L += ["", f"Logs cost (median of paired repetitions, + logs against traced): agent "
