@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
 #include "exchange.h"
+#include "logcap.h"
 
 #include <arpa/inet.h>
 #include <stddef.h>
@@ -593,8 +594,9 @@ static void exchange_free(struct exchange_env *env, struct exchange *ex)
 	resource_put(ex->resource);
 	resource_put(ex->peer_resource);
 	free(ex->events);
-	if (ex->events_charged)
-		mem_budget__release(env->budget, sizeof(struct span_events));
+	free(ex->partial);
+	if (ex->logs_charged)
+		mem_budget__release(env->budget, LOGCAP_EXCHANGE_COST);
 	free(ex);
 	mem_budget__release(env->budget, cost);
 }
@@ -923,6 +925,7 @@ void exchange_finish(struct exchange_env *env, struct exchange *ex, uint64_t end
 			ex->peer->end_cap_ns = end_ns;
 		ex->peer->peer = NULL;
 	}
+	logcap_flush(env, ex); /* a last line written without its newline */
 	s = span_of_exchange(env, ex, end_ns, error);
 	exchange_free(env, ex);
 	if (!s) {

@@ -135,10 +135,11 @@ struct exchange {
 	 * target's scheme and host, the Host header's host, User-Agent, W3C tracestate */
 	struct text_ref method, path, target_scheme, target_host, host, user_agent, tracestate;
 	/* --capture-logs, server: log lines written while it was served (logcap.h), handed to
-	 * the span; charged to the budget (events_charged) until then */
+	 * the span, and the line being written; charged to the budget (logs_charged) until then */
 	struct span_events *events;
+	struct log_partial *partial;
 	uint32_t dropped_events;
-	bool events_charged;
+	bool logs_charged;
 	uint16_t strs_len;
 	char strs[];
 };

@@ -233,24 +233,6 @@ size_t log_redact(const char *in, size_t len, char *out, size_t cap)
 	return b.used;
 }
 
-bool log_next_line(const char *buf, size_t len, size_t *pos, size_t *start, size_t *line_len)
-{
-	while (*pos < len) {
-		const char *nl = memchr(buf + *pos, '\n', len - *pos);
-		size_t s = *pos, e = nl ? (size_t)(nl - buf) : len;
-
-		*pos = nl ? e + 1 : len;
-		if (e > s && buf[e - 1] == '\r')
-			e--;
-		if (e > s) {
-			*start = s;
-			*line_len = e - s;
-			return true;
-		}
-	}
-	return false;
-}
-
 /* ---- attaching ------------------------------------------------------------------ */
 
 int logcap__init(struct logcap *lc, bool on, const struct logcap_files *files)
@@ -317,43 +299,106 @@ static uint8_t source_of(uint8_t stream)
 	}
 }
 
-/* The lines of one write onto ex's events. The last line of a write cut by the capture is
- * marked truncated. */
-static void add_lines(struct logcap *lc, struct exchange_env *env, struct exchange *ex,
-		      const struct ht_log_event *ev)
+/* The lines of a request are request state until its span is built: charged once. */
+static bool charge_logs(struct exchange_env *env, struct exchange *ex)
 {
-	const char *path = NULL;
-	uint64_t t = (uint64_t)((int64_t)ev->ts_ns + env->mono_to_unix_ns);
-	size_t len = ev->cap_len < HT_LOG_CAPTURE ? ev->cap_len : HT_LOG_CAPTURE;
-	size_t pos = 0, start, n;
+	if (ex->logs_charged)
+		return ex->partial != NULL; /* NULL: its allocation failed, no lines */
+	if (!mem_budget__charge(env->budget, LOGCAP_EXCHANGE_COST))
+		return false;
+	ex->logs_charged = true;
+	ex->partial = malloc(sizeof(*ex->partial));
+	if (!ex->partial)
+		return false;
+	ex->partial->source = 0;
+	ex->partial->len = 0;
+	ex->partial->cut = false;
+	return true;
+}
+
+/* The pending line, complete: redacted onto the events. */
+static void emit_partial(struct exchange *ex)
+{
+	struct log_partial *p = ex->partial;
 	char red[LOG_REDACT_CAP(LOGCAP_LINE_MAX)];
+	size_t n = p->len, m;
 
-	if (ev->stream == HT_LOG_FILE) {
-		if (!lc->files || ev->file_index >= lc->files->n)
-			return;
-		path = lc->files->paths[ev->file_index];
-	}
-	while (log_next_line(ev->data, len, &pos, &start, &n)) {
-		bool cut = (ev->flags & HT_LOG_TRUNCATED) && start + n == len;
-		size_t m = log_redact(ev->data + start, n, red, sizeof(red));
-
-		if (!ex->events_charged) {
-			/* the events are request state until the span is built */
-			if (!mem_budget__charge(env->budget, sizeof(struct span_events))) {
-				ex->dropped_events++;
-				STAT_INC(span_events_dropped);
-				continue;
-			}
-			ex->events_charged = true;
-		}
-		if (span_events_add(&ex->events, &ex->dropped_events, t, source_of(ev->stream),
-				    path, red, m, cut) == 0)
+	if (!p->source)
+		return;
+	if (n && p->buf[n - 1] == '\r')
+		n--;
+	if (n) {
+		m = log_redact(p->buf, n, red, sizeof(red));
+		if (span_events_add(&ex->events, &ex->dropped_events, p->time_unix_ns, p->source,
+				    p->path, red, m, p->cut) == 0)
 			STAT_INC(log_lines);
 	}
+	p->source = 0;
+	p->len = 0;
+	p->cut = false;
+}
+
+static void append_partial(struct log_partial *p, uint64_t t, uint8_t source, const char *path,
+			   const char *data, size_t n)
+{
+	size_t room = sizeof(p->buf) - p->len;
+
+	if (!p->source) {
+		p->source = source;
+		p->path = path;
+		p->time_unix_ns = t;
+	}
+	if (n > room) {
+		n = room;
+		p->cut = true;
+	}
+	memcpy(p->buf + p->len, data, n);
+	p->len += (uint16_t)n;
+}
+
+void logcap_feed(struct exchange_env *env, struct exchange *ex, uint64_t t, uint8_t source,
+		 const char *path, const char *data, size_t len, bool truncated)
+{
+	struct log_partial *p;
+	size_t pos = 0;
+
+	if (!charge_logs(env, ex)) {
+		ex->dropped_events++;
+		STAT_INC(span_events_dropped);
+		return;
+	}
+	p = ex->partial;
+	/* a piece of another stream or file: the line pending there is over */
+	if (p->source && (p->source != source || p->path != path))
+		emit_partial(ex);
+	while (pos < len) {
+		const char *nl = memchr(data + pos, '\n', len - pos);
+		size_t end = nl ? (size_t)(nl - data) : len;
+
+		append_partial(p, t, source, path, data + pos, end - pos);
+		pos = end;
+		if (nl) {
+			emit_partial(ex);
+			pos++;
+		}
+	}
+	/* the rest of the write was not captured: whether its line ended is unknown */
+	if (truncated && p->source) {
+		p->cut = true;
+		emit_partial(ex);
+	}
+}
+
+void logcap_flush(struct exchange_env *env, struct exchange *ex)
+{
+	(void)env;
+	if (ex->partial)
+		emit_partial(ex);
 }
 
 void logcap__handle(struct logcap *lc, struct exchange_env *env, const struct ht_log_event *ev)
 {
+	const char *path = NULL;
 	struct inflight *in;
 
 	if (!lc->procs) /* records only come with the option on; a stray one is ignored */
@@ -373,6 +418,13 @@ void logcap__handle(struct logcap *lc, struct exchange_env *env, const struct ht
 		STAT_INC(drop_log_no_request);
 		return;
 	}
-	add_lines(lc, env, (struct exchange *)((char *)in - offsetof(struct exchange, inflight)),
-		  ev);
+	if (ev->stream == HT_LOG_FILE) {
+		if (!lc->files || ev->file_index >= lc->files->n)
+			return;
+		path = lc->files->paths[ev->file_index];
+	}
+	logcap_feed(env, (struct exchange *)((char *)in - offsetof(struct exchange, inflight)),
+		    (uint64_t)((int64_t)ev->ts_ns + env->mono_to_unix_ns), source_of(ev->stream),
+		    path, ev->data, ev->cap_len < HT_LOG_CAPTURE ? ev->cap_len : HT_LOG_CAPTURE,
+		    ev->flags & HT_LOG_TRUNCATED);
 }

@@ -19,12 +19,16 @@
 
 #include "correlate.h"
 #include "hoptrace/events.h"
+#include "span.h"
 
+struct exchange;
 struct exchange_env;
 struct u64map;
 
 /* Bytes of one line kept (before redaction); the rest is cut, and the event says so. */
 #define LOGCAP_LINE_MAX 256
+/* What a request's log lines may cost the memory budget: its events and its pending line. */
+#define LOGCAP_EXCHANGE_COST (sizeof(struct span_events) + sizeof(struct log_partial))
 /* Output room log_redact needs for len input bytes: a 1-byte secret becomes "***". */
 #define LOG_REDACT_CAP(len) (3 * (len) + 1)
 
@@ -38,10 +42,6 @@ struct u64map;
  * key ending so, e.g. access_token, client_secret). Returns the length written.
  */
 size_t log_redact(const char *in, size_t len, char *out, size_t cap);
-
-/* The next line of buf[0..len) from *pos: its start and length without "\n" or "\r\n";
- * *pos moves past it. Empty lines are skipped. Returns false when no line is left. */
-bool log_next_line(const char *buf, size_t len, size_t *pos, size_t *start, size_t *line_len);
 
 /* The --capture-log-file files: their paths, by the index the BPF map holds. */
 struct logcap_files {
@@ -66,5 +66,26 @@ void logcap__server_seen(struct logcap *lc, uint32_t tgid);
 void logcap__proc_exited(struct logcap *lc, uint32_t tgid);
 /* One HT_EV_LOG record: its lines onto the span of the request its thread serves. */
 void logcap__handle(struct logcap *lc, struct exchange_env *env, const struct ht_log_event *ev);
+
+/*
+ * A line is often written in pieces (Python's print("password=", pw) makes one write per
+ * argument, and one for the newline): the pieces are joined until the newline, so that a line
+ * is one event and is redacted whole. This is the line being written on a request.
+ */
+struct log_partial {
+	uint64_t time_unix_ns; /* of its first piece */
+	const char *path;      /* SPAN_LOG_FILE: the file's path (static) */
+	uint8_t source;	       /* enum span_log_source; 0: no line pending */
+	bool cut;	       /* bytes were lost: over LOGCAP_LINE_MAX, or not captured */
+	uint16_t len;
+	char buf[LOGCAP_LINE_MAX];
+};
+
+/* The bytes of one write to source (path: its file) at time t onto ex's events, joined with
+ * the line pending. truncated: the write held more than data (the line ends there, cut). */
+void logcap_feed(struct exchange_env *env, struct exchange *ex, uint64_t t, uint8_t source,
+		 const char *path, const char *data, size_t len, bool truncated);
+/* The exchange ends: its pending line, if any, is a line. */
+void logcap_flush(struct exchange_env *env, struct exchange *ex);
 
 #endif

@@ -27,6 +27,8 @@ class Handler(BaseHTTPRequestHandler):
             print(f"{TAG} stdout line for request {n}: fetching "
                   f"https://alice:pw-SECRET{n}@backend.example/api?token=SECRET{n}&x=1 "
                   f"Authorization: Bearer SECRET{n}b", flush=True)
+            # several arguments: Python may write each, and the newline, on its own
+            print(f"{TAG} db", "password=", f"SECRET{n}e", "for request", n, flush=True)
             sys.stderr.write(f"{TAG} stderr line for request {n} password=SECRET{n}c\n")
             sys.stderr.flush()
             LOG.write(f"{TAG} file line for request {n} api_key=SECRET{n}d\n")

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /*
- * --capture-logs, the parts without a kernel: what a log line keeps after redaction, how a
- * write is cut into lines, the span's bound on events, and a tracker fed with the records
- * BPF writes (a request, log writes of its thread and of others, the response) putting the
+ * --capture-logs, the parts without a kernel: what a log line keeps after redaction, how
+ * writes are cut and joined into lines, the span's bound on events, and a tracker fed with the
+ * records BPF writes (a request, log writes of its thread and of others, the response) putting the
  * lines on the right span.
  */
 #include <stdarg.h>
@@ -79,26 +79,6 @@ static void test_redact_bounded(void **state)
 	/* a long input is cut to the line bound, never copied past the output */
 	n = log_redact(in + 6, sizeof(in) - 6, out, sizeof(out));
 	assert_int_equal(n, sizeof(out) - 1);
-}
-
-static void test_lines(void **state)
-{
-	const char *buf = "one\r\n\ntwo\nthree";
-	size_t pos = 0, start, len;
-
-	(void)state;
-	assert_true(log_next_line(buf, strlen(buf), &pos, &start, &len));
-	assert_int_equal(start, 0);
-	assert_int_equal(len, 3);
-	assert_true(log_next_line(buf, strlen(buf), &pos, &start, &len));
-	assert_memory_equal(buf + start, "two", 3);
-	assert_int_equal(len, 3);
-	assert_true(log_next_line(buf, strlen(buf), &pos, &start, &len));
-	assert_memory_equal(buf + start, "three", 5);
-	assert_int_equal(len, 5);
-	assert_false(log_next_line(buf, strlen(buf), &pos, &start, &len));
-	pos = 0;
-	assert_false(log_next_line("\n\r\n", 3, &pos, &start, &len));
 }
 
 static void test_span_events_bound(void **state)
@@ -290,6 +270,58 @@ static void test_lines_on_the_serving_request(void **state)
 	assert_int_equal(g_stats.drop_log_no_request, 3);
 }
 
+/* A line written in pieces (Python's print("password=", pw): a write per argument, one for
+ * the newline) is one event, redacted whole; a piece of another stream ends the pending
+ * line; a line still pending when the response ends is a line too. */
+static void test_line_in_pieces(void **state)
+{
+	struct fixture *f = *state;
+	const struct span *s;
+
+	io(f, HT_DIR_INGRESS, "GET /p HTTP/1.1\r\nHost: x\r\n\r\n");
+	log_write(f, SERVER_TID, HT_LOG_STDOUT, "password=", 9);
+	log_write(f, SERVER_TID, HT_LOG_STDOUT, " ", 1);
+	log_write(f, SERVER_TID, HT_LOG_STDOUT, "hunter2", 7);
+	log_write(f, SERVER_TID, HT_LOG_STDOUT, "\n", 1);
+	log_write(f, SERVER_TID, HT_LOG_STDOUT, "half", 4);
+	log_write(f, SERVER_TID, HT_LOG_STDERR, "other stream\r\n", 14);
+	log_write(f, SERVER_TID, HT_LOG_STDOUT, "tail without newline", 20);
+	io(f, HT_DIR_EGRESS, RESPONSE);
+	assert_int_equal(f->sink.n, 1);
+	s = f->sink.spans[0];
+	assert_int_equal(s->events->n, 4);
+	assert_string_equal(event_text(s, 0), "password= ***");
+	assert_string_equal(event_text(s, 1), "half");
+	assert_int_equal(s->events->ev[1].source, SPAN_LOG_STDOUT);
+	assert_string_equal(event_text(s, 2), "other stream");
+	assert_int_equal(s->events->ev[2].source, SPAN_LOG_STDERR);
+	assert_string_equal(event_text(s, 3), "tail without newline");
+	/* a line's time is its first piece's */
+	assert_true(s->events->ev[0].time_unix_ns < s->events->ev[1].time_unix_ns);
+}
+
+/* A line longer than the bound is cut, marked, and its rest never shows. */
+static void test_long_line_in_pieces(void **state)
+{
+	struct fixture *f = *state;
+	char piece[200];
+	const struct span *s;
+
+	memset(piece, 'a', sizeof(piece) - 1);
+	piece[sizeof(piece) - 1] = '\0';
+	io(f, HT_DIR_INGRESS, "GET /l HTTP/1.1\r\nHost: x\r\n\r\n");
+	log_write(f, SERVER_TID, HT_LOG_STDOUT, piece, 199);
+	log_write(f, SERVER_TID, HT_LOG_STDOUT, piece, 199);
+	log_write(f, SERVER_TID, HT_LOG_STDOUT, "token=zz\nnext\n", 15);
+	io(f, HT_DIR_EGRESS, RESPONSE);
+	s = f->sink.spans[0];
+	assert_int_equal(s->events->n, 2);
+	assert_int_equal(s->events->ev[0].len, LOGCAP_LINE_MAX);
+	assert_true(s->events->ev[0].truncated);
+	assert_string_equal(event_text(s, 1), "next");
+	assert_null(strstr(s->events->text, "zz"));
+}
+
 static void test_many_lines_bounded(void **state)
 {
 	struct fixture *f = *state;
@@ -314,10 +346,11 @@ int main(void)
 	    cmocka_unit_test(test_redact_urls),
 	    cmocka_unit_test(test_redact_credentials),
 	    cmocka_unit_test(test_redact_bounded),
-	    cmocka_unit_test(test_lines),
 	    cmocka_unit_test(test_span_events_bound),
 	    cmocka_unit_test_setup_teardown(test_lines_on_the_serving_request, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_many_lines_bounded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_line_in_pieces, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_long_line_in_pieces, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
