@@ -400,6 +400,7 @@ void logcap__handle(struct logcap *lc, struct exchange_env *env, const struct ht
 {
 	const char *path = NULL;
 	struct inflight *in;
+	struct exchange *ex;
 
 	if (!lc->procs) /* records only come with the option on; a stray one is ignored */
 		return;
@@ -418,13 +419,16 @@ void logcap__handle(struct logcap *lc, struct exchange_env *env, const struct ht
 		STAT_INC(drop_log_no_request);
 		return;
 	}
+	ex = (struct exchange *)((char *)in - offsetof(struct exchange, inflight));
+	if (ex->not_exported) /* head sampling said no: its span carries no text */
+		return;
 	if (ev->stream == HT_LOG_FILE) {
 		if (!lc->files || ev->file_index >= lc->files->n)
 			return;
 		path = lc->files->paths[ev->file_index];
 	}
-	logcap_feed(env, (struct exchange *)((char *)in - offsetof(struct exchange, inflight)),
-		    (uint64_t)((int64_t)ev->ts_ns + env->mono_to_unix_ns), source_of(ev->stream),
-		    path, ev->data, ev->cap_len < HT_LOG_CAPTURE ? ev->cap_len : HT_LOG_CAPTURE,
+	logcap_feed(env, ex, (uint64_t)((int64_t)ev->ts_ns + env->mono_to_unix_ns),
+		    source_of(ev->stream), path, ev->data,
+		    ev->cap_len < HT_LOG_CAPTURE ? ev->cap_len : HT_LOG_CAPTURE,
 		    ev->flags & HT_LOG_TRUNCATED);
 }
