@@ -593,3 +593,21 @@ bool parent_reason_outside_request(enum parent_reason r)
 {
 	return r == REASON_NO_REQUEST || r == REASON_AFTER_RESPONSE;
 }
+
+enum log_serving correlate__serving(const struct correlate *c, uint32_t tid, struct inflight **out)
+{
+	const struct thread_inflight *th = u64map_get(&c->by_tid, tid);
+	unsigned marks = marks_of(c, tid);
+	struct inflight *in;
+
+	*out = NULL;
+	if (!th || th->n_unanswered + th->n_answered == 0)
+		return LOG_SERVING_NONE;
+	if (th->n_unanswered + th->n_answered > 1 || (marks & (MARK_INTERLEAVING | MARK_HANDOFF)))
+		return LOG_SERVING_SEVERAL;
+	in = th->unanswered ? th->unanswered : th->answered;
+	if (in->nonblocking && (marks & MARK_WAITS_MANY))
+		return LOG_SERVING_SEVERAL;
+	*out = in;
+	return LOG_SERVING_ONE;
+}

@@ -146,6 +146,17 @@ void correlate__thread_exited(struct correlate *c, uint32_t tid);
  * takes a THREAD or ANCESTOR parent. */
 void correlate__find_parent(const struct correlate *c, const struct call_query *q,
 			    struct parent_match *m);
+/* Which request a thread is serving now, for what it writes to its logs (logcap.h). */
+enum log_serving {
+	LOG_SERVING_ONE,     /* exactly one: *out */
+	LOG_SERVING_NONE,    /* none in flight on the thread */
+	LOG_SERVING_SEVERAL, /* several, or a thread that interleaves requests, hands them to
+			      * other threads, or multiplexes non-blocking sockets */
+};
+/* The one request tid read and has not finished (answered or not), with the same caution
+ * as parents by thread: no answer when the thread's way of serving makes "the request it
+ * read" no evidence of "the request it works for". */
+enum log_serving correlate__serving(const struct correlate *c, uint32_t tid, struct inflight **out);
 /* "exact", "thread", "ancestor", "ambiguous", "none". */
 const char *parent_confidence_name(enum parent_confidence conf);
 /* "no_request_in_flight", "nonblocking_thread", ...; NULL for REASON_NONE. */

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-2-Clause
 #include "exchange.h"
+#include "logcap.h"
 
 #include <arpa/inet.h>
 #include <stddef.h>
@@ -438,6 +439,12 @@ static struct span *span_of_exchange(const struct exchange_env *env, struct exch
 	set_route(env, s, ex);
 	set_peer_attrs(s, ex);
 	set_outcome(s, ex->status, error);
+	/* log lines: exported spans only (the sampler said no to the others' text) */
+	if (!ex->not_exported) {
+		s->events = ex->events;
+		ex->events = NULL;
+	}
+	s->dropped_events = ex->dropped_events;
 	return s;
 }
 
@@ -586,6 +593,10 @@ static void exchange_free(struct exchange_env *env, struct exchange *ex)
 
 	resource_put(ex->resource);
 	resource_put(ex->peer_resource);
+	free(ex->events);
+	free(ex->partial);
+	if (ex->logs_charged)
+		mem_budget__release(env->budget, LOGCAP_EXCHANGE_COST);
 	free(ex);
 	mem_budget__release(env->budget, cost);
 }
@@ -914,6 +925,7 @@ void exchange_finish(struct exchange_env *env, struct exchange *ex, uint64_t end
 			ex->peer->end_cap_ns = end_ns;
 		ex->peer->peer = NULL;
 	}
+	logcap_flush(env, ex); /* a last line written without its newline */
 	s = span_of_exchange(env, ex, end_ns, error);
 	exchange_free(env, ex);
 	if (!s) {

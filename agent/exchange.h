@@ -134,6 +134,12 @@ struct exchange {
 	/* text, in strs: method as sent (at most 32 bytes), redacted path, an absolute-form
 	 * target's scheme and host, the Host header's host, User-Agent, W3C tracestate */
 	struct text_ref method, path, target_scheme, target_host, host, user_agent, tracestate;
+	/* --capture-logs, server: log lines written while it was served (logcap.h), handed to
+	 * the span, and the line being written; charged to the budget (logs_charged) until then */
+	struct span_events *events;
+	struct log_partial *partial;
+	uint32_t dropped_events;
+	bool logs_charged;
 	uint16_t strs_len;
 	char strs[];
 };

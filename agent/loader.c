@@ -72,6 +72,7 @@ static void set_rodata(struct hoptrace_bpf *skel, const struct loader_config *cf
 	skel->rodata->filter_by_port = cfg->nports > 0;
 	skel->rodata->tls_enabled = plan->tls != TLS_OFF;
 	skel->rodata->inject_enabled = plan->inject;
+	skel->rodata->log_files_n = cfg->capture_logs ? cfg->nlog_keys : 0;
 	if (cfg->sampler) {
 		skel->rodata->sampler_parent_based = cfg->sampler->parent_based;
 		skel->rodata->sampler_root = cfg->sampler->root;
@@ -567,6 +568,14 @@ static void configure(struct loader *ld, const struct loader_config *cfg)
 	bpf_program__set_autoload(skel->progs.ht_exit_task_only, !ld->plan.exit_group_dead);
 	tls__configure(skel, ld->plan.tls);
 	inject__configure(skel, ld->plan.inject);
+	/* --capture-logs: attached by hand, to syscall tracepoints; nothing exists without it */
+	bpf_program__set_autoload(skel->progs.ht_log_write, cfg->capture_logs);
+	bpf_program__set_autoload(skel->progs.ht_log_writev, cfg->capture_logs);
+	bpf_program__set_autoattach(skel->progs.ht_log_write, false);
+	bpf_program__set_autoattach(skel->progs.ht_log_writev, false);
+	bpf_map__set_autocreate(skel->maps.log_procs, cfg->capture_logs);
+	bpf_map__set_autocreate(skel->maps.log_files, cfg->capture_logs);
+	bpf_map__set_autocreate(skel->maps.log_heap, cfg->capture_logs);
 }
 
 /* "program: what libbpf said", cut to fit */
@@ -663,6 +672,49 @@ static int attach_syscalls(struct loader *ld)
 	return 0;
 }
 
+/* --capture-logs: the log programs on the write syscalls' entries, and the named files'
+ * identities. Log capture is an extra: when it cannot attach, tracing goes on without it,
+ * with one line saying why. */
+static void attach_logs(struct loader *ld, const struct loader_config *cfg)
+{
+	static const char *const tps[] = {"sys_enter_write", "sys_enter_pwrite64",
+					  "sys_enter_writev", "sys_enter_pwritev"};
+	int files = bpf_map__fd(ld->skel->maps.log_files);
+
+	if (!ld->kernel.syscall_tps && kernel_mount_tracefs(&ld->kernel))
+		log_info("mounted tracefs at /sys/kernel/tracing (syscall tracepoints)");
+	for (uint32_t i = 0; i < cfg->nlog_keys; i++)
+		if (bpf_map_update_elem(files, &cfg->log_keys[i], &cfg->log_key_file[i], BPF_ANY))
+			log_warn("--capture-log-file: cannot fill the BPF map: %s",
+				 strerror(errno));
+	for (size_t i = 0; i < sizeof(tps) / sizeof(tps[0]); i++) {
+		struct bpf_program *prog =
+		    i < 2 ? ld->skel->progs.ht_log_write : ld->skel->progs.ht_log_writev;
+
+		ld->log_links[i] = bpf_program__attach_tracepoint(prog, "syscalls", tps[i]);
+		if (ld->log_links[i])
+			continue;
+		/* write and writev are what log libraries use; the p- forms are extras */
+		if (i == 0 || i == 2) {
+			log_warn("--capture-logs is off: cannot attach to syscalls/%s: %s", tps[i],
+				 strerror(errno));
+			for (size_t j = 0; j < i; j++) {
+				bpf_link__destroy(ld->log_links[j]);
+				ld->log_links[j] = NULL;
+			}
+			return;
+		}
+		log_info("syscall tracepoint %s is missing: its log writes are not captured",
+			 tps[i]);
+	}
+	ld->logs_on = true;
+}
+
+int loader__log_procs_fd(const struct loader *ld)
+{
+	return ld->skel && ld->logs_on ? bpf_map__fd(ld->skel->maps.log_procs) : -1;
+}
+
 /* One attempt with the current plan: open, configure, load, attach. On failure everything
  * is released and failure.object says what failed (when libbpf said). */
 static int try_start(struct loader *ld, const struct loader_config *cfg, const uint32_t *cpus,
@@ -701,6 +753,8 @@ static int try_start(struct loader *ld, const struct loader_config *cfg, const u
 	err = hoptrace_bpf__attach(ld->skel);
 	if (!err && ld->plan.capture == CAPTURE_SYSCALLS)
 		err = attach_syscalls(ld);
+	if (!err && cfg->capture_logs)
+		attach_logs(ld, cfg);
 	return err;
 }
 
@@ -864,6 +918,11 @@ void loader__destroy(struct loader *ld)
 	free(ld->sys_links);
 	ld->sys_links = NULL;
 	ld->nsys_links = 0;
+	for (size_t i = 0; i < sizeof(ld->log_links) / sizeof(ld->log_links[0]); i++) {
+		bpf_link__destroy(ld->log_links[i]);
+		ld->log_links[i] = NULL;
+	}
+	ld->logs_on = false;
 	tls__destroy(ld->tls);
 	ld->tls = NULL;
 	inject__destroy(ld->inject);
@@ -902,6 +961,7 @@ const char *loader__stat_name(int idx)
 	    [HT_STAT_TLS_RECREATED] = "bpf_tls_state_recreated",
 	    [HT_STAT_TLS_RELEARNED] = "bpf_tls_sockets_relearned",
 	    [HT_STAT_TLS_SHARE_FULL] = "bpf_tls_share_full",
+	    [HT_STAT_LOG_WRITES] = "bpf_log_writes",
 	};
 
 	return idx >= 0 && idx < HT_STAT__COUNT && names[idx] ? names[idx] : "?";

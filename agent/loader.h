@@ -41,6 +41,12 @@ struct loader_config {
 	bool no_tls; /* --no-tls: no OpenSSL uprobes, sockets are not matched to TLS sessions */
 	bool inject; /* --repair=inject: traceparent injection (sock_ops + sk_msg) */
 	enum capture_backend capture; /* --capture; AUTO by default */
+	/* --capture-logs: log writes of server processes (bpf/logs.bpf.c), and the identities
+	 * of the --capture-log-file files with the index of the file each names */
+	bool capture_logs;
+	unsigned nlog_keys;
+	struct ht_log_file_key log_keys[HT_MAX_LOG_KEYS];
+	uint32_t log_key_file[HT_MAX_LOG_KEYS];
 };
 
 /* What was chosen for each function, and why the better choices were not. */
@@ -70,8 +76,10 @@ struct loader {
 	struct injector *inject; /* NULL unless --repair=inject and its self-test passed */
 	int *ring_fds;		 /* one ring buffer per online CPU */
 	unsigned nrings;
-	uint32_t ring_bytes; /* size of each */
-	int stats_fd;	     /* per-CPU stats map */
+	uint32_t ring_bytes;	       /* size of each */
+	int stats_fd;		       /* per-CPU stats map */
+	struct bpf_link *log_links[4]; /* --capture-logs: write, pwrite64, writev, pwritev */
+	bool logs_on;		       /* --capture-logs and its programs are attached */
 };
 
 /* Probe the kernel, then open, configure, load and attach the programs it can run (falling
@@ -91,6 +99,9 @@ void loader__describe(const struct loader *ld, FILE *out);
 const char *loader__capture_name(enum capture_backend b);
 /* Parse a --capture value. Returns 0, or -EINVAL. */
 int loader__parse_capture(const char *s, enum capture_backend *out);
+/* The map of processes whose log writes are recorded (--capture-logs), or -1 when log
+ * capture is off. */
+int loader__log_procs_fd(const struct loader *ld);
 /* Name of a BPF stats counter. */
 const char *loader__stat_name(int idx);
 

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -119,6 +120,7 @@ struct options {
 	/* -o store: --store, else HOPTRACE_STORE, else STORE_DEFAULT_PATH; its bounds */
 	const char *store_path;
 	uint64_t store_max_bytes, store_max_age_ns;
+	struct logcap_files log_files; /* --capture-log-file paths, by BPF map index */
 };
 
 enum {
@@ -127,6 +129,8 @@ enum {
 	OPT_RINGBUF,
 	OPT_SELF_TEST,
 	OPT_NO_TLS,
+	OPT_CAPTURE_LOGS,
+	OPT_CAPTURE_LOG_FILE,
 	OPT_NO_COLOR,
 	OPT_QUIET_MS,
 	OPT_OTLP_ENDPOINT,
@@ -271,6 +275,15 @@ static const struct argp_option argp_opts[] = {
      "Serve the web UI and a Jaeger-compatible query API (/api/traces, ...) over the store at "
      "ADDR:PORT (loopback for a bare PORT; the same address as --metrics-listen: one server)",
      2},
+    {"capture-logs", OPT_CAPTURE_LOGS, NULL, 0,
+     "Attach what a server thread writes to stdout/stderr (a tty, pipe, file or journald's "
+     "stream) while serving a request to that request's server span, as events named \"log\", "
+     "one a line, redacted (off by default)",
+     3},
+    {"capture-log-file", OPT_CAPTURE_LOG_FILE, "PATH", 0,
+     "Also a log file, matched by identity (device and inode) at start-up; repeatable (at most "
+     "16); implies --capture-logs",
+     3},
     {"no-tls", OPT_NO_TLS, NULL, 0,
      "Do not trace HTTPS (no uprobes on OpenSSL libraries and binaries)", 3},
     {"no-color", OPT_NO_COLOR, NULL, 0, "No colors in the waterfall", 3},
@@ -488,6 +501,67 @@ static error_t parse_store(struct options *o, int key, char *arg, struct argp_st
 	return parse_selection(o, key, arg, state);
 }
 
+/* The device of the mount that holds path (its superblock's, as /proc/self/mountinfo
+ * names it), or 0 when unknown. */
+static uint64_t mount_dev_of(const char *path)
+{
+	struct statx stx;
+	char line[4096];
+	uint64_t dev = 0;
+	FILE *f;
+
+	if (statx(AT_FDCWD, path, 0, STATX_MNT_ID, &stx) || !(stx.stx_mask & STATX_MNT_ID))
+		return 0;
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long id;
+		unsigned maj, min;
+
+		if (sscanf(line, "%llu %*u %u:%u", &id, &maj, &min) == 3 && id == stx.stx_mnt_id) {
+			dev = ((uint64_t)maj << 20) | min;
+			break;
+		}
+	}
+	fclose(f);
+	return dev;
+}
+
+/*
+ * --capture-log-file PATH: the file's identities as the kernel may see them, the kernel's
+ * dev_t (MAJOR << 20 | MINOR; stat(2) encodes it otherwise) and the inode. Two: on
+ * overlayfs (containers, and the kernel matrix's guests) stat(2) gives the device of the
+ * layer that holds the file, while the writer's file is the overlay's, whose device is the
+ * mount's. A file replaced later (rotated) is another inode and is not followed.
+ */
+static void add_log_file(struct options *o, const char *path, struct argp_state *state)
+{
+	struct loader_config *b = &o->bpf;
+	unsigned idx = o->log_files.n;
+	struct stat st;
+	uint64_t devs[2];
+
+	if (idx == HT_MAX_LOG_FILES)
+		bad_setting(state, "too many --capture-log-file (at most %d)", HT_MAX_LOG_FILES);
+	if (stat(path, &st))
+		bad_setting(state, "invalid --capture-log-file '%s' (%s)", path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		bad_setting(state, "invalid --capture-log-file '%s' (not a regular file)", path);
+	devs[0] = ((uint64_t)major(st.st_dev) << 20) | minor(st.st_dev);
+	devs[1] = mount_dev_of(path);
+	for (int i = 0; i < 2; i++) {
+		if (i && (!devs[1] || devs[1] == devs[0]))
+			break;
+		b->log_keys[b->nlog_keys] =
+		    (struct ht_log_file_key){.dev = devs[i], .ino = st.st_ino};
+		b->log_key_file[b->nlog_keys++] = idx;
+	}
+	o->log_files.paths[idx] = path;
+	o->log_files.n = idx + 1;
+	b->capture_logs = true;
+}
+
 /* Options added for operations (logs, health): the rest of parse_opt. */
 static error_t parse_more(struct options *o, int key, char *arg, struct argp_state *state)
 {
@@ -505,6 +579,12 @@ static error_t parse_more(struct options *o, int key, char *arg, struct argp_sta
 			bad_setting(state, "invalid --log-level '%s' (error, warn, info or debug)",
 				    arg);
 		o->log_level_set = true;
+		return 0;
+	case OPT_CAPTURE_LOGS:
+		o->bpf.capture_logs = true;
+		return 0;
+	case OPT_CAPTURE_LOG_FILE:
+		add_log_file(o, arg, state);
 		return 0;
 	case OPT_HEALTH_LOOP:
 	case OPT_HEALTH_EXPORT:
@@ -1065,6 +1145,11 @@ static void drop_privileges(const struct loader *ld)
 {
 	capmask_t keep = privilege__runtime_set(ld->tls != NULL, ld->inject != NULL);
 	char names[256];
+
+	/* --capture-logs: servers seen are added to a BPF map; before Linux 6.5 every bpf(2)
+	 * command needs bpf_capable() under kernel.unprivileged_bpf_disabled */
+	if (ld->logs_on)
+		keep |= CAPMASK(CAP_BPF) | CAPMASK(CAP_SYS_ADMIN);
 	int err = privilege__restrict(keep);
 
 	if (err)
@@ -1107,6 +1192,10 @@ static int trace(struct options *o, struct tracker *tracker, struct sink *sink,
 	log_info("capture backend: %s", loader__capture_name(ld.plan.capture));
 	if (ld.tls)
 		tracker__on_exec(tracker, tls_exec_hook, ld.tls);
+	if (ld.logs_on) {
+		log_info("log lines captured (--capture-logs)");
+		logcap__set_map(&tracker->logs, loader__log_procs_fd(&ld));
+	}
 	err = stop_signals__open(stop);
 	if (err) {
 		log_error("cannot set up the stop signals: %s", strerror(-err));
@@ -1142,6 +1231,7 @@ static int trace(struct options *o, struct tracker *tracker, struct sink *sink,
 	loader__read_stats(&ld, res->bpf_stats);
 	res->capture = ld.plan.capture;
 	res->ran = true;
+	logcap__set_map(&tracker->logs, -1);
 	loader__destroy(&ld);
 	return err;
 }
@@ -1336,6 +1426,8 @@ static int run_agent(struct options *o)
 	    .memory_limit = o->memory_limit,
 	    .limits = {.conns = o->max_connections},
 	    .sampler = &o->sampler,
+	    .capture_logs = o->bpf.capture_logs,
+	    .log_files = &o->log_files,
 	};
 	struct stop_signals stop = {.fd = -1};
 	struct run_result res = {0};

@@ -54,6 +54,7 @@ static const char *const bpf_help[HT_STAT__COUNT] = {
 			      "agent)",
     [HT_STAT_TLS_RELEARNED] = "such sessions matched again to their socket",
     [HT_STAT_TLS_SHARE_FULL] = "TLS session states refused: the process holds its share",
+    [HT_STAT_LOG_WRITES] = "log writes of server processes recorded (--capture-logs)",
 };
 
 /* A counter of stats.h is a loss when its name says so: "drop_X" (reason X) or "X_drops"

@@ -26,6 +26,13 @@
  *     "tracestate":     "..." ("" when none),
  *     "attributes":     { "<semconv key>": string | integer | true/false, ... },
  *     "links":          [ { "trace_id": "32 hex", "span_id": "16 hex", "reason": "..." }, ... ],
+ *     "events":         [ { "time_unix_ns": integer, "name": "log",
+ *                           "attributes": { "log.record.original": "...",
+ *                                           "log.iostream": "stdout" | "stderr" (streams),
+ *                                           "log.file.path": "..." (log files),
+ *                                           "hoptrace.log.truncated": true (line cut) } },
+ *                         ... ]  (only with --capture-logs, when the span has log lines)
+ *     "dropped_events_count": integer (only when lines were dropped: over the span's bound)
  *     "resource":       { "process.executable.name": "..." (optional),
  *                         "process.executable.path": "..." (optional),
  *                         "container.id": "..."            (optional),
@@ -487,6 +494,67 @@ static void json_put_links(struct json_buf *b, const struct span *s)
 	json_buf_commit(b, o);
 }
 
+/* One log line (--capture-logs) as an event object. */
+static void json_put_event(struct json_buf *b, const struct span_events *e, unsigned i)
+{
+	const struct span_event *ev = &e->ev[i];
+	const char *stream = span_log_iostream(ev->source);
+	char *o = json_buf_reserve(b, 96);
+
+	if (!o)
+		return;
+	*o++ = i ? ',' : '[';
+	o = put_lit(o, "{\"time_unix_ns\":");
+	o = text_put_u64(o, ev->time_unix_ns);
+	o = put_lit(o, ",\"name\":\"log\",\"attributes\":{\"log.record.original\":");
+	json_buf_commit(b, o);
+	json_put_str(b, e->text + ev->off, ev->len);
+	o = json_buf_reserve(b, 64);
+	if (!o)
+		return;
+	if (stream) {
+		o = put_lit(o, ",\"log.iostream\":");
+		o = put_plain_str(o, stream);
+	} else {
+		o = put_lit(o, ",\"log.file.path\":");
+		json_buf_commit(b, o);
+		json_put_str(b, e->text + ev->path_off, ev->path_len);
+		o = json_buf_reserve(b, 64);
+		if (!o)
+			return;
+	}
+	if (ev->truncated)
+		o = put_lit(o, ",\"hoptrace.log.truncated\":true");
+	json_buf_commit(b, put_lit(o, "}}"));
+}
+
+/* "events" and "dropped_events_count", when the span has log lines or lost some. */
+static void json_put_events(struct json_buf *b, const struct span *s)
+{
+	unsigned n = s->events ? s->events->n : 0;
+	char *o;
+
+	if (!n && !s->dropped_events)
+		return;
+	o = json_buf_reserve(b, 16);
+	if (!o)
+		return;
+	json_buf_commit(b, put_lit(o, ",\"events\":"));
+	for (unsigned i = 0; i < n; i++)
+		json_put_event(b, s->events, i);
+	o = json_buf_reserve(b, 64);
+	if (!o)
+		return;
+	if (!n)
+		*o++ = '[';
+	*o++ = ']';
+	if (s->dropped_events) {
+		o = put_lit(o, ",\"dropped_events_count\":");
+		o = text_put_u64(o, s->dropped_events);
+	}
+	json_buf_commit(b, o);
+}
+
 /* Resource attributes the agent detects itself, each a char * field of struct resource. */
 static const struct {
 	const char *key;
@@ -651,6 +719,7 @@ static void json_put_span(struct json_buf *b, const struct span *s)
 		return;
 	json_buf_commit(b, put_lit(o, ",\"links\":"));
 	json_put_links(b, s);
+	json_put_events(b, s);
 
 	o = json_buf_reserve(b, 16);
 	if (!o)

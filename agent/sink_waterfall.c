@@ -361,6 +361,47 @@ static void print_span_line(struct waterfall_sink *wf, const struct wf_node *nd,
 	fputs(red ? ANSI_RESET "\n" : "\n", wf->out);
 }
 
+/* --capture-logs: the span's log lines under it, indented one level deeper, each with its
+ * time from the span's start and its stream or file, escaped and cut to one line. */
+#define WF_LOG_WIDTH 120
+
+static void print_span_events(struct waterfall_sink *wf, const struct wf_node *nd)
+{
+	const struct span *s = nd->span;
+	unsigned levels = nd->depth < WF_MAX_INDENT_LEVELS ? nd->depth : WF_MAX_INDENT_LEVELS;
+	char line[WF_LOG_WIDTH + 1];
+
+	for (unsigned i = 0; s->events && i < s->events->n; i++) {
+		const struct span_event *ev = &s->events->ev[i];
+		const char *stream = span_log_iostream(ev->source);
+		struct column c = {.buf = line, .width = WF_LOG_WIDTH};
+		uint64_t at =
+		    ev->time_unix_ns > s->start_unix_ns ? ev->time_unix_ns - s->start_unix_ns : 0;
+		char when[32];
+
+		for (unsigned k = 0; k < levels + 2; k++)
+			column_put(&c, "  ", SIZE_MAX);
+		snprintf(when, sizeof(when), "| +%.2f ms ", (double)at / 1e6);
+		column_put(&c, when, SIZE_MAX);
+		if (stream)
+			column_put(&c, stream, SIZE_MAX);
+		else
+			column_put(&c, s->events->text + ev->path_off, ev->path_len);
+		column_put(&c, ": ", SIZE_MAX);
+		column_put(&c, s->events->text + ev->off, ev->len);
+		column_finish(&c);
+		/* the padding column_finish adds is for columns to its right: none here */
+		if (!c.cut)
+			line[c.len] = '\0';
+		fprintf(wf->out, "%s\n", line);
+	}
+	if (s->dropped_events) {
+		for (unsigned k = 0; k < levels + 2; k++)
+			fputs("  ", wf->out);
+		fprintf(wf->out, "| (%" PRIu32 " more log lines dropped)\n", s->dropped_events);
+	}
+}
+
 static int node_cmp_start(const void *a, const void *b)
 {
 	const struct wf_node *x = a, *y = b;
@@ -423,6 +464,7 @@ static void print_subtree(struct waterfall_sink *wf, unsigned n, int root, uint6
 			continue;
 		nodes[i].printed = true;
 		print_span_line(wf, &nodes[i], i == root, t0, total);
+		print_span_events(wf, &nodes[i]);
 		/* each node has one parent, so it is pushed at most once: top stays below n */
 		for (int c = nodes[i].first_child; c >= 0 && top < n; c = nodes[c].next_sibling) {
 			if (nodes[c].printed)

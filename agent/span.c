@@ -32,6 +32,7 @@ void span_free(struct span *s)
 	if (!s)
 		return;
 	resource_put(s->resource);
+	free(s->events);
 	free(s);
 }
 
@@ -168,4 +169,64 @@ void span_random_id(uint8_t *buf, size_t n)
 				break;
 			}
 	} while (zero); /* W3C forbids all-zero ids */
+}
+
+static int span_event_dropped(uint32_t *dropped, int err)
+{
+	(*dropped)++;
+	STAT_INC(span_events_dropped);
+	return err;
+}
+
+int span_events_add(struct span_events **evs, uint32_t *dropped, uint64_t time_unix_ns,
+		    uint8_t source, const char *path, const char *text, size_t len, bool truncated)
+{
+	size_t path_len = source == SPAN_LOG_FILE && path ? strlen(path) : 0;
+	struct span_events *e = *evs;
+	struct span_event *ev;
+	size_t room;
+
+	if (!e) {
+		e = malloc(sizeof(*e));
+		if (!e)
+			return span_event_dropped(dropped, -ENOMEM);
+		e->n = 0;
+		e->used = 0;
+		*evs = e;
+	}
+	room = SPAN_EVENT_BYTES - e->used;
+	/* a line needs at least a byte of its own besides the path: else it is lost, counted */
+	if (e->n >= SPAN_MAX_EVENTS || room < path_len + (len ? 1 : 0))
+		return span_event_dropped(dropped, -ENOSPC);
+	ev = &e->ev[e->n++];
+	ev->time_unix_ns = time_unix_ns;
+	ev->source = source;
+	ev->path_off = e->used;
+	ev->path_len = (uint16_t)path_len;
+	if (path_len)
+		memcpy(e->text + e->used, path, path_len);
+	e->used += (uint16_t)path_len;
+	room -= path_len;
+	if (len > room) {
+		len = room;
+		truncated = true;
+	}
+	ev->off = e->used;
+	ev->len = (uint16_t)len;
+	memcpy(e->text + e->used, text, len);
+	e->used += (uint16_t)len;
+	ev->truncated = truncated;
+	return 0;
+}
+
+const char *span_log_iostream(uint8_t source)
+{
+	switch (source) {
+	case SPAN_LOG_STDOUT:
+		return "stdout";
+	case SPAN_LOG_STDERR:
+		return "stderr";
+	default:
+		return NULL;
+	}
 }

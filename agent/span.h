@@ -36,6 +36,35 @@ enum span_attr_type {
 #define SPAN_STRBUF 1536
 #define SPAN_NAME_MAX 128
 #define SPAN_MAX_LINKS 2
+/* Log lines attached to a span (--capture-logs): at most this many, with this many bytes of
+ * text in all. A request that logs more keeps its first lines; the rest are counted in
+ * dropped_events (OTLP dropped_events_count) and span_events_dropped. */
+#define SPAN_MAX_EVENTS 32
+#define SPAN_EVENT_BYTES 4096
+
+/* Where a log line was written (OpenTelemetry log.iostream / log.file.path). */
+enum span_log_source {
+	SPAN_LOG_STDOUT = 1,
+	SPAN_LOG_STDERR = 2,
+	SPAN_LOG_FILE = 3,
+};
+
+/* One log line as a span event named "log": its text (redacted, no newline) and, for a log
+ * file, the file's path, both in the events' own buffer. */
+struct span_event {
+	uint64_t time_unix_ns;
+	uint16_t off, len;	     /* the line, at text + off */
+	uint16_t path_off, path_len; /* SPAN_LOG_FILE: the file's path */
+	uint8_t source;		     /* enum span_log_source */
+	bool truncated;		     /* the line was cut (capture size or per-line bound) */
+};
+
+struct span_events {
+	unsigned n;
+	uint16_t used; /* bytes of text in use */
+	struct span_event ev[SPAN_MAX_EVENTS];
+	char text[SPAN_EVENT_BYTES];
+};
 
 struct span_attr {
 	const char *key; /* static string */
@@ -68,6 +97,9 @@ struct span {
 	uint64_t end_unix_ns;
 	struct resource *resource; /* counted reference, released by span_free */
 	uint32_t dropped_attrs; /* attributes that found no room (OTLP dropped_attributes_count) */
+	/* log lines (--capture-logs), owned, freed with the span; NULL: none */
+	struct span_events *events;
+	uint32_t dropped_events;  /* events that found no room (OTLP dropped_events_count) */
 	char name[SPAN_NAME_MAX]; /* "METHOD path" */
 	char status_message[64];
 	char tracestate[512 + 1]; /* W3C tracestate to propagate, may be empty */
@@ -102,6 +134,14 @@ const struct span_attr *span_find_attr(const struct span *s, const char *key);
 /* Add a link; returns 0 or -ENOSPC. */
 int span_add_link(struct span *s, const uint8_t trace_id[16], const uint8_t span_id[8],
 		  const char *reason);
+
+/* Add a log line: text (already redacted) of len bytes, and for SPAN_LOG_FILE the file's
+ * path. Lines beyond the bounds are counted in *dropped (span_events_dropped too).
+ * Returns 0 or -ENOSPC/-ENOMEM. *evs is allocated on the first line. */
+int span_events_add(struct span_events **evs, uint32_t *dropped, uint64_t time_unix_ns,
+		    uint8_t source, const char *path, const char *text, size_t len, bool truncated);
+/* Names of a log source as log.iostream says them ("stdout", "stderr"); NULL for a file. */
+const char *span_log_iostream(uint8_t source);
 
 /* Fill buf with n bytes from the CSPRNG (getrandom, pooled). Never all-zero for n >= 8. */
 void span_random_id(uint8_t *buf, size_t n);

@@ -14,6 +14,7 @@
 	X(events_data, "data events read from the ring buffer")                                    \
 	X(events_close, "close events")                                                            \
 	X(events_task, "process/thread events")                                                    \
+	X(events_log, "log-write records (--capture-logs)")                                        \
 	X(events_unknown, "records of unknown kind (dropped)")                                     \
 	X(bytes_captured, "payload bytes received from the kernel")                                \
 	X(spans_server, "server spans finished")                                                   \
@@ -61,6 +62,12 @@
 	X(conns_http, "HTTP connections tracked")                                                  \
 	X(conns_idle_expired, "idle connections expired")                                          \
 	X(span_attrs_dropped, "span attributes dropped: the span's attribute room was full")       \
+	X(span_events_dropped, "log lines dropped: the span's event room was full")                \
+	X(log_lines, "log lines attached to server spans (--capture-logs)")                        \
+	X(drop_log_no_request, "log writes dropped: the thread served no request then")            \
+	X(drop_log_ambiguous,                                                                      \
+	  "log writes dropped: the thread serves several requests at once (event loop)")           \
+	X(drop_log_procs_full, "server processes whose logs are not captured: BPF map full")       \
 	X(drop_correlate_full,                                                                     \
 	  "server requests not registered for parenting: in-flight table full")                    \
 	X(drop_conns_by_tuple_full,                                                                \

@@ -337,9 +337,10 @@ static enum http1_body_rule on_request_head(struct conn *c, const struct http1_h
 	/* the ids BPF chose arrived with the record where this request began, maybe earlier */
 	rec.ids = c->has_ctx[d] ? &c->ctx[d] : NULL;
 	c->has_ctx[d] = false;
-	if (c->role == ROLE_SERVER)
+	if (c->role == ROLE_SERVER) {
 		ex = exchange_start_server(&t->env, &c->info, h, &rec);
-	else
+		logcap__server_seen(&t->logs, c->info.tgid);
+	} else
 		ex = exchange_start_client(&t->env, &c->info, h, &rec);
 	if (!ex) {
 		/* out of budget (or memory): the responses to come would answer the wrong
@@ -570,8 +571,10 @@ static void handle_task(struct tracker *t, const struct ht_task_event *ev)
 		break;
 	case HT_EV_EXIT:
 		correlate__thread_exited(&t->corr, ev->tid);
-		if (ev->group_dead)
+		if (ev->group_dead) {
 			proc_table__mark_exited(&t->procs, ev->tgid, ev->ts_ns);
+			logcap__proc_exited(&t->logs, ev->tgid);
+		}
 		break;
 	}
 }
@@ -603,6 +606,12 @@ void tracker__handle_record(struct tracker *t, const void *data, size_t len)
 		if (len < sizeof(struct ht_task_event))
 			break;
 		handle_task(t, data);
+		return;
+	case HT_EV_LOG:
+		if (len < sizeof(struct ht_log_event))
+			break;
+		STAT_INC(events_log);
+		logcap__handle(&t->logs, &t->env, data);
 		return;
 	}
 	STAT_INC(events_unknown);
@@ -654,6 +663,11 @@ int tracker__init(struct tracker *t, struct sink *sink, const struct tracker_opt
 	err = init_routes(t, opt);
 	if (err)
 		goto err_corr;
+	err = logcap__init(&t->logs, opt->capture_logs, opt->log_files);
+	if (err) {
+		route_table__free(&t->routes);
+		goto err_corr;
+	}
 	t->env = (struct exchange_env){.corr = &t->corr,
 				       .budget = &t->budget,
 				       .procs = &t->procs,
@@ -739,6 +753,7 @@ void tracker__shutdown(struct tracker *t)
 	correlate__free(&t->corr);
 	proc_table__free(&t->procs);
 	route_table__free(&t->routes);
+	logcap__free(&t->logs);
 }
 
 void tracker__on_exec(struct tracker *t, void (*fn)(void *ctx, uint32_t tgid, uint64_t ts_ns),

@@ -18,6 +18,7 @@
 #include "exchange.h"
 #include "hashmap.h"
 #include "hoptrace/events.h"
+#include "logcap.h"
 #include "proc.h"
 #include "route.h"
 
@@ -48,6 +49,10 @@ struct tracker_options {
 	/* head sampling (--sampler, OTEL_TRACES_SAMPLER); NULL: every span exported. Outlives
 	 * the tracker. */
 	const struct sampler_config *sampler;
+	/* --capture-logs (the BPF map is given later: logcap__set_map), and the named log
+	 * files (outlive the tracker) */
+	bool capture_logs;
+	const struct logcap_files *log_files;
 };
 
 struct tracker {
@@ -61,6 +66,7 @@ struct tracker {
 	int64_t mono_to_unix_ns;   /* add to a bpf_ktime_get_ns() stamp to get unix time */
 	struct route_table routes; /* distinct routes per service, capped */
 	struct exchange_env env;   /* the above, as exchange building sees them */
+	struct logcap logs;	   /* --capture-logs */
 	/* told of every exec record (a new image may bring OpenSSL code to probe) */
 	void (*on_exec)(void *ctx, uint32_t tgid, uint64_t ts_ns);
 	void *on_exec_ctx;

@@ -57,7 +57,12 @@
 #define F_SPAN_END 8
 #define F_SPAN_ATTRIBUTES 9
 #define F_SPAN_DROPPED_ATTRIBUTES 10
+#define F_SPAN_EVENTS 11
+#define F_SPAN_DROPPED_EVENTS 12
 #define F_SPAN_LINKS 13
+#define F_EVENT_TIME 1
+#define F_EVENT_NAME 2
+#define F_EVENT_ATTRIBUTES 3
 #define F_SPAN_STATUS 15
 #define F_SPAN_FLAGS 16
 #define F_LINK_TRACE_ID 1
@@ -674,6 +679,80 @@ static size_t plan_links(struct span_plan *pl, const struct span *s)
 	return size;
 }
 
+/* ---- span events: log lines (--capture-logs) ---- */
+
+/* An event's attributes planned: the line, its stream or file, whether it was cut. */
+struct event_plan {
+	struct str keys[3];
+	struct anyval vals[3];
+	uint32_t kvlen[3];
+	unsigned n;
+	struct str name;
+	size_t len; /* the Event message's payload */
+};
+
+static void plan_event(struct event_plan *e, const struct span_events *evs, unsigned i)
+{
+	const struct span_event *ev = &evs->ev[i];
+	const char *stream = span_log_iostream(ev->source);
+	const char *key;
+
+	e->n = 0;
+	str_plan(&e->keys[0], "log.record.original", strlen("log.record.original"));
+	e->vals[0] = (struct anyval){.type = SPAN_ATTR_STR};
+	str_plan(&e->vals[0].s, evs->text + ev->off, ev->len);
+	key = stream ? "log.iostream" : "log.file.path";
+	str_plan(&e->keys[1], key, strlen(key));
+	e->vals[1] = (struct anyval){.type = SPAN_ATTR_STR};
+	if (stream)
+		str_plan(&e->vals[1].s, stream, strlen(stream));
+	else
+		str_plan(&e->vals[1].s, evs->text + ev->path_off, ev->path_len);
+	e->n = 2;
+	if (ev->truncated) {
+		str_plan(&e->keys[2], "hoptrace.log.truncated", strlen("hoptrace.log.truncated"));
+		e->vals[2] = (struct anyval){.type = SPAN_ATTR_BOOL, .ival = 1};
+		e->n = 3;
+	}
+	str_plan(&e->name, "log", 3);
+	e->len = tag_len(F_EVENT_TIME) + 8 + len_field(F_EVENT_NAME, e->name.out);
+	for (unsigned k = 0; k < e->n; k++) {
+		e->kvlen[k] = (uint32_t)kv_len(&e->keys[k], &e->vals[k]);
+		e->len += len_field(F_EVENT_ATTRIBUTES, e->kvlen[k]);
+	}
+}
+
+static size_t plan_events(const struct span *s)
+{
+	size_t size = 0;
+	struct event_plan e;
+
+	for (unsigned i = 0; s->events && i < s->events->n; i++) {
+		plan_event(&e, s->events, i);
+		size += len_field(F_SPAN_EVENTS, e.len);
+	}
+	if (s->dropped_events)
+		size += tag_len(F_SPAN_DROPPED_EVENTS) + varint_len(s->dropped_events);
+	return size;
+}
+
+static uint8_t *put_events(uint8_t *p, const struct span *s)
+{
+	struct event_plan e;
+
+	for (unsigned i = 0; s->events && i < s->events->n; i++) {
+		plan_event(&e, s->events, i);
+		p = put_len_hdr(p, F_SPAN_EVENTS, e.len);
+		p = put_fixed64(p, F_EVENT_TIME, s->events->ev[i].time_unix_ns);
+		p = put_str(p, F_EVENT_NAME, &e.name);
+		for (unsigned k = 0; k < e.n; k++)
+			p = put_kv(p, F_EVENT_ATTRIBUTES, e.kvlen[k], &e.keys[k], &e.vals[k]);
+	}
+	if (s->dropped_events)
+		p = put_varint(put_tag(p, F_SPAN_DROPPED_EVENTS, WT_VARINT), s->dropped_events);
+	return p;
+}
+
 static void plan_span(struct span_plan *pl, const struct span *s)
 {
 	size_t size = len_field(F_SPAN_TRACE_ID, 16) + len_field(F_SPAN_SPAN_ID, 8);
@@ -704,6 +783,7 @@ static void plan_span(struct span_plan *pl, const struct span *s)
 	size += plan_attrs(pl, s);
 	if (pl->dropped)
 		size += tag_len(F_SPAN_DROPPED_ATTRIBUTES) + varint_len(pl->dropped);
+	size += plan_events(s);
 	size += plan_links(pl, s);
 	pl->status_len = 0;
 	if (s->status != SPAN_STATUS_UNSET) {
@@ -763,6 +843,7 @@ static uint8_t *put_span(uint8_t *p, const struct span_plan *pl, const struct sp
 		p = put_kv(p, F_SPAN_ATTRIBUTES, pl->kvlen[i], &pl->keys[i], &pl->vals[i]);
 	if (pl->dropped)
 		p = put_varint(put_tag(p, F_SPAN_DROPPED_ATTRIBUTES, WT_VARINT), pl->dropped);
+	p = put_events(p, s);
 	p = put_links(p, pl, s);
 	if (s->status != SPAN_STATUS_UNSET) {
 		p = put_len_hdr(p, F_SPAN_STATUS, pl->status_len);

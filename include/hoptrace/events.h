@@ -71,6 +71,7 @@ enum ht_event_kind {
 	HT_EV_EXIT = 3,	 /* a process (thread group) exited */
 	HT_EV_FORK = 4,	 /* a thread or process was created by a traced task */
 	HT_EV_EXEC = 5,	 /* a process exec'd a new image */
+	HT_EV_LOG = 6,	 /* --capture-logs: a write to stdout/stderr or a named log file */
 };
 
 enum ht_dir {
@@ -121,6 +122,7 @@ enum ht_stat {
 	HT_STAT_TLS_RELEARNED,	  /* such sessions matched again to their socket (already TLS) */
 	HT_STAT_TLS_SHARE_FULL,	  /* session states refused: the process holds its share of
 				   * tls_states (a flood of sessions must not evict the others') */
+	HT_STAT_LOG_WRITES,	  /* --capture-logs: log writes of server processes recorded */
 	HT_STAT__COUNT,
 };
 
@@ -226,6 +228,53 @@ struct ht_sys_io {
 	__u64 start_ns; /* when the syscall began */
 };
 _Static_assert(sizeof(struct ht_sys_io) == 48, "ht_sys_io layout");
+
+/* --capture-logs (bpf/logs.bpf.c). Bytes copied from the head of each log write: a log
+ * line is rarely longer, and the record stays small (what an I/O costs matters for a
+ * process that logs a line per request). */
+#define HT_LOG_CAPTURE 256
+/* Processes whose log writes are recorded: those the agent saw serving a request. */
+#define HT_MAX_LOG_PROCS 4096
+/* Named log files (--capture-log-file), matched by identity (device, inode): each may have
+ * two identities (see agent/main.c add_log_file: a file on overlayfs). */
+#define HT_MAX_LOG_FILES 16
+#define HT_MAX_LOG_KEYS (2 * HT_MAX_LOG_FILES)
+
+enum ht_log_stream {
+	HT_LOG_STDOUT = 1,
+	HT_LOG_STDERR = 2,
+	HT_LOG_FILE = 3, /* a named log file: file_index says which */
+};
+
+/* ht_log_event.flags */
+enum ht_log_flags {
+	HT_LOG_TRUNCATED = 1 << 0,  /* the write was longer than cap_len */
+	HT_LOG_READ_FAULT = 1 << 1, /* its bytes could not be read: data is empty */
+};
+
+/* The identity of a named log file: the kernel's dev_t of its superblock (MAJOR << 20 |
+ * MINOR, not stat(2)'s encoding) and its inode number. */
+struct ht_log_file_key {
+	__u64 dev;
+	__u64 ino;
+};
+_Static_assert(sizeof(struct ht_log_file_key) == 16, "ht_log_file_key layout");
+
+struct ht_log_event {
+	__u32 kind; /* HT_EV_LOG */
+	__u32 tgid;
+	__u64 ts_ns; /* CLOCK_MONOTONIC at the write's entry */
+	__u32 tid;
+	__s32 fd;
+	__u32 len;	  /* bytes the write asked to write */
+	__u16 cap_len;	  /* bytes of data[] that are valid */
+	__u8 stream;	  /* enum ht_log_stream */
+	__u8 flags;	  /* enum ht_log_flags */
+	__u32 file_index; /* HT_LOG_FILE: the log_files value (the agent's index) */
+	__u32 _pad;
+	char data[HT_LOG_CAPTURE];
+};
+_Static_assert(sizeof(struct ht_log_event) == 40 + HT_LOG_CAPTURE, "ht_log_event layout");
 
 /* Per-socket state kept in socket local storage (freed with the socket). */
 enum ht_proto {

@@ -433,6 +433,20 @@ class H(BaseHTTPRequestHandler):
 HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
 """
 
+# --only logs: the same server, logging one line per request to its stdout (a file), the way
+# an application logs an access line (issue 14's --capture-logs cost). A thread per
+# connection (ThreadingHTTPServer): the single-threaded server serves one keep-alive
+# connection at a time, and wrk's other connections wait for it. TCP_NODELAY: the head and
+# the body are two writes, and Nagle would hold the body for the client's delayed ACK.
+PY_LOG_SERVER = PY_SERVER.replace(
+    "    def do_GET(self):\n",
+    "    def do_GET(self):\n"
+    "        print(f'served {self.path} to {self.client_address[0]} token=abc', flush=True)\n"
+).replace("HTTPServer", "ThreadingHTTPServer").replace(
+    "    protocol_version = 'HTTP/1.1'\n",
+    "    protocol_version = 'HTTP/1.1'\n"
+    "    disable_nagle_algorithm = True\n")
+
 
 def start_server(bench, kind, cpus):
     port = free_port()
@@ -458,8 +472,11 @@ def start_server(bench, kind, cpus):
     else:
         script = os.path.join(d, "server.py")
         with open(script, "w") as f:
-            f.write(PY_SERVER)
-        p = start([sys.executable, script, str(port)], cpus=cpus)
+            f.write(PY_LOG_SERVER if kind == "pylog" else PY_SERVER)
+        stdout = open(os.path.join(d, "stdout.log"), "w") if kind == "pylog" else None
+        p = start([sys.executable, script, str(port)], cpus=cpus, stdout=stdout)
+        if stdout:
+            stdout.close()
         url = f"http://127.0.0.1:{port}/"
     wait_port(port, p)
     return p, port, url
@@ -543,11 +560,16 @@ def measured_run(bench, srv, mode, port, url, secs, conns, script=None, bpf_stat
         progs0 = bpf_progs(bench.bpftool) if bpf_stats else {}
         a0 = agent.sample() if agent else None
         s0 = cpu_ns(srv.pid, tree=True)
+        su0 = sum(user_sys_s(srv.pid))
         c0 = cpu_ns(coll.proc.pid) if coll else 0
         h0, t0 = host_busy_ns(), time.time()
         w = run_wrk(bench, url, conns, secs, bench.cpu_client, script)
         res["wrk"] = w
         res["server_cpu_ns_per_req"] = (cpu_ns(srv.pid, tree=True) - s0) / max(w["requests"], 1)
+        # the whole process's utime+stime (10 ms ticks), exited threads included: a server
+        # with a thread per connection loses them when wrk closes its connections
+        res["server_proc_cpu_ns_per_req"] = ((sum(user_sys_s(srv.pid)) - su0) * 1e9
+                                             / max(w["requests"], 1))
         res["wrk_cpu_ns_per_req"] = w["cpu_s"] * 1e9 / max(w["requests"], 1)
         if bpf_stats:
             progs1 = bpf_progs(bench.bpftool)
@@ -647,6 +669,100 @@ def scenario_metrics(bench):
     finally:
         srv.kill()
     return runs
+
+
+LOG_MODES = ("off", "json", "json+logs")
+
+
+def scenario_logs(bench):
+    """What --capture-logs costs (issue 14): a Python server that logs one line per request
+    to its stdout (a file) under wrk, untraced, traced (-o json) and traced with
+    --capture-logs, rotated each repetition. Each logged write runs the log program in the
+    server's write(2) (server CPU) and becomes a record and a span event (agent CPU)."""
+    srv, port, url = start_server(bench, "pylog", bench.cpu_server)
+    runs = []
+    try:
+        run_wrk(bench, url, bench.conns, 2, bench.cpu_client)
+        for rep in range(bench.reps):
+            for mode in LOG_MODES[rep % 3:] + LOG_MODES[:rep % 3]:
+                extra = ("--capture-logs",) if mode == "json+logs" else ()
+                r = measured_run(bench, srv, "off" if mode == "off" else "json", port, url,
+                                 bench.duration, bench.conns, extra_args=extra)
+                r["rep"], r["logs_mode"] = rep, mode
+                runs.append(r)
+                log(f"logs rep {rep + 1}/{bench.reps} {mode:9}: {r['wrk']['rps']:9.0f} req/s"
+                    f"  server {r['server_proc_cpu_ns_per_req'] / 1e3:.2f} us/req"
+                    + (f"  agent {r['agent_cpu_ns'] / r['wrk']['requests'] / 1e3:.2f} us/req"
+                       if "agent_cpu_ns" in r else "")
+                    + (f"  log lines {r['counters'].get('log_lines', 0)}"
+                       if "counters" in r else ""))
+        log("logs: BPF run time of the log programs (kernel.bpf_stats_enabled=1)")
+        set_bpf_stats(True)
+        try:
+            r = measured_run(bench, srv, "json", port, url, bench.duration, bench.conns,
+                             bpf_stats=True, extra_args=("--capture-logs",))
+        finally:
+            set_bpf_stats(bench.bpf_stats_saved)
+        r["rep"], r["logs_mode"] = "bpf_stats", "json+logs"
+        runs.append(r)
+    finally:
+        srv.kill()
+    return runs
+
+
+def render_logs(all_runs):
+    runs = [r for r in all_runs if r["rep"] != "bpf_stats"]
+    L = ["## Log lines as span events (`--capture-logs`; issue 14)", "",
+         "A Python `http.server` logging one line per request to its stdout (a file), under "
+         "wrk. traced = `-o json -O FILE --port P`; + logs adds `--capture-logs`. Ratios are to "
+         "the untraced run of the same repetition; \"logs cost\" is the difference between "
+         "the two traced modes. Server CPU per request (utime+stime of the whole process, 10 ms "
+         "ticks) includes the BPF programs run in its system calls (the log program in every "
+         "write(2)).", "",
+         "| mode | req/s | throughput | p99 | server CPU/req | agent CPU/req | log lines "
+         "attached | log writes dropped |",
+         "|---|---|---|---|---|---|---|---|"]
+    for mode in LOG_MODES:
+        rs = [r for r in runs if r["logs_mode"] == mode]
+        base = {r["rep"]: r for r in runs if r["logs_mode"] == "off"}
+        tp = [r["wrk"]["rps"] / base[r["rep"]]["wrk"]["rps"] for r in rs if r["rep"] in base]
+        p99 = [r["wrk"]["p99_us"] / base[r["rep"]]["wrk"]["p99_us"] for r in rs
+               if r["rep"] in base and base[r["rep"]]["wrk"]["p99_us"]]
+        cpu = [r["agent_cpu_ns"] / r["wrk"]["requests"] for r in rs if "agent_cpu_ns" in r]
+        srv_cpu = med([r["server_proc_cpu_ns_per_req"] for r in rs])
+        lines = sum(r.get("counters", {}).get("log_lines", 0) for r in rs)
+        dropped = sum(r.get("counters", {}).get("drop_log_no_request", 0)
+                      + r.get("counters", {}).get("drop_log_ambiguous", 0) for r in rs)
+        L.append(f"| {'untraced' if mode == 'off' else 'traced' if mode == 'json' else '+ logs'}"
+                 f" | {fmt(med([r['wrk']['rps'] for r in rs]), '.0f')} | "
+                 f"{fmt(med(tp), '.3f')} | {fmt(med(p99), '.2f')} | "
+                 f"{fmt(srv_cpu / 1e3, '.2f')} µs | "
+                 f"{fmt(med(cpu) / 1e3, '.2f') + ' µs' if cpu else '–'} | "
+                 f"{lines if mode == 'json+logs' else '–'} | "
+                 f"{dropped if mode == 'json+logs' else '–'} |")
+    on = [r for r in runs if r["logs_mode"] == "json+logs"]
+    off = {r["rep"]: r for r in runs if r["logs_mode"] == "json"}
+    d_agent = [r["agent_cpu_ns"] / r["wrk"]["requests"]
+               - off[r["rep"]]["agent_cpu_ns"] / off[r["rep"]]["wrk"]["requests"]
+               for r in on if r["rep"] in off]
+    d_srv = [r["server_proc_cpu_ns_per_req"] - off[r["rep"]]["server_proc_cpu_ns_per_req"]
+             for r in on if r["rep"] in off]
+    d_tp = [r["wrk"]["rps"] / off[r["rep"]]["wrk"]["rps"] for r in on if r["rep"] in off]
+    L += ["", f"Logs cost (median of paired repetitions, + logs against traced): agent "
+          f"{fmt(med(d_agent) / 1e3, '+.2f')} µs/req, server {fmt(med(d_srv) / 1e3, '+.2f')} "
+          f"µs/req, throughput ×{fmt(med(d_tp), '.3f')}.", ""]
+    for r in all_runs:
+        if r["rep"] != "bpf_stats":
+            continue
+        reqs = max(r["wrk"]["requests"], 1)
+        for name in ("ht_log_write", "ht_log_writev"):
+            b = r.get("bpf", {}).get(name)
+            if b and b["run_cnt"]:
+                L.append(f"- `{name}` (bpf_stats run): {b['run_time_ns'] / b['run_cnt']:.0f} ns "
+                         f"per run, {b['run_cnt'] / reqs:.2f} runs per request (every write "
+                         "on the host runs it; most return at the fd or process test)")
+        L.append("")
+    return L
 
 
 SAMPLERS = ("always_on", "always_off")
@@ -1265,6 +1381,8 @@ def render(bench, results):
         L.extend(render_metrics(results["metrics"]))
     if results.get("sampling"):
         L.extend(render_sampling(results["sampling"]))
+    if results.get("logs"):
+        L.extend(render_logs(results["logs"]))
     ex = results.get("exporter")
     if ex:
         L.append("## Exporter micro-benchmark (build/otlp_bench, one core)")
@@ -1405,8 +1523,8 @@ def main():
     ap.add_argument("--sustain-rps", type=int,
                     default=int(os.environ.get("BENCH_SUSTAIN_RPS", 20000)))
     ap.add_argument("--only", default=os.environ.get("BENCH_ONLY", ""),
-                    help="comma list of nginx,node,sustained,noise,exporter,backends "
-                    "(default all)")
+                    help="comma list of nginx,node,sustained,noise,exporter,backends,"
+                    "metrics,sampling,logs (default all)")
     ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
                     help="1 repetition, short runs (a smoke test of the suite, not figures)")
     a = ap.parse_args()
@@ -1430,7 +1548,7 @@ def main():
     os.makedirs(out_dir, exist_ok=True)
     only = set(filter(None, bench.only.split(","))) or {"nginx", "node", "sustained", "noise",
                                                          "exporter", "backends", "metrics",
-                                                         "sampling"}
+                                                         "sampling", "logs"}
 
     t_start = time.time()
     bench.bpf_stats_saved = read(BPF_STATS_SYSCTL, "0").strip() == "1"
@@ -1489,6 +1607,9 @@ def main():
         if "sampling" in only:
             log("sampled against unsampled requests")
             results["sampling"] = scenario_sampling(bench)
+        if "logs" in only:
+            log("log lines as span events (--capture-logs)")
+            results["logs"] = scenario_logs(bench)
     except BenchError as e:
         log(f"error: {e}")
         return 1

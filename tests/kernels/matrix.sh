@@ -39,13 +39,14 @@ set -euo pipefail
 # Also: injection where the kernel can (else off, with the reason), and HTTPS under load.
 # And requests cut anywhere, under every backend (issue 15): at every byte (also over TLS),
 # in pieces, in 1..1024 iovec segments, Go's read-ahead byte, Apache's one segment per
-# header line.
+# header line. And log lines as span events (--capture-logs, issue 14).
 DEFAULT_TESTS="test_backends test_two_hop test_keepalive test_pipelined test_client_dies
 	test_tls.test_nginx_https test_tls.test_python_ssl test_tls.test_https_hop_in_two_hop_chain
 	test_tls.test_https_load test_inject.test_inject_where
 	test_splits.test_request_split test_splits.test_https test_splits.test_request_written
 	test_splits.test_vectored
-	test_splits.test_go_server test_splits.test_apache"
+	test_splits.test_go_server test_splits.test_apache
+	test_capture_logs"
 
 KMATRIX_TESTS=${KMATRIX_TESTS-$DEFAULT_TESTS}
 KMATRIX_TIMEOUT=${KMATRIX_TIMEOUT:-900}

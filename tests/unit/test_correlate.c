@@ -175,6 +175,37 @@ static void test_pipelined_and_interleaved(void **state)
 	expect(&m, PARENT_AMBIGUOUS, REASON_INTERLEAVING, NULL);
 }
 
+/* The request a thread serves, for its log lines (--capture-logs). */
+static void test_serving_for_logs(void **state)
+{
+	struct fixture *f = *state;
+	struct inflight *a, *b, *got;
+
+	assert_int_equal(correlate__serving(&f->c, 11, &got), LOG_SERVING_NONE);
+	assert_null(got);
+	a = request(f, 11, 100, 1, false, 1);
+	assert_int_equal(correlate__serving(&f->c, 11, &got), LOG_SERVING_ONE);
+	assert_ptr_equal(got, a);
+	/* answered but not finished: its response is being written, still its lines */
+	correlate__answered(&f->c, a, 11);
+	assert_int_equal(correlate__serving(&f->c, 11, &got), LOG_SERVING_ONE);
+	assert_ptr_equal(got, a);
+	assert_int_equal(correlate__serving(&f->c, 12, &got), LOG_SERVING_NONE);
+	/* two at once (pipelined): no guess */
+	b = request(f, 11, 100, 2, false, 2);
+	assert_int_equal(correlate__serving(&f->c, 11, &got), LOG_SERVING_SEVERAL);
+	correlate__remove(&f->c, a);
+	assert_int_equal(correlate__serving(&f->c, 11, &got), LOG_SERVING_ONE);
+	assert_ptr_equal(got, b);
+	/* a thread that hands its requests to others: what it logs is not theirs */
+	correlate__answered(&f->c, b, 13);
+	assert_int_equal(correlate__serving(&f->c, 11, &got), LOG_SERVING_SEVERAL);
+	/* an event loop: one request in flight proves nothing */
+	a = request(f, 14, 300, 3, true, 3);
+	correlate__thread_waits_many(&f->c, 14);
+	assert_int_equal(correlate__serving(&f->c, 14, &got), LOG_SERVING_SEVERAL);
+}
+
 static void test_handoff(void **state)
 {
 	struct fixture *f = *state;
@@ -322,6 +353,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_event_loop_is_no_evidence, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pipelined_and_interleaved, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_handoff, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_serving_for_logs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_adoption_bounds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_exact_match, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ancestry, setup, teardown),

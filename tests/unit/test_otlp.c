@@ -394,6 +394,49 @@ static void test_encode_edges(void **state)
 	otlp_encoder_free(enc);
 }
 
+/* --capture-logs: log lines as Span.events, the rest counted in dropped_events_count. */
+static void test_encode_events(void **state)
+{
+	struct otlp_encoder *enc = otlp_encoder_new(NULL, 0);
+	struct resource *r = make_resource(7, "svc");
+	struct otlp_buf out = {0};
+	struct span *s = server_span(r);
+	const Span *d;
+	Request *req;
+
+	(void)state;
+	assert_int_equal(span_events_add(&s->events, &s->dropped_events, 1700000000150000000ull,
+					 SPAN_LOG_STDOUT, NULL, "hello", 5, false),
+			 0);
+	/* invalid UTF-8 in a line: replaced, the request stays decodable */
+	assert_int_equal(span_events_add(&s->events, &s->dropped_events, 1700000000160000000ull,
+					 SPAN_LOG_FILE, "/var/log/app.log", "bad \xff", 5, true),
+			 0);
+	s->dropped_events = 3;
+	assert_int_equal(otlp_encoder__encode(enc, &s, 1, &out), 0);
+	req = decode_canonical(&out);
+	d = req->resource_spans[0]->scope_spans[0]->spans[0];
+	assert_int_equal(d->n_events, 2);
+	assert_int_equal(d->dropped_events_count, 3);
+	assert_int_equal(d->events[0]->time_unix_nano, 1700000000150000000ull);
+	assert_string_equal(d->events[0]->name, "log");
+	assert_int_equal(d->events[0]->n_attributes, 2);
+	assert_str_attr(d->events[0]->attributes, 2, "log.record.original", "hello");
+	assert_str_attr(d->events[0]->attributes, 2, "log.iostream", "stdout");
+	assert_int_equal(d->events[1]->n_attributes, 3);
+	assert_str_attr(d->events[1]->attributes, 3, "log.record.original", "bad \xef\xbf\xbd");
+	assert_str_attr(d->events[1]->attributes, 3, "log.file.path", "/var/log/app.log");
+	assert_int_equal(attr(d->events[1]->attributes, 3, "hoptrace.log.truncated")->bool_value,
+			 1);
+	/* the span's own fields are still there */
+	assert_int_equal(d->n_attributes, s->nattrs);
+	free_request(req);
+	span_free(s);
+	resource_put(r);
+	otlp_buf_free(&out);
+	otlp_encoder_free(enc);
+}
+
 static void test_utf8(void **state)
 {
 	(void)state;
@@ -733,6 +776,7 @@ int main(void)
 	    cmocka_unit_test(test_encode_fields),
 	    cmocka_unit_test(test_encode_grouping),
 	    cmocka_unit_test(test_encode_edges),
+	    cmocka_unit_test(test_encode_events),
 	    cmocka_unit_test(test_utf8),
 	    cmocka_unit_test(test_gzip),
 	    cmocka_unit_test(test_config_defaults),

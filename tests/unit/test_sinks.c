@@ -266,6 +266,41 @@ static void test_json_root_without_resource(void **state)
 	capture_close(&c);
 }
 
+/* --capture-logs: "events" after "links", escaped like every other string; a span without
+ * log lines has no "events" member at all. */
+static void test_json_events(void **state)
+{
+	struct capture c;
+	struct sink *sk;
+	struct span *s = make_span(1, 2, 0, 0, 1, "GET /", NULL);
+
+	(void)state;
+	span_events_add(&s->events, &s->dropped_events, 1700000000000000100ull, SPAN_LOG_STDERR,
+			NULL, "say \"hi\"\x1b", 9, false);
+	span_events_add(&s->events, &s->dropped_events, 1700000000000000200ull, SPAN_LOG_FILE,
+			"/var/log/a.log", "cut", 3, true);
+	s->dropped_events = 2;
+	capture_open(&c);
+	sk = sink_json_new(c.f);
+	sk->emit(sk, s);
+	sk->emit(sk, make_span(1, 3, 0, 0, 1, "GET /", NULL));
+	sk->tick(sk, 0);
+	assert_non_null(strstr(
+	    capture_text(&c),
+	    "\"links\":[],\"events\":[{\"time_unix_ns\":1700000000000000100,\"name\":\"log\","
+	    "\"attributes\":{\"log.record.original\":\"say \\\"hi\\\"\\u001b\","
+	    "\"log.iostream\":\"stderr\"}},{\"time_unix_ns\":1700000000000000200,\"name\":"
+	    "\"log\",\"attributes\":{\"log.record.original\":\"cut\",\"log.file.path\":"
+	    "\"/var/log/a.log\",\"hoptrace.log.truncated\":true}}],\"dropped_events_count\":2,"
+	    "\"resource\":{}}\n"));
+	/* the second span: no events member */
+	assert_non_null(strstr(capture_text(&c), "\"span_id\":\"0000000000000003\""));
+	assert_null(
+	    strstr(strstr(capture_text(&c), "\"span_id\":\"0000000000000003\""), "\"events\""));
+	sk->destroy(sk);
+	capture_close(&c);
+}
+
 static void test_json_escapes(void **state)
 {
 	/* quote, backslash, short escapes, C0, DEL, valid UTF-8, C1, then broken UTF-8 */
@@ -509,6 +544,36 @@ static void test_waterfall_tree_order_and_indent(void **state)
 	capture_close(&c);
 }
 
+/* --capture-logs: a span's log lines under it, escaped, one terminal line each. */
+static void test_waterfall_log_lines(void **state)
+{
+	struct capture c;
+	struct sink *sk;
+	struct span *s = make_span(5, 6, 0, 0, 10, "GET /a", NULL);
+	const char *out;
+
+	(void)state;
+	setenv("LC_ALL", "C", 1);
+	span_events_add(&s->events, &s->dropped_events, T0 + 2500000, SPAN_LOG_STDERR, NULL,
+			"boom\x1b[31m", 9, false);
+	span_events_add(&s->events, &s->dropped_events, T0 + 3000000, SPAN_LOG_FILE,
+			"/var/log/a.log", "ok", 2, false);
+	s->dropped_events = 4;
+	capture_open(&c);
+	sk = sink_waterfall_new(c.f, 1000, 0);
+	sk->emit(sk, s);
+	sk->flush(sk, 100);
+	out = capture_text(&c);
+	assert_int_equal(line_of(out, "unknown_service SERVER GET /a"), 1);
+	assert_int_equal(line_of(out, "| +2.50 ms stderr: boom\\x1b[31m\n"), 2);
+	assert_int_equal(line_of(out, "| +3.00 ms /var/log/a.log: ok\n"), 3);
+	assert_int_equal(line_of(out, "| (4 more log lines dropped)\n"), 4);
+	assert_int_equal(indent_of(out, "| +2.50"), 4);
+	assert_null(strchr(out, '\x1b'));
+	sk->destroy(sk);
+	capture_close(&c);
+}
+
 static void test_waterfall_orphans_at_top_level(void **state)
 {
 	struct resource *r = make_resource("api");
@@ -694,6 +759,8 @@ int main(void)
 	    cmocka_unit_test(test_json_render_is_the_sink_line),
 	    cmocka_unit_test(test_json_root_without_resource),
 	    cmocka_unit_test(test_json_escapes),
+	    cmocka_unit_test(test_json_events),
+	    cmocka_unit_test(test_waterfall_log_lines),
 	    cmocka_unit_test(test_json_integers_and_duplicate_keys),
 	    cmocka_unit_test(test_json_blocks_keep_every_line),
 	    cmocka_unit_test(test_json_python_parses_hostile_output),
