@@ -218,15 +218,3 @@ int span_events_add(struct span_events **evs, uint32_t *dropped, uint64_t time_u
 	ev->truncated = truncated;
 	return 0;
 }
-
-const char *span_log_iostream(uint8_t source)
-{
-	switch (source) {
-	case SPAN_LOG_STDOUT:
-		return "stdout";
-	case SPAN_LOG_STDERR:
-		return "stderr";
-	default:
-		return NULL;
-	}
-}
