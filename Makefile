@@ -237,7 +237,9 @@ FUZZ_SRCS_fuzz_tracker := agent/tracker.c agent/exchange.c agent/correlate.c age
 	agent/span.c agent/proc.c agent/resource.c agent/stats.c agent/hashmap.c agent/audit.c \
 	agent/budget.c agent/text.c agent/traceparent.c agent/threadwait.c agent/log.c \
 	agent/export/otlp_config.c agent/target.c agent/route.c agent/sampler.c agent/k8s_parse.c \
-	agent/json_read.c
+	agent/json_read.c agent/logcap.c
+# logcap.c updates the BPF map of log-writing processes (never in the harness: no --capture-logs)
+FUZZ_LIBS_fuzz_tracker := -lbpf
 FUZZ_SRCS_fuzz_maps := agent/procmaps.c agent/text.c
 FUZZ_SRCS_fuzz_route := agent/route.c
 FUZZ_SRCS_fuzz_log_json := agent/log.c agent/json_read.c agent/text.c
