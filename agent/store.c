@@ -233,16 +233,85 @@ static int make_parent_dirs(const char *path)
 	return 0;
 }
 
+/* The agent writes as root: in a directory others may write to, they could plant the
+ * database, its -wal or -shm file (to read the spans or feed it a crafted one), or a
+ * symbolic link to a file of the system. The store's directory must be ours (or root's)
+ * and writable by us alone. */
+static int check_private_dir(const char *path, const char **why)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	struct stat sb;
+
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else if ((size_t)(slash - path) >= sizeof(dir))
+		return -ENAMETOOLONG;
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	if (lstat(dir, &sb) != 0)
+		return -errno;
+	if (S_ISLNK(sb.st_mode)) {
+		*why = "its directory is a symbolic link";
+		return -EPERM;
+	}
+	if ((sb.st_uid != geteuid() && sb.st_uid != 0) || (sb.st_mode & 022)) {
+		*why = "its directory is writable by other users (use a directory only its owner "
+		       "writes to)";
+		return -EPERM;
+	}
+	return 0;
+}
+
 /* Create the file 0600 before SQLite opens it (SQLite would create it 0644 under the
- * usual umask); its -wal and -shm files take the database file's mode. */
-static int create_private_file(const char *path)
+ * usual umask); its -wal and -shm files take the database file's mode. An existing file
+ * must be a regular file of ours: never a symbolic link (O_NOFOLLOW here, and
+ * SQLITE_OPEN_NOFOLLOW for SQLite's own open), nor another user's. */
+static int create_private_file(const char *path, const char **why)
 {
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	struct stat sb;
+	int e = 0;
 
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		if (errno == ELOOP)
+			*why = "it is a symbolic link";
+		return errno == ELOOP ? -EPERM : -errno;
+	}
+	if (fstat(fd, &sb) != 0) {
+		e = -errno;
+	} else if (!S_ISREG(sb.st_mode) || sb.st_uid != geteuid() || sb.st_nlink != 1) {
+		*why = "it is not a regular file of this user's";
+		e = -EPERM;
+	} else if ((sb.st_mode & 077) && fchmod(fd, 0600) != 0) {
+		e = -errno;
+	}
 	close(fd);
-	return 0;
+	return e;
+}
+
+/* SQLite on a file someone else may have written (hoptrace query and ui read any path
+ * they are given, as root): no schema code runs (triggers, views, virtual tables: a
+ * hoptrace store has none, so one that does is refused), no function the schema names
+ * runs with side effects, no write to the schema itself, and each b-tree cell's size is
+ * checked as it is read (SQLite's "Defense Against The Dark Arts"). */
+static int harden_connection(struct store *st)
+{
+	sqlite3_db_config(st->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+	sqlite3_db_config(st->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+	sqlite3_db_config(st->db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL);
+	sqlite3_db_config(st->db, SQLITE_DBCONFIG_ENABLE_VIEW, 0, NULL);
+	return exec_sql(st, "PRAGMA cell_size_check = ON");
+}
+
+static int refuse_schema_code(struct store *st)
+{
+	int64_t n = query_int(st, "SELECT count(*) FROM sqlite_schema WHERE type IN "
+				  "('trigger', 'view') OR sql LIKE 'CREATE VIRTUAL%'");
+
+	return n < 0 ? (int)n : n > 0 ? -EPROTO : 0;
 }
 
 static int setup_schema(struct store *st)
@@ -286,7 +355,7 @@ struct store *store_open_errno(const char *path, enum store_mode mode, int *errn
 	int flags = mode == STORE_READ_WRITE ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
 					     : SQLITE_OPEN_READONLY;
 	struct store *st = calloc(1, sizeof(*st));
-	const char *what = "cannot open the store";
+	const char *what = "cannot open the store", *why = NULL;
 	int e = 0, rc;
 
 	if (!st) {
@@ -299,22 +368,32 @@ struct store *store_open_errno(const char *path, enum store_mode mode, int *errn
 	if (!memory && mode == STORE_READ_WRITE) {
 		e = make_parent_dirs(path);
 		if (!e)
-			e = create_private_file(path);
+			e = check_private_dir(path, &why);
+		if (!e)
+			e = create_private_file(path, &why);
 		if (e) {
 			what = "cannot create the store";
 			goto fail;
 		}
+		flags |= SQLITE_OPEN_NOFOLLOW;
 	}
 	rc = sqlite3_open_v2(path, &st->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		e = sqlite_errno(rc);
+		if (st->db && sqlite3_extended_errcode(st->db) == SQLITE_CANTOPEN_SYMLINK) {
+			why = "its path holds a symbolic link";
+			e = -EPERM;
+		}
 		goto fail;
 	}
 	sqlite3_extended_result_codes(st->db, 0);
 	sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
-	if (mode == STORE_READ_WRITE) {
+	e = harden_connection(st);
+	if (!e)
+		e = refuse_schema_code(st);
+	if (!e && mode == STORE_READ_WRITE) {
 		e = setup_schema(st);
-	} else {
+	} else if (!e) {
 		int64_t v = query_int(st, "PRAGMA user_version");
 
 		e = v < 0 ? (int)v : v != STORE_SCHEMA_VERSION ? -EPROTO : 0;
@@ -339,7 +418,8 @@ fail:
 		*errnum = e;
 	if (err && errlen)
 		snprintf(err, errlen, "%s %s: %s", what, path,
-			 e == -EPROTO ? "not a hoptrace store (or one of a newer version)"
+			 why		? why
+			 : e == -EPROTO ? "not a hoptrace store (or one of a newer version)"
 			 : e == -ENOENT && mode != STORE_READ_WRITE ? "no such file"
 								    : store_strerror(e));
 	store_close(st);

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -478,6 +479,115 @@ static void test_private_modes(void **state)
 	assert_int_equal(sb.st_mode & 0777, 0600);
 }
 
+/* The agent writes its store as root: nothing planted by another user is followed or
+ * written (a symbolic link, in the path or as the file; another user's file; a directory
+ * others may write to), and a file of ours left readable by others is made private. */
+static void expect_refused(const char *path, const char *reason)
+{
+	char err[512];
+	int e = 0;
+
+	assert_null(store_open_errno(path, STORE_READ_WRITE, &e, err, sizeof(err)));
+	assert_int_equal(e, -EPERM);
+	if (!strstr(err, reason))
+		fail_msg("%s: expected '%s'", err, reason);
+}
+
+static void test_planted_paths(void **state)
+{
+	struct fixture *fx = *state;
+	char path[256], target[256], dir[256], err[512];
+	struct stat sb;
+	struct store *st;
+	int fd;
+
+	/* the file a symbolic link (to a file of the system, say): not followed, not created */
+	snprintf(target, sizeof(target), "%s/target", fx->dir);
+	snprintf(path, sizeof(path), "%s/link.db", fx->dir);
+	assert_int_equal(symlink(target, path), 0);
+	expect_refused(path, "symbolic link");
+	assert_int_equal(access(target, F_OK), -1);
+	/* a symbolic link on the way to it */
+	snprintf(dir, sizeof(dir), "%s/linkdir", fx->dir);
+	snprintf(target, sizeof(target), "%s/sub", fx->dir);
+	assert_int_equal(symlink(target, dir), 0);
+	snprintf(path, sizeof(path), "%s/linkdir/x.db", fx->dir);
+	expect_refused(path, "symbolic link");
+	snprintf(path, sizeof(path), "%s/linkdir/deeper/x.db", fx->dir);
+	expect_refused(path, "symbolic link");
+	/* a directory others may write to (where they could plant the -wal file) */
+	snprintf(dir, sizeof(dir), "%s/open", fx->dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(chmod(dir, 01777), 0);
+	snprintf(path, sizeof(path), "%s/open/x.db", fx->dir);
+	expect_refused(path, "writable by other users");
+	assert_int_equal(access(path, F_OK), -1);
+	/* a file of ours readable by others: opened, and made private */
+	snprintf(path, sizeof(path), "%s/sub/loose.db", fx->dir);
+	fd = open(path, O_WRONLY | O_CREAT, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(fchmod(fd, 0644), 0);
+	close(fd);
+	st = store_open(path, STORE_READ_WRITE, err, sizeof(err));
+	if (!st)
+		fail_msg("%s", err);
+	store_close(st);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	/* another user's file: refused (only root can give a file away) */
+	if (geteuid() != 0) {
+		print_message("not root: the test of another user's file needs root\n");
+		skip();
+	}
+	snprintf(path, sizeof(path), "%s/sub/foreign.db", fx->dir);
+	fd = open(path, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(fchown(fd, 65534, 65534), 0);
+	close(fd);
+	expect_refused(path, "not a regular file of this user's");
+}
+
+static void sql(const char *path, const char *stmt)
+{
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	if (sqlite3_exec(db, stmt, NULL, NULL, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", stmt, sqlite3_errmsg(db));
+	sqlite3_close(db);
+}
+
+/* A store file may come from anyone (hoptrace query and ui read the path they are given,
+ * often as root): one with code in its schema (a trigger, a view, a virtual table, none of
+ * which a hoptrace store has) is refused by readers and by the writer. */
+static void test_schema_code_refused(void **state)
+{
+	static const char *const planted[] = {
+	    "CREATE TRIGGER t AFTER INSERT ON spans BEGIN DELETE FROM traces; END",
+	    "CREATE VIEW v AS SELECT * FROM spans",
+	};
+	struct fixture *fx = *state;
+	char err[512];
+	int e = 0;
+
+	assert_int_equal(
+	    add_span(fx->st, 1, 0x11, 0, "front", "GET /", "SERVER", T0, MS, false, ""), 1);
+	store_close(fx->st);
+	fx->st = NULL;
+	for (size_t i = 0; i < sizeof(planted) / sizeof(planted[0]); i++) {
+		sql(fx->path, planted[i]);
+		assert_null(store_open_errno(fx->path, STORE_READ_ONLY, &e, err, sizeof(err)));
+		assert_int_equal(e, -EPROTO);
+		assert_null(store_open_errno(fx->path, STORE_READ_WRITE, &e, err, sizeof(err)));
+		assert_int_equal(e, -EPROTO);
+		sql(fx->path, i == 0 ? "DROP TRIGGER t" : "DROP VIEW v");
+	}
+	/* without them, the same file opens */
+	fx->st = store_open(fx->path, STORE_READ_ONLY, err, sizeof(err));
+	if (!fx->st)
+		fail_msg("%s", err);
+}
+
 static void test_not_a_database(void **state)
 {
 	struct fixture *fx = *state;
@@ -639,6 +749,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_retention_age, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_private_modes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_planted_paths, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_schema_code_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tsource_store, setup, teardown),
 	    cmocka_unit_test(test_durations),
 	    cmocka_unit_test_setup_teardown(test_sink_store, setup, teardown),
