@@ -145,7 +145,9 @@ struct store {
 	struct json_doc doc;
 	bool read_only;
 	uint64_t max_bytes, max_age_ns;
-	int64_t pruned_size; /* the file's size after the last deletion for size, 0: none */
+	int64_t pruned_size;	/* the file's size after the last deletion for size, 0: none */
+	unsigned time_limit_ms; /* of a query (store_set_time_limit), 0: none */
+	uint64_t deadline_ns;	/* CLOCK_MONOTONIC: the query running stops past it */
 	char path[PATH_MAX];
 };
 
@@ -175,6 +177,8 @@ static int sqlite_errno(int rc)
 		return -ENOENT;
 	case SQLITE_TOOBIG:
 		return -E2BIG;
+	case SQLITE_INTERRUPT: /* only the time limit interrupts */
+		return -ETIMEDOUT;
 	}
 	return -EIO;
 }
@@ -186,6 +190,8 @@ const char *store_strerror(int err)
 		return "disk full";
 	case -EUCLEAN:
 		return "not a SQLite database, or damaged";
+	case -ETIMEDOUT:
+		return "the query took longer than its time limit";
 	}
 	return strerror(err < 0 ? -err : err);
 }
@@ -867,6 +873,37 @@ static void read_summary(sqlite3_stmt *s, struct store_trace_summary *sum)
 	copy_column_text(s, 7, sum->root_name, sizeof(sum->root_name));
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* SQLite's progress handler: nonzero stops the statement (SQLITE_INTERRUPT). */
+static int past_deadline(void *ctx)
+{
+	const struct store *st = ctx;
+
+	return st->deadline_ns && mono_ns() > st->deadline_ns;
+}
+
+void store_set_time_limit(struct store *st, unsigned ms)
+{
+	st->time_limit_ms = ms;
+	st->deadline_ns = 0;
+	/* every 1000 virtual machine steps: a few microseconds */
+	sqlite3_progress_handler(st->db, ms ? 1000 : 0, ms ? past_deadline : NULL, st);
+}
+
+/* A read starts: its time limit runs from now. */
+static void query_begin(struct store *st)
+{
+	if (st->time_limit_ms)
+		st->deadline_ns = mono_ns() + (uint64_t)st->time_limit_ms * 1000000ull;
+}
+
 /* Each trace matching f (f->limit 0: all), newest first, into fn. */
 static int each_trace(struct store *st, const struct store_filter *f,
 		      int (*fn)(void *ctx, const struct store_trace_summary *sum), void *ctx)
@@ -881,6 +918,7 @@ static int each_trace(struct store *st, const struct store_filter *f,
 	build_search(f, &q, &a, paths);
 	if (q.overflow)
 		return -E2BIG;
+	query_begin(st);
 	rc = sqlite3_prepare_v2(st->db, q.buf, -1, &s, NULL);
 	if (rc != SQLITE_OK)
 		return sqlite_errno(rc);
@@ -933,6 +971,7 @@ int store_trace_lines(struct store *st, const uint8_t trace_id[16], span_line_fn
 	bool found = false;
 	int rc, err = 0;
 
+	query_begin(st);
 	sqlite3_bind_blob(s, 1, trace_id, 16, SQLITE_TRANSIENT);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		const char *line = (const char *)sqlite3_column_text(s, 0);
@@ -956,6 +995,7 @@ int store_services(struct store *st, int (*fn)(void *ctx, const char *service), 
 	sqlite3_stmt *s;
 	int rc, err = 0;
 
+	query_begin(st);
 	rc = sqlite3_prepare_v2(st->db, "SELECT DISTINCT service FROM spans ORDER BY service", -1,
 				&s, NULL);
 	if (rc != SQLITE_OK)
@@ -984,6 +1024,7 @@ int store_operations(struct store *st, const char *service,
 	sqlite3_stmt *s;
 	int rc, err = 0;
 
+	query_begin(st);
 	rc = sqlite3_prepare_v2(st->db,
 				"SELECT DISTINCT name, kind FROM spans WHERE service = ?1 "
 				"ORDER BY name, kind",
@@ -1028,6 +1069,7 @@ int store_dependencies(struct store *st, uint64_t from_unix_ns, uint64_t to_unix
 	sqlite3_stmt *s;
 	int rc, err = 0;
 
+	query_begin(st);
 	rc = sqlite3_prepare_v2(st->db, deps_sql, -1, &s, NULL);
 	if (rc != SQLITE_OK)
 		return sqlite_errno(rc);

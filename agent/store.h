@@ -116,6 +116,12 @@ int store_move_aside(const char *path, char *moved_to, size_t cap);
 /* n bytes from 2n hex digits (either case); false for anything else. */
 bool store_parse_hex_id(const char *hex, uint8_t *out, size_t n);
 
+/* Stop each read (store_find_traces, store_trace_lines, store_services, store_operations,
+ * store_dependencies) that runs longer than ms milliseconds with -ETIMEDOUT: a search that
+ * reads the whole store must not hold up the endpoint it shares with /metrics and /healthz.
+ * 0: no limit (the default). */
+void store_set_time_limit(struct store *st, unsigned ms);
+
 /* `hoptrace query` (query_cli.c). */
 int query_cli_main(int argc, char **argv);
 

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "audit.h"
@@ -588,6 +589,61 @@ static void test_schema_code_refused(void **state)
 		fail_msg("%s", err);
 }
 
+static double elapsed_ms(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* A search the indexes do not serve (an attribute left out of them: every line read) stops
+ * at the time limit with -ETIMEDOUT, where it would hold up the UI's endpoint (and the
+ * /metrics and /healthz it shares) for as long as it reads; without a limit it finishes. */
+static void test_time_limit(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_filter f = {.error = -1, .nattrs = 1};
+	struct store_trace_summary sum[4];
+	static char lines[1000][600];
+	const char *ptr[1000];
+	size_t len[1000];
+	struct timespec t0;
+	double full_ms;
+
+	for (int b = 0; b < 10; b++) {
+		for (int i = 0; i < 1000; i++) {
+			int n = b * 1000 + i;
+
+			len[i] =
+			    (size_t)span_line(lines[i], sizeof(lines[i]), n % 250, n / 250 + 1, 0,
+					      "front", "GET /", "SERVER", T0 + (uint64_t)n * MS, MS,
+					      false, ",\"url.full\":\"http://h/p\"");
+			ptr[i] = lines[i];
+		}
+		assert_int_equal(store_add_lines(fx->st, ptr, len, 1000, NULL), 1000);
+	}
+	f.attr_key[0] = "url.full";
+	f.attr_value[0] = "http://h/none";
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(store_find_traces(fx->st, &f, sum, 4), 0);
+	full_ms = elapsed_ms(&t0);
+	if (full_ms < 5)
+		fail_msg("the whole scan took %.1f ms: too fast to test a 1 ms limit", full_ms);
+	store_set_time_limit(fx->st, 1);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(store_find_traces(fx->st, &f, sum, 4), -ETIMEDOUT);
+	assert_true(elapsed_ms(&t0) < full_ms);
+	assert_non_null(strstr(store_strerror(-ETIMEDOUT), "time limit"));
+	/* the limit is per query: a quick one after it answers */
+	f.nattrs = 0;
+	assert_int_equal(store_find_traces(fx->st, &f, sum, 4), 4);
+	store_set_time_limit(fx->st, 0);
+	f.nattrs = 1;
+	assert_int_equal(store_find_traces(fx->st, &f, sum, 4), 0);
+	print_message("scan of 10,000 lines: %.1f ms\n", full_ms);
+}
+
 static void test_not_a_database(void **state)
 {
 	struct fixture *fx = *state;
@@ -750,6 +806,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_private_modes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_planted_paths, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_time_limit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_schema_code_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tsource_store, setup, teardown),
 	    cmocka_unit_test(test_durations),
