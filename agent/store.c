@@ -47,6 +47,7 @@
 #define STORE_BUSY_TIMEOUT_MS 2000
 #define STORE_PRUNE_BATCH 1   /* traces deleted a round at least while over the size bound */
 #define STORE_CACHE_KIB 16384 /* page cache of a connection: indexes keyed by random ids */
+#define STORE_MAX_VALUE_LEN (4 * (int)JSON_READ_MAX_LEN) /* a line is JSON_READ_MAX_LEN at most */
 
 /* In an upsert of traces: the new span is a better root than the one recorded (in SQL, every
  * expression of an UPDATE's SET reads the row as it was). */
@@ -301,10 +302,14 @@ static int create_private_file(const char *path, const char **why)
 /* SQLite on a file someone else may have written (hoptrace query and ui read any path
  * they are given, as root): no schema code runs (triggers, views, virtual tables: a
  * hoptrace store has none, so one that does is refused), no function the schema names
- * runs with side effects, no write to the schema itself, and each b-tree cell's size is
- * checked as it is read (SQLite's "Defense Against The Dark Arts"). */
+ * runs with side effects, no write to the schema itself, each b-tree cell's size is checked
+ * as it is read, and no value is larger than a span line can be (SQLite's "Defense Against
+ * The Dark Arts"). */
 static int harden_connection(struct store *st)
 {
+	/* no string or blob larger than a span line can be (a crafted row of a gigabyte would
+	 * be read whole into memory): SQLITE_TOOBIG instead */
+	sqlite3_limit(st->db, SQLITE_LIMIT_LENGTH, STORE_MAX_VALUE_LEN);
 	sqlite3_db_config(st->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
 	sqlite3_db_config(st->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
 	sqlite3_db_config(st->db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL);

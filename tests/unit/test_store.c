@@ -685,6 +685,35 @@ static int count_tsource(void *ctx, const char *line, size_t len)
 	return 0;
 }
 
+static int count_bytes(void *ctx, const char *line, size_t len)
+{
+	(void)line;
+	*(size_t *)ctx += len;
+	return 0;
+}
+
+/* A crafted store with a span line of 64 MiB (a hoptrace line is at most 1 MiB) is not read
+ * whole into memory: the read fails with -E2BIG. */
+static void test_huge_value_refused(void **state)
+{
+	struct fixture *fx = *state;
+	uint8_t id[16];
+	size_t bytes = 0;
+	char err[512];
+
+	assert_int_equal(
+	    add_span(fx->st, 1, 0x11, 0, "front", "GET /", "SERVER", T0, MS, false, ""), 1);
+	store_close(fx->st);
+	fx->st = NULL;
+	sql(fx->path, "UPDATE spans SET line = '\"' || zeroblob(64 << 20) || '\"'");
+	fx->st = store_open(fx->path, STORE_READ_ONLY, err, sizeof(err));
+	if (!fx->st)
+		fail_msg("%s", err);
+	ids_of(1, id);
+	assert_int_equal(store_trace_lines(fx->st, id, count_bytes, &bytes), -E2BIG);
+	assert_int_equal(bytes, 0);
+}
+
 static void test_tsource_store(void **state)
 {
 	struct fixture *fx = *state;
@@ -808,6 +837,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_planted_paths, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_time_limit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_schema_code_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_huge_value_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tsource_store, setup, teardown),
 	    cmocka_unit_test(test_durations),
 	    cmocka_unit_test_setup_teardown(test_sink_store, setup, teardown),
