@@ -46,6 +46,8 @@
 #define STORE_MAX_ATTR_VALUE 256
 #define STORE_BUSY_TIMEOUT_MS 2000
 #define STORE_PRUNE_BATCH 1   /* traces deleted a round at least while over the size bound */
+#define STORE_AGE_BATCH 2000  /* expired traces deleted a round at most */
+#define STORE_AGE_ROUNDS 4    /* rounds of those a store_prune call at most */
 #define STORE_CACHE_KIB 16384 /* page cache of a connection: indexes keyed by random ids */
 #define STORE_MAX_VALUE_LEN (4 * (int)JSON_READ_MAX_LEN) /* a line is JSON_READ_MAX_LEN at most */
 
@@ -1252,22 +1254,28 @@ int store_prune(struct store *st, uint64_t now_unix_ns, uint64_t *traces_deleted
 
 	if (st->read_only)
 		return -EROFS;
-	if (st->max_age_ns && now_unix_ns > st->max_age_ns) {
-		/* by end: a trace still going on is not old */
+	/* by end: a trace still going on is not old. In rounds, each committed and its room
+	 * given back: a store that comes back after days holds a bound's worth of expired traces,
+	 * which in one transaction stalled the writer for seconds and doubled the disk used (the
+	 * WAL held every page deleted); what the rounds of one call leave, the next one takes. */
+	for (int round = 0;
+	     st->max_age_ns && now_unix_ns > st->max_age_ns && round < STORE_AGE_ROUNDS; round++) {
 		snprintf(sql, sizeof(sql),
 			 "INSERT INTO doomed SELECT trace_id FROM traces WHERE start_ns < %" PRId64
-			 " AND end_ns < %" PRId64,
+			 " AND end_ns < %" PRId64 " ORDER BY start_ns LIMIT %d",
 			 clamp_i64(now_unix_ns - st->max_age_ns),
-			 clamp_i64(now_unix_ns - st->max_age_ns));
+			 clamp_i64(now_unix_ns - st->max_age_ns), STORE_AGE_BATCH);
 		n = delete_round(st, sql);
 		if (n < 0)
 			return n;
 		if (traces_deleted)
 			*traces_deleted += (uint64_t)n;
 		deleted = n > 0;
+		if (deleted)
+			err = reclaim(st);
+		if (err || n < STORE_AGE_BATCH)
+			break;
 	}
-	if (deleted)
-		err = reclaim(st);
 	if (!st->max_bytes)
 		return err;
 	return err ? err : prune_for_size(st, traces_deleted);

@@ -106,7 +106,8 @@ const char *store_strerror(int err);
  * last span end (0: none). */
 void store_set_limits(struct store *st, uint64_t max_bytes, uint64_t max_age_ns);
 /* Delete whole traces, oldest first, past the bounds, and give their room back to the file
- * system. Adds the traces deleted to *traces_deleted (may be NULL). 0 or -errno. */
+ * system. Adds the traces deleted to *traces_deleted (may be NULL). 0 or -errno. Expired
+ * traces go in rounds of a few thousand, 8000 a call at most: the next call takes the rest. */
 int store_prune(struct store *st, uint64_t now_unix_ns, uint64_t *traces_deleted);
 /* The database file's size (pages in use and free), or -errno. */
 int64_t store_size_bytes(struct store *st);

@@ -467,6 +467,51 @@ static void test_retention_age(void **state)
 	assert_int_equal(count_spans_of(fx->st, 3), 0);
 }
 
+/* A store that comes back after long holds many expired traces: they go oldest first in
+ * committed rounds, 8000 a call at most (one transaction for all stalled the writer and
+ * grew the WAL by every page deleted), and the next call takes the rest. */
+static void test_retention_age_rounds(void **state)
+{
+	enum { OLD = 10000, BATCH = 500 };
+	struct fixture *fx = *state;
+	struct store_filter f = {.error = -1};
+	struct store_trace_summary sum[2];
+	static char lines[BATCH][600];
+	const char *ptr[BATCH];
+	size_t len[BATCH];
+	uint64_t deleted = 0;
+
+	for (int b = 0; b < OLD / BATCH; b++) {
+		for (int i = 0; i < BATCH; i++) {
+			char hex[9];
+
+			len[i] = (size_t)span_line(
+			    lines[i], sizeof(lines[i]), 1, 1, 0, "front", "GET /", "SERVER",
+			    T0 + (uint64_t)(b * BATCH + i) * MS, MS, false, "");
+			/* a trace id of its own: 8 hex digits into the id after its first byte */
+			snprintf(hex, sizeof(hex), "%08x", b * BATCH + i);
+			memcpy(lines[i] + strlen("{\"trace_id\":\"01"), hex, 8);
+			ptr[i] = lines[i];
+		}
+		assert_int_equal(store_add_lines(fx->st, ptr, len, BATCH, NULL), BATCH);
+	}
+	assert_int_equal(add_span(fx->st, 2, 0x21, 0, "front", "GET /new", "SERVER",
+				  T0 + 48ull * 3600 * 1000 * MS, MS, false, ""),
+			 1);
+	store_set_limits(fx->st, 0, 3600ull * 1000 * MS);
+	assert_int_equal(store_prune(fx->st, T0 + 48ull * 3600 * 1000 * MS, &deleted), 0);
+	assert_int_equal(deleted, 8000);
+	/* the oldest went first: the earliest left is number 8000 */
+	f.to_unix_ns = T0 + 8000 * MS;
+	assert_int_equal(store_find_traces(fx->st, &f, sum, 2), 1);
+	assert_int_equal(sum[0].start_unix_ns, T0 + 8000 * MS);
+	assert_int_equal(store_prune(fx->st, T0 + 48ull * 3600 * 1000 * MS, &deleted), 0);
+	assert_int_equal(deleted, OLD);
+	f.to_unix_ns = 0;
+	assert_int_equal(store_find_traces(fx->st, &f, sum, 2), 1);
+	assert_int_equal(sum[0].trace_id[0], 2);
+}
+
 static void test_private_modes(void **state)
 {
 	struct fixture *fx = *state;
@@ -832,6 +877,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_malformed_lines, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_retention_size, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_retention_age, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_retention_age_rounds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_private_modes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_planted_paths, setup, teardown),
