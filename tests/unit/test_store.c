@@ -591,6 +591,12 @@ static void test_planted_paths(void **state)
 	assert_int_equal(fchown(fd, 65534, 65534), 0);
 	close(fd);
 	expect_refused(path, "not a regular file of this user's");
+	/* a directory of another user's (who may plant files in it) */
+	snprintf(dir, sizeof(dir), "%s/theirs", fx->dir);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	assert_int_equal(chown(dir, 65534, 65534), 0);
+	snprintf(path, sizeof(path), "%s/theirs/x.db", fx->dir);
+	expect_refused(path, "writable by other users");
 }
 
 static void sql(const char *path, const char *stmt)
