@@ -450,6 +450,25 @@ static struct MHD_Response *owned_response(struct httpd *h, char *body, size_t l
 	return NULL;
 }
 
+/* The connection came from a loopback address: from a program of this host (a browser's
+ * page among them), whatever address the endpoint is bound to. */
+static bool client_is_loopback(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+	if (sa && sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa && sa->sa_family == AF_INET6) {
+		const struct in6_addr *x = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(x) ||
+		       (IN6_IS_ADDR_V4MAPPED(x) && x->s6_addr[12] == 127);
+	}
+	return false;
+}
+
 /* The application's answer; it runs without the endpoint's lock (a slow query must never
  * hold up httpd__publish, which the event loop calls). */
 static enum MHD_Result answer_app(struct httpd *h, httpd_app_fn fn, void *ctx,
@@ -459,6 +478,7 @@ static enum MHD_Result answer_app(struct httpd *h, httpd_app_fn fn, void *ctx,
 	    .url = url,
 	    .host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST),
 	    .conn = c,
+	    .client_loopback = client_is_loopback(c),
 	};
 	struct httpd_reply rep = {0};
 	struct MHD_Response *r;

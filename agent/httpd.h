@@ -67,9 +67,10 @@ struct httpd;
  * called on the HTTP thread, with no lock of the endpoint held, for a GET or HEAD of a path
  * the endpoint does not answer itself (every path, when mounted alone). */
 struct httpd_request {
-	const char *url;  /* the path, percent-decoded by libmicrohttpd, without the query */
-	const char *host; /* the Host header, NULL when absent */
-	void *conn;	  /* for httpd_request_arg */
+	const char *url;      /* the path, percent-decoded by libmicrohttpd, without the query */
+	const char *host;     /* the Host header, NULL when absent */
+	void *conn;	      /* for httpd_request_arg */
+	bool client_loopback; /* the client connected from a loopback address */
 };
 /* The query argument key (decoded), NULL when absent. */
 const char *httpd_request_arg(const struct httpd_request *rq, const char *key);

@@ -676,16 +676,17 @@ static void api_dependencies(struct ui_api *a, struct store *st, const struct ht
 
 /* ---- routing --------------------------------------------------------------------------- */
 
-/* On a loopback address only loopback names may be asked for: a page elsewhere whose name
- * was made to resolve to 127.0.0.1 (DNS rebinding) sends its own name as Host. */
-static bool host_allowed(const struct ui_api *a, const char *host)
+/* On a loopback address, or from one (an endpoint bound to every address is reached over
+ * loopback too), only loopback names may be asked for: a page elsewhere whose name was made
+ * to resolve to 127.0.0.1 (DNS rebinding) sends its own name as Host. */
+static bool host_allowed(const struct ui_api *a, const char *host, bool client_loopback)
 {
 	struct in_addr v4;
 	char name[256];
 	const char *end;
 	size_t n;
 
-	if (!a->loopback || !host)
+	if ((!a->loopback && !client_loopback) || !host)
 		return true;
 	if (host[0] == '[') {
 		end = strchr(host, ']');
@@ -776,7 +777,7 @@ void ui_api_handle(void *ctx, const struct httpd_request *rq, struct httpd_reply
 
 	a->requests++;
 	r->html = true; /* every answer gets the page headers: a JSON body is no page either */
-	if (!host_allowed(a, rq->host)) {
+	if (!host_allowed(a, rq->host, rq->client_loopback)) {
 		a->errors++;
 		reply_text(r, 403,
 			   "forbidden: this endpoint answers loopback names only "
