@@ -52,6 +52,8 @@ struct httpd {
 	httpd_app_fn app;
 	void *app_ctx;
 	bool app_only;
+	/* bytes of the application's answers not yet sent whole (atomic), and their bound */
+	size_t app_reply_bytes, app_reply_budget;
 };
 
 #define CNT_ADD(h, field, n) __atomic_add_fetch(&(h)->st.field, (n), __ATOMIC_RELAXED)
@@ -392,20 +394,91 @@ const char *httpd_request_arg(const struct httpd_request *rq, const char *key)
 	return MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
-static void free_body(void *p)
+void httpd__set_reply_budget(struct httpd *h, size_t bytes)
 {
-	free(p);
+	__atomic_store_n(&h->app_reply_budget, bytes, __ATOMIC_RELAXED);
+}
+
+/* An answer of the application being sent: counted against the budget until freed. */
+struct app_body {
+	struct httpd *h;
+	char *p;
+	size_t len;
+};
+
+static ssize_t read_app_body(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct app_body *b = cls;
+	size_t n;
+
+	if (pos >= b->len)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	n = b->len - (size_t)pos < max ? b->len - (size_t)pos : max;
+	memcpy(buf, b->p + pos, n);
+	return (ssize_t)n;
+}
+
+static void free_app_body(void *cls)
+{
+	struct app_body *b = cls;
+
+	__atomic_sub_fetch(&b->h->app_reply_bytes, b->len, __ATOMIC_RELAXED);
+	free(b->p);
+	free(b);
+}
+
+/* A malloc'd answer, or NULL when the answers still being sent (to clients that read them
+ * slowly, or not at all) would pass the budget with it: the caller answers 503. body is
+ * freed either way. */
+static struct MHD_Response *owned_response(struct httpd *h, char *body, size_t len)
+{
+	struct app_body *b = NULL;
+	struct MHD_Response *r = NULL;
+	size_t out = __atomic_add_fetch(&h->app_reply_bytes, len, __ATOMIC_RELAXED);
+
+	if (out <= __atomic_load_n(&h->app_reply_budget, __ATOMIC_RELAXED) &&
+	    (b = malloc(sizeof(*b)))) {
+		*b = (struct app_body){.h = h, .p = body, .len = len};
+		r = MHD_create_response_from_callback(len, 64 * 1024, read_app_body, b,
+						      free_app_body);
+		if (r)
+			return r;
+	}
+	__atomic_sub_fetch(&h->app_reply_bytes, len, __ATOMIC_RELAXED);
+	free(b);
+	free(body);
+	return NULL;
+}
+
+/* The connection came from a loopback address: from a program of this host (a browser's
+ * page among them), whatever address the endpoint is bound to. */
+static bool client_is_loopback(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+	if (sa && sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa && sa->sa_family == AF_INET6) {
+		const struct in6_addr *x = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(x) ||
+		       (IN6_IS_ADDR_V4MAPPED(x) && x->s6_addr[12] == 127);
+	}
+	return false;
 }
 
 /* The application's answer; it runs without the endpoint's lock (a slow query must never
  * hold up httpd__publish, which the event loop calls). */
-static enum MHD_Result answer_app(httpd_app_fn fn, void *ctx, struct MHD_Connection *c,
-				  const char *url)
+static enum MHD_Result answer_app(struct httpd *h, httpd_app_fn fn, void *ctx,
+				  struct MHD_Connection *c, const char *url)
 {
 	struct httpd_request rq = {
 	    .url = url,
 	    .host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST),
 	    .conn = c,
+	    .client_loopback = client_is_loopback(c),
 	};
 	struct httpd_reply rep = {0};
 	struct MHD_Response *r;
@@ -418,17 +491,17 @@ static enum MHD_Result answer_app(httpd_app_fn fn, void *ctx, struct MHD_Connect
 		rep.owned = false;
 		rep.content_type = CONTENT_TYPE_TEXT;
 	}
-	if (rep.owned)
-		r = MHD_create_response_from_buffer_with_free_callback(rep.len, (void *)rep.body,
-								       free_body);
-	else
+	if (rep.owned && !(r = owned_response(h, (char *)rep.body, rep.len))) {
+		CNT_ADD(h, requests_other, 1);
+		return answer_text(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+				   "busy: the answers still being sent are at their memory bound; "
+				   "try again\n");
+	}
+	if (!rep.owned)
 		r = MHD_create_response_from_buffer(rep.len, (void *)rep.body,
 						    MHD_RESPMEM_PERSISTENT);
-	if (!r) {
-		if (rep.owned)
-			free((void *)rep.body);
+	if (!r)
 		return MHD_NO;
-	}
 	if (rep.html) {
 		MHD_add_response_header(r, "Content-Security-Policy", UI_CSP);
 		MHD_add_response_header(r, "X-Frame-Options", "DENY");
@@ -477,7 +550,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	only = h->app_only;
 	pthread_mutex_unlock(&h->lock);
 	if (app && (only || !own_path(url)))
-		return answer_app(app, app_ctx, c, url);
+		return answer_app(h, app, app_ctx, c, url);
 	if (strcmp(url, "/metrics") == 0)
 		return answer_snapshot(h, c, &h->current, CONTENT_TYPE_METRICS,
 				       &h->st.requests_metrics);
@@ -645,6 +718,7 @@ int httpd__start_for(struct httpd **out, const struct sockaddr_storage *addr, so
 	}
 	httpd_format_addr(addr, h->addr);
 	h->started_ns = mono_ns();
+	h->app_reply_budget = HTTPD_APP_REPLY_BUDGET;
 	h->health = (struct health_config){.loop_stall_ns = HEALTH_LOOP_STALL_DEFAULT_NS,
 					   .startup_ns = HEALTH_STARTUP_NS,
 					   .export_stall_ns = HEALTH_EXPORT_STALL_NO_TIMEOUT_NS};

@@ -26,6 +26,10 @@
 #define HTTPD_CONN_PER_IP 16
 #define HTTPD_IDLE_TIMEOUT_S 10
 #define HTTPD_CONN_MEMORY (16 * 1024)
+/* The application's answers not yet sent whole, all connections together (a client that
+ * asks for large answers and reads them slowly, or never, would hold each in memory): past
+ * it, 503. Four of the UI's largest answers (UI_API_MAX_REPLY). */
+#define HTTPD_APP_REPLY_BUDGET (256u << 20)
 /* The most text one rendering may take (prom_writer limit). */
 #define HTTPD_SNAPSHOT_MAX (8u << 20)
 /* Bytes of replaced snapshots kept alive by responses still being sent. */
@@ -63,9 +67,10 @@ struct httpd;
  * called on the HTTP thread, with no lock of the endpoint held, for a GET or HEAD of a path
  * the endpoint does not answer itself (every path, when mounted alone). */
 struct httpd_request {
-	const char *url;  /* the path, percent-decoded by libmicrohttpd, without the query */
-	const char *host; /* the Host header, NULL when absent */
-	void *conn;	  /* for httpd_request_arg */
+	const char *url;      /* the path, percent-decoded by libmicrohttpd, without the query */
+	const char *host;     /* the Host header, NULL when absent */
+	void *conn;	      /* for httpd_request_arg */
+	bool client_loopback; /* the client connected from a loopback address */
 };
 /* The query argument key (decoded), NULL when absent. */
 const char *httpd_request_arg(const struct httpd_request *rq, const char *key);
@@ -96,6 +101,8 @@ int httpd__start_for(struct httpd **out, const struct sockaddr_storage *addr, so
 /* Mount fn (ctx) on the endpoint, before clients may use it; only: it answers every path
  * (no /metrics, /status, /healthz, /readyz). ctx must outlive httpd__stop. */
 void httpd__set_app(struct httpd *h, httpd_app_fn fn, void *ctx, bool only);
+/* Change HTTPD_APP_REPLY_BUDGET for this endpoint (tests). */
+void httpd__set_reply_budget(struct httpd *h, size_t bytes);
 /* The address bound (the port the kernel chose for port 0). */
 const char *httpd__address(const struct httpd *h);
 /* Make text[0..len) (malloc'd; the endpoint frees it) the answer to /metrics from now on,

@@ -139,7 +139,9 @@ static int parse_unix_seconds(const char *s, uint64_t *out)
 			}
 	if (*p)
 		return -EINVAL;
-	*out = whole * 1000000000ull + frac;
+	/* past 2554 in ns: the end of time (the multiplication would wrap to long ago) */
+	*out =
+	    whole > (UINT64_MAX - frac) / 1000000000ull ? UINT64_MAX : whole * 1000000000ull + frac;
 	return 0;
 }
 
@@ -184,7 +186,10 @@ static int parse_rfc3339(const char *s, uint64_t *out)
 	t = timegm(&tm);
 	if (t == (time_t)-1 || (int64_t)t - offset < 0)
 		return -EINVAL;
-	*out = (uint64_t)((int64_t)t - offset) * 1000000000ull + frac;
+	/* past 2554 in ns: the end of time (the multiplication would wrap to long ago) */
+	*out = (uint64_t)((int64_t)t - offset) > (UINT64_MAX - frac) / 1000000000ull
+		   ? UINT64_MAX
+		   : (uint64_t)((int64_t)t - offset) * 1000000000ull + frac;
 	return 0;
 }
 

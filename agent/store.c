@@ -46,7 +46,10 @@
 #define STORE_MAX_ATTR_VALUE 256
 #define STORE_BUSY_TIMEOUT_MS 2000
 #define STORE_PRUNE_BATCH 1   /* traces deleted a round at least while over the size bound */
+#define STORE_AGE_BATCH 2000  /* expired traces deleted a round at most */
+#define STORE_AGE_ROUNDS 4    /* rounds of those a store_prune call at most */
 #define STORE_CACHE_KIB 16384 /* page cache of a connection: indexes keyed by random ids */
+#define STORE_MAX_VALUE_LEN (4 * (int)JSON_READ_MAX_LEN) /* a line is JSON_READ_MAX_LEN at most */
 
 /* In an upsert of traces: the new span is a better root than the one recorded (in SQL, every
  * expression of an UPDATE's SET reads the row as it was). */
@@ -145,7 +148,9 @@ struct store {
 	struct json_doc doc;
 	bool read_only;
 	uint64_t max_bytes, max_age_ns;
-	int64_t pruned_size; /* the file's size after the last deletion for size, 0: none */
+	int64_t pruned_size;	/* the file's size after the last deletion for size, 0: none */
+	unsigned time_limit_ms; /* of a query (store_set_time_limit), 0: none */
+	uint64_t deadline_ns;	/* CLOCK_MONOTONIC: the query running stops past it */
 	char path[PATH_MAX];
 };
 
@@ -175,6 +180,8 @@ static int sqlite_errno(int rc)
 		return -ENOENT;
 	case SQLITE_TOOBIG:
 		return -E2BIG;
+	case SQLITE_INTERRUPT: /* only the time limit interrupts */
+		return -ETIMEDOUT;
 	}
 	return -EIO;
 }
@@ -186,6 +193,8 @@ const char *store_strerror(int err)
 		return "disk full";
 	case -EUCLEAN:
 		return "not a SQLite database, or damaged";
+	case -ETIMEDOUT:
+		return "the query took longer than its time limit";
 	}
 	return strerror(err < 0 ? -err : err);
 }
@@ -233,16 +242,89 @@ static int make_parent_dirs(const char *path)
 	return 0;
 }
 
+/* The agent writes as root: in a directory others may write to, they could plant the
+ * database, its -wal or -shm file (to read the spans or feed it a crafted one), or a
+ * symbolic link to a file of the system. The store's directory must be ours (or root's)
+ * and writable by us alone. */
+static int check_private_dir(const char *path, const char **why)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	struct stat sb;
+
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else if ((size_t)(slash - path) >= sizeof(dir))
+		return -ENAMETOOLONG;
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	if (lstat(dir, &sb) != 0)
+		return -errno;
+	if (S_ISLNK(sb.st_mode)) {
+		*why = "its directory is a symbolic link";
+		return -EPERM;
+	}
+	if ((sb.st_uid != geteuid() && sb.st_uid != 0) || (sb.st_mode & 022)) {
+		*why = "its directory is writable by other users (use a directory only its owner "
+		       "writes to)";
+		return -EPERM;
+	}
+	return 0;
+}
+
 /* Create the file 0600 before SQLite opens it (SQLite would create it 0644 under the
- * usual umask); its -wal and -shm files take the database file's mode. */
-static int create_private_file(const char *path)
+ * usual umask); its -wal and -shm files take the database file's mode. An existing file
+ * must be a regular file of ours: never a symbolic link (O_NOFOLLOW here, and
+ * SQLITE_OPEN_NOFOLLOW for SQLite's own open), nor another user's. */
+static int create_private_file(const char *path, const char **why)
 {
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	struct stat sb;
+	int e = 0;
 
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		if (errno == ELOOP)
+			*why = "it is a symbolic link";
+		return errno == ELOOP ? -EPERM : -errno;
+	}
+	if (fstat(fd, &sb) != 0) {
+		e = -errno;
+	} else if (!S_ISREG(sb.st_mode) || sb.st_uid != geteuid() || sb.st_nlink != 1) {
+		*why = "it is not a regular file of this user's";
+		e = -EPERM;
+	} else if ((sb.st_mode & 077) && fchmod(fd, 0600) != 0) {
+		e = -errno;
+	}
 	close(fd);
-	return 0;
+	return e;
+}
+
+/* SQLite on a file someone else may have written (hoptrace query and ui read any path
+ * they are given, as root): no schema code runs (triggers, views, virtual tables: a
+ * hoptrace store has none, so one that does is refused), no function the schema names
+ * runs with side effects, no write to the schema itself, each b-tree cell's size is checked
+ * as it is read, and no value is larger than a span line can be (SQLite's "Defense Against
+ * The Dark Arts"). */
+static int harden_connection(struct store *st)
+{
+	/* no string or blob larger than a span line can be (a crafted row of a gigabyte would
+	 * be read whole into memory): SQLITE_TOOBIG instead */
+	sqlite3_limit(st->db, SQLITE_LIMIT_LENGTH, STORE_MAX_VALUE_LEN);
+	sqlite3_db_config(st->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+	sqlite3_db_config(st->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+	sqlite3_db_config(st->db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL);
+	sqlite3_db_config(st->db, SQLITE_DBCONFIG_ENABLE_VIEW, 0, NULL);
+	return exec_sql(st, "PRAGMA cell_size_check = ON");
+}
+
+static int refuse_schema_code(struct store *st)
+{
+	int64_t n = query_int(st, "SELECT count(*) FROM sqlite_schema WHERE type IN "
+				  "('trigger', 'view') OR sql LIKE 'CREATE VIRTUAL%'");
+
+	return n < 0 ? (int)n : n > 0 ? -EPROTO : 0;
 }
 
 static int setup_schema(struct store *st)
@@ -286,7 +368,7 @@ struct store *store_open_errno(const char *path, enum store_mode mode, int *errn
 	int flags = mode == STORE_READ_WRITE ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
 					     : SQLITE_OPEN_READONLY;
 	struct store *st = calloc(1, sizeof(*st));
-	const char *what = "cannot open the store";
+	const char *what = "cannot open the store", *why = NULL;
 	int e = 0, rc;
 
 	if (!st) {
@@ -299,22 +381,32 @@ struct store *store_open_errno(const char *path, enum store_mode mode, int *errn
 	if (!memory && mode == STORE_READ_WRITE) {
 		e = make_parent_dirs(path);
 		if (!e)
-			e = create_private_file(path);
+			e = check_private_dir(path, &why);
+		if (!e)
+			e = create_private_file(path, &why);
 		if (e) {
 			what = "cannot create the store";
 			goto fail;
 		}
+		flags |= SQLITE_OPEN_NOFOLLOW;
 	}
 	rc = sqlite3_open_v2(path, &st->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		e = sqlite_errno(rc);
+		if (st->db && sqlite3_extended_errcode(st->db) == SQLITE_CANTOPEN_SYMLINK) {
+			why = "its path holds a symbolic link";
+			e = -EPERM;
+		}
 		goto fail;
 	}
 	sqlite3_extended_result_codes(st->db, 0);
 	sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
-	if (mode == STORE_READ_WRITE) {
+	e = harden_connection(st);
+	if (!e)
+		e = refuse_schema_code(st);
+	if (!e && mode == STORE_READ_WRITE) {
 		e = setup_schema(st);
-	} else {
+	} else if (!e) {
 		int64_t v = query_int(st, "PRAGMA user_version");
 
 		e = v < 0 ? (int)v : v != STORE_SCHEMA_VERSION ? -EPROTO : 0;
@@ -339,7 +431,8 @@ fail:
 		*errnum = e;
 	if (err && errlen)
 		snprintf(err, errlen, "%s %s: %s", what, path,
-			 e == -EPROTO ? "not a hoptrace store (or one of a newer version)"
+			 why		? why
+			 : e == -EPROTO ? "not a hoptrace store (or one of a newer version)"
 			 : e == -ENOENT && mode != STORE_READ_WRITE ? "no such file"
 								    : store_strerror(e));
 	store_close(st);
@@ -787,6 +880,37 @@ static void read_summary(sqlite3_stmt *s, struct store_trace_summary *sum)
 	copy_column_text(s, 7, sum->root_name, sizeof(sum->root_name));
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* SQLite's progress handler: nonzero stops the statement (SQLITE_INTERRUPT). */
+static int past_deadline(void *ctx)
+{
+	const struct store *st = ctx;
+
+	return st->deadline_ns && mono_ns() > st->deadline_ns;
+}
+
+void store_set_time_limit(struct store *st, unsigned ms)
+{
+	st->time_limit_ms = ms;
+	st->deadline_ns = 0;
+	/* every 1000 virtual machine steps: a few microseconds */
+	sqlite3_progress_handler(st->db, ms ? 1000 : 0, ms ? past_deadline : NULL, st);
+}
+
+/* A read starts: its time limit runs from now. */
+static void query_begin(struct store *st)
+{
+	if (st->time_limit_ms)
+		st->deadline_ns = mono_ns() + (uint64_t)st->time_limit_ms * 1000000ull;
+}
+
 /* Each trace matching f (f->limit 0: all), newest first, into fn. */
 static int each_trace(struct store *st, const struct store_filter *f,
 		      int (*fn)(void *ctx, const struct store_trace_summary *sum), void *ctx)
@@ -801,6 +925,7 @@ static int each_trace(struct store *st, const struct store_filter *f,
 	build_search(f, &q, &a, paths);
 	if (q.overflow)
 		return -E2BIG;
+	query_begin(st);
 	rc = sqlite3_prepare_v2(st->db, q.buf, -1, &s, NULL);
 	if (rc != SQLITE_OK)
 		return sqlite_errno(rc);
@@ -853,6 +978,7 @@ int store_trace_lines(struct store *st, const uint8_t trace_id[16], span_line_fn
 	bool found = false;
 	int rc, err = 0;
 
+	query_begin(st);
 	sqlite3_bind_blob(s, 1, trace_id, 16, SQLITE_TRANSIENT);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		const char *line = (const char *)sqlite3_column_text(s, 0);
@@ -876,6 +1002,7 @@ int store_services(struct store *st, int (*fn)(void *ctx, const char *service), 
 	sqlite3_stmt *s;
 	int rc, err = 0;
 
+	query_begin(st);
 	rc = sqlite3_prepare_v2(st->db, "SELECT DISTINCT service FROM spans ORDER BY service", -1,
 				&s, NULL);
 	if (rc != SQLITE_OK)
@@ -904,6 +1031,7 @@ int store_operations(struct store *st, const char *service,
 	sqlite3_stmt *s;
 	int rc, err = 0;
 
+	query_begin(st);
 	rc = sqlite3_prepare_v2(st->db,
 				"SELECT DISTINCT name, kind FROM spans WHERE service = ?1 "
 				"ORDER BY name, kind",
@@ -948,6 +1076,7 @@ int store_dependencies(struct store *st, uint64_t from_unix_ns, uint64_t to_unix
 	sqlite3_stmt *s;
 	int rc, err = 0;
 
+	query_begin(st);
 	rc = sqlite3_prepare_v2(st->db, deps_sql, -1, &s, NULL);
 	if (rc != SQLITE_OK)
 		return sqlite_errno(rc);
@@ -1125,22 +1254,28 @@ int store_prune(struct store *st, uint64_t now_unix_ns, uint64_t *traces_deleted
 
 	if (st->read_only)
 		return -EROFS;
-	if (st->max_age_ns && now_unix_ns > st->max_age_ns) {
-		/* by end: a trace still going on is not old */
+	/* by end: a trace still going on is not old. In rounds, each committed and its room
+	 * given back: a store that comes back after days holds a bound's worth of expired traces,
+	 * which in one transaction stalled the writer for seconds and doubled the disk used (the
+	 * WAL held every page deleted); what the rounds of one call leave, the next one takes. */
+	for (int round = 0;
+	     st->max_age_ns && now_unix_ns > st->max_age_ns && round < STORE_AGE_ROUNDS; round++) {
 		snprintf(sql, sizeof(sql),
 			 "INSERT INTO doomed SELECT trace_id FROM traces WHERE start_ns < %" PRId64
-			 " AND end_ns < %" PRId64,
+			 " AND end_ns < %" PRId64 " ORDER BY start_ns LIMIT %d",
 			 clamp_i64(now_unix_ns - st->max_age_ns),
-			 clamp_i64(now_unix_ns - st->max_age_ns));
+			 clamp_i64(now_unix_ns - st->max_age_ns), STORE_AGE_BATCH);
 		n = delete_round(st, sql);
 		if (n < 0)
 			return n;
 		if (traces_deleted)
 			*traces_deleted += (uint64_t)n;
 		deleted = n > 0;
+		if (deleted)
+			err = reclaim(st);
+		if (err || n < STORE_AGE_BATCH)
+			break;
 	}
-	if (deleted)
-		err = reclaim(st);
 	if (!st->max_bytes)
 		return err;
 	return err ? err : prune_for_size(st, traces_deleted);

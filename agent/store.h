@@ -106,7 +106,8 @@ const char *store_strerror(int err);
  * last span end (0: none). */
 void store_set_limits(struct store *st, uint64_t max_bytes, uint64_t max_age_ns);
 /* Delete whole traces, oldest first, past the bounds, and give their room back to the file
- * system. Adds the traces deleted to *traces_deleted (may be NULL). 0 or -errno. */
+ * system. Adds the traces deleted to *traces_deleted (may be NULL). 0 or -errno. Expired
+ * traces go in rounds of a few thousand, 8000 a call at most: the next call takes the rest. */
 int store_prune(struct store *st, uint64_t now_unix_ns, uint64_t *traces_deleted);
 /* The database file's size (pages in use and free), or -errno. */
 int64_t store_size_bytes(struct store *st);
@@ -115,6 +116,12 @@ int64_t store_size_bytes(struct store *st);
 int store_move_aside(const char *path, char *moved_to, size_t cap);
 /* n bytes from 2n hex digits (either case); false for anything else. */
 bool store_parse_hex_id(const char *hex, uint8_t *out, size_t n);
+
+/* Stop each read (store_find_traces, store_trace_lines, store_services, store_operations,
+ * store_dependencies) that runs longer than ms milliseconds with -ETIMEDOUT: a search that
+ * reads the whole store must not hold up the endpoint it shares with /metrics and /healthz.
+ * 0: no limit (the default). */
+void store_set_time_limit(struct store *st, unsigned ms);
 
 /* `hoptrace query` (query_cli.c). */
 int query_cli_main(int argc, char **argv);

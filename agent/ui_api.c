@@ -54,6 +54,8 @@ int ui_api_init(struct ui_api *a, const char *path, struct store *st,
 		const struct sockaddr_storage *bound)
 {
 	*a = (struct ui_api){.st = st, .loopback = bound && addr_is_loopback(bound)};
+	if (st)
+		store_set_time_limit(st, UI_API_QUERY_MS);
 	if (!st) {
 		a->store_path = strdup(path ? path : STORE_DEFAULT_PATH);
 		if (!a->store_path)
@@ -77,6 +79,8 @@ static struct store *api_store(struct ui_api *a, char *why, size_t cap)
 	if (!a->st && a->store_path) {
 		a->st = store_open(a->store_path, STORE_READ_ONLY, why, cap);
 		a->own_store = a->st != NULL;
+		if (a->st)
+			store_set_time_limit(a->st, UI_API_QUERY_MS);
 	}
 	return a->st;
 }
@@ -135,7 +139,13 @@ static void reply_store_error(struct ui_api *a, struct httpd_reply *r, int err)
 {
 	char msg[160];
 
-	snprintf(msg, sizeof(msg), "the store cannot be read: %s", strerror(err < 0 ? -err : err));
+	if (err == -ETIMEDOUT)
+		snprintf(msg, sizeof(msg),
+			 "the search took longer than %u ms: narrow it (a service, an operation, "
+			 "a time range)",
+			 UI_API_QUERY_MS);
+	else
+		snprintf(msg, sizeof(msg), "the store cannot be read: %s", store_strerror(err));
 	reply_error(a, r, 503, msg);
 }
 
@@ -666,16 +676,17 @@ static void api_dependencies(struct ui_api *a, struct store *st, const struct ht
 
 /* ---- routing --------------------------------------------------------------------------- */
 
-/* On a loopback address only loopback names may be asked for: a page elsewhere whose name
- * was made to resolve to 127.0.0.1 (DNS rebinding) sends its own name as Host. */
-static bool host_allowed(const struct ui_api *a, const char *host)
+/* On a loopback address, or from one (an endpoint bound to every address is reached over
+ * loopback too), only loopback names may be asked for: a page elsewhere whose name was made
+ * to resolve to 127.0.0.1 (DNS rebinding) sends its own name as Host. */
+static bool host_allowed(const struct ui_api *a, const char *host, bool client_loopback)
 {
 	struct in_addr v4;
 	char name[256];
 	const char *end;
 	size_t n;
 
-	if (!a->loopback || !host)
+	if ((!a->loopback && !client_loopback) || !host)
 		return true;
 	if (host[0] == '[') {
 		end = strchr(host, ']');
@@ -766,7 +777,7 @@ void ui_api_handle(void *ctx, const struct httpd_request *rq, struct httpd_reply
 
 	a->requests++;
 	r->html = true; /* every answer gets the page headers: a JSON body is no page either */
-	if (!host_allowed(a, rq->host)) {
+	if (!host_allowed(a, rq->host, rq->client_loopback)) {
 		a->errors++;
 		reply_text(r, 403,
 			   "forbidden: this endpoint answers loopback names only "

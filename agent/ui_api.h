@@ -21,8 +21,9 @@
  * Everything runs on the HTTP thread, through a store connection of its own (read-only
  * when it opens the agent's database file), never on the event loop. Bounded: limit
  * clamped to UI_API_MAX_LIMIT, answers at most UI_API_MAX_REPLY bytes, spans per trace at
- * most UI_API_MAX_SPANS. On a loopback address, a request whose Host is not a loopback name
- * is refused (a web page's DNS rebinding would otherwise read the traces).
+ * most UI_API_MAX_SPANS, a query at most UI_API_QUERY_MS. On a loopback address, a request whose
+ * Host is not a loopback name is refused (a web page's DNS rebinding would otherwise read the
+ * traces).
  */
 #ifndef HOPTRACE_UI_API_H
 #define HOPTRACE_UI_API_H
@@ -36,6 +37,9 @@
 #define UI_API_DEFAULT_LIMIT 20
 #define UI_API_MAX_REPLY (64u << 20)
 #define UI_API_MAX_SPANS 20000
+/* A query's time limit (store_set_time_limit): the endpoint's one thread also answers
+ * /metrics and /healthz, which a search reading the whole store must not hold up. */
+#define UI_API_QUERY_MS 2000
 
 struct store;
 

@@ -117,6 +117,11 @@ def test_default_store_and_every_query():
     assert ids("--from", f"{t0 - 60:.3f}") == everything
     assert ids("--from", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0 + 3600))) == set()
     assert ids("--to", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0 - 3600))) == set()
+    # a time past what nanoseconds since 1970 hold (2554) is the end of time, not a wrap
+    # to long ago
+    assert ids("--to", "2600-01-01T00:00:00Z") == everything
+    assert ids("--to", "18446744075") == everything
+    assert ids("--from", "2600-01-01T00:00:00Z") == set()
     # trace id, limit
     assert ids("--trace-id", TRACE) == {TRACE}
     assert len(ids("--limit", "1")) == 1

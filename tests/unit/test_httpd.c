@@ -11,9 +11,14 @@
 #include "selfmetrics.h"
 #include "stats.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 static void expect_addr(const char *in, const char *want)
 {
@@ -101,12 +106,85 @@ static void test_page_names(void **state)
 	prom_writer__free(&w);
 }
 
+#define BIG_ANSWER (32u << 20)
+
+/* An application whose every answer is BIG_ANSWER bytes, malloc'd. */
+static void big_app(void *ctx, const struct httpd_request *rq, struct httpd_reply *r)
+{
+	char *body = malloc(BIG_ANSWER);
+
+	(void)ctx;
+	(void)rq;
+	if (!body)
+		return;
+	memset(body, 'x', BIG_ANSWER);
+	*r = (struct httpd_reply){.status = 200,
+				  .content_type = "text/plain",
+				  .body = body,
+				  .len = BIG_ANSWER,
+				  .owned = true};
+}
+
+/* A connection that asked for / and read the status line of the answer, nothing more. */
+static int ask(int port, char *status, size_t cap)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	struct timeval tv = {.tv_sec = 5};
+	const char req[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	ssize_t n;
+
+	assert_true(fd >= 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(write(fd, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+	n = read(fd, status, cap - 1);
+	assert_true(n >= 12);
+	status[n] = '\0';
+	return fd;
+}
+
+/* Clients that ask for large answers and do not read them hold at most the reply budget
+ * between them: past it, 503; once they go, answers are given again. */
+static void test_reply_budget(void **state)
+{
+	struct sockaddr_storage addr;
+	struct httpd_app app = {.fn = big_app};
+	struct httpd *h = NULL;
+	socklen_t len;
+	char status[64];
+	int port, slow, fd;
+	bool again = false;
+
+	(void)state;
+	assert_int_equal(httpd_parse_listen("127.0.0.1:0", &addr, &len), 0);
+	assert_int_equal(httpd__start_for(&h, &addr, len, "--ui-listen", &app), 0);
+	httpd__set_reply_budget(h, BIG_ANSWER + BIG_ANSWER / 2);
+	port = atoi(strrchr(httpd__address(h), ':') + 1);
+	slow = ask(port, status, sizeof(status));
+	assert_memory_equal(status, "HTTP/1.1 200", 12);
+	fd = ask(port, status, sizeof(status));
+	assert_memory_equal(status, "HTTP/1.1 503", 12);
+	close(fd);
+	close(slow);
+	for (int i = 0; i < 50 && !again; i++) {
+		usleep(100 * 1000);
+		fd = ask(port, status, sizeof(status));
+		again = !memcmp(status, "HTTP/1.1 200", 12);
+		close(fd);
+	}
+	assert_true(again);
+	httpd__stop(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_listen_forms),
 	    cmocka_unit_test(test_listen_refused),
 	    cmocka_unit_test(test_page_names),
+	    cmocka_unit_test(test_reply_budget),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

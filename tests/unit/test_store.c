@@ -13,10 +13,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "audit.h"
@@ -465,6 +467,51 @@ static void test_retention_age(void **state)
 	assert_int_equal(count_spans_of(fx->st, 3), 0);
 }
 
+/* A store that comes back after long holds many expired traces: they go oldest first in
+ * committed rounds, 8000 a call at most (one transaction for all stalled the writer and
+ * grew the WAL by every page deleted), and the next call takes the rest. */
+static void test_retention_age_rounds(void **state)
+{
+	enum { OLD = 10000, BATCH = 500 };
+	struct fixture *fx = *state;
+	struct store_filter f = {.error = -1};
+	struct store_trace_summary sum[2];
+	static char lines[BATCH][600];
+	const char *ptr[BATCH];
+	size_t len[BATCH];
+	uint64_t deleted = 0;
+
+	for (int b = 0; b < OLD / BATCH; b++) {
+		for (int i = 0; i < BATCH; i++) {
+			char hex[9];
+
+			len[i] = (size_t)span_line(
+			    lines[i], sizeof(lines[i]), 1, 1, 0, "front", "GET /", "SERVER",
+			    T0 + (uint64_t)(b * BATCH + i) * MS, MS, false, "");
+			/* a trace id of its own: 8 hex digits into the id after its first byte */
+			snprintf(hex, sizeof(hex), "%08x", b * BATCH + i);
+			memcpy(lines[i] + strlen("{\"trace_id\":\"01"), hex, 8);
+			ptr[i] = lines[i];
+		}
+		assert_int_equal(store_add_lines(fx->st, ptr, len, BATCH, NULL), BATCH);
+	}
+	assert_int_equal(add_span(fx->st, 2, 0x21, 0, "front", "GET /new", "SERVER",
+				  T0 + 48ull * 3600 * 1000 * MS, MS, false, ""),
+			 1);
+	store_set_limits(fx->st, 0, 3600ull * 1000 * MS);
+	assert_int_equal(store_prune(fx->st, T0 + 48ull * 3600 * 1000 * MS, &deleted), 0);
+	assert_int_equal(deleted, 8000);
+	/* the oldest went first: the earliest left is number 8000 */
+	f.to_unix_ns = T0 + 8000 * MS;
+	assert_int_equal(store_find_traces(fx->st, &f, sum, 2), 1);
+	assert_int_equal(sum[0].start_unix_ns, T0 + 8000 * MS);
+	assert_int_equal(store_prune(fx->st, T0 + 48ull * 3600 * 1000 * MS, &deleted), 0);
+	assert_int_equal(deleted, OLD);
+	f.to_unix_ns = 0;
+	assert_int_equal(store_find_traces(fx->st, &f, sum, 2), 1);
+	assert_int_equal(sum[0].trace_id[0], 2);
+}
+
 static void test_private_modes(void **state)
 {
 	struct fixture *fx = *state;
@@ -476,6 +523,176 @@ static void test_private_modes(void **state)
 	assert_int_equal(sb.st_mode & 0777, 0700);
 	assert_int_equal(stat(fx->path, &sb), 0);
 	assert_int_equal(sb.st_mode & 0777, 0600);
+}
+
+/* The agent writes its store as root: nothing planted by another user is followed or
+ * written (a symbolic link, in the path or as the file; another user's file; a directory
+ * others may write to), and a file of ours left readable by others is made private. */
+static void expect_refused(const char *path, const char *reason)
+{
+	char err[512];
+	int e = 0;
+
+	assert_null(store_open_errno(path, STORE_READ_WRITE, &e, err, sizeof(err)));
+	assert_int_equal(e, -EPERM);
+	if (!strstr(err, reason))
+		fail_msg("%s: expected '%s'", err, reason);
+}
+
+static void test_planted_paths(void **state)
+{
+	struct fixture *fx = *state;
+	char path[256], target[256], dir[256], err[512];
+	struct stat sb;
+	struct store *st;
+	int fd;
+
+	/* the file a symbolic link (to a file of the system, say): not followed, not created */
+	snprintf(target, sizeof(target), "%s/target", fx->dir);
+	snprintf(path, sizeof(path), "%s/link.db", fx->dir);
+	assert_int_equal(symlink(target, path), 0);
+	expect_refused(path, "symbolic link");
+	assert_int_equal(access(target, F_OK), -1);
+	/* a symbolic link on the way to it */
+	snprintf(dir, sizeof(dir), "%s/linkdir", fx->dir);
+	snprintf(target, sizeof(target), "%s/sub", fx->dir);
+	assert_int_equal(symlink(target, dir), 0);
+	snprintf(path, sizeof(path), "%s/linkdir/x.db", fx->dir);
+	expect_refused(path, "symbolic link");
+	snprintf(path, sizeof(path), "%s/linkdir/deeper/x.db", fx->dir);
+	expect_refused(path, "symbolic link");
+	/* a directory others may write to (where they could plant the -wal file) */
+	snprintf(dir, sizeof(dir), "%s/open", fx->dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(chmod(dir, 01777), 0);
+	snprintf(path, sizeof(path), "%s/open/x.db", fx->dir);
+	expect_refused(path, "writable by other users");
+	assert_int_equal(access(path, F_OK), -1);
+	/* a file of ours readable by others: opened, and made private */
+	snprintf(path, sizeof(path), "%s/sub/loose.db", fx->dir);
+	fd = open(path, O_WRONLY | O_CREAT, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(fchmod(fd, 0644), 0);
+	close(fd);
+	st = store_open(path, STORE_READ_WRITE, err, sizeof(err));
+	if (!st)
+		fail_msg("%s", err);
+	store_close(st);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	/* another user's file: refused (only root can give a file away) */
+	if (geteuid() != 0) {
+		print_message("not root: the test of another user's file needs root\n");
+		skip();
+	}
+	snprintf(path, sizeof(path), "%s/sub/foreign.db", fx->dir);
+	fd = open(path, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(fchown(fd, 65534, 65534), 0);
+	close(fd);
+	expect_refused(path, "not a regular file of this user's");
+	/* a directory of another user's (who may plant files in it) */
+	snprintf(dir, sizeof(dir), "%s/theirs", fx->dir);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	assert_int_equal(chown(dir, 65534, 65534), 0);
+	snprintf(path, sizeof(path), "%s/theirs/x.db", fx->dir);
+	expect_refused(path, "writable by other users");
+}
+
+static void sql(const char *path, const char *stmt)
+{
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	if (sqlite3_exec(db, stmt, NULL, NULL, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", stmt, sqlite3_errmsg(db));
+	sqlite3_close(db);
+}
+
+/* A store file may come from anyone (hoptrace query and ui read the path they are given,
+ * often as root): one with code in its schema (a trigger, a view, a virtual table, none of
+ * which a hoptrace store has) is refused by readers and by the writer. */
+static void test_schema_code_refused(void **state)
+{
+	static const char *const planted[] = {
+	    "CREATE TRIGGER t AFTER INSERT ON spans BEGIN DELETE FROM traces; END",
+	    "CREATE VIEW v AS SELECT * FROM spans",
+	};
+	struct fixture *fx = *state;
+	char err[512];
+	int e = 0;
+
+	assert_int_equal(
+	    add_span(fx->st, 1, 0x11, 0, "front", "GET /", "SERVER", T0, MS, false, ""), 1);
+	store_close(fx->st);
+	fx->st = NULL;
+	for (size_t i = 0; i < sizeof(planted) / sizeof(planted[0]); i++) {
+		sql(fx->path, planted[i]);
+		assert_null(store_open_errno(fx->path, STORE_READ_ONLY, &e, err, sizeof(err)));
+		assert_int_equal(e, -EPROTO);
+		assert_null(store_open_errno(fx->path, STORE_READ_WRITE, &e, err, sizeof(err)));
+		assert_int_equal(e, -EPROTO);
+		sql(fx->path, i == 0 ? "DROP TRIGGER t" : "DROP VIEW v");
+	}
+	/* without them, the same file opens */
+	fx->st = store_open(fx->path, STORE_READ_ONLY, err, sizeof(err));
+	if (!fx->st)
+		fail_msg("%s", err);
+}
+
+static double elapsed_ms(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* A search the indexes do not serve (an attribute left out of them: every line read) stops
+ * at the time limit with -ETIMEDOUT, where it would hold up the UI's endpoint (and the
+ * /metrics and /healthz it shares) for as long as it reads; without a limit it finishes. */
+static void test_time_limit(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_filter f = {.error = -1, .nattrs = 1};
+	struct store_trace_summary sum[4];
+	static char lines[1000][600];
+	const char *ptr[1000];
+	size_t len[1000];
+	struct timespec t0;
+	double full_ms;
+
+	for (int b = 0; b < 10; b++) {
+		for (int i = 0; i < 1000; i++) {
+			int n = b * 1000 + i;
+
+			len[i] =
+			    (size_t)span_line(lines[i], sizeof(lines[i]), n % 250, n / 250 + 1, 0,
+					      "front", "GET /", "SERVER", T0 + (uint64_t)n * MS, MS,
+					      false, ",\"url.full\":\"http://h/p\"");
+			ptr[i] = lines[i];
+		}
+		assert_int_equal(store_add_lines(fx->st, ptr, len, 1000, NULL), 1000);
+	}
+	f.attr_key[0] = "url.full";
+	f.attr_value[0] = "http://h/none";
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(store_find_traces(fx->st, &f, sum, 4), 0);
+	full_ms = elapsed_ms(&t0);
+	if (full_ms < 5)
+		fail_msg("the whole scan took %.1f ms: too fast to test a 1 ms limit", full_ms);
+	store_set_time_limit(fx->st, 1);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(store_find_traces(fx->st, &f, sum, 4), -ETIMEDOUT);
+	assert_true(elapsed_ms(&t0) < full_ms);
+	assert_non_null(strstr(store_strerror(-ETIMEDOUT), "time limit"));
+	/* the limit is per query: a quick one after it answers */
+	f.nattrs = 0;
+	assert_int_equal(store_find_traces(fx->st, &f, sum, 4), 4);
+	store_set_time_limit(fx->st, 0);
+	f.nattrs = 1;
+	assert_int_equal(store_find_traces(fx->st, &f, sum, 4), 0);
+	print_message("scan of 10,000 lines: %.1f ms\n", full_ms);
 }
 
 static void test_not_a_database(void **state)
@@ -517,6 +734,35 @@ static int count_tsource(void *ctx, const char *line, size_t len)
 	(void)len;
 	(*(int *)ctx)++;
 	return 0;
+}
+
+static int count_bytes(void *ctx, const char *line, size_t len)
+{
+	(void)line;
+	*(size_t *)ctx += len;
+	return 0;
+}
+
+/* A crafted store with a span line of 64 MiB (a hoptrace line is at most 1 MiB) is not read
+ * whole into memory: the read fails with -E2BIG. */
+static void test_huge_value_refused(void **state)
+{
+	struct fixture *fx = *state;
+	uint8_t id[16];
+	size_t bytes = 0;
+	char err[512];
+
+	assert_int_equal(
+	    add_span(fx->st, 1, 0x11, 0, "front", "GET /", "SERVER", T0, MS, false, ""), 1);
+	store_close(fx->st);
+	fx->st = NULL;
+	sql(fx->path, "UPDATE spans SET line = '\"' || zeroblob(64 << 20) || '\"'");
+	fx->st = store_open(fx->path, STORE_READ_ONLY, err, sizeof(err));
+	if (!fx->st)
+		fail_msg("%s", err);
+	ids_of(1, id);
+	assert_int_equal(store_trace_lines(fx->st, id, count_bytes, &bytes), -E2BIG);
+	assert_int_equal(bytes, 0);
 }
 
 static void test_tsource_store(void **state)
@@ -637,8 +883,13 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_malformed_lines, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_retention_size, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_retention_age, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_retention_age_rounds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_private_modes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_planted_paths, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_time_limit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_schema_code_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_huge_value_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tsource_store, setup, teardown),
 	    cmocka_unit_test(test_durations),
 	    cmocka_unit_test_setup_teardown(test_sink_store, setup, teardown),

@@ -301,13 +301,40 @@ static void test_host_names(void **state)
 	}
 }
 
+/* Bound to every address, the endpoint is reached over loopback too: there a page's DNS
+ * rebinding (its own name resolved to 127.0.0.1) is refused as on a loopback address,
+ * while a loopback name is answered. */
+static void test_host_names_wildcard(void **state)
+{
+	const struct fixture *f = *state;
+	struct fixture any = {.st = f->st};
+	struct sockaddr_storage addr;
+	socklen_t alen;
+	struct reply r;
+
+	assert_int_equal(httpd_parse_listen("0.0.0.0:0", &addr, &alen), 0);
+	assert_int_equal(ui_api_init(&any.api, NULL, f->st, &addr), 0);
+	assert_int_equal(httpd__start_for(&any.h, &addr, alen, "test",
+					  &(struct httpd_app){ui_api_handle, &any.api}),
+			 0);
+	snprintf(any.base, sizeof(any.base), "http://127.0.0.1:%s",
+		 strrchr(httpd__address(any.h), ':') + 1);
+	r = get(&any, "/api/services", "evil.example:16686");
+	assert_int_equal(r.status, 403);
+	free(r.body);
+	r = get(&any, "/api/services", "localhost:16686");
+	assert_int_equal(r.status, 200);
+	free(r.body);
+	httpd__stop(any.h);
+	ui_api_free(&any.api);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_bad_parameters),
-	    cmocka_unit_test(test_limit_and_filters),
-	    cmocka_unit_test(test_names_and_markup),
-	    cmocka_unit_test(test_host_names),
+	    cmocka_unit_test(test_bad_parameters),	cmocka_unit_test(test_limit_and_filters),
+	    cmocka_unit_test(test_names_and_markup),	cmocka_unit_test(test_host_names),
+	    cmocka_unit_test(test_host_names_wildcard),
 	};
 	int rc;
 
