@@ -326,7 +326,7 @@ static void put_references(struct jbuf *b, const struct json_doc *d, const struc
 	jbuf_puts(b, "]");
 }
 
-static const char *kind_tag(const char *kind)
+const char *jaeger_kind_tag(const char *kind)
 {
 	if (!kind)
 		return NULL;
@@ -345,7 +345,7 @@ static const char *kind_tag(const char *kind)
 
 static void put_tags(struct jbuf *b, const struct json_doc *d, const struct span_in *s)
 {
-	const char *kind = kind_tag(s->kind);
+	const char *kind = jaeger_kind_tag(s->kind);
 	bool first = true;
 
 	jbuf_puts(b, "\"tags\":[");

@@ -67,4 +67,8 @@ int jaeger_trace_json(struct jbuf *out, const char *const *lines, const size_t *
  * time.ParseDuration: "1.5s", "100ms", "250us", "2m", "1h30m"); nanoseconds. 0 or -EINVAL. */
 int jaeger_parse_duration(const char *s, uint64_t *ns);
 
+/* A span kind of the JSON span schema ("SERVER") as Jaeger's span.kind tag says it
+ * ("server"); NULL for UNSPECIFIED, an unknown kind or NULL. */
+const char *jaeger_kind_tag(const char *kind);
+
 #endif

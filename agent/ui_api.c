@@ -168,28 +168,13 @@ static int list_service(void *ctx, const char *service)
 	return l->b->err;
 }
 
-static const char *lower_kind(const char *kind)
-{
-	if (!kind)
-		return "";
-	if (!strcmp(kind, "SERVER"))
-		return "server";
-	if (!strcmp(kind, "CLIENT"))
-		return "client";
-	if (!strcmp(kind, "PRODUCER"))
-		return "producer";
-	if (!strcmp(kind, "CONSUMER"))
-		return "consumer";
-	if (!strcmp(kind, "INTERNAL"))
-		return "internal";
-	return "";
-}
-
 static int list_operation(void *ctx, const char *name, const char *kind)
 {
 	struct list_ctx *l = ctx;
-	const char *k = lower_kind(kind);
+	const char *k = jaeger_kind_tag(kind);
 
+	if (!k)
+		k = "";
 	if (l->kind && *l->kind && strcmp(l->kind, k))
 		return 0;
 	if (!l->objects) {
